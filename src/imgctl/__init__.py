@@ -1,0 +1,9 @@
+"""imgctl: promote container images between environments with their digests unchanged.
+
+The public API lives in the subpackages (``imgctl.oci``, ``imgctl.registry``); this module
+stays tiny so that ``imgctl --help`` starts fast.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,377 @@
+"""The copy engine: move images between repositories with their digests unchanged.
+
+Rules it keeps, whatever goes wrong:
+
+* manifests are pushed as the exact bytes fetched, so every digest is preserved;
+* children go before parents (blobs, then platform manifests, then the index), and the tag is
+  written last, so a failed copy never leaves a tag pointing at an incomplete image;
+* blobs already in the destination are skipped, blobs on the same registry are mounted, and the
+  rest stream from source to destination with the digest checked on the fly — the last chunk is
+  held back until the digest matches, so a corrupt stream never completes an upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import httpx
+
+from imgctl.errors import (
+    DigestMismatchError,
+    ImgctlError,
+    RegistryError,
+    TransportError,
+    UsageError,
+)
+from imgctl.oci.digest import Digest
+from imgctl.oci.manifest import Descriptor, Index, Manifest, parse_manifest
+from imgctl.oci.reference import Reference
+from imgctl.registry.client import FetchedManifest, RegistryClient
+
+__all__ = [
+    "CopyOptions",
+    "CopyProgress",
+    "CopyResult",
+    "copy_image",
+    "copy_images",
+    "resolve_destination",
+]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class CopyOptions:
+    """Concurrency and retry knobs of a copy run."""
+
+    image_concurrency: int = 8
+    blob_concurrency: int = 8
+    chunk_size: int | None = None
+    blob_attempts: int = 3
+
+
+@dataclass(slots=True)
+class CopyResult:
+    """What happened to one source -> destination pair."""
+
+    source: Reference
+    destination: Reference
+    digest: Digest | None = None
+    media_type: str | None = None
+    status: str = "pending"  # copied | unchanged | failed
+    manifests_pushed: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    bytes_copied: int = 0
+    seconds: float = 0.0
+    error: ImgctlError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True unless the copy failed."""
+        return self.status != "failed"
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready summary."""
+        out: dict[str, object] = {
+            "source": str(self.source),
+            "destination": str(self.destination),
+            "digest": str(self.digest) if self.digest else None,
+            "mediaType": self.media_type,
+            "status": self.status,
+            "manifestsPushed": self.manifests_pushed,
+            "blobsCopied": self.blobs_copied,
+            "blobsMounted": self.blobs_mounted,
+            "blobsSkipped": self.blobs_skipped,
+            "bytesCopied": self.bytes_copied,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.error is not None:
+            out["error"] = str(self.error)
+        return out
+
+
+@dataclass(slots=True)
+class CopyProgress:
+    """Running totals a progress display can read; ``on_change`` fires after each update."""
+
+    images_total: int = 0
+    images_done: int = 0
+    bytes_copied: int = 0
+    on_change: Callable[[CopyProgress], None] | None = field(default=None, repr=False)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+
+async def copy_image(
+    client: RegistryClient,
+    source: Reference,
+    destination: Reference,
+    options: CopyOptions | None = None,
+) -> CopyResult:
+    """Copy one image (or index, with all its platforms); raise on failure."""
+    [result] = await copy_images(client, [(source, destination)], options)
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+async def copy_images(
+    client: RegistryClient,
+    pairs: Sequence[tuple[Reference, Reference]],
+    options: CopyOptions | None = None,
+    progress: CopyProgress | None = None,
+) -> list[CopyResult]:
+    """Copy many pairs sharing connections, limits and blob work; failures are per pair."""
+    engine = _Engine(client, options or CopyOptions(), progress or CopyProgress())
+    engine.progress.images_total = len(pairs)
+    return list(await asyncio.gather(*(engine.copy(src, dst) for src, dst in pairs)))
+
+
+def resolve_destination(source: Reference, destination: Reference) -> Reference:
+    """A destination without tag or digest takes the source's tag (or digest)."""
+    if destination.tag is None and destination.digest is None:
+        if source.tag is not None:
+            return destination.with_tag(source.tag)
+        return destination.with_digest(source.digest) if source.digest else destination
+    return destination
+
+
+class _Engine:
+    def __init__(self, client: RegistryClient, options: CopyOptions, progress: CopyProgress):
+        self.client = client
+        self.options = options
+        self.progress = progress
+        self._images = asyncio.Semaphore(options.image_concurrency)
+        self._blobs = asyncio.Semaphore(options.blob_concurrency)
+        # One transfer per (destination repository, digest) in a run, shared by every image.
+        self._blob_work: dict[tuple[str, str, Digest], asyncio.Task[str]] = {}
+        self._manifest_work: dict[tuple[str, str, Digest], asyncio.Task[None]] = {}
+        # Repositories of a destination registry known to hold a blob, to mount from.
+        self._held: dict[tuple[str, Digest], str] = {}
+
+    async def copy(self, source: Reference, destination: Reference) -> CopyResult:
+        destination = resolve_destination(source, destination)
+        result = CopyResult(source, destination)
+        started = time.monotonic()
+        async with self._images:
+            try:
+                await self._copy(result)
+            except ImgctlError as exc:
+                result.status = "failed"
+                result.error = exc
+            except httpx.HTTPError as exc:
+                result.status = "failed"
+                result.error = TransportError(f"copying {source}: {exc or type(exc).__name__}")
+        result.seconds = time.monotonic() - started
+        self.progress.images_done += 1
+        self.progress._changed()
+        return result
+
+    async def _copy(self, result: CopyResult) -> None:
+        source, destination = result.source, result.destination
+        if source.name == destination.name and source.identifier == destination.identifier:
+            raise UsageError(f"source and destination are the same: {source}")
+        fetched = await self.client.get_manifest(source)
+        result.digest, result.media_type = fetched.digest, fetched.media_type
+        if destination.digest is not None and destination.digest != fetched.digest:
+            raise UsageError(
+                f"destination {destination} pins digest {destination.digest}, but the source "
+                f"is {fetched.digest}",
+                hint="drop the digest from the destination or copy the matching source",
+            )
+        existing = await self.client.head_manifest(destination)
+        if existing is not None and existing.digest == fetched.digest:
+            result.status = "unchanged"
+            return
+        self.client.want_push(destination.registry, destination.repository)
+        await self._copy_children(source, destination, fetched, result)
+        # The tag goes last: everything it points at is already in place.
+        await self.client.put_manifest(destination, fetched.data, fetched.media_type)
+        result.manifests_pushed += 1
+        result.status = "copied"
+
+    async def _copy_children(
+        self,
+        source: Reference,
+        destination: Reference,
+        fetched: FetchedManifest,
+        result: CopyResult,
+    ) -> None:
+        parsed = parse_manifest(fetched.data, fetched.media_type)
+        if isinstance(parsed, Index):
+            await _gather_all(
+                self._copy_child_manifest(source, destination, child, result)
+                for child in parsed.manifests
+            )
+        else:
+            await self._copy_blobs(source, destination, parsed, result)
+
+    async def _copy_child_manifest(
+        self, source: Reference, destination: Reference, child: Descriptor, result: CopyResult
+    ) -> None:
+        key = (destination.registry, destination.repository, child.digest)
+        task = self._manifest_work.get(key)
+        if task is None:
+            task = asyncio.ensure_future(
+                self._push_child_manifest(source, destination, child, result)
+            )
+            self._manifest_work[key] = task
+        await asyncio.shield(task)
+
+    async def _push_child_manifest(
+        self, source: Reference, destination: Reference, child: Descriptor, result: CopyResult
+    ) -> None:
+        target = destination.with_digest(child.digest)
+        if await self.client.head_manifest(target) is not None:
+            return
+        fetched = await self.client.get_manifest(source.with_digest(child.digest))
+        await self._copy_children(source, destination, fetched, result)
+        await self.client.put_manifest(target, fetched.data, fetched.media_type)
+        result.manifests_pushed += 1
+
+    async def _copy_blobs(
+        self, source: Reference, destination: Reference, manifest: Manifest, result: CopyResult
+    ) -> None:
+        blobs = [d for d in manifest.blobs if d.distributable]
+        outcomes = await _gather_all(self._blob(source, destination, d) for d in blobs)
+        for outcome, desc in zip(outcomes, blobs, strict=True):
+            if outcome == "copied":
+                result.blobs_copied += 1
+                result.bytes_copied += desc.size
+            elif outcome == "mounted":
+                result.blobs_mounted += 1
+            else:
+                result.blobs_skipped += 1
+
+    async def _blob(self, source: Reference, destination: Reference, desc: Descriptor) -> str:
+        key = (destination.registry, destination.repository, desc.digest)
+        task = self._blob_work.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._transfer_blob(source, destination, desc))
+            self._blob_work[key] = task
+            return await asyncio.shield(task)
+        await asyncio.shield(task)
+        return "shared"
+
+    async def _transfer_blob(
+        self, source: Reference, destination: Reference, desc: Descriptor
+    ) -> str:
+        async with self._blobs:
+            outcome = await self._transfer_blob_locked(source, destination, desc)
+        self._held.setdefault((destination.registry, desc.digest), destination.repository)
+        return outcome
+
+    async def _transfer_blob_locked(
+        self, source: Reference, destination: Reference, desc: Descriptor
+    ) -> str:
+        client = self.client
+        if await client.head_blob(destination, desc.digest) is not None:
+            return "skipped"
+        mount_from = None
+        if source.registry == destination.registry:
+            mount_from = source.repository
+        else:
+            mount_from = self._held.get((destination.registry, desc.digest))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                location = await client.start_upload(
+                    destination, mount=desc.digest if mount_from else None, mount_from=mount_from
+                )
+                if location is None:
+                    return "mounted"
+                async with client.open_blob(source, desc.digest) as response:
+                    length = response.headers.get("content-length")
+                    if length is not None and int(length) != desc.size:
+                        raise DigestMismatchError(
+                            f"blob {desc.digest} in {source.name} is {length} bytes, "
+                            f"the manifest says {desc.size}"
+                        )
+                    await client.upload_blob(
+                        destination,
+                        location,
+                        desc.digest,
+                        self._verified(source, response.aiter_raw(), desc),
+                        desc.size,
+                        chunk_size=self.options.chunk_size,
+                    )
+                return "copied"
+            except (TransportError, RegistryError) as exc:
+                retryable = isinstance(exc, TransportError) or (
+                    exc.status is not None and (exc.status == 429 or exc.status >= 500)
+                )
+                if not retryable or attempt >= self.options.blob_attempts:
+                    raise
+                mount_from = None
+                await asyncio.sleep(client.backoff(attempt))
+
+    async def _verified(
+        self, source: Reference, chunks: AsyncIterator[bytes], desc: Descriptor
+    ) -> AsyncIterator[bytes]:
+        """Pass chunks through, hashing them; the last chunk waits until the digest matches."""
+        digester = desc.digest.digester()
+        pending: bytes | None = None
+        stats = self.client.stats
+        progress = self.progress
+        async for chunk in _source_errors(source, desc, chunks):
+            if not chunk:
+                continue
+            digester.update(chunk)
+            stats.bytes_downloaded += len(chunk)
+            if digester.size > desc.size:
+                raise DigestMismatchError(
+                    f"blob {desc.digest} is longer than the {desc.size} bytes its manifest says"
+                )
+            if pending is not None:
+                yield pending
+                progress.bytes_copied += len(pending)
+                progress._changed()
+            pending = chunk
+        if digester.size != desc.size:
+            raise DigestMismatchError(
+                f"blob {desc.digest} ended after {digester.size} of {desc.size} bytes"
+            )
+        actual = digester.digest()
+        if actual != desc.digest:
+            raise DigestMismatchError(
+                f"blob {desc.digest} arrived with digest {actual}; refusing to store it",
+                hint="the source registry served corrupt content",
+            )
+        if pending is not None:
+            yield pending
+            progress.bytes_copied += len(pending)
+            progress._changed()
+
+
+async def _gather_all(awaitables: Iterable[Awaitable[_T]]) -> list[_T]:
+    """Run awaitables together; if any fails, wait for the rest, then raise the first error."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    values: list[_T] = []
+    for outcome in results:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        values.append(outcome)
+    return values
+
+
+async def _source_errors(
+    source: Reference, desc: Descriptor, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """Name the source when reading its blob fails mid-stream (not the upload it feeds)."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except httpx.HTTPError as exc:
+        raise TransportError(
+            f"reading blob {desc.digest} from {source.registry} failed: "
+            f"{exc or type(exc).__name__}"
+        ) from None
