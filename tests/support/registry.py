@@ -84,7 +84,12 @@ class Registry:
                 lines.append("    clientcas:")
                 lines += [f"      - {ca}" for ca in self.client_cas]
         if self.htpasswd:
-            lines += ["auth:", "  htpasswd:", "    realm: imgctl-test", f"    path: {self.htpasswd}"]
+            lines += [
+                "auth:",
+                "  htpasswd:",
+                "    realm: imgctl-test",
+                f"    path: {self.htpasswd}",
+            ]
         elif self.token:
             lines += ["auth:", "  token:"]
             lines += [f"    {k}: {v}" for k, v in self.token.items()]
@@ -129,8 +134,12 @@ class Registry:
 
     def tag_link(self, repository: str, tag: str) -> Path:
         return (
-            self.storage / "docker/registry/v2/repositories" / repository / "_manifests/tags"
-            / tag / "current/link"
+            self.storage
+            / "docker/registry/v2/repositories"
+            / repository
+            / "_manifests/tags"
+            / tag
+            / "current/link"
         )
 
     def has_tag(self, repository: str, tag: str) -> bool:

@@ -33,8 +33,13 @@ def push_layout(
 ) -> None:
     """``skopeo copy --all --preserve-digests oci:... docker://dest``."""
     skopeo(
-        "copy", "--all", "--preserve-digests", "--quiet",
-        *_tls_args("dest-", cert_dir, creds), layout, f"docker://{dest}",
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--quiet",
+        *_tls_args("dest-", cert_dir, creds),
+        layout,
+        f"docker://{dest}",
     )
 
 

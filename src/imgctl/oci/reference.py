@@ -130,7 +130,9 @@ class Reference:
         ref = cls.parse(value)
         if ref.tag is not None or ref.digest is not None:
             raise InvalidReferenceError(
-                value, "reference", "names a tag or digest where a repository was expected",
+                value,
+                "reference",
+                "names a tag or digest where a repository was expected",
                 hint=f"use {ref.name}",
             )
         return ref
@@ -183,9 +185,7 @@ class Reference:
 
 def _check_registry(value: str, registry: str) -> None:
     if not _DOMAIN_RE.fullmatch(registry):
-        raise InvalidReferenceError(
-            value, "registry", f"{registry!r} is not a valid host[:port]"
-        )
+        raise InvalidReferenceError(value, "registry", f"{registry!r} is not a valid host[:port]")
     if not registry.endswith("]") and ":" in registry:
         port = registry.rpartition(":")[2]
         if int(port) > 65535:
@@ -196,9 +196,7 @@ def _check_repository(value: str, repository: str) -> None:
     if not repository:
         raise InvalidReferenceError(value, "repository", "is empty")
     if repository.lower() != repository:
-        raise InvalidReferenceError(
-            value, "repository", f"{repository!r} must be lowercase"
-        )
+        raise InvalidReferenceError(value, "repository", f"{repository!r} must be lowercase")
     for component in repository.split("/"):
         if not component:
             raise InvalidReferenceError(

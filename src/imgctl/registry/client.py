@@ -97,7 +97,7 @@ class _Host:
 
     registry: str
     base_url: str
-    insecure: bool
+    verify: bool
     challenge: Challenge | None = None
     tokens: dict[tuple[str, ...], Token] = field(default_factory=dict)
     token_locks: dict[tuple[str, ...], asyncio.Lock] = field(default_factory=dict)
@@ -237,24 +237,31 @@ class RegistryClient:
     async def _ping(self, registry: str) -> _Host:
         api = _api_host(registry)
         insecure = registry in self._insecure
-        schemes = ["https", "http"] if self._allows_plain_http(registry) else ["https"]
+        if is_loopback(registry):
+            # Loopback traffic never leaves the machine: try plain HTTP first, it is cheaper.
+            schemes = ["http", "https"]
+        elif insecure:
+            schemes = ["https", "http"]
+        else:
+            schemes = ["https"]
         first_error: Exception | None = None
-        for scheme in schemes:
+        for position, scheme in enumerate(schemes):
             base = f"{scheme}://{api}"
-            client = self._http(verify=not insecure)
-            # Probing https on a host that may be plain HTTP: one try, no retries.
-            probing = scheme == "https" and len(schemes) > 1
+            verify = scheme == "https" and not insecure
+            # The first of two schemes is a probe: one try, no retries.
+            probing = position == 0 and len(schemes) > 1
             try:
                 response = await self._send_raw(
-                    client, "GET", f"{base}/v2/", {}, retries=0 if probing else None
+                    self._http(verify), "GET", f"{base}/v2/", {}, retries=0 if probing else None
                 )
             except TransportError as exc:
                 first_error = first_error or exc
                 continue
-            # A TLS server answers a plain-HTTP ping with 400; that means "use https", not "ok".
-            if scheme == "http" and first_error is not None and response.status_code == 400:
-                break
-            host = _Host(registry, base, insecure)
+            if scheme == "http" and response.status_code == 400 and len(schemes) > 1:
+                # A TLS server answers plain HTTP with 400: it wants https; the https
+                # attempt's error (if any) is the one worth reporting.
+                continue
+            host = _Host(registry, base, verify)
             if response.status_code == 401:
                 host.challenge = _pick_challenge(response.headers.get_list("www-authenticate"))
             elif response.status_code >= 400 and response.status_code != 404:
@@ -266,8 +273,7 @@ class RegistryClient:
                     code=code,
                 )
             return host
-        assert first_error is not None
-        raise first_error
+        raise first_error or RegistryError(f"{registry} refused plain HTTP and HTTPS failed")
 
     async def _send_raw(
         self,
@@ -388,7 +394,7 @@ class RegistryClient:
             raise AuthenticationError(f"{host.registry} sent a Bearer challenge without a realm")
         realm_url = urljoin(host.base_url + "/", realm)
         service = challenge.service
-        client = self._http(verify=not host.insecure)
+        client = self._http(host.verify)
         headers: dict[str, str] = {"Accept": "application/json"}
         secret = bool(credential.username or credential.identity_token)
         if secret and not self._may_send_secret(realm_url, host.registry):
@@ -425,7 +431,8 @@ class RegistryClient:
                 f"token server {realm_url} refused {who} for {' '.join(scopes)}"
                 f" ({response.status_code})",
                 status=response.status_code,
-                hint="check the registry credentials" if not credential.anonymous
+                hint="check the registry credentials"
+                if not credential.anonymous
                 else "this registry needs credentials (--registry-username/--registry-password)",
             )
         if response.status_code != 200:
@@ -466,7 +473,7 @@ class RegistryClient:
     ) -> httpx.Response:
         """Send an authorised request, retrying 429/5xx (honouring Retry-After) and stale tokens."""
         host = await self._host(registry)
-        client = self._http(verify=not host.insecure)
+        client = self._http(host.verify)
         target = url or f"{host.base_url}{path}"
         scopes = (self._scope(registry, repository, push), *extra_scopes)
         replayable = content is None or isinstance(content, bytes)
@@ -608,9 +615,7 @@ class RegistryClient:
             return fetched.descriptor
         return Descriptor(media_type, Digest.parse(header), size)
 
-    async def put_manifest(
-        self, ref: Reference, data: bytes, media_type: str
-    ) -> Digest:
+    async def put_manifest(self, ref: Reference, data: bytes, media_type: str) -> Digest:
         """Push manifest bytes unchanged under ``ref``'s tag or digest; return their digest."""
         digest = Digest.of(data)
         if ref.digest is not None and ref.digest != digest:
@@ -637,11 +642,15 @@ class RegistryClient:
             parsed = parse_manifest(data, media_type)
             if parsed.subject is not None:
                 await self._update_referrers_fallback(
-                    ref, parsed.subject, Descriptor(
-                        media_type, digest, len(data),
+                    ref,
+                    parsed.subject,
+                    Descriptor(
+                        media_type,
+                        digest,
+                        len(data),
                         artifact_type=parsed.artifact_type or _config_type(parsed),
                         annotations=dict(parsed.annotations),
-                    )
+                    ),
                 )
         return digest
 
@@ -652,8 +661,9 @@ class RegistryClient:
         )
         if response.status_code == 404:
             return None
-        await self._raise_for_status(response, f"blob {digest} in {ref.name}", ref.registry,
-                                     ref.repository)
+        await self._raise_for_status(
+            response, f"blob {digest} in {ref.name}", ref.registry, ref.repository
+        )
         return int(response.headers.get("content-length") or 0)
 
     @asynccontextmanager
@@ -692,11 +702,17 @@ class RegistryClient:
             path += "?" + urlencode({"mount": str(mount), "from": mount_from})
             extra = (self._scope(ref.registry, mount_from),)
         response = await self._request(
-            "POST", ref.registry, ref.repository, path, content=b"", push=True,
+            "POST",
+            ref.registry,
+            ref.repository,
+            path,
+            content=b"",
+            push=True,
             extra_scopes=extra,
         )
-        await self._raise_for_status(response, f"start upload to {ref.name}", ref.registry,
-                                     ref.repository)
+        await self._raise_for_status(
+            response, f"start upload to {ref.name}", ref.registry, ref.repository
+        )
         if response.status_code == 201 and mount is not None:
             return None
         location = response.headers.get("location")
@@ -725,11 +741,18 @@ class RegistryClient:
         separator = "&" if "?" in location else "?"
         url = location + separator + urlencode({"digest": str(digest)})
         response = await self._request(
-            "PUT", ref.registry, ref.repository, "", url=url, headers=headers, content=content,
+            "PUT",
+            ref.registry,
+            ref.repository,
+            "",
+            url=url,
+            headers=headers,
+            content=content,
             push=True,
         )
-        await self._raise_for_status(response, f"upload blob {digest} to {ref.name}",
-                                     ref.registry, ref.repository)
+        await self._raise_for_status(
+            response, f"upload blob {digest} to {ref.name}", ref.registry, ref.repository
+        )
         if size:
             self.stats.bytes_uploaded += size
 
@@ -740,11 +763,18 @@ class RegistryClient:
             "Content-Range": f"{start}-{start + len(chunk) - 1}",
         }
         response = await self._request(
-            "PATCH", ref.registry, ref.repository, "", url=location, headers=headers,
-            content=chunk, push=True,
+            "PATCH",
+            ref.registry,
+            ref.repository,
+            "",
+            url=location,
+            headers=headers,
+            content=chunk,
+            push=True,
         )
-        await self._raise_for_status(response, f"upload chunk to {ref.name}", ref.registry,
-                                     ref.repository)
+        await self._raise_for_status(
+            response, f"upload chunk to {ref.name}", ref.registry, ref.repository
+        )
         self.stats.bytes_uploaded += len(chunk)
         next_location = response.headers.get("location") or location
         host = await self._host(ref.registry)
@@ -803,8 +833,9 @@ class RegistryClient:
                 page_size = max(1, page_size // 10)
                 url = f"{host.base_url}{base}?{urlencode({'n': page_size})}"
                 continue
-            await self._raise_for_status(response, f"list tags of {ref.name}", ref.registry,
-                                         ref.repository)
+            await self._raise_for_status(
+                response, f"list tags of {ref.name}", ref.registry, ref.repository
+            )
             body = response.json()
             tags = (body.get("tags") or []) if isinstance(body, dict) else []
             fresh = [tag for tag in tags if tag not in seen]
@@ -820,9 +851,7 @@ class RegistryClient:
             else:
                 return
 
-    async def referrers(
-        self, ref: Reference, artifact_type: str | None = None
-    ) -> list[Descriptor]:
+    async def referrers(self, ref: Reference, artifact_type: str | None = None) -> list[Descriptor]:
         """Manifests whose ``subject`` is ``ref``'s digest (referrers API, else the tag schema)."""
         if ref.digest is None:
             raise ValueError("referrers needs a reference with a digest")
@@ -847,8 +876,9 @@ class RegistryClient:
                 return []
             index = fallback
         else:
-            await self._raise_for_status(response, f"referrers of {ref}", ref.registry,
-                                         ref.repository)
+            await self._raise_for_status(
+                response, f"referrers of {ref}", ref.registry, ref.repository
+            )
             return []
         assert isinstance(index, Index)
         found = list(index.manifests)

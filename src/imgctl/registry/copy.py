@@ -372,6 +372,5 @@ async def _source_errors(
             yield chunk
     except httpx.HTTPError as exc:
         raise TransportError(
-            f"reading blob {desc.digest} from {source.registry} failed: "
-            f"{exc or type(exc).__name__}"
+            f"reading blob {desc.digest} from {source.registry} failed: {exc or type(exc).__name__}"
         ) from None

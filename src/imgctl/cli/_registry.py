@@ -1,0 +1,239 @@
+"""Registry commands: turn flags into a client, run the call, print the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+from imgctl.errors import ImgctlError, UsageError
+
+if TYPE_CHECKING:
+    from imgctl.oci import Reference
+    from imgctl.registry import CopyProgress, CopyResult, RegistryClient
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Flags every registry command shares."""
+
+    insecure_registries: list[str] = field(default_factory=list)
+    ca_cert: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    rate_limit: float | None = None
+    burst: int = 5
+    retries: int = 5
+
+    def client(self) -> RegistryClient:
+        """Build the registry client these flags describe."""
+        from imgctl.registry import ClientOptions, Credential, RegistryClient, StaticKeychain
+
+        if (self.username is None) != (self.password is None):
+            raise UsageError("--registry-username and --registry-password must be given together")
+        keychain = None
+        if self.username is not None:
+            keychain = StaticKeychain(Credential(self.username, self.password))
+        insecure = {h.strip() for item in self.insecure_registries for h in item.split(",")}
+        options = ClientOptions(
+            insecure_registries=frozenset(h for h in insecure if h),
+            ca_file=str(self.ca_cert) if self.ca_cert else None,
+            rate_limit=self.rate_limit,
+            burst=self.burst,
+            retries=self.retries,
+        )
+        return RegistryClient(keychain, options)
+
+
+def fail(message: str) -> NoReturn:
+    """Print one error line and exit 1."""
+    print(f"imgctl: error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def run(connection: Connection, work: Callable[[RegistryClient], Awaitable[_T]]) -> _T:
+    """Run ``work`` with a client; user errors become one line on stderr and exit code 1."""
+    import asyncio
+
+    async def main() -> _T:
+        async with connection.client() as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except ImgctlError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        print("imgctl: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def parse_ref(value: str, *, repository: bool = False) -> Reference:
+    """Parse a reference from the command line, failing with one clear line."""
+    from imgctl.oci import Reference
+
+    try:
+        return Reference.parse_repository(value) if repository else Reference.parse(value)
+    except ImgctlError as exc:
+        fail(str(exc))
+
+
+def read_pairs(path: Path) -> list[tuple[Reference, Reference]]:
+    """Read 'SRC DST' lines; blank lines and # comments are skipped."""
+    from imgctl.oci import Reference
+
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    pairs = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            fail(
+                f"{path}:{number}: expected 'SRC DST', got {len(fields)} field(s): {raw.strip()!r}"
+            )
+        try:
+            pairs.append((Reference.parse(fields[0]), Reference.parse(fields[1])))
+        except ImgctlError as exc:
+            fail(f"{path}:{number}: {exc}")
+    if not pairs:
+        fail(f"{path}: no 'SRC DST' pairs found")
+    return pairs
+
+
+def copy(
+    connection: Connection,
+    source: str | None,
+    destination: str | None,
+    from_file: Path | None,
+    *,
+    jobs: int,
+    blob_jobs: int,
+    chunk_size: int | None,
+    json_output: bool,
+) -> None:
+    """``imgctl copy``."""
+    from imgctl.registry import CopyOptions, CopyProgress, copy_images
+
+    if from_file is not None:
+        if source or destination:
+            fail("give either SRC DST or --from-file, not both")
+        pairs = read_pairs(from_file)
+    elif source and destination:
+        pairs = [(parse_ref(source), parse_ref(destination))]
+    else:
+        fail("copy needs SRC and DST (or --from-file FILE)")
+
+    options = CopyOptions(image_concurrency=jobs, blob_concurrency=blob_jobs, chunk_size=chunk_size)
+    progress = CopyProgress()
+    with _progress_display(progress, enabled=not json_output and sys.stderr.isatty()):
+        results = run(connection, lambda client: copy_images(client, pairs, options, progress))
+    _report(results, json_output)
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
+
+
+@contextmanager
+def _progress_display(progress: CopyProgress, *, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("copying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images, {task.fields[copied]} streamed"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("copy", total=None, copied=_mib(0))
+
+        def update(p: CopyProgress) -> None:
+            bar.update(
+                task, total=p.images_total, completed=p.images_done, copied=_mib(p.bytes_copied)
+            )
+
+        progress.on_change = update
+        yield
+
+
+def _report(results: list[CopyResult], json_output: bool) -> None:
+    if json_output:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return
+    for r in results:
+        if r.ok:
+            detail = (
+                f"{r.blobs_copied} blobs copied ({_mib(r.bytes_copied)}), "
+                f"{r.blobs_mounted} mounted, {r.blobs_skipped} already there"
+                if r.status == "copied"
+                else "already up to date"
+            )
+            print(f"{r.status:9} {r.source} -> {r.destination} {r.digest}  {detail}")
+        else:
+            print(f"failed    {r.source} -> {r.destination}: {r.error}", file=sys.stderr)
+    failed = sum(not r.ok for r in results)
+    if failed and len(results) > 1:
+        print(f"imgctl: error: {failed} of {len(results)} copies failed", file=sys.stderr)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+def digest(connection: Connection, reference: str) -> None:
+    """``imgctl digest``."""
+    ref = parse_ref(reference)
+
+    async def work(client: RegistryClient) -> str:
+        desc = await client.head_manifest(ref)
+        if desc is None:
+            from imgctl.errors import NotFoundError
+
+            raise NotFoundError(f"manifest {ref} not found", status=404)
+        return str(desc.digest)
+
+    print(run(connection, work))
+
+
+def manifest(connection: Connection, reference: str) -> None:
+    """``imgctl manifest``."""
+    ref = parse_ref(reference)
+
+    async def work(client: RegistryClient) -> bytes:
+        return (await client.get_manifest(ref)).data
+
+    data = run(connection, work)
+    sys.stdout.buffer.write(data)
+    if sys.stdout.isatty():
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+
+
+def list_tags(
+    connection: Connection, repository: str, *, full_ref: bool, page_size: int, json_output: bool
+) -> None:
+    """``imgctl ls``."""
+    ref = parse_ref(repository, repository=True)
+
+    async def work(client: RegistryClient) -> list[str]:
+        return await client.list_tags(ref, page_size=page_size)
+
+    tags = run(connection, work)
+    if json_output:
+        print(json.dumps({"name": ref.name, "tags": tags}, indent=2))
+        return
+    for tag in tags:
+        print(f"{ref.name}:{tag}" if full_ref else tag)
