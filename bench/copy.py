@@ -1,0 +1,621 @@
+"""Benchmark imgctl's copy engine against skopeo and against a raw upload limit.
+
+Run it from the repository root (it needs ``docker-registry`` and ``skopeo`` on PATH)::
+
+    python bench/copy.py            # 20 images x 2 platforms x 3 layers of 2 MiB
+    python bench/copy.py --quick    # 4 images, a quick demonstration
+    python bench/copy.py --repeat 3 --json
+
+Setup (not timed): a source registry is started on loopback, N multi-arch images with unique
+random content are built as OCI layouts and pushed to it with skopeo (``bench/app-NN:v1``).
+
+Timed, each cold measurement against its own fresh, empty destination registry:
+
+* skopeo sequential: ``skopeo copy --all --preserve-digests`` one image after another;
+  then the same copies again into the now populated destination (the skopeo no-op);
+* skopeo x8: the same command, 8 processes at a time;
+* imgctl cold: one ``imgctl copy --from-file PAIRS`` process (interpreter start included),
+  then the same command again into the populated destination (the imgctl no-op);
+* raw upload limit: a minimal uploader that pushes the same blobs (layers and configs, no
+  manifests, no existence checks) from memory with plain kept-alive ``http.client``
+  connections, 4 threads, one monolithic ``POST`` + ``PUT`` per blob. Nothing that copies
+  images through the distribution API can be expected to beat it by much.
+
+After each imgctl cold copy every destination digest is read back with skopeo (an independent
+client) and compared with the source digest; any mismatch or any failed command ends the run
+with a non-zero exit status. Missed performance targets are reported, not treated as errors.
+
+With ``--repeat K`` every measurement runs K times (fresh destinations each time) and the
+median is reported. All registries and temporary files live under one temporary directory,
+removed at the end unless ``--keep`` is given. Everything talks only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as ``python bench/copy.py``, this file's directory comes first on sys.path, where this
+# module would shadow the standard library's ``copy`` (which dataclasses and others import).
+# Drop that entry and put the repository root there instead, so ``tests.support`` imports.
+_BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = _BENCH_DIR.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import queue  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from urllib.parse import urlencode, urljoin, urlsplit  # noqa: E402
+
+from tests.support.layout import BuiltImage, build_image  # noqa: E402
+from tests.support.registry import Registry, require_binary  # noqa: E402
+from tests.support.skopeo import digest_of, push_layout  # noqa: E402
+
+SKOPEO_PARALLEL = 8
+RAW_THREADS = 4
+SETUP_THREADS = 4
+COMMAND_TIMEOUT = 3600.0
+TAG = "v1"
+MB = 1_000_000
+
+# Measurement keys, in the order they are printed.
+SKOPEO_SEQ = "skopeo_seq"
+SKOPEO_SEQ_NOOP = "skopeo_seq_noop"
+SKOPEO_PAR = "skopeo_x8"
+IMGCTL = "imgctl_cold"
+IMGCTL_NOOP = "imgctl_noop"
+RAW = "raw_limit"
+
+LABELS = {
+    SKOPEO_SEQ: "skopeo sequential (cold)",
+    SKOPEO_SEQ_NOOP: "skopeo sequential no-op",
+    SKOPEO_PAR: f"skopeo x{SKOPEO_PARALLEL} parallel (cold)",
+    IMGCTL: "imgctl copy --from-file (cold)",
+    IMGCTL_NOOP: "imgctl copy --from-file no-op",
+    RAW: f"raw upload limit ({RAW_THREADS} threads)",
+}
+COLD = frozenset({SKOPEO_SEQ, SKOPEO_PAR, IMGCTL, RAW})
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """imgctl's time divided by another measurement's, with the project's target if any."""
+
+    label: str
+    numerator: str
+    denominator: str
+    target: float | None
+
+
+RATIOS = (
+    Ratio("imgctl cold / raw limit", IMGCTL, RAW, 1.3),
+    Ratio(f"imgctl cold / skopeo x{SKOPEO_PARALLEL}", IMGCTL, SKOPEO_PAR, 0.6),
+    Ratio("imgctl no-op / skopeo seq no-op", IMGCTL_NOOP, SKOPEO_SEQ_NOOP, 0.25),
+    Ratio("imgctl cold / skopeo sequential", IMGCTL, SKOPEO_SEQ, None),
+)
+
+
+class BenchError(Exception):
+    """A failed command, a failed upload or a digest mismatch: the run is invalid."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One blob of an OCI layout on disk."""
+
+    digest: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class Image:
+    """A built image: its layout, its repository name and the digest the source holds."""
+
+    repository: str
+    built: BuiltImage
+    blobs: tuple[Blob, ...]
+
+    def ref(self, host: str) -> str:
+        return f"{host}/{self.repository}:{TAG}"
+
+
+@dataclass
+class Registries:
+    """Every registry the benchmark starts, so that all of them can be stopped at the end."""
+
+    root: Path
+    running: list[Registry] = field(default_factory=list)
+    _count: int = 0
+
+    def start(self, label: str) -> Registry:
+        self._count += 1
+        registry = Registry(self.root / f"registry-{self._count:02d}-{label}")
+        self.running.append(registry)  # before start(): a half-started one is stopped too
+        return registry.start()
+
+    def discard(self, registry: Registry) -> None:
+        """Stop a destination and delete its storage (it is never reused)."""
+        registry.stop()
+        self.running.remove(registry)
+        shutil.rmtree(registry.root, ignore_errors=True)
+
+    def stop_all(self) -> None:
+        for registry in self.running:
+            try:
+                registry.stop()
+            except Exception as exc:  # keep stopping the others
+                print(f"bench: could not stop registry {registry.host}: {exc}", file=sys.stderr)
+        self.running.clear()
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr; stdout holds only the results."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def timed(work: Callable[[], object]) -> float:
+    """Seconds ``work`` takes, after flushing dirty pages left by earlier steps."""
+    os.sync()
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def run_command(argv: Sequence[str], what: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+    )
+    if result.returncode != 0:
+        detail = (result.stderr.strip() or result.stdout.strip())[-2000:] or "(no output)"
+        raise BenchError(f"{what} exited with {result.returncode}: {detail}")
+    return result
+
+
+def layout_blobs(built: BuiltImage) -> tuple[Blob, ...]:
+    blobs = []
+    for digest in dict.fromkeys(built.blob_digests):  # unique, in order
+        path = built.path / "blobs" / "sha256" / digest.split(":", 1)[1]
+        blobs.append(Blob(digest, path, path.stat().st_size))
+    return tuple(blobs)
+
+
+# ---------------------------------------------------------------------------------- setup
+
+
+def prepare_images(
+    root: Path, source: Registry, count: int, platforms: int, layers: int, layer_size: int
+) -> list[Image]:
+    """Build ``count`` unique images as OCI layouts and push them to ``source`` (untimed)."""
+    all_platforms = (
+        ("linux", "amd64"),
+        ("linux", "arm64"),
+        ("linux", "ppc64le"),
+        ("linux", "s390x"),
+        ("linux", "riscv64"),
+        ("linux", "386"),
+    )
+    if not 1 <= platforms <= len(all_platforms):
+        raise BenchError(f"--platforms must be between 1 and {len(all_platforms)}")
+    chosen = all_platforms[:platforms]
+    width = max(2, len(str(count - 1)))
+
+    def one(number: int) -> Image:
+        repository = f"bench/app-{number:0{width}d}"
+        built = build_image(
+            root / "layouts" / f"app-{number:0{width}d}",
+            tag=TAG,
+            platforms=chosen,
+            layers=layers,
+            layer_size=layer_size,
+        )
+        image = Image(repository, built, layout_blobs(built))
+        push_layout(built.oci_ref, image.ref(source.host))
+        pushed = digest_of(image.ref(source.host))
+        if pushed != built.digest:
+            raise BenchError(
+                f"source {image.ref(source.host)} holds {pushed}, the layout says {built.digest}"
+            )
+        return image
+
+    with ThreadPoolExecutor(SETUP_THREADS) as pool:
+        return list(pool.map(one, range(count)))
+
+
+# ---------------------------------------------------------------------------------- skopeo
+
+
+def skopeo_copy(source: str, destination: str) -> None:
+    run_command(
+        [
+            "skopeo",
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            f"docker://{source}",
+            f"docker://{destination}",
+        ],
+        f"skopeo copy {source} {destination}",
+    )
+
+
+def skopeo_sequential(images: Iterable[Image], source: str, destination: str) -> None:
+    for image in images:
+        skopeo_copy(image.ref(source), image.ref(destination))
+
+
+def skopeo_parallel(images: Iterable[Image], source: str, destination: str, jobs: int) -> None:
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [
+            pool.submit(skopeo_copy, image.ref(source), image.ref(destination)) for image in images
+        ]
+        for future in futures:
+            future.result()  # re-raises the first failure
+
+
+# ---------------------------------------------------------------------------------- imgctl
+
+
+@dataclass
+class ImgctlRun:
+    """One ``imgctl copy`` process: what it said about each image, and its stderr."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    stderr: str = ""
+
+
+def write_pairs(path: Path, images: Iterable[Image], source: str, destination: str) -> None:
+    lines = [f"{image.ref(source)} {image.ref(destination)}" for image in images]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def imgctl_copy(imgctl: str, pairs: Path, outcome: ImgctlRun) -> None:
+    result = run_command([imgctl, "copy", "--from-file", str(pairs)], "imgctl copy")
+    # Text output: one line per pair, starting with its status (copied | unchanged).
+    outcome.statuses.update(line.split(None, 1)[0] for line in result.stdout.splitlines() if line)
+    outcome.stderr = result.stderr.strip()
+
+
+def check_imgctl(outcome: ImgctlRun, expected: str, count: int, what: str) -> list[str]:
+    problems = []
+    if outcome.statuses != Counter({expected: count}):
+        problems.append(f"{what}: expected {count} x {expected!r}, got {dict(outcome.statuses)}")
+    if outcome.stderr:
+        problems.append(f"{what} wrote to stderr: {outcome.stderr[:500]}")
+    return problems
+
+
+def verify_digests(images: Sequence[Image], source: str, destination: str) -> None:
+    """Every destination digest, as skopeo reads it, must equal the source's."""
+
+    def check(image: Image) -> str | None:
+        got = digest_of(image.ref(destination))
+        if got != image.built.digest:
+            return f"{image.ref(destination)} is {got}, the source is {image.built.digest}"
+        return None
+
+    with ThreadPoolExecutor(SETUP_THREADS) as pool:
+        mismatches = [m for m in pool.map(check, images) if m is not None]
+    if mismatches:
+        raise BenchError("DIGEST MISMATCH after imgctl copy:\n  " + "\n  ".join(mismatches))
+
+
+# ---------------------------------------------------------------------------------- raw limit
+
+
+def raw_upload(host: str, work: Sequence[tuple[str, str, bytes]], threads: int) -> None:
+    """Upload (repository, digest, data) blobs: POST then one monolithic PUT, no checks.
+
+    The blob bytes are already in memory: a ``bytes`` body goes out in one ``sendall`` with
+    no file reads in the timed part, which is the fastest way to feed ``http.client``
+    (a file body is sent in small blocks, one read and one send each).
+    """
+    pending: queue.SimpleQueue[tuple[str, str, bytes]] = queue.SimpleQueue()
+    for item in work:
+        pending.put(item)
+    errors: list[BaseException] = []
+    base = f"http://{host}"
+
+    def worker() -> None:
+        address, port = host.rsplit(":", 1)
+        conn = http.client.HTTPConnection(address, int(port), timeout=COMMAND_TIMEOUT)
+        try:
+            while not errors:
+                try:
+                    repository, digest, data = pending.get_nowait()
+                except queue.Empty:
+                    return
+                conn.request("POST", f"/v2/{repository}/blobs/uploads/")
+                response = conn.getresponse()
+                response.read()  # drain, so the connection can be reused
+                location = response.getheader("Location")
+                if response.status != 202 or not location:
+                    raise BenchError(
+                        f"POST upload to {repository}: {response.status}, Location={location!r}"
+                    )
+                target = urlsplit(urljoin(base + "/", location))
+                if target.netloc and target.netloc != host:
+                    raise BenchError(f"upload location on another host: {location}")
+                query = f"{target.query}&" if target.query else ""
+                url = f"{target.path}?{query}{urlencode({'digest': digest})}"
+                conn.request(
+                    "PUT", url, body=data, headers={"Content-Type": "application/octet-stream"}
+                )
+                response = conn.getresponse()
+                body = response.read()
+                if response.status != 201:
+                    raise BenchError(
+                        f"PUT blob {digest} to {repository}: {response.status} {body[:200]!r}"
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    pool = [threading.Thread(target=worker, name=f"raw-{n}") for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if errors:
+        raise BenchError(f"raw upload failed: {errors[0]}") from errors[0]
+
+
+def measure_raw(host: str, images: Sequence[Image]) -> float:
+    """Read every blob into memory (untimed), then time their upload to ``host``."""
+    work = [
+        (image.repository, blob.digest, blob.path.read_bytes())
+        for image in images
+        for blob in image.blobs
+    ]
+    return timed(lambda: raw_upload(host, work, RAW_THREADS))
+
+
+# ---------------------------------------------------------------------------------- one round
+
+
+@dataclass
+class Samples:
+    """Seconds of every run of every measurement, plus problems worth reporting."""
+
+    seconds: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in LABELS})
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, key: str, value: float) -> None:
+        self.seconds[key].append(value)
+        log(f"  {LABELS[key]}: {value:.2f} s")
+
+    def median(self, key: str) -> float:
+        return statistics.median(self.seconds[key])
+
+
+def run_round(
+    registries: Registries,
+    images: Sequence[Image],
+    source: Registry,
+    imgctl: str,
+    workdir: Path,
+    samples: Samples,
+) -> None:
+    src = source.host
+    count = len(images)
+
+    destination = registries.start("skopeo-seq")
+    samples.add(SKOPEO_SEQ, timed(lambda: skopeo_sequential(images, src, destination.host)))
+    samples.add(SKOPEO_SEQ_NOOP, timed(lambda: skopeo_sequential(images, src, destination.host)))
+    registries.discard(destination)
+
+    destination = registries.start("skopeo-par")
+    samples.add(
+        SKOPEO_PAR,
+        timed(lambda: skopeo_parallel(images, src, destination.host, SKOPEO_PARALLEL)),
+    )
+    registries.discard(destination)
+
+    destination = registries.start("imgctl")
+    pairs = workdir / "pairs.txt"
+    write_pairs(pairs, images, src, destination.host)
+    cold, noop = ImgctlRun(), ImgctlRun()
+    samples.add(IMGCTL, timed(lambda: imgctl_copy(imgctl, pairs, cold)))
+    verify_digests(images, src, destination.host)
+    log(f"  verified {count} destination digests with skopeo: all match the source")
+    samples.add(IMGCTL_NOOP, timed(lambda: imgctl_copy(imgctl, pairs, noop)))
+    samples.problems += check_imgctl(cold, "copied", count, "imgctl cold copy")
+    samples.problems += check_imgctl(noop, "unchanged", count, "imgctl no-op copy")
+    registries.discard(destination)
+
+    destination = registries.start("raw")
+    samples.add(RAW, measure_raw(destination.host, images))
+    missing = [
+        blob.digest
+        for image in images
+        for blob in image.blobs
+        if not destination.has_blob(blob.digest)
+    ]
+    if missing:
+        raise BenchError(f"raw upload: {len(missing)} blobs missing afterwards, e.g. {missing[0]}")
+    registries.discard(destination)
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def report(
+    args: argparse.Namespace, images: Sequence[Image], samples: Samples
+) -> dict[str, object]:
+    blob_count = sum(len(image.blobs) for image in images)
+    blob_bytes = sum(blob.size for image in images for blob in image.blobs)
+    medians = {key: samples.median(key) for key in LABELS}
+    repeat = args.repeat
+
+    print()
+    print(
+        f"imgctl copy benchmark: {len(images)} images x {args.platforms} platforms x "
+        f"{args.layers} layers of {args.layer_mib} MiB"
+    )
+    print(
+        f"blob data: {blob_bytes / MB:.1f} MB in {blob_count} blobs (layers + configs); "
+        f"{'median of ' + str(repeat) + ' runs' if repeat > 1 else 'single run'} per measurement"
+    )
+    print()
+    header = f"{'measurement':<36} {'seconds':>8} {'MB/s':>8} {'images/s':>9}"
+    if repeat > 1:
+        header += "  runs (s)"
+    print(header)
+    print("-" * len(header))
+    for key, label in LABELS.items():
+        seconds = medians[key]
+        rate = f"{blob_bytes / MB / seconds:8.1f}" if key in COLD else f"{'-':>8}"
+        line = f"{label:<36} {seconds:8.2f} {rate} {len(images) / seconds:9.1f}"
+        if repeat > 1:
+            line += "  " + ", ".join(f"{v:.2f}" for v in samples.seconds[key])
+        print(line)
+    print()
+    print(f"{'ratio (lower is better for imgctl)':<36} {'value':>8} {'target':>9} {'met':>5}")
+    print("-" * 61)
+    ratios: list[dict[str, object]] = []
+    for ratio in RATIOS:
+        value = medians[ratio.numerator] / medians[ratio.denominator]
+        met = None if ratio.target is None else value <= ratio.target
+        target = f"<= {ratio.target:.2f}x" if ratio.target is not None else "-"
+        verdict = "-" if met is None else ("yes" if met else "NO")
+        print(f"{ratio.label:<36} {value:7.2f}x {target:>9} {verdict:>5}")
+        ratios.append(
+            {"name": ratio.label, "value": round(value, 4), "target": ratio.target, "met": met}
+        )
+    print()
+    print("MB/s is blob data (layers + configs) divided by wall time; no-ops move no blob data.")
+    if samples.problems:
+        print()
+        print("problems seen:")
+        for problem in dict.fromkeys(samples.problems):
+            print(f"  - {problem}")
+    return {
+        "parameters": {
+            "images": len(images),
+            "platforms": args.platforms,
+            "layers": args.layers,
+            "layer_mib": args.layer_mib,
+            "repeat": repeat,
+            "skopeo_parallel": SKOPEO_PARALLEL,
+            "raw_threads": RAW_THREADS,
+        },
+        "blob_bytes": blob_bytes,
+        "blob_count": blob_count,
+        "measurements": {
+            key: {
+                "label": LABELS[key],
+                "median_seconds": round(medians[key], 4),
+                "runs_seconds": [round(v, 4) for v in samples.seconds[key]],
+                "mb_per_second": round(blob_bytes / MB / medians[key], 2) if key in COLD else None,
+            }
+            for key in LABELS
+        },
+        "ratios": ratios,
+        "problems": list(dict.fromkeys(samples.problems)),
+        "digests_verified": True,
+    }
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time imgctl copy against skopeo and a raw upload limit on local registries."
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--images", type=int, default=None, help="images to copy (default 20)")
+    size.add_argument("--quick", action="store_true", help="4 images: a fast demonstration")
+    parser.add_argument("--platforms", type=int, default=2, help="platforms per image index")
+    parser.add_argument("--layers", type=int, default=3, help="layers per platform manifest")
+    parser.add_argument("--layer-mib", type=float, default=2, help="approximate MiB per layer")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of every measurement; the median is reported"
+    )
+    parser.add_argument("--json", action="store_true", help="also print a JSON summary")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    default_imgctl = REPO_ROOT / ".venv" / "bin" / "imgctl"
+    parser.add_argument(
+        "--imgctl",
+        default=str(default_imgctl) if default_imgctl.exists() else shutil.which("imgctl"),
+        help="imgctl executable (default: the repository's .venv)",
+    )
+    args = parser.parse_args(argv)
+    args.images = 4 if args.quick else (args.images if args.images is not None else 20)
+    if args.layer_mib == int(args.layer_mib):
+        args.layer_mib = int(args.layer_mib)
+    for name in ("images", "platforms", "layers", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.layer_mib <= 0:
+        parser.error("--layer-mib must be positive")
+    if not args.imgctl:
+        parser.error("imgctl not found; pass --imgctl PATH")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    require_binary("docker-registry")
+    require_binary("skopeo")
+    workdir = Path(tempfile.mkdtemp(prefix="imgctl-bench-"))
+    registries = Registries(workdir)
+    try:
+        source = registries.start("source")
+        log(
+            f"building and pushing {args.images} images to {source.host} "
+            f"(untimed; work dir {workdir})"
+        )
+        started = time.perf_counter()
+        images = prepare_images(
+            workdir,
+            source,
+            args.images,
+            args.platforms,
+            args.layers,
+            int(args.layer_mib * (1 << 20)),
+        )
+        log(f"setup took {time.perf_counter() - started:.1f} s")
+        samples = Samples()
+        for round_number in range(1, args.repeat + 1):
+            log(f"round {round_number} of {args.repeat}")
+            run_round(registries, images, source, args.imgctl, workdir, samples)
+        summary = report(args, images, samples)
+        if args.json:
+            print()
+            print(json.dumps(summary, indent=2))
+        return 0
+    except (BenchError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        registries.stop_all()
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
