@@ -93,7 +93,8 @@ async def test_head_manifest_and_blob(
     assert await client.head_manifest(ref(image.ref).with_tag("missing")) is None
     blob = Digest.parse(image.built.blob_digests[0])
     size = await client.head_blob(ref(image.ref), blob)
-    assert size is not None and size > 1000
+    assert size is not None
+    assert size > 1000
     assert await client.head_blob(ref(image.ref), Digest.of(b"nope")) is None
 
 
@@ -169,7 +170,8 @@ async def test_cross_repository_mount(
     location = await client.start_upload(
         target, mount=Digest.of(b"absent"), mount_from=source.repository
     )
-    assert location is not None and "/blobs/uploads/" in location
+    assert location is not None
+    assert "/blobs/uploads/" in location
 
 
 # ---------------------------------------------------------------------- tags
@@ -204,7 +206,8 @@ async def test_list_tags_follows_link_pagination(
         assert await client.list_tags(target, page_size=10) == tags
     pages = [p for m, p, s in proxy.log if "/tags/list" in p]
     assert len(pages) == 3
-    assert "last=t09" in pages[1] and "last=t19" in pages[2]
+    assert "last=t09" in pages[1]
+    assert "last=t19" in pages[2]
 
 
 async def test_list_tags_adapts_to_capped_and_refused_page_sizes(
