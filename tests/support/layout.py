@@ -47,7 +47,7 @@ def _write_blob(root: Path, data: bytes) -> dict[str, object]:
     return {"digest": digest, "size": len(data)}
 
 
-def _layer(rng: random.Random, size: int, name: str) -> bytes:
+def make_layer(rng: random.Random, size: int, name: str) -> bytes:
     payload = rng.randbytes(size) if size < (1 << 20) else os.urandom(size)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -82,7 +82,7 @@ def build_image(
         diff_ids = []
         contents = list(shared_layers or [])
         contents += [
-            _layer(rng, layer_size, f"{arch}-{i}.bin") for i in range(layers - len(contents))
+            make_layer(rng, layer_size, f"{arch}-{i}.bin") for i in range(layers - len(contents))
         ]
         for data in contents:
             desc = _write_blob(path, data)
