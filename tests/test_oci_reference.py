@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import string
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,13 @@ TAG128 = "T" + "a1_.-" * 25 + "xy"
 PARTS = frozenset({"reference", "registry", "repository", "tag", "digest"})
 
 assert len(TAG128) == 128
+
+
+def _id(text: str) -> str:
+    """A short, printable test id for a (possibly long or odd) reference string."""
+    shown = text if len(text) <= 40 else f"{text[:30]}...({len(text)})"
+    return ascii(shown)[1:-1] or "<empty>"
+
 
 # ---------------------------------------------------------------------------------------------
 # Valid references
@@ -235,7 +243,9 @@ VALID: list[tuple[str, str, str, str | None, str | None, str, str]] = [
 
 
 @pytest.mark.parametrize(
-    ("text", "registry", "repository", "tag", "digest", "canonical", "familiar"), VALID
+    ("text", "registry", "repository", "tag", "digest", "canonical", "familiar"),
+    VALID,
+    ids=[_id(row[0]) for row in VALID],
 )
 def test_parse_valid(
     text: str,
@@ -255,7 +265,9 @@ def test_parse_valid(
 
 
 @pytest.mark.parametrize(
-    ("text", "registry", "repository", "tag", "digest", "canonical", "familiar"), VALID
+    ("text", "registry", "repository", "tag", "digest", "canonical", "familiar"),
+    VALID,
+    ids=[_id(row[0]) for row in VALID],
 )
 def test_str_and_familiar(
     text: str,
@@ -369,7 +381,7 @@ INVALID: list[tuple[str, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("text", "part", "fragment"), INVALID)
+@pytest.mark.parametrize(("text", "part", "fragment"), INVALID, ids=[_id(r[0]) for r in INVALID])
 def test_parse_invalid(text: str, part: str, fragment: str) -> None:
     with pytest.raises(InvalidReferenceError) as info:
         Reference.parse(text)
@@ -559,9 +571,25 @@ def test_in_repository_keeps_tag_and_digest() -> None:
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _ALNUM = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=6)
 _SEPARATORS = st.sampled_from([".", "_", "__", "-", "--", "---"])
-_DOMAIN_COMPONENT = st.from_regex(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,6}[a-zA-Z0-9])?", fullmatch=True)
+_HOST_CHARS = string.ascii_letters + string.digits
+
+
+@st.composite
+def domain_components(draw: st.DrawFn, *, upper: bool = False) -> str:
+    """``[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]``, optionally starting upper case."""
+    first = draw(st.sampled_from(string.ascii_uppercase if upper else _HOST_CHARS))
+    middle = draw(st.text(alphabet=_HOST_CHARS + "-", max_size=6))
+    if not middle and draw(st.booleans()):
+        return first
+    return first + middle + draw(st.sampled_from(_HOST_CHARS))
+
+
 _PORT = st.integers(min_value=0, max_value=65535).map(str)
-_TAGS = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", fullmatch=True)
+_TAGS = st.builds(
+    str.__add__,
+    st.sampled_from(_HOST_CHARS + "_"),
+    st.text(alphabet=_HOST_CHARS + "_.-", max_size=127),
+)
 _DIGESTS = st.binary(max_size=32).map(
     lambda data: Digest("sha256", hashlib.sha256(data).hexdigest())
 )
@@ -583,9 +611,9 @@ def registry_hosts(draw: st.DrawFn) -> str:
     """A host[:port] that Docker's rule recognises as a registry when written first."""
     kind = draw(st.sampled_from(["dotted", "localhost", "ipv4", "ipv6", "upper", "port"]))
     if kind == "port":  # a single lowercase label is a registry only with a port
-        return draw(_DOMAIN_COMPONENT) + ":" + draw(_PORT)
+        return draw(domain_components()) + ":" + draw(_PORT)
     if kind == "dotted":
-        host = ".".join(draw(st.lists(_DOMAIN_COMPONENT, min_size=2, max_size=4)))
+        host = ".".join(draw(st.lists(domain_components(), min_size=2, max_size=4)))
     elif kind == "localhost":
         host = "localhost"
     elif kind == "ipv4":
@@ -593,7 +621,7 @@ def registry_hosts(draw: st.DrawFn) -> str:
     elif kind == "ipv6":
         host = draw(st.sampled_from(["[::1]", "[fe80::1]", "[2001:DB8::42]", "[::]"]))
     else:
-        host = draw(_DOMAIN_COMPONENT.filter(lambda c: c.lower() != c))
+        host = draw(domain_components(upper=True))
     if draw(st.booleans()):
         host += ":" + draw(_PORT)
     return host

@@ -86,7 +86,7 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> Manifest | I
     """Parse manifest bytes; the ``mediaType`` field wins over the HTTP Content-Type."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidManifestError(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidManifestError("manifest is not a JSON object")
@@ -120,7 +120,8 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> Manifest | I
             annotations,
         )
     if media_type == mt.OCI_ARTIFACT_MANIFEST:
-        blobs = doc.get("blobs") or []
+        blobs = doc.get("blobs")
+        blobs = [] if blobs is None else blobs  # null is an empty list, as in Go
         if not isinstance(blobs, list):
             raise InvalidManifestError("artifact manifest 'blobs' is not a list")
         return Manifest(
@@ -205,7 +206,8 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     size = value.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidManifestError(f"{where}: descriptor size must be a non-negative integer")
-    urls = value.get("urls") or []
+    urls = value.get("urls")
+    urls = [] if urls is None else urls
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise InvalidManifestError(f"{where}: urls must be a list of strings")
     platform = None

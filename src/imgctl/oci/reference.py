@@ -188,7 +188,7 @@ def _check_registry(value: str, registry: str) -> None:
         raise InvalidReferenceError(value, "registry", f"{registry!r} is not a valid host[:port]")
     if not registry.endswith("]") and ":" in registry:
         port = registry.rpartition(":")[2]
-        if int(port) > 65535:
+        if len(port) > 5 or int(port) > 65535:
             raise InvalidReferenceError(value, "registry", f"port {port} is out of range")
 
 
