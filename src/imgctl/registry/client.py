@@ -39,6 +39,7 @@ from imgctl.oci.digest import Digest
 from imgctl.oci.manifest import Descriptor, Index, parse_manifest
 from imgctl.oci.reference import DEFAULT_REGISTRY, Reference
 from imgctl.registry._auth import Challenge, Token, parse_challenges
+from imgctl.registry._transport import StreamTransport
 from imgctl.registry.keychain import AnonymousKeychain, Credential, Keychain
 from imgctl.registry.ratelimit import RateLimiter
 
@@ -57,7 +58,7 @@ class ClientOptions:
     ca_file: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
-    max_connections: int = 64
+    max_connections: int = 32
     retries: int = 5
     backoff: float = 0.25
     max_backoff: float = 20.0
@@ -116,6 +117,14 @@ def is_loopback(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """TLS without certificate checks, for registries the caller marked insecure."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _api_host(registry: str) -> str:
@@ -182,20 +191,20 @@ class RegistryClient:
     def _http(self, verify: bool) -> httpx.AsyncClient:
         client = self._clients.get(verify)
         if client is None:
-            limits = httpx.Limits(
-                max_connections=self.options.max_connections,
-                max_keepalive_connections=self.options.max_connections,
-                keepalive_expiry=30,
-            )
             timeout = httpx.Timeout(
                 self.options.read_timeout, connect=self.options.connect_timeout, pool=None
             )
-            tls: ssl.SSLContext | bool = self._ssl_context() if verify else False
+            tls = self._ssl_context() if verify else _unverified_context()
             client = httpx.AsyncClient(
                 verify=tls,
-                limits=limits,
+                transport=StreamTransport(
+                    tls,
+                    max_connections_per_origin=self.options.max_connections,
+                    keepalive_expiry=30,
+                ),
                 timeout=timeout,
-                headers={"User-Agent": self.options.user_agent},
+                # Registries must hand over bytes exactly as stored: no transfer compression.
+                headers={"User-Agent": self.options.user_agent, "Accept-Encoding": "identity"},
             )
             self._clients[verify] = client
         return client
@@ -700,7 +709,8 @@ class RegistryClient:
         extra: tuple[str, ...] = ()
         if mount is not None and mount_from:
             path += "?" + urlencode({"mount": str(mount), "from": mount_from})
-            extra = (self._scope(ref.registry, mount_from),)
+            if mount_from != ref.repository:
+                extra = (self._scope(ref.registry, mount_from),)
         response = await self._request(
             "POST",
             ref.registry,
@@ -723,6 +733,16 @@ class RegistryClient:
             )
         host = await self._host(ref.registry)
         return urljoin(host.base_url + "/", str(location))
+
+    async def cancel_upload(self, ref: Reference, location: str) -> None:
+        """Abandon an upload session (DELETE); registries answer 204, or 404 if it is gone."""
+        response = await self._request(
+            "DELETE", ref.registry, ref.repository, "", url=location, push=True
+        )
+        if response.status_code not in (204, 404):
+            await self._raise_for_status(
+                response, f"cancel upload to {ref.name}", ref.registry, ref.repository
+            )
 
     async def finish_upload(
         self,

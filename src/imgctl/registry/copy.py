@@ -156,6 +156,9 @@ class _Engine:
         self._manifest_work: dict[tuple[str, str, Digest], asyncio.Task[None]] = {}
         # Repositories of a destination registry known to hold a blob, to mount from.
         self._held: dict[tuple[str, Digest], str] = {}
+        # Per destination registry: does a mount from the repository itself answer 201 for a
+        # blob it holds? Then that one POST replaces a HEAD before each upload.
+        self._mounts_itself: dict[str, bool] = {}
 
     async def copy(self, source: Reference, destination: Reference) -> CopyResult:
         destination = resolve_destination(source, destination)
@@ -273,22 +276,37 @@ class _Engine:
         self, source: Reference, destination: Reference, desc: Descriptor
     ) -> str:
         client = self.client
-        if await client.head_blob(destination, desc.digest) is not None:
-            return "skipped"
+        registry = destination.registry
         mount_from = None
-        if source.registry == destination.registry:
+        if source.registry == registry:
             mount_from = source.repository
         else:
-            mount_from = self._held.get((destination.registry, desc.digest))
+            mount_from = self._held.get((registry, desc.digest))
         attempt = 0
         while True:
             attempt += 1
             try:
-                location = await client.start_upload(
-                    destination, mount=desc.digest if mount_from else None, mount_from=mount_from
-                )
-                if location is None:
-                    return "mounted"
+                if self._mounts_itself.get(registry):
+                    # One request instead of HEAD + POST: a registry that mounts a blob into
+                    # the repository that already holds it answers 201, else opens an upload.
+                    location = await client.start_upload(
+                        destination,
+                        mount=desc.digest,
+                        mount_from=mount_from or destination.repository,
+                    )
+                    if location is None:
+                        return "mounted" if mount_from else "skipped"
+                else:
+                    if await client.head_blob(destination, desc.digest) is not None:
+                        return "skipped"
+                    location = await client.start_upload(
+                        destination,
+                        mount=desc.digest if mount_from else None,
+                        mount_from=mount_from,
+                    )
+                    if location is None:
+                        self._mounts_itself[registry] = True
+                        return "mounted"
                 async with client.open_blob(source, desc.digest) as response:
                     length = response.headers.get("content-length")
                     if length is not None and int(length) != desc.size:
@@ -304,6 +322,8 @@ class _Engine:
                         desc.size,
                         chunk_size=self.options.chunk_size,
                     )
+                if registry not in self._mounts_itself:
+                    await self._probe_self_mount(destination, desc.digest)
                 return "copied"
             except (TransportError, RegistryError) as exc:
                 retryable = isinstance(exc, TransportError) or (
@@ -313,6 +333,17 @@ class _Engine:
                     raise
                 mount_from = None
                 await asyncio.sleep(client.backoff(attempt))
+
+    async def _probe_self_mount(self, destination: Reference, digest: Digest) -> None:
+        """Learn once per registry whether mounting a blob it holds answers 201."""
+        self._mounts_itself[destination.registry] = False
+        location = await self.client.start_upload(
+            destination, mount=digest, mount_from=destination.repository
+        )
+        if location is None:
+            self._mounts_itself[destination.registry] = True
+        else:
+            await self.client.cancel_upload(destination, location)
 
     async def _verified(
         self, source: Reference, chunks: AsyncIterator[bytes], desc: Descriptor

@@ -1,0 +1,405 @@
+"""A lean HTTP/1.1 transport for httpx, built for moving blobs.
+
+httpx stays the client API (requests, auth headers, redirects, proxies from the environment);
+this transport replaces httpcore underneath it. Blob copies move hundreds of megabytes
+through one Python process, and httpcore's per-chunk and per-request overhead (64 KiB reads
+through anyio and h11, a connection-pool scan on every request) cost more CPU than the
+registries themselves: see ``docs/architecture.md`` for the measurements. Here a response body
+is read straight from an asyncio stream in chunks of up to a megabyte, request bodies are
+written with flow control, and the pool is a list of idle connections per origin.
+
+What it does not do, because registries do not need it: HTTP/2, ``Expect: 100-continue``,
+pipelining. HTTP proxies from the environment still go through httpx's own proxy transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+
+__all__ = ["StreamTransport"]
+
+_READ_CHUNK = 1 << 20
+_WRITE_HIGH_WATER = 1 << 20
+_HEADER_LIMIT = 256 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+@dataclass(eq=False)
+class _Connection:
+    origin: tuple[bytes, bytes, int]
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    idle_since: float = field(default_factory=time.monotonic)
+
+    def usable(self, expiry: float) -> bool:
+        """An idle connection the server has not closed and that is not too old."""
+        return (
+            not self.writer.is_closing()
+            and not self.reader.at_eof()
+            and time.monotonic() - self.idle_since < expiry
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class StreamTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 over asyncio streams, with keep-alive pooling per origin."""
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        max_connections_per_origin: int = 32,
+        keepalive_expiry: float = 30.0,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._max_per_origin = max_connections_per_origin
+        self._expiry = keepalive_expiry
+        self._idle: dict[tuple[bytes, bytes, int], list[_Connection]] = {}
+        self._slots: dict[tuple[bytes, bytes, int], asyncio.Semaphore] = {}
+        self._closed = False
+
+    # -------------------------------------------------------------- pool
+
+    def _slot(self, origin: tuple[bytes, bytes, int]) -> asyncio.Semaphore:
+        slot = self._slots.get(origin)
+        if slot is None:
+            slot = self._slots[origin] = asyncio.Semaphore(self._max_per_origin)
+        return slot
+
+    async def _connect(
+        self, origin: tuple[bytes, bytes, int], timeouts: dict[str, float | None]
+    ) -> _Connection:
+        scheme, host, port = origin
+        hostname = host.decode("ascii")
+        context: ssl.SSLContext | None = None
+        if scheme == b"https":
+            context = self._ssl_context or ssl.create_default_context()
+        try:
+            async with asyncio.timeout(timeouts.get("connect")):
+                reader, writer = await asyncio.open_connection(
+                    hostname.strip("[]"),
+                    port,
+                    ssl=context,
+                    server_hostname=hostname.strip("[]") if context else None,
+                    limit=_HEADER_LIMIT,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {hostname}:{port} timed out") from None
+        except ssl.SSLError as exc:
+            raise httpx.ConnectError(f"TLS with {hostname}:{port} failed: {exc}") from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from None
+        writer.transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        return _Connection(origin, reader, writer)
+
+    def _take_idle(self, origin: tuple[bytes, bytes, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()
+            if connection.usable(self._expiry):
+                return connection
+            connection.close()
+        return None
+
+    def _release(self, connection: _Connection, reusable: bool) -> None:
+        self._slot(connection.origin).release()
+        if reusable and not self._closed:
+            connection.idle_since = time.monotonic()
+            self._idle.setdefault(connection.origin, []).append(connection)
+        else:
+            connection.close()
+
+    async def aclose(self) -> None:
+        """Close every idle connection; busy ones close when their response does."""
+        self._closed = True
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
+
+    # -------------------------------------------------------------- exchange
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and return a response whose body streams from the connection."""
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        origin = (url.raw_scheme, url.raw_host, port)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        slot = self._slot(origin)
+        try:
+            async with asyncio.timeout(timeouts.get("pool")):
+                await slot.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no free connection in time") from None
+        reused = True
+        connection = self._take_idle(origin)
+        try:
+            if connection is None:
+                reused = False
+                connection = await self._connect(origin, timeouts)
+            try:
+                return await self._exchange(connection, request, timeouts)
+            except (httpx.WriteError, httpx.RemoteProtocolError) as exc:
+                # A kept-alive connection the server closed while it sat idle: one fresh try,
+                # but only when the body can be sent again.
+                if not reused or not _replayable(request) or not _closed_before_response(exc):
+                    raise
+                connection.close()
+                connection = None
+                connection = await self._connect(origin, timeouts)
+                return await self._exchange(connection, request, timeouts)
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            slot.release()
+            raise
+
+    async def _exchange(
+        self,
+        connection: _Connection,
+        request: httpx.Request,
+        timeouts: dict[str, float | None],
+    ) -> httpx.Response:
+        write_error: httpx.WriteError | None = None
+        try:
+            await self._send_request(connection, request, timeouts)
+        except httpx.WriteError as exc:
+            # The server may have answered early (e.g. 401, 413) and closed; read that answer.
+            write_error = exc
+        try:
+            status, reason, headers, http_version = await _read_head(
+                connection.reader, timeouts.get("read")
+            )
+        except httpx.RemoteProtocolError:
+            if write_error is not None:
+                raise write_error from None
+            raise
+        keep_alive = write_error is None and _keep_alive(http_version, headers)
+        body = _ResponseBody(
+            self, connection, request.method, status, headers, timeouts, keep_alive
+        )
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=body,
+            extensions={"http_version": http_version, "reason_phrase": reason},
+        )
+
+    async def _send_request(
+        self, connection: _Connection, request: httpx.Request, timeouts: dict[str, float | None]
+    ) -> None:
+        writer = connection.writer
+        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
+        chunked = False
+        for name, value in request.headers.raw:
+            if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":
+                chunked = True
+            head.append(b"%s: %s\r\n" % (name, value))
+        head.append(b"\r\n")
+        write_timeout = timeouts.get("write")
+        try:
+            stream = request.stream
+            if isinstance(stream, httpx.ByteStream):
+                # Small bodies (manifests, forms) leave in the same segment as the head.
+                body = b"".join(stream)
+                if chunked and body:
+                    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+                elif chunked:
+                    body = b"0\r\n\r\n"
+                writer.write(b"".join(head) + body)
+            else:
+                writer.write(b"".join(head))
+                async for chunk in stream:  # type: ignore[union-attr]
+                    if not chunk:
+                        continue
+                    if chunked:
+                        writer.write(b"%x\r\n" % len(chunk))
+                        writer.write(chunk)
+                        writer.write(b"\r\n")
+                    else:
+                        writer.write(chunk)
+                    if writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                        async with asyncio.timeout(write_timeout):
+                            await writer.drain()
+                if chunked:
+                    writer.write(b"0\r\n\r\n")
+            async with asyncio.timeout(write_timeout):
+                await writer.drain()
+        except TimeoutError:
+            raise httpx.WriteTimeout("sending the request timed out") from None
+        except OSError as exc:
+            raise httpx.WriteError(f"sending the request failed: {exc}") from None
+
+
+class _ResponseBody(httpx.AsyncByteStream):
+    """Streams a response body off its connection, then hands the connection back."""
+
+    def __init__(
+        self,
+        transport: StreamTransport,
+        connection: _Connection,
+        method: str,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        timeouts: dict[str, float | None],
+        keep_alive: bool,
+    ) -> None:
+        self._transport = transport
+        self._connection: _Connection | None = connection
+        self._timeout = timeouts.get("read")
+        self._keep_alive = keep_alive
+        self._length: int | None = None
+        self._chunked = False
+        self._until_close = False
+        if method == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200:
+            self._length = 0
+        else:
+            for name, value in headers:
+                lowered = name.lower()
+                if lowered == b"transfer-encoding" and b"chunked" in value.lower():
+                    self._chunked = True
+                elif lowered == b"content-length" and not self._chunked:
+                    try:
+                        self._length = int(value)
+                    except ValueError:
+                        raise httpx.RemoteProtocolError(f"bad Content-Length {value!r}") from None
+            if self._chunked:
+                self._length = None
+            elif self._length is None:
+                self._until_close = True
+                self._keep_alive = False
+        if self._length == 0:
+            self._finish()
+
+    def _finish(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._transport._release(connection, self._keep_alive)
+
+    async def aclose(self) -> None:
+        """Stop reading; an unread body means the connection cannot be reused."""
+        if self._connection is not None:
+            self._keep_alive = False
+            self._finish()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        if connection is None:
+            return
+        reader = connection.reader
+        try:
+            if self._chunked:
+                async for piece in self._chunks(reader):
+                    yield piece
+            elif self._until_close:
+                while data := await self._read(reader.read(_READ_CHUNK)):
+                    yield data
+            else:
+                remaining = self._length or 0
+                while remaining:
+                    data = await self._read(reader.read(min(remaining, _READ_CHUNK)))
+                    if not data:
+                        raise httpx.RemoteProtocolError(
+                            f"connection closed with {remaining} bytes of the body unread"
+                        )
+                    remaining -= len(data)
+                    yield data
+        except BaseException:
+            self._keep_alive = False
+            self._finish()
+            raise
+        self._finish()
+
+    async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        while True:
+            line = await self._read(reader.readline())
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise httpx.RemoteProtocolError(f"bad chunk size line {line[:40]!r}") from None
+            if size == 0:
+                while (await self._read(reader.readline())) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers are ignored
+                return
+            while size:
+                data = await self._read(reader.read(min(size, _READ_CHUNK)))
+                if not data:
+                    raise httpx.RemoteProtocolError("connection closed inside a chunk")
+                size -= len(data)
+                yield data
+            await self._read(reader.readexactly(2))
+
+    async def _read(self, operation: object) -> bytes:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await operation  # type: ignore[misc, no-any-return]
+        except TimeoutError:
+            raise httpx.ReadTimeout("reading the response timed out") from None
+        except asyncio.IncompleteReadError:
+            raise httpx.RemoteProtocolError("connection closed mid-response") from None
+        except OSError as exc:
+            raise httpx.ReadError(f"reading the response failed: {exc}") from None
+
+
+async def _read_head(
+    reader: asyncio.StreamReader,
+    timeout: float | None,  # noqa: ASYNC109 - one budget per read, as httpx defines it
+) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+    """Read a status line and headers, skipping interim 1xx responses."""
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                raw = await reader.readuntil(b"\r\n\r\n")
+        except TimeoutError:
+            raise httpx.ReadTimeout("waiting for the response timed out") from None
+        except asyncio.IncompleteReadError as exc:
+            raise httpx.RemoteProtocolError(
+                "server closed the connection without sending a response"
+                if not exc.partial
+                else "connection closed inside the response headers"
+            ) from None
+        except asyncio.LimitOverrunError:
+            raise httpx.RemoteProtocolError("response headers are too large") from None
+        except OSError as exc:
+            raise httpx.ReadError(f"reading the response failed: {exc}") from None
+        lines = raw[:-4].split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise httpx.RemoteProtocolError(f"not an HTTP/1.x response: {lines[0][:60]!r}")
+        status = int(parts[1])
+        headers = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon:
+                raise httpx.RemoteProtocolError(f"malformed header line {line[:60]!r}")
+            headers.append((name.strip(), value.strip()))
+        if 100 <= status < 200 and status != 101:
+            continue
+        return status, parts[2] if len(parts) > 2 else b"", headers, parts[0]
+
+
+def _keep_alive(http_version: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens = {t.strip().lower() for t in value.split(b",")}
+            if b"close" in tokens:
+                return False
+            if b"keep-alive" in tokens:
+                return True
+    return http_version == b"HTTP/1.1"
+
+
+def _replayable(request: httpx.Request) -> bool:
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+def _closed_before_response(exc: Exception) -> bool:
+    return isinstance(exc, httpx.WriteError) or "without sending a response" in str(exc)
