@@ -114,7 +114,8 @@ def test_copy_failure_is_one_line_and_exit_1(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "manifest unknown" in lines[0]
+    assert lines[0].startswith(f"imgctl: error: manifest {registry.host}/")
+    assert "not found (MANIFEST_UNKNOWN); list the tags with: imgctl ls" in lines[0]
     assert result.stdout == ""
 
 

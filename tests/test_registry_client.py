@@ -104,7 +104,7 @@ async def test_missing_manifest_is_not_found(
     with pytest.raises(NotFoundError) as caught:
         await client.get_manifest(ref(f"{registry.host}/{repo('none')}:v1"))
     assert caught.value.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN")
-    assert "404" in str(caught.value)
+    assert "not found" in str(caught.value)
 
 
 async def test_put_manifest_preserves_bytes_and_rejects_wrong_digest(

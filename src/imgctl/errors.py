@@ -32,7 +32,7 @@ class ImgctlError(Exception):
 
     def __str__(self) -> str:
         if self.hint:
-            return f"{self.message} ({self.hint})"
+            return f"{self.message}; {self.hint}"
         return self.message
 
 

@@ -173,6 +173,9 @@ def _report(results: list[CopyResult], json_output: bool) -> None:
     if json_output:
         print(json.dumps([r.as_dict() for r in results], indent=2))
         return
+    if len(results) == 1 and not results[0].ok:
+        print(f"imgctl: error: {results[0].error}", file=sys.stderr)
+        return
     for r in results:
         if r.ok:
             detail = (

@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -325,6 +324,8 @@ class RegistryClient:
             try:
                 seconds = float(value)
             except ValueError:
+                from email.utils import parsedate_to_datetime  # rare: HTTP-date form
+
                 try:
                     seconds = parsedate_to_datetime(value).timestamp() - time.time()
                 except (TypeError, ValueError):
@@ -548,7 +549,14 @@ class RegistryClient:
         if status == 403 or code == "DENIED":
             raise PermissionDeniedError(text, status=status, code=code)
         if status == 404:
-            raise NotFoundError(text, status=status, code=code)
+            hint = None
+            if what.startswith("manifest ") and code != "NAME_UNKNOWN":
+                hint = f"list the tags with: imgctl ls {registry}/{repository}"
+            elif code == "NAME_UNKNOWN":
+                hint = f"the repository {registry}/{repository} does not exist"
+            raise NotFoundError(
+                f"{what} not found ({code or status})", status=status, code=code, hint=hint
+            )
         raise RegistryError(text, status=status, code=code)
 
     # ------------------------------------------------------------------ API
