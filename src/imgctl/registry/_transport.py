@@ -15,6 +15,7 @@ pipelining. HTTP proxies from the environment still go through httpx's own proxy
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ _READ_CHUNK = 1 << 20
 _WRITE_HIGH_WATER = 1 << 20
 _HEADER_LIMIT = 256 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
+_HEX_RE = re.compile(rb"[0-9A-Fa-f]+")
 
 
 @dataclass(eq=False)
@@ -47,6 +49,20 @@ class _Connection:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class _Protocol(asyncio.StreamReaderProtocol):
+    """A stream protocol for which a reset connection is an end of stream, not an error.
+
+    asyncio's own protocol stores the reset as the reader's exception, which hides bytes that
+    already arrived: a registry that answers 401 or 413 to an upload and resets the connection
+    would lose that answer. Writers still fail: ``drain()`` raises once the connection is lost.
+    """
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, ConnectionResetError | BrokenPipeError):
+            exc = None
+        super().connection_lost(exc)
 
 
 class StreamTransport(httpx.AsyncBaseTransport):
@@ -82,14 +98,17 @@ class StreamTransport(httpx.AsyncBaseTransport):
         context: ssl.SSLContext | None = None
         if scheme == b"https":
             context = self._ssl_context or ssl.create_default_context()
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_HEADER_LIMIT, loop=loop)
+        protocol = _Protocol(reader, loop=loop)
         try:
             async with asyncio.timeout(timeouts.get("connect")):
-                reader, writer = await asyncio.open_connection(
+                transport, _ = await loop.create_connection(
+                    lambda: protocol,
                     hostname.strip("[]"),
                     port,
                     ssl=context,
                     server_hostname=hostname.strip("[]") if context else None,
-                    limit=_HEADER_LIMIT,
                 )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {hostname}:{port} timed out") from None
@@ -97,7 +116,8 @@ class StreamTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"TLS with {hostname}:{port} failed: {exc}") from None
         except OSError as exc:
             raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from None
-        writer.transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         return _Connection(origin, reader, writer)
 
     def _take_idle(self, origin: tuple[bytes, bytes, int]) -> _Connection | None:
@@ -147,7 +167,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
                 connection = await self._connect(origin, timeouts)
             try:
                 return await self._exchange(connection, request, timeouts)
-            except (httpx.WriteError, httpx.RemoteProtocolError) as exc:
+            except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
                 # A kept-alive connection the server closed while it sat idle: one fresh try,
                 # but only when the body can be sent again.
                 if not reused or not _replayable(request) or not _closed_before_response(exc):
@@ -178,7 +198,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
             status, reason, headers, http_version = await _read_head(
                 connection.reader, timeouts.get("read")
             )
-        except httpx.RemoteProtocolError:
+        except (httpx.RemoteProtocolError, httpx.ReadError):
             if write_error is not None:
                 raise write_error from None
             raise
@@ -220,6 +240,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
                 async for chunk in stream:  # type: ignore[union-attr]
                     if not chunk:
                         continue
+                    if writer.transport.is_closing():
+                        # A lost connection drops writes silently; stop consuming the body.
+                        raise ConnectionResetError("the server closed the connection")
                     if chunked:
                         writer.write(b"%x\r\n" % len(chunk))
                         writer.write(chunk)
@@ -259,7 +282,11 @@ class _ResponseBody(httpx.AsyncByteStream):
         self._length: int | None = None
         self._chunked = False
         self._until_close = False
-        if method == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200:
+        if 100 <= status < 200:
+            # 101 Switching Protocols: the connection is no longer HTTP/1.1.
+            self._length = 0
+            self._keep_alive = False
+        elif method == "HEAD" or status in _NO_BODY_STATUSES:
             self._length = 0
         else:
             for name, value in headers:
@@ -267,10 +294,9 @@ class _ResponseBody(httpx.AsyncByteStream):
                 if lowered == b"transfer-encoding" and b"chunked" in value.lower():
                     self._chunked = True
                 elif lowered == b"content-length" and not self._chunked:
-                    try:
-                        self._length = int(value)
-                    except ValueError:
-                        raise httpx.RemoteProtocolError(f"bad Content-Length {value!r}") from None
+                    if not value.strip().isdigit():
+                        raise httpx.RemoteProtocolError(f"bad Content-Length {value!r}")
+                    self._length = int(value)
             if self._chunked:
                 self._length = None
             elif self._length is None:
@@ -321,21 +347,25 @@ class _ResponseBody(httpx.AsyncByteStream):
     async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
         while True:
             line = await self._read(reader.readline())
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise httpx.RemoteProtocolError(f"bad chunk size line {line[:40]!r}") from None
+            field = line.split(b";", 1)[0].strip()
+            if not _HEX_RE.fullmatch(field):
+                raise httpx.RemoteProtocolError(f"bad chunk size line {line[:40]!r}")
+            size = int(field, 16)
             if size == 0:
-                while (await self._read(reader.readline())) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers are ignored
-                return
+                while True:  # trailers are read and ignored
+                    trailer = await self._read(reader.readline())
+                    if trailer in (b"\r\n", b"\n"):
+                        return
+                    if not trailer.endswith(b"\n"):
+                        raise httpx.RemoteProtocolError("connection closed inside the trailers")
             while size:
                 data = await self._read(reader.read(min(size, _READ_CHUNK)))
                 if not data:
                     raise httpx.RemoteProtocolError("connection closed inside a chunk")
                 size -= len(data)
                 yield data
-            await self._read(reader.readexactly(2))
+            if await self._read(reader.readexactly(2)) != b"\r\n":
+                raise httpx.RemoteProtocolError("chunk data is not followed by CRLF")
 
     async def _read(self, operation: object) -> bytes:
         try:
@@ -345,6 +375,8 @@ class _ResponseBody(httpx.AsyncByteStream):
             raise httpx.ReadTimeout("reading the response timed out") from None
         except asyncio.IncompleteReadError:
             raise httpx.RemoteProtocolError("connection closed mid-response") from None
+        except ValueError:  # readline() past the stream's limit
+            raise httpx.RemoteProtocolError("response line too long") from None
         except OSError as exc:
             raise httpx.ReadError(f"reading the response failed: {exc}") from None
 

@@ -456,7 +456,9 @@ class RegistryClient:
             body = response.json()
         except ValueError:
             raise AuthenticationError(f"token server {realm_url} sent a non-JSON answer") from None
-        value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise AuthenticationError(f"token server {realm_url} sent no token")
+        value = body.get("token") or body.get("access_token")
         if not isinstance(value, str) or not value:
             raise AuthenticationError(f"token server {realm_url} sent no token")
         expires_in = body.get("expires_in")
