@@ -555,6 +555,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="also print a JSON summary")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where registries keep their storage (default: the system temp dir); "
+        "/dev/shm takes the machine's disk out of the measurement",
+    )
     default_imgctl = REPO_ROOT / ".venv" / "bin" / "imgctl"
     parser.add_argument(
         "--imgctl",
@@ -579,7 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     require_binary("docker-registry")
     require_binary("skopeo")
-    workdir = Path(tempfile.mkdtemp(prefix="imgctl-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="imgctl-bench-", dir=args.work_dir))
     registries = Registries(workdir)
     try:
         source = registries.start("source")
