@@ -562,11 +562,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where registries keep their storage (default: the system temp dir); "
         "/dev/shm takes the machine's disk out of the measurement",
     )
-    default_imgctl = REPO_ROOT / ".venv" / "bin" / "imgctl"
+    # The imgctl installed beside the Python running this script, else the one on PATH.
+    default_imgctl = Path(sys.executable).parent / "imgctl"
     parser.add_argument(
         "--imgctl",
         default=str(default_imgctl) if default_imgctl.exists() else shutil.which("imgctl"),
-        help="imgctl executable (default: the repository's .venv)",
+        help="imgctl executable (default: the one installed with this Python)",
     )
     args = parser.parse_args(argv)
     args.images = 4 if args.quick else (args.images if args.images is not None else 20)
