@@ -206,3 +206,25 @@ def test_interrupted_copy_resumes_without_resending(
     assert summary["blobsSkipped"] >= len(landed)
     assert summary["blobsCopied"] == 8 - summary["blobsSkipped"]
     assert digest_of(destination) == image.digest
+
+
+def test_progress_bar_on_a_terminal(
+    registry: Registry,
+    registry2: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+) -> None:
+    image = push_image(registry, layers=2, layer_size=4_000_000)
+    destination = f"{registry2.host}/{repo('tty')}"
+    # script(1) gives the command a pseudo-terminal, as a user's shell would.
+    result = subprocess.run(
+        ["script", "-qec", f"{IMGCTL} copy {image.ref} {destination}", "/dev/null"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0
+    output = result.stdout.decode(errors="replace")
+    assert "images," in output
+    assert "MiB streamed" in output
+    assert f"copied    {image.ref} -> {destination}:v1" in output
+    assert digest_of(f"{destination}:v1") == image.digest
