@@ -335,3 +335,56 @@ async def test_copy_between_authenticated_registries(
     assert result.status == "copied"
     assert inspect_raw(destination, creds=creds) == inspect_raw(image.ref, creds=creds)
     assert digest_of(destination, creds=creds) == image.digest
+
+
+async def test_self_mount_replaces_head_once_the_registry_shows_support(
+    registry: Registry,
+    registry2: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    proxy_for: Callable[[Registry], FaultProxy],
+) -> None:
+    first = push_image(registry, platforms=None, layers=1, layer_size=20_000)
+    second = push_image(registry, layers=3, layer_size=20_000)
+    proxy = proxy_for(registry2)
+    dst_name = repo("selfmount")
+    async with RegistryClient(options=FAST_RETRIES) as client:
+        # One at a time, so the probe after the first upload decides for all later blobs.
+        options = CopyOptions(image_concurrency=1, blob_concurrency=1)
+        await copy_image(client, ref(first.ref), ref(f"{proxy.host}/{dst_name}:a"), options)
+        proxy.log.clear()
+        result = await copy_image(
+            client, ref(second.ref), ref(f"{proxy.host}/{dst_name}:b"), options
+        )
+    assert result.blobs_copied == 8
+    blob_heads = [p for m, p, s in proxy.log if m == "HEAD" and "/blobs/" in p]
+    self_mounts = [
+        p for m, p, s in proxy.log if m == "POST" and f"from={dst_name}" in p.replace("%2F", "/")
+    ]
+    assert blob_heads == []
+    assert len(self_mounts) == 8
+    assert digest_of(f"{registry2.host}/{dst_name}:b") == second.digest
+
+
+async def test_registry_without_mount_support_still_skips_present_blobs(
+    registry: Registry,
+    registry2: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    proxy_for: Callable[[Registry], FaultProxy],
+) -> None:
+    image = push_image(registry, layers=2, layer_size=30_000)
+    index = parse_manifest(inspect_raw(image.ref))
+    child = index.manifests[0].digest  # type: ignore[union-attr]
+    proxy = proxy_for(registry2)
+    proxy.ignore_mounts = True
+    dst = f"{proxy.host}/{repo('nomount')}"
+    async with RegistryClient(options=FAST_RETRIES) as client:
+        await copy_image(client, ref(image.ref).with_digest(child), ref(dst).with_digest(child))
+    # A new client learns nothing from the first run; the registry never answers 201.
+    async with RegistryClient(options=FAST_RETRIES) as client:
+        result = await copy_image(client, ref(image.ref), ref(f"{dst}:v1"))
+    assert result.blobs_copied == 3
+    assert result.blobs_skipped == 0  # the present platform was skipped as a whole
+    assert result.manifests_pushed == 2
+    assert digest_of(f"{dst.replace(proxy.host, registry2.host)}:v1") == image.digest

@@ -50,6 +50,7 @@ class FaultProxy:
     tag_page_cap: int | None = None  # silently serve at most this many tags per page (Quay)
     tag_page_max: int | None = None  # refuse larger pages with 400 (distribution 3)
     throttle_bytes_per_second: float | None = None  # slow blob GET bodies down
+    ignore_mounts: bool = False  # drop ?mount=&from=, like registries without mount support
     corrupt_blob_gets: bool = False
     log: list[tuple[str, str, int]] = field(default_factory=list)
     bytes_up: Counter[str] = field(default_factory=Counter)  # request body bytes per method
@@ -125,6 +126,8 @@ class FaultProxy:
                     if method != "HEAD":
                         self.wfile.write(payload)
                     return
+                if proxy.ignore_mounts and method == "POST" and "mount=" in path:
+                    path = urlsplit(path).path
                 if "/tags/list" in path and method == "GET" and proxy.paginate_tags:
                     self._paginated_tags(path)
                     return

@@ -156,9 +156,6 @@ class _Engine:
         self._manifest_work: dict[tuple[str, str, Digest], asyncio.Task[None]] = {}
         # Repositories of a destination registry known to hold a blob, to mount from.
         self._held: dict[tuple[str, Digest], str] = {}
-        # Per destination registry: does a mount from the repository itself answer 201 for a
-        # blob it holds? Then that one POST replaces a HEAD before each upload.
-        self._mounts_itself: dict[str, bool] = {}
 
     async def copy(self, source: Reference, destination: Reference) -> CopyResult:
         destination = resolve_destination(source, destination)
@@ -286,7 +283,7 @@ class _Engine:
         while True:
             attempt += 1
             try:
-                if self._mounts_itself.get(registry):
+                if self.client.self_mounts.get(registry):
                     # One request instead of HEAD + POST: a registry that mounts a blob into
                     # the repository that already holds it answers 201, else opens an upload.
                     location = await client.start_upload(
@@ -305,7 +302,7 @@ class _Engine:
                         mount_from=mount_from,
                     )
                     if location is None:
-                        self._mounts_itself[registry] = True
+                        self.client.self_mounts[registry] = True
                         return "mounted"
                 async with client.open_blob(source, desc.digest) as response:
                     length = response.headers.get("content-length")
@@ -322,7 +319,7 @@ class _Engine:
                         desc.size,
                         chunk_size=self.options.chunk_size,
                     )
-                if registry not in self._mounts_itself:
+                if registry not in self.client.self_mounts:
                     await self._probe_self_mount(destination, desc.digest)
                 return "copied"
             except (TransportError, RegistryError) as exc:
@@ -336,14 +333,17 @@ class _Engine:
 
     async def _probe_self_mount(self, destination: Reference, digest: Digest) -> None:
         """Learn once per registry whether mounting a blob it holds answers 201."""
-        self._mounts_itself[destination.registry] = False
-        location = await self.client.start_upload(
-            destination, mount=digest, mount_from=destination.repository
-        )
-        if location is None:
-            self._mounts_itself[destination.registry] = True
-        else:
-            await self.client.cancel_upload(destination, location)
+        self.client.self_mounts[destination.registry] = False
+        try:
+            location = await self.client.start_upload(
+                destination, mount=digest, mount_from=destination.repository
+            )
+            if location is None:
+                self.client.self_mounts[destination.registry] = True
+            else:
+                await self.client.cancel_upload(destination, location)
+        except (TransportError, RegistryError):
+            pass  # only an optimisation: without it, presence is checked with HEAD
 
     async def _verified(
         self, source: Reference, chunks: AsyncIterator[bytes], desc: Descriptor
