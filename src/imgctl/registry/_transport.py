@@ -18,7 +18,7 @@ import asyncio
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 import httpx
@@ -237,7 +237,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
                 writer.write(b"".join(head) + body)
             else:
                 writer.write(b"".join(head))
-                async for chunk in stream:  # type: ignore[union-attr]
+                if not isinstance(stream, httpx.AsyncByteStream):
+                    raise TypeError("StreamTransport needs an async request body")
+                async for chunk in stream:
                     if not chunk:
                         continue
                     if writer.transport.is_closing():
@@ -367,10 +369,10 @@ class _ResponseBody(httpx.AsyncByteStream):
             if await self._read(reader.readexactly(2)) != b"\r\n":
                 raise httpx.RemoteProtocolError("chunk data is not followed by CRLF")
 
-    async def _read(self, operation: object) -> bytes:
+    async def _read(self, operation: Awaitable[bytes]) -> bytes:
         try:
             async with asyncio.timeout(self._timeout):
-                return await operation  # type: ignore[misc, no-any-return]
+                return await operation
         except TimeoutError:
             raise httpx.ReadTimeout("reading the response timed out") from None
         except asyncio.IncompleteReadError:
