@@ -388,3 +388,21 @@ async def test_registry_without_mount_support_still_skips_present_blobs(
     assert result.blobs_skipped == 0  # the present platform was skipped as a whole
     assert result.manifests_pushed == 2
     assert digest_of(f"{dst.replace(proxy.host, registry2.host)}:v1") == image.digest
+
+
+async def test_blob_upload_dropped_mid_stream_is_retried_whole(
+    registry: Registry,
+    registry2: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    proxy_for: Callable[[Registry], FaultProxy],
+) -> None:
+    image = push_image(registry, platforms=None, layers=2, layer_size=500_000)
+    proxy = proxy_for(registry2)
+    proxy.fail(0, 2, method="PUT", path="/blobs/uploads/")
+    destination = f"{proxy.host}/{repo('dropped')}:v1"
+    async with RegistryClient(options=FAST_RETRIES) as client:
+        result = await copy_image(client, ref(image.ref), ref(destination))
+    assert result.status == "copied"
+    assert [s for m, p, s in proxy.log if m == "PUT" and "/blobs/" in p].count(0) == 2
+    assert digest_of(destination.replace(proxy.host, registry2.host)) == image.digest

@@ -450,6 +450,21 @@ async def test_retries_5xx_then_succeeds(
     assert digest_of(str(target)) == str(digest)
 
 
+async def test_dropped_connections_are_retried(
+    registry: Registry, repo: Callable[[str], str], proxy_for: Callable[[Registry], FaultProxy]
+) -> None:
+    proxy = proxy_for(registry)
+    async with RegistryClient(options=FAST_RETRIES) as client:
+        target = ref(f"{proxy.host}/{repo('dropped')}:v1")
+        digest = await put_small_image(client, target)
+        proxy.fail(0, 3, method="GET", path="/manifests/")
+        assert (await client.get_manifest(target)).digest == digest
+        # The first drop hits a kept-alive connection, which the transport itself retries once.
+        assert client.stats.retries >= 2
+    dropped = [s for m, p, s in proxy.log if m == "GET" and "/manifests/" in p]
+    assert dropped == [0, 0, 0, 200]
+
+
 async def test_persistent_5xx_gives_up_with_registry_error(
     registry: Registry, repo: Callable[[str], str], proxy_for: Callable[[Registry], FaultProxy]
 ) -> None:

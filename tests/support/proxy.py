@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -23,7 +24,10 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
 
 @dataclass
 class Fault:
-    """Answer ``status`` to the next ``count`` requests matching ``method`` and ``path``."""
+    """Answer ``status`` to the next ``count`` requests matching ``method`` and ``path``.
+
+    Status 0 closes the connection without any answer, like a crashed server or a proxy reset.
+    """
 
     status: int
     count: int
@@ -116,6 +120,10 @@ class FaultProxy:
                     # always finds it in the log.
                     with proxy._lock:
                         proxy.log.append((method, path, fault.status))
+                    if fault.status == 0:  # drop the connection without an answer
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
                     payload = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
                     self.send_response(fault.status)
                     for key, value in fault.headers.items():
