@@ -564,6 +564,16 @@ def test_in_repository_keeps_tag_and_digest() -> None:
     assert Reference.parse(str(moved)) == moved
 
 
+def test_in_repository_normalises_and_validates() -> None:
+    ref = Reference.parse("example.com/app:1")
+    assert ref.in_repository("index.docker.io", "alpine") == Reference(
+        "docker.io", "library/alpine", "1"
+    )
+    with pytest.raises(InvalidReferenceError) as caught:
+        ref.in_repository("reg.io", "Bad//Repo")
+    assert caught.value.part == "repository"
+
+
 # ---------------------------------------------------------------------------------------------
 # Property tests
 # ---------------------------------------------------------------------------------------------

@@ -171,7 +171,8 @@ class Reference:
 
     def in_repository(self, registry: str, repository: str) -> Reference:
         """Same tag and digest in another repository."""
-        return replace(self, registry=registry, repository=repository)
+        name = Reference.parse_repository(f"{registry}/{repository}")
+        return replace(self, registry=name.registry, repository=name.repository)
 
     def _suffix(self) -> str:
         out = f":{self.tag}" if self.tag is not None else ""
