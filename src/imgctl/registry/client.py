@@ -35,7 +35,7 @@ from imgctl.errors import (
 )
 from imgctl.oci import mediatypes as mt
 from imgctl.oci.digest import Digest
-from imgctl.oci.manifest import Descriptor, Index, parse_manifest
+from imgctl.oci.manifest import Descriptor, Index, Manifest, parse_manifest
 from imgctl.oci.reference import DEFAULT_REGISTRY, Reference
 from imgctl.registry._auth import Challenge, Token, parse_challenges
 from imgctl.registry._transport import StreamTransport
@@ -79,11 +79,16 @@ class TransferStats:
 
 @dataclass(frozen=True, slots=True)
 class FetchedManifest:
-    """Manifest bytes exactly as the registry sent them, with their media type and digest."""
+    """Manifest bytes exactly as the registry sent them, their digest, and what they say."""
 
     data: bytes
-    media_type: str
+    parsed: Manifest | Index
     digest: Digest
+
+    @property
+    def media_type(self) -> str:
+        """The manifest's media type."""
+        return self.parsed.media_type
 
     @property
     def descriptor(self) -> Descriptor:
@@ -600,7 +605,7 @@ class RegistryClient:
             await response.aclose()
         data = b"".join(chunks)
         self.stats.bytes_downloaded += len(data)
-        media_type = _manifest_media_type(data, response.headers.get("content-type"), str(ref))
+        parsed = _parse(data, response.headers.get("content-type"), str(ref))
         if ref.digest is not None:
             try:
                 ref.digest.verify(data)
@@ -614,7 +619,7 @@ class RegistryClient:
                 raise DigestMismatchError(
                     f"manifest {ref}: registry says {header} but the bytes hash to {digest}"
                 )
-        return FetchedManifest(data, media_type, digest)
+        return FetchedManifest(data, parsed, digest)
 
     async def head_manifest(self, ref: Reference) -> Descriptor | None:
         """Descriptor of a manifest without fetching it; None when it does not exist."""
@@ -924,7 +929,7 @@ class RegistryClient:
             fetched = await self.get_manifest(tag_ref)
         except NotFoundError:
             return None
-        parsed = parse_manifest(fetched.data, fetched.media_type)
+        parsed = fetched.parsed
         if not isinstance(parsed, Index):
             raise InvalidManifestError(f"referrers tag {tag_ref} does not hold an index")
         return parsed
@@ -948,9 +953,10 @@ class RegistryClient:
         await self.put_manifest(tag_ref, body, mt.OCI_INDEX)
 
 
-def _config_type(manifest: Any) -> str | None:
-    config = getattr(manifest, "config", None)
-    return config.media_type if config is not None else None
+def _config_type(manifest: Manifest | Index) -> str | None:
+    if isinstance(manifest, Manifest) and manifest.config is not None:
+        return manifest.config.media_type
+    return None
 
 
 def _descriptor_json(desc: Descriptor) -> dict[str, Any]:
@@ -966,12 +972,11 @@ def _descriptor_json(desc: Descriptor) -> dict[str, Any]:
     return out
 
 
-def _manifest_media_type(data: bytes, content_type: str | None, where: str) -> str:
+def _parse(data: bytes, content_type: str | None, where: str) -> Manifest | Index:
     try:
-        parsed = parse_manifest(data, content_type)
+        return parse_manifest(data, content_type)
     except InvalidManifestError as exc:
         raise InvalidManifestError(f"manifest {where}: {exc.message}", hint=exc.hint) from None
-    return parsed.media_type
 
 
 def _pick_challenge(headers: list[str]) -> Challenge | None:

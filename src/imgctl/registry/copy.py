@@ -28,7 +28,7 @@ from imgctl.errors import (
     UsageError,
 )
 from imgctl.oci.digest import Digest
-from imgctl.oci.manifest import Descriptor, Index, Manifest, parse_manifest
+from imgctl.oci.manifest import Descriptor, Index, Manifest
 from imgctl.oci.reference import Reference
 from imgctl.registry.client import FetchedManifest, RegistryClient
 
@@ -205,7 +205,7 @@ class _Engine:
         fetched: FetchedManifest,
         result: CopyResult,
     ) -> None:
-        parsed = parse_manifest(fetched.data, fetched.media_type)
+        parsed = fetched.parsed
         if isinstance(parsed, Index):
             await _gather_all(
                 self._copy_child_manifest(source, destination, child, result)
