@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "CredentialError",
     "DigestMismatchError",
     "ImgctlError",
     "InvalidDigestError",
@@ -99,3 +100,7 @@ class PermissionDeniedError(RegistryError):
 
 class NotFoundError(RegistryError):
     """The repository, manifest or blob does not exist."""
+
+
+class CredentialError(ImgctlError):
+    """A credential source is misconfigured or failed (env entry, config file, helper, cloud)."""

@@ -3,12 +3,18 @@
 A ``Keychain`` resolves a registry host and repository to a ``Credential``, the way
 go-containerregistry's ``authn.Keychain`` resolves a resource to an authenticator. The client
 asks once per (host, repository) and caches the answer for its lifetime.
+
+The keychains imgctl ships also *explain* themselves: ``explain`` returns a ``Resolution`` that
+names the source and says why it answered (or did not), never the secret. ``imgctl auth
+explain`` prints these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from imgctl.oci.reference import canonical_registry
@@ -19,13 +25,21 @@ __all__ = [
     "Credential",
     "Keychain",
     "MultiKeychain",
+    "Resolution",
+    "SourceKeychain",
     "StaticKeychain",
+    "default_keychain",
+    "flag_credential",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """What to present to a registry; every field empty means anonymous."""
+    """What to present to a registry; every field empty means anonymous.
+
+    ``identity_token`` is an OAuth2 refresh token traded at the registry's token server;
+    ``registry_token`` is a bearer token sent as is.
+    """
 
     username: str | None = None
     password: str | None = None
@@ -37,19 +51,43 @@ class Credential:
         """True when there is nothing to present."""
         return not (self.username or self.password or self.identity_token or self.registry_token)
 
+    @property
+    def kind(self) -> str:
+        """``anonymous``, ``basic``, ``identity-token`` or ``registry-token``."""
+        if self.registry_token:
+            return "registry-token"
+        if self.identity_token:
+            return "identity-token"
+        if self.username or self.password:
+            return "basic"
+        return "anonymous"
+
+    def describe(self) -> str:
+        """What kind of credential this is, without the secret (the username is not secret)."""
+        if self.kind == "basic":
+            return f"basic, user {self.username!r}"
+        return self.kind
+
     def __repr__(self) -> str:
         # Never let a secret reach a log line or a traceback through repr().
-        kind = "anonymous"
-        if self.registry_token:
-            kind = "registry-token"
-        elif self.identity_token:
-            kind = "identity-token"
-        elif self.username:
-            kind = f"basic user={self.username!r}"
-        return f"Credential({kind})"
+        return f"Credential({self.describe()})"
 
 
 ANONYMOUS = Credential()
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A keychain's answer: the credential, which source gave it, and why (never the secret)."""
+
+    credential: Credential
+    source: str
+    detail: str
+
+    @property
+    def found(self) -> bool:
+        """True when the source supplied a credential."""
+        return not self.credential.anonymous
 
 
 @runtime_checkable
@@ -61,38 +99,140 @@ class Keychain(Protocol):
         ...
 
 
-class AnonymousKeychain:
+class SourceKeychain(ABC):
+    """A keychain that can say why it answered as it did; ``name`` labels it in explanations."""
+
+    name: str = "keychain"
+
+    @abstractmethod
+    async def explain(self, registry: str, repository: str) -> Resolution:
+        """Resolve and say why (``detail``); anonymous when this source has nothing."""
+
+    async def resolve(self, registry: str, repository: str) -> Credential:
+        """Return the credential to use, or ANONYMOUS."""
+        return (await self.explain(registry, repository)).credential
+
+
+class AnonymousKeychain(SourceKeychain):
     """Always anonymous."""
 
-    async def resolve(self, registry: str, repository: str) -> Credential:
-        """Return ANONYMOUS."""
-        return ANONYMOUS
+    name = "anonymous"
+
+    async def explain(self, registry: str, repository: str) -> Resolution:
+        """Answer anonymous."""
+        return Resolution(ANONYMOUS, self.name, "anonymous access")
 
 
-class StaticKeychain:
+class StaticKeychain(SourceKeychain):
     """One credential, for every registry or only for the hosts listed."""
 
-    def __init__(self, credential: Credential, hosts: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        credential: Credential,
+        hosts: Iterable[str] | None = None,
+        *,
+        name: str = "static",
+        origin: str = "given credential",
+    ) -> None:
         self._credential = credential
         self._hosts = None if hosts is None else {canonical_registry(h) for h in hosts}
+        self.name = name
+        self._origin = origin
 
-    async def resolve(self, registry: str, repository: str) -> Credential:
+    async def explain(self, registry: str, repository: str) -> Resolution:
         """Return the credential when the host matches."""
         if self._hosts is None or canonical_registry(registry) in self._hosts:
-            return self._credential
-        return ANONYMOUS
+            return Resolution(self._credential, self.name, self._origin)
+        return Resolution(ANONYMOUS, self.name, f"{self._origin} is not for {registry}")
 
 
-class MultiKeychain:
+class MultiKeychain(SourceKeychain):
     """Tries keychains in order; the first non-anonymous answer wins."""
 
-    def __init__(self, *keychains: Keychain) -> None:
-        self._keychains = keychains
+    name = "multi"
 
-    async def resolve(self, registry: str, repository: str) -> Credential:
-        """Return the first non-anonymous credential, else ANONYMOUS."""
-        for keychain in self._keychains:
-            credential = await keychain.resolve(registry, repository)
-            if not credential.anonymous:
-                return credential
-        return ANONYMOUS
+    def __init__(self, *keychains: Keychain) -> None:
+        self.keychains = keychains
+
+    async def explain_all(self, registry: str, repository: str) -> list[Resolution]:
+        """Every source's answer in order, stopping after the first that supplied credentials."""
+        answers: list[Resolution] = []
+        for keychain in self.keychains:
+            if isinstance(keychain, SourceKeychain):
+                answer = await keychain.explain(registry, repository)
+            else:
+                credential = await keychain.resolve(registry, repository)
+                answer = Resolution(credential, type(keychain).__name__, "custom keychain")
+            answers.append(answer)
+            if answer.found:
+                break
+        return answers
+
+    async def explain(self, registry: str, repository: str) -> Resolution:
+        """The first source with credentials, else anonymous."""
+        answers = await self.explain_all(registry, repository)
+        if answers and answers[-1].found:
+            return answers[-1]
+        return Resolution(ANONYMOUS, self.name, "no source has credentials; anonymous access")
+
+
+FLAG_SOURCE = "flags"
+
+
+def flag_credential(
+    username: str | None = None, password: str | None = None, token: str | None = None
+) -> Credential | None:
+    """The credential that --registry-username/--registry-password or --registry-token give."""
+    from imgctl.errors import UsageError
+
+    if (username is None) != (password is None):
+        raise UsageError(
+            "--registry-username and --registry-password must be given together "
+            "(or IMGCTL_USERNAME and IMGCTL_PASSWORD)"
+        )
+    if token is not None and username is not None:
+        raise UsageError(
+            "give --registry-token or --registry-username/--registry-password, not both"
+        )
+    if token is not None:
+        return Credential(registry_token=token)
+    if username is not None:
+        return Credential(username, password)
+    return None
+
+
+def default_keychain(
+    environ: Mapping[str, str],
+    home: Path,
+    *,
+    flags: Credential | None = None,
+    anonymous: bool = False,
+) -> MultiKeychain:
+    """The full keychain: env entries, cloud keychains, flags, then docker/podman config.
+
+    ``anonymous`` (``--registry-anon``) answers anonymous at the flags' place in the order:
+    env entries and cloud keychains still apply to their hosts, docker config is not read.
+    """
+    from imgctl.registry._cloud import cloud_keychains
+    from imgctl.registry._dockerconfig import DockerConfigKeychain
+    from imgctl.registry._envcreds import EnvKeychain
+
+    if anonymous and flags is not None:
+        from imgctl.errors import UsageError
+
+        raise UsageError("--registry-anon cannot be combined with registry credentials flags")
+    chain: list[Keychain] = [EnvKeychain(environ), *cloud_keychains(environ)]
+    if anonymous:
+        return MultiKeychain(*chain)
+    if flags is not None:
+        chain.append(
+            StaticKeychain(
+                flags,
+                name=FLAG_SOURCE,
+                origin="--registry-token (IMGCTL_TOKEN)"
+                if flags.registry_token
+                else "--registry-username/--registry-password (IMGCTL_USERNAME/IMGCTL_PASSWORD)",
+            )
+        )
+    chain.append(DockerConfigKeychain(environ, home))
+    return MultiKeychain(*chain)
