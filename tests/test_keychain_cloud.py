@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -768,3 +770,22 @@ async def test_cloud_keychains_use_the_given_environ() -> None:
     assert (await ghcr.resolve("ghcr.io", "o/a")) == Credential("octocat", GITHUB_SECRET)
     ecr = cloud_keychains(env)[0]
     assert (await ecr.explain("docker.io", "library/alpine")).detail == "not an ECR host"
+
+
+async def test_ecr_token_never_reaches_debug_logs(
+    aws: AwsProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An application embedding imgctl may turn on DEBUG for everything; botocore then logs
+    # response bodies, which for GetAuthorizationToken hold the registry password.
+    caplog.set_level(logging.DEBUG)
+    resolution = await ECRKeychain(aws_env(aws.url)).explain(ECR_HOST, "team/app")
+    assert resolution.credential.password
+    secrets = [
+        resolution.credential.password,
+        base64.b64encode(f"AWS:{resolution.credential.password}".encode()).decode(),
+        AWS_SECRET,
+        AWS_SESSION,
+    ]
+    assert caplog.records  # botocore did log
+    for secret in secrets:
+        assert secret not in caplog.text

@@ -18,6 +18,7 @@ import binascii
 import datetime as dt
 import importlib
 import json
+import logging
 import math
 import os
 import re
@@ -245,6 +246,23 @@ def _boto_error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
+# botocore's wire-level DEBUG records carry secrets: response bodies (the ECR token) and signed
+# request headers (the session token). Dropped at the source, so an application that turns on
+# DEBUG for everything still never logs them.
+_BOTOCORE_WIRE_LOGGERS = ("botocore.parsers", "botocore.endpoint", "botocore.auth")
+
+
+def _drop_debug(record: logging.LogRecord) -> bool:
+    return record.levelno > logging.DEBUG
+
+
+def _quiet_botocore_wire_logs() -> None:
+    for name in _BOTOCORE_WIRE_LOGGERS:
+        logger = logging.getLogger(name)
+        if _drop_debug not in logger.filters:
+            logger.addFilter(_drop_debug)
+
+
 def _fetch_ecr_token(
     environ: Mapping[str, str],
     target: ECRRegistry,
@@ -260,6 +278,7 @@ def _fetch_ecr_token(
     except ImportError as exc:
         raise _Unavailable("boto3 is not installed (pip install boto3)") from exc
 
+    _quiet_botocore_wire_logs()
     if target.public:
         what = f"ECR Public GetAuthorizationToken for {registry}"
     else:
