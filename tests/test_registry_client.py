@@ -18,6 +18,7 @@ from imgctl.errors import (
 )
 from imgctl.oci import Digest, Reference, mediatypes
 from imgctl.registry import ClientOptions, Credential, RegistryClient, StaticKeychain
+from imgctl.registry.tls import RegistryTLS, TLSConfig
 
 from .conftest import FAST_RETRIES, PASSWORD, USER, PushedImage, Tls
 from .support.proxy import FaultProxy
@@ -380,7 +381,8 @@ async def test_tls_registry_with_ca(
     tls_registry: Registry, tls: Tls, repo: Callable[[str], str]
 ) -> None:
     target = ref(f"{tls_registry.host}/{repo('tls')}:v1")
-    async with RegistryClient(options=ClientOptions(ca_file=str(tls.ca_file))) as client:
+    options = ClientOptions(tls=RegistryTLS(TLSConfig(ca_files=(str(tls.ca_file),))))
+    async with RegistryClient(options=options) as client:
         assert await client.ping(tls_registry.host) == f"https://{tls_registry.host}"
         digest = await put_small_image(client, target)
     assert digest_of(str(target), cert_dir=tls.cert_dir) == str(digest)
@@ -394,7 +396,7 @@ async def test_tls_registry_without_ca_fails_clearly(
         with pytest.raises(TransportError) as caught:
             await client.get_manifest(target)
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
-    assert "--ca-cert" in str(caught.value)
+    assert "--registry-ca-cert-path" in str(caught.value)
 
 
 async def test_insecure_registry_skips_verification(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 
@@ -47,30 +50,95 @@ def _root(
 InsecureOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--insecure-registry",
+        "--registry-insecure",
         envvar="IMGCTL_INSECURE_REGISTRIES",
-        help="Registry host[:port] that may use plain HTTP or unverified TLS (repeatable). "
-        "Loopback registries may always use plain HTTP.",
+        help="Registry host[:port] that may use plain HTTP or unverified TLS (repeatable, or "
+        "comma-separated). Loopback registries may always use plain HTTP.",
         show_default=False,
     ),
 ]
 CaCertOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--registry-ca-cert-path",
+        envvar="IMGCTL_TLS_CA_CERT_PATH",
+        help="PEM file of extra CA certificates to trust for registries (repeatable).",
+        exists=True,
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+ClientCertOpt = Annotated[
     Path | None,
     typer.Option(
-        "--ca-cert",
-        envvar="IMGCTL_CA_CERT",
-        help="PEM file of extra CA certificates to trust for registries.",
+        "--registry-client-cert",
+        envvar="IMGCTL_TLS_CLIENT_CERT",
+        help="PEM client certificate for registries that require mutual TLS.",
         exists=True,
         dir_okay=False,
     ),
 ]
+ClientKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--registry-client-key",
+        envvar="IMGCTL_TLS_CLIENT_KEY",
+        help="PEM key of --registry-client-cert (if the certificate file does not hold it).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+VerifyOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--registry-verify-certs/--no-registry-verify-certs",
+        envvar="IMGCTL_TLS_VERIFY_CERTS",
+        help="Verify registry TLS certificates (default: yes). Turning it off is unsafe.",
+        show_default=False,
+    ),
+]
 UsernameOpt = Annotated[
     str | None,
-    typer.Option("--registry-username", help="Username for every registry this command uses."),
+    typer.Option(
+        "--registry-username",
+        envvar="IMGCTL_USERNAME",
+        help="Username for registries that no IMGCTL_CREDS_* entry or cloud keychain covers.",
+    ),
 ]
 PasswordOpt = Annotated[
     str | None,
-    typer.Option("--registry-password", help="Password for --registry-username."),
+    typer.Option(
+        "--registry-password", envvar="IMGCTL_PASSWORD", help="Password for --registry-username."
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-token",
+        envvar="IMGCTL_TOKEN",
+        help="Bearer token sent to registries as is (instead of a username/password).",
+    ),
+]
+AnonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--registry-anon",
+        envvar="IMGCTL_ANON",
+        help="Anonymous access: skip flags and docker config (env entries and cloud "
+        "keychains still apply).",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="IMGCTL_CONFIG",
+        help="Config file (default: ~/.config/imgctl/config.yaml).",
+        dir_okay=False,
+    ),
+]
+RetriesOpt = Annotated[
+    int, typer.Option("--retries", min=0, help="Retries on connection errors, 429 and 5xx.")
 ]
 OutputOpt = Annotated[
     Output, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
@@ -84,13 +152,65 @@ RateOpt = Annotated[
 BurstOpt = Annotated[
     int, typer.Option("--burst", min=1, help="Requests allowed at once above the rate.")
 ]
-RetriesOpt = Annotated[
-    int, typer.Option("--retries", min=0, help="Retries on connection errors, 429 and 5xx.")
-]
+
+# The flags every command that talks to registries takes, in --help order.
+_CONNECTION_FLAGS: tuple[tuple[str, Any, Any], ...] = (
+    ("registry_username", UsernameOpt, None),
+    ("registry_password", PasswordOpt, None),
+    ("registry_token", TokenOpt, None),
+    ("registry_anon", AnonOpt, False),
+    ("registry_ca_cert_path", CaCertOpt, None),
+    ("registry_client_cert", ClientCertOpt, None),
+    ("registry_client_key", ClientKeyOpt, None),
+    ("registry_insecure", InsecureOpt, None),
+    ("registry_verify_certs", VerifyOpt, None),
+    ("config", ConfigOpt, None),
+    ("retries", RetriesOpt, 5),
+)
+
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def registry_command(func: _F) -> _F:
+    """Give a command the shared registry flags; it receives them as ``connection``."""
+    signature = inspect.signature(func, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "connection"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in _CONNECTION_FLAGS
+    ]
+
+    def command(**kwargs: Any) -> None:
+        flags = {name: kwargs.pop(name) for name, _, _ in _CONNECTION_FLAGS}
+        func(
+            connection=_registry.Connection(
+                insecure_registries=flags["registry_insecure"] or [],
+                ca_cert_paths=flags["registry_ca_cert_path"] or [],
+                client_cert=flags["registry_client_cert"],
+                client_key=flags["registry_client_key"],
+                verify_certs=flags["registry_verify_certs"],
+                username=flags["registry_username"],
+                password=flags["registry_password"],
+                token=flags["registry_token"],
+                anonymous=flags["registry_anon"],
+                config=flags["config"],
+                retries=flags["retries"],
+            ),
+            **kwargs,
+        )
+
+    parameters = [*own, *shared]
+    command.__name__ = func.__name__
+    command.__doc__ = func.__doc__
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return cast(_F, command)
 
 
 @app.command()
+@registry_command
 def copy(
+    connection: _registry.Connection,
     source: Annotated[
         str | None, typer.Argument(help="Source image: REGISTRY/REPO[:TAG|@DIGEST].")
     ] = None,
@@ -120,25 +240,12 @@ def copy(
         ),
     ] = None,
     output: OutputOpt = Output.text,
-    insecure_registry: InsecureOpt = None,
-    ca_cert: CaCertOpt = None,
-    registry_username: UsernameOpt = None,
-    registry_password: PasswordOpt = None,
     rate_limit: RateOpt = None,
     burst: BurstOpt = 5,
-    retries: RetriesOpt = 5,
 ) -> None:
     """Copy images between registries, digests unchanged (all platforms of an index)."""
     _registry.copy(
-        _registry.Connection(
-            insecure_registry or [],
-            ca_cert,
-            registry_username,
-            registry_password,
-            rate_limit,
-            burst,
-            retries,
-        ),
+        replace(connection, rate_limit=rate_limit, burst=burst),
         source,
         destination,
         from_file,
@@ -150,51 +257,29 @@ def copy(
 
 
 @app.command()
+@registry_command
 def digest(
+    connection: _registry.Connection,
     reference: Annotated[str, typer.Argument(help="Image reference.")],
-    insecure_registry: InsecureOpt = None,
-    ca_cert: CaCertOpt = None,
-    registry_username: UsernameOpt = None,
-    registry_password: PasswordOpt = None,
-    retries: RetriesOpt = 5,
 ) -> None:
     """Print the digest of an image's manifest or index."""
-    _registry.digest(
-        _registry.Connection(
-            insecure_registry or [],
-            ca_cert,
-            registry_username,
-            registry_password,
-            retries=retries,
-        ),
-        reference,
-    )
+    _registry.digest(connection, reference)
 
 
 @app.command()
+@registry_command
 def manifest(
+    connection: _registry.Connection,
     reference: Annotated[str, typer.Argument(help="Image reference.")],
-    insecure_registry: InsecureOpt = None,
-    ca_cert: CaCertOpt = None,
-    registry_username: UsernameOpt = None,
-    registry_password: PasswordOpt = None,
-    retries: RetriesOpt = 5,
 ) -> None:
     """Print a manifest exactly as the registry stores it."""
-    _registry.manifest(
-        _registry.Connection(
-            insecure_registry or [],
-            ca_cert,
-            registry_username,
-            registry_password,
-            retries=retries,
-        ),
-        reference,
-    )
+    _registry.manifest(connection, reference)
 
 
 @app.command("ls")
+@registry_command
 def ls(
+    connection: _registry.Connection,
     repository: Annotated[str, typer.Argument(help="Repository: REGISTRY/REPO.")],
     full_ref: Annotated[
         bool, typer.Option("--full-ref", help="Print REGISTRY/REPO:TAG instead of TAG.")
@@ -203,23 +288,31 @@ def ls(
         int, typer.Option("--page-size", min=1, help="Tags asked for per page.")
     ] = 1000,
     output: OutputOpt = Output.text,
-    insecure_registry: InsecureOpt = None,
-    ca_cert: CaCertOpt = None,
-    registry_username: UsernameOpt = None,
-    registry_password: PasswordOpt = None,
-    retries: RetriesOpt = 5,
 ) -> None:
     """List the tags of a repository."""
     _registry.list_tags(
-        _registry.Connection(
-            insecure_registry or [],
-            ca_cert,
-            registry_username,
-            registry_password,
-            retries=retries,
-        ),
+        connection,
         repository,
         full_ref=full_ref,
         page_size=page_size,
         json_output=output is Output.json,
     )
+
+
+auth_app = typer.Typer(
+    name="auth",
+    help="Registry credentials: where they come from.",
+    no_args_is_help=True,
+)
+app.add_typer(auth_app)
+
+
+@auth_app.command("explain")
+@registry_command
+def auth_explain(
+    connection: _registry.Connection,
+    reference: Annotated[str, typer.Argument(help="Image or repository reference.")],
+    output: OutputOpt = Output.text,
+) -> None:
+    """Say which source supplies credentials for REFERENCE, and why (never the secret)."""
+    _registry.explain(connection, reference, json_output=output is Output.json)

@@ -10,45 +10,89 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from imgctl.errors import ImgctlError, UsageError
+from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
     from imgctl.oci import Reference
-    from imgctl.registry import CopyProgress, CopyResult, RegistryClient
+    from imgctl.registry import ClientOptions, CopyProgress, CopyResult, Keychain, RegistryClient
 
 _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class Connection:
-    """Flags every registry command shares."""
+    """Flags every registry command shares (their env variables are resolved by Typer)."""
 
     insecure_registries: list[str] = field(default_factory=list)
-    ca_cert: Path | None = None
+    ca_cert_paths: list[Path] = field(default_factory=list)
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    verify_certs: bool | None = None
     username: str | None = None
     password: str | None = None
+    token: str | None = None
+    anonymous: bool = False
+    config: Path | None = None
     rate_limit: float | None = None
     burst: int = 5
     retries: int = 5
 
-    def client(self) -> RegistryClient:
-        """Build the registry client these flags describe."""
-        from imgctl.registry import ClientOptions, Credential, RegistryClient, StaticKeychain
+    def settings(self) -> tuple[Keychain, ClientOptions]:
+        """The keychain and client options: flags and env over the config file."""
+        import os
 
-        if (self.username is None) != (self.password is None):
-            raise UsageError("--registry-username and --registry-password must be given together")
-        keychain = None
-        if self.username is not None:
-            keychain = StaticKeychain(Credential(self.username, self.password))
-        insecure = {h.strip() for item in self.insecure_registries for h in item.split(",")}
+        from imgctl.registry import ClientOptions
+        from imgctl.registry.config import (
+            default_config_path,
+            insecure_hosts,
+            load_registry_config,
+            resolve_tls,
+        )
+        from imgctl.registry.keychain import default_keychain, flag_credential
+
+        home = Path.home()
+        path = self.config or default_config_path(os.environ, home)
+        config = load_registry_config(path, required=self.config is not None)
+        tls = resolve_tls(
+            config,
+            ca_cert_paths=[str(p) for p in self.ca_cert_paths],
+            client_cert=str(self.client_cert) if self.client_cert else None,
+            client_key=str(self.client_key) if self.client_key else None,
+            verify_certs=self.verify_certs,
+        )
+        unverified = [h for h, c in tls.hosts.items() if not c.verify]
+        if not tls.default.verify or unverified:
+            where = "any registry" if not tls.default.verify else ", ".join(unverified)
+            warn(
+                f"TLS certificates are NOT verified for {where}: anyone on the network path "
+                "can read and change what is copied, and see the credentials sent"
+            )
+        keychain = default_keychain(
+            os.environ,
+            home,
+            flags=flag_credential(self.username, self.password, self.token),
+            anonymous=self.anonymous,
+        )
         options = ClientOptions(
-            insecure_registries=frozenset(h for h in insecure if h),
-            ca_file=str(self.ca_cert) if self.ca_cert else None,
+            insecure_registries=insecure_hosts(config, self.insecure_registries),
+            tls=tls,
             rate_limit=self.rate_limit,
             burst=self.burst,
             retries=self.retries,
         )
+        return keychain, options
+
+    def client(self) -> RegistryClient:
+        """Build the registry client these flags describe."""
+        from imgctl.registry import RegistryClient
+
+        keychain, options = self.settings()
         return RegistryClient(keychain, options)
+
+
+def warn(message: str) -> None:
+    """Print one warning line on stderr."""
+    print(f"imgctl: warning: {message}", file=sys.stderr)
 
 
 def fail(message: str) -> NoReturn:
@@ -240,3 +284,57 @@ def list_tags(
         return
     for tag in tags:
         print(f"{ref.name}:{tag}" if full_ref else tag)
+
+
+def explain(connection: Connection, reference: str, *, json_output: bool) -> None:
+    """``imgctl auth explain``: which source answers for REFERENCE, and why."""
+    import asyncio
+
+    from imgctl.registry import MultiKeychain, is_loopback
+
+    ref = parse_ref(reference)
+    try:
+        keychain, options = connection.settings()
+        assert isinstance(keychain, MultiKeychain)
+        answers = asyncio.run(keychain.explain_all(ref.registry, ref.repository))
+    except ImgctlError as exc:
+        fail(str(exc))
+    tls = options.tls.for_registry(ref.registry)
+    plain = ref.registry in options.insecure_registries or is_loopback(ref.registry)
+    winner = answers[-1] if answers and answers[-1].found else None
+    asked = {a.source for a in answers}
+    skipped = [getattr(k, "name", type(k).__name__) for k in keychain.keychains]
+    skipped = [name for name in skipped if name not in asked]
+    if json_output:
+        document = {
+            "registry": ref.registry,
+            "repository": ref.repository,
+            "source": winner.source if winner else None,
+            "credential": winner.credential.kind if winner else "anonymous",
+            "username": winner.credential.username if winner else None,
+            "detail": winner.detail if winner else "no source has credentials",
+            "consulted": [
+                {"source": a.source, "found": a.found, "detail": a.detail} for a in answers
+            ],
+            "not_consulted": skipped,
+            "tls": {
+                "verify": tls.verify,
+                "ca_files": list(tls.ca_files),
+                "client_cert": tls.client_cert,
+                "plain_http_allowed": plain,
+            },
+        }
+        print(json.dumps(document, indent=2))
+        return
+    print(f"{ref.registry}/{ref.repository}")
+    for answer in answers:
+        mark = "->" if answer is winner else "  "
+        print(f"  {mark} {answer.source:14} {answer.detail}")
+    for name in skipped:
+        print(f"     {name:14} not consulted (an earlier source answered)")
+    if winner:
+        print(f"credentials: {winner.credential.describe()} from {winner.source}")
+    else:
+        print("credentials: none; requests go anonymous")
+    http = "plain HTTP allowed" if plain else "HTTPS only"
+    print(f"tls: {http}; {tls.describe()}")

@@ -21,9 +21,14 @@ from imgctl.registry.keychain import (
     Credential,
     Keychain,
     MultiKeychain,
+    Resolution,
+    SourceKeychain,
     StaticKeychain,
+    default_keychain,
+    flag_credential,
 )
 from imgctl.registry.ratelimit import RateLimiter
+from imgctl.registry.tls import RegistryTLS, TLSConfig
 
 __all__ = [
     "ANONYMOUS",
@@ -38,10 +43,16 @@ __all__ = [
     "MultiKeychain",
     "RateLimiter",
     "RegistryClient",
+    "RegistryTLS",
+    "Resolution",
+    "SourceKeychain",
     "StaticKeychain",
+    "TLSConfig",
     "TransferStats",
     "copy_image",
     "copy_images",
+    "default_keychain",
+    "flag_credential",
     "is_loopback",
     "resolve_destination",
 ]

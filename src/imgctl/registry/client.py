@@ -12,11 +12,10 @@ import base64
 import ipaddress
 import json
 import random
-import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -26,7 +25,6 @@ from imgctl import __version__
 from imgctl.errors import (
     AuthenticationError,
     DigestMismatchError,
-    ImgctlError,
     InvalidManifestError,
     NotFoundError,
     PermissionDeniedError,
@@ -41,12 +39,14 @@ from imgctl.registry._auth import Challenge, Token, parse_challenges
 from imgctl.registry._transport import StreamTransport
 from imgctl.registry.keychain import AnonymousKeychain, Credential, Keychain
 from imgctl.registry.ratelimit import RateLimiter
+from imgctl.registry.tls import CA_FLAG, CERT_FLAG, KEY_FLAG, RegistryTLS, TLSConfig
 
 __all__ = ["ClientOptions", "FetchedManifest", "RegistryClient", "TransferStats", "is_loopback"]
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _DOCKER_HUB_API = "registry-1.docker.io"
+_CLIENT_CERT_ALERTS = ("ALERT_CERTIFICATE_REQUIRED", "ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class ClientOptions:
     """How the client connects: TLS, plain-HTTP exceptions, timeouts, retries, rate limit."""
 
     insecure_registries: frozenset[str] = frozenset()
-    ca_file: str | None = None
+    tls: RegistryTLS = field(default_factory=RegistryTLS)
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     max_connections: int = 32
@@ -102,7 +102,7 @@ class _Host:
 
     registry: str
     base_url: str
-    verify: bool
+    tls: TLSConfig
     challenge: Challenge | None = None
     tokens: dict[tuple[str, ...], Token] = field(default_factory=dict)
     token_locks: dict[tuple[str, ...], asyncio.Lock] = field(default_factory=dict)
@@ -121,14 +121,6 @@ def is_loopback(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _unverified_context() -> ssl.SSLContext:
-    """TLS without certificate checks, for registries the caller marked insecure."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _api_host(registry: str) -> str:
@@ -179,7 +171,7 @@ class RegistryClient:
         # Learned per registry: does a mount from the repository that already holds a blob
         # answer 201? Then one POST can replace HEAD + POST before an upload (copy engine).
         self.self_mounts: dict[str, bool] = {}
-        self._clients: dict[bool, httpx.AsyncClient] = {}
+        self._clients: dict[TLSConfig, httpx.AsyncClient] = {}
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -195,13 +187,13 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ connections
 
-    def _http(self, verify: bool) -> httpx.AsyncClient:
-        client = self._clients.get(verify)
+    def _http(self, config: TLSConfig) -> httpx.AsyncClient:
+        client = self._clients.get(config)
         if client is None:
             timeout = httpx.Timeout(
                 self.options.read_timeout, connect=self.options.connect_timeout, pool=None
             )
-            tls = self._ssl_context() if verify else _unverified_context()
+            tls = config.context()
             client = httpx.AsyncClient(
                 verify=tls,
                 transport=StreamTransport(
@@ -213,26 +205,8 @@ class RegistryClient:
                 # Registries must hand over bytes exactly as stored: no transfer compression.
                 headers={"User-Agent": self.options.user_agent, "Accept-Encoding": "identity"},
             )
-            self._clients[verify] = client
+            self._clients[config] = client
         return client
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        try:
-            import certifi
-
-            context.load_verify_locations(certifi.where())
-        except ImportError:  # pragma: no cover - certifi ships with httpx
-            pass
-        if self.options.ca_file:
-            try:
-                context.load_verify_locations(self.options.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ImgctlError(
-                    f"cannot load CA certificates from {self.options.ca_file}: {exc}",
-                    hint="pass a PEM file with --ca-cert",
-                ) from None
-        return context
 
     def _allows_plain_http(self, registry: str) -> bool:
         return registry in self._insecure or is_loopback(registry)
@@ -253,6 +227,9 @@ class RegistryClient:
     async def _ping(self, registry: str) -> _Host:
         api = _api_host(registry)
         insecure = registry in self._insecure
+        tls = self.options.tls.for_registry(registry)
+        if insecure:
+            tls = replace(tls, verify=False)
         if is_loopback(registry):
             # Loopback traffic never leaves the machine: try plain HTTP first, it is cheaper.
             schemes = ["http", "https"]
@@ -263,12 +240,11 @@ class RegistryClient:
         first_error: Exception | None = None
         for position, scheme in enumerate(schemes):
             base = f"{scheme}://{api}"
-            verify = scheme == "https" and not insecure
             # The first of two schemes is a probe: one try, no retries.
             probing = position == 0 and len(schemes) > 1
             try:
                 response = await self._send_raw(
-                    self._http(verify), "GET", f"{base}/v2/", {}, retries=0 if probing else None
+                    self._http(tls), "GET", f"{base}/v2/", {}, retries=0 if probing else None
                 )
             except TransportError as exc:
                 first_error = first_error or exc
@@ -277,7 +253,7 @@ class RegistryClient:
                 # A TLS server answers plain HTTP with 400: it wants https; the https
                 # attempt's error (if any) is the one worth reporting.
                 continue
-            host = _Host(registry, base, verify)
+            host = _Host(registry, base, tls)
             if response.status_code == 401:
                 host.challenge = _pick_challenge(response.headers.get_list("www-authenticate"))
             elif response.status_code >= 400 and response.status_code != 404:
@@ -412,7 +388,7 @@ class RegistryClient:
             raise AuthenticationError(f"{host.registry} sent a Bearer challenge without a realm")
         realm_url = urljoin(host.base_url + "/", realm)
         service = challenge.service
-        client = self._http(host.verify)
+        client = self._http(host.tls)
         headers: dict[str, str] = {"Accept": "application/json"}
         secret = bool(credential.username or credential.identity_token)
         if secret and not self._may_send_secret(realm_url, host.registry):
@@ -493,7 +469,7 @@ class RegistryClient:
     ) -> httpx.Response:
         """Send an authorised request, retrying 429/5xx (honouring Retry-After) and stale tokens."""
         host = await self._host(registry)
-        client = self._http(host.verify)
+        client = self._http(host.tls)
         target = url or f"{host.base_url}{path}"
         scopes = (self._scope(registry, repository, push), *extra_scopes)
         replayable = content is None or isinstance(content, bytes)
@@ -1005,7 +981,15 @@ def _transport_error(url: str, exc: httpx.TransportError) -> TransportError:
     reason = str(exc) or type(exc).__name__
     hint = None
     if "CERTIFICATE_VERIFY_FAILED" in reason:
-        hint = "pass the registry's CA with --ca-cert, or mark it --insecure-registry"
+        hint = (
+            f"the registry's certificate is not trusted: pass its CA with {CA_FLAG} "
+            "(or mark the host --registry-insecure)"
+        )
+    elif any(alert in reason.upper() for alert in _CLIENT_CERT_ALERTS):
+        # The server's TLS alert: it wants a client certificate, or refused the one we sent.
+        hint = (
+            f"the registry requires a client certificate it trusts: pass {CERT_FLAG} and {KEY_FLAG}"
+        )
     elif isinstance(exc, httpx.ConnectError):
         hint = "check the registry address and that it is running"
     elif isinstance(exc, httpx.TimeoutException):

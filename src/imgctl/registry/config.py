@@ -1,0 +1,208 @@
+"""The ``registry:`` section of imgctl's config file: TLS defaults and per-registry settings.
+
+The file is YAML, at ``$IMGCTL_CONFIG`` or ``~/.config/imgctl/config.yaml``::
+
+    registry:
+      ca_cert_paths: [/etc/ssl/corp-ca.pem]     # extra CAs for every registry
+      insecure: [localhost:5000]                # plain HTTP / unverified TLS allowed
+      hosts:
+        harbor.corp.example.com:
+          ca_cert_paths: [/etc/ssl/harbor-ca.pem]
+          client_cert: ~/.config/imgctl/harbor.crt
+          client_key: ~/.config/imgctl/harbor.key
+          verify_certs: true
+
+Flags and environment variables override the file (flag > env > file > built-in).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgctl.errors import UsageError
+from imgctl.registry.tls import RegistryTLS, TLSConfig
+
+__all__ = [
+    "HostConfig",
+    "RegistryConfig",
+    "default_config_path",
+    "insecure_hosts",
+    "load_registry_config",
+    "resolve_tls",
+]
+
+_HOST_KEYS = frozenset({"ca_cert_paths", "client_cert", "client_key", "verify_certs", "insecure"})
+_TOP_KEYS = frozenset({"ca_cert_paths", "client_cert", "client_key", "verify_certs", "insecure"})
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """Settings for one registry from the config file; None means not set there."""
+
+    ca_cert_paths: tuple[str, ...] = ()
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify_certs: bool | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    """The ``registry:`` section: defaults for every registry plus per-host settings."""
+
+    ca_cert_paths: tuple[str, ...] = ()
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify_certs: bool | None = None
+    insecure: tuple[str, ...] = ()
+    hosts: Mapping[str, HostConfig] = field(default_factory=dict)
+    path: str | None = None
+
+
+def default_config_path(environ: Mapping[str, str], home: Path) -> Path:
+    """``$IMGCTL_CONFIG``, else ``$XDG_CONFIG_HOME/imgctl/config.yaml`` (``~/.config``)."""
+    if environ.get("IMGCTL_CONFIG"):
+        return Path(environ["IMGCTL_CONFIG"]).expanduser()
+    base = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else home / ".config"
+    return base / "imgctl" / "config.yaml"
+
+
+def load_registry_config(path: Path, *, required: bool = False) -> RegistryConfig:
+    """Read the ``registry:`` section of ``path``; a missing file gives the empty config."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if required:
+            raise UsageError(
+                f"config file {path} does not exist", hint="check IMGCTL_CONFIG / --config"
+            ) from None
+        return RegistryConfig()
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
+    import yaml  # only when a config file exists: it costs start-up time
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise UsageError(f"config file {path} is not valid YAML{line}") from None
+    if document is None:
+        return RegistryConfig(path=str(path))
+    if not isinstance(document, dict):
+        raise UsageError(f"config file {path} must hold a mapping at the top")
+    section = document.get("registry")
+    if section is None:
+        return RegistryConfig(path=str(path))
+    where = f"{path}: registry"
+    section = _mapping(section, where)
+    _check_keys(section, _TOP_KEYS | {"hosts"}, where)
+    hosts: dict[str, HostConfig] = {}
+    for host, raw in _mapping(section.get("hosts") or {}, f"{where}.hosts").items():
+        host_where = f"{where}.hosts.{host}"
+        entry = _mapping(raw or {}, host_where)
+        _check_keys(entry, _HOST_KEYS, host_where)
+        hosts[str(host)] = HostConfig(
+            ca_cert_paths=_paths(entry.get("ca_cert_paths"), f"{host_where}.ca_cert_paths"),
+            client_cert=_path(entry.get("client_cert"), f"{host_where}.client_cert"),
+            client_key=_path(entry.get("client_key"), f"{host_where}.client_key"),
+            verify_certs=_bool(entry.get("verify_certs"), f"{host_where}.verify_certs"),
+            insecure=bool(_bool(entry.get("insecure"), f"{host_where}.insecure")),
+        )
+    insecure = section.get("insecure") or []
+    if not isinstance(insecure, list) or not all(isinstance(h, str) for h in insecure):
+        raise UsageError(f"{where}.insecure must be a list of host[:port] strings")
+    return RegistryConfig(
+        ca_cert_paths=_paths(section.get("ca_cert_paths"), f"{where}.ca_cert_paths"),
+        client_cert=_path(section.get("client_cert"), f"{where}.client_cert"),
+        client_key=_path(section.get("client_key"), f"{where}.client_key"),
+        verify_certs=_bool(section.get("verify_certs"), f"{where}.verify_certs"),
+        insecure=tuple(insecure),
+        hosts=hosts,
+        path=str(path),
+    )
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _check_keys(section: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(str(k) for k in section if k not in allowed)
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(unknown)}",
+            hint=f"allowed: {', '.join(sorted(allowed))}",
+        )
+
+
+def _path(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{where} must be a file path")
+    return os.path.expanduser(value)
+
+
+def _paths(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise UsageError(f"{where} must be a list of file paths")
+    return tuple(p for p in (_path(v, where) for v in value) if p)
+
+
+def _bool(value: Any, where: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise UsageError(f"{where} must be true or false, not {value!r}")
+
+
+def resolve_tls(
+    config: RegistryConfig,
+    *,
+    ca_cert_paths: Sequence[str] = (),
+    client_cert: str | None = None,
+    client_key: str | None = None,
+    verify_certs: bool | None = None,
+) -> RegistryTLS:
+    """Merge flags/env (the arguments) over the config file: the TLS for every registry."""
+    if client_key and not client_cert:
+        raise UsageError("--registry-client-key needs --registry-client-cert")
+    cert, key = (
+        (client_cert, client_key) if client_cert else (config.client_cert, config.client_key)
+    )
+    verify = verify_certs if verify_certs is not None else config.verify_certs
+    default = TLSConfig(
+        ca_files=tuple(ca_cert_paths) + config.ca_cert_paths,
+        client_cert=cert,
+        client_key=key,
+        verify=True if verify is None else verify,
+    )
+    hosts: dict[str, TLSConfig] = {}
+    for host, entry in config.hosts.items():
+        own_cert = entry.client_cert is not None and not client_cert
+        host_verify = verify_certs if verify_certs is not None else entry.verify_certs
+        hosts[host] = TLSConfig(
+            ca_files=default.ca_files + entry.ca_cert_paths,
+            client_cert=entry.client_cert if own_cert else default.client_cert,
+            client_key=entry.client_key if own_cert else default.client_key,
+            verify=default.verify if host_verify is None else host_verify,
+        )
+    return RegistryTLS(default, hosts)
+
+
+def insecure_hosts(config: RegistryConfig, flags: Sequence[str] = ()) -> frozenset[str]:
+    """Hosts allowed plain HTTP / unverified TLS: flags, the file's list and its hosts."""
+    names = {h.strip() for item in flags for h in item.split(",")}
+    names.update(config.insecure)
+    names.update(host for host, entry in config.hosts.items() if entry.insecure)
+    return frozenset(n for n in names if n)
