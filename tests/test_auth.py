@@ -9,14 +9,17 @@ import subprocess
 import sys
 import urllib.request
 from base64 import b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 import pytest
 import trustme
 
 from .conftest import IMGCTL, PASSWORD, USER, PushedImage, Tls
+from .support.moto import MotoServer
+from .support.proxy import FaultProxy
 from .support.registry import Registry
 from .support.tokenserver import TokenServer
 
@@ -439,3 +442,77 @@ async def test_no_secret_in_debug_logs_of_a_whole_authenticated_session(
     assert caplog.records  # the HTTP stack did log
     for secret in (PASSWORD, SECRET_TOKEN, basic(USER, PASSWORD)):
         assert secret not in caplog.text
+
+
+# ----------------------------------------------------------------- cloud keychains, end to end
+
+ECR_ACCOUNT = "123456789012"
+ECR_HOST = f"{ECR_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
+GITHUB_TOKEN = "ghp_imgctl-test-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def cloud_registry(
+    registries: Callable[..., Registry], tmp_path_factory: pytest.TempPathFactory
+) -> Registry:
+    """A registry whose users are what the ECR (via moto) and ghcr keychains present."""
+    path = tmp_path_factory.mktemp("cloud-htpasswd") / "htpasswd"
+    users = {"AWS": f"{ECR_ACCOUNT}-auth-token", "octocat": GITHUB_TOKEN, USER: PASSWORD}
+    path.write_text(
+        "".join(
+            f"{name}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
+            for name, pw in users.items()
+        )
+    )
+    return registries(htpasswd=path)
+
+
+@pytest.fixture(scope="module")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("cloud", ["ecr", "ghcr"])
+def test_cloud_keychain_credentials_reach_a_real_registry_through_an_http_proxy(
+    env: Env,
+    cloud_registry: Registry,
+    moto_server: MotoServer,
+    layouts: Callable[..., object],
+    proxy_for: Callable[[Registry], FaultProxy],
+    cloud: str,
+) -> None:
+    from .support.layout import BuiltImage
+    from .support.skopeo import push_layout
+
+    built = layouts(tag="v1", layers=1, layer_size=300)
+    assert isinstance(built, BuiltImage)
+    push_layout(built.oci_ref, f"{cloud_registry.host}/team/app:v1", creds=f"{USER}:{PASSWORD}")
+    # The registry answers for the cloud host name through a forward proxy (HTTP_PROXY), the
+    # way a corporate proxy would carry it; the host is marked insecure, as the proxy is HTTP.
+    proxy = proxy_for(cloud_registry)
+    host = ECR_HOST if cloud == "ecr" else "ghcr.io"
+    extra = {
+        "IMGCTL_ENABLE_IAAS_AUTH": "true",
+        "HTTP_PROXY": f"http://{proxy.host}",
+        "HTTPS_PROXY": f"http://{proxy.host}",
+        "NO_PROXY": "127.0.0.1,localhost",  # moto itself is reached directly
+    }
+    if cloud == "ecr":
+        extra |= {
+            "AWS_ACCESS_KEY_ID": "AKIDIMGCTLTEST",
+            "AWS_SECRET_ACCESS_KEY": "imgctl-test-aws-secret",
+            "AWS_ENDPOINT_URL": moto_server.url,
+        }
+    else:
+        extra |= {"GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_ACTOR": "octocat"}
+    ref = f"{host}/team/app:v1"
+    result = env.run("digest", ref, "--registry-insecure", host, **extra)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == built.digest
+    assert any(path.startswith(f"http://{host}/v2/team/app/manifests/") for _, path, _ in proxy.log)
+    explain = env.run("auth", "explain", ref, "-o", "json", **extra)
+    assert json.loads(explain.stdout)["source"] == cloud
+    assert_no_secret(result, f"{ECR_ACCOUNT}-auth-token", GITHUB_TOKEN, "imgctl-test-aws-secret")
+    assert_no_secret(explain, f"{ECR_ACCOUNT}-auth-token", GITHUB_TOKEN)

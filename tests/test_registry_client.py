@@ -18,6 +18,7 @@ from imgctl.errors import (
 )
 from imgctl.oci import Digest, Reference, mediatypes
 from imgctl.registry import ClientOptions, Credential, RegistryClient, StaticKeychain
+from imgctl.registry.client import proxy_routes
 from imgctl.registry.tls import RegistryTLS, TLSConfig
 
 from .conftest import FAST_RETRIES, PASSWORD, USER, PushedImage, Tls
@@ -501,3 +502,35 @@ async def test_shared_rate_limit_spaces_requests(
         elapsed = time.monotonic() - started
     # 2 at once from the burst, then 20/s: ten more need at least half a second.
     assert elapsed >= 0.45
+
+
+# ---------------------------------------------------------------------- proxies
+
+
+@pytest.mark.parametrize(
+    ("proxies", "routes"),
+    [
+        ({}, {}),
+        ({"no": "example.com"}, {}),  # NO_PROXY alone changes nothing
+        (
+            {"http": "proxy:3128", "https": "https://proxy:3129"},
+            {"http://": "http://proxy:3128", "https://": "https://proxy:3129"},
+        ),
+        ({"all": "socks5://p:1080", "no": "*"}, {}),
+        (
+            {"https": "http://p:1", "no": "example.com, .corp.example,10.0.0.1,::1,localhost"},
+            {
+                "https://": "http://p:1",
+                "all://*example.com": None,
+                "all://*.corp.example": None,
+                "all://10.0.0.1": None,
+                "all://[::1]": None,
+                "all://*localhost": None,
+            },
+        ),
+    ],
+)
+def test_proxy_routes_follow_curls_rules(
+    proxies: dict[str, str], routes: dict[str, str | None]
+) -> None:
+    assert proxy_routes(proxies) == routes

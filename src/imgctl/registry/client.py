@@ -41,7 +41,14 @@ from imgctl.registry.keychain import AnonymousKeychain, Credential, Keychain
 from imgctl.registry.ratelimit import RateLimiter
 from imgctl.registry.tls import CA_FLAG, CERT_FLAG, KEY_FLAG, RegistryTLS, TLSConfig
 
-__all__ = ["ClientOptions", "FetchedManifest", "RegistryClient", "TransferStats", "is_loopback"]
+__all__ = [
+    "ClientOptions",
+    "FetchedManifest",
+    "RegistryClient",
+    "TransferStats",
+    "is_loopback",
+    "proxy_routes",
+]
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -54,6 +61,7 @@ class ClientOptions:
     """How the client connects: TLS, plain-HTTP exceptions, timeouts, retries, rate limit."""
 
     insecure_registries: frozenset[str] = frozenset()
+    proxies: Mapping[str, str] | None = None  # None: HTTP(S)_PROXY/NO_PROXY from the environment
     tls: RegistryTLS = field(default_factory=RegistryTLS)
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
@@ -121,6 +129,42 @@ def is_loopback(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def proxy_routes(proxies: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """Mount patterns for HTTP_PROXY/HTTPS_PROXY/ALL_PROXY and NO_PROXY, read as curl does.
+
+    ``proxies`` maps ``http``/``https``/``all``/``no`` as ``urllib.request.getproxies()``
+    does; None reads the environment. A pattern mapped to None goes direct.
+    """
+    if proxies is None:
+        from urllib.request import getproxies_environment
+
+        proxies = getproxies_environment()
+    routes: dict[str, str | None] = {}
+    for scheme in ("http", "https", "all"):
+        proxy = proxies.get(scheme)
+        if proxy:
+            routes[f"{scheme}://"] = proxy if "://" in proxy else f"http://{proxy}"
+    if not routes:
+        return {}
+    for entry in (e.strip() for e in proxies.get("no", "").split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return {}
+        if "://" in entry:
+            routes[entry] = None
+            continue
+        try:
+            address = ipaddress.ip_address(entry.strip("[]"))
+        except ValueError:
+            # Like curl: "example.com" covers itself and its subdomains, ".example.com" only
+            # the subdomains.
+            routes[f"all://*{entry}"] = None
+            continue
+        routes[f"all://[{address}]" if address.version == 6 else f"all://{address}"] = None
+    return routes
 
 
 def _api_host(registry: str) -> str:
@@ -194,8 +238,17 @@ class RegistryClient:
                 self.options.read_timeout, connect=self.options.connect_timeout, pool=None
             )
             tls = config.context()
+            # httpx reads proxy variables only when it builds the transport itself; ours is
+            # given, so proxies from the environment are mounted here (httpx's own transport).
+            mounts: dict[str, httpx.AsyncBaseTransport | None] = {
+                pattern: None
+                if proxy is None
+                else httpx.AsyncHTTPTransport(proxy=proxy, verify=tls)
+                for pattern, proxy in proxy_routes(self.options.proxies).items()
+            }
             client = httpx.AsyncClient(
                 verify=tls,
+                mounts=mounts,
                 transport=StreamTransport(
                     tls,
                     max_connections_per_origin=self.options.max_connections,
