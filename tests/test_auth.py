@@ -338,10 +338,16 @@ def test_unverified_tls_works_and_warns_loudly(
     env: Env, tls_registry: Registry, tls: Tls, push_image: Callable[..., PushedImage]
 ) -> None:
     image = push_image(tls_registry, cert_dir=tls.cert_dir, layers=1, layer_size=300)
-    result = env.run("digest", image.ref, "--no-registry-verify-certs")
+    result = env.run("digest", image.ref, "--registry-verify-certs=false")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == image.digest
     assert "warning: TLS certificates are NOT verified for any registry" in result.stderr
+    via_env = env.run("digest", image.ref, IMGCTL_TLS_VERIFY_CERTS="false")
+    assert via_env.stdout.strip() == image.digest
+    assert "NOT verified" in via_env.stderr
+    typo = env.run("digest", image.ref, "--registry-verify-certs", "flase")
+    assert typo.returncode == 1
+    assert "--registry-verify-certs takes true or false, not 'flase'" in typo.stderr
 
 
 @dataclass
@@ -516,3 +522,41 @@ def test_cloud_keychain_credentials_reach_a_real_registry_through_an_http_proxy(
     assert json.loads(explain.stdout)["source"] == cloud
     assert_no_secret(result, f"{ECR_ACCOUNT}-auth-token", GITHUB_TOKEN, "imgctl-test-aws-secret")
     assert_no_secret(explain, f"{ECR_ACCOUNT}-auth-token", GITHUB_TOKEN)
+
+
+def test_copy_between_registries_with_credentials_per_host(
+    env: Env,
+    private_image: tuple[str, str],
+    htpasswd_registry: Registry,
+    token_registry: Registry,
+) -> None:
+    from .support.skopeo import digest_of
+
+    ref, digest = private_image
+    destination = f"{token_registry.host}/promoted/app:v1"
+    result = env.run(
+        "copy",
+        ref,
+        destination,
+        IMGCTL_CREDS_HOSTNAME_dev=htpasswd_registry.host,
+        IMGCTL_CREDS_USERNAME_dev=USER,
+        IMGCTL_CREDS_PASSWORD_dev=PASSWORD,
+        IMGCTL_CREDS_HOSTNAME_prod=f"{token_registry.host}/promoted",
+        IMGCTL_CREDS_IDENTITY_TOKEN_prod=SECRET_TOKEN,
+    )
+    assert result.returncode == 0, result.stderr
+    assert digest_of(destination, creds=f"{USER}:{PASSWORD}") == digest
+    assert_no_secret(result)
+
+
+@pytest.mark.parametrize("flag", ["--registry-ca-cert-path", "--registry-client-cert"])
+def test_unreadable_pem_files_are_one_clear_error(
+    env: Env, tls_registry: Registry, tmp_path: Path, flag: str
+) -> None:
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a certificate\n")
+    result = env.run("digest", f"{tls_registry.host}/x:y", flag, str(bogus))
+    assert result.returncode == 1
+    assert str(bogus) in result.stderr
+    assert flag in result.stderr
+    assert "Traceback" not in result.stderr

@@ -47,6 +47,9 @@ def _root(
     """Promote container images between environments with their digests unchanged."""
 
 
+# Shared registry flags are listed together in --help, after the command's own.
+_PANEL = "Registry access"
+
 InsecureOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -55,6 +58,7 @@ InsecureOpt = Annotated[
         help="Registry host[:port] that may use plain HTTP or unverified TLS (repeatable, or "
         "comma-separated). Loopback registries may always use plain HTTP.",
         show_default=False,
+        rich_help_panel=_PANEL,
     ),
 ]
 CaCertOpt = Annotated[
@@ -66,6 +70,7 @@ CaCertOpt = Annotated[
         exists=True,
         dir_okay=False,
         show_default=False,
+        rich_help_panel=_PANEL,
     ),
 ]
 ClientCertOpt = Annotated[
@@ -76,6 +81,7 @@ ClientCertOpt = Annotated[
         help="PEM client certificate for registries that require mutual TLS.",
         exists=True,
         dir_okay=False,
+        rich_help_panel=_PANEL,
     ),
 ]
 ClientKeyOpt = Annotated[
@@ -86,15 +92,18 @@ ClientKeyOpt = Annotated[
         help="PEM key of --registry-client-cert (if the certificate file does not hold it).",
         exists=True,
         dir_okay=False,
+        rich_help_panel=_PANEL,
     ),
 ]
 VerifyOpt = Annotated[
-    bool | None,
+    str | None,
     typer.Option(
-        "--registry-verify-certs/--no-registry-verify-certs",
+        "--registry-verify-certs",
         envvar="IMGCTL_TLS_VERIFY_CERTS",
-        help="Verify registry TLS certificates (default: yes). Turning it off is unsafe.",
+        metavar="true|false",
+        help="Verify registry TLS certificates (default: true). false is unsafe and warns.",
         show_default=False,
+        rich_help_panel=_PANEL,
     ),
 ]
 UsernameOpt = Annotated[
@@ -103,12 +112,16 @@ UsernameOpt = Annotated[
         "--registry-username",
         envvar="IMGCTL_USERNAME",
         help="Username for registries that no IMGCTL_CREDS_* entry or cloud keychain covers.",
+        rich_help_panel=_PANEL,
     ),
 ]
 PasswordOpt = Annotated[
     str | None,
     typer.Option(
-        "--registry-password", envvar="IMGCTL_PASSWORD", help="Password for --registry-username."
+        "--registry-password",
+        envvar="IMGCTL_PASSWORD",
+        help="Password for --registry-username.",
+        rich_help_panel=_PANEL,
     ),
 ]
 TokenOpt = Annotated[
@@ -117,6 +130,7 @@ TokenOpt = Annotated[
         "--registry-token",
         envvar="IMGCTL_TOKEN",
         help="Bearer token sent to registries as is (instead of a username/password).",
+        rich_help_panel=_PANEL,
     ),
 ]
 AnonOpt = Annotated[
@@ -126,6 +140,7 @@ AnonOpt = Annotated[
         envvar="IMGCTL_ANON",
         help="Anonymous access: skip flags and docker config (env entries and cloud "
         "keychains still apply).",
+        rich_help_panel=_PANEL,
     ),
 ]
 ConfigOpt = Annotated[
@@ -135,10 +150,17 @@ ConfigOpt = Annotated[
         envvar="IMGCTL_CONFIG",
         help="Config file (default: ~/.config/imgctl/config.yaml).",
         dir_okay=False,
+        rich_help_panel=_PANEL,
     ),
 ]
 RetriesOpt = Annotated[
-    int, typer.Option("--retries", min=0, help="Retries on connection errors, 429 and 5xx.")
+    int,
+    typer.Option(
+        "--retries",
+        min=0,
+        help="Retries on connection errors, 429 and 5xx.",
+        rich_help_panel=_PANEL,
+    ),
 ]
 OutputOpt = Annotated[
     Output, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
@@ -188,7 +210,9 @@ def registry_command(func: _F) -> _F:
                 ca_cert_paths=flags["registry_ca_cert_path"] or [],
                 client_cert=flags["registry_client_cert"],
                 client_key=flags["registry_client_key"],
-                verify_certs=flags["registry_verify_certs"],
+                verify_certs=_registry.parse_bool(
+                    "--registry-verify-certs", flags["registry_verify_certs"]
+                ),
                 username=flags["registry_username"],
                 password=flags["registry_password"],
                 token=flags["registry_token"],

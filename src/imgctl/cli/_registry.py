@@ -90,6 +90,18 @@ class Connection:
         return RegistryClient(keychain, options)
 
 
+def parse_bool(flag: str, value: str | None) -> bool | None:
+    """A true/false flag value (None when not given); anything else fails with one line."""
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    fail(f"{flag} takes true or false, not {value!r}")
+
+
 def warn(message: str) -> None:
     """Print one warning line on stderr."""
     print(f"imgctl: warning: {message}", file=sys.stderr)
