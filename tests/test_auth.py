@@ -18,9 +18,11 @@ import pytest
 import trustme
 
 from .conftest import IMGCTL, PASSWORD, USER, PushedImage, Tls
+from .support.layout import BuiltImage
 from .support.moto import MotoServer
 from .support.proxy import FaultProxy
 from .support.registry import Registry
+from .support.skopeo import digest_of, push_layout
 from .support.tokenserver import TokenServer
 
 SECRET_TOKEN = "refresh-for-alice"  # the token server's refresh token for alice
@@ -58,16 +60,18 @@ def basic(user: str, password: str) -> str:
     return b64encode(f"{user}:{password}".encode()).decode()
 
 
-@pytest.fixture(scope="module")
-def private_image(htpasswd_registry: Registry, layouts: Callable[..., object]) -> tuple[str, str]:
-    from .support.layout import BuiltImage
-    from .support.skopeo import push_layout
-
+def push_as_alice(layouts: Callable[..., BuiltImage], ref: str) -> tuple[str, str]:
+    """Push a small fresh image to ``ref`` with skopeo as alice; (ref, digest)."""
     built = layouts(tag="v1", layers=1, layer_size=500)
-    assert isinstance(built, BuiltImage)
-    ref = f"{htpasswd_registry.host}/private/app:v1"
     push_layout(built.oci_ref, ref, creds=f"{USER}:{PASSWORD}")
     return ref, built.digest
+
+
+@pytest.fixture(scope="module")
+def private_image(
+    htpasswd_registry: Registry, layouts: Callable[..., BuiltImage]
+) -> tuple[str, str]:
+    return push_as_alice(layouts, f"{htpasswd_registry.host}/private/app:v1")
 
 
 def assert_no_secret(result: subprocess.CompletedProcess[str], *secrets: str) -> None:
@@ -259,15 +263,8 @@ def test_bad_env_entry_is_one_clear_error(env: Env) -> None:
 
 
 @pytest.fixture(scope="module")
-def token_image(token_registry: Registry, layouts: Callable[..., object]) -> tuple[str, str]:
-    from .support.layout import BuiltImage
-    from .support.skopeo import push_layout
-
-    built = layouts(tag="v1", layers=1, layer_size=500)
-    assert isinstance(built, BuiltImage)
-    ref = f"{token_registry.host}/tokens/app:v1"
-    push_layout(built.oci_ref, ref, creds=f"{USER}:{PASSWORD}")
-    return ref, built.digest
+def token_image(token_registry: Registry, layouts: Callable[..., BuiltImage]) -> tuple[str, str]:
+    return push_as_alice(layouts, f"{token_registry.host}/tokens/app:v1")
 
 
 def fetch_registry_token(token_server: TokenServer, scope: str) -> str:
@@ -485,16 +482,11 @@ def test_cloud_keychain_credentials_reach_a_real_registry_through_an_http_proxy(
     env: Env,
     cloud_registry: Registry,
     moto_server: MotoServer,
-    layouts: Callable[..., object],
+    layouts: Callable[..., BuiltImage],
     proxy_for: Callable[[Registry], FaultProxy],
     cloud: str,
 ) -> None:
-    from .support.layout import BuiltImage
-    from .support.skopeo import push_layout
-
-    built = layouts(tag="v1", layers=1, layer_size=300)
-    assert isinstance(built, BuiltImage)
-    push_layout(built.oci_ref, f"{cloud_registry.host}/team/app:v1", creds=f"{USER}:{PASSWORD}")
+    _, digest = push_as_alice(layouts, f"{cloud_registry.host}/team/app:v1")
     # The registry answers for the cloud host name through a forward proxy (HTTP_PROXY), the
     # way a corporate proxy would carry it; the host is marked insecure, as the proxy is HTTP.
     proxy = proxy_for(cloud_registry)
@@ -516,7 +508,7 @@ def test_cloud_keychain_credentials_reach_a_real_registry_through_an_http_proxy(
     ref = f"{host}/team/app:v1"
     result = env.run("digest", ref, "--registry-insecure", host, **extra)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == built.digest
+    assert result.stdout.strip() == digest
     assert any(path.startswith(f"http://{host}/v2/team/app/manifests/") for _, path, _ in proxy.log)
     explain = env.run("auth", "explain", ref, "-o", "json", **extra)
     assert json.loads(explain.stdout)["source"] == cloud
@@ -530,7 +522,6 @@ def test_copy_between_registries_with_credentials_per_host(
     htpasswd_registry: Registry,
     token_registry: Registry,
 ) -> None:
-    from .support.skopeo import digest_of
 
     ref, digest = private_image
     destination = f"{token_registry.host}/promoted/app:v1"

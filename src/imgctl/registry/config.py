@@ -35,8 +35,8 @@ __all__ = [
     "resolve_tls",
 ]
 
-_HOST_KEYS = frozenset({"ca_cert_paths", "client_cert", "client_key", "verify_certs", "insecure"})
-_TOP_KEYS = frozenset({"ca_cert_paths", "client_cert", "client_key", "verify_certs", "insecure"})
+# The same keys at the top (every registry) and under a host; the top also has "hosts".
+_KEYS = frozenset({"ca_cert_paths", "client_cert", "client_key", "verify_certs", "insecure"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,31 +100,35 @@ def load_registry_config(path: Path, *, required: bool = False) -> RegistryConfi
         return RegistryConfig(path=str(path))
     where = f"{path}: registry"
     section = _mapping(section, where)
-    _check_keys(section, _TOP_KEYS | {"hosts"}, where)
+    _check_keys(section, _KEYS | {"hosts"}, where)
     hosts: dict[str, HostConfig] = {}
     for host, raw in _mapping(section.get("hosts") or {}, f"{where}.hosts").items():
         host_where = f"{where}.hosts.{host}"
         entry = _mapping(raw or {}, host_where)
-        _check_keys(entry, _HOST_KEYS, host_where)
+        _check_keys(entry, _KEYS, host_where)
         hosts[str(host)] = HostConfig(
-            ca_cert_paths=_paths(entry.get("ca_cert_paths"), f"{host_where}.ca_cert_paths"),
-            client_cert=_path(entry.get("client_cert"), f"{host_where}.client_cert"),
-            client_key=_path(entry.get("client_key"), f"{host_where}.client_key"),
-            verify_certs=_bool(entry.get("verify_certs"), f"{host_where}.verify_certs"),
+            **_tls_fields(entry, host_where),
             insecure=bool(_bool(entry.get("insecure"), f"{host_where}.insecure")),
         )
     insecure = section.get("insecure") or []
     if not isinstance(insecure, list) or not all(isinstance(h, str) for h in insecure):
         raise UsageError(f"{where}.insecure must be a list of host[:port] strings")
     return RegistryConfig(
-        ca_cert_paths=_paths(section.get("ca_cert_paths"), f"{where}.ca_cert_paths"),
-        client_cert=_path(section.get("client_cert"), f"{where}.client_cert"),
-        client_key=_path(section.get("client_key"), f"{where}.client_key"),
-        verify_certs=_bool(section.get("verify_certs"), f"{where}.verify_certs"),
+        **_tls_fields(section, where),
         insecure=tuple(insecure),
         hosts=hosts,
         path=str(path),
     )
+
+
+def _tls_fields(section: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The TLS keys a section may set (the top level or one host), validated."""
+    return {
+        "ca_cert_paths": _paths(section.get("ca_cert_paths"), f"{where}.ca_cert_paths"),
+        "client_cert": _path(section.get("client_cert"), f"{where}.client_cert"),
+        "client_key": _path(section.get("client_key"), f"{where}.client_key"),
+        "verify_certs": _bool(section.get("verify_certs"), f"{where}.verify_certs"),
+    }
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
