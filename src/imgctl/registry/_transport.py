@@ -18,7 +18,7 @@ import asyncio
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -70,7 +70,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
 
     def __init__(
         self,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
         *,
         max_connections_per_origin: int = 32,
         keepalive_expiry: float = 30.0,
@@ -97,6 +97,10 @@ class StreamTransport(httpx.AsyncBaseTransport):
         hostname = host.decode("ascii")
         context: ssl.SSLContext | None = None
         if scheme == b"https":
+            # A factory is called on the first TLS connection only: loading CA bundles costs
+            # tens of milliseconds that plain-HTTP (loopback) registries never need.
+            if callable(self._ssl_context):
+                self._ssl_context = self._ssl_context()
             context = self._ssl_context or ssl.create_default_context()
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=_HEADER_LIMIT, loop=loop)

@@ -237,20 +237,18 @@ class RegistryClient:
             timeout = httpx.Timeout(
                 self.options.read_timeout, connect=self.options.connect_timeout, pool=None
             )
-            tls = config.context()
             # httpx reads proxy variables only when it builds the transport itself; ours is
             # given, so proxies from the environment are mounted here (httpx's own transport).
             mounts: dict[str, httpx.AsyncBaseTransport | None] = {
                 pattern: None
                 if proxy is None
-                else httpx.AsyncHTTPTransport(proxy=proxy, verify=tls)
+                else httpx.AsyncHTTPTransport(proxy=proxy, verify=config.context())
                 for pattern, proxy in proxy_routes(self.options.proxies).items()
             }
             client = httpx.AsyncClient(
-                verify=tls,
                 mounts=mounts,
                 transport=StreamTransport(
-                    tls,
+                    config.context,
                     max_connections_per_origin=self.options.max_connections,
                     keepalive_expiry=30,
                 ),
