@@ -11,10 +11,12 @@ __all__ = [
     "AuthenticationError",
     "CredentialError",
     "DigestMismatchError",
+    "IdentityError",
     "ImgctlError",
     "InvalidDigestError",
     "InvalidManifestError",
     "InvalidReferenceError",
+    "InvalidTokenError",
     "NotFoundError",
     "PermissionDeniedError",
     "RegistryError",
@@ -104,3 +106,15 @@ class NotFoundError(RegistryError):
 
 class CredentialError(ImgctlError):
     """A credential source is misconfigured or failed (env entry, config file, helper, cloud)."""
+
+
+class IdentityError(ImgctlError):
+    """Proving who the caller is failed: no usable SSH key, the issuer refused, no token."""
+
+
+class InvalidTokenError(IdentityError):
+    """A token failed verification; ``reason`` names the check (``expired``, ``audience``...)."""
+
+    def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
