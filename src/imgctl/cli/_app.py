@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar, cast
 import typer
 
 from imgctl import __version__
-from imgctl.cli import _registry
+from imgctl.cli import _identity, _registry
 
 app = typer.Typer(
     name="imgctl",
@@ -193,42 +193,161 @@ _CONNECTION_FLAGS: tuple[tuple[str, Any, Any], ...] = (
 _F = TypeVar("_F", bound=Callable[..., None])
 
 
-def registry_command(func: _F) -> _F:
-    """Give a command the shared registry flags; it receives them as ``connection``."""
-    signature = inspect.signature(func, eval_str=True)
-    own = [p for p in signature.parameters.values() if p.name != "connection"]
-    shared = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
-        for name, kind, default in _CONNECTION_FLAGS
-    ]
+def _with_shared_flags(
+    flags: tuple[tuple[str, Any, Any], ...], param: str, build: Callable[[dict[str, Any]], Any]
+) -> Callable[[_F], _F]:
+    """Add ``flags`` to a Typer command, which receives ``build(values)`` as ``param``."""
 
-    def command(**kwargs: Any) -> None:
-        flags = {name: kwargs.pop(name) for name, _, _ in _CONNECTION_FLAGS}
-        func(
-            connection=_registry.Connection(
-                insecure_registries=flags["registry_insecure"] or [],
-                ca_cert_paths=flags["registry_ca_cert_path"] or [],
-                client_cert=flags["registry_client_cert"],
-                client_key=flags["registry_client_key"],
-                verify_certs=_registry.parse_bool(
-                    "--registry-verify-certs", flags["registry_verify_certs"]
-                ),
-                username=flags["registry_username"],
-                password=flags["registry_password"],
-                token=flags["registry_token"],
-                anonymous=flags["registry_anon"],
-                config=flags["config"],
-                retries=flags["retries"],
+    def decorate(func: _F) -> _F:
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != param]
+        shared = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind
+            )
+            for name, kind, default in flags
+        ]
+
+        def command(**kwargs: Any) -> None:
+            values = {name: kwargs.pop(name) for name, _, _ in flags}
+            func(**{param: build(values)}, **kwargs)
+
+        parameters = [*own, *shared]
+        command.__name__ = func.__name__
+        command.__doc__ = func.__doc__
+        command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return cast(_F, command)
+
+    return decorate
+
+
+def _connection(flags: dict[str, Any]) -> _registry.Connection:
+    return _registry.Connection(
+        insecure_registries=flags["registry_insecure"] or [],
+        ca_cert_paths=flags["registry_ca_cert_path"] or [],
+        client_cert=flags["registry_client_cert"],
+        client_key=flags["registry_client_key"],
+        verify_certs=_registry.parse_bool(
+            "--registry-verify-certs", flags["registry_verify_certs"]
+        ),
+        username=flags["registry_username"],
+        password=flags["registry_password"],
+        token=flags["registry_token"],
+        anonymous=flags["registry_anon"],
+        config=flags["config"],
+        retries=flags["retries"],
+    )
+
+
+# Every command that talks to registries takes the registry flags, as ``connection``.
+registry_command = _with_shared_flags(_CONNECTION_FLAGS, "connection", _connection)
+
+_LOGIN_PANEL = "Login (SSH key -> OIDC token)"
+_LOGIN_FLAGS: tuple[tuple[str, Any, Any], ...] = (
+    (
+        "dex_url",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--dex-url",
+                envvar="DEX_URL",
+                help="Issuer URL: Dex, or `imgctl idp serve`.",
+                rich_help_panel=_LOGIN_PANEL,
             ),
-            **kwargs,
-        )
+        ],
+        None,
+    ),
+    (
+        "client_id",
+        Annotated[
+            str,
+            typer.Option(
+                "--client-id",
+                envvar="IMGCTL_CLIENT_ID",
+                help="OAuth2 client id at the issuer.",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        "imgctl",
+    ),
+    (
+        "client_secret",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--client-secret",
+                envvar="IMGCTL_CLIENT_SECRET",
+                help="OAuth2 client secret.",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "pubkey_file",
+        Annotated[
+            Path | None,
+            typer.Option(
+                "--pubkey-file",
+                "-f",
+                help="SSH key to use (its .pub or the private key); default: ssh-agent's keys, "
+                "then ~/.ssh/id_ed25519, id_ecdsa, id_rsa.",
+                dir_okay=False,
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "username",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--username",
+                "-u",
+                envvar="KUBECTL_SSH_USER",
+                help="User name at the issuer (default: $USER).",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "audience",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--audience",
+                envvar="IMGCTL_AUDIENCE",
+                help="Audience of the token: the imgctl server's OIDC_AUDIENCE (default: the "
+                "client id).",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "no_cache",
+        Annotated[
+            bool,
+            typer.Option(
+                "--no-cache",
+                help="Get a fresh token instead of a cached one.",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        False,
+    ),
+)
 
-    parameters = [*own, *shared]
-    command.__name__ = func.__name__
-    command.__doc__ = func.__doc__
-    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in parameters}
-    return cast(_F, command)
+
+def _login(flags: dict[str, Any]) -> _identity.Login:
+    return _identity.Login(**flags)
+
+
+# Every command that needs an OIDC token takes the login flags, as ``login``.
+login_command = _with_shared_flags(_LOGIN_FLAGS, "login", _login)
 
 
 @app.command()
@@ -325,7 +444,7 @@ def ls(
 
 auth_app = typer.Typer(
     name="auth",
-    help="Registry credentials: where they come from.",
+    help="Who you are: registry credentials (explain) and your OIDC login.",
     no_args_is_help=True,
 )
 app.add_typer(auth_app)
@@ -340,3 +459,71 @@ def auth_explain(
 ) -> None:
     """Say which source supplies credentials for REFERENCE, and why (never the secret)."""
     _registry.explain(connection, reference, json_output=output is Output.json)
+
+
+@app.command("token")
+@login_command
+def token(login: _identity.Login) -> None:
+    """Print only an OIDC token for the caller (for scripts), from the cache or the issuer."""
+    _identity.print_token(login)
+
+
+@auth_app.command("login")
+@login_command
+def auth_login(
+    login: _identity.Login,
+    show_token: Annotated[
+        bool, typer.Option("--show-token", help="Print the token too (for debugging).")
+    ] = False,
+) -> None:
+    """Sign in with your SSH key and say who the issuer thinks you are."""
+    _identity.login(login, show_token=show_token)
+
+
+idp_app = typer.Typer(
+    name="idp",
+    help="The built-in OIDC issuer (Dex's SSH connector and token exchange).",
+    no_args_is_help=True,
+)
+app.add_typer(idp_app)
+
+IdpConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="IMGCTL_IDP_CONFIG",
+        help="Issuer config (YAML: users with SSH keys, staticClients).",
+        dir_okay=False,
+    ),
+]
+
+
+@idp_app.command("serve")
+def idp_serve(
+    config: IdpConfigOpt,
+    address: Annotated[
+        str, typer.Option("--address", help="HOST:PORT to listen on.")
+    ] = "127.0.0.1:5556",
+    issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--issuer", help="Issuer URL (default: the config's, else http(s)://ADDRESS)."
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="PEM certificate: serve HTTPS.", dir_okay=False),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="PEM key of --tls-cert.", dir_okay=False)
+    ] = None,
+) -> None:
+    """Run the issuer until interrupted."""
+    _identity.idp_serve(config, address, issuer, tls_cert, tls_key)
+
+
+@idp_app.command("rotate-key")
+def idp_rotate_key(config: IdpConfigOpt) -> None:
+    """Start signing with a new key; the old one stays published until its tokens expire."""
+    _identity.idp_rotate_key(config)

@@ -1,0 +1,65 @@
+"""The built-in OIDC issuer: Dex's SSH connector and token exchange, for teams without Dex.
+
+``imgctl idp serve`` runs it; ``imgctl idp rotate-key`` rotates its signing key. The pieces are
+usable directly: ``load_issuer_config``, ``KeyStore``, ``IssuerService`` (no HTTP) and
+``create_app`` (FastAPI).
+"""
+
+from __future__ import annotations
+
+from imgctl.identity.issuer._config import (
+    IssuerConfig,
+    SSHUser,
+    StaticClient,
+    load_issuer_config,
+)
+from imgctl.identity.issuer._keys import KeyStore, SigningKey
+from imgctl.identity.issuer._service import IssuerService, OAuthError, dex_subject
+
+__all__ = [
+    "IssuerConfig",
+    "IssuerService",
+    "KeyStore",
+    "OAuthError",
+    "SSHUser",
+    "SigningKey",
+    "StaticClient",
+    "dex_subject",
+    "load_issuer_config",
+    "serve",
+]
+
+
+def serve(
+    config: IssuerConfig,
+    address: str,
+    *,
+    issuer: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
+    """Run the issuer on ``address`` (host:port) until interrupted."""
+    import uvicorn
+
+    from imgctl.errors import UsageError
+    from imgctl.identity.issuer._app import create_app
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r} must be HOST:PORT, e.g. 127.0.0.1:5556")
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key must be given together")
+    scheme = "https" if tls_cert else "http"
+    issuer_url = issuer or config.issuer or f"{scheme}://{address}"
+    keys = KeyStore(config.keys_dir, token_ttl=config.token_ttl, clock_skew=config.clock_skew)
+    keys.load(create=True)
+    app = create_app(IssuerService(config, keys, issuer_url))
+    uvicorn.run(
+        app,
+        host=host.strip("[]"),
+        port=int(port),
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        log_level="info",
+        server_header=False,
+    )

@@ -1,0 +1,213 @@
+"""The built-in issuer's config file: Dex's SSH connector config, plus clients and the issuer.
+
+Two shapes are read, so a file ports both ways:
+
+* flat — the SSH connector's ``config`` block at the top level, next to ``issuer`` and
+  ``staticClients``;
+* Dex's own — ``issuer``, ``staticClients`` and
+  ``connectors: [{type: ssh, id: ssh, config: {...}}]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgctl.errors import UsageError
+
+__all__ = ["IssuerConfig", "SSHUser", "StaticClient", "load_issuer_config"]
+
+_CONNECTOR_KEYS = frozenset(
+    {"users", "allowed_issuers", "dex_instance_id", "allowed_target_audiences", "default_groups"}
+)
+_OWN_KEYS = frozenset({"issuer", "staticClients", "keys_dir", "token_ttl", "clock_skew"})
+_DEX_ONLY_KEYS = frozenset(
+    {"storage", "web", "telemetry", "grpc", "expiry", "logger", "oauth2", "enablePasswordDB"}
+)
+_USER_KEYS = frozenset({"keys", "username", "email", "groups", "name"})
+_CLIENT_KEYS = frozenset({"id", "secret", "name", "redirectURIs", "public", "trustedPeers"})
+
+
+@dataclass(frozen=True, slots=True)
+class SSHUser:
+    """A user of the SSH connector: who they are and the keys that prove it."""
+
+    username: str
+    keys: tuple[str, ...]  # authorized_keys lines
+    email: str | None = None
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StaticClient:
+    """An OAuth2 client allowed to call the token endpoint."""
+
+    id: str
+    secret: str | None = None
+    name: str | None = None
+
+    def __repr__(self) -> str:
+        # The secret stays out of reprs, logs and tracebacks.
+        return f"StaticClient(id={self.id!r}, name={self.name!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerConfig:
+    """Everything ``imgctl idp serve`` needs besides the address."""
+
+    users: Mapping[str, SSHUser]
+    clients: Mapping[str, StaticClient]
+    keys_dir: Path
+    issuer: str | None = None
+    allowed_issuers: tuple[str, ...] = ()
+    dex_instance_id: str | None = None
+    allowed_target_audiences: tuple[str, ...] = ()
+    default_groups: tuple[str, ...] = ()
+    token_ttl: int = 3600
+    clock_skew: int = 30
+    connector_id: str = "ssh"
+    path: Path | None = field(default=None, compare=False)
+
+
+def load_issuer_config(path: Path) -> IssuerConfig:
+    """Read and check an issuer config file; every mistake names the file and the key."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"issuer config {path} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read issuer config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"issuer config {path} is not valid YAML{line}") from None
+    top = _mapping(document, f"{path}")
+    connector_id = "ssh"
+    if "connectors" in top:
+        connector, connector_id = _ssh_connector(top["connectors"], f"{path}: connectors")
+        unknown = set(top) - _OWN_KEYS - _DEX_ONLY_KEYS - {"connectors"}
+        _refuse_unknown(unknown, f"{path}", _OWN_KEYS | {"connectors"})
+    else:
+        connector = {k: v for k, v in top.items() if k in _CONNECTOR_KEYS}
+        _refuse_unknown(
+            set(top) - _OWN_KEYS - _CONNECTOR_KEYS, f"{path}", _OWN_KEYS | _CONNECTOR_KEYS
+        )
+    where = f"{path}"
+    _refuse_unknown(set(connector) - _CONNECTOR_KEYS, f"{where}: connector config", _CONNECTOR_KEYS)
+
+    users: dict[str, SSHUser] = {}
+    for key, raw in _mapping(connector.get("users") or {}, f"{where}: users").items():
+        user_where = f"{where}: users.{key}"
+        entry = _mapping(raw or {}, user_where)
+        _refuse_unknown(set(entry) - _USER_KEYS, user_where, _USER_KEYS)
+        username = _string(entry.get("username"), f"{user_where}.username") or str(key)
+        keys = _strings(entry.get("keys"), f"{user_where}.keys")
+        if not keys:
+            raise UsageError(f"{user_where} has no keys", hint="list authorized_keys lines")
+        users[username] = SSHUser(
+            username=username,
+            keys=keys,
+            email=_string(entry.get("email"), f"{user_where}.email"),
+            name=_string(entry.get("name"), f"{user_where}.name"),
+            groups=_strings(entry.get("groups"), f"{user_where}.groups"),
+        )
+    if not users:
+        raise UsageError(f"{where} lists no users", hint="add users: {name: {keys: [...]}}")
+
+    clients: dict[str, StaticClient] = {}
+    raw_clients = top.get("staticClients") or []
+    if not isinstance(raw_clients, list):
+        raise UsageError(f"{where}: staticClients must be a list of {{id, secret, name}}")
+    for number, raw in enumerate(raw_clients):
+        client_where = f"{where}: staticClients[{number}]"
+        entry = _mapping(raw, client_where)
+        _refuse_unknown(set(entry) - _CLIENT_KEYS, client_where, _CLIENT_KEYS)
+        client_id = _string(entry.get("id"), f"{client_where}.id")
+        if not client_id:
+            raise UsageError(f"{client_where} has no id")
+        clients[client_id] = StaticClient(
+            client_id,
+            _string(entry.get("secret"), f"{client_where}.secret"),
+            _string(entry.get("name"), f"{client_where}.name"),
+        )
+    if not clients:
+        raise UsageError(
+            f"{where} lists no staticClients",
+            hint="add staticClients: [{id: imgctl, secret: ..., name: imgctl}]",
+        )
+
+    raw_dir = _string(top.get("keys_dir"), f"{where}: keys_dir")
+    keys_dir = Path(raw_dir).expanduser() if raw_dir else Path("idp-keys")
+    if not keys_dir.is_absolute():  # relative to the config file, like Dex's paths
+        keys_dir = (path.parent / keys_dir).resolve()
+    return IssuerConfig(
+        users=users,
+        clients=clients,
+        keys_dir=keys_dir,
+        issuer=_string(top.get("issuer"), f"{where}: issuer"),
+        allowed_issuers=_strings(connector.get("allowed_issuers"), f"{where}: allowed_issuers"),
+        dex_instance_id=_string(connector.get("dex_instance_id"), f"{where}: dex_instance_id"),
+        allowed_target_audiences=_strings(
+            connector.get("allowed_target_audiences"), f"{where}: allowed_target_audiences"
+        ),
+        default_groups=_strings(connector.get("default_groups"), f"{where}: default_groups"),
+        token_ttl=_seconds(top.get("token_ttl"), f"{where}: token_ttl", 3600),
+        clock_skew=_seconds(top.get("clock_skew"), f"{where}: clock_skew", 30, zero_ok=True),
+        connector_id=connector_id,
+        path=path,
+    )
+
+
+def _ssh_connector(value: Any, where: str) -> tuple[Mapping[str, Any], str]:
+    if not isinstance(value, list):
+        raise UsageError(f"{where} must be a list")
+    found = [c for c in value if isinstance(c, dict) and c.get("type") == "ssh"]
+    if len(found) != 1:
+        raise UsageError(
+            f"{where} must hold exactly one connector of type ssh (found {len(found)})"
+        )
+    connector_id = found[0].get("id") or "ssh"
+    return _mapping(found[0].get("config") or {}, f"{where}[ssh].config"), str(connector_id)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _refuse_unknown(unknown: set[Any], where: str, allowed: frozenset[str]) -> None:
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}",
+            hint=f"allowed: {', '.join(sorted(allowed))}",
+        )
+
+
+def _string(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"{where} must be a string")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+def _seconds(value: Any, where: str, default: int, *, zero_ok: bool = False) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero_ok else 1):
+        raise UsageError(f"{where} must be a whole number of seconds")
+    return value
