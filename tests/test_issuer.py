@@ -24,7 +24,7 @@ from imgctl.identity.issuer import (
 )
 from imgctl.identity.sshjwt import SSHKey, build_claims, load_key_file, sign_jwt
 
-from .support.sshkeys import KeyPair, make_key
+from .support.sshkeys import Key, keygen
 
 ISSUER = "https://dex.example.com"
 AUDIENCE = "https://imgctl.example.com"
@@ -61,10 +61,10 @@ def write_config(path: Path, users: dict[str, dict[str, Any]], **extra: Any) -> 
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> dict[str, KeyPair]:
+def keys(tmp_path: Path) -> dict[str, Key]:
     return {
-        "alice": make_key(tmp_path / "alice", "ed25519"),
-        "bob": make_key(tmp_path / "bob", "ecdsa256"),
+        "alice": keygen(tmp_path / "alice", "ed25519"),
+        "bob": keygen(tmp_path / "bob", "ecdsa256"),
     }
 
 
@@ -74,18 +74,18 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def service(tmp_path: Path, keys: dict[str, KeyPair], clock: Clock) -> IssuerService:
+def service(tmp_path: Path, keys: dict[str, Key], clock: Clock) -> IssuerService:
     config = load_issuer_config(
         write_config(
             tmp_path / "idp.yaml",
             {
                 "alice": {
-                    "keys": [keys["alice"].public_line],
+                    "keys": [keys["alice"].line],
                     "email": "alice@example.com",
                     "name": "Alice",
                     "groups": ["engineering@example.com"],
                 },
-                "bob": {"keys": [keys["bob"].public_line], "groups": ["ops@example.com"]},
+                "bob": {"keys": [keys["bob"].line], "groups": ["ops@example.com"]},
             },
         )
     )
@@ -94,7 +94,7 @@ def service(tmp_path: Path, keys: dict[str, KeyPair], clock: Clock) -> IssuerSer
     return IssuerService(config, store, ISSUER, clock=clock)
 
 
-async def ssh_jwt(key: KeyPair, clock: Clock, **overrides: Any) -> str:
+async def ssh_jwt(key: Key, clock: Clock, **overrides: Any) -> str:
     signer: SSHKey = load_key_file(key.private)
     claims = build_claims(
         username=overrides.pop("username", "alice"),
@@ -167,7 +167,7 @@ def test_our_vector_key_signs_the_vector(tmp_path: Path) -> None:
 
 
 async def test_exchange_issues_dex_shaped_token(
-    service: IssuerService, keys: dict[str, KeyPair], clock: Clock
+    service: IssuerService, keys: dict[str, Key], clock: Clock
 ) -> None:
     answer = service.token(form(await ssh_jwt(keys["alice"], clock)), None)
     assert answer["token_type"] == "bearer"
@@ -202,7 +202,7 @@ def test_dex_subject_matches_dex_encoding() -> None:
 
 
 async def test_scopes_decide_the_claims(
-    service: IssuerService, keys: dict[str, KeyPair], clock: Clock
+    service: IssuerService, keys: dict[str, Key], clock: Clock
 ) -> None:
     answer = service.token(form(await ssh_jwt(keys["alice"], clock), scope="openid"), None)
     claims = jwt.decode(answer["access_token"], options={"verify_signature": False})
@@ -211,7 +211,7 @@ async def test_scopes_decide_the_claims(
 
 
 async def test_client_may_authenticate_with_basic(
-    service: IssuerService, keys: dict[str, KeyPair], clock: Clock
+    service: IssuerService, keys: dict[str, Key], clock: Clock
 ) -> None:
     request = form(await ssh_jwt(keys["alice"], clock))
     del request["client_id"], request["client_secret"]
@@ -234,7 +234,7 @@ async def test_client_may_authenticate_with_basic(
 )
 async def test_request_errors_have_dex_status_and_code(
     service: IssuerService,
-    keys: dict[str, KeyPair],
+    keys: dict[str, Key],
     clock: Clock,
     change: dict[str, str],
     status: int,
@@ -266,7 +266,7 @@ async def test_request_errors_have_dex_status_and_code(
 )
 async def test_bad_ssh_jwts_are_denied_with_their_reason(
     service: IssuerService,
-    keys: dict[str, KeyPair],
+    keys: dict[str, Key],
     clock: Clock,
     overrides: dict[str, Any],
     why: str,
@@ -282,18 +282,18 @@ async def test_bad_ssh_jwts_are_denied_with_their_reason(
 
 
 async def test_clock_skew_is_tolerated(
-    service: IssuerService, keys: dict[str, KeyPair], clock: Clock
+    service: IssuerService, keys: dict[str, Key], clock: Clock
 ) -> None:
     token = await ssh_jwt(keys["alice"], clock, exp=int(clock.now) - 20, nbf=int(clock.now) + 20)
     assert service.token(form(token), None)["access_token"]
 
 
 async def test_key_of_another_user_or_unknown_key_is_denied(
-    service: IssuerService, keys: dict[str, KeyPair], clock: Clock, tmp_path: Path
+    service: IssuerService, keys: dict[str, Key], clock: Clock, tmp_path: Path
 ) -> None:
     with pytest.raises(OAuthError, match="sub is not the user"):
         service.token(form(await ssh_jwt(keys["bob"], clock, username="alice")), None)
-    stranger = make_key(tmp_path / "stranger", "ed25519")
+    stranger = keygen(tmp_path / "stranger", "ed25519")
     with pytest.raises(OAuthError, match="no configured key verifies"):
         service.token(form(await ssh_jwt(stranger, clock)), None)
     token = await ssh_jwt(keys["alice"], clock)
@@ -306,7 +306,7 @@ async def test_key_of_another_user_or_unknown_key_is_denied(
 
 
 async def test_replayed_ssh_jwt_is_denied(
-    service: IssuerService, keys: dict[str, KeyPair], clock: Clock
+    service: IssuerService, keys: dict[str, Key], clock: Clock
 ) -> None:
     token = await ssh_jwt(keys["alice"], clock)
     service.token(form(token), None)
@@ -349,7 +349,7 @@ def test_damaged_keys_are_a_clear_error(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- config
 
 
-def test_dex_shaped_config_ports_both_ways(tmp_path: Path, keys: dict[str, KeyPair]) -> None:
+def test_dex_shaped_config_ports_both_ways(tmp_path: Path, keys: dict[str, Key]) -> None:
     dex = {
         "issuer": ISSUER,
         "storage": {"type": "memory"},
@@ -361,7 +361,7 @@ def test_dex_shaped_config_ports_both_ways(tmp_path: Path, keys: dict[str, KeyPa
                 "id": "ssh",
                 "name": "SSH",
                 "config": {
-                    "users": {"alice": {"keys": [keys["alice"].public_line], "groups": ["g"]}},
+                    "users": {"alice": {"keys": [keys["alice"].line], "groups": ["g"]}},
                     "dex_instance_id": ISSUER,
                 },
             },

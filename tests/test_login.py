@@ -23,7 +23,7 @@ from imgctl.identity.verifier import Principal, TokenVerifier, VerifierSettings
 
 from .conftest import IMGCTL
 from .support.registry import free_port
-from .support.sshkeys import KEY_TYPES, KeyPair, SSHAgent, make_key
+from .support.sshkeys import KEY_KINDS, Agent, Key, keygen
 
 AUDIENCE = "https://imgctl.example.com"
 SECRET = "idp-client-secret"
@@ -34,20 +34,20 @@ GROUP = "engineering@example.com"
 class Idp:
     url: str
     config: Path
-    keys: dict[str, KeyPair]  # user -> key (user "u-<kind>" holds one key of that kind)
+    keys: dict[str, Key]  # user -> key (user "u-<kind>" holds one key of that kind)
     process: subprocess.Popen[bytes]
     log: Path
     ca_file: Path | None = None
 
 
-def start_idp(directory: Path, keys: dict[str, KeyPair], *, tls: trustme.CA | None = None) -> Idp:
+def start_idp(directory: Path, keys: dict[str, Key], *, tls: trustme.CA | None = None) -> Idp:
     directory.mkdir(parents=True, exist_ok=True)
     users = {
-        user: {"keys": [key.public_line], "email": f"{user}@example.com", "groups": [GROUP]}
+        user: {"keys": [key.line], "email": f"{user}@example.com", "groups": [GROUP]}
         for user, key in keys.items()
     }
     if "u-ed25519" in keys:  # one key listed for two users: the JWT's sub picks the user
-        users["outsider"] = {"keys": [keys["u-ed25519"].public_line], "groups": ["visitors"]}
+        users["outsider"] = {"keys": [keys["u-ed25519"].line], "groups": ["visitors"]}
     config = directory / "idp.yaml"
     config.write_text(
         json.dumps(
@@ -95,13 +95,13 @@ def start_idp(directory: Path, keys: dict[str, KeyPair], *, tls: trustme.CA | No
 
 
 @pytest.fixture(scope="module")
-def user_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, KeyPair]:
+def user_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
     directory = tmp_path_factory.mktemp("userkeys")
-    return {f"u-{kind}": make_key(directory, kind) for kind in KEY_TYPES}
+    return {f"u-{kind}": keygen(directory, kind) for kind in KEY_KINDS}
 
 
 @pytest.fixture(scope="module")
-def idp(tmp_path_factory: pytest.TempPathFactory, user_keys: dict[str, KeyPair]) -> Iterator[Idp]:
+def idp(tmp_path_factory: pytest.TempPathFactory, user_keys: dict[str, Key]) -> Iterator[Idp]:
     server = start_idp(tmp_path_factory.mktemp("idp"), user_keys)
     yield server
     server.process.terminate()
@@ -109,12 +109,9 @@ def idp(tmp_path_factory: pytest.TempPathFactory, user_keys: dict[str, KeyPair])
 
 
 @pytest.fixture(scope="module")
-def agent(
-    tmp_path_factory: pytest.TempPathFactory, user_keys: dict[str, KeyPair]
-) -> Iterator[SSHAgent]:
-    running = SSHAgent(tmp_path_factory.mktemp("agent")).start()
-    for key in user_keys.values():
-        running.add(key)
+def agent(tmp_path_factory: pytest.TempPathFactory, user_keys: dict[str, Key]) -> Iterator[Agent]:
+    running = Agent(tmp_path_factory.mktemp("agent"))
+    running.add(*user_keys.values())
     yield running
     running.stop()
 
@@ -151,9 +148,9 @@ def verify(idp: Idp, *tokens: str, groups: tuple[str, ...] = (GROUP,)) -> Princi
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("kind", list(KEY_TYPES))
+@pytest.mark.parametrize("kind", list(KEY_KINDS))
 def test_agent_keys_of_every_type_get_a_token_the_verifier_accepts(
-    idp: Idp, agent: SSHAgent, tmp_path: Path, kind: str
+    idp: Idp, agent: Agent, tmp_path: Path, kind: str
 ) -> None:
     # The agent holds all five keys; the issuer knows only one of them for this user, so the
     # client must move past access_denied until the right key answers.
@@ -172,7 +169,7 @@ def test_agent_keys_of_every_type_get_a_token_the_verifier_accepts(
     assert SECRET not in result.stderr
 
 
-def test_file_key_without_agent(idp: Idp, user_keys: dict[str, KeyPair], tmp_path: Path) -> None:
+def test_file_key_without_agent(idp: Idp, user_keys: dict[str, Key], tmp_path: Path) -> None:
     ssh = tmp_path / ".ssh"
     ssh.mkdir()
     for suffix in ("", ".pub"):
@@ -230,7 +227,7 @@ def run_on_a_terminal(argv: list[str], env: dict[str, str], answer: str) -> tupl
 
 
 def test_passphrase_protected_key_asks_on_the_terminal(tmp_path: Path) -> None:
-    key = make_key(tmp_path / ".ssh", "ed25519", passphrase="open sesame", name="id_ed25519")
+    key = keygen(tmp_path / ".ssh", "ed25519", passphrase="open sesame", name="id_ed25519")
     local = start_idp(tmp_path / "idp2", {"u-ed25519": key})
     try:
         code, output = run_on_a_terminal(
@@ -263,7 +260,7 @@ def test_passphrase_protected_key_asks_on_the_terminal(tmp_path: Path) -> None:
         local.process.wait(timeout=10)
 
 
-def test_auth_login_shows_who_and_groups(idp: Idp, agent: SSHAgent, tmp_path: Path) -> None:
+def test_auth_login_shows_who_and_groups(idp: Idp, agent: Agent, tmp_path: Path) -> None:
     argv = token_cmd(idp, "u-rsa")
     argv[1:2] = ["auth", "login"]
     result = subprocess.run(
@@ -281,7 +278,7 @@ def test_auth_login_shows_who_and_groups(idp: Idp, agent: SSHAgent, tmp_path: Pa
     assert jwt.get_unverified_header(lines[3])["alg"] == "RS256"
 
 
-def test_unknown_user_and_no_keys_fail_clearly(idp: Idp, agent: SSHAgent, tmp_path: Path) -> None:
+def test_unknown_user_and_no_keys_fail_clearly(idp: Idp, agent: Agent, tmp_path: Path) -> None:
     denied = subprocess.run(
         token_cmd(idp, "mallory"),
         capture_output=True,
@@ -307,7 +304,7 @@ def test_unknown_user_and_no_keys_fail_clearly(idp: Idp, agent: SSHAgent, tmp_pa
     assert "refused client 'imgctl'" in bad_client.stderr
 
 
-def test_group_check_at_the_verifier(idp: Idp, agent: SSHAgent, tmp_path: Path) -> None:
+def test_group_check_at_the_verifier(idp: Idp, agent: Agent, tmp_path: Path) -> None:
     from imgctl.errors import InvalidTokenError
 
     result = subprocess.run(
@@ -323,7 +320,7 @@ def test_group_check_at_the_verifier(idp: Idp, agent: SSHAgent, tmp_path: Path) 
     assert caught.value.reason == "group_not_allowed"
 
 
-def test_rotation_while_serving(idp: Idp, agent: SSHAgent, tmp_path: Path) -> None:
+def test_rotation_while_serving(idp: Idp, agent: Agent, tmp_path: Path) -> None:
     env = clean_env(tmp_path, SSH_AUTH_SOCK=agent.socket)
 
     def fresh_token() -> str:
@@ -351,7 +348,7 @@ def test_rotation_while_serving(idp: Idp, agent: SSHAgent, tmp_path: Path) -> No
     verify(idp, before, after)
 
 
-def test_https_issuer(tmp_path: Path, user_keys: dict[str, KeyPair], agent: SSHAgent) -> None:
+def test_https_issuer(tmp_path: Path, user_keys: dict[str, Key], agent: Agent) -> None:
     ca = trustme.CA()
     local = start_idp(tmp_path / "tls-idp", {"u-ecdsa256": user_keys["u-ecdsa256"]}, tls=ca)
     try:

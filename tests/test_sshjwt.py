@@ -42,6 +42,8 @@ from imgctl.identity.sshjwt import (
     verify_ssh_signature,
 )
 
+from .support.sshkeys import KEY_KINDS, Agent, Key, keygen, require
+
 # -- INTEROP section 1 test vector -------------------------------------------------------------
 
 VECTOR_SEED = bytes(range(32))
@@ -61,23 +63,11 @@ VECTOR_JWT = (
     "SjdzSnFoQnZLNXBiMFg2Q0E9PQ"
 )
 
-KEY_KINDS = {
-    "ed25519": ["-t", "ed25519"],
-    "ecdsa256": ["-t", "ecdsa", "-b", "256"],
-    "ecdsa384": ["-t", "ecdsa", "-b", "384"],
-    "ecdsa521": ["-t", "ecdsa", "-b", "521"],
-    "rsa": ["-t", "rsa", "-b", "2048"],
-}
 ECDSA_HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "ecdsa-sha2-nistp256": hashes.SHA256,
     "ecdsa-sha2-nistp384": hashes.SHA384,
     "ecdsa-sha2-nistp521": hashes.SHA512,
 }
-
-
-def _require(binary: str) -> None:
-    if shutil.which(binary) is None:
-        pytest.fail(f"{binary} is not installed; these tests need OpenSSH")
 
 
 def _b64url(data: bytes) -> str:
@@ -86,72 +76,6 @@ def _b64url(data: bytes) -> str:
 
 def _b64url_decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-@dataclass(frozen=True)
-class Key:
-    """A key pair ssh-keygen made: private file and its .pub line."""
-
-    private: Path
-    line: str
-
-    @property
-    def pub(self) -> Path:
-        return self.private.with_name(self.private.name + ".pub")
-
-    @property
-    def blob(self) -> bytes:
-        return base64.b64decode(self.line.split()[1])
-
-
-def keygen(directory: Path, kind: str, *, name: str | None = None, passphrase: str = "") -> Key:
-    _require("ssh-keygen")
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (name or f"id_{kind}")
-    comment = f"{kind} test key"
-    subprocess.run(
-        ["ssh-keygen", *KEY_KINDS[kind], "-q", "-N", passphrase, "-C", comment, "-f", str(path)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return Key(path, path.with_name(path.name + ".pub").read_text().strip())
-
-
-class Agent:
-    """A real OpenSSH ssh-agent in the foreground (-D) on a private socket."""
-
-    def __init__(self, directory: Path) -> None:
-        _require("ssh-agent")
-        _require("ssh-add")
-        directory.mkdir(parents=True, exist_ok=True)
-        self.socket = str(directory / "agent.sock")
-        self.process = subprocess.Popen(
-            ["ssh-agent", "-D", "-a", self.socket],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.socket):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("ssh-agent did not create its socket")
-            time.sleep(0.01)
-
-    def add(self, *keys: Key) -> None:
-        for key in keys:
-            subprocess.run(
-                ["ssh-add", "-q", str(key.private)],
-                check=True,
-                capture_output=True,
-                env={**os.environ, "SSH_AUTH_SOCK": self.socket},
-                timeout=30,
-            )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -569,7 +493,7 @@ def encrypted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
     }
     # Legacy PEM ("Proc-Type: 4,ENCRYPTED") and PKCS#8 ("ENCRYPTED PRIVATE KEY") encodings.
     legacy = directory / "id_rsa_pem"
-    _require("ssh-keygen")
+    require("ssh-keygen")
     pem_args = ["-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "s3cret-pass", "-C", "pem"]
     subprocess.run(
         ["ssh-keygen", "-q", *pem_args, "-f", str(legacy)],

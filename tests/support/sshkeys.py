@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .registry import require_binary
+import pytest
 
-KEY_TYPES = {  # name -> ssh-keygen arguments
+KEY_KINDS = {  # name -> ssh-keygen arguments
     "ed25519": ["-t", "ed25519"],
     "ecdsa256": ["-t", "ecdsa", "-b", "256"],
     "ecdsa384": ["-t", "ecdsa", "-b", "384"],
@@ -19,59 +21,49 @@ KEY_TYPES = {  # name -> ssh-keygen arguments
 }
 
 
+def require(binary: str) -> None:
+    if shutil.which(binary) is None:
+        pytest.fail(f"{binary} is not installed; these tests need OpenSSH")
+
+
 @dataclass(frozen=True)
-class KeyPair:
-    """A private key file and its public authorized_keys line."""
+class Key:
+    """A key pair ssh-keygen made: private file and its .pub line."""
 
     private: Path
-    public_line: str
+    line: str
 
     @property
-    def public(self) -> Path:
+    def pub(self) -> Path:
         return self.private.with_name(self.private.name + ".pub")
 
+    @property
+    def blob(self) -> bytes:
+        return base64.b64decode(self.line.split()[1])
 
-def make_key(
-    directory: Path, kind: str, *, passphrase: str = "", name: str | None = None
-) -> KeyPair:
-    """``ssh-keygen`` a key of ``kind`` (see KEY_TYPES) into ``directory``."""
-    require_binary("ssh-keygen")
+
+def keygen(directory: Path, kind: str, *, name: str | None = None, passphrase: str = "") -> Key:
+    require("ssh-keygen")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (name or f"id_{kind}")
+    comment = f"{kind} test key"
     subprocess.run(
-        [
-            "ssh-keygen",
-            *KEY_TYPES[kind],
-            "-q",
-            "-N",
-            passphrase,
-            "-C",
-            f"{kind}@test",
-            "-f",
-            str(path),
-        ],
+        ["ssh-keygen", *KEY_KINDS[kind], "-q", "-N", passphrase, "-C", comment, "-f", str(path)],
         check=True,
         capture_output=True,
         timeout=60,
     )
-    return KeyPair(path, path.with_name(path.name + ".pub").read_text().strip())
+    return Key(path, path.with_name(path.name + ".pub").read_text().strip())
 
 
-@dataclass
-class SSHAgent:
-    """An ``ssh-agent`` on its own socket, stopped by ``stop``."""
+class Agent:
+    """A real OpenSSH ssh-agent in the foreground (-D) on a private socket."""
 
-    directory: Path
-    process: subprocess.Popen[bytes] | None = None
-    added: list[KeyPair] = field(default_factory=list)
-
-    @property
-    def socket(self) -> str:
-        return str(self.directory / "agent.sock")
-
-    def start(self) -> SSHAgent:
-        require_binary("ssh-agent")
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Path) -> None:
+        require("ssh-agent")
+        require("ssh-add")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.socket = str(directory / "agent.sock")
         self.process = subprocess.Popen(
             ["ssh-agent", "-D", "-a", self.socket],
             stdout=subprocess.DEVNULL,
@@ -79,23 +71,22 @@ class SSHAgent:
         )
         deadline = time.monotonic() + 10
         while not os.path.exists(self.socket):
-            if time.monotonic() > deadline or self.process.poll() is not None:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError("ssh-agent did not create its socket")
             time.sleep(0.01)
-        return self
 
-    def add(self, key: KeyPair) -> None:
-        subprocess.run(
-            ["ssh-add", "-q", str(key.private)],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "SSH_AUTH_SOCK": self.socket},
-            timeout=30,
-        )
-        self.added.append(key)
+    def add(self, *keys: Key) -> None:
+        for key in keys:
+            subprocess.run(
+                ["ssh-add", "-q", str(key.private)],
+                check=True,
+                capture_output=True,
+                env={**os.environ, "SSH_AUTH_SOCK": self.socket},
+                timeout=30,
+            )
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
-        self.process = None
