@@ -399,14 +399,12 @@ def test_per_registry_tls_from_the_config_file(
     env: Env, mtls: MtlsSetup, push_image: Callable[..., PushedImage], tmp_path: Path
 ) -> None:
     image = push_image(mtls.registry, cert_dir=mtls.cert_dir, layers=1, layer_size=300)
-    config = tmp_path / "config.yaml"
+    config = tmp_path / "config.toml"
     config.write_text(
-        "registry:\n"
-        "  hosts:\n"
-        f"    {mtls.registry.host}:\n"
-        f"      ca_cert_paths: [{mtls.ca_file}]\n"
-        f"      client_cert: {mtls.client_cert}\n"
-        f"      client_key: {mtls.client_key}\n"
+        f'[registry.hosts."{mtls.registry.host}"]\n'
+        f'ca_cert_paths = ["{mtls.ca_file}"]\n'
+        f'client_cert = "{mtls.client_cert}"\n'
+        f'client_key = "{mtls.client_key}"\n'
     )
     result = env.run("digest", image.ref, IMGCTL_CONFIG=str(config))
     assert result.returncode == 0, result.stderr
@@ -414,7 +412,7 @@ def test_per_registry_tls_from_the_config_file(
     explain = env.run("auth", "explain", image.ref, "--config", str(config))
     assert f"client certificate {mtls.client_cert}" in explain.stdout
 
-    config.write_text("registry:\n  hosts:\n    x:\n      client_certificate: /nope\n")
+    config.write_text('[registry.hosts.x]\nclient_certificate = "/nope"\n')
     bad = env.run("digest", image.ref, "--config", str(config))
     assert bad.returncode == 1
     assert "unknown key(s) client_certificate" in bad.stderr

@@ -17,26 +17,29 @@ from imgctl.registry.config import (
 from imgctl.registry.tls import TLSConfig
 
 CONFIG = """\
-registry:
-  ca_cert_paths: [/etc/ssl/corp.pem]
-  client_cert: /certs/default.crt
-  client_key: /certs/default.key
-  insecure: [dev.local:5000]
-  hosts:
-    harbor.example.com:
-      ca_cert_paths: /etc/ssl/harbor.pem
-      client_cert: ~/harbor.crt
-      client_key: ~/harbor.key
-      verify_certs: true
-    lab.example.com:
-      verify_certs: false
-      insecure: true
-other_section: {ignored: true}
+[client]
+server = "imgctl.example.com:9999"
+
+[registry]
+ca_cert_paths = ["/etc/ssl/corp.pem"]
+client_cert = "/certs/default.crt"
+client_key = "/certs/default.key"
+insecure = ["dev.local:5000"]
+
+[registry.hosts."harbor.example.com"]
+ca_cert_paths = "/etc/ssl/harbor.pem"
+client_cert = "~/harbor.crt"
+client_key = "~/harbor.key"
+verify_certs = true
+
+[registry.hosts."lab.example.com"]
+verify_certs = false
+insecure = true
 """
 
 
 def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "config.yaml"
+    path = tmp_path / "config.toml"
     path.write_text(text)
     return path
 
@@ -53,25 +56,25 @@ def test_full_section_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
-    assert load_registry_config(tmp_path / "absent.yaml") == RegistryConfig()
+    assert load_registry_config(tmp_path / "absent.toml").hosts == {}
     with pytest.raises(UsageError, match="does not exist"):
-        load_registry_config(tmp_path / "absent.yaml", required=True)
+        load_registry_config(tmp_path / "absent.toml", required=True)
     assert load_registry_config(write(tmp_path, "")).hosts == {}
-    assert load_registry_config(write(tmp_path, "other: 1\n")).hosts == {}
+    assert load_registry_config(write(tmp_path, "[client]\nsource = 'dev'\n")).hosts == {}
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("registry: [\n", "not valid YAML at line"),
-        ("- a\n- b\n", "mapping at the top"),
-        ("registry: 3\n", "registry must be a mapping"),
-        ("registry:\n  ca_cert: /x\n", "unknown key(s) ca_cert"),
-        ("registry:\n  hosts:\n    h:\n      insecure: yes please\n", "hosts.h.insecure"),
-        ("registry:\n  verify_certs: 'no'\n", "verify_certs must be true or false"),
-        ("registry:\n  ca_cert_paths: [3]\n", "ca_cert_paths must be a file path"),
-        ("registry:\n  insecure: dev.local\n", "insecure must be a list"),
-        ("registry:\n  hosts: [a]\n", "hosts must be a mapping"),
+        ("[registry\n", "not valid TOML"),
+        ("registy = 1\n", "unknown key(s) registy"),
+        ("registry = 3\n", "registry must be a mapping"),
+        ("[registry]\nca_cert = '/x'\n", "unknown key(s) ca_cert"),
+        ("[registry.hosts.h]\ninsecure = 'yes please'\n", "hosts.h.insecure"),
+        ("[registry]\nverify_certs = 'no'\n", "verify_certs must be true or false"),
+        ("[registry]\nca_cert_paths = [3]\n", "ca_cert_paths must be a file path"),
+        ("[registry]\ninsecure = 'dev.local'\n", "insecure must be a list"),
+        ("[registry]\nhosts = ['a']\n", "hosts must be a mapping"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -123,6 +126,6 @@ def test_insecure_hosts_merge_flags_list_and_hosts(tmp_path: Path) -> None:
 
 def test_default_config_path() -> None:
     home = Path("/home/u")
-    assert default_config_path({}, home) == home / ".config/imgctl/config.yaml"
-    assert default_config_path({"XDG_CONFIG_HOME": "/x"}, home) == Path("/x/imgctl/config.yaml")
-    assert default_config_path({"IMGCTL_CONFIG": "/c.yaml"}, home) == Path("/c.yaml")
+    assert default_config_path({}, home) == home / ".config/imgctl/config.toml"
+    assert default_config_path({"XDG_CONFIG_HOME": "/x"}, home) == Path("/x/imgctl/config.toml")
+    assert default_config_path({"IMGCTL_CONFIG": "/c.toml"}, home) == Path("/c.toml")

@@ -1,18 +1,20 @@
-"""The ``registry:`` section of imgctl's config file: TLS defaults and per-registry settings.
+"""imgctl's user config file, and its ``[registry]`` table: TLS defaults and per-registry settings.
 
-The file is YAML, at ``$IMGCTL_CONFIG`` or ``~/.config/imgctl/config.yaml``::
+The file is TOML, at ``$IMGCTL_CONFIG`` or ``~/.config/imgctl/config.toml``::
 
-    registry:
-      ca_cert_paths: [/etc/ssl/corp-ca.pem]     # extra CAs for every registry
-      insecure: [localhost:5000]                # plain HTTP / unverified TLS allowed
-      hosts:
-        harbor.corp.example.com:
-          ca_cert_paths: [/etc/ssl/harbor-ca.pem]
-          client_cert: ~/.config/imgctl/harbor.crt
-          client_key: ~/.config/imgctl/harbor.key
-          verify_certs: true
+    [registry]
+    ca_cert_paths = ["/etc/ssl/corp-ca.pem"]     # extra CAs for every registry
+    insecure = ["localhost:5000"]                 # plain HTTP / unverified TLS allowed
 
-Flags and environment variables override the file (flag > env > file > built-in).
+    [registry.hosts."harbor.corp.example.com"]
+    ca_cert_paths = ["/etc/ssl/harbor-ca.pem"]
+    client_cert = "~/.config/imgctl/harbor.crt"
+    client_key = "~/.config/imgctl/harbor.key"
+    verify_certs = true
+
+The ``[client]`` table (server address, default environments, login settings) is read by the
+commands that talk to an imgctl server. Flags and environment variables override the file
+(flag > env > file > defaults baked in at build time > built-in).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "RegistryConfig",
     "default_config_path",
     "insecure_hosts",
+    "load_config_document",
     "load_registry_config",
     "resolve_tls",
 ]
@@ -64,15 +67,18 @@ class RegistryConfig:
 
 
 def default_config_path(environ: Mapping[str, str], home: Path) -> Path:
-    """``$IMGCTL_CONFIG``, else ``$XDG_CONFIG_HOME/imgctl/config.yaml`` (``~/.config``)."""
+    """``$IMGCTL_CONFIG``, else ``$XDG_CONFIG_HOME/imgctl/config.toml`` (``~/.config``)."""
     if environ.get("IMGCTL_CONFIG"):
         return Path(environ["IMGCTL_CONFIG"]).expanduser()
     base = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else home / ".config"
-    return base / "imgctl" / "config.yaml"
+    return base / "imgctl" / "config.toml"
 
 
-def load_registry_config(path: Path, *, required: bool = False) -> RegistryConfig:
-    """Read the ``registry:`` section of ``path``; a missing file gives the empty config."""
+SECTIONS = frozenset({"client", "registry"})
+
+
+def load_config_document(path: Path, *, required: bool = False) -> dict[str, Any]:
+    """The whole config file as a dict; a missing file is empty unless ``required``."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -80,22 +86,22 @@ def load_registry_config(path: Path, *, required: bool = False) -> RegistryConfi
             raise UsageError(
                 f"config file {path} does not exist", hint="check IMGCTL_CONFIG / --config"
             ) from None
-        return RegistryConfig()
+        return {}
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
-    import yaml  # only when a config file exists: it costs start-up time
+    import tomllib
 
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise UsageError(f"config file {path} is not valid YAML{line}") from None
-    if document is None:
-        return RegistryConfig(path=str(path))
-    if not isinstance(document, dict):
-        raise UsageError(f"config file {path} must hold a mapping at the top")
-    section = document.get("registry")
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    _check_keys(document, SECTIONS, str(path))
+    return document
+
+
+def load_registry_config(path: Path, *, required: bool = False) -> RegistryConfig:
+    """Read the ``[registry]`` table of ``path``; a missing file gives the empty config."""
+    section = load_config_document(path, required=required).get("registry")
     if section is None:
         return RegistryConfig(path=str(path))
     where = f"{path}: registry"
