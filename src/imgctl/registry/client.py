@@ -703,15 +703,26 @@ class RegistryClient:
         if ref.digest is not None and ref.digest != digest:
             raise DigestMismatchError(f"manifest for {ref} hashes to {digest}")
         self.want_push(ref.registry, ref.repository)
-        response = await self._request(
-            "PUT",
-            ref.registry,
-            ref.repository,
-            f"/v2/{ref.repository}/manifests/{ref.identifier}",
-            headers={"Content-Type": media_type},
-            content=data,
-            push=True,
-        )
+        for attempt in range(1, self.options.retries + 2):
+            response = await self._request(
+                "PUT",
+                ref.registry,
+                ref.repository,
+                f"/v2/{ref.repository}/manifests/{ref.identifier}",
+                headers={"Content-Type": media_type},
+                content=data,
+                push=True,
+            )
+            if response.status_code != 400 or attempt > self.options.retries:
+                break
+            code, _ = _error_detail(response)
+            if code != "DIGEST_INVALID":
+                break
+            # These bytes hash to their digest (checked above), so the registry's complaint is
+            # its own race: distribution's filesystem driver rewrites a manifest in place, and
+            # two identical concurrent pushes can read each other's half-written file.
+            self.stats.retries += 1
+            await asyncio.sleep(self.backoff(attempt))
         await self._raise_for_status(response, f"push manifest {ref}", ref.registry, ref.repository)
         self.stats.bytes_uploaded += len(data)
         header = response.headers.get("docker-content-digest")
