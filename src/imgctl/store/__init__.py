@@ -1,0 +1,28 @@
+"""The database behind the server: where it is, its schema, and the audit trail in it.
+
+SQLite (a file in the state directory) by default; PostgreSQL, through psycopg 3, when server
+replicas share one database. :meth:`AuditStore.open` migrates the schema to the newest Alembic
+revision before returning, taking turns with other replicas that start at the same time.
+"""
+
+from __future__ import annotations
+
+from ._errors import StoreError
+from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
+from ._store import MAX_INDEXED_CHARS, MAX_RECENT, AuditStore
+from ._url import DATABASE_FILENAME, DATABASE_URL_ENV, database_url, redact_url
+
+__all__ = [
+    "ACTIONS",
+    "DATABASE_FILENAME",
+    "DATABASE_URL_ENV",
+    "KINDS",
+    "MAX_INDEXED_CHARS",
+    "MAX_RECENT",
+    "RESULTS",
+    "AuditRecord",
+    "AuditStore",
+    "StoreError",
+    "database_url",
+    "redact_url",
+]

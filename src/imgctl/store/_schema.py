@@ -1,0 +1,93 @@
+"""The tables as the code sees them; ``migrations/`` is what creates them in a database.
+
+A test compares the two (Alembic's autogenerate diff must be empty), so a change here without
+a new revision fails the suite.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+__all__ = ["AUDIT_EVENTS", "METADATA", "UTCDateTime"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware.
+
+    PostgreSQL keeps it as ``timestamptz``; SQLite has no time zones, so the UTC wall time is
+    stored and UTC is attached again on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert an aware datetime to UTC; refuse a naive one."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored as UTC")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return the stored instant as an aware UTC datetime."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY; elsewhere 64 bits
+# so that an audit table that lives for years cannot run out of ids.
+ID_TYPE: Final = BigInteger().with_variant(Integer(), "sqlite")
+
+METADATA: Final = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+
+AUDIT_EVENTS: Final = Table(
+    "audit_events",
+    METADATA,
+    Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    Column("request_id", Text, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("result", String(32), nullable=False),
+    Column("subject", Text),
+    Column("email", Text),
+    # JSON text rather than a JSON/ARRAY type: the same column works on SQLite and PostgreSQL.
+    Column("groups", Text, nullable=False),
+    Column("kind", String(32)),
+    Column("reference", Text),
+    Column("source_env", Text),
+    Column("destination_env", Text),
+    Column("source_ref", Text),
+    Column("destination_ref", Text),
+    Column("digest", Text),
+    Column("bytes_copied", BigInteger),
+    Column("duration_ms", BigInteger),
+    Column("error_code", Text),
+    Column("error", Text),
+    Column("peer", Text),
+    Index("ix_audit_events_time", "time"),
+    Index("ix_audit_events_request_id", "request_id"),
+    Index("ix_audit_events_subject", "subject"),
+    Index("ix_audit_events_result", "result"),
+)
