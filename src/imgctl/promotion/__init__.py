@@ -1,0 +1,1 @@
+"""Promotion of artefacts between environments: container images and static web bundles."""

@@ -1,0 +1,745 @@
+"""Static web bundles (SPA) promoted between environment buckets on S3, server-side.
+
+``spa:<name>:<version>`` names the objects under ``s3://<name>-<suffix>/<version>/``, where each
+environment has its own bucket suffix. Promoting copies every object under the version prefix of
+the source bucket to the same key in the destination bucket, like ``aws s3 sync`` but entirely
+server-side: CopyObject, or UploadPartCopy above a threshold, so no byte passes through imgctl.
+Objects already at the destination with the same size and ETag are skipped; nothing at the
+destination is ever deleted.
+
+A copy that S3 writes as a new object (multipart copy, or a copy of a multipart-uploaded object)
+gets a new ETag, so the source ETag is kept in the destination object's user metadata under
+``imgctl-source-etag`` and compared too: a second promotion skips those objects as well.
+
+Every name and option is validated before the first S3 request. boto3 is synchronous and slow to
+import: it is imported on first use and called in a bounded pool of worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import logging
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+from imgctl.errors import CredentialError, ImgctlError, UsageError
+from imgctl.registry._cloud import (
+    _aws_endpoint,
+    _aws_keys,
+    _boto_error_text,
+    _botocore_session,
+    _quiet_botocore_wire_logs,
+)
+
+__all__ = [
+    "SOURCE_ETAG_METADATA_KEY",
+    "SPA_SCHEME",
+    "InvalidSpaError",
+    "SpaNotFoundError",
+    "SpaRef",
+    "SpaS3Error",
+    "SpaSyncResult",
+    "bucket_for",
+    "is_spa_reference",
+    "sync_spa",
+]
+
+SPA_SCHEME = "spa:"
+SOURCE_ETAG_METADATA_KEY = "imgctl-source-etag"
+
+_MIB = 1024**2
+_GIB = 1024**3
+# S3's limits: parts of 5 MiB to 5 GiB (the last may be smaller), at most 10,000 of them, and
+# CopyObject copies at most 5 GiB.
+_MIN_PART_SIZE = 5 * _MIB
+_MAX_PART_SIZE = 5 * _GIB
+_MAX_PARTS = 10_000
+_MAX_COPY_OBJECT_SIZE = 5 * _GIB
+_MAX_VERSION_LENGTH = 255
+_MAX_SHOWN = 200
+
+# Attributes a copy that does not use MetadataDirective=COPY must pass on itself (HeadObject name).
+_COPIED_ATTRIBUTES = (
+    "ContentType",
+    "CacheControl",
+    "ContentEncoding",
+    "ContentDisposition",
+    "ContentLanguage",
+    "WebsiteRedirectLocation",
+)
+_PART_CHECKSUMS = (
+    "ChecksumCRC32",
+    "ChecksumCRC32C",
+    "ChecksumCRC64NVME",
+    "ChecksumSHA1",
+    "ChecksumSHA256",
+)
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
+_IP_ADDRESS = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+_CREDENTIAL_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+    }
+)
+_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "403"})
+_REGION_CODES = frozenset(
+    {"AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "PermanentRedirect"}
+)
+_BUSY_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "503"})
+_CREDENTIAL_HINT = (
+    "configure AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an "
+    "instance, task or pod role) allowed to read the source bucket and write the destination"
+)
+_ENDPOINT_HINT = "check the network, AWS_REGION and any AWS_ENDPOINT_URL/AWS_ENDPOINT_URL_S3"
+
+_FORM_HINT = "the form is spa:<name>:<version>, e.g. spa:my-dashboard:v0.1.42"
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class InvalidSpaError(UsageError):
+    """An SPA reference, bucket suffix or sync option is unusable; ``part`` names which part."""
+
+    def __init__(self, message: str, *, part: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.part = part
+
+
+class SpaNotFoundError(ImgctlError):
+    """A bucket does not exist, or the version has no objects; ``bucket`` names the bucket."""
+
+    def __init__(self, message: str, *, bucket: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.bucket = bucket
+
+
+class SpaS3Error(ImgctlError):
+    """S3 refused or failed a request; ``code`` is the AWS error code, ``status`` HTTP's."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.status = status
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a message, cut short so a hostile input cannot flood a log."""
+    if len(value) > _MAX_SHOWN:
+        return repr(value[:_MAX_SHOWN]) + "..."
+    return repr(value)
+
+
+def _label_problem(label: str) -> str | None:
+    """Why ``label`` cannot be part of a bucket name (None when it can)."""
+    if not label:
+        return "is empty"
+    if "/" in label:
+        return "must not contain '/'"
+    if ".." in label:
+        return "must not contain '..'"
+    if _LABEL.fullmatch(label) is None:
+        return (
+            "must be lowercase letters, digits, hyphens and dots, "
+            "starting and ending with a letter or digit"
+        )
+    # A DNS label (virtual-hosted addressing) cannot start or end with a hyphen.
+    if ".-" in label or "-." in label:
+        return "must not have a hyphen next to a dot"
+    return None
+
+
+def _name_problem(name: str) -> str | None:
+    problem = _label_problem(name)
+    if problem is not None:
+        return problem
+    # The name starts the bucket name and leaves room for "-" and a one-character suffix.
+    if len(name) > 61:
+        return "is longer than 61 characters (the bucket name would exceed 63)"
+    for prefix in _RESERVED_PREFIXES:
+        if name.startswith(prefix):
+            return f"must not start with {prefix!r} (reserved by S3)"
+    return None
+
+
+def _version_problem(version: str) -> str | None:
+    if not version:
+        return "is empty"
+    if len(version) > _MAX_VERSION_LENGTH:
+        return f"is longer than {_MAX_VERSION_LENGTH} characters"
+    if "/" in version:
+        return "must not contain '/'"
+    if version in {".", ".."}:
+        return "must not be '.' or '..'"
+    if not version.isprintable():
+        return "must contain only printable characters"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SpaRef:
+    """A static web bundle version: ``spa:<name>:<version>``, validated on construction."""
+
+    name: str
+    version: str
+
+    def __post_init__(self) -> None:
+        for part, problem in (
+            ("name", _name_problem(self.name)),
+            ("version", _version_problem(self.version)),
+        ):
+            if problem is not None:
+                raise InvalidSpaError(
+                    f"invalid SPA reference {_shown(str(self))}: {part} {problem}",
+                    part=part,
+                    hint=_FORM_HINT,
+                )
+
+    @classmethod
+    def parse(cls, value: str) -> SpaRef:
+        """Parse ``spa:<name>:<version>``; InvalidSpaError naming the part that is wrong."""
+        if not is_spa_reference(value):
+            raise InvalidSpaError(
+                f"invalid SPA reference {_shown(value)}: must start with {SPA_SCHEME!r}",
+                part="scheme",
+                hint=_FORM_HINT,
+            )
+        name, colon, version = value[len(SPA_SCHEME) :].partition(":")
+        if not colon:
+            raise InvalidSpaError(
+                f"invalid SPA reference {_shown(value)}: version is missing",
+                part="version",
+                hint=_FORM_HINT,
+            )
+        return cls(name, version)
+
+    def __str__(self) -> str:
+        return f"{SPA_SCHEME}{self.name}:{self.version}"
+
+
+def is_spa_reference(value: str) -> bool:
+    """True when ``value`` is meant as an SPA reference (starts with ``spa:``), valid or not."""
+    return value.startswith(SPA_SCHEME)
+
+
+def bucket_for(name: str, suffix: str) -> str:
+    """The bucket ``<name>-<suffix>``, checked against S3's bucket naming rules."""
+    problem = _name_problem(name)
+    if problem is not None:
+        raise InvalidSpaError(f"invalid SPA name {_shown(name)}: {problem}", part="name")
+    problem = _label_problem(suffix)
+    if problem is not None:
+        raise InvalidSpaError(
+            f"invalid bucket suffix {_shown(suffix)}: {problem}",
+            part="suffix",
+            hint="check the bucket suffix configured for the environment (IMGCTL_SPA_<ENV>)",
+        )
+    bucket = f"{name}-{suffix}"
+    problem = None
+    if len(bucket) > 63:
+        problem = "is longer than 63 characters"
+    elif _IP_ADDRESS.fullmatch(bucket):
+        problem = "must not look like an IP address"
+    else:
+        for reserved in _RESERVED_SUFFIXES:
+            if bucket.endswith(reserved):
+                problem = f"must not end with {reserved!r} (reserved by S3)"
+    if problem is not None:
+        raise InvalidSpaError(f"invalid bucket name {_shown(bucket)}: {problem}", part="bucket")
+    return bucket
+
+
+@dataclass(frozen=True, slots=True)
+class SpaSyncResult:
+    """What a sync did; ``source`` and ``destination`` as ``s3://bucket/version/``."""
+
+    objects: int
+    copied: int
+    skipped: int
+    bytes_copied: int
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Object:
+    key: str
+    size: int
+    etag: str
+
+
+def _bare_etag(etag: str) -> str:
+    return etag.strip('"')
+
+
+def _is_multipart_etag(etag: str) -> bool:
+    # A multipart upload's ETag is "<md5 of part md5s>-<parts>"; a copy never reproduces it.
+    return "-" in etag
+
+
+# --------------------------------------------------------------------------------------------
+# Blocking S3 calls (run in worker threads)
+
+
+def _connect(environ: Mapping[str, str], max_connections: int) -> Any:
+    """An S3 client configured from ``environ`` the way the AWS CLI would be (blocking)."""
+    try:
+        boto3: Any = importlib.import_module("boto3")
+        botocore_config: Any = importlib.import_module("botocore.config")
+    except ImportError as exc:
+        raise ImgctlError("boto3 is not installed", hint="pip install boto3") from exc
+    _quiet_botocore_wire_logs()
+    try:
+        keys = _aws_keys(environ)
+    except CredentialError as exc:
+        raise CredentialError(exc.message, hint="set both or neither") from None
+    # botocore reads only AWS_DEFAULT_REGION; the CLI and the other SDKs also read AWS_REGION.
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+    config = botocore_config.Config(
+        connect_timeout=10,
+        # S3 answers a large CopyObject only when the copy is done (minutes for gigabytes).
+        read_timeout=600,
+        max_pool_connections=max_connections,
+    )
+    # A missing AWS_PROFILE or a bad config file surfaces here, before any request.
+    with _translated("client setup"):
+        session = boto3.session.Session(botocore_session=_botocore_session(environ), **keys)
+        return session.client(
+            "s3", region_name=region, endpoint_url=_aws_endpoint(environ, "s3"), config=config
+        )
+
+
+def _permission_hint(operation: str) -> str:
+    if operation == "ListObjectsV2":
+        return "the credentials need s3:ListBucket on the bucket"
+    if operation == "HeadObject":
+        return "the credentials need s3:GetObject on the object"
+    return (
+        "the credentials need s3:GetObject on the source, s3:PutObject and "
+        "s3:AbortMultipartUpload on the destination, and the KMS keys of SSE-KMS buckets"
+    )
+
+
+@contextlib.contextmanager
+def _translated(operation: str, bucket: str | None = None, key: str = "") -> Iterator[None]:
+    """Raise botocore's errors inside as imgctl errors saying what to check."""
+    errors: Any = importlib.import_module("botocore.exceptions")
+    try:
+        yield
+    except errors.ClientError as exc:
+        _raise_client_error(exc, operation, bucket, key)
+    except errors.BotoCoreError as exc:
+        _raise_botocore_error(exc, operation, bucket, key)
+
+
+def _describe(operation: str, bucket: str | None, key: str) -> str:
+    return f"S3 {operation} on s3://{bucket}/{key}" if bucket else f"S3 {operation}"
+
+
+def _raise_client_error(exc: Any, operation: str, bucket: str | None, key: str) -> NoReturn:
+    response: dict[str, Any] = exc.response
+    error = response.get("Error") or {}
+    code = str(error.get("Code") or "error")
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    what = _describe(operation, bucket, key)
+    text = _boto_error_text(exc)
+    if code == "NoSuchBucket":
+        # CopyObject names the missing bucket, which may be the source rather than ours.
+        missing = str(error.get("BucketName") or bucket or "")
+        raise SpaNotFoundError(
+            f"S3 bucket {missing!r} does not exist ({operation})",
+            bucket=missing,
+            hint="check the SPA name and the bucket suffix configured for the environment "
+            "(IMGCTL_SPA_<ENV>)",
+        ) from exc
+    if code in {"NoSuchKey", "404"}:
+        raise SpaS3Error(
+            f"{what} failed: the object disappeared during the sync ({code})",
+            code=code,
+            status=status,
+            hint="something else changed the bucket; run the promotion again",
+        ) from exc
+    if code in _CREDENTIAL_CODES:
+        raise CredentialError(
+            f"{what}: S3 rejected the AWS credentials ({code})",
+            hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN or the "
+            "profile (session tokens expire)",
+        ) from exc
+    if code in _DENIED_CODES:
+        hint = _permission_hint(operation)
+    elif code in _REGION_CODES:
+        hint = "the bucket is in another region: set AWS_REGION to it"
+    elif code == "PreconditionFailed":
+        hint = "the source object changed during the copy; run the promotion again"
+    elif code in _BUSY_CODES:
+        hint = "S3 is throttling or unavailable; try again later or with less concurrency"
+    else:
+        hint = f"check the buckets, {_ENDPOINT_HINT}"
+    raise SpaS3Error(f"{what} failed: {text}", code=code, status=status, hint=hint) from exc
+
+
+def _raise_botocore_error(exc: Any, operation: str, bucket: str | None, key: str) -> NoReturn:
+    errors: Any = importlib.import_module("botocore.exceptions")
+    text = _boto_error_text(exc)
+    credential_errors = (
+        errors.NoCredentialsError,
+        errors.PartialCredentialsError,
+        errors.CredentialRetrievalError,
+        errors.ProfileNotFound,
+        errors.TokenRetrievalError,
+    )
+    if isinstance(exc, credential_errors):
+        raise CredentialError(
+            f"no usable AWS credentials for S3 ({text})", hint=_CREDENTIAL_HINT
+        ) from exc
+    what = _describe(operation, bucket, key)
+    if isinstance(exc, errors.ConnectionError | errors.HTTPClientError):
+        raise SpaS3Error(f"cannot reach S3: {what} failed: {text}", hint=_ENDPOINT_HINT) from exc
+    raise SpaS3Error(f"{what} failed: {text}", hint=_ENDPOINT_HINT) from exc
+
+
+class _S3:
+    """The S3 requests a sync makes, each translating AWS errors into imgctl errors."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def list_objects(self, bucket: str, prefix: str, page_size: int) -> dict[str, _Object]:
+        """Every object under ``prefix``, by key, following continuation tokens."""
+        found: dict[str, _Object] = {}
+        with _translated("ListObjectsV2", bucket, prefix):
+            paginator = self._client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(
+                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
+            )
+            for page in pages:
+                for item in page.get("Contents") or ():
+                    key = item["Key"]
+                    found[key] = _Object(key, int(item["Size"]), str(item["ETag"]))
+        return found
+
+    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """HeadObject's answer; None when the object does not exist."""
+        try:
+            with _translated("HeadObject", bucket, key):
+                return dict(self._client.head_object(Bucket=bucket, Key=key))
+        except SpaS3Error as exc:
+            if exc.code in {"404", "NoSuchKey"}:
+                return None
+            raise
+
+    def copy(self, source: str, destination: str, key: str) -> None:
+        """CopyObject keeping the source's content type, headers, metadata and tags."""
+        with _translated("CopyObject", destination, key):
+            self._client.copy_object(
+                Bucket=destination,
+                Key=key,
+                CopySource={"Bucket": source, "Key": key},
+                MetadataDirective="COPY",
+            )
+
+    def copy_replacing(
+        self, source: str, destination: str, key: str, etag: str, attributes: dict[str, Any]
+    ) -> None:
+        """CopyObject of exactly the source version ``etag``, with ``attributes`` set anew."""
+        with _translated("CopyObject", destination, key):
+            self._client.copy_object(
+                Bucket=destination,
+                Key=key,
+                CopySource={"Bucket": source, "Key": key},
+                CopySourceIfMatch=etag,
+                MetadataDirective="REPLACE",
+                **attributes,
+            )
+
+    def create_upload(self, destination: str, key: str, attributes: dict[str, Any]) -> str:
+        """CreateMultipartUpload; the upload id."""
+        with _translated("CreateMultipartUpload", destination, key):
+            answer = self._client.create_multipart_upload(Bucket=destination, Key=key, **attributes)
+        return str(answer["UploadId"])
+
+    def copy_part(
+        self,
+        source: str,
+        destination: str,
+        key: str,
+        etag: str,
+        upload_id: str,
+        number: int,
+        first: int,
+        last: int,
+    ) -> dict[str, Any]:
+        """UploadPartCopy of bytes ``first``..``last`` of source version ``etag``; the part."""
+        with _translated("UploadPartCopy", destination, key):
+            answer = self._client.upload_part_copy(
+                Bucket=destination,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": source, "Key": key},
+                CopySourceRange=f"bytes={first}-{last}",
+                # Every part must come from the same version of the source object.
+                CopySourceIfMatch=etag,
+            )
+        result = answer["CopyPartResult"]
+        part = {"PartNumber": number, "ETag": result["ETag"]}
+        part.update({name: result[name] for name in _PART_CHECKSUMS if result.get(name)})
+        return part
+
+    def complete_upload(
+        self, destination: str, key: str, upload_id: str, parts: list[dict[str, Any]]
+    ) -> None:
+        """CompleteMultipartUpload."""
+        with _translated("CompleteMultipartUpload", destination, key):
+            self._client.complete_multipart_upload(
+                Bucket=destination, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+
+    def abort_upload(self, destination: str, key: str, upload_id: str) -> None:
+        """AbortMultipartUpload."""
+        with _translated("AbortMultipartUpload", destination, key):
+            self._client.abort_multipart_upload(Bucket=destination, Key=key, UploadId=upload_id)
+
+
+def _attributes_of(head: Mapping[str, Any], source_etag: str) -> dict[str, Any]:
+    """Content headers and user metadata of a source object, marked with its ETag."""
+    attributes = {name: head[name] for name in _COPIED_ATTRIBUTES if head.get(name)}
+    metadata = dict(head.get("Metadata") or {})
+    metadata[SOURCE_ETAG_METADATA_KEY] = _bare_etag(source_etag)
+    attributes["Metadata"] = metadata
+    return attributes
+
+
+# --------------------------------------------------------------------------------------------
+# The sync
+
+
+def _check_options(
+    concurrency: int, multipart_threshold: int, part_size: int, page_size: int
+) -> None:
+    checks = (
+        ("concurrency", concurrency, 1, 1024),
+        ("multipart_threshold", multipart_threshold, 0, _MAX_COPY_OBJECT_SIZE),
+        ("part_size", part_size, _MIN_PART_SIZE, _MAX_PART_SIZE),
+        ("page_size", page_size, 1, 1000),
+    )
+    for name, value, low, high in checks:
+        if not low <= value <= high:
+            raise InvalidSpaError(
+                f"{name}={value} is out of range (from {low} to {high})", part=name
+            )
+
+
+class _Sync:
+    """One sync: its buckets, copy options and worker threads."""
+
+    def __init__(
+        self,
+        s3: _S3,
+        executor: ThreadPoolExecutor,
+        source: str,
+        destination: str,
+        multipart_threshold: int,
+        part_size: int,
+    ) -> None:
+        self.s3 = s3
+        self.executor = executor
+        self.source = source
+        self.destination = destination
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
+
+    async def up_to_date(self, source: _Object, existing: _Object | None) -> bool:
+        """Whether the destination object already holds the source's content."""
+        if existing is None or existing.size != source.size:
+            return False
+        if existing.etag == source.etag:
+            return True
+        head = await self.run(self.s3.head, self.destination, source.key)
+        if head is None:
+            return False
+        marker = (head.get("Metadata") or {}).get(SOURCE_ETAG_METADATA_KEY)
+        return marker == _bare_etag(source.etag)
+
+    async def sync_object(self, source: _Object, existing: _Object | None) -> int | None:
+        """Copy one object unless it is up to date; the bytes copied, None when skipped."""
+        if await self.up_to_date(source, existing):
+            return None
+        if source.size <= self.multipart_threshold and not _is_multipart_etag(source.etag):
+            await self.run(self.s3.copy, self.source, self.destination, source.key)
+            return source.size
+        head = await self.run(self.s3.head, self.source, source.key)
+        if head is None:
+            raise SpaS3Error(
+                f"s3://{self.source}/{source.key} disappeared during the sync",
+                code="404",
+                hint="something else changed the bucket; run the promotion again",
+            )
+        # The source may have changed since it was listed: copy what is there now, consistently.
+        etag = str(head["ETag"])
+        size = int(head["ContentLength"])
+        attributes = _attributes_of(head, etag)
+        if size <= self.multipart_threshold:
+            await self.run(
+                self.s3.copy_replacing, self.source, self.destination, source.key, etag, attributes
+            )
+        else:
+            await self.copy_multipart(source.key, etag, size, attributes)
+        return size
+
+    async def copy_multipart(
+        self, key: str, etag: str, size: int, attributes: dict[str, Any]
+    ) -> None:
+        part_size = max(self.part_size, math.ceil(size / _MAX_PARTS))
+        upload_id = await self.run(self.s3.create_upload, self.destination, key, attributes)
+        try:
+            copies = [
+                self.run(
+                    self.s3.copy_part,
+                    self.source,
+                    self.destination,
+                    key,
+                    etag,
+                    upload_id,
+                    number,
+                    first,
+                    min(first + part_size, size) - 1,
+                )
+                for number, first in enumerate(range(0, size, part_size), start=1)
+            ]
+            # Let every part finish before aborting: an abort racing a part copy can leave
+            # the part (and its storage cost) behind.
+            results = await asyncio.gather(*copies, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            parts = [result for result in results if not isinstance(result, BaseException)]
+            await self.run(self.s3.complete_upload, self.destination, key, upload_id, parts)
+        except BaseException:
+            try:
+                await self.run(self.s3.abort_upload, self.destination, key, upload_id)
+            except ImgctlError as exc:
+                _log.warning(
+                    "could not abort multipart upload %s of s3://%s/%s: %s",
+                    upload_id,
+                    self.destination,
+                    key,
+                    exc,
+                )
+            raise
+
+
+async def sync_spa(
+    ref: SpaRef,
+    source_suffix: str,
+    destination_suffix: str,
+    *,
+    environ: Mapping[str, str],
+    concurrency: int = 16,
+    multipart_threshold: int = 5 * _GIB,
+    part_size: int = 512 * _MIB,
+    page_size: int = 1000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SpaSyncResult:
+    """Copy ``s3://<name>-<source>/<version>/`` to the destination bucket, server-side.
+
+    Objects whose destination copy has the same size and ETag (or carries the source ETag in
+    ``imgctl-source-etag``) are skipped; nothing is deleted. At most ``concurrency`` S3 requests
+    run at once. ``on_progress(done, total)`` counts objects (copied or skipped), from the event
+    loop: once with ``done=0`` after listing, then after each object.
+    """
+    source = bucket_for(ref.name, source_suffix)
+    destination = bucket_for(ref.name, destination_suffix)
+    if source == destination:
+        raise InvalidSpaError(
+            f"source and destination are the same bucket {source!r}",
+            part="destination",
+            hint="promote between two environments with different bucket suffixes",
+        )
+    _check_options(concurrency, multipart_threshold, part_size, page_size)
+    prefix = f"{ref.version}/"
+    source_url = f"s3://{source}/{prefix}"
+    destination_url = f"s3://{destination}/{prefix}"
+
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="imgctl-spa")
+    try:
+        client = await loop.run_in_executor(executor, _connect, environ, concurrency)
+        sync = _Sync(_S3(client), executor, source, destination, multipart_threshold, part_size)
+        objects = await sync.run(sync.s3.list_objects, source, prefix, page_size)
+        if not objects:
+            raise SpaNotFoundError(
+                f"no objects under {source_url}",
+                bucket=source,
+                hint=f"check that {ref} was published to the source environment",
+            )
+        # Listing the destination also proves it exists before anything is copied.
+        existing = await sync.run(sync.s3.list_objects, destination, prefix, page_size)
+
+        total = len(objects)
+        done = copied = bytes_copied = 0
+        failures: list[BaseException] = []
+        pending = iter(objects.values())
+        if on_progress is not None:
+            on_progress(0, total)
+
+        async def worker() -> None:
+            nonlocal done, copied, bytes_copied
+            for item in pending:
+                if failures:
+                    return
+                try:
+                    size = await sync.sync_object(item, existing.get(item.key))
+                    done += 1
+                    if size is not None:
+                        copied += 1
+                        bytes_copied += size
+                    if on_progress is not None:
+                        on_progress(done, total)
+                except Exception as exc:
+                    # Stop taking work but let the other workers finish theirs: nothing is
+                    # left half-copied and no thread outlives the sync.
+                    failures.append(exc)
+                    return
+
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
+        if failures:
+            raise failures[0]
+        return SpaSyncResult(
+            objects=total,
+            copied=copied,
+            skipped=total - copied,
+            bytes_copied=bytes_copied,
+            source=source_url,
+            destination=destination_url,
+        )
+    finally:
+        # Never block the event loop: on success and on failure no work is left, and after a
+        # cancellation the threads end with their current request.
+        executor.shutdown(wait=False, cancel_futures=True)
