@@ -1,0 +1,1 @@
+"""The imgctl server: the promotion gRPC service and what it tells the outside world."""
