@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pty
 import select
 import stat
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
@@ -22,7 +19,8 @@ import trustme
 from imgctl.identity.verifier import Principal, TokenVerifier, VerifierSettings
 
 from .conftest import IMGCTL
-from .support.registry import free_port
+from .support.idp import Idp
+from .support.idp import start_idp as support_start_idp
 from .support.sshkeys import KEY_KINDS, Agent, Key, keygen
 
 AUDIENCE = "https://imgctl.example.com"
@@ -30,68 +28,14 @@ SECRET = "idp-client-secret"
 GROUP = "engineering@example.com"
 
 
-@dataclass
-class Idp:
-    url: str
-    config: Path
-    keys: dict[str, Key]  # user -> key (user "u-<kind>" holds one key of that kind)
-    process: subprocess.Popen[bytes]
-    log: Path
-    ca_file: Path | None = None
-
-
 def start_idp(directory: Path, keys: dict[str, Key], *, tls: trustme.CA | None = None) -> Idp:
-    directory.mkdir(parents=True, exist_ok=True)
     users = {
         user: {"keys": [key.line], "email": f"{user}@example.com", "groups": [GROUP]}
         for user, key in keys.items()
     }
     if "u-ed25519" in keys:  # one key listed for two users: the JWT's sub picks the user
         users["outsider"] = {"keys": [keys["u-ed25519"].line], "groups": ["visitors"]}
-    config = directory / "idp.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "staticClients": [{"id": "imgctl", "secret": SECRET, "name": "imgctl"}],
-                "users": users,
-                "allowed_target_audiences": [AUDIENCE],
-                "token_ttl": 600,
-            }
-        )
-    )
-    port = free_port()
-    args = [IMGCTL, "idp", "serve", "--config", str(config), "--address", f"127.0.0.1:{port}"]
-    ca_file = None
-    scheme = "http"
-    if tls is not None:
-        cert = tls.issue_cert("127.0.0.1")
-        cert.private_key_and_cert_chain_pem.write_to_path(str(directory / "server.pem"))
-        ca_file = directory / "ca.pem"
-        tls.cert_pem.write_to_path(str(ca_file))
-        args += [
-            "--tls-cert",
-            str(directory / "server.pem"),
-            "--tls-key",
-            str(directory / "server.pem"),
-        ]
-        scheme = "https"
-    log = directory / "idp.log"
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"{scheme}://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    import ssl
-
-    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=context):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"imgctl idp serve did not start: {log.read_text()}") from None
-            time.sleep(0.05)
-    return Idp(url, config, keys, process, log, ca_file)
+    return support_start_idp(IMGCTL, directory, users, audiences=[AUDIENCE], secret=SECRET, tls=tls)
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +48,7 @@ def user_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
 def idp(tmp_path_factory: pytest.TempPathFactory, user_keys: dict[str, Key]) -> Iterator[Idp]:
     server = start_idp(tmp_path_factory.mktemp("idp"), user_keys)
     yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -256,8 +199,7 @@ def test_passphrase_protected_key_asks_on_the_terminal(tmp_path: Path) -> None:
         assert no_tty.returncode == 1
         assert "ssh-add" in no_tty.stderr
     finally:
-        local.process.terminate()
-        local.process.wait(timeout=10)
+        local.stop()
 
 
 def test_auth_login_shows_who_and_groups(idp: Idp, agent: Agent, tmp_path: Path) -> None:
@@ -372,5 +314,4 @@ def test_https_issuer(tmp_path: Path, user_keys: dict[str, Key], agent: Agent) -
         assert untrusted.returncode == 1
         assert "cannot reach the issuer" in untrusted.stderr
     finally:
-        local.process.terminate()
-        local.process.wait(timeout=10)
+        local.stop()

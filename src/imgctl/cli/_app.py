@@ -148,7 +148,7 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         envvar="IMGCTL_CONFIG",
-        help="Config file (default: ~/.config/imgctl/config.yaml).",
+        help="Config file (default: ~/.config/imgctl/config.toml).",
         dir_okay=False,
         rich_help_panel=_PANEL,
     ),
@@ -527,3 +527,147 @@ def idp_serve(
 def idp_rotate_key(config: IdpConfigOpt) -> None:
     """Start signing with a new key; the old one stays published until its tokens expire."""
     _identity.idp_rotate_key(config)
+
+
+_SERVER_PANEL = "imgctl server"
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        "-s",
+        envvar="IMGCTL_SERVER",
+        help="gRPC address of the imgctl server (default: localhost:9999).",
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+TlsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--tls/--no-tls",
+        envvar="IMGCTL_TLS",
+        help="Talk TLS to the server (default: plaintext, as the server's default).",
+        show_default=False,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ServerCaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-cert",
+        help="PEM CA bundle for the server's certificate (with --tls).",
+        dir_okay=False,
+        exists=True,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ShowTokenOpt = Annotated[
+    bool, typer.Option("--show-token", help="Print the OIDC token on stderr (for debugging).")
+]
+
+
+@app.command()
+@login_command
+def promote(
+    login: _identity.Login,
+    reference: Annotated[
+        str | None, typer.Argument(help="REPO:TAG, REPO@DIGEST or spa:NAME:VERSION.")
+    ] = None,
+    ref: Annotated[
+        str | None, typer.Option("--ref", "-r", help="The same as REFERENCE.", show_default=False)
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            envvar="IMGCTL_DEFAULT_SOURCE",
+            help="Source environment (default: the server's IMGCTL_DEFAULT_SOURCE).",
+        ),
+    ] = None,
+    destination: Annotated[
+        str | None,
+        typer.Option(
+            "--destination",
+            "-d",
+            envvar="IMGCTL_DEFAULT_DESTINATION",
+            help="Destination environment.",
+        ),
+    ] = None,
+    server: ServerOpt = None,
+    tls: TlsOpt = None,
+    ca_cert: ServerCaOpt = None,
+    show_token: ShowTokenOpt = False,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Promote an image (or SPA bundle) from one environment to another, through the server."""
+    from imgctl.cli import _promote
+
+    if reference and ref and reference != ref:
+        _registry.fail("give the reference once: as REFERENCE or --ref")
+    _promote.promote(
+        login,
+        _promote.ClientFlags(server, tls, ca_cert, show_token, output is Output.json),
+        reference or ref,
+        source,
+        destination,
+    )
+
+
+@app.command("auth-check")
+@login_command
+def auth_check(
+    login: _identity.Login,
+    server: ServerOpt = None,
+    tls: TlsOpt = None,
+    ca_cert: ServerCaOpt = None,
+    show_token: ShowTokenOpt = False,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Check your login with the server: who you are, your groups, where you may promote."""
+    from imgctl.cli import _promote
+
+    _promote.auth_check(
+        login, _promote.ClientFlags(server, tls, ca_cert, show_token, output is Output.json)
+    )
+
+
+@app.command("server")
+def server_command(
+    bind_address: Annotated[
+        str, typer.Option("--bind-address", help="gRPC HOST:PORT to listen on.")
+    ] = "0.0.0.0:9999",
+    http_address: Annotated[
+        str,
+        typer.Option(
+            "--http-address", help="HTTP HOST:PORT for health and metrics ('' to turn it off)."
+        ),
+    ] = "0.0.0.0:8080",
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="PEM certificate: serve gRPC over TLS.", dir_okay=False),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="PEM key of --tls-cert.", dir_okay=False)
+    ] = None,
+    client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--client-ca", help="Require client certificates signed by this CA.", dir_okay=False
+        ),
+    ] = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy-file",
+            envvar="IMGCTL_POLICY_FILE",
+            help="YAML: destinations and the groups allowed to promote there.",
+            dir_okay=False,
+        ),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option("--grace", help="Seconds running promotions get to finish on stop.")
+    ] = 60.0,
+) -> None:
+    """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables)."""
+    from imgctl.cli import _promote
+
+    _promote.server(bind_address, http_address, tls_cert, tls_key, client_ca, policy_file, grace)

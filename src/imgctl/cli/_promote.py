@@ -1,0 +1,333 @@
+"""Client commands of the server: ``imgctl promote``, ``imgctl auth-check``, ``imgctl server``.
+
+Settings come from flags, then environment variables (both through Typer), then the user's
+``~/.config/imgctl/config.toml`` ``[client]`` table, then defaults baked into the wheel at build
+time (``IMGCTL_BUILD_DEFAULT_*``, see ``imgctl._defaults``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from imgctl.cli._identity import Login, _ask_passphrase
+from imgctl.errors import ImgctlError
+
+if TYPE_CHECKING:
+    import grpc
+
+# Exit codes (README: "Exit codes").
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_UNAUTHENTICATED = 3
+EXIT_DENIED = 4
+EXIT_NOT_FOUND = 5
+EXIT_UNAVAILABLE = 6
+_EXIT_FOR_STATUS = {
+    "INVALID_ARGUMENT": EXIT_INVALID,
+    "UNAUTHENTICATED": EXIT_UNAUTHENTICATED,
+    "PERMISSION_DENIED": EXIT_DENIED,
+    "NOT_FOUND": EXIT_NOT_FOUND,
+    "UNAVAILABLE": EXIT_UNAVAILABLE,
+    "DEADLINE_EXCEEDED": EXIT_UNAVAILABLE,
+}
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    print(f"imgctl: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+@dataclass(frozen=True)
+class ClientFlags:
+    """Flags of the commands that talk to an imgctl server."""
+
+    server: str | None = None
+    tls: bool | None = None
+    ca_cert: Path | None = None
+    show_token: bool = False
+    json_output: bool = False
+
+
+def _user_config() -> dict[str, Any]:
+    """The ``[client]`` table of ``~/.config/imgctl/config.toml`` (empty when absent)."""
+    import os
+
+    from imgctl.registry.config import default_config_path, load_config_document
+
+    document = load_config_document(default_config_path(os.environ, Path.home()))
+    client = document.get("client", {})
+    return client if isinstance(client, dict) else {}
+
+
+def resolve(value: Any, key: str, fallback: Any = None) -> Any:
+    """``value`` (flag or env) if given, else the user config's ``key``, else the baked default."""
+    if value is not None:
+        return value
+    config = _user_config()
+    if config.get(key) is not None:
+        return config[key]
+    from imgctl._defaults import build_default
+
+    baked = build_default(key)
+    return baked if baked is not None else fallback
+
+
+def _channel(flags: ClientFlags) -> tuple[grpc.aio.Channel, str]:
+    import grpc
+
+    server = resolve(flags.server, "server", "localhost:9999")
+    tls = resolve(flags.tls, "tls", False)
+    if isinstance(tls, str):
+        tls = tls.strip().lower() in ("1", "true", "yes", "on")
+    if tls:
+        ca_path = resolve(flags.ca_cert, "ca_cert")
+        root = _read_bytes(Path(ca_path).expanduser()) if ca_path else None
+        return grpc.aio.secure_channel(server, grpc.ssl_channel_credentials(root)), server
+    return grpc.aio.insecure_channel(server), server
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        _exit(f"cannot read {path}: {exc.strerror}", EXIT_INVALID)
+
+
+def _status_exit(error: grpc.aio.AioRpcError, server: str) -> NoReturn:
+    name = error.code().name
+    details = error.details() or name
+    if name == "UNAVAILABLE":
+        _exit(
+            f"cannot reach the imgctl server at {server}: {details}",
+            EXIT_UNAVAILABLE,
+        )
+    _exit(f"{details} ({name})", _EXIT_FOR_STATUS.get(name, EXIT_FAILED))
+
+
+async def _token(login: Login, info: Any) -> str:
+    """An OIDC token for the server's audience, from the cache or by logging in."""
+    import os
+
+    from imgctl.identity.exchange import (
+        LoginSettings,
+        TokenCache,
+        default_cache_dir,
+        default_username,
+        obtain_token,
+    )
+
+    dex_url = resolve(login.dex_url, "dex_url") or info.issuer_url
+    if not dex_url:
+        _exit("the server names no issuer; pass --dex-url", EXIT_INVALID)
+    settings = LoginSettings(
+        dex_url=dex_url,
+        username=login.username or default_username(os.environ),
+        client_id=resolve(None if login.client_id == "imgctl" else login.client_id, "client_id")
+        or login.client_id,
+        client_secret=resolve(login.client_secret, "client_secret"),
+        audience=resolve(login.audience, "audience") or info.audience,
+        pubkey_file=login.pubkey_file,
+    )
+    cache = TokenCache(default_cache_dir(os.environ, Path.home()))
+    if login.no_cache:
+        cache.clear()
+    try:
+        issued = await obtain_token(
+            settings, environ=os.environ, home=Path.home(), passphrase=_ask_passphrase, cache=cache
+        )
+    except ImgctlError as exc:
+        _exit(str(exc), EXIT_UNAUTHENTICATED)
+    return issued.token
+
+
+async def _server_info(stub: Any, server: str) -> Any:
+    import grpc
+
+    from imgctl.v1 import imgctl_pb2 as pb
+
+    try:
+        return await stub.ServerInfo(pb.ServerInfoRequest(), timeout=30)
+    except grpc.aio.AioRpcError as error:
+        _status_exit(error, server)
+
+
+def promote(
+    login: Login,
+    flags: ClientFlags,
+    ref: str | None,
+    source: str | None,
+    destination: str | None,
+) -> None:
+    """``imgctl promote``."""
+    if not ref:
+        _exit("promote needs REF (or --ref)", EXIT_INVALID)
+    source = resolve(source, "source", "")
+    destination = resolve(destination, "destination", "")
+    if not destination:
+        _exit(
+            "no destination: pass --destination (or set IMGCTL_DEFAULT_DESTINATION)",
+            EXIT_INVALID,
+        )
+
+    async def run() -> Any:
+        import grpc
+
+        from imgctl.v1 import imgctl_pb2 as pb
+        from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
+
+        channel, server = _channel(flags)
+        async with channel:
+            stub = pb_grpc.ImgCtlStub(channel)  # type: ignore[no-untyped-call]
+            info = await _server_info(stub, server)
+            token = await _token(login, info)
+            if flags.show_token:
+                print(token, file=sys.stderr)
+            request = pb.PromoteRequest(ref=ref, source=source, destination=destination)
+            metadata = (("authorization", f"Bearer {token}"),)
+            result = None
+            with _progress(enabled=not flags.json_output and sys.stderr.isatty()) as show:
+                try:
+                    async for event in stub.PromoteStream(request, metadata=metadata):
+                        if event.HasField("progress"):
+                            show(event.progress)
+                        elif event.HasField("result"):
+                            result = event.result
+                except grpc.aio.AioRpcError as error:
+                    _status_exit(error, server)
+            if result is None:
+                _exit("the server closed the stream without a result", EXIT_FAILED)
+            return result
+
+    result = _run(run)
+    if flags.json_output:
+        from google.protobuf.json_format import MessageToDict
+
+        print(
+            json.dumps(MessageToDict(result, always_print_fields_with_no_presence=True), indent=2)
+        )
+        return
+    what = "unchanged" if result.unchanged else "promoted"
+    print(f"{what} {ref}: {result.source_environment} -> {result.destination_environment}")
+    print(f"  from {result.source_ref}")
+    print(f"  to   {result.destination_ref}")
+    if result.kind == "image":
+        print(
+            f"  {result.blobs_copied} blobs copied ({result.bytes_copied / (1 << 20):.1f} MiB), "
+            f"{result.blobs_mounted} mounted, {result.blobs_skipped} already there, "
+            f"{result.duration_ms} ms"
+        )
+    else:
+        print(
+            f"  {result.objects_copied} objects copied, {result.objects_skipped} unchanged, "
+            f"{result.duration_ms} ms"
+        )
+    print(f"  request {result.request_id} by {result.promoted_by}")
+
+
+def auth_check(login: Login, flags: ClientFlags) -> None:
+    """``imgctl auth-check``."""
+
+    async def run() -> Any:
+        import grpc
+
+        from imgctl.v1 import imgctl_pb2 as pb
+        from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
+
+        channel, server = _channel(flags)
+        async with channel:
+            stub = pb_grpc.ImgCtlStub(channel)  # type: ignore[no-untyped-call]
+            info = await _server_info(stub, server)
+            token = await _token(login, info)
+            if flags.show_token:
+                print(token, file=sys.stderr)
+            try:
+                return await stub.AuthCheck(
+                    pb.AuthCheckRequest(), metadata=(("authorization", f"Bearer {token}"),)
+                )
+            except grpc.aio.AioRpcError as error:
+                _status_exit(error, server)
+
+    answer = _run(run)
+    if flags.json_output:
+        from google.protobuf.json_format import MessageToDict
+
+        print(
+            json.dumps(MessageToDict(answer, always_print_fields_with_no_presence=True), indent=2)
+        )
+        return
+    print(f"authenticated as {answer.email or answer.subject}")
+    print(f"groups: {', '.join(answer.groups) or 'none'}")
+    print(f"may promote to: {', '.join(answer.destinations) or 'nothing'}")
+
+
+def _run(work: Any) -> Any:
+    try:
+        return asyncio.run(work())
+    except ImgctlError as exc:
+        _exit(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        print("imgctl: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+class _progress:  # a context manager named like the function it replaces
+    """A Rich progress bar fed with PromoteProgress events, on a terminal only."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda event: None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
+
+        self._bar = Progress(
+            "promoting", BarColumn(), DownloadColumn(), TimeElapsedColumn(), transient=True
+        )
+        self._bar.__enter__()
+        self._task = self._bar.add_task("promote", total=None)
+
+        def show(event: Any) -> None:
+            self._bar.update(self._task, completed=event.bytes_copied)
+
+        return show
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def server(
+    bind_address: str,
+    http_address: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    client_ca: Path | None,
+    policy_file: Path | None,
+    grace: float,
+) -> None:
+    """``imgctl server``."""
+    from imgctl.server.app import ServerSettings, run_server
+
+    settings = ServerSettings(
+        bind_address=bind_address,
+        http_address=http_address or None,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        client_ca=client_ca,
+        policy_file=policy_file,
+        grace=grace,
+    )
+    try:
+        asyncio.run(run_server(settings))
+    except ImgctlError as exc:
+        _exit(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

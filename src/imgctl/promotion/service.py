@@ -1,0 +1,310 @@
+"""One promotion: check the request, copy the image (or SPA bundle), say what happened.
+
+``Promoter.plan`` turns (ref, source, destination) into a checked ``Promotion`` or raises a
+``PromotionError`` whose ``code`` is the gRPC status name; ``Promoter.allowed`` applies the
+policy file; ``Promoter.run`` does the copy. Who is asking, the audit trail and notifications
+belong to the server (``imgctl.server``); this module knows nothing about gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from imgctl.errors import ImgctlError, NotFoundError, RegistryError, TransportError
+from imgctl.oci import Digest, Reference
+from imgctl.promotion.environments import Environment, Environments, Policy
+from imgctl.registry import CopyOptions, CopyProgress, RegistryClient, copy_images
+
+__all__ = ["Promoter", "Promotion", "PromotionError", "PromotionResult"]
+
+Progress = Callable[[int, int, int], None]  # (bytes copied, done, total)
+
+
+class PromotionError(ImgctlError):
+    """A promotion refused or failed; ``code`` is the gRPC status name to answer with."""
+
+    def __init__(self, code: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+
+
+def invalid(message: str, hint: str | None = None) -> PromotionError:
+    """An INVALID_ARGUMENT error."""
+    return PromotionError("INVALID_ARGUMENT", message, hint=hint)
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """A checked request: what moves, from where, to where."""
+
+    kind: str  # "image" | "spa"
+    reference: str
+    source: Environment
+    destination: Environment
+    image_source: Reference | None = None
+    image_destination: Reference | None = None
+    spa: object | None = None  # imgctl.promotion.spa.SpaRef
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionResult:
+    """What a promotion did."""
+
+    kind: str
+    source_environment: str
+    destination_environment: str
+    source_ref: str
+    destination_ref: str
+    digest: str = ""
+    unchanged: bool = False
+    bytes_copied: int = 0
+    duration_ms: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    objects_copied: int = 0
+    objects_skipped: int = 0
+    promoted_by: str = ""  # filled in by the server: email, else subject
+
+
+class Promoter:
+    """Promotions between configured environments, with one shared registry client."""
+
+    def __init__(
+        self,
+        environments: Environments,
+        registry: RegistryClient,
+        *,
+        policy: Policy | None = None,
+        default_source: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        copy_options: CopyOptions | None = None,
+    ) -> None:
+        self.environments = environments
+        self.policy = policy or Policy()
+        self.default_source = default_source
+        self._registry = registry
+        self._environ = dict(environ or {})
+        self._copy_options = copy_options or CopyOptions()
+        # Weak: a lock lives only while some promotion holds or waits for it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def aclose(self) -> None:
+        """Close the registry connections."""
+        await self._registry.aclose()
+
+    # ------------------------------------------------------------------ checking
+
+    def _environment(self, field: str, name: str) -> Environment:
+        environment = self.environments.get(name)
+        if environment is None:
+            configured = ", ".join(self.environments.names()) or "none"
+            raise invalid(
+                f"unknown {field} environment {name!r}",
+                hint=f"configured environments: {configured}",
+            )
+        return environment
+
+    def plan(self, ref: str, source: str, destination: str) -> Promotion:
+        """Check a request without touching a registry; INVALID_ARGUMENT names the field."""
+        from imgctl.promotion.spa import SpaRef, is_spa_reference
+
+        ref = ref.strip()
+        if not ref:
+            raise invalid("ref is required", hint="give REPO:TAG, REPO@DIGEST or spa:NAME:VERSION")
+        source = source.strip() or (self.default_source or "")
+        if not source:
+            raise invalid(
+                "source is required (the server has no IMGCTL_DEFAULT_SOURCE)",
+                hint="pass --source",
+            )
+        if not destination.strip():
+            raise invalid("destination is required", hint="pass --destination")
+        src = self._environment("source", source)
+        dst = self._environment("destination", destination)
+        if src.name == dst.name:
+            raise invalid(f"source and destination are both {src.name!r}")
+        if is_spa_reference(ref):
+            spa = SpaRef.parse(ref)
+            for env, role in ((src, "source"), (dst, "destination")):
+                if not env.spa_suffix:
+                    raise invalid(
+                        f"{role} environment {env.name!r} has no SPA bucket suffix",
+                        hint=f"set IMGCTL_SPA_{env.name.upper()} on the server",
+                    )
+            return Promotion("spa", str(spa), src, dst, spa=spa)
+        for env, role in ((src, "source"), (dst, "destination")):
+            if not env.registry:
+                raise invalid(
+                    f"{role} environment {env.name!r} has no registry",
+                    hint=f"set IMGCTL_REGISTRY_{env.name.upper()} on the server",
+                )
+        path, tag, digest = _split_image_ref(ref)
+        assert src.registry is not None
+        assert dst.registry is not None
+        suffix = (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+        try:
+            image_source = Reference.parse(f"{src.registry}/{src.repository(path)}{suffix}")
+            image_destination = Reference.parse(f"{dst.registry}/{dst.repository(path)}{suffix}")
+        except ImgctlError as exc:
+            raise invalid(f"ref {ref!r}: {exc.message}") from None
+        return Promotion("image", ref, src, dst, image_source, image_destination)
+
+    def allowed(self, groups: Iterable[str], promotion: Promotion) -> None:
+        """Raise PERMISSION_DENIED when the policy keeps these groups out of the destination."""
+        groups = tuple(groups)
+        if not self.policy.allows(groups, promotion.destination.name):
+            needed = ", ".join(self.policy.groups_for(promotion.destination.name))
+            raise PromotionError(
+                "PERMISSION_DENIED",
+                f"promoting to {promotion.destination.name!r} needs one of the groups {needed}",
+                hint="ask an admin to add you to one of them",
+            )
+
+    def destinations_for(self, groups: Iterable[str]) -> list[str]:
+        """The environments these groups may promote into."""
+        groups = tuple(groups)
+        return [n for n in self.environments.names() if self.policy.allows(groups, n)]
+
+    # ------------------------------------------------------------------ doing
+
+    async def run(
+        self, promotion: Promotion, on_progress: Progress | None = None
+    ) -> PromotionResult:
+        """Copy; raise PromotionError (NOT_FOUND, UNAVAILABLE, INTERNAL...) on failure."""
+        started = time.monotonic()
+        # Identical promotions in this process take turns: the second finds the work done
+        # (unchanged) instead of pushing the same bytes again at the same moment.
+        key = f"{promotion.kind}:{promotion.destination.name}:{promotion.reference}"
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            if promotion.kind == "spa":
+                return await self._run_spa(promotion, started, on_progress)
+            return await self._run_image(promotion, started, on_progress)
+
+    async def _run_image(
+        self, promotion: Promotion, started: float, on_progress: Progress | None
+    ) -> PromotionResult:
+        source, destination = promotion.image_source, promotion.image_destination
+        assert source is not None
+        assert destination is not None
+        progress = CopyProgress()
+        if on_progress is not None:
+            progress.on_change = lambda p: on_progress(p.bytes_copied, p.images_done, 1)
+        [result] = await copy_images(
+            self._registry, [(source, destination)], self._copy_options, progress
+        )
+        if result.error is not None:
+            raise _as_promotion_error(result.error, source)
+        digest = str(result.digest)
+        return PromotionResult(
+            kind="image",
+            source_environment=promotion.source.name,
+            destination_environment=promotion.destination.name,
+            source_ref=_pinned(result.source, digest),
+            destination_ref=_pinned(result.destination, digest),
+            digest=digest,
+            unchanged=result.status == "unchanged",
+            bytes_copied=result.bytes_copied,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            blobs_copied=result.blobs_copied,
+            blobs_mounted=result.blobs_mounted,
+            blobs_skipped=result.blobs_skipped,
+        )
+
+    async def _run_spa(
+        self, promotion: Promotion, started: float, on_progress: Progress | None
+    ) -> PromotionResult:
+        from imgctl.promotion.spa import SpaRef, sync_spa
+
+        spa = promotion.spa
+        assert isinstance(spa, SpaRef)
+        assert promotion.source.spa_suffix
+        assert promotion.destination.spa_suffix
+        progress = None
+        if on_progress is not None:
+
+            def progress(done: int, total: int) -> None:
+                on_progress(0, done, total)
+
+        try:
+            synced = await sync_spa(
+                spa,
+                promotion.source.spa_suffix,
+                promotion.destination.spa_suffix,
+                environ=self._environ,
+                on_progress=progress,
+            )
+        except PromotionError:
+            raise
+        except ImgctlError as exc:
+            code = (
+                "NOT_FOUND"
+                if type(exc).__name__.endswith("NotFoundError")
+                else "FAILED_PRECONDITION"
+            )
+            raise PromotionError(code, exc.message, hint=exc.hint) from None
+        return PromotionResult(
+            kind="spa",
+            source_environment=promotion.source.name,
+            destination_environment=promotion.destination.name,
+            source_ref=synced.source,
+            destination_ref=synced.destination,
+            unchanged=synced.copied == 0,
+            bytes_copied=synced.bytes_copied,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            objects_copied=synced.copied,
+            objects_skipped=synced.skipped,
+        )
+
+
+def _pinned(reference: Reference, digest: str) -> str:
+    """REGISTRY/REPO:TAG@DIGEST: the tag for people, the digest for machines."""
+    return str(reference) if reference.digest else f"{reference}@{digest}"
+
+
+def _split_image_ref(ref: str) -> tuple[str, str | None, Digest | None]:
+    """REPO[:TAG][@DIGEST] without a registry -> (path, tag, digest)."""
+    name, at, digest_text = ref.partition("@")
+    digest = None
+    if at:
+        try:
+            digest = Digest.parse(digest_text)
+        except ImgctlError as exc:
+            raise invalid(f"ref {ref!r}: {exc.message}") from None
+    path, tag = name, None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, _, tag = name.rpartition(":")
+    first = path.split("/", 1)[0]
+    if "/" in path and ("." in first or ":" in first or first == "localhost"):
+        raise invalid(
+            f"ref {ref!r} names a registry ({first}); environments choose registries",
+            hint="give REPO:TAG or REPO@DIGEST, e.g. myapp:v1.2.3",
+        )
+    if tag is None and digest is None:
+        raise invalid(
+            f"ref {ref!r} has no tag or digest",
+            hint="promote an exact version: REPO:TAG or REPO@DIGEST, never an implicit latest",
+        )
+    return path, tag, digest
+
+
+def _as_promotion_error(error: ImgctlError, source: Reference) -> PromotionError:
+    if isinstance(error, NotFoundError):
+        return PromotionError("NOT_FOUND", error.message, hint=error.hint)
+    if isinstance(error, TransportError):
+        return PromotionError("UNAVAILABLE", error.message, hint=error.hint)
+    if isinstance(error, RegistryError) and error.status in (401, 403):
+        return PromotionError(
+            "FAILED_PRECONDITION",
+            f"the server's registry credentials were refused: {error.message}",
+            hint="check the server's registry credentials (IMGCTL_CREDS_*, ECR role)",
+        )
+    return PromotionError("INTERNAL", f"copying {source} failed: {error}")

@@ -1,0 +1,33 @@
+"""The server's HTTP side: health, readiness and metrics (the catalog API comes later)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from imgctl.server.core import ServerCore
+
+__all__ = ["create_http_app"]
+
+
+def create_http_app(core: ServerCore) -> FastAPI:
+    """The FastAPI app served on --http-address."""
+    app = FastAPI(title="imgctl server", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, object]:
+        return {"status": "ok", "environments": core.promoter.environments.names()}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from imgctl.server._metrics import REGISTRY
+
+        return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app

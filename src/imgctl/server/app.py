@@ -1,0 +1,232 @@
+"""``imgctl server``: assemble everything from the environment and serve gRPC and HTTP.
+
+Configuration is the seed's environment variables (``OIDC_*``, ``IMGCTL_REGISTRY_<NAME>``,
+``IMGCTL_SPA_<NAME>``, ``IMGCTL_DEFAULT_SOURCE``, ``IMGCTL_ECR_REGION``,
+``IMGCTL_SLACK_WEBHOOK_URL``) plus ``IMGCTL_DATABASE_URL``, ``IMGCTL_POLICY_FILE`` and the flags.
+On SIGTERM/SIGINT the server stops taking calls, lets running promotions finish (up to the
+grace period), then closes the notifier and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgctl.errors import UsageError
+
+__all__ = ["ServerSettings", "build_core", "run_server"]
+
+log = logging.getLogger("imgctl.server")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Flags of ``imgctl server``."""
+
+    bind_address: str = "0.0.0.0:9999"
+    http_address: str | None = "0.0.0.0:8080"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    policy_file: Path | None = None
+    state_dir: Path | None = None
+    grace: float = 60.0
+
+
+def _state_dir(environ: Mapping[str, str], settings: ServerSettings) -> Path:
+    if settings.state_dir is not None:
+        return settings.state_dir
+    if environ.get("IMGCTL_STATE_DIR"):
+        return Path(environ["IMGCTL_STATE_DIR"])
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "imgctl"
+
+
+async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> object:
+    """Everything the server needs, from the environment; errors name what is wrong."""
+    from imgctl.identity.verifier import TokenVerifier, VerifierSettings
+    from imgctl.promotion.environments import Environments, load_policy
+    from imgctl.promotion.service import Promoter
+    from imgctl.registry import ClientOptions, RegistryClient, default_keychain
+    from imgctl.registry.config import (
+        default_config_path,
+        insecure_hosts,
+        load_registry_config,
+        resolve_tls,
+    )
+    from imgctl.server.core import ServerCore
+    from imgctl.server.notify import notifier_from_environment
+    from imgctl.store import AuditStore, database_url
+
+    oidc = VerifierSettings.from_environment(environ)
+    environments = Environments.from_environment(environ)
+    if not len(environments):
+        raise UsageError(
+            "no environments configured",
+            hint="set IMGCTL_REGISTRY_<NAME> (and/or IMGCTL_SPA_<NAME>) for each environment",
+        )
+    default_source = environ.get("IMGCTL_DEFAULT_SOURCE") or None
+    if default_source and environments.get(default_source) is None:
+        raise UsageError(
+            f"IMGCTL_DEFAULT_SOURCE={default_source!r} is not a configured environment",
+            hint=f"configured: {', '.join(environments.names())}",
+        )
+    policy_path = settings.policy_file or (
+        Path(environ["IMGCTL_POLICY_FILE"]) if environ.get("IMGCTL_POLICY_FILE") else None
+    )
+    policy = load_policy(policy_path, environments) if policy_path else None
+    registry_config = load_registry_config(default_config_path(environ, Path.home()))
+    ca_paths = environ.get("IMGCTL_TLS_CA_CERT_PATH", "").split()
+    options = ClientOptions(
+        insecure_registries=insecure_hosts(
+            registry_config, [environ.get("IMGCTL_INSECURE_REGISTRIES", "")]
+        ),
+        tls=resolve_tls(registry_config, ca_cert_paths=ca_paths),
+    )
+    registry = RegistryClient(default_keychain(environ, Path.home()), options)
+    promoter = Promoter(
+        environments,
+        registry,
+        policy=policy,
+        default_source=default_source,
+        environ=environ,
+    )
+    store = await AuditStore.open(database_url(environ, _state_dir(environ, settings)))
+    notifier = notifier_from_environment(environ)
+    if notifier is not None:
+        await notifier.start()
+    return ServerCore(
+        verifier=TokenVerifier(oidc),
+        promoter=promoter,
+        store=store,
+        notifier=notifier,
+        issuer_url=oidc.issuer_url,
+        audience=oidc.audience,
+    )
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    audit = logging.getLogger("imgctl.audit")
+    audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
+    audit.propagate = False
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _split_address(flag: str, address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"{flag} {address!r} must be HOST:PORT, e.g. 0.0.0.0:9999")
+    return host.strip("[]"), int(port)
+
+
+async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1._async import HealthServicer
+    from grpc_reflection.v1alpha import reflection
+
+    from imgctl.server._grpc import ImgCtlServicer
+    from imgctl.server.core import ServerCore
+    from imgctl.v1 import imgctl_pb2, imgctl_pb2_grpc
+
+    environ = dict(os.environ if environ is None else environ)
+    _configure_logging()
+    _split_address("--bind-address", settings.bind_address)
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key must be given together")
+    core = await build_core(environ, settings)
+    assert isinstance(core, ServerCore)
+
+    server = grpc.aio.server()
+    imgctl_pb2_grpc.add_ImgCtlServicer_to_server(ImgCtlServicer(core), server)  # type: ignore[no-untyped-call]
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    service_name = imgctl_pb2.DESCRIPTOR.services_by_name["ImgCtl"].full_name
+    reflection.enable_server_reflection(
+        (
+            service_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            "grpc.reflection.v1alpha.ServerReflection",
+        ),
+        server,
+    )
+    if settings.tls_cert and settings.tls_key:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+            root_certificates=settings.client_ca.read_bytes() if settings.client_ca else None,
+            require_client_auth=settings.client_ca is not None,
+        )
+        port = server.add_secure_port(settings.bind_address, credentials)
+    else:
+        log.warning(
+            "serving gRPC WITHOUT TLS on %s: tokens cross the network in clear text; "
+            "pass --tls-cert/--tls-key (or terminate TLS in front of the server)",
+            settings.bind_address,
+        )
+        port = server.add_insecure_port(settings.bind_address)
+    if port == 0:
+        raise UsageError(f"cannot listen on {settings.bind_address}")
+    await server.start()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+
+    http_task = None
+    http_server = None
+    if settings.http_address:
+        import uvicorn
+
+        from imgctl.server._http import create_http_app
+
+        host, http_port = _split_address("--http-address", settings.http_address)
+        http_server = uvicorn.Server(
+            uvicorn.Config(
+                create_http_app(core),
+                host=host,
+                port=http_port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        # The gRPC side owns SIGTERM/SIGINT (graceful stop); uvicorn must not take them.
+        http_server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        http_task = asyncio.ensure_future(http_server.serve())
+
+    log.info(
+        "imgctl server on %s (gRPC, port %d)%s; environments: %s",
+        settings.bind_address,
+        port,
+        f", HTTP on {settings.http_address}" if settings.http_address else "",
+        ", ".join(core.promoter.environments.names()),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: finishing running calls (up to %.0f s)", settings.grace)
+    await health.enter_graceful_shutdown()
+    await server.stop(settings.grace)
+    if http_server is not None and http_task is not None:
+        http_server.should_exit = True
+        await http_task
+    if core.notifier is not None:
+        await core.notifier.aclose()
+    await core.store.aclose()
+    await core.verifier.aclose()
+    await core.promoter.aclose()
+    log.info("stopped")

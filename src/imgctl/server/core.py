@@ -1,0 +1,272 @@
+"""What the server does for each call, without gRPC: authenticate, authorize, promote, record.
+
+Every call ends in exactly one audit record — allowed, denied, invalid or failed — written
+(and committed) before the answer goes back, plus one JSON line on the ``imgctl.audit`` logger.
+Slack hears about promotions in the background and can never fail or delay one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from imgctl import __version__
+from imgctl.errors import ImgctlError, InvalidTokenError
+from imgctl.promotion.service import Promoter, Promotion, PromotionError, PromotionResult
+
+if TYPE_CHECKING:
+    from imgctl.identity.verifier import Principal, TokenVerifier
+    from imgctl.server.notify import SlackNotifier
+    from imgctl.store import AuditRecord, AuditStore
+
+__all__ = ["Caller", "ServerCore"]
+
+audit_log = logging.getLogger("imgctl.audit")
+log = logging.getLogger("imgctl.server")
+
+Progress = Callable[[int, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Where a call came from: its bearer token (if any), peer address and request id."""
+
+    token: str | None
+    peer: str | None = None
+    request_id: str = ""
+
+    def __repr__(self) -> str:
+        return f"Caller(peer={self.peer!r}, request_id={self.request_id!r})"
+
+
+def new_request_id() -> str:
+    """A fresh request id."""
+    return uuid.uuid4().hex
+
+
+class ServerCore:
+    """The server's behaviour, callable from tests with no process and no network."""
+
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        promoter: Promoter,
+        store: AuditStore,
+        notifier: SlackNotifier | None = None,
+        issuer_url: str,
+        audience: str,
+    ) -> None:
+        self.verifier = verifier
+        self.promoter = promoter
+        self.store = store
+        self.notifier = notifier
+        self.issuer_url = issuer_url
+        self.audience = audience
+
+    # ------------------------------------------------------------------ public calls
+
+    def server_info(self) -> dict[str, object]:
+        """What a client needs before it logs in (no token needed)."""
+        environments = [
+            {
+                "name": env.name,
+                "registry": env.describe(),
+                "spa_suffix": env.spa_suffix or "",
+                "allowed_groups": list(self.promoter.policy.groups_for(env.name)),
+            }
+            for env in self.promoter.environments
+        ]
+        return {
+            "version": __version__,
+            "issuer_url": self.issuer_url,
+            "audience": self.audience,
+            "environments": environments,
+            "default_source": self.promoter.default_source or "",
+        }
+
+    async def auth_check(self, caller: Caller) -> tuple[Principal, list[str]]:
+        """Who the caller is and where they may promote; recorded like every call."""
+        record = _Record(caller, "auth_check")
+        try:
+            principal = await self._authenticate(caller)
+            record.principal = principal
+            destinations = self.promoter.destinations_for(principal.groups)
+        except PromotionError as exc:
+            await self._finish(record, error=exc)
+            raise
+        await self._finish(record)
+        return principal, destinations
+
+    async def promote(
+        self,
+        caller: Caller,
+        ref: str,
+        source: str,
+        destination: str,
+        on_progress: Progress | None = None,
+    ) -> PromotionResult:
+        """Authenticate, check, copy, record, notify; PromotionError carries the gRPC code."""
+        record = _Record(caller, "promote", reference=ref, source=source, destination=destination)
+        promotion: Promotion | None = None
+        try:
+            principal = await self._authenticate(caller)
+            record.principal = principal
+            promotion = self.promoter.plan(ref, source, destination)
+            record.promotion = promotion
+            self.promoter.allowed(principal.groups, promotion)
+            result = await self.promoter.run(promotion, on_progress)
+        except PromotionError as exc:
+            await self._finish(record, error=exc)
+            raise
+        except ImgctlError as exc:
+            error = PromotionError("INVALID_ARGUMENT", exc.message, hint=exc.hint)
+            if promotion is not None:
+                error = PromotionError("INTERNAL", str(exc))
+            await self._finish(record, error=error)
+            raise error from None
+        except Exception as exc:
+            # Anything unexpected is still audited; the client gets INTERNAL, not a traceback.
+            log.exception("promotion %s failed unexpectedly", caller.request_id)
+            error = PromotionError("INTERNAL", f"internal error ({type(exc).__name__})")
+            await self._finish(record, error=error)
+            raise error from None
+        result = replace(result, promoted_by=principal.email or principal.subject)
+        record.result = result
+        await self._finish(record)
+        return result
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _authenticate(self, caller: Caller) -> Principal:
+        if not caller.token:
+            raise PromotionError(
+                "UNAUTHENTICATED",
+                "no token: send `authorization: Bearer <OIDC token>`",
+                hint="log in with `imgctl auth login`",
+            )
+        try:
+            return await self.verifier.verify(caller.token)
+        except InvalidTokenError as exc:
+            if exc.reason == "group_not_allowed":
+                raise PromotionError("PERMISSION_DENIED", exc.message, hint=exc.hint) from None
+            if exc.reason == "issuer_unreachable":
+                raise PromotionError("UNAVAILABLE", exc.message, hint=exc.hint) from None
+            raise PromotionError(
+                "UNAUTHENTICATED", f"token rejected ({exc.reason}): {exc.message}", hint=exc.hint
+            ) from None
+
+    async def _finish(self, record: _Record, *, error: PromotionError | None = None) -> None:
+
+        from imgctl.server import _metrics
+
+        audit: AuditRecord = record.build(error)
+        audit_log.info(json.dumps(audit.as_dict(), sort_keys=True))
+        try:
+            await self.store.record(audit)
+        except ImgctlError as exc:
+            # No answer goes out without its audit row; the JSON line above still has it.
+            log.error("audit row for request %s not written: %s", audit.request_id, exc)
+            raise PromotionError(
+                "UNAVAILABLE",
+                f"the audit record could not be written ({exc.message}); the request's outcome "
+                f"was {audit.result}",
+                hint="retry once the server's database is back; promotions are idempotent",
+            ) from None
+        _metrics.REQUESTS.labels(audit.action, audit.result).inc()
+        if audit.action == "promote":
+            kind = audit.kind or "unknown"
+            seconds = (audit.duration_ms or 0) / 1000
+            _metrics.PROMOTION_SECONDS.labels(kind, audit.result).observe(seconds)
+            _metrics.BYTES_COPIED.labels(kind).inc(audit.bytes_copied or 0)
+        if record.action == "promote" and self.notifier is not None and record.promotion:
+            from imgctl.server.notify import PromotionEvent
+
+            self.notifier.notify(
+                PromotionEvent(
+                    request_id=audit.request_id,
+                    subject=audit.subject,
+                    email=audit.email,
+                    reference=audit.reference or "",
+                    kind=audit.kind or "image",
+                    source_env=audit.source_env or "",
+                    destination_env=audit.destination_env or "",
+                    source_ref=audit.source_ref,
+                    destination_ref=audit.destination_ref,
+                    digest=audit.digest,
+                    result=audit.result,
+                    error=audit.error,
+                    bytes_copied=audit.bytes_copied,
+                    duration_ms=audit.duration_ms,
+                )
+            )
+
+
+_RESULTS = {
+    "UNAUTHENTICATED": "denied",
+    "PERMISSION_DENIED": "denied",
+    "INVALID_ARGUMENT": "invalid",
+}
+
+
+class _Record:
+    """Collects what is known about a call as it goes, then becomes one AuditRecord."""
+
+    def __init__(
+        self,
+        caller: Caller,
+        action: str,
+        *,
+        reference: str | None = None,
+        source: str | None = None,
+        destination: str | None = None,
+    ) -> None:
+        self.caller = caller
+        self.action = action
+        self.reference = reference
+        self.source = source
+        self.destination = destination
+        self.principal: Principal | None = None
+        self.promotion: Promotion | None = None
+        self.result: PromotionResult | None = None
+        self.started = time.monotonic()
+
+    def build(self, error: PromotionError | None) -> AuditRecord:
+        from imgctl.store import AuditRecord
+
+        principal, promotion, result = self.principal, self.promotion, self.result
+        source_env = promotion.source.name if promotion else (self.source or None)
+        destination_env = promotion.destination.name if promotion else (self.destination or None)
+        source_ref = destination_ref = None
+        if result is not None:
+            source_ref, destination_ref = result.source_ref, result.destination_ref
+        elif promotion is not None and promotion.image_source is not None:
+            source_ref = str(promotion.image_source)
+            destination_ref = str(promotion.image_destination)
+        return AuditRecord(
+            request_id=self.caller.request_id,
+            time=datetime.now(UTC),
+            action=self.action,
+            result="succeeded" if error is None else _RESULTS.get(error.code, "failed"),
+            subject=principal.subject if principal else None,
+            email=principal.email if principal else None,
+            groups=principal.groups if principal else (),
+            kind=promotion.kind if promotion else None,
+            reference=self.reference,
+            source_env=source_env,
+            destination_env=destination_env,
+            source_ref=source_ref,
+            destination_ref=destination_ref,
+            digest=(result.digest or None) if result else None,
+            bytes_copied=result.bytes_copied if result else None,
+            duration_ms=int((time.monotonic() - self.started) * 1000),
+            error_code=error.code if error else None,
+            error=str(error) if error else None,
+            peer=self.caller.peer,
+        )

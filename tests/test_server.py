@@ -1,0 +1,497 @@
+"""End to end: registries (dev, prod), the issuer, ssh-agent, `imgctl server` and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from imgctl.store import AuditStore
+from imgctl.v1 import imgctl_pb2 as pb
+from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
+
+from .conftest import IMGCTL, PushedImage
+from .support.idp import Idp, start_idp
+from .support.moto import MotoServer
+from .support.registry import Registry, free_port
+from .support.skopeo import digest_of
+from .support.sshkeys import Agent, Key, keygen
+
+AUDIENCE = "https://imgctl.example.com"
+SECRET = "server-test-client-secret"
+ENGINEERING = "engineering@example.com"
+OPS = "ops@example.com"
+
+
+@dataclass
+class Slack:
+    """A webhook receiver: answers 500 to the first message, then records every body."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    hits: int = 0
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/services/T0/B0/secret-path"
+
+    def start(self) -> Slack:
+        slack = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                slack.hits += 1
+                if slack.hits == 1:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                slack.messages.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+
+@dataclass
+class Deployment:
+    dev: Registry
+    prod: Registry
+    idp: Idp
+    agent: Agent
+    server: str
+    http: str
+    process: subprocess.Popen[bytes]
+    database: str
+    home: Path
+    slack: Slack
+    log: Path
+    aws: dict[str, str]
+
+    def s3(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.aws["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id=self.aws["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.aws["AWS_SECRET_ACCESS_KEY"],
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+    def env(self, **extra: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
+        return (
+            base
+            | {
+                "HOME": str(self.home),
+                "SSH_AUTH_SOCK": self.agent.socket,
+                "IMGCTL_SERVER": self.server,
+                "IMGCTL_CLIENT_SECRET": SECRET,
+                "USER": "nobody",
+            }
+            | extra
+        )
+
+    def imgctl(self, *args: str, user: str = "alice") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [IMGCTL, *args, "-u", user],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=120,
+        )
+
+    def token(self, user: str) -> str:
+        result = subprocess.run(
+            [IMGCTL, "token", "-u", user, "--dex-url", self.idp.url, "--audience", AUDIENCE],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def audit_count(self, **filters: str) -> int:
+        async def count() -> int:
+            async with await AuditStore.open(self.database) as store:
+                return await store.count(**filters)
+
+        return asyncio.run(count())
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"server did not start: {log.read_text()}") from None
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    registries: Callable[..., Registry], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("deployment")
+    dev, prod = registries(), registries()
+    keys: dict[str, Key] = {
+        u: keygen(root / "keys", "ed25519", name=u) for u in ("alice", "bob", "carol")
+    }
+    idp = start_idp(
+        IMGCTL,
+        root / "idp",
+        {
+            "alice": {
+                "keys": [keys["alice"].line],
+                "email": "alice@example.com",
+                "groups": [ENGINEERING, OPS],
+            },
+            "bob": {
+                "keys": [keys["bob"].line],
+                "email": "bob@example.com",
+                "groups": [ENGINEERING],
+            },
+            "carol": {
+                "keys": [keys["carol"].line],
+                "email": "carol@example.com",
+                "groups": ["visitors"],
+            },
+        },
+        audiences=[AUDIENCE],
+        secret=SECRET,
+    )
+    agent = Agent(root / "agent")
+    agent.add(*keys.values())
+    slack = Slack().start()
+    policy = root / "policy.yaml"
+    policy.write_text(f"destinations:\n  prod: [{OPS}]\n")
+    moto = MotoServer(root / "moto.log").start()
+    aws_config = root / "aws-config"
+    aws_config.write_text("[default]\ns3 =\n    addressing_style = path\n")
+    aws = {
+        "AWS_ACCESS_KEY_ID": "AKIASERVERTEST",
+        "AWS_SECRET_ACCESS_KEY": "server-test-aws-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto.url,
+        "AWS_CONFIG_FILE": str(aws_config),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    grpc_port, http_port = free_port(), free_port()
+    database = f"sqlite:///{root / 'state' / 'imgctl.db'}"
+    env = (
+        {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
+        | {
+            "HOME": str(root / "server-home"),
+            "OIDC_ISSUER_URL": idp.url,
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_ALLOWED_GROUPS": ENGINEERING,
+            "IMGCTL_REGISTRY_DEV": dev.host,
+            "IMGCTL_REGISTRY_PROD": f"{prod.host}/release",
+            "IMGCTL_DEFAULT_SOURCE": "dev",
+            "IMGCTL_DATABASE_URL": database,
+            "IMGCTL_SLACK_WEBHOOK_URL": slack.url,
+            "IMGCTL_ENABLE_IAAS_AUTH": "false",
+            "IMGCTL_SPA_DEV": "dev-01",
+            "IMGCTL_SPA_PROD": "prod-01",
+        }
+        | aws
+    )
+    log = root / "server.log"
+    process = subprocess.Popen(
+        [
+            IMGCTL,
+            "server",
+            "--bind-address",
+            f"127.0.0.1:{grpc_port}",
+            "--http-address",
+            f"127.0.0.1:{http_port}",
+            "--policy-file",
+            str(policy),
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_http(f"http://127.0.0.1:{http_port}/healthz", process, log)
+    home = root / "client-home"
+    home.mkdir()
+    yield Deployment(
+        dev,
+        prod,
+        idp,
+        agent,
+        f"127.0.0.1:{grpc_port}",
+        f"127.0.0.1:{http_port}",
+        process,
+        database,
+        home,
+        slack,
+        log,
+        aws,
+    )
+    process.terminate()
+    process.wait(timeout=30)
+    agent.stop()
+    idp.stop()
+    moto.stop()
+
+
+def promote_json(deployment: Deployment, *args: str, user: str = "alice") -> dict[str, Any]:
+    result = deployment.imgctl("promote", *args, "-o", "json", user=user)
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def test_promote_by_tag_then_again_then_by_digest(
+    deployment: Deployment, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    name = repo("web")
+    image = push_image(deployment.dev, repository=name, tag="v1.2.3", layers=2)
+    first = promote_json(deployment, f"{name}:v1.2.3", "--destination", "prod")
+    destination = f"{deployment.prod.host}/release/{name}:v1.2.3"
+    assert first["digest"] == image.digest
+    assert first["destinationRef"] == f"{destination}@{image.digest}"
+    assert first["unchanged"] is False
+    assert int(first["bytesCopied"]) > 0
+    assert first["promotedBy"] == "alice@example.com"
+    assert digest_of(destination) == image.digest  # skopeo, the independent witness
+    assert deployment.audit_count(request_id=first["requestId"]) == 1
+
+    again = promote_json(deployment, f"{name}:v1.2.3", "-d", "prod")
+    assert again["unchanged"] is True
+    assert int(again["bytesCopied"]) == 0
+    assert again["digest"] == image.digest
+
+    by_digest = promote_json(deployment, "--ref", f"{name}@{image.digest}", "-d", "prod")
+    assert by_digest["digest"] == image.digest
+    assert deployment.audit_count(request_id=by_digest["requestId"]) == 1
+
+    # Slack heard about it (after one 500 and a retry); the URL's secret path never got logged.
+    deadline = time.monotonic() + 10
+    while not any(first["requestId"] in json.dumps(m) for m in deployment.slack.messages):
+        assert time.monotonic() < deadline, "no Slack message"
+        time.sleep(0.1)
+    assert "secret-path" not in deployment.log.read_text()
+
+
+def test_human_output_and_auth_check(
+    deployment: Deployment, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    name = repo("api")
+    push_image(deployment.dev, repository=name, tag="v1", layers=1)
+    text = deployment.imgctl("promote", f"{name}:v1", "-d", "prod")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith(f"promoted {name}:v1: dev -> prod\n")
+    check = deployment.imgctl("auth-check", user="bob")
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.splitlines() == [
+        "authenticated as bob@example.com",
+        f"groups: {ENGINEERING}",
+        "may promote to: dev",
+    ]
+
+
+def test_policy_and_group_refusals(
+    deployment: Deployment, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    name = repo("denied")
+    push_image(deployment.dev, repository=name, tag="v1", layers=1)
+    bob = deployment.imgctl("promote", f"{name}:v1", "-d", "prod", user="bob")
+    assert bob.returncode == 4, bob.stderr
+    assert "PERMISSION_DENIED" in bob.stderr
+    assert OPS in bob.stderr
+    carol = deployment.imgctl("promote", f"{name}:v1", "-d", "prod", user="carol")
+    assert carol.returncode == 4, carol.stderr
+    assert not deployment.prod.has_tag(f"release/{name}", "v1")
+    unknown = deployment.imgctl("promote", f"{name}:v1", "-d", "staging")
+    assert unknown.returncode == 2
+    assert "unknown destination environment 'staging'" in unknown.stderr
+
+
+async def call(
+    deployment: Deployment,
+    method: str,
+    request: Any,
+    *,
+    token: str | None = None,
+) -> tuple[grpc.StatusCode, str, str]:
+    """One raw gRPC call with our own request id: (status, details, request id)."""
+    request_id = uuid.uuid4().hex
+    metadata = [("x-request-id", request_id)]
+    if token is not None:
+        metadata.append(("authorization", f"Bearer {token}"))
+    async with grpc.aio.insecure_channel(deployment.server) as channel:
+        stub = pb_grpc.ImgCtlStub(channel)
+        try:
+            await getattr(stub, method)(request, metadata=metadata, timeout=60)
+        except grpc.aio.AioRpcError as error:
+            return error.code(), error.details() or "", request_id
+    return grpc.StatusCode.OK, "", request_id
+
+
+@pytest.mark.parametrize(
+    ("case", "request_fields", "code", "detail"),
+    [
+        ("no token", {"destination": "prod"}, grpc.StatusCode.UNAUTHENTICATED, "no token"),
+        ("bad token", {"destination": "prod"}, grpc.StatusCode.UNAUTHENTICATED, "malformed"),
+        ("no destination", {}, grpc.StatusCode.INVALID_ARGUMENT, "destination is required"),
+        (
+            "unknown source",
+            {"source": "qa", "destination": "prod"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "'qa'",
+        ),
+        (
+            "same env",
+            {"source": "prod", "destination": "prod"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "both",
+        ),
+        (
+            "no tag",
+            {"destination": "prod", "ref": "app"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "no tag",
+        ),
+        (
+            "missing image",
+            {"destination": "prod", "ref": "nothing/here:v1"},
+            grpc.StatusCode.NOT_FOUND,
+            "not found",
+        ),
+    ],
+)
+def test_each_refusal_has_its_status_and_one_audit_row(
+    deployment: Deployment,
+    case: str,
+    request_fields: dict[str, str],
+    code: grpc.StatusCode,
+    detail: str,
+) -> None:
+    token = (
+        None
+        if case == "no token"
+        else ("not.a.jwt" if case == "bad token" else deployment.token("alice"))
+    )
+    request = pb.PromoteRequest(**({"ref": "some/app:v1"} | request_fields))
+    status, details, request_id = asyncio.run(call(deployment, "Promote", request, token=token))
+    assert status == code, details
+    assert detail in details
+    assert deployment.audit_count(request_id=request_id) == 1
+
+
+def test_server_info_needs_no_token(deployment: Deployment) -> None:
+    async def info() -> pb.ServerInfoResponse:
+        async with grpc.aio.insecure_channel(deployment.server) as channel:
+            return await pb_grpc.ImgCtlStub(channel).ServerInfo(pb.ServerInfoRequest())
+
+    answer = asyncio.run(info())
+    assert answer.issuer_url == deployment.idp.url
+    assert answer.audience == AUDIENCE
+    assert [(e.name, e.registry, list(e.allowed_groups)) for e in answer.environments] == [
+        ("dev", deployment.dev.host, []),
+        ("prod", f"{deployment.prod.host}/release", [OPS]),
+    ]
+
+
+def test_fifty_concurrent_promotions_fifty_rows(
+    deployment: Deployment, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    name = repo("busy")
+    image = push_image(deployment.dev, repository=name, tag="v5", layers=2)
+    token = deployment.token("alice")
+    request = pb.PromoteRequest(ref=f"{name}:v5", destination="prod")
+
+    async def fifty() -> list[tuple[grpc.StatusCode, str, str]]:
+        return list(
+            await asyncio.gather(
+                *(call(deployment, "Promote", request, token=token) for _ in range(50))
+            )
+        )
+
+    outcomes = asyncio.run(fifty())
+    assert [status for status, _, _ in outcomes] == [grpc.StatusCode.OK] * 50
+    assert sum(deployment.audit_count(request_id=rid) for _, _, rid in outcomes) == 50
+    assert digest_of(f"{deployment.prod.host}/release/{name}:v5") == image.digest
+
+
+def test_metrics_and_health(deployment: Deployment) -> None:
+    assert deployment.imgctl("auth-check").returncode == 0
+    with urllib.request.urlopen(f"http://{deployment.http}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert 'imgctl_requests_total{action="auth_check",result="succeeded"}' in text
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import grpc,sys\n"
+            "from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g\n"
+            f"c=grpc.insecure_channel('{deployment.server}')\n"
+            "print(g.HealthStub(c).Check(h.HealthCheckRequest(service='imgctl.v1.ImgCtl')).status)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.stdout.strip() == "1", result.stderr  # SERVING
+
+
+def test_spa_promotion_through_the_server(deployment: Deployment) -> None:
+    s3 = deployment.s3()
+    for bucket in ("dashboard-dev-01", "dashboard-prod-01"):
+        s3.create_bucket(Bucket=bucket)
+    files = {"index.html": "text/html", "assets/app.js": "application/javascript"}
+    for key, content_type in files.items():
+        s3.put_object(
+            Bucket="dashboard-dev-01",
+            Key=f"v0.1.42/{key}",
+            Body=f"<{key}>".encode(),
+            ContentType=content_type,
+            Metadata={"build": "42"},
+        )
+    first = promote_json(deployment, "spa:dashboard:v0.1.42", "-d", "prod")
+    assert first["kind"] == "spa"
+    assert first["sourceRef"] == "s3://dashboard-dev-01/v0.1.42/"
+    assert first["destinationRef"] == "s3://dashboard-prod-01/v0.1.42/"
+    assert first["objectsCopied"] == 2
+    copied = s3.head_object(Bucket="dashboard-prod-01", Key="v0.1.42/assets/app.js")
+    assert copied["ContentType"] == "application/javascript"
+    assert copied["Metadata"]["build"] == "42"
+    again = promote_json(deployment, "spa:dashboard:v0.1.42", "-d", "prod")
+    assert again["unchanged"] is True
+    assert again["objectsSkipped"] == 2
+    bad = deployment.imgctl("promote", "spa:Dash/board:v1", "-d", "prod")
+    assert bad.returncode == 2, bad.stderr
+    assert "INVALID_ARGUMENT" in bad.stderr
+    assert deployment.audit_count(request_id=first["requestId"]) == 1
