@@ -158,6 +158,37 @@ def wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
             time.sleep(0.05)
 
 
+def server_env(idp: Idp, dev: Registry, prod: Registry) -> dict[str, str]:
+    """The environment of an `imgctl server` promoting from dev to prod/release."""
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")} | {
+        "HOME": str(Path(idp.config).parent / "server-home"),
+        "OIDC_ISSUER_URL": idp.url,
+        "OIDC_AUDIENCE": AUDIENCE,
+        "OIDC_ALLOWED_GROUPS": ENGINEERING,
+        "IMGCTL_REGISTRY_DEV": dev.host,
+        "IMGCTL_REGISTRY_PROD": f"{prod.host}/release",
+        "IMGCTL_DEFAULT_SOURCE": "dev",
+        "IMGCTL_ENABLE_IAAS_AUTH": "false",
+    }
+
+
+def start_server(
+    root: Path, env: dict[str, str], *flags: str
+) -> tuple[subprocess.Popen[bytes], str, str, Path]:
+    """`imgctl server` on free ports; (process, gRPC address, HTTP address, log file)."""
+    grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    log = root / f"server-{grpc_address.rsplit(':', 1)[1]}.log"
+    process = subprocess.Popen(
+        [IMGCTL, "server", "--bind-address", grpc_address, "--http-address", http_address, *flags],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    scheme = "http"
+    wait_http(f"{scheme}://{http_address}/healthz", process, log)
+    return process, grpc_address, http_address, log
+
+
 @pytest.fixture(scope="module")
 def deployment(
     registries: Callable[..., Registry], tmp_path_factory: pytest.TempPathFactory
@@ -206,43 +237,18 @@ def deployment(
         "AWS_CONFIG_FILE": str(aws_config),
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    grpc_port, http_port = free_port(), free_port()
     database = f"sqlite:///{root / 'state' / 'imgctl.db'}"
     env = (
-        {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
+        server_env(idp, dev, prod)
         | {
-            "HOME": str(root / "server-home"),
-            "OIDC_ISSUER_URL": idp.url,
-            "OIDC_AUDIENCE": AUDIENCE,
-            "OIDC_ALLOWED_GROUPS": ENGINEERING,
-            "IMGCTL_REGISTRY_DEV": dev.host,
-            "IMGCTL_REGISTRY_PROD": f"{prod.host}/release",
-            "IMGCTL_DEFAULT_SOURCE": "dev",
             "IMGCTL_DATABASE_URL": database,
             "IMGCTL_SLACK_WEBHOOK_URL": slack.url,
-            "IMGCTL_ENABLE_IAAS_AUTH": "false",
             "IMGCTL_SPA_DEV": "dev-01",
             "IMGCTL_SPA_PROD": "prod-01",
         }
         | aws
     )
-    log = root / "server.log"
-    process = subprocess.Popen(
-        [
-            IMGCTL,
-            "server",
-            "--bind-address",
-            f"127.0.0.1:{grpc_port}",
-            "--http-address",
-            f"127.0.0.1:{http_port}",
-            "--policy-file",
-            str(policy),
-        ],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    wait_http(f"http://127.0.0.1:{http_port}/healthz", process, log)
+    process, grpc_address, http_address, log = start_server(root, env, "--policy-file", str(policy))
     home = root / "client-home"
     home.mkdir()
     yield Deployment(
@@ -250,8 +256,8 @@ def deployment(
         prod,
         idp,
         agent,
-        f"127.0.0.1:{grpc_port}",
-        f"127.0.0.1:{http_port}",
+        grpc_address,
+        http_address,
         process,
         database,
         home,
@@ -495,3 +501,150 @@ def test_spa_promotion_through_the_server(deployment: Deployment) -> None:
     assert bad.returncode == 2, bad.stderr
     assert "INVALID_ARGUMENT" in bad.stderr
     assert deployment.audit_count(request_id=first["requestId"]) == 1
+
+
+# ----------------------------------------------------------------- shutdown, TLS, PostgreSQL
+
+
+def token_for(deployment: Deployment) -> str:
+    return deployment.token("alice")
+
+
+def test_graceful_shutdown_finishes_the_running_promotion(
+    deployment: Deployment,
+    registries: Callable[..., Registry],
+    proxy_for: Callable[[Registry], Any],
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    name = repo("slow")
+    image = push_image(deployment.dev, repository=name, tag="v1", layers=1, layer_size=4_000_000)
+    slow_dev = proxy_for(deployment.dev)
+    slow_dev.throttle_bytes_per_second = 2_000_000  # about 2 s of copying per platform layer
+    prod = registries()
+    env = server_env(deployment.idp, deployment.dev, prod) | {
+        "IMGCTL_REGISTRY_DEV": slow_dev.host,
+        "IMGCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+    }
+    process, address, _, log = start_server(tmp_path, env, "--grace", "30")
+    token = token_for(deployment)
+
+    async def promote_then_stop() -> tuple[grpc.StatusCode, str]:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.ImgCtlStub(channel)
+            call = stub.Promote(
+                pb.PromoteRequest(ref=f"{name}:v1", destination="prod"),
+                metadata=[("authorization", f"Bearer {token}")],
+            )
+            await asyncio.sleep(0.5)  # the copy is under way
+            process.send_signal(signal.SIGTERM)
+            try:
+                answer = await call
+            except grpc.aio.AioRpcError as error:
+                return error.code(), error.details() or ""
+            return grpc.StatusCode.OK, answer.digest
+
+    status, detail = asyncio.run(promote_then_stop())
+    assert status == grpc.StatusCode.OK, detail
+    assert detail == image.digest
+    assert process.wait(timeout=30) == 0
+    assert digest_of(f"{prod.host}/release/{name}:v1") == image.digest
+    assert "shutting down" in log.read_text()
+
+
+def test_grpc_over_tls(deployment: Deployment, tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    pem = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    env = server_env(deployment.idp, deployment.dev, deployment.prod) | {
+        "IMGCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+    }
+    process, address, _, log = start_server(
+        tmp_path, env, "--tls-cert", str(pem), "--tls-key", str(pem)
+    )
+    try:
+        client = deployment.env(IMGCTL_SERVER=address)
+        ok = subprocess.run(
+            [IMGCTL, "auth-check", "-u", "alice", "--tls", "--ca-cert", str(ca_file)],
+            capture_output=True,
+            text=True,
+            env=client,
+            timeout=60,
+        )
+        assert ok.returncode == 0, ok.stderr
+        via_env = subprocess.run(
+            [IMGCTL, "auth-check", "-u", "alice", "--ca-cert", str(ca_file)],
+            capture_output=True,
+            text=True,
+            env=client | {"IMGCTL_TLS": "true"},
+            timeout=60,
+        )
+        assert via_env.returncode == 0, via_env.stderr
+        plain = subprocess.run(
+            [IMGCTL, "auth-check", "-u", "alice"],
+            capture_output=True,
+            text=True,
+            env=client,
+            timeout=60,
+        )
+        assert plain.returncode == 6, plain.stderr
+        assert "cannot reach the imgctl server" in plain.stderr
+        assert "WITHOUT TLS" not in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    import psycopg
+    from psycopg import sql
+
+    schema = f"imgctl_server_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_audit_rows_in_postgresql_under_concurrency(
+    deployment: Deployment,
+    postgres_url: str,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    name = repo("pg")
+    push_image(deployment.dev, repository=name, tag="v1", layers=1)
+    env = server_env(deployment.idp, deployment.dev, deployment.prod) | {
+        "IMGCTL_DATABASE_URL": postgres_url,
+    }
+    process, address, _, _ = start_server(tmp_path, env)
+    try:
+        pg = Deployment(**{**deployment.__dict__, "server": address, "database": postgres_url})
+        token = token_for(deployment)
+        request = pb.PromoteRequest(ref=f"{name}:v1", destination="prod")
+        denied = pb.PromoteRequest(ref=f"{name}:v1", destination="nowhere")
+
+        async def many() -> list[tuple[grpc.StatusCode, str, str]]:
+            calls = [call(pg, "Promote", request, token=token) for _ in range(50)]
+            calls += [call(pg, "Promote", denied, token=token) for _ in range(5)]
+            return list(await asyncio.gather(*calls))
+
+        outcomes = asyncio.run(many())
+        codes = [code for code, _, _ in outcomes]
+        assert codes == [grpc.StatusCode.OK] * 50 + [grpc.StatusCode.INVALID_ARGUMENT] * 5
+        assert pg.audit_count(result="succeeded") == 50
+        assert pg.audit_count(result="invalid") == 5
+        assert sum(pg.audit_count(request_id=rid) for _, _, rid in outcomes) == 55
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
