@@ -473,6 +473,20 @@ def test_metrics_and_health(deployment: Deployment) -> None:
     assert result.stdout.strip() == "1", result.stderr  # SERVING
 
 
+def test_reflection_lists_the_services(deployment: Deployment) -> None:
+    # What grpcurl does first: ask the server which services it has, and their schema.
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with grpc.insecure_channel(deployment.server) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = set(database.get_services())
+        described = database.FindFileContainingSymbol("imgctl.v1.ImgCtl")
+    assert {"imgctl.v1.ImgCtl", "grpc.health.v1.Health"} <= services
+    assert described.name == "imgctl/v1/imgctl.proto"
+
+
 def test_spa_promotion_through_the_server(deployment: Deployment) -> None:
     s3 = deployment.s3()
     for bucket in ("dashboard-dev-01", "dashboard-prod-01"):
