@@ -9,7 +9,16 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-KEYS = ("server", "source", "destination", "dex_url", "client_id", "client_secret", "audience", "tls")
+KEYS = (
+    "server",
+    "source",
+    "destination",
+    "dex_url",
+    "client_id",
+    "client_secret",
+    "audience",
+    "tls",
+)
 
 
 class BuildWithDefaults(build_py):
@@ -22,9 +31,12 @@ class BuildWithDefaults(build_py):
             for key in KEYS
             if os.environ.get(f"IMGCTL_BUILD_DEFAULT_{key.upper()}")
         }
+        target = Path(self.build_lib) / "imgctl" / "_build_defaults.json"
         if values:
-            target = Path(self.build_lib) / "imgctl" / "_build_defaults.json"
             target.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+        else:
+            # build/ outlives a build: a wheel built without defaults must not inherit old ones.
+            target.unlink(missing_ok=True)
 
 
 setup(cmdclass={"build_py": BuildWithDefaults})

@@ -261,15 +261,15 @@ _LOGIN_FLAGS: tuple[tuple[str, Any, Any], ...] = (
     (
         "client_id",
         Annotated[
-            str,
+            str | None,
             typer.Option(
                 "--client-id",
                 envvar="IMGCTL_CLIENT_ID",
-                help="OAuth2 client id at the issuer.",
+                help="OAuth2 client id at the issuer (default: imgctl).",
                 rich_help_panel=_LOGIN_PANEL,
             ),
         ],
-        "imgctl",
+        None,
     ),
     (
         "client_secret",

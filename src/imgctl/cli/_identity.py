@@ -19,7 +19,7 @@ class Login:
     """The login flags every command that needs a token shares."""
 
     dex_url: str | None = None
-    client_id: str = "imgctl"
+    client_id: str | None = None
     client_secret: str | None = None
     pubkey_file: Path | None = None
     username: str | None = None
@@ -37,7 +37,7 @@ class Login:
         return LoginSettings(
             dex_url=self.dex_url,
             username=self.username or default_username(os.environ),
-            client_id=self.client_id,
+            client_id=self.client_id or "imgctl",
             client_secret=self.client_secret,
             audience=self.audience,
             pubkey_file=self.pubkey_file,

@@ -8,17 +8,23 @@ time (``IMGCTL_BUILD_DEFAULT_*``, see ``imgctl._defaults``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from imgctl._defaults import BUILD_KEYS
 from imgctl.cli._identity import Login, _ask_passphrase
-from imgctl.errors import ImgctlError
+from imgctl.errors import ImgctlError, UsageError
 
 if TYPE_CHECKING:
     import grpc
+
+# Keys of the config file's [client] table: what can be baked in, plus the server's CA file.
+CLIENT_KEYS = frozenset(BUILD_KEYS) | {"ca_cert"}
 
 # Exit codes (README: "Exit codes").
 EXIT_FAILED = 1
@@ -59,9 +65,22 @@ def _user_config() -> dict[str, Any]:
 
     from imgctl.registry.config import default_config_path, load_config_document
 
-    document = load_config_document(default_config_path(os.environ, Path.home()))
+    path = default_config_path(os.environ, Path.home())
+    document = load_config_document(path)
     client = document.get("client", {})
-    return client if isinstance(client, dict) else {}
+    if not isinstance(client, dict):
+        raise UsageError(f"{path}: client must be a table ([client])")
+    unknown = sorted(set(client) - CLIENT_KEYS)
+    if unknown:
+        raise UsageError(
+            f"{path}: unknown key(s) {', '.join(unknown)} in [client]",
+            hint=f"allowed: {', '.join(sorted(CLIENT_KEYS))}",
+        )
+    for key, value in client.items():
+        if not isinstance(value, bool if key == "tls" else str):
+            kind = "true or false" if key == "tls" else "a string"
+            raise UsageError(f"{path}: [client] {key} must be {kind}")
+    return client
 
 
 def resolve(value: Any, key: str, fallback: Any = None) -> Any:
@@ -127,8 +146,7 @@ async def _token(login: Login, info: Any) -> str:
     settings = LoginSettings(
         dex_url=dex_url,
         username=login.username or default_username(os.environ),
-        client_id=resolve(None if login.client_id == "imgctl" else login.client_id, "client_id")
-        or login.client_id,
+        client_id=resolve(login.client_id, "client_id", "imgctl"),
         client_secret=resolve(login.client_secret, "client_secret"),
         audience=resolve(login.audience, "audience") or info.audience,
         pubkey_file=login.pubkey_file,
@@ -143,6 +161,21 @@ async def _token(login: Login, info: Any) -> str:
     except ImgctlError as exc:
         _exit(str(exc), EXIT_UNAUTHENTICATED)
     return issued.token
+
+
+@contextlib.asynccontextmanager
+async def _session(login: Login, flags: ClientFlags) -> AsyncIterator[tuple[Any, Any, str]]:
+    """A stub, the call metadata with a token for this server's audience, and its address."""
+    from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
+
+    channel, server = _channel(flags)
+    async with channel:
+        stub = pb_grpc.ImgCtlStub(channel)  # type: ignore[no-untyped-call]
+        info = await _server_info(stub, server)
+        token = await _token(login, info)
+        if flags.show_token:
+            print(token, file=sys.stderr)
+        yield stub, (("authorization", f"Bearer {token}"),), server
 
 
 async def _server_info(stub: Any, server: str) -> Any:
@@ -166,8 +199,12 @@ def promote(
     """``imgctl promote``."""
     if not ref:
         _exit("promote needs REF (or --ref)", EXIT_INVALID)
-    source = resolve(source, "source", "")
-    destination = resolve(destination, "destination", "")
+    try:
+        source = resolve(source, "source", "")
+        destination = resolve(destination, "destination", "")
+        _user_config()  # a bad config file is one clear error before anything else happens
+    except ImgctlError as exc:
+        _exit(str(exc), EXIT_INVALID)
     if not destination:
         _exit(
             "no destination: pass --destination (or set IMGCTL_DEFAULT_DESTINATION)",
@@ -178,17 +215,9 @@ def promote(
         import grpc
 
         from imgctl.v1 import imgctl_pb2 as pb
-        from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
 
-        channel, server = _channel(flags)
-        async with channel:
-            stub = pb_grpc.ImgCtlStub(channel)  # type: ignore[no-untyped-call]
-            info = await _server_info(stub, server)
-            token = await _token(login, info)
-            if flags.show_token:
-                print(token, file=sys.stderr)
+        async with _session(login, flags) as (stub, metadata, server):
             request = pb.PromoteRequest(ref=ref, source=source, destination=destination)
-            metadata = (("authorization", f"Bearer {token}"),)
             result = None
             with _progress(enabled=not flags.json_output and sys.stderr.isatty()) as show:
                 try:
@@ -231,24 +260,19 @@ def promote(
 
 def auth_check(login: Login, flags: ClientFlags) -> None:
     """``imgctl auth-check``."""
+    try:
+        _user_config()
+    except ImgctlError as exc:
+        _exit(str(exc), EXIT_INVALID)
 
     async def run() -> Any:
         import grpc
 
         from imgctl.v1 import imgctl_pb2 as pb
-        from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
 
-        channel, server = _channel(flags)
-        async with channel:
-            stub = pb_grpc.ImgCtlStub(channel)  # type: ignore[no-untyped-call]
-            info = await _server_info(stub, server)
-            token = await _token(login, info)
-            if flags.show_token:
-                print(token, file=sys.stderr)
+        async with _session(login, flags) as (stub, metadata, server):
             try:
-                return await stub.AuthCheck(
-                    pb.AuthCheckRequest(), metadata=(("authorization", f"Bearer {token}"),)
-                )
+                return await stub.AuthCheck(pb.AuthCheckRequest(), metadata=metadata)
             except grpc.aio.AioRpcError as error:
                 _status_exit(error, server)
 

@@ -64,11 +64,12 @@ class Environments:
         registries: dict[str, tuple[str, str]] = {}
         suffixes: dict[str, str] = {}
         for variable, value in environ.items():
-            upper = variable.upper()
             for prefix in (_REGISTRY_PREFIX, _SPA_PREFIX):
-                if not upper.startswith(prefix):
+                # Variable names are case-sensitive; only IMGCTL_..., so two spellings of one
+                # environment cannot silently override each other.
+                if not variable.startswith(prefix):
                     continue
-                name = upper[len(prefix) :]
+                name = variable[len(prefix) :]
                 if not _NAME_RE.fullmatch(name):
                     raise UsageError(
                         f"{variable}: environment name {name!r} must be letters, digits and _"
@@ -109,6 +110,7 @@ class Environments:
 def _parse_registry(variable: str, value: str) -> tuple[str, str]:
     """``host[:port][/prefix]`` -> (host, prefix), checked against the reference grammar."""
     from imgctl.oci import Reference
+    from imgctl.oci.reference import canonical_registry
 
     text = value.strip().rstrip("/")
     if "://" in text:
@@ -122,9 +124,7 @@ def _parse_registry(variable: str, value: str) -> tuple[str, str]:
         probe = Reference.parse(f"{host}/probe")
     except ImgctlError as exc:
         raise UsageError(f"{variable}={value!r}: {exc.message}") from None
-    if probe.registry.lower() != host.lower() and not (
-        probe.registry == "docker.io" and host.lower() in ("docker.io", "index.docker.io")
-    ):
+    if probe.registry.lower() != canonical_registry(host).lower():
         raise UsageError(
             f"{variable}={value!r}: {host!r} is not a registry host",
             hint="a registry host has a dot or a port, or is localhost",
@@ -160,9 +160,11 @@ def load_policy(path: Path, environments: Environments) -> Policy:
     import yaml
 
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"policy file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"policy file {path} is not UTF-8 text") from None
     except OSError as exc:
         raise UsageError(f"cannot read policy file {path}: {exc.strerror}") from None
     except yaml.YAMLError:

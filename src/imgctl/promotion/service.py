@@ -129,7 +129,10 @@ class Promoter:
         if src.name == dst.name:
             raise invalid(f"source and destination are both {src.name!r}")
         if is_spa_reference(ref):
-            spa = SpaRef.parse(ref)
+            try:
+                spa = SpaRef.parse(ref)
+            except ImgctlError as exc:
+                raise invalid(exc.message, exc.hint) from None
             for env, role in ((src, "source"), (dst, "destination")):
                 if not env.spa_suffix:
                     raise invalid(
@@ -282,6 +285,8 @@ def _split_image_ref(ref: str) -> tuple[str, str | None, Digest | None]:
     last = name.rsplit("/", 1)[-1]
     if ":" in last:
         path, _, tag = name.rpartition(":")
+        if not tag:
+            raise invalid(f"ref {ref!r} has an empty tag", hint="give REPO:TAG or REPO@DIGEST")
     first = path.split("/", 1)[0]
     if "/" in path and ("." in first or ":" in first or first == "localhost"):
         raise invalid(

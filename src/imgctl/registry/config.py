@@ -80,7 +80,9 @@ SECTIONS = frozenset({"client", "registry"})
 def load_config_document(path: Path, *, required: bool = False) -> dict[str, Any]:
     """The whole config file as a dict; a missing file is empty unless ``required``."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not UTF-8 text") from None
     except FileNotFoundError:
         if required:
             raise UsageError(
