@@ -1,6 +1,6 @@
 """Client settings: flag/env > config file [client] > defaults baked into the wheel > fallback.
 
-In-process tests call ``imgctl.cli._promote.resolve`` with a temporary ``IMGCTL_CONFIG`` and a
+In-process tests call ``imgctl.cli._settings.resolve`` with a temporary ``IMGCTL_CONFIG`` and a
 temporary ``_build_defaults.json`` (``imgctl._defaults`` is pointed at a temporary package
 directory; its JSON reading and filtering run unchanged). The build tests run the real
 ``setup.py`` hook through ``pip wheel`` on a copy of the project (an in-tree build would write
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from imgctl import _defaults
-from imgctl.cli._promote import resolve
+from imgctl.cli._settings import resolve
 from imgctl.errors import UsageError
 
 from .conftest import IMGCTL
@@ -354,7 +354,7 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
 
 SHOW = (
     "import json, imgctl\n"
-    "from imgctl.cli._promote import resolve\n"
+    "from imgctl.cli._settings import resolve\n"
     "print(json.dumps({'file': imgctl.__file__, 'source': resolve(None, 'source', ''),"
     " 'destination': resolve(None, 'destination', ''),"
     " 'server': resolve(None, 'server', 'localhost:9999')}))\n"

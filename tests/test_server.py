@@ -662,3 +662,54 @@ def test_audit_rows_in_postgresql_under_concurrency(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_call_cut_off_by_its_deadline_is_still_audited(
+    deployment: Deployment,
+    proxy_for: Callable[[Registry], Any],
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    name = repo("deadline")
+    push_image(deployment.dev, repository=name, tag="v1", layers=1, layer_size=3_000_000)
+    slow_dev = proxy_for(deployment.dev)
+    slow_dev.throttle_bytes_per_second = 1_000_000
+    env = server_env(deployment.idp, deployment.dev, deployment.prod) | {
+        "IMGCTL_REGISTRY_DEV": slow_dev.host,
+        "IMGCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+    }
+    process, address, _, _ = start_server(tmp_path, env)
+    try:
+        cut = Deployment(
+            **{**deployment.__dict__, "server": address, "database": env["IMGCTL_DATABASE_URL"]}
+        )
+        token = token_for(deployment)
+
+        async def short() -> tuple[grpc.StatusCode, str]:
+            request_id = uuid.uuid4().hex
+            async with grpc.aio.insecure_channel(address) as channel:
+                try:
+                    await pb_grpc.ImgCtlStub(channel).Promote(
+                        pb.PromoteRequest(ref=f"{name}:v1", destination="prod"),
+                        metadata=[
+                            ("authorization", f"Bearer {token}"),
+                            ("x-request-id", request_id),
+                        ],
+                        timeout=0.5,
+                    )
+                except grpc.aio.AioRpcError as error:
+                    return error.code(), request_id
+            return grpc.StatusCode.OK, request_id
+
+        status, request_id = asyncio.run(short())
+        assert status == grpc.StatusCode.DEADLINE_EXCEEDED
+        deadline = time.monotonic() + 10
+        while cut.audit_count(request_id=request_id) == 0:
+            assert time.monotonic() < deadline, "the cut-off call left no audit row"
+            time.sleep(0.1)
+        assert cut.audit_count(request_id=request_id, error_code="CANCELLED") == 1
+        assert not deployment.prod.has_tag(f"release/{name}", "v1")  # nothing half-done visible
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -30,16 +30,24 @@ class Login:
         """The exchange settings these flags describe."""
         import os
 
+        from imgctl.cli._settings import resolve
         from imgctl.identity.exchange import LoginSettings, default_username
 
-        if not self.dex_url:
+        try:
+            dex_url = resolve(self.dex_url, "dex_url")
+            client_id = resolve(self.client_id, "client_id", "imgctl")
+            client_secret = resolve(self.client_secret, "client_secret")
+            audience = resolve(self.audience, "audience")
+        except ImgctlError as exc:
+            fail(str(exc))
+        if not dex_url:
             fail("no issuer: pass --dex-url or set DEX_URL (Dex, or `imgctl idp serve`)")
         return LoginSettings(
-            dex_url=self.dex_url,
+            dex_url=dex_url,
             username=self.username or default_username(os.environ),
-            client_id=self.client_id or "imgctl",
-            client_secret=self.client_secret,
-            audience=self.audience,
+            client_id=client_id,
+            client_secret=client_secret,
+            audience=audience,
             pubkey_file=self.pubkey_file,
         )
 
@@ -106,7 +114,7 @@ def login(login: Login, *, show_token: bool) -> None:
     group_text = ", ".join(map(str, groups)) if isinstance(groups, list) and groups else "none"
     until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(issued.expires_at))
     how = "cached token" if issued.source == "cache" else f"signed with {issued.source}"
-    print(f"logged in as {who}{email} at {login.dex_url}")
+    print(f"logged in as {who}{email} at {login.settings().dex_url}")
     print(f"groups: {group_text}")
     print(f"token for audience {claims.get('aud')!s}, valid until {until} ({how})")
     if show_token:

@@ -16,15 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from imgctl._defaults import BUILD_KEYS
 from imgctl.cli._identity import Login, _ask_passphrase
-from imgctl.errors import ImgctlError, UsageError
+from imgctl.cli._settings import resolve, user_config
+from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
     import grpc
-
-# Keys of the config file's [client] table: what can be baked in, plus the server's CA file.
-CLIENT_KEYS = frozenset(BUILD_KEYS) | {"ca_cert"}
 
 # Exit codes (README: "Exit codes").
 EXIT_FAILED = 1
@@ -57,43 +54,6 @@ class ClientFlags:
     ca_cert: Path | None = None
     show_token: bool = False
     json_output: bool = False
-
-
-def _user_config() -> dict[str, Any]:
-    """The ``[client]`` table of ``~/.config/imgctl/config.toml`` (empty when absent)."""
-    import os
-
-    from imgctl.registry.config import default_config_path, load_config_document
-
-    path = default_config_path(os.environ, Path.home())
-    document = load_config_document(path)
-    client = document.get("client", {})
-    if not isinstance(client, dict):
-        raise UsageError(f"{path}: client must be a table ([client])")
-    unknown = sorted(set(client) - CLIENT_KEYS)
-    if unknown:
-        raise UsageError(
-            f"{path}: unknown key(s) {', '.join(unknown)} in [client]",
-            hint=f"allowed: {', '.join(sorted(CLIENT_KEYS))}",
-        )
-    for key, value in client.items():
-        if not isinstance(value, bool if key == "tls" else str):
-            kind = "true or false" if key == "tls" else "a string"
-            raise UsageError(f"{path}: [client] {key} must be {kind}")
-    return client
-
-
-def resolve(value: Any, key: str, fallback: Any = None) -> Any:
-    """``value`` (flag or env) if given, else the user config's ``key``, else the baked default."""
-    if value is not None:
-        return value
-    config = _user_config()
-    if config.get(key) is not None:
-        return config[key]
-    from imgctl._defaults import build_default
-
-    baked = build_default(key)
-    return baked if baked is not None else fallback
 
 
 def _channel(flags: ClientFlags) -> tuple[grpc.aio.Channel, str]:
@@ -202,7 +162,7 @@ def promote(
     try:
         source = resolve(source, "source", "")
         destination = resolve(destination, "destination", "")
-        _user_config()  # a bad config file is one clear error before anything else happens
+        user_config()  # a bad config file is one clear error before anything else happens
     except ImgctlError as exc:
         _exit(str(exc), EXIT_INVALID)
     if not destination:
@@ -261,7 +221,7 @@ def promote(
 def auth_check(login: Login, flags: ClientFlags) -> None:
     """``imgctl auth-check``."""
     try:
-        _user_config()
+        user_config()
     except ImgctlError as exc:
         _exit(str(exc), EXIT_INVALID)
 

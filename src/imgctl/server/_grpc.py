@@ -29,7 +29,12 @@ def _caller(context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
     if isinstance(authorization, str) and authorization[:7].lower() == "bearer ":
         token = authorization[7:].strip() or None
     request_id = metadata.get("x-request-id")
-    if not isinstance(request_id, str) or not request_id.isprintable() or len(request_id) > 128:
+    if (
+        not isinstance(request_id, str)
+        or not request_id.strip()
+        or not request_id.isprintable()
+        or len(request_id) > 128
+    ):
         request_id = new_request_id()
     return Caller(token, context.peer(), request_id)
 

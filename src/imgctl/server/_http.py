@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from imgctl.server.core import ServerCore
 
@@ -19,8 +19,10 @@ def create_http_app(core: ServerCore) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> dict[str, object]:
-        return {"status": "ok", "environments": core.promoter.environments.names()}
+    async def readyz() -> JSONResponse:
+        if core.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        return JSONResponse({"status": "ok", "environments": core.promoter.environments.names()})
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:

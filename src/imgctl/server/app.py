@@ -124,6 +124,8 @@ def _configure_logging() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per registry request is noise in production; failures are logged by imgctl.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _split_address(flag: str, address: str) -> tuple[str, int]:
@@ -149,6 +151,10 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     _split_address("--bind-address", settings.bind_address)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
+    if settings.client_ca is not None and settings.tls_cert is None:
+        raise UsageError(
+            "--client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
+        )
     core = await build_core(environ, settings)
     assert isinstance(core, ServerCore)
 
@@ -219,6 +225,7 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: finishing running calls (up to %.0f s)", settings.grace)
+    core.draining = True
     await health.enter_graceful_shutdown()
     await server.stop(settings.grace)
     if http_server is not None and http_task is not None:

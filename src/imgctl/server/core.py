@@ -7,6 +7,7 @@ Slack hears about promotions in the background and can never fail or delay one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -52,6 +53,8 @@ def new_request_id() -> str:
 
 class ServerCore:
     """The server's behaviour, callable from tests with no process and no network."""
+
+    draining = False  # set when the server stops taking calls; /readyz then answers 503
 
     def __init__(
         self,
@@ -131,6 +134,13 @@ class ServerCore:
                 error = PromotionError("INTERNAL", str(exc))
             await self._finish(record, error=error)
             raise error from None
+        except asyncio.CancelledError:
+            # The caller went away (deadline, disconnect) or the server stopped: the copy stops
+            # (the tag is written last, so nothing half-done is visible) and the call is still
+            # audited. Shielded, so the row is written even though this task is being cancelled.
+            error = PromotionError("CANCELLED", "cancelled before it finished")
+            await asyncio.shield(self._finish(record, error=error))
+            raise
         except Exception as exc:
             # Anything unexpected is still audited; the client gets INTERNAL, not a traceback.
             log.exception("promotion %s failed unexpectedly", caller.request_id)
