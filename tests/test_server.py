@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -193,6 +194,16 @@ def start_server(
 def deployment(
     registries: Callable[..., Registry], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
+    with contextlib.ExitStack() as cleanup:
+        yield from _deploy(registries, tmp_path_factory, cleanup)
+
+
+def _deploy(
+    registries: Callable[..., Registry],
+    tmp_path_factory: pytest.TempPathFactory,
+    cleanup: contextlib.ExitStack,
+) -> Iterator[Deployment]:
+    """Start everything; every process is registered for stopping as soon as it runs."""
     root = tmp_path_factory.mktemp("deployment")
     dev, prod = registries(), registries()
     keys: dict[str, Key] = {
@@ -221,12 +232,15 @@ def deployment(
         audiences=[AUDIENCE],
         secret=SECRET,
     )
+    cleanup.callback(idp.stop)
     agent = Agent(root / "agent")
+    cleanup.callback(agent.stop)
     agent.add(*keys.values())
     slack = Slack().start()
     policy = root / "policy.yaml"
     policy.write_text(f"destinations:\n  prod: [{OPS}]\n")
     moto = MotoServer(root / "moto.log").start()
+    cleanup.callback(moto.stop)
     aws_config = root / "aws-config"
     aws_config.write_text("[default]\ns3 =\n    addressing_style = path\n")
     aws = {
@@ -249,6 +263,7 @@ def deployment(
         | aws
     )
     process, grpc_address, http_address, log = start_server(root, env, "--policy-file", str(policy))
+    cleanup.callback(stop_process, process)
     home = root / "client-home"
     home.mkdir()
     yield Deployment(
@@ -265,11 +280,17 @@ def deployment(
         log,
         aws,
     )
-    process.terminate()
-    process.wait(timeout=30)
-    agent.stop()
-    idp.stop()
-    moto.stop()
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a child and wait for it (kill it if it will not go)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def promote_json(deployment: Deployment, *args: str, user: str = "alice") -> dict[str, Any]:
@@ -532,7 +553,6 @@ def test_graceful_shutdown_finishes_the_running_promotion(
     repo: Callable[[str], str],
     tmp_path: Path,
 ) -> None:
-    import signal
 
     name = repo("slow")
     image = push_image(deployment.dev, repository=name, tag="v1", layers=1, layer_size=4_000_000)
@@ -544,6 +564,23 @@ def test_graceful_shutdown_finishes_the_running_promotion(
         "IMGCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
     }
     process, address, _, log = start_server(tmp_path, env, "--grace", "30")
+    try:
+        _promote_while_stopping(deployment, process, address, log, name, image, prod)
+    finally:
+        stop_process(process)
+
+
+def _promote_while_stopping(
+    deployment: Deployment,
+    process: subprocess.Popen[bytes],
+    address: str,
+    log: Path,
+    name: str,
+    image: PushedImage,
+    prod: Registry,
+) -> None:
+    import signal
+
     token = token_for(deployment)
 
     async def promote_then_stop() -> tuple[grpc.StatusCode, str]:
