@@ -653,6 +653,51 @@ def test_grpc_over_tls(deployment: Deployment, tmp_path: Path) -> None:
         process.wait(timeout=30)
 
 
+def test_grpc_with_client_certificates(deployment: Deployment, tmp_path: Path) -> None:
+    import trustme
+
+    server_ca, client_ca = trustme.CA(), trustme.CA()
+    pem = tmp_path / "server.pem"
+    server_ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    ca_file, client_ca_file = tmp_path / "ca.pem", tmp_path / "client-ca.pem"
+    server_ca.cert_pem.write_to_path(str(ca_file))
+    client_ca.cert_pem.write_to_path(str(client_ca_file))
+    client = client_ca.issue_cert("alice@example.com")
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    client.cert_chain_pems[0].write_to_path(str(cert))
+    client.private_key_pem.write_to_path(str(key))
+    env = server_env(deployment.idp, deployment.dev, deployment.prod) | {
+        "IMGCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+    }
+    flags = ["--tls-cert", str(pem), "--tls-key", str(pem), "--client-ca", str(client_ca_file)]
+    process, address, _, _ = start_server(tmp_path, env, *flags)
+    try:
+        base = [IMGCTL, "auth-check", "-u", "alice", "--tls", "--ca-cert", str(ca_file)]
+        client_env = deployment.env(IMGCTL_SERVER=address)
+        refused = subprocess.run(base, capture_output=True, text=True, env=client_env, timeout=60)
+        assert refused.returncode == 6, refused.stderr
+        ok = subprocess.run(
+            [*base, "--client-cert", str(cert), "--client-key", str(key)],
+            capture_output=True,
+            text=True,
+            env=client_env,
+            timeout=60,
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert "authenticated as alice@example.com" in ok.stdout
+    finally:
+        stop_process(process)
+    without_tls = subprocess.run(
+        [IMGCTL, "server", "--bind-address", "127.0.0.1:1", "--client-ca", str(client_ca_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert without_tls.returncode == 1
+    assert "--client-ca needs --tls-cert" in without_tls.stderr
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     import psycopg

@@ -560,6 +560,28 @@ ServerCaOpt = Annotated[
         rich_help_panel=_SERVER_PANEL,
     ),
 ]
+ClientCertOptForServer = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-cert",
+        envvar="IMGCTL_SERVER_CLIENT_CERT",
+        help="PEM client certificate, for a server started with --client-ca (with --tls).",
+        dir_okay=False,
+        exists=True,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ClientKeyOptForServer = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-key",
+        envvar="IMGCTL_SERVER_CLIENT_KEY",
+        help="PEM key of --client-cert.",
+        dir_okay=False,
+        exists=True,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
 ShowTokenOpt = Annotated[
     bool, typer.Option("--show-token", help="Print the OIDC token on stderr (for debugging).")
 ]
@@ -595,6 +617,8 @@ def promote(
     server: ServerOpt = None,
     tls: TlsOpt = None,
     ca_cert: ServerCaOpt = None,
+    client_cert: ClientCertOptForServer = None,
+    client_key: ClientKeyOptForServer = None,
     show_token: ShowTokenOpt = False,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -605,7 +629,9 @@ def promote(
         _registry.fail("give the reference once: as REFERENCE or --ref")
     _promote.promote(
         login,
-        _promote.ClientFlags(server, tls, ca_cert, show_token, output is Output.json),
+        _promote.ClientFlags(
+            server, tls, ca_cert, show_token, output is Output.json, client_cert, client_key
+        ),
         reference or ref,
         source,
         destination,
@@ -619,6 +645,8 @@ def auth_check(
     server: ServerOpt = None,
     tls: TlsOpt = None,
     ca_cert: ServerCaOpt = None,
+    client_cert: ClientCertOptForServer = None,
+    client_key: ClientKeyOptForServer = None,
     show_token: ShowTokenOpt = False,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -626,7 +654,10 @@ def auth_check(
     from imgctl.cli import _promote
 
     _promote.auth_check(
-        login, _promote.ClientFlags(server, tls, ca_cert, show_token, output is Output.json)
+        login,
+        _promote.ClientFlags(
+            server, tls, ca_cert, show_token, output is Output.json, client_cert, client_key
+        ),
     )
 
 

@@ -54,6 +54,8 @@ class ClientFlags:
     ca_cert: Path | None = None
     show_token: bool = False
     json_output: bool = False
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
 
 def _channel(flags: ClientFlags) -> tuple[grpc.aio.Channel, str]:
@@ -63,10 +65,19 @@ def _channel(flags: ClientFlags) -> tuple[grpc.aio.Channel, str]:
     tls = resolve(flags.tls, "tls", False)
     if isinstance(tls, str):
         tls = tls.strip().lower() in ("1", "true", "yes", "on")
+    cert_path = resolve(flags.client_cert, "client_cert")
+    key_path = resolve(flags.client_key, "client_key")
+    if (cert_path or key_path) and not tls:
+        _exit("--client-cert/--client-key need --tls", EXIT_INVALID)
+    if bool(cert_path) != bool(key_path):
+        _exit("--client-cert and --client-key must be given together", EXIT_INVALID)
     if tls:
         ca_path = resolve(flags.ca_cert, "ca_cert")
         root = _read_bytes(Path(ca_path).expanduser()) if ca_path else None
-        return grpc.aio.secure_channel(server, grpc.ssl_channel_credentials(root)), server
+        key = _read_bytes(Path(key_path).expanduser()) if key_path else None
+        chain = _read_bytes(Path(cert_path).expanduser()) if cert_path else None
+        credentials = grpc.ssl_channel_credentials(root, key, chain)
+        return grpc.aio.secure_channel(server, credentials), server
     return grpc.aio.insecure_channel(server), server
 
 

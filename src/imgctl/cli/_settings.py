@@ -8,8 +8,8 @@ from typing import Any
 from imgctl._defaults import BUILD_KEYS
 from imgctl.errors import UsageError
 
-# Keys of the config file's [client] table: what can be baked in, plus the server's CA file.
-CLIENT_KEYS = frozenset(BUILD_KEYS) | {"ca_cert"}
+# Keys of the config file's [client] table: what can be baked in, plus the TLS files.
+CLIENT_KEYS = frozenset(BUILD_KEYS) | {"ca_cert", "client_cert", "client_key"}
 
 
 def user_config() -> dict[str, Any]:
