@@ -702,3 +702,113 @@ def server_command(
     from imgctl.cli import _promote
 
     _promote.server(bind_address, http_address, tls_cert, tls_key, client_ca, policy_file, grace)
+
+
+class CipOutput(StrEnum):
+    """Output formats of imgctl cip."""
+
+    text = "text"
+    json = "json"
+    yaml = "yaml"
+    csv = "csv"
+
+
+@app.command("cip")
+@registry_command
+def cip(
+    connection: _registry.Connection,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest", help="A plain promoter manifest (registries + images).", dir_okay=False
+        ),
+    ] = None,
+    thin_manifest_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--thin-manifest-dir",
+            help="A thin manifest tree: images/<x>/images.yaml and "
+            "manifests/<x>/promoter-manifest.yaml.",
+            file_okay=False,
+        ),
+    ] = None,
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Promote (default: a dry run that writes nothing).")
+    ] = False,
+    parse_only: Annotated[
+        bool, typer.Option("--parse-only", help="Only parse and validate the manifests.")
+    ] = False,
+    allow_tag_moves: Annotated[
+        bool,
+        typer.Option(
+            "--allow-tag-moves", help="Move destination tags that point at another digest."
+        ),
+    ] = False,
+    shard_index: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-index",
+            envvar="JOB_COMPLETION_INDEX",
+            min=0,
+            help="This run's shard (a Kubernetes Indexed Job sets JOB_COMPLETION_INDEX).",
+        ),
+    ] = None,
+    shard_count: Annotated[
+        int,
+        typer.Option("--shard-count", envvar="IMGCTL_SHARD_COUNT", min=1, help="Number of shards."),
+    ] = 1,
+    snapshot: Annotated[
+        str | None,
+        typer.Option("--snapshot", help="Write what REGISTRY[/PATH] holds, as images.yaml data."),
+    ] = None,
+    manifest_based_snapshot_of: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest-based-snapshot-of",
+            help="Write what the manifests say REGISTRY should hold.",
+        ),
+    ] = None,
+    minimal_snapshot: Annotated[
+        bool,
+        typer.Option("--minimal-snapshot", help="Leave out untagged children of indexes."),
+    ] = False,
+    snapshot_tag: Annotated[
+        str | None,
+        typer.Option("--snapshot-tag", help="Only digests carrying this tag."),
+    ] = None,
+    output: Annotated[
+        CipOutput,
+        typer.Option(
+            "--output",
+            "-o",
+            case_sensitive=False,
+            help="Plan: text or json; snapshot: yaml or csv.",
+        ),
+    ] = CipOutput.text,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Images copied at once.")] = 8,
+    rate_limit: Annotated[
+        float, typer.Option("--rate-limit", help="Requests per second across all registries.")
+    ] = 50.0,
+    burst: BurstOpt = 5,
+) -> None:
+    """Promote what kpromo manifests list (dry run unless --confirm), or write snapshots."""
+    from imgctl.cli import _cip
+
+    _cip.cip(
+        replace(connection, rate_limit=rate_limit, burst=burst),
+        _cip.CipOptions(
+            manifest=manifest,
+            thin_manifest_dir=thin_manifest_dir,
+            confirm=confirm,
+            parse_only=parse_only,
+            allow_tag_moves=allow_tag_moves,
+            shard_index=shard_index,
+            shard_count=shard_count,
+            snapshot=snapshot,
+            manifest_based_snapshot_of=manifest_based_snapshot_of,
+            minimal_snapshot=minimal_snapshot,
+            snapshot_tag=snapshot_tag,
+            output=output.value,
+            jobs=jobs,
+        ),
+    )

@@ -550,7 +550,11 @@ class RegistryClient:
         host = await self._host(registry)
         client = self._http(host.tls)
         target = url or f"{host.base_url}{path}"
-        scopes = (self._scope(registry, repository, push), *extra_scopes)
+        # Registry-wide calls (the catalog) have no repository: only their own scopes apply.
+        if repository:
+            scopes = (self._scope(registry, repository, push), *extra_scopes)
+        else:
+            scopes = tuple(extra_scopes)
         replayable = content is None or isinstance(content, bytes)
         attempt = 0
         reauthenticated = False
@@ -952,6 +956,33 @@ class RegistryClient:
             elif fresh and len(tags) >= page_size:
                 # A full page and no Link: ask for what follows the last tag.
                 url = f"{host.base_url}{base}?{urlencode({'n': page_size, 'last': tags[-1]})}"
+            else:
+                return
+
+    async def iter_repositories(self, registry: str, page_size: int = 1000) -> AsyncIterator[str]:
+        """Every repository of a registry (``/v2/_catalog``), following ``Link`` pagination."""
+        base = "/v2/_catalog"
+        host = await self._host(registry)
+        url = f"{host.base_url}{base}?{urlencode({'n': page_size})}"
+        visited: set[str] = set()
+        seen: set[str] = set()
+        while url not in visited:
+            visited.add(url)
+            response = await self._request(
+                "GET", registry, "", base, url=url, extra_scopes=("registry:catalog:*",)
+            )
+            await self._raise_for_status(response, f"list repositories of {registry}", registry, "")
+            body = response.json()
+            names = (body.get("repositories") or []) if isinstance(body, dict) else []
+            fresh = [name for name in names if isinstance(name, str) and name not in seen]
+            for name in fresh:
+                seen.add(name)
+                yield name
+            link = _next_link(response.headers.get("link"))
+            if link:
+                url = urljoin(host.base_url + "/", link)
+            elif fresh and len(names) >= page_size:
+                url = f"{host.base_url}{base}?{urlencode({'n': page_size, 'last': names[-1]})}"
             else:
                 return
 

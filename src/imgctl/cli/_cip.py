@@ -1,0 +1,200 @@
+"""``imgctl cip``: kpromo-compatible declarative promotion, and snapshots."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from imgctl.cli._registry import Connection, run
+from imgctl.errors import ImgctlError
+
+if TYPE_CHECKING:
+    from imgctl.promotion.manifests import Edge, Manifest
+    from imgctl.promotion.plan import EdgeOutcome, Plan
+    from imgctl.registry import RegistryClient
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    print(f"imgctl: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+@dataclass(frozen=True)
+class CipOptions:
+    """The flags of ``imgctl cip``."""
+
+    manifest: Path | None = None
+    thin_manifest_dir: Path | None = None
+    confirm: bool = False
+    parse_only: bool = False
+    allow_tag_moves: bool = False
+    shard_index: int | None = None
+    shard_count: int = 1
+    snapshot: str | None = None
+    manifest_based_snapshot_of: str | None = None
+    minimal_snapshot: bool = False
+    snapshot_tag: str | None = None
+    output: str = "text"
+    jobs: int = 8
+
+
+def _load(options: CipOptions) -> list[Manifest]:
+    from imgctl.promotion.manifests import load_manifest, load_thin_manifests
+
+    if options.manifest and options.thin_manifest_dir:
+        _exit("give --manifest or --thin-manifest-dir, not both", EXIT_INVALID)
+    try:
+        if options.manifest:
+            return [load_manifest(options.manifest)]
+        if options.thin_manifest_dir:
+            return load_thin_manifests(options.thin_manifest_dir)
+    except ImgctlError as exc:
+        _exit(str(exc), EXIT_INVALID)
+    _exit("give --manifest FILE or --thin-manifest-dir DIR", EXIT_INVALID)
+
+
+def _print_snapshot(inventory: dict[str, dict[str, list[str]]], output: str) -> None:
+    from imgctl.promotion.manifests import snapshot_csv, snapshot_yaml
+
+    if output not in ("yaml", "csv", "text"):
+        _exit(f"snapshots are written as yaml or csv, not {output}", EXIT_INVALID)
+    sys.stdout.write(snapshot_csv(inventory) if output == "csv" else snapshot_yaml(inventory))
+
+
+def cip(connection: Connection, options: CipOptions) -> None:
+    """Parse, plan, and with --confirm promote; or write a snapshot."""
+    if options.snapshot:
+        if options.manifest or options.thin_manifest_dir or options.manifest_based_snapshot_of:
+            _exit("--snapshot reads a registry; it takes no manifests", EXIT_INVALID)
+        from imgctl.promotion.snapshot import registry_snapshot
+
+        target = options.snapshot
+
+        async def snap(client: RegistryClient) -> dict[str, dict[str, list[str]]]:
+            return await registry_snapshot(
+                client, target, tag=options.snapshot_tag, minimal=options.minimal_snapshot
+            )
+
+        _print_snapshot(run(connection, snap), options.output)
+        return
+
+    manifests = _load(options)
+    if options.manifest_based_snapshot_of:
+        from imgctl.promotion.snapshot import manifest_snapshot
+
+        try:
+            inventory = manifest_snapshot(manifests, options.manifest_based_snapshot_of)
+        except ImgctlError as exc:
+            _exit(str(exc), EXIT_INVALID)
+        _print_snapshot(inventory, options.output)
+        return
+
+    from imgctl.promotion.manifests import edges_of
+    from imgctl.promotion.plan import select_shard
+
+    try:
+        edges = edges_of(manifests)
+    except ImgctlError as exc:
+        _exit(str(exc), EXIT_INVALID)
+    total = len(edges)
+    if options.shard_index is not None or options.shard_count > 1:
+        index = options.shard_index or 0
+        if not 0 <= index < options.shard_count:
+            _exit(
+                f"--shard-index {index} is outside 0..{options.shard_count - 1} "
+                "(check --shard-count and JOB_COMPLETION_INDEX)",
+                EXIT_INVALID,
+            )
+        edges = select_shard(edges, index, options.shard_count)
+    if options.parse_only:
+        _report_parse(manifests, edges, total, options)
+        return
+
+    async def work(client: RegistryClient) -> tuple[Plan, list[EdgeOutcome]]:
+        from imgctl.promotion.plan import execute, make_plan
+
+        plan = await make_plan(client, edges, allow_tag_moves=options.allow_tag_moves)
+        outcomes: list[EdgeOutcome] = []
+        if options.confirm and not plan.refused:
+            outcomes = await execute(client, plan, concurrency=options.jobs)
+        return plan, outcomes
+
+    plan, outcomes = run(connection, work)
+    failed = [o for o in outcomes if not o.ok]
+    if options.output == "json":
+        document: dict[str, Any] = plan.as_dict()
+        document["confirm"] = options.confirm
+        document["shard"] = {"index": options.shard_index or 0, "count": options.shard_count}
+        if options.confirm:
+            document["results"] = [o.as_dict() for o in outcomes]
+        print(json.dumps(document, indent=2))
+    elif options.output == "text":
+        _report_text(plan, outcomes, options, total)
+    else:
+        _exit(f"a plan is written as text or json, not {options.output}", EXIT_INVALID)
+    if plan.refused or plan.unreadable or failed:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _report_parse(
+    manifests: list[Manifest], edges: list[Edge], total: int, options: CipOptions
+) -> None:
+    if options.output == "json":
+        print(json.dumps({"manifests": len(manifests), "edges": len(edges), "total": total}))
+        return
+    shard = f" (shard {options.shard_index or 0} of {options.shard_count})"
+    print(
+        f"parsed {len(manifests)} manifest(s): {total} edges"
+        + (f", {len(edges)} in this shard{shard}" if len(edges) != total else "")
+    )
+
+
+def _report_text(plan: Plan, outcomes: list[EdgeOutcome], options: CipOptions, total: int) -> None:
+    summary = plan.summary()
+    mode = "promotion" if options.confirm else "dry run (add --confirm to promote)"
+    shard = ""
+    if options.shard_count > 1:
+        shard = f", shard {options.shard_index or 0} of {options.shard_count} ({total} in all)"
+    print(
+        f"{mode}: {summary['edges']} edges{shard}; {summary['present']} present, "
+        f"{summary['copy']} to copy, {summary['add_tag']} to tag, {summary['lost']} lost, "
+        f"{summary['tag_move']} tag moves; {plan.requests} registry requests"
+    )
+    for action in plan.actions:
+        if action.action == "present":
+            continue
+        edge = action.edge
+        where = edge.destination
+        if action.error:
+            line = f"  unreadable {where}: {action.error}"
+        elif action.action == "lost":
+            line = f"  lost      {where}: {edge.digest} is not in {edge.source_repository}"
+        elif action.action == "tag_move":
+            verdict = "will move" if plan.allow_tag_moves else "REFUSED (--allow-tag-moves)"
+            line = f"  tag move  {where}: {action.current} -> {edge.digest} {verdict}"
+        elif action.action == "add_tag":
+            line = f"  add tag   {where} ({edge.digest})"
+        else:
+            line = f"  copy      {edge.source_repository}@{edge.digest} -> {where}"
+        print(line)
+    if options.confirm and plan.refused:
+        print(f"nothing promoted: {len(plan.refused)} tag move(s) refused", file=sys.stderr)
+    failed = [o for o in outcomes if not o.ok]
+    if outcomes:
+        done = len(outcomes) - len(failed)
+        moved = sum(o.bytes_copied for o in outcomes)
+        print(f"promoted {done} of {len(outcomes)} edges ({moved / (1 << 20):.1f} MiB copied)")
+    for outcome in failed:
+        print(f"failed    {outcome.as_dict()['destination']}: {outcome.error}", file=sys.stderr)
+    if failed:
+        print(
+            f"imgctl: error: {len(failed)} edge(s) failed; "
+            "run again to finish (what is done stays done)",
+            file=sys.stderr,
+        )
