@@ -1,4 +1,4 @@
-"""The database behind the server: where it is, its schema, and the audit trail in it.
+"""The database behind the server: where it is, its schema, the audit trail and the catalog.
 
 SQLite (a file in the state directory) by default; PostgreSQL, through psycopg 3, when server
 replicas share one database. :meth:`AuditStore.open` migrates the schema to the newest Alembic
@@ -7,6 +7,7 @@ revision before returning, taking turns with other replicas that start at the sa
 
 from __future__ import annotations
 
+from ._catalog import SORT_KEYS, CatalogImage, CatalogStore
 from ._errors import StoreError
 from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
 from ._store import MAX_INDEXED_CHARS, MAX_RECENT, AuditStore
@@ -20,8 +21,11 @@ __all__ = [
     "MAX_INDEXED_CHARS",
     "MAX_RECENT",
     "RESULTS",
+    "SORT_KEYS",
     "AuditRecord",
     "AuditStore",
+    "CatalogImage",
+    "CatalogStore",
     "StoreError",
     "database_url",
     "redact_url",

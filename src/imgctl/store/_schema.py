@@ -23,7 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-__all__ = ["AUDIT_EVENTS", "METADATA", "UTCDateTime"]
+__all__ = ["AUDIT_EVENTS", "CATALOG_IMAGES", "METADATA", "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -90,4 +90,22 @@ AUDIT_EVENTS: Final = Table(
     Index("ix_audit_events_request_id", "request_id"),
     Index("ix_audit_events_subject", "subject"),
     Index("ix_audit_events_result", "result"),
+)
+
+# The image catalog (imagelist's API): one row per image id and environment, "" meaning none.
+CATALOG_IMAGES: Final = Table(
+    "catalog_images",
+    METADATA,
+    Column("id", Text, primary_key=True),
+    Column("environment", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    # JSON text, like audit_events.groups.
+    Column("tags", Text, nullable=False),
+    Column("source", Text),
+    Column("promoted_by", Text),
+    Column("promoted_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_catalog_images_name", "name"),
+    Index("ix_catalog_images_updated_at", "updated_at"),
 )

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, ClassVar, Final, Self, TypeVar
 
 import alembic.command
 from alembic.config import Config
@@ -84,12 +84,13 @@ _CONNECT_HINT: Final = f"check {DATABASE_URL_ENV} and that the database server i
 _MIGRATION_THREAD_LOCK: Final = threading.Lock()
 
 
-class AuditStore:
-    """The audit table of one database: append records, read the newest, count matches.
+class _SyncStore:
+    """One database behind a synchronous engine, driven from asyncio through its own threads.
 
-    Create one with :meth:`open`; close it with :meth:`aclose` (or ``async with``), which waits
-    for records already handed over to be committed.
+    Opening migrates the whole schema (every table, the same Alembic head) whichever store opens it.
     """
+
+    _LABEL: ClassVar[str] = "audit"
 
     def __init__(self, engine: Engine, *, raw_url: str, max_connections: int) -> None:
         self._engine = engine
@@ -104,7 +105,7 @@ class AuditStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str, *, max_connections: int | None = None) -> AuditStore:
+    async def open(cls, url: str, *, max_connections: int | None = None) -> Self:
         """Connect to ``url``, migrate the schema to the newest revision and return the store.
 
         For SQLite the file's directory is created (mode 0700) and the file itself (mode 0600).
@@ -127,7 +128,7 @@ class AuditStore:
         except BaseException:
             await store.aclose()
             raise
-        logger.debug("audit store ready at %s", store._display_url)
+        logger.debug("%s store ready at %s", cls._LABEL, store._display_url)
         return store
 
     @property
@@ -139,6 +140,69 @@ class AuditStore:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self._engine.dialect.name
+
+    async def aclose(self) -> None:
+        """Finish the work already submitted, then close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        await asyncio.to_thread(self._engine.dispose)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _submit(self, function: Callable[..., _T], *args: Any) -> _T:
+        if self._closed:
+            raise StoreError(f"the {self._LABEL} store at {self._display_url} is closed")
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._guarded, function, *args)
+        return await loop.run_in_executor(self._executor, call)
+
+    def _guarded(self, function: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return function(*args)
+        except CommandError as error:
+            raise StoreError(
+                f"cannot migrate the {self._LABEL} database at {self._display_url}: "
+                f"{scrub(str(error), self._raw_url)}",
+                hint="the database may have been migrated by a newer imgctl; upgrade this one",
+            ) from None
+        except DBAPIError as error:
+            if error.connection_invalidated or _is_connect(error):
+                raise StoreError(
+                    f"cannot connect to the database {self._display_url}: {self._reason(error)}",
+                    hint=_CONNECT_HINT,
+                ) from None
+            raise StoreError(
+                f"{self._LABEL} database {self._display_url}: {self._reason(error)}"
+            ) from None
+        except (SQLAlchemyError, OSError) as error:
+            raise StoreError(
+                f"{self._LABEL} database {self._display_url}: {scrub(str(error), self._raw_url)}"
+            ) from None
+
+    def _reason(self, error: DBAPIError) -> str:
+        # The DBAPI's own message: SQLAlchemy's wrapper appends the statement, and a driver
+        # error can quote connection parameters.
+        lines = [line.strip() for line in str(error.orig).splitlines() if line.strip()]
+        return scrub("; ".join(lines) or type(error.orig).__name__, self._raw_url)
+
+
+class AuditStore(_SyncStore):
+    """The audit table of one database: append records, read the newest, count matches.
+
+    Create one with :meth:`open`; close it with :meth:`aclose` (or ``async with``), which waits
+    for records already handed over to be committed.
+    """
 
     async def record(self, record: AuditRecord) -> None:
         """Append ``record``; returns once its row is committed.
@@ -168,59 +232,6 @@ class AuditStore:
             if not isinstance(value, str):
                 raise TypeError(f"count({name}=...) needs a str, got {type(value).__name__}")
         return await self._submit(self._count, filters)
-
-    async def aclose(self) -> None:
-        """Finish the work already submitted, then close every connection."""
-        if self._closed:
-            return
-        self._closed = True
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
-        await asyncio.to_thread(self._engine.dispose)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def _submit(self, function: Callable[..., _T], *args: Any) -> _T:
-        if self._closed:
-            raise StoreError(f"the audit store at {self._display_url} is closed")
-        loop = asyncio.get_running_loop()
-        call = functools.partial(self._guarded, function, *args)
-        return await loop.run_in_executor(self._executor, call)
-
-    def _guarded(self, function: Callable[..., _T], *args: Any) -> _T:
-        try:
-            return function(*args)
-        except CommandError as error:
-            raise StoreError(
-                f"cannot migrate the audit database at {self._display_url}: "
-                f"{scrub(str(error), self._raw_url)}",
-                hint="the database may have been migrated by a newer imgctl; upgrade this one",
-            ) from None
-        except DBAPIError as error:
-            if error.connection_invalidated or _is_connect(error):
-                raise StoreError(
-                    f"cannot connect to the database {self._display_url}: {self._reason(error)}",
-                    hint=_CONNECT_HINT,
-                ) from None
-            raise StoreError(f"audit database {self._display_url}: {self._reason(error)}") from None
-        except (SQLAlchemyError, OSError) as error:
-            raise StoreError(
-                f"audit database {self._display_url}: {scrub(str(error), self._raw_url)}"
-            ) from None
-
-    def _reason(self, error: DBAPIError) -> str:
-        # The DBAPI's own message: SQLAlchemy's wrapper appends the statement, and a driver
-        # error can quote connection parameters.
-        lines = [line.strip() for line in str(error.orig).splitlines() if line.strip()]
-        return scrub("; ".join(lines) or type(error.orig).__name__, self._raw_url)
 
     def _insert(self, record: AuditRecord) -> None:
         values = _row_values(record)

@@ -1,0 +1,332 @@
+"""imgctl.store.CatalogStore against a real SQLite file and the machine's PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from psycopg import sql
+from sqlalchemy import create_engine, inspect, text
+
+from imgctl.store import AuditStore, CatalogImage, CatalogStore, StoreError
+from imgctl.store._schema import METADATA
+
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/state/imgctl.db"
+        return
+    schema = f"imgctl_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[CatalogStore]:
+    catalog = await CatalogStore.open(db_url)
+    try:
+        yield catalog
+    finally:
+        await catalog.aclose()
+
+
+# --- schema -------------------------------------------------------------------------------
+
+
+async def test_both_stores_migrate_to_the_same_head(db_url: str) -> None:
+    await (await CatalogStore.open(db_url)).aclose()
+    await (await AuditStore.open(db_url)).aclose()
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            inspector = inspect(connection)
+            assert {"alembic_version", "audit_events", "catalog_images"} <= set(
+                inspector.get_table_names()
+            )
+            indexes = {str(index["name"]) for index in inspector.get_indexes("catalog_images")}
+            assert {"ix_catalog_images_name", "ix_catalog_images_updated_at"} <= indexes
+            assert inspector.get_pk_constraint("catalog_images")["constrained_columns"] == [
+                "id",
+                "environment",
+            ]
+            versions = list(
+                connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            )
+            assert versions == ["0002"]
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, METADATA) == []
+    finally:
+        engine.dispose()
+
+
+async def test_audit_store_opened_first_also_creates_the_catalog(db_url: str) -> None:
+    await (await AuditStore.open(db_url)).aclose()
+    async with await CatalogStore.open(db_url) as catalog:
+        assert await catalog.list() == []
+
+
+# --- imagelist operations -----------------------------------------------------------------
+
+
+async def test_put_creates_then_updates_only_tags(store: CatalogStore) -> None:
+    image, created = await store.put("abc", "quay.io/foo/nginx", ["latest", "v1.0"])
+    assert created
+    assert (image.id, image.name, image.tags, image.environment) == (
+        "abc",
+        "quay.io/foo/nginx",
+        ("latest", "v1.0"),
+        "",
+    )
+    assert image.created_at == image.updated_at
+    assert image.created_at.tzinfo is not None
+
+    updated, created = await store.put("abc", "some/other-name", ["v2"])
+    assert not created
+    assert updated.name == "quay.io/foo/nginx"  # imagelist quirk: only tags change
+    assert updated.tags == ("v2",)
+    assert updated.created_at == image.created_at
+    assert updated.updated_at > image.updated_at
+
+    cleared, _ = await store.put("abc", "quay.io/foo/nginx", [])
+    assert cleared.tags == ()
+    assert await store.get("abc") == cleared
+
+
+async def test_get_unknown_and_by_environment(store: CatalogStore) -> None:
+    assert await store.get("nope") is None
+    await store.put("id1", "app", ["a"], environment="dev")
+    await asyncio.sleep(0.01)
+    await store.put("id1", "app", ["b"], environment="prod")
+    newest = await store.get("id1")
+    assert newest is not None
+    assert newest.environment == "prod"
+    dev = await store.get("id1", "dev")
+    assert dev is not None
+    assert dev.tags == ("a",)
+    assert await store.get("id1", "") is None
+
+
+async def test_ids_with_slashes_and_at_signs(store: CatalogStore) -> None:
+    weird = "registry.example.com/team/app@" + DIGEST_A
+    await store.put(weird, "registry.example.com/team/app", ["v1"])
+    got = await store.get(weird)
+    assert got is not None
+    assert got.id == weird
+
+
+async def test_list_filters_and_sorting(store: CatalogStore) -> None:
+    await store.put("b-id", "zeta", ["v1", "latest"])
+    await asyncio.sleep(0.01)
+    await store.put("a-id", "alpha", ["v2"])
+    await asyncio.sleep(0.01)
+    await store.put("c-id@" + DIGEST_A, "alpha", ["100%_x"], environment="prod")
+    await asyncio.sleep(0.01)
+    await store.put("b-id", "ignored", ["v1"])  # updated last
+
+    assert [i.id for i in await store.list()] == ["b-id", "c-id@" + DIGEST_A, "a-id"]
+    assert [i.id for i in await store.list(sort="created_at")] == [
+        "c-id@" + DIGEST_A,
+        "a-id",
+        "b-id",
+    ]
+    assert [i.id for i in await store.list(sort="id")] == ["c-id@" + DIGEST_A, "b-id", "a-id"]
+    assert [i.name for i in await store.list(sort="name")] == ["zeta", "alpha", "alpha"]
+    assert {i.id for i in await store.list(name="alpha")} == {"a-id", "c-id@" + DIGEST_A}
+    assert await store.list(name="alp") == []
+    assert [i.id for i in await store.list(environment="prod")] == ["c-id@" + DIGEST_A]
+    assert {i.id for i in await store.list(environment="")} == {"a-id", "b-id"}
+    assert [i.id for i in await store.list(tag="v1")] == ["b-id"]
+    assert await store.list(tag="v") == []
+    assert [i.id for i in await store.list(tag="100%_x")] == ["c-id@" + DIGEST_A]
+    assert await store.list(tag="100%%x") == []
+    assert [i.id for i in await store.list(digest=DIGEST_A)] == ["c-id@" + DIGEST_A]
+    assert await store.list(digest=DIGEST_B) == []
+    assert await store.list(name="alpha", environment="prod", tag="v2") == []
+    with pytest.raises(ValueError, match="sort"):
+        await store.list(sort="tags")
+
+
+async def test_delete(store: CatalogStore) -> None:
+    await store.put("x", "app", [], environment="dev")
+    await store.put("x", "app", [], environment="prod")
+    await store.put("y", "app", [])
+    assert await store.delete("unknown") == 0
+    assert await store.delete("x", "dev") == 1
+    assert [i.environment for i in await store.list(name="app") if i.id == "x"] == ["prod"]
+    assert await store.delete("x") == 1
+    assert [i.id for i in await store.list()] == ["y"]
+
+
+async def test_tags_must_be_a_sequence_of_strings(store: CatalogStore) -> None:
+    with pytest.raises(TypeError):
+        await store.put("x", "app", "latest")
+    with pytest.raises(TypeError):
+        await store.put("x", "app", [1])  # type: ignore[list-item]
+
+
+async def test_concurrent_puts_of_one_id_create_once(store: CatalogStore) -> None:
+    results = await asyncio.gather(*(store.put("same", "app", [f"t{i}"]) for i in range(10)))
+    assert sum(created for _, created in results) == 1
+    assert len(await store.list()) == 1
+
+
+# --- promotions and admission -------------------------------------------------------------
+
+
+async def test_record_promotion_upserts_and_unions_tags(store: CatalogStore) -> None:
+    first = await store.record_promotion(
+        digest=DIGEST_A,
+        name="registry.prod/app",
+        tags=["v1", "latest"],
+        environment="prod",
+        promoted_by="alice@example.com",
+        source="registry.dev/app:v1",
+    )
+    assert first.tags == ("v1", "latest")
+    assert first.promoted_at is not None
+    assert first.as_json()["environment"] == "prod"
+    assert first.as_json()["promoted_by"] == "alice@example.com"
+
+    second = await store.record_promotion(
+        digest=DIGEST_A,
+        name="registry.prod/app2",
+        tags=["latest", "v1.1", "v1.1"],
+        environment="prod",
+        promoted_by="bob@example.com",
+        source=None,
+    )
+    assert second.tags == ("v1", "latest", "v1.1")
+    assert (second.name, second.promoted_by, second.source) == (
+        "registry.prod/app2",
+        "bob@example.com",
+        None,
+    )
+    assert second.created_at == first.created_at
+    assert second.promoted_at is not None
+    assert second.promoted_at > first.promoted_at
+    other = await store.record_promotion(
+        digest=DIGEST_A,
+        name="registry.stage/app",
+        tags=["rc"],
+        environment="stage",
+        promoted_by=None,
+        source=None,
+    )
+    assert other.tags == ("rc",)
+    assert len(await store.list(digest=DIGEST_A)) == 2
+
+
+async def test_promoted_lookups(store: CatalogStore) -> None:
+    await store.record_promotion(
+        digest=DIGEST_A,
+        name="registry.prod/app",
+        tags=["v1"],
+        environment="prod",
+        promoted_by=None,
+        source=None,
+    )
+    assert await store.promoted("prod", name="registry.prod/app", digest=DIGEST_A)
+    assert await store.promoted("prod", name="registry.prod/app", tag="v1")
+    assert await store.promoted("prod", name="registry.prod/app", digest=DIGEST_B, tag="v1")
+    assert not await store.promoted("prod", name="registry.prod/app", digest=DIGEST_B)
+    assert not await store.promoted("prod", name="registry.prod/app", tag="v2")
+    assert not await store.promoted("prod", name="registry.prod/other", digest=DIGEST_A)
+    assert not await store.promoted("stage", name="registry.prod/app", digest=DIGEST_A)
+    assert not await store.promoted("prod", name="registry.prod/app")
+    assert await store.promoted("prod", "registry.prod/app", None, "v1")  # positional lookup
+
+
+async def test_promoted_is_fast(store: CatalogStore) -> None:
+    for i in range(50):
+        await store.record_promotion(
+            digest=f"sha256:{i:064x}",
+            name=f"registry.prod/app{i % 5}",
+            tags=[f"v{i}"],
+            environment="prod",
+            promoted_by=None,
+            source=None,
+        )
+    started = time.perf_counter()
+    answers = await asyncio.gather(
+        *(
+            store.promoted("prod", name=f"registry.prod/app{i % 5}", digest=f"sha256:{i % 60:064x}")
+            for i in range(1000)
+        )
+    )
+    elapsed = time.perf_counter() - started
+    assert sum(answers) == sum(1 for i in range(1000) if i % 60 < 50)
+    assert elapsed < 2.0, f"1000 admission lookups took {elapsed:.2f}s"
+
+
+# --- json, ping, errors -------------------------------------------------------------------
+
+
+def test_as_json_matches_imagelist() -> None:
+    t = datetime(2017, 10, 27, 16, 51, 6, 698062, tzinfo=UTC)
+    image = CatalogImage(
+        id="b5", name="quay.io/foo/nginx", tags=("latest",), created_at=t, updated_at=t
+    )
+    assert image.as_json() == {
+        "created_at": "2017-10-27T16:51:06.698062Z",
+        "updated_at": "2017-10-27T16:51:06.698062Z",
+        "id": "b5",
+        "name": "quay.io/foo/nginx",
+        "tags": ["latest"],
+    }
+
+
+async def test_ping_and_closed_store(db_url: str) -> None:
+    catalog = await CatalogStore.open(db_url)
+    await catalog.ping()
+    await catalog.aclose()
+    with pytest.raises(StoreError, match="catalog store"):
+        await catalog.ping()
+
+
+async def test_ping_raises_when_database_goes_away(tmp_path: Path) -> None:
+    schema = f"imgctl_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        catalog = await CatalogStore.open(f"{PG_URL}?options=-csearch_path%3D{schema}")
+        try:
+            await catalog.ping()
+            with psycopg.connect(PG_DSN, autocommit=True) as connection:
+                connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'imgctl' AND pid <> pg_backend_pid()"
+                    " AND query NOT LIKE '%pg_terminate_backend%'"
+                )
+            # pool_pre_ping reconnects: a dropped connection is not an outage.
+            await catalog.ping()
+        finally:
+            await catalog.aclose()
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    unreachable = await CatalogStore.open(f"sqlite:///{tmp_path}/db.sqlite")
+    try:
+        await unreachable.ping()
+    finally:
+        await unreachable.aclose()
+    with pytest.raises(StoreError):
+        await CatalogStore.open("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
