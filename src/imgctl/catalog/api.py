@@ -1,0 +1,146 @@
+"""imagelist's REST API on :class:`~imgctl.store.CatalogStore`, with imgctl's improvements.
+
+Kept from imagelist: ``PUT /images`` on an existing id changes only its tags, ``DELETE`` answers
+204 even for an unknown id, reads need no token. Improved: every error is a JSON body
+``{"error": {"code", "message"}}``, ids may contain ``/`` and ``@``, an empty tags list clears
+the tags, tokens are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Final
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from imgctl.store import SORT_KEYS, CatalogStore, StoreError
+
+from .tokens import TokenFile
+
+__all__ = ["ImageIn", "create_catalog_app", "create_catalog_router"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES: Final = 1 << 20
+
+
+class ImageIn(BaseModel):
+    """The body of ``PUT /images``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+    name: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+    tags: list[Annotated[StrictStr, Field(min_length=1, max_length=256)]]
+    environment: Annotated[StrictStr, Field(max_length=256)] = ""
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """Return the JSON error body every catalog endpoint uses."""
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIRouter:
+    """Return the router with ``/images`` and ``/health/ping``; writes may need a token."""
+    router = APIRouter()
+
+    def unauthorized(request: Request) -> JSONResponse | None:
+        if tokens is None:
+            return None
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            owner = tokens.check(credentials.strip())
+            if owner is not None:
+                request.state.token_name = owner
+                return None
+        return error_response(
+            401,
+            "unauthorized",
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="imgctl catalog"'},
+        )
+
+    @router.get("/images", summary="List images", response_model=None)
+    async def list_images(
+        name: str | None = None,
+        sort: str = "updated_at",
+        environment: str | None = None,
+        tag: str | None = None,
+        digest: str | None = None,
+    ) -> Response:
+        if sort not in SORT_KEYS:
+            return error_response(
+                400, "invalid_sort", f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}"
+            )
+        images = await store.list(
+            name=name, sort=sort, environment=environment, tag=tag, digest=digest
+        )
+        return JSONResponse([image.as_json() for image in images])
+
+    @router.get("/images/{id:path}", summary="Get an image", response_model=None)
+    async def get_image(id: str, environment: Annotated[str | None, Query()] = None) -> Response:
+        image = await store.get(id, environment) if id else None
+        if image is None:
+            return error_response(404, "not_found", f"no image with id {id!r}")
+        return JSONResponse(image.as_json())
+
+    @router.put("/images", summary="Create an image or update its tags", response_model=None)
+    async def put_image(request: Request) -> Response:
+        denied = unauthorized(request)
+        if denied is not None:
+            return denied
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return error_response(413, "too_large", "the request body is too large")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return error_response(400, "invalid_json", "the request body is not JSON")
+        try:
+            image_in = ImageIn.model_validate(body)
+        except ValidationError as error:
+            problems = [
+                f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
+                for item in error.errors(include_url=False, include_input=False)
+            ]
+            return error_response(422, "invalid_image", "; ".join(problems))
+        image, created = await store.put(
+            image_in.id, image_in.name, image_in.tags, environment=image_in.environment
+        )
+        return JSONResponse(image.as_json(), status_code=201 if created else 200)
+
+    @router.delete("/images/{id:path}", summary="Delete an image", status_code=204)
+    async def delete_image(
+        request: Request, id: str, environment: Annotated[str | None, Query()] = None
+    ) -> Response:
+        denied = unauthorized(request)
+        if denied is not None:
+            return denied
+        if id:
+            await store.delete(id, environment)
+        return Response(status_code=204)
+
+    @router.get("/health/ping", summary="Check the database", response_model=None)
+    async def ping() -> Response:
+        try:
+            await store.ping()
+        except StoreError as error:
+            logger.warning("catalog health check failed: %s", error)
+            return error_response(503, "unavailable", "the database is unreachable")
+        return JSONResponse({"status": "ok"})
+
+    return router
+
+
+def create_catalog_app(store: CatalogStore, tokens: TokenFile | None) -> FastAPI:
+    """Return a standalone app serving :func:`create_catalog_router` (OpenAPI at /openapi.json)."""
+    app = FastAPI(title="imgctl catalog", openapi_url="/openapi.json")
+    app.include_router(create_catalog_router(store, tokens))
+    return app
