@@ -795,3 +795,62 @@ def test_a_call_cut_off_by_its_deadline_is_still_audited(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_promotions_reach_the_catalog_and_admission(
+    deployment: Deployment, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    import httpx
+
+    name = repo("admit")
+    image = push_image(deployment.dev, repository=name, tag="v3", layers=1)
+    promote_json(deployment, f"{name}:v3", "-d", "prod")
+    base = f"http://{deployment.http}"
+    listed = httpx.get(f"{base}/images", params={"environment": "prod", "digest": image.digest})
+    assert listed.status_code == 200
+    [entry] = listed.json()
+    assert entry["name"] == f"{deployment.prod.host}/release/{name}"
+    assert entry["tags"] == ["v3"]
+    assert entry["promoted_by"] == "alice@example.com"
+
+    def admit(images: list[str]) -> dict[str, Any]:
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "0a1b2c3d",
+                "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "namespace": "shop",
+                "operation": "CREATE",
+                "userInfo": {"username": "deployer"},
+                "object": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "web", "namespace": "shop"},
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {"name": f"c{i}", "image": ref} for i, ref in enumerate(images)
+                                ]
+                            }
+                        }
+                    },
+                },
+            },
+        }
+        answer = httpx.post(f"{base}/admission/prod", json=review)
+        assert answer.status_code == 200, answer.text
+        response: dict[str, Any] = answer.json()["response"]
+        assert response["uid"] == "0a1b2c3d"
+        return response
+
+    promoted = f"{deployment.prod.host}/release/{name}"
+    assert admit([f"{promoted}@{image.digest}", f"{promoted}:v3"])["allowed"] is True
+    refused = admit([f"{promoted}:v3", f"{deployment.dev.host}/{name}:v3"])
+    assert refused["allowed"] is False
+    assert f"{deployment.dev.host}/{name}:v3" in refused["status"]["message"]
+    assert f"{promoted}:v3" not in refused["status"]["message"].replace(
+        f"{deployment.dev.host}/{name}:v3", ""
+    )

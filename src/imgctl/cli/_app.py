@@ -697,11 +697,21 @@ def server_command(
     grace: Annotated[
         float, typer.Option("--grace", help="Seconds running promotions get to finish on stop.")
     ] = 60.0,
+    tokens_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokens-file",
+            envvar="IMGCTL_TOKENS_FILE",
+            help="imagelist tokens YAML: bearer tokens for catalog writes (watched).",
+        ),
+    ] = None,
 ) -> None:
     """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables)."""
     from imgctl.cli import _promote
 
-    _promote.server(bind_address, http_address, tls_cert, tls_key, client_ca, policy_file, grace)
+    _promote.server(
+        bind_address, http_address, tls_cert, tls_key, client_ca, policy_file, grace, tokens_file
+    )
 
 
 class CipOutput(StrEnum):
@@ -812,3 +822,112 @@ def cip(
             jobs=jobs,
         ),
     )
+
+
+catalog_app = typer.Typer(
+    name="catalog",
+    help="The catalog: which images were promoted where (imagelist-compatible API).",
+    no_args_is_help=True,
+)
+app.add_typer(catalog_app)
+
+CatalogUrlOpt = Annotated[
+    str,
+    typer.Option(
+        "--catalog-url",
+        envvar="IMGCTL_CATALOG_URL",
+        help="Base URL of the catalog API (the server's HTTP side).",
+    ),
+]
+CatalogTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="IMGCTL_CATALOG_TOKEN", help="Bearer token for writes (tokens file)."
+    ),
+]
+
+
+@catalog_app.command("ls")
+def catalog_ls(
+    url: CatalogUrlOpt = "http://localhost:8080",
+    name: Annotated[str | None, typer.Option("--name", help="Exact image name.")] = None,
+    environment: Annotated[str | None, typer.Option("--environment", "-e")] = None,
+    tag: Annotated[str | None, typer.Option("--tag")] = None,
+    digest: Annotated[str | None, typer.Option("--digest")] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", help="created_at, updated_at, name or id (descending).")
+    ] = "updated_at",
+    output: OutputOpt = Output.text,
+) -> None:
+    """List catalog images."""
+    from imgctl.cli import _catalog
+
+    filters = {"name": name, "environment": environment, "tag": tag, "digest": digest}
+    _catalog.ls(url, filters, sort, output is Output.json)
+
+
+@catalog_app.command("get")
+def catalog_get(
+    image_id: Annotated[str, typer.Argument(help="Image id (may contain / and @).")],
+    url: CatalogUrlOpt = "http://localhost:8080",
+    output: OutputOpt = Output.text,
+) -> None:
+    """Show one catalog image."""
+    from imgctl.cli import _catalog
+
+    _catalog.get(url, image_id, output is Output.json)
+
+
+@catalog_app.command("put")
+def catalog_put(
+    image_id: Annotated[str, typer.Argument(help="Image id.")],
+    name: Annotated[str, typer.Option("--name", help="Image name (repository).")],
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
+    environment: Annotated[str | None, typer.Option("--environment", "-e")] = None,
+    url: CatalogUrlOpt = "http://localhost:8080",
+    token: CatalogTokenOpt = None,
+) -> None:
+    """Create an image, or replace the tags of an existing one."""
+    from imgctl.cli import _catalog
+
+    _catalog.put(url, token, image_id, name, tag or [], environment)
+
+
+@catalog_app.command("rm")
+def catalog_rm(
+    image_id: Annotated[str, typer.Argument(help="Image id.")],
+    url: CatalogUrlOpt = "http://localhost:8080",
+    token: CatalogTokenOpt = None,
+) -> None:
+    """Delete an image from the catalog."""
+    from imgctl.cli import _catalog
+
+    _catalog.rm(url, token, image_id)
+
+
+@catalog_app.command("serve")
+def catalog_serve(
+    http_address: Annotated[
+        str, typer.Option("--http-address", help="HOST:PORT to listen on.")
+    ] = "127.0.0.1:8080",
+    tokens_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokens-file",
+            envvar="IMGCTL_TOKENS_FILE",
+            help="imagelist tokens YAML for writes (watched).",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="IMGCTL_DATABASE_URL",
+            help="Database (default: SQLite in the state directory).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the catalog API and the admission webhook alone (no gRPC)."""
+    from imgctl.cli import _catalog
+
+    _catalog.serve(http_address, tokens_file, database_url)

@@ -307,6 +307,7 @@ def server(
     client_ca: Path | None,
     policy_file: Path | None,
     grace: float,
+    tokens_file: Path | None = None,
 ) -> None:
     """``imgctl server``."""
     from imgctl.server.app import ServerSettings, run_server
@@ -319,6 +320,7 @@ def server(
         client_ca=client_ca,
         policy_file=policy_file,
         grace=grace,
+        tokens_file=tokens_file,
     )
     try:
         asyncio.run(run_server(settings))

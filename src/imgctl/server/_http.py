@@ -1,18 +1,32 @@
-"""The server's HTTP side: health, readiness and metrics (the catalog API comes later)."""
+"""The server's HTTP side: health, readiness, metrics, the catalog API and admission."""
 
 from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from imgctl.server.core import ServerCore
 
+if TYPE_CHECKING:
+    from imgctl.catalog.tokens import TokenFile
+
 __all__ = ["create_http_app"]
 
 
-def create_http_app(core: ServerCore) -> FastAPI:
+def create_http_app(core: ServerCore, tokens: TokenFile | None = None) -> FastAPI:
     """The FastAPI app served on --http-address."""
+    from imgctl.catalog.admission import Exemptions, create_admission_router
+    from imgctl.catalog.api import create_catalog_router
+
     app = FastAPI(title="imgctl server", docs_url=None, redoc_url=None)
+    if core.catalog is not None:
+        app.include_router(create_catalog_router(core.catalog, tokens))
+        app.include_router(
+            create_admission_router(core.catalog.promoted, Exemptions.from_environment(os.environ))
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from imgctl.errors import UsageError
 
-__all__ = ["ServerSettings", "build_core", "run_server"]
+__all__ = ["ServerSettings", "build_core", "run_server", "serve_catalog"]
 
 log = logging.getLogger("imgctl.server")
 
@@ -38,6 +38,7 @@ class ServerSettings:
     policy_file: Path | None = None
     state_dir: Path | None = None
     grace: float = 60.0
+    tokens_file: Path | None = None
 
 
 def _state_dir(environ: Mapping[str, str], settings: ServerSettings) -> Path:
@@ -63,7 +64,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
     )
     from imgctl.server.core import ServerCore
     from imgctl.server.notify import notifier_from_environment
-    from imgctl.store import AuditStore, database_url
+    from imgctl.store import AuditStore, CatalogStore, database_url
 
     oidc = VerifierSettings.from_environment(environ)
     environments = Environments.from_environment(environ)
@@ -98,7 +99,9 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         default_source=default_source,
         environ=environ,
     )
-    store = await AuditStore.open(database_url(environ, _state_dir(environ, settings)))
+    url = database_url(environ, _state_dir(environ, settings))
+    store = await AuditStore.open(url)
+    catalog = await CatalogStore.open(url)
     notifier = notifier_from_environment(environ)
     if notifier is not None:
         await notifier.start()
@@ -109,6 +112,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         notifier=notifier,
         issuer_url=oidc.issuer_url,
         audience=oidc.audience,
+        catalog=catalog,
     )
 
 
@@ -199,9 +203,10 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         from imgctl.server._http import create_http_app
 
         host, http_port = _split_address("--http-address", settings.http_address)
+        tokens = _tokens(settings.tokens_file, environ)
         http_server = uvicorn.Server(
             uvicorn.Config(
-                create_http_app(core),
+                create_http_app(core, tokens),  # type: ignore[arg-type]
                 host=host,
                 port=http_port,
                 log_level="warning",
@@ -234,6 +239,48 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     if core.notifier is not None:
         await core.notifier.aclose()
     await core.store.aclose()
+    if core.catalog is not None:
+        await core.catalog.aclose()
     await core.verifier.aclose()
     await core.promoter.aclose()
     log.info("stopped")
+
+
+def _tokens(path: Path | None, environ: Mapping[str, str]) -> object:
+    """The catalog's write tokens: --tokens-file, else IMGCTL_TOKENS_FILE, else none (open)."""
+    from imgctl.catalog.tokens import TokenFile
+
+    chosen = path
+    if chosen is None and environ.get("IMGCTL_TOKENS_FILE"):
+        chosen = Path(environ["IMGCTL_TOKENS_FILE"])
+    if chosen is None:
+        log.warning("catalog writes are not authenticated: pass --tokens-file")
+        return None
+    return TokenFile(chosen)
+
+
+async def serve_catalog(
+    http_address: str,
+    tokens_file: Path | None,
+    url: str | None,
+    environ: Mapping[str, str],
+) -> None:
+    """``imgctl catalog serve``: the catalog API and admission webhook, without gRPC."""
+    import uvicorn
+
+    from imgctl.catalog.admission import Exemptions, create_admission_router
+    from imgctl.catalog.api import create_catalog_app
+    from imgctl.store import CatalogStore, database_url
+
+    _configure_logging()
+    host, port = _split_address("--http-address", http_address)
+    state = _state_dir(environ, ServerSettings())
+    store = await CatalogStore.open(url or database_url(environ, state))
+    app = create_catalog_app(store, _tokens(tokens_file, environ))  # type: ignore[arg-type]
+    exemptions = Exemptions.from_environment(environ)
+    app.include_router(create_admission_router(store.promoted, exemptions))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    try:
+        await server.serve()
+    finally:
+        await store.aclose()

@@ -24,7 +24,7 @@ from imgctl.promotion.service import Promoter, Promotion, PromotionError, Promot
 if TYPE_CHECKING:
     from imgctl.identity.verifier import Principal, TokenVerifier
     from imgctl.server.notify import SlackNotifier
-    from imgctl.store import AuditRecord, AuditStore
+    from imgctl.store import AuditRecord, AuditStore, CatalogStore
 
 __all__ = ["Caller", "ServerCore"]
 
@@ -65,7 +65,9 @@ class ServerCore:
         notifier: SlackNotifier | None = None,
         issuer_url: str,
         audience: str,
+        catalog: CatalogStore | None = None,
     ) -> None:
+        self.catalog = catalog
         self.verifier = verifier
         self.promoter = promoter
         self.store = store
@@ -125,6 +127,9 @@ class ServerCore:
             record.promotion = promotion
             self.promoter.allowed(principal.groups, promotion)
             result = await self.promoter.run(promotion, on_progress)
+            result = replace(result, promoted_by=principal.email or principal.subject)
+            record.result = result
+            await self._record_in_catalog(promotion, result)
         except PromotionError as exc:
             await self._finish(record, error=exc)
             raise
@@ -147,12 +152,34 @@ class ServerCore:
             error = PromotionError("INTERNAL", f"internal error ({type(exc).__name__})")
             await self._finish(record, error=error)
             raise error from None
-        result = replace(result, promoted_by=principal.email or principal.subject)
-        record.result = result
         await self._finish(record)
         return result
 
     # ------------------------------------------------------------------ helpers
+
+    async def _record_in_catalog(self, promotion: Promotion, result: PromotionResult) -> None:
+        """The admission webhook's source of truth: this digest now lives in that environment."""
+        if self.catalog is None or promotion.kind != "image" or not result.digest:
+            return
+        destination = promotion.image_destination
+        assert destination is not None
+        try:
+            await self.catalog.record_promotion(
+                digest=result.digest,
+                name=f"{destination.registry}/{destination.repository}",
+                tags=[destination.tag] if destination.tag else [],
+                environment=promotion.destination.name,
+                promoted_by=result.promoted_by,
+                source=result.source_ref,
+            )
+        except ImgctlError as exc:
+            # The copy is done; without the record the cluster would refuse the image, so the
+            # caller must hear about it (a retry records it: promotions are idempotent).
+            raise PromotionError(
+                "UNAVAILABLE",
+                f"promoted, but the catalog could not record it ({exc.message})",
+                hint="retry once the server's database is back",
+            ) from None
 
     async def _authenticate(self, caller: Caller) -> Principal:
         if not caller.token:

@@ -1,0 +1,128 @@
+"""``imgctl catalog``: the catalog API from the command line, and ``catalog serve``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+from imgctl.errors import ImgctlError
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_NOT_FOUND = 5
+EXIT_UNAVAILABLE = 6
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    print(f"imgctl: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _call(
+    url: str,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> Any:
+    """One request to the catalog API; errors become one line and an exit status."""
+    import httpx
+
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        response = httpx.request(
+            method,
+            url.rstrip("/") + path,
+            params=params,
+            json=body,
+            headers=headers,
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        _exit(f"cannot reach the catalog at {url}: {exc}", EXIT_UNAVAILABLE)
+    if response.status_code == 204:
+        return None
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if response.status_code >= 400:
+        detail = document.get("error") if isinstance(document, dict) else None
+        message = str(detail or response.reason_phrase)
+        if response.status_code == 404:
+            _exit(message, EXIT_NOT_FOUND)
+        if response.status_code in (401, 403):
+            _exit(f"{message} (check --token / IMGCTL_CATALOG_TOKEN)", EXIT_FAILED)
+        if response.status_code in (400, 422):
+            _exit(message, EXIT_INVALID)
+        _exit(f"{message} ({response.status_code})", EXIT_FAILED)
+    return document
+
+
+def _print_images(images: list[dict[str, Any]], json_output: bool) -> None:
+    if json_output:
+        print(json.dumps(images, indent=2))
+        return
+    for image in images:
+        env = f" [{image['environment']}]" if image.get("environment") else ""
+        tags = ", ".join(image.get("tags") or []) or "-"
+        print(f"{image['name']}@{image['id']}{env}  {tags}  {image.get('updated_at', '')}")
+
+
+def ls(url: str, filters: dict[str, str | None], sort: str, json_output: bool) -> None:
+    """``imgctl catalog ls``."""
+    params = {k: v for k, v in filters.items() if v}
+    params["sort"] = sort
+    _print_images(_call(url, "GET", "/images", params=params), json_output)
+
+
+def get(url: str, image_id: str, json_output: bool) -> None:
+    """``imgctl catalog get``."""
+    image = _call(url, "GET", f"/images/{quote(image_id, safe='/@:')}")
+    if json_output:
+        print(json.dumps(image, indent=2))
+    else:
+        _print_images([image], json_output=False)
+
+
+def put(
+    url: str,
+    token: str | None,
+    image_id: str,
+    name: str,
+    tags: list[str],
+    environment: str | None,
+) -> None:
+    """``imgctl catalog put``."""
+    body: dict[str, Any] = {"id": image_id, "name": name, "tags": tags}
+    if environment:
+        body["environment"] = environment
+    image = _call(url, "PUT", "/images", token=token, body=body)
+    _print_images([image], json_output=False)
+
+
+def rm(url: str, token: str | None, image_id: str) -> None:
+    """``imgctl catalog rm``."""
+    _call(url, "DELETE", f"/images/{quote(image_id, safe='/@:')}", token=token)
+
+
+def serve(http_address: str, tokens_file: Path | None, database_url: str | None) -> None:
+    """``imgctl catalog serve``: the catalog API and admission, without the gRPC server."""
+    import asyncio
+    import os
+
+    from imgctl.server.app import serve_catalog
+
+    try:
+        asyncio.run(serve_catalog(http_address, tokens_file, database_url, os.environ))
+    except ImgctlError as exc:
+        _exit(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
