@@ -7,8 +7,10 @@ catalog three times) from a client process with keep-alive connections. In the s
 measures a bare FastAPI endpoint that only parses the review and answers "allowed" — the ceiling
 of the HTTP stack. Targets: p99 < 10 ms and >= 1,000 decisions/s on this 2-core machine.
 
-    python bench/catalog.py                 # 100,000 images, 3,000 reviews
-    python bench/catalog.py --images 10000 --requests 1000
+    python bench/catalog.py                 # 100,000 images
+    python bench/catalog.py --images 10000 --seconds 5
+
+Needs ``wrk`` (Debian: ``apt-get install -y wrk``).
 """
 
 from __future__ import annotations
@@ -208,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="default: SQLite in a temp dir")
     parser.add_argument("--imgctl", default=str(Path(sys.executable).parent / "imgctl"))
     args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench: error: wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
+        return 1
     work = Path(tempfile.mkdtemp(prefix="imgctl-bench-catalog-"))
     url = args.database_url or f"sqlite:///{work / 'catalog.db'}"
     processes: list[subprocess.Popen[bytes]] = []
