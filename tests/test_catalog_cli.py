@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import IMGCTL
+from .support.catalog import catalog_server
 from .support.registry import free_port
 
 DIGEST = "sha256:" + "12" * 32
@@ -20,39 +19,8 @@ DIGEST = "sha256:" + "12" * 32
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Iterator[str]:
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text("tokens:\n  - name: ci\n    token: write-me\n    is_disabled: false\n")
-    address = f"127.0.0.1:{free_port()}"
-    log = tmp_path / "catalog.log"
-    process = subprocess.Popen(
-        [
-            IMGCTL,
-            "catalog",
-            "serve",
-            "--http-address",
-            address,
-            "--tokens-file",
-            str(tokens),
-            "--database-url",
-            f"sqlite:///{tmp_path / 'c.db'}",
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://{address}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health/ping", timeout=1):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(log.read_text()) from None
-            time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    with catalog_server(IMGCTL, tmp_path) as url:
+        yield url
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -254,3 +254,47 @@ def test_manifest_based_snapshot_and_parse_only(setup: Setup, tmp_path: Path) ->
     unknown = cip("--thin-manifest-dir", str(tree), "--manifest-based-snapshot-of", "nowhere.io")
     assert unknown.returncode == 2
     assert "no manifest promotes to 'nowhere.io'" in unknown.stderr
+
+
+def test_confirmed_promotions_are_recorded_in_the_catalog(
+    setup: Setup, registries: Callable[..., Registry], tmp_path: Path
+) -> None:
+    import httpx
+
+    from .support.catalog import catalog_server
+
+    mirror = registries()
+    images = {name: {digest: ["v1", "stable"]} for name, digest in list(setup.digests.items())[:3]}
+    tree = write_thin(tmp_path / "tree", setup.source_name(), [mirror.host], images)
+    with catalog_server(IMGCTL, tmp_path) as url:
+        result = cip(
+            "--thin-manifest-dir",
+            str(tree),
+            "--confirm",
+            "--catalog-url",
+            url,
+            "--catalog-token",
+            "write-me",
+            "--catalog-environment",
+            "prod",
+        )
+        assert result.returncode == 0, result.stderr
+        assert "recorded 3 image(s) in the catalog (prod)" in result.stdout
+        listed = httpx.get(f"{url}/images", params={"environment": "prod"}).json()
+        assert {(i["name"], i["id"]) for i in listed} == {
+            (f"{mirror.host}/{name}", next(iter(dmap))) for name, dmap in images.items()
+        }
+        assert all(sorted(i["tags"]) == ["stable", "v1"] for i in listed)
+        refused = cip(
+            "--thin-manifest-dir",
+            str(tree),
+            "--confirm",
+            "--catalog-url",
+            url,
+            "--catalog-token",
+            "wrong",
+            "--catalog-environment",
+            "prod",
+        )
+        assert refused.returncode == 1
+        assert "not recorded in the catalog" in refused.stderr

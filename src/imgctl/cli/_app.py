@@ -800,6 +800,22 @@ def cip(
         float, typer.Option("--rate-limit", help="Requests per second across all registries.")
     ] = 50.0,
     burst: BurstOpt = 5,
+    catalog_url: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog-url",
+            envvar="IMGCTL_CATALOG_URL",
+            help="Record what --confirm promoted (and found present) in this catalog.",
+        ),
+    ] = None,
+    catalog_token: Annotated[
+        str | None,
+        typer.Option("--catalog-token", envvar="IMGCTL_CATALOG_TOKEN", help="Token for it."),
+    ] = None,
+    catalog_environment: Annotated[
+        str | None,
+        typer.Option("--catalog-environment", help="The environment the destinations belong to."),
+    ] = None,
 ) -> None:
     """Promote what kpromo manifests list (dry run unless --confirm), or write snapshots."""
     from imgctl.cli import _cip
@@ -820,6 +836,9 @@ def cip(
             snapshot_tag=snapshot_tag,
             output=output.value,
             jobs=jobs,
+            catalog_url=catalog_url,
+            catalog_token=catalog_token,
+            catalog_environment=catalog_environment,
         ),
     )
 

@@ -42,6 +42,9 @@ class CipOptions:
     snapshot_tag: str | None = None
     output: str = "text"
     jobs: int = 8
+    catalog_url: str | None = None
+    catalog_token: str | None = None
+    catalog_environment: str | None = None
 
 
 def _load(options: CipOptions) -> list[Manifest]:
@@ -125,8 +128,11 @@ def cip(connection: Connection, options: CipOptions) -> None:
             outcomes = await execute(client, plan, concurrency=options.jobs)
         return plan, outcomes
 
+    if options.catalog_url and not options.catalog_environment:
+        _exit("--catalog-url needs --catalog-environment (the environment promoted to)", 2)
     plan, outcomes = run(connection, work)
     failed = [o for o in outcomes if not o.ok]
+    recorded = _record(plan, outcomes, options) if options.confirm else 0
     if options.output == "json":
         document: dict[str, Any] = plan.as_dict()
         document["confirm"] = options.confirm
@@ -136,6 +142,8 @@ def cip(connection: Connection, options: CipOptions) -> None:
         print(json.dumps(document, indent=2))
     elif options.output == "text":
         _report_text(plan, outcomes, options, total)
+        if options.catalog_url and options.confirm:
+            print(f"recorded {recorded} image(s) in the catalog ({options.catalog_environment})")
     else:
         _exit(f"a plan is written as text or json, not {options.output}", EXIT_INVALID)
     if plan.refused or plan.unreadable or failed:
@@ -198,3 +206,27 @@ def _report_text(plan: Plan, outcomes: list[EdgeOutcome], options: CipOptions, t
             "run again to finish (what is done stays done)",
             file=sys.stderr,
         )
+
+
+def _record(plan: Plan, outcomes: list[EdgeOutcome], options: CipOptions) -> int:
+    """Record promoted and already-present edges in the catalog, when one is given."""
+    if not options.catalog_url or not options.catalog_environment:
+        return 0
+    from imgctl.catalog.client import record_images
+
+    images: dict[tuple[str, str], set[str]] = {}
+    done = [o.edge for o in outcomes if o.ok]
+    done += [a.edge for a in plan.actions if a.action == "present"]
+    for edge in done:
+        tags = images.setdefault((edge.destination_repository, edge.digest), set())
+        if edge.tag:
+            tags.add(edge.tag)
+    try:
+        return record_images(
+            options.catalog_url,
+            options.catalog_token,
+            options.catalog_environment,
+            {key: sorted(tags) for key, tags in images.items()},
+        )
+    except ImgctlError as exc:
+        _exit(f"promoted, but not recorded in the catalog: {exc}", EXIT_FAILED)
