@@ -279,7 +279,9 @@ async def serve_catalog(
     app = create_catalog_app(store, _tokens(tokens_file, environ))  # type: ignore[arg-type]
     exemptions = Exemptions.from_environment(environ)
     app.include_router(create_admission_router(store.promoted, exemptions))
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    # One log line per admission review would cost more than the decision itself.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
     try:
         await server.serve()
     finally:
