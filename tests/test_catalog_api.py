@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
 from imgctl.catalog.api import create_catalog_app
 from imgctl.catalog.tokens import TokenFile
 from imgctl.store import CatalogStore
 
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from .support.postgres import BACKENDS, scratch_database
+
 DIGEST = "sha256:" + "c" * 64
 GOOD, OTHER, DISABLED = "tok-good-LF8zuwb2dJMjZ", "tok-other-9xQ", "tok-disabled-77"
 
@@ -36,19 +33,10 @@ def tokens_yaml(*entries: tuple[str, str, bool]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/state/imgctl.db"
-        return
-    schema = f"imgctl_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with scratch_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,16 +12,13 @@ import json
 import stat
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from psycopg import sql
 from sqlalchemy import create_engine, inspect, text
 
 from imgctl.errors import ImgctlError, UsageError
@@ -37,9 +34,8 @@ from imgctl.store import (
 )
 from imgctl.store._schema import METADATA
 
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-BACKENDS = ["sqlite", "postgresql"]
+from .support.postgres import BACKENDS, scratch_database
+
 T0 = datetime(2024, 5, 17, 9, 30, 15, 123456, tzinfo=UTC)
 
 
@@ -50,17 +46,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path}/state/imgctl.db"
-        return
-    schema = f"imgctl_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with scratch_database(backend, tmp_path) as url:
+        yield url
 
 
 def inspect_db(url: str) -> tuple[set[str], set[str], list[str]]:
