@@ -321,3 +321,45 @@ async def test_ping_raises_when_database_goes_away(tmp_path: Path) -> None:
         await unreachable.aclose()
     with pytest.raises(StoreError):
         await CatalogStore.open("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
+
+
+async def test_a_delete_by_another_replica_reaches_cached_answers_within_two_ttls(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    url = f"sqlite:///{tmp_path}/state/imgctl.db"
+    here, other = await CatalogStore.open(url), await CatalogStore.open(url)
+    try:
+        here.POSITIVE_TTL = 0.2
+        await here.record_promotion(
+            digest=DIGEST_A,
+            name="reg.io/app",
+            tags=["v1"],
+            environment="prod",
+            promoted_by=None,
+            source=None,
+        )
+        assert await here.promoted("prod", "reg.io/app", DIGEST_A) is True
+        assert await other.delete(DIGEST_A) == 1  # another replica withdraws it
+        assert await here.promoted("prod", "reg.io/app", DIGEST_A) is True  # still cached
+        await asyncio.sleep(0.25)
+        # Stale: answered from the cache once more while the database is asked again.
+        assert await here.promoted("prod", "reg.io/app", DIGEST_A) is True
+        deadline = asyncio.get_running_loop().time() + 2
+        while await here.promoted("prod", "reg.io/app", DIGEST_A):
+            assert asyncio.get_running_loop().time() < deadline, "the withdrawal never arrived"
+            await asyncio.sleep(0.05)
+        # A "no" is never cached: promoting again is seen at once.
+        await other.record_promotion(
+            digest=DIGEST_A,
+            name="reg.io/app",
+            tags=["v1"],
+            environment="prod",
+            promoted_by=None,
+            source=None,
+        )
+        assert await here.promoted("prod", "reg.io/app", DIGEST_A) is True
+    finally:
+        await here.aclose()
+        await other.aclose()

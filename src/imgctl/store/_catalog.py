@@ -6,6 +6,7 @@ opening either store migrates the whole schema to the same Alembic head.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import time
@@ -71,14 +72,30 @@ class CatalogStore(_SyncStore):
 
     _LABEL = "catalog"
     # Admission asks the same few questions over and over (every Pod of a Deployment, every
-    # restart). A "yes" is kept this long; a "no" is never kept, so a new promotion is admitted
-    # at once. Writes through this store forget everything; a write by another replica (a
-    # DELETE) reaches this one's answers within this time.
+    # restart). A "yes" is fresh for POSITIVE_TTL; for one more POSITIVE_TTL it is still given
+    # while the database is asked again in the background (so no review waits on a refresh).
+    # A "no" is never kept, so a new promotion is admitted at once. Writes through this store
+    # forget everything; a write by another replica (a DELETE) reaches this one's answers
+    # within 2 x POSITIVE_TTL.
     POSITIVE_TTL = 2.0
     _positive: dict[tuple[str, str, str | None, str | None], float] | None = None
+    _refreshing: set[asyncio.Task[None]] | None = None
 
     def _forget(self) -> None:
         self._positive = None
+
+    async def _refresh(self, key: tuple[str, str, str | None, str | None]) -> None:
+        try:
+            answer: bool = await self._submit(self._promoted, *key)
+        except Exception:  # a failed refresh only means the next call asks the database again
+            answer = False
+        cache = self._positive
+        if cache is None:
+            return
+        if answer:
+            cache[key] = time.monotonic() + self.POSITIVE_TTL
+        else:
+            cache.pop(key, None)
 
     async def list(
         self,
@@ -146,7 +163,17 @@ class CatalogStore(_SyncStore):
         key = (environment, name, digest, tag)
         now = time.monotonic()
         cache = self._positive
-        if cache is not None and cache.get(key, 0.0) > now:
+        expires = cache.get(key, 0.0) if cache is not None else 0.0
+        if expires > now:
+            return True
+        if expires + self.POSITIVE_TTL > now and cache is not None:
+            # Stale but recent: answer now, check again in the background (once per key).
+            cache[key] = now + self.POSITIVE_TTL  # no second refresh while this one runs
+            if self._refreshing is None:
+                self._refreshing = set()
+            task = asyncio.ensure_future(self._refresh(key))
+            self._refreshing.add(task)
+            task.add_done_callback(self._refreshing.discard)
             return True
         answer: bool = await self._submit(self._promoted, environment, name, digest, tag)
         if answer:
