@@ -363,3 +363,27 @@ async def test_a_delete_by_another_replica_reaches_cached_answers_within_two_ttl
     finally:
         await here.aclose()
         await other.aclose()
+
+
+async def test_batched_refresh_agrees_with_single_lookups(store: CatalogStore) -> None:
+    for n, digest in enumerate((DIGEST_A, DIGEST_B)):
+        await store.record_promotion(
+            digest=digest,
+            name=f"reg.io/app{n}",
+            tags=[f"v{n}", "stable"],
+            environment="prod",
+            promoted_by=None,
+            source=None,
+        )
+    keys = [
+        (env, f"reg.io/app{n}", digest, tag)
+        for env in ("prod", "dev")
+        for n in (0, 1, 2)
+        for digest in (DIGEST_A, DIGEST_B, None)
+        for tag in ("v0", "v1", "stable", "nope", None)
+        if digest is not None or tag is not None
+    ]
+    many = await store._submit(store._promoted_many, keys)
+    singles = [await store._submit(store._promoted, *key) for key in keys]
+    assert [many[key] for key in keys] == singles
+    assert sum(singles) > 4  # the comparison covers both answers

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, Select, or_, select, text
+from sqlalchemy import Connection, Row, Select, and_, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -23,6 +23,8 @@ from ._schema import CATALOG_IMAGES
 from ._store import _clean, _SyncStore
 
 __all__ = ["SORT_KEYS", "CatalogImage", "CatalogStore"]
+
+_Key = tuple[str, str, str | None, str | None]  # (environment, name, digest, tag)
 
 SORT_KEYS: Final = ("created_at", "updated_at", "name", "id")
 
@@ -78,24 +80,32 @@ class CatalogStore(_SyncStore):
     # forget everything; a write by another replica (a DELETE) reaches this one's answers
     # within 2 x POSITIVE_TTL.
     POSITIVE_TTL = 2.0
-    _positive: dict[tuple[str, str, str | None, str | None], float] | None = None
-    _refreshing: set[asyncio.Task[None]] | None = None
+    _positive: dict[_Key, float] | None = None
+    _stale: set[_Key] | None = None
+    _refresher: asyncio.Task[None] | None = None
 
     def _forget(self) -> None:
         self._positive = None
 
-    async def _refresh(self, key: tuple[str, str, str | None, str | None]) -> None:
-        try:
-            answer: bool = await self._submit(self._promoted, *key)
-        except Exception:  # a failed refresh only means the next call asks the database again
-            answer = False
-        cache = self._positive
-        if cache is None:
-            return
-        if answer:
-            cache[key] = time.monotonic() + self.POSITIVE_TTL
-        else:
-            cache.pop(key, None)
+    async def _refresh_stale(self) -> None:
+        """Re-check every stale answer, many per query, until none is waiting."""
+        await asyncio.sleep(0.02)  # let the answers that went stale together gather
+        while self._stale:
+            keys = list(self._stale)
+            self._stale.clear()
+            try:
+                answers = await self._submit(self._promoted_many, keys)
+            except Exception:  # a failed refresh only means the next calls ask the database
+                answers = dict.fromkeys(keys, False)
+            cache = self._positive
+            if cache is None:
+                continue
+            expires = time.monotonic() + self.POSITIVE_TTL
+            for key, yes in answers.items():
+                if yes:
+                    cache[key] = expires
+                else:
+                    cache.pop(key, None)
 
     async def list(
         self,
@@ -167,13 +177,14 @@ class CatalogStore(_SyncStore):
         if expires > now:
             return True
         if expires + self.POSITIVE_TTL > now and cache is not None:
-            # Stale but recent: answer now, check again in the background (once per key).
+            # Stale but recent: answer now, and have the refresher check it again with the
+            # others that went stale (one query for many, off the request's path).
             cache[key] = now + self.POSITIVE_TTL  # no second refresh while this one runs
-            if self._refreshing is None:
-                self._refreshing = set()
-            task = asyncio.ensure_future(self._refresh(key))
-            self._refreshing.add(task)
-            task.add_done_callback(self._refreshing.discard)
+            if self._stale is None:
+                self._stale = set()
+            self._stale.add(key)
+            if self._refresher is None or self._refresher.done():
+                self._refresher = asyncio.ensure_future(self._refresh_stale())
             return True
         answer: bool = await self._submit(self._promoted, environment, name, digest, tag)
         if answer:
@@ -307,6 +318,33 @@ class CatalogStore(_SyncStore):
                     if tag in json.loads(tags):
                         return True
         return False
+
+    def _promoted_many(self, keys: builtins.list[_Key]) -> dict[_Key, bool]:
+        """The answers for many keys with one query per 200 (environment, name) pairs."""
+        pairs = sorted({(_clean(e), _clean(n)) for e, n, _, _ in keys})
+        found: dict[tuple[str, str], builtins.list[tuple[str, builtins.list[str]]]] = {}
+        with self._engine.connect() as connection:
+            for start in range(0, len(pairs), 200):
+                chunk = pairs[start : start + 200]
+                query = select(
+                    _TABLE.c.environment, _TABLE.c.name, _TABLE.c.id, _TABLE.c.tags
+                ).where(
+                    or_(*(and_(_TABLE.c.environment == e, _TABLE.c.name == n) for e, n in chunk))
+                )
+                for row in connection.execute(query):
+                    found.setdefault((row.environment, row.name), []).append(
+                        (row.id, json.loads(row.tags))
+                    )
+        answers: dict[_Key, bool] = {}
+        for key in keys:
+            environment, name, digest, tag = key
+            entries = found.get((_clean(environment), _clean(name)), [])
+            answers[key] = any(
+                (digest is not None and image_id == _clean(digest))
+                or (tag is not None and _clean(tag) in tags)
+                for image_id, tags in entries
+            )
+        return answers
 
     def _ping(self) -> None:
         with self._engine.connect() as connection:
