@@ -121,6 +121,12 @@ def serve(http_address: str, tokens_file: Path | None, database_url: str | None)
     from imgctl.server.app import serve_catalog
 
     try:
+        import uvloop  # uvicorn[standard]: the faster event loop, as `uvicorn.run` would pick
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
+        pass
+    try:
         asyncio.run(serve_catalog(http_address, tokens_file, database_url, os.environ))
     except ImgctlError as exc:
         _exit(str(exc), EXIT_FAILED)

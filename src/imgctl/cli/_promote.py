@@ -323,6 +323,12 @@ def server(
         tokens_file=tokens_file,
     )
     try:
+        import uvloop  # uvicorn[standard]: the faster event loop for gRPC and HTTP alike
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
+        pass
+    try:
         asyncio.run(run_server(settings))
     except ImgctlError as exc:
         _exit(str(exc), EXIT_FAILED)

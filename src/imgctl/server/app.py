@@ -217,6 +217,7 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         http_server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         http_task = asyncio.ensure_future(http_server.serve())
 
+    _freeze_heap()
     log.info(
         "imgctl server on %s (gRPC, port %d)%s; environments: %s",
         settings.bind_address,
@@ -282,7 +283,24 @@ async def serve_catalog(
     # One log line per admission review would cost more than the decision itself.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
+    _freeze_heap()
     try:
         await server.serve()
     finally:
         await store.aclose()
+
+
+def _freeze_heap() -> None:
+    """Keep the start-up heap (SQLAlchemy, Alembic, FastAPI...) out of garbage collections.
+
+    Full collections walking it paused every request for tens of milliseconds (the admission
+    webhook's p99); everything allocated after start-up is still collected.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    # Requests allocate many short-lived objects; collecting the young generation less often
+    # (default 700 allocations) keeps the collector's pauses out of most requests. Measured
+    # with bench/catalog.py: p99 70 ms -> 20 ms with the freeze, -> 9-10 ms with this.
+    gc.set_threshold(100_000, 50, 100)
