@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote
 
+from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, fail
 from imgctl.errors import ImgctlError
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_NOT_FOUND = 5
-EXIT_UNAVAILABLE = 6
-
-
-def _exit(message: str, code: int) -> NoReturn:
-    print(f"imgctl: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
 
 
 def _call(
@@ -46,7 +36,7 @@ def _call(
             timeout=30,
         )
     except httpx.HTTPError as exc:
-        _exit(f"cannot reach the catalog at {url}: {exc}", EXIT_UNAVAILABLE)
+        fail(f"cannot reach the catalog at {url}: {exc}", EXIT_UNAVAILABLE)
     if response.status_code == 204:
         return None
     try:
@@ -57,12 +47,12 @@ def _call(
         detail = document.get("error") if isinstance(document, dict) else None
         message = str(detail or response.reason_phrase)
         if response.status_code == 404:
-            _exit(message, EXIT_NOT_FOUND)
+            fail(message, EXIT_NOT_FOUND)
         if response.status_code in (401, 403):
-            _exit(f"{message} (check --token / IMGCTL_CATALOG_TOKEN)", EXIT_FAILED)
+            fail(f"{message} (check --token / IMGCTL_CATALOG_TOKEN)", EXIT_FAILED)
         if response.status_code in (400, 422):
-            _exit(message, EXIT_INVALID)
-        _exit(f"{message} ({response.status_code})", EXIT_FAILED)
+            fail(message, EXIT_INVALID)
+        fail(f"{message} ({response.status_code})", EXIT_FAILED)
     return document
 
 
@@ -129,6 +119,6 @@ def serve(http_address: str, tokens_file: Path | None, database_url: str | None)
     try:
         asyncio.run(serve_catalog(http_address, tokens_file, database_url, os.environ))
     except ImgctlError as exc:
-        _exit(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         raise SystemExit(130) from None

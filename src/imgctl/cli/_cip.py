@@ -6,23 +6,15 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from imgctl.cli._registry import Connection, run
+from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, Connection, fail, run
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
     from imgctl.promotion.manifests import Edge, Manifest
     from imgctl.promotion.plan import EdgeOutcome, Plan
     from imgctl.registry import RegistryClient
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-
-
-def _exit(message: str, code: int) -> NoReturn:
-    print(f"imgctl: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
 
 
 @dataclass(frozen=True)
@@ -51,22 +43,22 @@ def _load(options: CipOptions) -> list[Manifest]:
     from imgctl.promotion.manifests import load_manifest, load_thin_manifests
 
     if options.manifest and options.thin_manifest_dir:
-        _exit("give --manifest or --thin-manifest-dir, not both", EXIT_INVALID)
+        fail("give --manifest or --thin-manifest-dir, not both", EXIT_INVALID)
     try:
         if options.manifest:
             return [load_manifest(options.manifest)]
         if options.thin_manifest_dir:
             return load_thin_manifests(options.thin_manifest_dir)
     except ImgctlError as exc:
-        _exit(str(exc), EXIT_INVALID)
-    _exit("give --manifest FILE or --thin-manifest-dir DIR", EXIT_INVALID)
+        fail(str(exc), EXIT_INVALID)
+    fail("give --manifest FILE or --thin-manifest-dir DIR", EXIT_INVALID)
 
 
 def _print_snapshot(inventory: dict[str, dict[str, list[str]]], output: str) -> None:
     from imgctl.promotion.manifests import snapshot_csv, snapshot_yaml
 
     if output not in ("yaml", "csv", "text"):
-        _exit(f"snapshots are written as yaml or csv, not {output}", EXIT_INVALID)
+        fail(f"snapshots are written as yaml or csv, not {output}", EXIT_INVALID)
     sys.stdout.write(snapshot_csv(inventory) if output == "csv" else snapshot_yaml(inventory))
 
 
@@ -74,7 +66,7 @@ def cip(connection: Connection, options: CipOptions) -> None:
     """Parse, plan, and with --confirm promote; or write a snapshot."""
     if options.snapshot:
         if options.manifest or options.thin_manifest_dir or options.manifest_based_snapshot_of:
-            _exit("--snapshot reads a registry; it takes no manifests", EXIT_INVALID)
+            fail("--snapshot reads a registry; it takes no manifests", EXIT_INVALID)
         from imgctl.promotion.snapshot import registry_snapshot
 
         target = options.snapshot
@@ -94,7 +86,7 @@ def cip(connection: Connection, options: CipOptions) -> None:
         try:
             inventory = manifest_snapshot(manifests, options.manifest_based_snapshot_of)
         except ImgctlError as exc:
-            _exit(str(exc), EXIT_INVALID)
+            fail(str(exc), EXIT_INVALID)
         _print_snapshot(inventory, options.output)
         return
 
@@ -104,12 +96,12 @@ def cip(connection: Connection, options: CipOptions) -> None:
     try:
         edges = edges_of(manifests)
     except ImgctlError as exc:
-        _exit(str(exc), EXIT_INVALID)
+        fail(str(exc), EXIT_INVALID)
     total = len(edges)
     if options.shard_index is not None or options.shard_count > 1:
         index = options.shard_index or 0
         if not 0 <= index < options.shard_count:
-            _exit(
+            fail(
                 f"--shard-index {index} is outside 0..{options.shard_count - 1} "
                 "(check --shard-count and JOB_COMPLETION_INDEX)",
                 EXIT_INVALID,
@@ -129,7 +121,9 @@ def cip(connection: Connection, options: CipOptions) -> None:
         return plan, outcomes
 
     if options.catalog_url and not options.catalog_environment:
-        _exit("--catalog-url needs --catalog-environment (the environment promoted to)", 2)
+        fail(
+            "--catalog-url needs --catalog-environment (the environment promoted to)", EXIT_INVALID
+        )
     plan, outcomes = run(connection, work)
     failed = [o for o in outcomes if not o.ok]
     recorded = _record(plan, outcomes, options) if options.confirm else 0
@@ -145,7 +139,7 @@ def cip(connection: Connection, options: CipOptions) -> None:
         if options.catalog_url and options.confirm:
             print(f"recorded {recorded} image(s) in the catalog ({options.catalog_environment})")
     else:
-        _exit(f"a plan is written as text or json, not {options.output}", EXIT_INVALID)
+        fail(f"a plan is written as text or json, not {options.output}", EXIT_INVALID)
     if plan.refused or plan.unreadable or failed:
         raise SystemExit(EXIT_FAILED)
 
@@ -229,4 +223,4 @@ def _record(plan: Plan, outcomes: list[EdgeOutcome], options: CipOptions) -> int
             {key: sorted(tags) for key, tags in images.items()},
         )
     except ImgctlError as exc:
-        _exit(f"promoted, but not recorded in the catalog: {exc}", EXIT_FAILED)
+        fail(f"promoted, but not recorded in the catalog: {exc}", EXIT_FAILED)

@@ -17,19 +17,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from imgctl.cli._identity import Login, _ask_passphrase
+from imgctl.cli._registry import (
+    EXIT_DENIED,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_NOT_FOUND,
+    EXIT_UNAUTHENTICATED,
+    EXIT_UNAVAILABLE,
+    fail,
+)
 from imgctl.cli._settings import resolve, user_config
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
     import grpc
 
-# Exit codes (README: "Exit codes").
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_UNAUTHENTICATED = 3
-EXIT_DENIED = 4
-EXIT_NOT_FOUND = 5
-EXIT_UNAVAILABLE = 6
 _EXIT_FOR_STATUS = {
     "INVALID_ARGUMENT": EXIT_INVALID,
     "UNAUTHENTICATED": EXIT_UNAUTHENTICATED,
@@ -38,11 +40,6 @@ _EXIT_FOR_STATUS = {
     "UNAVAILABLE": EXIT_UNAVAILABLE,
     "DEADLINE_EXCEEDED": EXIT_UNAVAILABLE,
 }
-
-
-def _exit(message: str, code: int) -> NoReturn:
-    print(f"imgctl: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
 
 
 @dataclass(frozen=True)
@@ -68,9 +65,9 @@ def _channel(flags: ClientFlags) -> tuple[grpc.aio.Channel, str]:
     cert_path = resolve(flags.client_cert, "client_cert")
     key_path = resolve(flags.client_key, "client_key")
     if (cert_path or key_path) and not tls:
-        _exit("--client-cert/--client-key need --tls", EXIT_INVALID)
+        fail("--client-cert/--client-key need --tls", EXIT_INVALID)
     if bool(cert_path) != bool(key_path):
-        _exit("--client-cert and --client-key must be given together", EXIT_INVALID)
+        fail("--client-cert and --client-key must be given together", EXIT_INVALID)
     if tls:
         ca_path = resolve(flags.ca_cert, "ca_cert")
         root = _read_bytes(Path(ca_path).expanduser()) if ca_path else None
@@ -85,18 +82,18 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        _exit(f"cannot read {path}: {exc.strerror}", EXIT_INVALID)
+        fail(f"cannot read {path}: {exc.strerror}", EXIT_INVALID)
 
 
-def _status_exit(error: grpc.aio.AioRpcError, server: str) -> NoReturn:
+def _statusfail(error: grpc.aio.AioRpcError, server: str) -> NoReturn:
     name = error.code().name
     details = error.details() or name
     if name == "UNAVAILABLE":
-        _exit(
+        fail(
             f"cannot reach the imgctl server at {server}: {details}",
             EXIT_UNAVAILABLE,
         )
-    _exit(f"{details} ({name})", _EXIT_FOR_STATUS.get(name, EXIT_FAILED))
+    fail(f"{details} ({name})", _EXIT_FOR_STATUS.get(name, EXIT_FAILED))
 
 
 async def _token(login: Login, info: Any) -> str:
@@ -113,7 +110,7 @@ async def _token(login: Login, info: Any) -> str:
 
     dex_url = resolve(login.dex_url, "dex_url") or info.issuer_url
     if not dex_url:
-        _exit("the server names no issuer; pass --dex-url", EXIT_INVALID)
+        fail("the server names no issuer; pass --dex-url", EXIT_INVALID)
     settings = LoginSettings(
         dex_url=dex_url,
         username=login.username or default_username(os.environ),
@@ -130,7 +127,7 @@ async def _token(login: Login, info: Any) -> str:
             settings, environ=os.environ, home=Path.home(), passphrase=_ask_passphrase, cache=cache
         )
     except ImgctlError as exc:
-        _exit(str(exc), EXIT_UNAUTHENTICATED)
+        fail(str(exc), EXIT_UNAUTHENTICATED)
     return issued.token
 
 
@@ -157,7 +154,7 @@ async def _server_info(stub: Any, server: str) -> Any:
     try:
         return await stub.ServerInfo(pb.ServerInfoRequest(), timeout=30)
     except grpc.aio.AioRpcError as error:
-        _status_exit(error, server)
+        _statusfail(error, server)
 
 
 def promote(
@@ -169,15 +166,15 @@ def promote(
 ) -> None:
     """``imgctl promote``."""
     if not ref:
-        _exit("promote needs REF (or --ref)", EXIT_INVALID)
+        fail("promote needs REF (or --ref)", EXIT_INVALID)
     try:
         source = resolve(source, "source", "")
         destination = resolve(destination, "destination", "")
         user_config()  # a bad config file is one clear error before anything else happens
     except ImgctlError as exc:
-        _exit(str(exc), EXIT_INVALID)
+        fail(str(exc), EXIT_INVALID)
     if not destination:
-        _exit(
+        fail(
             "no destination: pass --destination (or set IMGCTL_DEFAULT_DESTINATION)",
             EXIT_INVALID,
         )
@@ -198,9 +195,9 @@ def promote(
                         elif event.HasField("result"):
                             result = event.result
                 except grpc.aio.AioRpcError as error:
-                    _status_exit(error, server)
+                    _statusfail(error, server)
             if result is None:
-                _exit("the server closed the stream without a result", EXIT_FAILED)
+                fail("the server closed the stream without a result", EXIT_FAILED)
             return result
 
     result = _run(run)
@@ -234,7 +231,7 @@ def auth_check(login: Login, flags: ClientFlags) -> None:
     try:
         user_config()
     except ImgctlError as exc:
-        _exit(str(exc), EXIT_INVALID)
+        fail(str(exc), EXIT_INVALID)
 
     async def run() -> Any:
         import grpc
@@ -245,7 +242,7 @@ def auth_check(login: Login, flags: ClientFlags) -> None:
             try:
                 return await stub.AuthCheck(pb.AuthCheckRequest(), metadata=metadata)
             except grpc.aio.AioRpcError as error:
-                _status_exit(error, server)
+                _statusfail(error, server)
 
     answer = _run(run)
     if flags.json_output:
@@ -264,7 +261,7 @@ def _run(work: Any) -> Any:
     try:
         return asyncio.run(work())
     except ImgctlError as exc:
-        _exit(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         print("imgctl: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
@@ -331,6 +328,6 @@ def server(
     try:
         asyncio.run(run_server(settings))
     except ImgctlError as exc:
-        _exit(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         raise SystemExit(130) from None

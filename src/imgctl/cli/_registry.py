@@ -107,10 +107,19 @@ def warn(message: str) -> None:
     print(f"imgctl: warning: {message}", file=sys.stderr)
 
 
-def fail(message: str) -> NoReturn:
-    """Print one error line and exit 1."""
+# Exit statuses of every command (README: "Exit codes").
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_UNAUTHENTICATED = 3
+EXIT_DENIED = 4
+EXIT_NOT_FOUND = 5
+EXIT_UNAVAILABLE = 6
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print one error line and exit with ``code``."""
     print(f"imgctl: error: {message}", file=sys.stderr)
-    raise SystemExit(1)
+    raise SystemExit(code)
 
 
 def run(connection: Connection, work: Callable[[RegistryClient], Awaitable[_T]]) -> _T:

@@ -12,13 +12,31 @@ from imgctl.errors import UsageError
 CLIENT_KEYS = frozenset(BUILD_KEYS) | {"ca_cert", "client_cert", "client_key"}
 
 
+# One command resolves a dozen settings; the file is read and checked once per version of it.
+_CACHE: dict[tuple[Path, int, int], dict[str, Any]] = {}
+
+
 def user_config() -> dict[str, Any]:
     """The ``[client]`` table of ``~/.config/imgctl/config.toml`` (empty when absent)."""
     import os
 
-    from imgctl.registry.config import default_config_path, load_config_document
+    from imgctl.registry.config import default_config_path
 
     path = default_config_path(os.environ, Path.home())
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = _read_client_table(path)
+    return _CACHE[key]
+
+
+def _read_client_table(path: Path) -> dict[str, Any]:
+    from imgctl.registry.config import load_config_document
+
     document = load_config_document(path)
     client = document.get("client", {})
     if not isinstance(client, dict):
