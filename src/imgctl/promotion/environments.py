@@ -17,10 +17,9 @@ listed is open to every allowed caller.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from imgctl.errors import ImgctlError, UsageError
 
@@ -100,8 +99,8 @@ class Environments:
         """Every environment name, sorted."""
         return sorted(self._by_name)
 
-    def __iter__(self) -> Any:
-        return iter(self._by_name[name] for name in self.names())
+    def __iter__(self) -> Iterator[Environment]:
+        return iter([self._by_name[name] for name in self.names()])
 
     def __len__(self) -> int:
         return len(self._by_name)
