@@ -70,6 +70,30 @@ async def test_copy_multi_arch_preserves_every_digest(
         assert registry2.blob_path(digest).read_bytes() == registry.blob_path(digest).read_bytes()
 
 
+async def test_destination_with_tag_and_digest_gets_the_tag_pinned_to_that_digest(
+    client: RegistryClient,
+    registry: Registry,
+    registry2: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+) -> None:
+    image = push_image(registry, layers=1, layer_size=1000, tag="v7")
+    name = repo("pinned")
+    source = f"{image.ref}@{image.digest}"
+    destination = f"{registry2.host}/{name}:v7@{image.digest}"
+    result = await copy_image(client, ref(source), ref(destination))
+    assert result.status == "copied"
+    assert registry2.has_tag(name, "v7")
+    assert digest_of(f"{registry2.host}/{name}:v7") == image.digest
+    again = await copy_image(client, ref(source), ref(destination))
+    assert again.status == "unchanged"
+    # A digest that is not the source's is refused before anything is written.
+    other = "sha256:" + "0" * 64
+    with pytest.raises(UsageError, match="pins digest"):
+        await copy_image(client, ref(source), ref(f"{registry2.host}/{name}:v8@{other}"))
+    assert not registry2.has_tag(name, "v8")
+
+
 async def test_copy_single_manifest_by_digest_and_default_tag(
     client: RegistryClient,
     registry: Registry,

@@ -187,14 +187,16 @@ class _Engine:
                 f"is {fetched.digest}",
                 hint="drop the digest from the destination or copy the matching source",
             )
-        existing = await self.client.head_manifest(destination)
+        # REPO:TAG@DIGEST (checked above) means: write the tag, pointing at exactly that digest.
+        target = destination.with_tag(destination.tag) if destination.tag else destination
+        existing = await self.client.head_manifest(target)
         if existing is not None and existing.digest == fetched.digest:
             result.status = "unchanged"
             return
         self.client.want_push(destination.registry, destination.repository)
         await self._copy_children(source, destination, fetched, result)
         # The tag goes last: everything it points at is already in place.
-        await self.client.put_manifest(destination, fetched.data, fetched.media_type)
+        await self.client.put_manifest(target, fetched.data, fetched.media_type)
         result.manifests_pushed += 1
         result.status = "copied"
 
