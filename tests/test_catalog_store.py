@@ -62,7 +62,7 @@ async def test_both_stores_migrate_to_the_same_head(db_url: str) -> None:
             versions = list(
                 connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
             )
-            assert versions == ["0002"]
+            assert versions == ["0003"]
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, METADATA) == []
     finally:

@@ -126,14 +126,14 @@ async def test_open_creates_schema_from_empty(db_url: str, backend: str, tmp_pat
         await store.aclose()
 
     tables, indexes, versions = inspect_db(db_url)
-    assert tables == {"alembic_version", "audit_events", "catalog_images"}
+    assert tables == {"alembic_version", "audit_events", "catalog_images", "scan_watches"}
     assert {
         "ix_audit_events_time",
         "ix_audit_events_request_id",
         "ix_audit_events_subject",
         "ix_audit_events_result",
     } <= indexes
-    assert versions == ["0002"]
+    assert versions == ["0003"]
     if backend == "sqlite":
         state = tmp_path / "state"
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
@@ -153,7 +153,7 @@ async def test_second_open_is_a_no_op_and_keeps_rows(db_url: str) -> None:
         assert await store.count() == 1
         assert await store.recent() == [full_record()]
     _, _, versions = inspect_db(db_url)
-    assert versions == ["0002"]
+    assert versions == ["0003"]
 
 
 async def test_models_match_migrations(db_url: str) -> None:
@@ -178,7 +178,7 @@ async def test_replicas_opening_together_in_one_process(db_url: str) -> None:
         for store in stores:
             await store.aclose()
     _, _, versions = inspect_db(db_url)
-    assert versions == ["0002"]
+    assert versions == ["0003"]
 
 
 async def test_schema_newer_than_this_imgctl_is_a_clear_error(db_url: str) -> None:
@@ -237,7 +237,7 @@ async def test_replica_processes_starting_together_migrate_once(db_url: str) -> 
         assert await store.count() == 6
         assert await store.count(request_id="replica-5") == 1
     _, _, versions = inspect_db(db_url)
-    assert versions == ["0002"]
+    assert versions == ["0003"]
 
 
 # --- records ------------------------------------------------------------------------------

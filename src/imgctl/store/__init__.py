@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._catalog import SORT_KEYS, CatalogImage, CatalogStore
 from ._errors import StoreError
 from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
+from ._scan import ScanStore, WatchState
 from ._store import MAX_INDEXED_CHARS, MAX_RECENT, AuditStore
 from ._url import DATABASE_FILENAME, DATABASE_URL_ENV, database_url, redact_url
 
@@ -26,7 +27,9 @@ __all__ = [
     "AuditStore",
     "CatalogImage",
     "CatalogStore",
+    "ScanStore",
     "StoreError",
+    "WatchState",
     "database_url",
     "redact_url",
 ]

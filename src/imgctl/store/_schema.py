@@ -23,7 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-__all__ = ["AUDIT_EVENTS", "CATALOG_IMAGES", "METADATA", "UTCDateTime"]
+__all__ = ["AUDIT_EVENTS", "CATALOG_IMAGES", "METADATA", "SCAN_WATCHES", "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -108,4 +108,28 @@ CATALOG_IMAGES: Final = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_catalog_images_name", "name"),
     Index("ix_catalog_images_updated_at", "updated_at"),
+)
+
+# Repository watches (imgctl scan): the last scan's tag set and status, one row per watch name.
+# next_scan_at is also the lease that keeps server replicas from scanning the same watch twice.
+SCAN_WATCHES: Final = Table(
+    "scan_watches",
+    METADATA,
+    Column("name", Text, primary_key=True),
+    Column("image", Text, nullable=False),
+    Column("tags", Text, nullable=False),  # JSON list, sorted
+    Column("revision", Text, nullable=False),  # sha256 of the tag set, "" before the first scan
+    Column("scan_time", UTCDateTime),
+    Column("ready", String(16), nullable=False),  # True / False / Unknown
+    Column("reason", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("transition_time", UTCDateTime, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("latest_tag", Text),
+    Column("latest_digest", Text),
+    Column("promoted_tag", Text),
+    Column("promoted_digest", Text),
+    Column("next_scan_at", UTCDateTime, nullable=False),
+    Column("owner", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
