@@ -1,0 +1,1 @@
+"""Repository watches and tag policies (Flux semantics)."""
