@@ -50,7 +50,7 @@ registries:
 def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both YAML parsers imgctl may use: libyaml when PyYAML has it, pure Python otherwise."""
     if request.param == "python":
-        monkeypatch.setattr(manifests_module, "_LOADER", manifests_module._StrictLoader)
+        monkeypatch.setattr(manifests_module, "STRICT_YAML_LOADER", manifests_module._StrictLoader)
     return str(request.param)
 
 

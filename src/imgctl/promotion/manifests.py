@@ -30,6 +30,7 @@ from imgctl.oci.reference import NAME_TOTAL_LENGTH_MAX, Reference, canonical_reg
 __all__ = [
     "IMAGES_FILE",
     "MANIFEST_FILE",
+    "STRICT_YAML_LOADER",
     "Edge",
     "ImageEntry",
     "Manifest",
@@ -172,7 +173,7 @@ class _StrictLoader(_RefuseDuplicateKeys, yaml.SafeLoader):
     """A SafeLoader that refuses duplicate mapping keys, at every level."""
 
 
-_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = _StrictLoader
+STRICT_YAML_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = _StrictLoader
 if yaml.__with_libyaml__:
 
     class _FastStrictLoader(_RefuseDuplicateKeys, yaml.CSafeLoader):
@@ -182,7 +183,7 @@ if yaml.__with_libyaml__:
             yaml.CSafeLoader.__init__(self, stream)
             yaml.composer.Composer.__init__(self)
 
-    _LOADER = _FastStrictLoader
+    STRICT_YAML_LOADER = _FastStrictLoader
 
 
 def _read(path: Path) -> str:
@@ -210,7 +211,7 @@ class _Document:
 
     def compose(self, text: str) -> yaml.Node | None:
         try:
-            return yaml.compose(text, Loader=_LOADER)
+            return yaml.compose(text, Loader=STRICT_YAML_LOADER)
         except _DuplicateKeyError as exc:
             raise self._marked(exc, str(exc.problem)) from None
         except yaml.MarkedYAMLError as exc:
