@@ -219,6 +219,13 @@ class DockerConfigKeychain(SourceKeychain):
         """A keychain over this process's environment and home directory."""
         return cls(os.environ, Path.home())
 
+    @classmethod
+    def for_file(cls, path: Path, environ: Mapping[str, str] | None = None) -> DockerConfigKeychain:
+        """A keychain over one config file only (a watch's ``credentials.dockerConfig``)."""
+        keychain = cls(environ if environ is not None else os.environ, path.parent)
+        keychain._candidates = (_Candidate(path, str(path), None),)
+        return keychain
+
     def __repr__(self) -> str:
         files = ", ".join(c.display for c in self._candidates)
         return f"DockerConfigKeychain({files})"

@@ -1,0 +1,532 @@
+"""Scanning repositories: list tags, apply the policy, keep a Flux-like status per watch.
+
+:class:`Scanner` scans one watch (:meth:`Scanner.scan`), every watch once (:meth:`scan_all`),
+or keeps scanning them on their intervals (:meth:`run`). Each watch has its own registry
+client — its own credentials, TLS and rate limiter — so a registry that throttles (429) or
+fails one watch slows that watch only; the others keep their schedule. A failed scan is retried
+with exponential backoff, never later than the watch's interval.
+
+State goes through a :class:`ScanState` — :class:`~imgctl.store.ScanStore` in the server, so
+replicas sharing a database take turns (a claim is a lease), or :class:`MemoryScanState` for
+``imgctl scan --once``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from imgctl.errors import (
+    AuthenticationError,
+    ImgctlError,
+    PermissionDeniedError,
+)
+from imgctl.registry import ClientOptions, RegistryClient
+from imgctl.registry.keychain import Credential, Keychain, StaticKeychain, default_keychain
+from imgctl.registry.tls import RegistryTLS, TLSConfig
+from imgctl.scan.policy import ImagePolicy, PolicyError
+from imgctl.scan.watches import AutoPromotion, Watch, WatchConfig
+from imgctl.store import WatchState
+
+__all__ = [
+    "LATEST_TAGS",
+    "MemoryScanState",
+    "Promote",
+    "ScanState",
+    "Scanner",
+    "WatchStatus",
+    "format_duration",
+    "tag_revision",
+]
+
+log = logging.getLogger("imgctl.scan")
+
+LATEST_TAGS = 10  # Flux's lastScanResult.latestTags: the first 10 in descending order
+MIN_BACKOFF = 1.0
+JITTER = 0.1  # +-10% on every delay, so watches with one interval do not scan in lockstep
+
+Promote = Callable[[Watch, str, str], Awaitable[None]]
+"""Auto-promotion hook: (watch, tag, digest); raises when the promotion failed."""
+
+
+class ScanState(Protocol):
+    """Where scan results live: :class:`~imgctl.store.ScanStore` or :class:`MemoryScanState`."""
+
+    async def claim(
+        self, name: str, image: str, *, owner: str, lease: float, now: datetime | None = None
+    ) -> datetime | None:
+        """Take the watch for one scan: None when taken, else when its next scan is due."""
+        ...
+
+    async def save(self, state: WatchState) -> None:
+        """Write the watch's state."""
+        ...
+
+    async def get(self, name: str) -> WatchState | None:
+        """The watch's state, if any."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the state holds (database connections)."""
+        ...
+
+
+class MemoryScanState:
+    """Scan state in this process only (``imgctl scan --once``, tests)."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, WatchState] = {}
+
+    async def claim(
+        self, name: str, image: str, *, owner: str, lease: float, now: datetime | None = None
+    ) -> datetime | None:
+        """Take the watch unless its next scan is still ahead."""
+        now = now or datetime.now(UTC)
+        state = self._states.get(name) or WatchState(name=name, image=image)
+        if state.next_scan_at > now:
+            return state.next_scan_at
+        self._states[name] = replace(
+            state, next_scan_at=now + timedelta(seconds=lease), owner=owner, updated_at=now
+        )
+        return None
+
+    async def save(self, state: WatchState) -> None:
+        """Keep ``state``."""
+        self._states[state.name] = state
+
+    async def get(self, name: str) -> WatchState | None:
+        """The watch's state, if any."""
+        return self._states.get(name)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+def tag_revision(tags: list[str] | tuple[str, ...]) -> str:
+    """The checksum of a tag set (order does not matter): ``sha256:<hex>``."""
+    digest = hashlib.sha256("\n".join(sorted(tags)).encode()).hexdigest()
+    return f"sha256:{digest}"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as Go prints a duration: ``1m0s``, ``1h30m0s``, ``500ms``, ``0s``."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    whole_hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{secs:g}s"
+    if whole_hours:
+        return f"{int(whole_hours)}h{int(minutes)}m{text}"
+    if minutes:
+        return f"{int(minutes)}m{text}"
+    return text
+
+
+def _rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchStatus:
+    """A watch with its last known state, shaped like Flux's status for output."""
+
+    watch: Watch
+    state: WatchState
+
+    @property
+    def ready(self) -> str:
+        """``True``, ``False`` or ``Unknown`` (never scanned)."""
+        return self.state.ready
+
+    def as_json(self) -> dict[str, object]:
+        """The status as ``imgctl scan -o json`` and ``GET /scan`` print it."""
+        watch, state = self.watch, self.state
+        body: dict[str, object] = {
+            "name": watch.name,
+            "image": watch.image,
+            "canonicalImageName": watch.canonical_image_name,
+            "interval": format_duration(watch.interval),
+            "timeout": format_duration(watch.timeout),
+            "suspend": watch.suspend,
+            "lastScanResult": None,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": state.ready,
+                    "reason": state.reason,
+                    "message": state.message,
+                    "lastTransitionTime": _rfc3339(state.transition_time),
+                }
+            ],
+        }
+        if state.scan_time is not None:
+            body["lastScanResult"] = {
+                "tagCount": len(state.tags),
+                "scanTime": _rfc3339(state.scan_time),
+                "latestTags": sorted(state.tags, reverse=True)[:LATEST_TAGS],
+                "revision": state.revision,
+            }
+        if watch.policy is not None:
+            latest = state.latest_tag
+            body["policy"] = {
+                "spec": watch.policy.as_json(),
+                "latestTag": latest,
+                "latestDigest": state.latest_digest,
+                "latestImage": f"{watch.canonical_image_name}:{latest}" if latest else None,
+            }
+        if watch.auto_promote is not None:
+            body["autoPromote"] = {
+                "from": watch.auto_promote.source,
+                "to": watch.auto_promote.destination,
+                "lastPromotedTag": state.promoted_tag,
+                "lastPromotedDigest": state.promoted_digest,
+            }
+        if not watch.suspend and state.scan_time is not None:
+            body["nextScanAt"] = _rfc3339(state.next_scan_at)
+        return body
+
+
+class Scanner:
+    """Scans the watches of one :class:`~imgctl.scan.watches.WatchConfig`."""
+
+    def __init__(
+        self,
+        config: WatchConfig,
+        *,
+        state: ScanState | None = None,
+        environ: Mapping[str, str] | None = None,
+        home: Path | None = None,
+        options: ClientOptions | None = None,
+        promote: Promote | None = None,
+        owner: str | None = None,
+        retries: int = 2,
+        max_retry_after: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.state: ScanState = state or MemoryScanState()
+        self._environ = dict(os.environ if environ is None else environ)
+        self._home = home or Path.home()
+        # Within one scan a throttled request is retried a little (honouring Retry-After, but
+        # never for long); beyond that the scheduler's backoff takes over, so a watch that is
+        # being throttled gives its concurrency slot back instead of sitting on it.
+        self._options = replace(
+            options or ClientOptions(), retries=retries, max_retry_after=max_retry_after
+        )
+        self._promote = promote
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self._clients: dict[str, RegistryClient] = {}
+        self._default_keychain: Keychain | None = None
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self.scans = 0  # scans finished (any outcome), for tests and metrics
+
+    async def aclose(self) -> None:
+        """Close every registry connection."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    async def __aenter__(self) -> Scanner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ status
+
+    async def status(self, watch: Watch) -> WatchStatus:
+        """The watch's last known status (``Unknown`` before its first scan)."""
+        state = await self.state.get(watch.name)
+        if state is None or state.image != watch.canonical_image_name:
+            state = WatchState(name=watch.name, image=watch.canonical_image_name)
+        if watch.suspend:
+            state = replace(
+                state,
+                ready="Unknown" if state.scan_time is None else state.ready,
+                reason="Suspended",
+                message="scanning is suspended (suspend: true)",
+            )
+        return WatchStatus(watch, state)
+
+    async def statuses(self) -> list[WatchStatus]:
+        """Every watch's status, in the watches file's order."""
+        return [await self.status(watch) for watch in self.config.watches]
+
+    # ------------------------------------------------------------------ scanning
+
+    async def scan_all(self) -> list[WatchStatus]:
+        """Scan every watch that is not suspended once, at most ``concurrency`` at a time."""
+
+        async def one(watch: Watch) -> None:
+            async with self._slots:
+                await self.scan(watch)
+
+        await asyncio.gather(*(one(w) for w in self.config.watches if not w.suspend))
+        return await self.statuses()
+
+    async def scan(self, watch: Watch) -> WatchState:
+        """Scan ``watch`` now, save and return its new state (failures are states too)."""
+        previous = await self.state.get(watch.name)
+        if previous is None or previous.image != watch.canonical_image_name:
+            # A new watch, or its image changed in the file: the old tags say nothing.
+            previous = WatchState(name=watch.name, image=watch.canonical_image_name)
+        started = datetime.now(UTC)
+        try:
+            async with asyncio.timeout(watch.timeout):
+                tags = await self._list_tags(watch)
+        except TimeoutError:
+            state = self._failed(
+                previous,
+                "ReadOperationFailed",
+                f"scan timed out after {format_duration(watch.timeout)}",
+                watch,
+            )
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            state = self._failed(previous, "AuthenticationFailed", str(exc), watch)
+        except ImgctlError as exc:
+            state = self._failed(previous, "ReadOperationFailed", str(exc), watch)
+        else:
+            state = await self._succeeded(previous, watch, tags, started)
+        if (
+            watch.auto_promote is not None
+            and self._promote is not None
+            and state.latest_tag
+            and state.latest_digest
+            and (state.latest_tag, state.latest_digest)
+            != (state.promoted_tag, state.promoted_digest)
+        ):
+            state = await self._auto_promote(watch, watch.auto_promote, state)
+        await self.state.save(state)
+        self.scans += 1
+        return state
+
+    async def _list_tags(self, watch: Watch) -> list[str]:
+        client = self._client(watch)
+        tags: list[str] = []
+        async for tag in client.iter_tags(watch.reference):
+            if not watch.excluded(tag):
+                tags.append(tag)
+        return tags
+
+    async def _succeeded(
+        self, previous: WatchState, watch: Watch, tags: list[str], started: datetime
+    ) -> WatchState:
+        now = datetime.now(UTC)
+        ready, reason = "True", "Succeeded"
+        message = f"successful scan: found {len(tags)} tags"
+        latest_tag: str | None = None
+        latest_digest: str | None = None
+        if watch.policy is not None:
+            try:
+                latest_tag, latest_digest = await self._resolve(watch, watch.policy, tags)
+            except PolicyError as exc:
+                ready, reason = "False", "PolicyFailed"
+                message = f"found {len(tags)} tags, but the policy failed: {exc}"
+            except ImgctlError as exc:
+                ready, reason = "False", "ReadOperationFailed"
+                message = f"found {len(tags)} tags, but resolving the latest one failed: {exc}"
+            else:
+                if latest_tag is None:
+                    message += f"; no tag matches the policy ({watch.policy.describe()})"
+                else:
+                    message += (
+                        f"; latest image tag for {watch.canonical_image_name} is {latest_tag}"
+                    )
+        log.info("scan %s: %s", watch.name, message)
+        return replace(
+            previous,
+            image=watch.canonical_image_name,
+            tags=tuple(sorted(tags)),
+            revision=tag_revision(tags),
+            scan_time=started,
+            ready=ready,
+            reason=reason,
+            message=message,
+            transition_time=now if previous.ready != ready else previous.transition_time,
+            failures=0 if ready == "True" else previous.failures + 1,
+            latest_tag=latest_tag if ready == "True" else previous.latest_tag,
+            latest_digest=latest_digest if ready == "True" else previous.latest_digest,
+            next_scan_at=now + timedelta(seconds=self._delay(watch, 0 if ready == "True" else 1)),
+            owner=self.owner,
+            updated_at=now,
+        )
+
+    async def _resolve(
+        self, watch: Watch, policy: ImagePolicy, tags: list[str]
+    ) -> tuple[str | None, str | None]:
+        latest = policy.latest(tags)
+        if latest is None:
+            return None, None
+        descriptor = await self._client(watch).head_manifest(watch.reference.with_tag(latest))
+        if descriptor is None:  # deleted between the listing and now: the next scan tells
+            raise ImgctlError(f"tag {latest} disappeared while the scan ran")
+        return latest, str(descriptor.digest)
+
+    def _failed(self, previous: WatchState, reason: str, message: str, watch: Watch) -> WatchState:
+        now = datetime.now(UTC)
+        failures = previous.failures + 1
+        log.warning("scan %s failed (%s): %s", watch.name, reason, message)
+        # The last good scan result stays: a registry outage does not empty the tag list.
+        return replace(
+            previous,
+            image=watch.canonical_image_name,
+            ready="False",
+            reason=reason,
+            message=message,
+            transition_time=now if previous.ready != "False" else previous.transition_time,
+            failures=failures,
+            next_scan_at=now + timedelta(seconds=self._delay(watch, failures)),
+            owner=self.owner,
+            updated_at=now,
+        )
+
+    async def _auto_promote(
+        self, watch: Watch, rule: AutoPromotion, state: WatchState
+    ) -> WatchState:
+        assert self._promote is not None
+        assert state.latest_tag
+        assert state.latest_digest
+        try:
+            await self._promote(watch, state.latest_tag, state.latest_digest)
+        except Exception as exc:  # audited by the promotion path; retried on the next scan
+            text = exc.message if isinstance(exc, ImgctlError) else str(exc) or type(exc).__name__
+            log.warning(
+                "auto-promotion of %s:%s from %s to %s failed: %s",
+                watch.canonical_image_name,
+                state.latest_tag,
+                rule.source,
+                rule.destination,
+                text,
+            )
+            return replace(
+                state,
+                message=f"{state.message}; auto-promotion to {rule.destination} failed: {text}",
+            )
+        log.info(
+            "auto-promoted %s:%s (%s) from %s to %s",
+            watch.canonical_image_name,
+            state.latest_tag,
+            state.latest_digest,
+            rule.source,
+            rule.destination,
+        )
+        return replace(
+            state,
+            promoted_tag=state.latest_tag,
+            promoted_digest=state.latest_digest,
+            message=f"{state.message}; promoted {state.latest_tag} to {rule.destination}",
+        )
+
+    def _delay(self, watch: Watch, failures: int) -> float:
+        """Seconds until the next scan: the interval, or a shorter backoff after failures."""
+        delay = watch.interval
+        if failures:
+            delay = min(watch.interval, MIN_BACKOFF * 2 ** min(failures - 1, 20))
+        return delay * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 (spread, not secrecy)
+
+    # ------------------------------------------------------------------ the schedule
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Scan every watch on its interval until ``stop`` is set (or the task is cancelled)."""
+        stop = stop or asyncio.Event()
+        tasks = [
+            asyncio.create_task(self._loop(watch, stop), name=f"scan {watch.name}")
+            for watch in self.config.watches
+            if not watch.suspend
+        ]
+        if not tasks:
+            await stop.wait()
+            return
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _loop(self, watch: Watch, stop: asyncio.Event) -> None:
+        # Spread the first scans of many watches instead of starting them all at once.
+        spread = random.uniform(0, min(watch.interval * JITTER, 2.0))  # noqa: S311
+        await _sleep(spread, stop)
+        while not stop.is_set():
+            try:
+                async with self._slots:
+                    due = await self.state.claim(
+                        watch.name,
+                        watch.canonical_image_name,
+                        owner=self.owner,
+                        lease=watch.timeout + 30,
+                    )
+                    if due is None:
+                        state = await self.scan(watch)
+                        due = state.next_scan_at
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is down, say: try again later, keep the others
+                log.exception("scan %s: could not run", watch.name)
+                due = datetime.now(UTC) + timedelta(seconds=self._delay(watch, 1))
+            wait = (due - datetime.now(UTC)).total_seconds()
+            await _sleep(max(0.05, wait), stop)
+
+    # ------------------------------------------------------------------ clients
+
+    def _client(self, watch: Watch) -> RegistryClient:
+        client = self._clients.get(watch.name)
+        if client is None:
+            client = RegistryClient(self._keychain(watch), self._client_options(watch))
+            self._clients[watch.name] = client
+        return client
+
+    def _keychain(self, watch: Watch) -> Keychain:
+        credentials = watch.credentials
+        registry = watch.reference.registry
+        if credentials.username is not None:
+            return StaticKeychain(
+                Credential(credentials.username, credentials.password),
+                [registry],
+                name="watch",
+                origin=f"credentials of watch {watch.name}",
+            )
+        if credentials.docker_config is not None:
+            from imgctl.registry._dockerconfig import DockerConfigKeychain
+
+            return DockerConfigKeychain.for_file(credentials.docker_config, self._environ)
+        if self._default_keychain is None:
+            self._default_keychain = default_keychain(self._environ, self._home)
+        return self._default_keychain
+
+    def _client_options(self, watch: Watch) -> ClientOptions:
+        options = self._options
+        tls = watch.tls
+        registry = watch.reference.registry
+        if tls.ca_file or tls.cert_file:
+            base = options.tls.for_registry(registry)
+            config = TLSConfig(
+                ca_files=base.ca_files + ((str(tls.ca_file),) if tls.ca_file else ()),
+                client_cert=str(tls.cert_file) if tls.cert_file else base.client_cert,
+                client_key=str(tls.key_file) if tls.key_file else base.client_key,
+                verify=base.verify,
+            )
+            hosts = {**options.tls.hosts, registry: config}
+            options = replace(options, tls=RegistryTLS(options.tls.default, hosts))
+        if tls.insecure:
+            options = replace(options, insecure_registries=options.insecure_registries | {registry})
+        return options
+
+
+async def _sleep(seconds: float, stop: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
