@@ -705,12 +705,29 @@ def server_command(
             help="imagelist tokens YAML: bearer tokens for catalog writes (watched).",
         ),
     ] = None,
+    watches: Annotated[
+        Path | None,
+        typer.Option(
+            "--watches",
+            envvar="IMGCTL_WATCHES_FILE",
+            help="Watches YAML: repositories to scan, tag policies, auto-promotions.",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables)."""
     from imgctl.cli import _promote
 
     _promote.server(
-        bind_address, http_address, tls_cert, tls_key, client_ca, policy_file, grace, tokens_file
+        bind_address,
+        http_address,
+        tls_cert,
+        tls_key,
+        client_ca,
+        policy_file,
+        grace,
+        tokens_file,
+        watches,
     )
 
 
@@ -950,3 +967,53 @@ def catalog_serve(
     from imgctl.cli import _catalog
 
     _catalog.serve(http_address, tokens_file, database_url)
+
+
+scan_app = typer.Typer(
+    name="scan",
+    help="Scan repositories for tags and apply tag policies (Flux semantics).",
+    invoke_without_command=True,
+)
+app.add_typer(scan_app)
+
+
+@scan_app.callback()
+def scan(
+    context: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="IMGCTL_WATCHES_FILE",
+            help="Watches YAML (see docs/scanning.md).",
+            dir_okay=False,
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Scan every watch once, print the result, exit.")
+    ] = False,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Scan the watches of --config: once (--once), or on their intervals until Ctrl-C."""
+    if context.invoked_subcommand is not None:
+        return
+    from imgctl.cli import _scan
+
+    if config is None:
+        _registry.fail(
+            "give the watches file: imgctl scan --config watches.yaml [--once]",
+            _registry.EXIT_INVALID,
+        )
+    _scan.scan(config, once=once, json_output=output is Output.json)
+
+
+@scan_app.command("status")
+def scan_status(
+    url: CatalogUrlOpt = "http://localhost:8080",
+    output: OutputOpt = Output.text,
+) -> None:
+    """Show the watches of a running server (its GET /scan)."""
+    from imgctl.cli import _scan
+
+    _scan.status(url, json_output=output is Output.json)

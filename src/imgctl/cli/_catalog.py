@@ -36,7 +36,7 @@ def _call(
             timeout=30,
         )
     except httpx.HTTPError as exc:
-        fail(f"cannot reach the catalog at {url}: {exc}", EXIT_UNAVAILABLE)
+        fail(f"cannot reach {url}: {exc}", EXIT_UNAVAILABLE)
     if response.status_code == 204:
         return None
     try:

@@ -305,6 +305,7 @@ def server(
     policy_file: Path | None,
     grace: float,
     tokens_file: Path | None = None,
+    watches_file: Path | None = None,
 ) -> None:
     """``imgctl server``."""
     from imgctl.server.app import ServerSettings, run_server
@@ -318,6 +319,7 @@ def server(
         policy_file=policy_file,
         grace=grace,
         tokens_file=tokens_file,
+        watches_file=watches_file,
     )
     try:
         import uvloop  # uvicorn[standard]: the faster event loop for gRPC and HTTP alike

@@ -38,6 +38,19 @@ def create_http_app(core: ServerCore, tokens: TokenFile | None = None) -> FastAP
             return JSONResponse({"status": "draining"}, status_code=503)
         return JSONResponse({"status": "ok", "environments": core.promoter.environments.names()})
 
+    @app.get("/scan")
+    async def scan() -> JSONResponse:
+        if core.scanner is None:
+            return JSONResponse(
+                {
+                    "error": "this server watches no repositories",
+                    "hint": "start it with --watches FILE (or IMGCTL_WATCHES_FILE)",
+                },
+                status_code=404,
+            )
+        statuses = await core.scanner.statuses()
+        return JSONResponse({"watches": [status.as_json() for status in statuses]})
+
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

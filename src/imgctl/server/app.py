@@ -39,6 +39,7 @@ class ServerSettings:
     state_dir: Path | None = None
     grace: float = 60.0
     tokens_file: Path | None = None
+    watches_file: Path | None = None
 
 
 def _state_dir(environ: Mapping[str, str], settings: ServerSettings) -> Path:
@@ -159,8 +160,25 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         raise UsageError(
             "--client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
         )
+    watches = None
+    watches_path = settings.watches_file or (
+        Path(environ["IMGCTL_WATCHES_FILE"]) if environ.get("IMGCTL_WATCHES_FILE") else None
+    )
+    if watches_path is not None:
+        from imgctl.scan.watches import load_watches
+
+        watches = load_watches(watches_path, environ=environ)  # bad file: fail before serving
     core = await build_core(environ, settings)
     assert isinstance(core, ServerCore)
+    scan_stop = asyncio.Event()
+    scan_task = None
+    if watches is not None:
+        from imgctl.server._scan import build_scanner
+        from imgctl.store import database_url
+
+        url = database_url(environ, _state_dir(environ, settings))
+        core.scanner = await build_scanner(core, watches, url, environ)
+        scan_task = asyncio.ensure_future(core.scanner.run(scan_stop))
 
     server = grpc.aio.server()
     imgctl_pb2_grpc.add_ImgCtlServicer_to_server(ImgCtlServicer(core), server)  # type: ignore[no-untyped-call]
@@ -225,6 +243,12 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         f", HTTP on {settings.http_address}" if settings.http_address else "",
         ", ".join(core.promoter.environments.names()),
     )
+    if core.scanner is not None:
+        log.info(
+            "watching %d repositories from %s",
+            len(core.scanner.config.watches),
+            core.scanner.config.source,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -233,7 +257,12 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     log.info("shutting down: finishing running calls (up to %.0f s)", settings.grace)
     core.draining = True
     await health.enter_graceful_shutdown()
+    scan_stop.set()
     await server.stop(settings.grace)
+    if scan_task is not None and core.scanner is not None:
+        await scan_task
+        await core.scanner.aclose()
+        await core.scanner.state.aclose()
     if http_server is not None and http_task is not None:
         http_server.should_exit = True
         await http_task

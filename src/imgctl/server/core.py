@@ -23,6 +23,7 @@ from imgctl.promotion.service import Promoter, Promotion, PromotionError, Promot
 
 if TYPE_CHECKING:
     from imgctl.identity.verifier import Principal, TokenVerifier
+    from imgctl.scan.scanner import Scanner
     from imgctl.server.notify import SlackNotifier
     from imgctl.store import AuditRecord, AuditStore, CatalogStore
 
@@ -36,11 +37,16 @@ Progress = Callable[[int, int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Where a call came from: its bearer token (if any), peer address and request id."""
+    """Where a call came from: its bearer token (if any), peer address and request id.
+
+    ``principal`` is set only by the server itself, for the service identity that runs
+    auto-promotions from the watches file; calls from the network always carry a token.
+    """
 
     token: str | None
     peer: str | None = None
     request_id: str = ""
+    principal: Principal | None = None
 
     def __repr__(self) -> str:
         return f"Caller(peer={self.peer!r}, request_id={self.request_id!r})"
@@ -68,6 +74,7 @@ class ServerCore:
         catalog: CatalogStore | None = None,
     ) -> None:
         self.catalog = catalog
+        self.scanner: Scanner | None = None  # set when the server runs with --watches
         self.verifier = verifier
         self.promoter = promoter
         self.store = store
@@ -182,6 +189,8 @@ class ServerCore:
             ) from None
 
     async def _authenticate(self, caller: Caller) -> Principal:
+        if caller.principal is not None:
+            return caller.principal
         if not caller.token:
             raise PromotionError(
                 "UNAUTHENTICATED",

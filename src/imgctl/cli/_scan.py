@@ -1,0 +1,123 @@
+"""``imgctl scan``: scan watches once or on their intervals; ``scan status`` asks a server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, fail
+from imgctl.errors import ImgctlError
+
+
+def _load(config: Path) -> Any:
+    from imgctl.scan.watches import load_watches
+
+    try:
+        return load_watches(config)
+    except ImgctlError as exc:
+        fail(str(exc), EXIT_INVALID)
+
+
+def scan(config: Path, *, once: bool, json_output: bool) -> None:
+    """``imgctl scan --config FILE [--once]``."""
+    watches = _load(config)
+    if once:
+        # The table and its notes say what failed; the scanner's log lines would repeat it.
+        logging.getLogger("imgctl.scan").addHandler(logging.NullHandler())
+        logging.getLogger("imgctl.scan").propagate = False
+        statuses = asyncio.run(_scan_once(watches))
+        print_watches(statuses, json_output)
+        failed = [s for s in statuses if not s["suspend"] and _ready(s) != "True"]
+        if failed:
+            raise SystemExit(EXIT_FAILED)
+        return
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr, force=True
+    )
+    try:
+        asyncio.run(_scan_forever(watches))
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+async def _scan_once(watches: Any) -> list[dict[str, Any]]:
+    from imgctl.scan.scanner import Scanner
+
+    async with Scanner(watches) as scanner:
+        return [status.as_json() for status in await scanner.scan_all()]
+
+
+async def _scan_forever(watches: Any) -> None:
+    from imgctl.scan.scanner import Scanner
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Scanner(watches) as scanner:
+        await scanner.run(stop)
+
+
+def status(url: str, *, json_output: bool) -> None:
+    """``imgctl scan status``: the watches of the server whose HTTP side is at ``url``."""
+    from imgctl.cli._catalog import _call
+
+    document = _call(url, "GET", "/scan")
+    watches = document.get("watches") if isinstance(document, dict) else None
+    if not isinstance(watches, list):
+        fail(f"{url}/scan did not answer a watch list; is it an imgctl server?", EXIT_FAILED)
+    print_watches(watches, json_output)
+
+
+def _ready(status: dict[str, Any]) -> str:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return str(condition.get("status"))
+    return "Unknown"
+
+
+def _reason(status: dict[str, Any]) -> tuple[str, str]:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return str(condition.get("reason") or ""), str(condition.get("message") or "")
+    return "", ""
+
+
+def print_watches(statuses: list[dict[str, Any]], json_output: bool) -> None:
+    """A table (name, image, ready, tags, latest) or ``{"watches": [...]}`` as JSON."""
+    if json_output:
+        print(json.dumps({"watches": statuses}, indent=2))
+        return
+    rows = [("NAME", "IMAGE", "READY", "TAGS", "LATEST", "DIGEST", "LAST SCAN")]
+    notes: list[str] = []
+    for item in statuses:
+        result = item.get("lastScanResult") or {}
+        policy = item.get("policy") or {}
+        digest = str(policy.get("latestDigest") or "")
+        ready = "Suspended" if item.get("suspend") else _ready(item)
+        rows.append(
+            (
+                str(item.get("name")),
+                str(item.get("canonicalImageName")),
+                ready,
+                str(result.get("tagCount", "-")),
+                str(policy.get("latestTag") or "-"),
+                digest[:19] if digest else "-",
+                str(result.get("scanTime") or "-"),
+            )
+        )
+        reason, message = _reason(item)
+        if ready not in ("True", "Suspended"):
+            notes.append(f"{item.get('name')}: {reason}: {message}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    for note in notes:
+        print(note, file=sys.stderr)
