@@ -76,7 +76,7 @@ def scan_deployment(
         )
         cleanup.callback(idp.stop)
         policy = root / "policy.yaml"
-        policy.write_text(f"destinations:\n  prod: [{OPS}]\n")
+        policy.write_text(f"destinations:\n  prod: [{OPS}]\n  vault: [security-team]\n")
         watches = root / "watches.yaml"
         watches.write_text(
             f"""
@@ -92,6 +92,13 @@ watches:
       semver:
         range: ">=1.0.0"
     autoPromote: {{from: dev, to: prod}}
+  - name: web-to-vault
+    image: {dev.host}/{repository}
+    interval: 1m
+    policy:
+      semver:
+        range: ">=1.0.0"
+    autoPromote: {{from: dev, to: vault}}
   - name: locked
     image: {htpasswd_registry.host}/private/app
     interval: 1m
@@ -102,7 +109,10 @@ watches:
 """
         )
         database = f"sqlite:///{root / 'state' / 'imgctl.db'}"
-        env = server_env(idp, dev, prod) | {"IMGCTL_DATABASE_URL": database}
+        env = server_env(idp, dev, prod) | {
+            "IMGCTL_DATABASE_URL": database,
+            "IMGCTL_REGISTRY_VAULT": f"{prod.host}/vault",
+        }
         process, _, http, log = start_server(
             root, env, "--policy-file", str(policy), "--watches", str(watches)
         )
@@ -149,7 +159,7 @@ def test_newer_tag_in_dev_reaches_prod_within_two_intervals(
 
     # Each promotion went the normal way: one audit row, as the service identity ...
     assert d.audit_count(action="promote", result="succeeded", subject="imgctl-scanner") == 2
-    assert d.audit_count(action="promote", email="scanner@example.com") == 2
+    assert d.audit_count(destination_env="prod", email="scanner@example.com") == 2
     # ... and a catalog entry that the admission webhook trusts.
     listed = httpx.get(
         f"http://{d.http}/images", params={"environment": "prod", "digest": newer.digest}
@@ -168,6 +178,22 @@ def test_newer_tag_in_dev_reaches_prod_within_two_intervals(
         "lastPromotedTag": "1.1.0",
         "lastPromotedDigest": newer.digest,
     }
+
+
+def test_auto_promotion_is_authorised_like_any_other(scan_deployment: ScanDeployment) -> None:
+    d = scan_deployment
+
+    def refused() -> bool:
+        return (
+            "auto-promotion to vault failed" in d.scan()["web-to-vault"]["conditions"][0]["message"]
+        )
+
+    wait_for(refused, 30, "the refused auto-promotion", d.log)
+    status = d.scan()["web-to-vault"]
+    assert "needs one of the groups security-team" in status["conditions"][0]["message"]
+    assert status["autoPromote"]["lastPromotedTag"] is None
+    assert not d.prod.has_tag(f"vault/{d.repository}", "1.0.0")
+    assert d.audit_count(action="promote", result="denied", subject="imgctl-scanner") >= 1
 
 
 def test_scan_endpoint_and_status_command(scan_deployment: ScanDeployment) -> None:
@@ -205,7 +231,8 @@ def test_scan_endpoint_and_status_command(scan_deployment: ScanDeployment) -> No
         timeout=60,
     )
     assert as_json.returncode == 0, as_json.stderr
-    assert {w["name"] for w in json.loads(as_json.stdout)["watches"]} == {"web", "locked", "paused"}
+    names = {w["name"] for w in json.loads(as_json.stdout)["watches"]}
+    assert names == {"web", "web-to-vault", "locked", "paused"}
 
 
 def run_scan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
