@@ -1017,3 +1017,35 @@ def scan_status(
     from imgctl.cli import _scan
 
     _scan.status(url, json_output=output is Output.json)
+
+
+registry_app = typer.Typer(
+    name="registry",
+    help="An embedded OCI registry on the filesystem, for demos, development and tests.",
+    no_args_is_help=True,
+)
+app.add_typer(registry_app)
+
+
+@registry_app.command("serve")
+def registry_serve(
+    root: Annotated[
+        Path,
+        typer.Option("--root", help="Directory holding the registry's blobs, manifests and tags."),
+    ],
+    address: Annotated[
+        str, typer.Option("--address", help="HOST:PORT to listen on.")
+    ] = "127.0.0.1:5000",
+    htpasswd: Annotated[
+        Path | None,
+        typer.Option(
+            "--htpasswd",
+            help="Require Basic auth with these bcrypt users (htpasswd -B).",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve an OCI distribution registry (spec v1.1) from --root until Ctrl-C or SIGTERM."""
+    from imgctl.cli import _registry_serve
+
+    _registry_serve.serve(root, address, htpasswd)

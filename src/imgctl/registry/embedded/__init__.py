@@ -1,0 +1,116 @@
+"""An embedded OCI distribution registry (spec v1.1) on the filesystem, for demos and tests.
+
+``create_app`` builds the ASGI application; ``serve`` runs it with uvicorn until SIGTERM or
+SIGINT. ``imgctl registry serve`` is the command line; docs/registry.md describes what it
+implements and the storage layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from imgctl.errors import UsageError
+from imgctl.registry.embedded._app import ASGIApp, RegistryApp
+from imgctl.registry.embedded._htpasswd import Htpasswd
+from imgctl.registry.embedded._storage import Storage
+
+__all__ = ["ASGIApp", "create_app", "serve"]
+
+# Seconds running requests get to finish once a stop signal arrived.
+_GRACE = 10
+
+
+def create_app(root: Path, *, htpasswd: Path | None = None) -> ASGIApp:
+    """The registry as an ASGI app storing under ``root`` (Basic auth with ``htpasswd``)."""
+    auth = Htpasswd.load(htpasswd) if htpasswd is not None else None
+    try:
+        storage = Storage(root)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot use {root} as the registry root: {exc.strerror or exc}",
+            hint="give a directory this user can create and write",
+        ) from None
+    return RegistryApp(storage, auth)
+
+
+def _listen(address: str) -> socket.socket:
+    """A listening socket on ``address`` (HOST:PORT, [v6]:PORT); UsageError if impossible."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"invalid address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:5000")
+    try:
+        infos = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot listen on {address}: {exc.strerror}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _bound(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(
+    root: Path,
+    address: str,
+    *,
+    htpasswd: Path | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the registry on ``address`` until SIGTERM (returns) or SIGINT (KeyboardInterrupt)."""
+    import uvicorn
+
+    app = create_app(root, htpasswd=htpasswd)
+    sock = _listen(address)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,
+        # "warning" would log every TLS hello that clients like skopeo try before plain HTTP.
+        log_level="error",
+        server_header=False,
+        timeout_graceful_shutdown=_GRACE,
+    )
+    server = uvicorn.Server(config)
+    # Our own handlers instead of uvicorn's, which re-raise the signal after shutting down:
+    # SIGTERM would then kill the process instead of letting it exit 0.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        if received and signum == signal.SIGINT:
+            server.force_exit = True  # a second Ctrl-C: do not wait for running requests
+        received.append(signum)
+        server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        if on_ready is not None:
+            on_ready(_bound(sock))
+        await server.serve(sockets=[sock])
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        sock.close()
+    if signal.SIGINT in received:
+        raise KeyboardInterrupt

@@ -1,0 +1,394 @@
+"""Filesystem storage of the embedded registry: content-addressed blobs, per-repository links.
+
+Layout under the root (docs/registry.md shows it too)::
+
+    blobs/<alg>/<2 hex>/<hex>                     blob and manifest bytes, by digest
+    repositories/<name>/_layers/<alg>/<hex>       the repository holds this blob
+    repositories/<name>/_manifests/<alg>/<hex>    the repository holds this manifest (JSON facts)
+    repositories/<name>/_tags/<tag>               the digest a tag points at
+    repositories/<name>/_referrers/<alg>-<hex>/<alg>-<hex>   subject -> manifest with that subject
+    uploads/<uuid>/data, uploads/<uuid>/repository           an open upload session
+    tmp/                                          files being written, renamed into place
+
+Every write goes to ``tmp/`` first and is renamed into place, so a reader never sees half a file
+and concurrent writers of the same content both succeed. Name components never start with
+``_`` (the distribution grammar), so the ``_`` directories cannot collide with a nested
+repository. All methods are synchronous and touch small files only, except ``hash_file``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "ManifestInfo",
+    "Storage",
+    "UnsafePathError",
+    "parse_digest",
+    "valid_name",
+    "valid_tag",
+    "valid_upload_id",
+]
+
+MAX_NAME_LENGTH = 255
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+# The algorithms this registry verifies; the lengths make "sha256:abc" invalid, not unknown.
+_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
+_HEX_RE = re.compile(r"[0-9a-f]+")
+_UPLOAD_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_READ_CHUNK = 1 << 20
+
+
+class UnsafePathError(ValueError):
+    """A name, tag, digest or upload id that must never become part of a path."""
+
+
+def valid_name(name: str) -> bool:
+    """True for a repository name of the distribution grammar (at most 255 characters)."""
+    return len(name) <= MAX_NAME_LENGTH and _NAME_RE.fullmatch(name) is not None
+
+
+def valid_tag(tag: str) -> bool:
+    """True for a tag of the distribution grammar."""
+    return _TAG_RE.fullmatch(tag) is not None
+
+
+def valid_upload_id(upload_id: str) -> bool:
+    """True for an upload id this registry could have issued (a lowercase UUID 4)."""
+    return _UPLOAD_RE.fullmatch(upload_id) is not None
+
+
+def parse_digest(value: str) -> tuple[str, str] | None:
+    """``(algorithm, hex)`` of a sha256/sha512 digest with the right length, else None."""
+    algorithm, sep, encoded = value.partition(":")
+    if not sep or _HEX_LENGTHS.get(algorithm) != len(encoded):
+        return None
+    if _HEX_RE.fullmatch(encoded) is None:
+        return None
+    return algorithm, encoded
+
+
+def _split_digest(digest: str) -> tuple[str, str]:
+    parsed = parse_digest(digest)
+    if parsed is None:
+        raise UnsafePathError(f"invalid digest {digest!r}")
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What the registry remembers about a stored manifest besides its bytes."""
+
+    digest: str
+    media_type: str
+    size: int
+    subject: str | None = None
+    # The manifest's artifactType, else (image manifests) its config's media type.
+    artifact_type: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """The link file's content."""
+        document: dict[str, Any] = {"mediaType": self.media_type, "size": self.size}
+        if self.subject:
+            document["subject"] = self.subject
+        if self.artifact_type:
+            document["artifactType"] = self.artifact_type
+        if self.annotations:
+            document["annotations"] = self.annotations
+        return json.dumps(document, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, digest: str, data: bytes) -> ManifestInfo | None:
+        """Read a link file; None when it is not one (a damaged file reads as absent)."""
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(document, dict):
+            return None
+        media_type = document.get("mediaType")
+        size = document.get("size")
+        if not isinstance(media_type, str) or not isinstance(size, int):
+            return None
+        subject = document.get("subject")
+        artifact_type = document.get("artifactType")
+        annotations = document.get("annotations") or {}
+        return cls(
+            digest,
+            media_type,
+            size,
+            subject if isinstance(subject, str) else None,
+            artifact_type if isinstance(artifact_type, str) else None,
+            {str(k): str(v) for k, v in annotations.items()}
+            if isinstance(annotations, dict)
+            else {},
+        )
+
+
+class Storage:
+    """The registry's files under one root directory."""
+
+    def __init__(self, root: Path) -> None:
+        """Use (and create) ``root``; OSError when it cannot be created or written."""
+        self.root = Path(os.path.realpath(root))
+        self._root_prefix = str(self.root) + os.sep
+        self._blobs = self.root / "blobs"
+        self._repositories = self.root / "repositories"
+        self._uploads = self.root / "uploads"
+        self._tmp = self.root / "tmp"
+        for directory in (self._blobs, self._repositories, self._uploads, self._tmp):
+            directory.mkdir(parents=True, exist_ok=True)
+        # Fail at start-up, not on the first push, when the root is read-only.
+        probe = self._temp_file()
+        os.close(probe[0])
+        os.unlink(probe[1])
+
+    # ------------------------------------------------------------------ paths
+
+    def _inside(self, path: Path) -> Path:
+        """``path`` when it resolves under the root: the second line of defence after syntax."""
+        if not os.path.realpath(path).startswith(self._root_prefix):
+            raise UnsafePathError(f"{path} is outside the registry root")
+        return path
+
+    def _repository(self, name: str) -> Path:
+        if not valid_name(name):
+            raise UnsafePathError(f"invalid repository name {name!r}")
+        return self._inside(self._repositories / name)
+
+    def blob_path(self, digest: str) -> Path:
+        """Where a blob's bytes live."""
+        algorithm, encoded = _split_digest(digest)
+        return self._inside(self._blobs / algorithm / encoded[:2] / encoded)
+
+    def _layer_link(self, name: str, digest: str) -> Path:
+        algorithm, encoded = _split_digest(digest)
+        return self._inside(self._repository(name) / "_layers" / algorithm / encoded)
+
+    def _manifest_link(self, name: str, digest: str) -> Path:
+        algorithm, encoded = _split_digest(digest)
+        return self._inside(self._repository(name) / "_manifests" / algorithm / encoded)
+
+    def _tag_path(self, name: str, tag: str) -> Path:
+        if not valid_tag(tag):
+            raise UnsafePathError(f"invalid tag {tag!r}")
+        return self._inside(self._repository(name) / "_tags" / tag)
+
+    def _referrers_dir(self, name: str, subject: str) -> Path:
+        algorithm, encoded = _split_digest(subject)
+        return self._inside(self._repository(name) / "_referrers" / f"{algorithm}-{encoded}")
+
+    def _upload_dir(self, upload_id: str) -> Path:
+        if not valid_upload_id(upload_id):
+            raise UnsafePathError(f"invalid upload id {upload_id!r}")
+        return self._inside(self._uploads / upload_id)
+
+    # ------------------------------------------------------------------ writing
+
+    def _temp_file(self) -> tuple[int, str]:
+        return tempfile.mkstemp(dir=self._tmp, prefix="w-")
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` through a temporary file and a rename."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = self._temp_file()
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+
+    # ------------------------------------------------------------------ repositories
+
+    def repository_exists(self, name: str) -> bool:
+        """True once anything (a blob, a manifest) was pushed to ``name``."""
+        directory = self._repository(name)
+        return (directory / "_manifests").is_dir() or (directory / "_layers").is_dir()
+
+    def repositories(self) -> list[str]:
+        """Every repository holding a manifest, sorted."""
+        found: list[str] = []
+        for directory, subdirs, _ in os.walk(self._repositories):
+            if "_manifests" in subdirs:
+                found.append(os.path.relpath(directory, self._repositories).replace(os.sep, "/"))
+            # Only name components are walked into, never the registry's own directories.
+            subdirs[:] = [d for d in subdirs if not d.startswith("_")]
+        return sorted(found)
+
+    # ------------------------------------------------------------------ blobs
+
+    def blob_size(self, name: str, digest: str) -> int | None:
+        """Size of a blob ``name`` holds, or None."""
+        if not self._layer_link(name, digest).exists():
+            return None
+        try:
+            return self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def link_blob(self, name: str, digest: str) -> None:
+        """Let repository ``name`` hold an existing blob (a push's end, or a mount)."""
+        link = self._layer_link(name, digest)
+        if not link.exists():
+            self._write_atomic(link, digest.encode())
+
+    def unlink_blob(self, name: str, digest: str) -> bool:
+        """Take a blob out of ``name`` (its bytes stay: no garbage collection); False if absent."""
+        try:
+            self._layer_link(name, digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def hash_file(self, path: Path, algorithm: str) -> str:
+        """The digest of a file's content, read in chunks (call it from a thread)."""
+        hasher = hashlib.new(algorithm)
+        with path.open("rb") as file:
+            while chunk := file.read(_READ_CHUNK):
+                hasher.update(chunk)
+        return f"{algorithm}:{hasher.hexdigest()}"
+
+    # ------------------------------------------------------------------ uploads
+
+    def create_upload(self, name: str) -> str:
+        """Open an upload session for ``name``; return its id."""
+        self._repository(name)
+        upload_id = str(uuid.uuid4())
+        directory = self._upload_dir(upload_id)
+        directory.mkdir()
+        (directory / "data").touch()
+        (directory / "repository").write_text(name)
+        return upload_id
+
+    def upload_data(self, name: str, upload_id: str) -> Path | None:
+        """The data file of ``name``'s upload ``upload_id``; None if unknown or another's."""
+        directory = self._upload_dir(upload_id)
+        try:
+            owner = (directory / "repository").read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        data = directory / "data"
+        return data if owner == name and data.exists() else None
+
+    def commit_upload(self, name: str, upload_id: str, digest: str) -> None:
+        """Move a verified upload into place as blob ``digest`` and link it into ``name``."""
+        data = self._upload_dir(upload_id) / "data"
+        target = self.blob_path(digest)
+        if target.exists():
+            data.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(data, target)
+        self.link_blob(name, digest)
+        self.remove_upload(upload_id)
+
+    def remove_upload(self, upload_id: str) -> None:
+        """Forget an upload session and its bytes."""
+        shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)
+
+    # ------------------------------------------------------------------ manifests and tags
+
+    def put_manifest(self, name: str, info: ManifestInfo, data: bytes, tag: str | None) -> None:
+        """Store manifest bytes, link them into ``name`` and, with ``tag``, point it at them."""
+        blob = self.blob_path(info.digest)
+        if not blob.exists():
+            self._write_atomic(blob, data)
+        # The link before the tag, so a tag never points at a manifest the repository lacks.
+        self._write_atomic(self._manifest_link(name, info.digest), info.to_json())
+        if info.subject:
+            algorithm, encoded = _split_digest(info.digest)
+            entry = self._referrers_dir(name, info.subject) / f"{algorithm}-{encoded}"
+            self._write_atomic(self._inside(entry), b"")
+        if tag is not None:
+            self._write_atomic(self._tag_path(name, tag), info.digest.encode())
+
+    def manifest_info(self, name: str, digest: str) -> ManifestInfo | None:
+        """What ``name`` knows about manifest ``digest``, or None if it does not hold it."""
+        try:
+            data = self._manifest_link(name, digest).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return ManifestInfo.from_json(digest, data)
+
+    def read_manifest(self, info: ManifestInfo) -> bytes | None:
+        """A stored manifest's bytes (None if they went missing)."""
+        try:
+            return self.blob_path(info.digest).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def resolve_tag(self, name: str, tag: str) -> str | None:
+        """The digest ``tag`` points at, or None."""
+        try:
+            digest = self._tag_path(name, tag).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return digest if parse_digest(digest) else None
+
+    def tags(self, name: str) -> list[str] | None:
+        """Every tag of ``name`` in lexical (code point) order; None if there is no such repo."""
+        if not self.repository_exists(name):
+            return None
+        try:
+            entries = os.listdir(self._repository(name) / "_tags")
+        except FileNotFoundError:
+            return []
+        return sorted(entry for entry in entries if valid_tag(entry))
+
+    def delete_tag(self, name: str, tag: str) -> bool:
+        """Remove one tag (the manifest stays); False if there was no such tag."""
+        try:
+            self._tag_path(name, tag).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def delete_manifest(self, name: str, digest: str) -> bool:
+        """Remove manifest ``digest`` from ``name`` with the tags pointing at it."""
+        info = self.manifest_info(name, digest)
+        try:
+            self._manifest_link(name, digest).unlink()
+        except FileNotFoundError:
+            return False
+        if info is not None and info.subject and parse_digest(info.subject):
+            algorithm, encoded = _split_digest(digest)
+            entry = self._referrers_dir(name, info.subject) / f"{algorithm}-{encoded}"
+            with contextlib.suppress(FileNotFoundError):
+                self._inside(entry).unlink()
+        for tag in self.tags(name) or []:
+            if self.resolve_tag(name, tag) == digest:
+                self.delete_tag(name, tag)
+        return True
+
+    def referrers(self, name: str, subject: str) -> list[ManifestInfo]:
+        """Manifests of ``name`` whose subject is ``subject``, by digest."""
+        try:
+            entries = sorted(os.listdir(self._referrers_dir(name, subject)))
+        except FileNotFoundError:
+            return []
+        found: list[ManifestInfo] = []
+        for entry in entries:
+            digest = entry.replace("-", ":", 1)
+            if parse_digest(digest) is None:
+                continue
+            info = self.manifest_info(name, digest)
+            if info is not None:
+                found.append(info)
+        return found
