@@ -1019,6 +1019,29 @@ def scan_status(
     _scan.status(url, json_output=output is Output.json)
 
 
+@app.command("demo")
+def demo(
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep", help="Leave everything running and print commands to try; Ctrl-C stops it."
+        ),
+    ] = False,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir",
+            help="Use this (new or empty) directory instead of a temporary one, and keep it.",
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the whole product on loopback ports: registries, issuer, server, a promotion."""
+    from imgctl.cli import _demo
+
+    _demo.run(keep=keep, workdir=workdir)
+
+
 registry_app = typer.Typer(
     name="registry",
     help="An embedded OCI registry on the filesystem, for demos, development and tests.",

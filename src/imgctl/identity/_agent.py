@@ -18,6 +18,7 @@ __all__ = [
     "AgentIdentity",
     "WireError",
     "WireReader",
+    "add_ed25519_identity",
     "list_identities",
     "sign",
     "ssh_mpint",
@@ -25,10 +26,12 @@ __all__ = [
 ]
 
 SSH_AGENT_FAILURE = 5
+SSH_AGENT_SUCCESS = 6
 SSH_AGENTC_REQUEST_IDENTITIES = 11
 SSH_AGENT_IDENTITIES_ANSWER = 12
 SSH_AGENTC_SIGN_REQUEST = 13
 SSH_AGENT_SIGN_RESPONSE = 14
+SSH2_AGENTC_ADD_IDENTITY = 17
 # Other agents (and OpenSSH's extension replies) use these to say "no" as well.
 SSH_AGENT_EXTENDED_FAILURE = 30
 SSH_COM_AGENT2_FAILURE = 102
@@ -40,6 +43,7 @@ MAX_IDENTITIES = 2048
 
 CONNECT_TIMEOUT = 5.0
 LIST_TIMEOUT = 10.0
+ADD_TIMEOUT = 10.0
 # Generous: an agent may ask the user to confirm each use of a key (ssh-add -c).
 SIGN_TIMEOUT = 120.0
 
@@ -218,3 +222,27 @@ async def sign(socket_path: str, key_blob: bytes, data: bytes, flags: int = 0) -
             f"ssh-agent at {socket_path} sent a malformed signature ({exc})"
         ) from None
     return signature
+
+
+# -- adding a key (imgctl demo fills its private agent with a fresh key) ----------------------
+
+
+async def add_ed25519_identity(
+    socket_path: str, public_key: bytes, seed: bytes, comment: str = ""
+) -> None:
+    """Give the agent an ed25519 key (ADD_IDENTITY): ``public_key`` and ``seed`` are 32 bytes.
+
+    The wire form of the private part is ``seed || public_key``, as OpenSSH stores it.
+    """
+    if len(public_key) != 32 or len(seed) != 32:
+        raise ValueError("an ed25519 key has a 32-byte public key and a 32-byte seed")
+    request = (
+        bytes([SSH2_AGENTC_ADD_IDENTITY])
+        + ssh_string(b"ssh-ed25519")
+        + ssh_string(public_key)
+        + ssh_string(seed + public_key)
+        + ssh_string(comment.encode("utf-8"))
+    )
+    kind, _ = await _exchange(socket_path, request, ADD_TIMEOUT)
+    if kind != SSH_AGENT_SUCCESS:
+        raise IdentityError(f"ssh-agent at {socket_path} refused to add the key (type {kind})")
