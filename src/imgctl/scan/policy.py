@@ -38,7 +38,7 @@ from typing import Any, Final, Literal, Protocol, TypeVar, cast
 
 from imgctl.errors import ImgctlError, UsageError
 
-__all__ = ["ImagePolicy", "PolicyError", "compile_go_regex"]
+__all__ = ["ImagePolicy", "PolicyError", "compile_go_regex", "describe_kind"]
 
 _KINDS: Final = ("semver", "alphabetical", "numerical")
 _ORDERS: Final = ("asc", "desc")
@@ -534,21 +534,28 @@ def _select(scored: Iterable[tuple[_K, str]], *, highest: bool) -> str | None:
     return None if best is None else best[1]
 
 
-def _show(value: object) -> str:
-    """A value as messages quote it: JSON for strings, the kind of anything else."""
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+def describe_kind(value: object) -> str:
+    """A parsed YAML value's kind for messages ("a mapping", "null"), never its content."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
         return "a number"
+    if isinstance(value, str):
+        return "a string"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list | tuple):
         return "a list"
     return f"a {type(value).__name__}"
+
+
+def _show(value: object) -> str:
+    """A value as messages quote it: JSON for strings, the kind of anything else."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return describe_kind(value)
 
 
 def _filter_path(where: str) -> str:

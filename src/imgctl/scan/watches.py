@@ -34,7 +34,7 @@ from imgctl.promotion.manifests import STRICT_YAML_LOADER
 
 # Exclusion lists are Go regexes, like filterTags patterns: one RE2-to-Python translation (which
 # also refuses what RE2 refuses, such as lookarounds) serves both.
-from imgctl.scan.policy import ImagePolicy, compile_go_regex
+from imgctl.scan.policy import ImagePolicy, compile_go_regex, describe_kind
 
 __all__ = [
     "DEFAULT_EXCLUSION_LIST",
@@ -247,7 +247,7 @@ def _duration_nanoseconds(text: str) -> int:
 def parse_duration(value: object, *, field: str) -> float:
     """Parse a Go duration string (``1m0s``, ``90s``, ``1h30m``, ``1.5h``) into seconds."""
     if not isinstance(value, str):
-        detail = f"a duration is a string with a unit, not {_describe(value)}"
+        detail = f"a duration is a string with a unit, not {describe_kind(value)}"
         raise UsageError(f"{field}: {_show(value)} is not a duration; {_DURATION_HINT} ({detail})")
     try:
         nanoseconds = _duration_nanoseconds(value)
@@ -271,24 +271,7 @@ def _show(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    return _describe(value)
-
-
-def _describe(value: object) -> str:
-    """A value's kind, never its content (safe for secrets)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
+    return describe_kind(value)
 
 
 class _Reader:
@@ -321,7 +304,7 @@ class _Reader:
     ) -> Mapping[str, object] | None:
         """The mapping's known keys, or None (reported) when ``value`` is not a mapping."""
         if not isinstance(value, Mapping):
-            self.add(where, f"must be a mapping, not {_describe(value)}")
+            self.add(where, f"must be a mapping, not {describe_kind(value)}")
             return None
         known: dict[str, object] = {}
         for key, item in value.items():
@@ -351,7 +334,7 @@ class _Reader:
                 self.add(path, "is required")
             return None
         if not isinstance(value, str):
-            shown = _describe(value) if secret else _show(value)
+            shown = describe_kind(value) if secret else _show(value)
             self.add(path, f"must be a string, not {shown}")
             return None
         if not value:
@@ -402,7 +385,8 @@ class _Reader:
     def config(self, data: object) -> WatchConfig | None:
         if not isinstance(data, Mapping):
             self.add(
-                "", f"the document must be a mapping with a 'watches' key, not {_describe(data)}"
+                "",
+                f"the document must be a mapping with a 'watches' key, not {describe_kind(data)}",
             )
             return None
         top = self.mapping(data, "", _TOP_KEYS)
@@ -415,7 +399,7 @@ class _Reader:
         if "watches" not in top:
             self.add("watches", "is required (use [] for none)")
         elif not isinstance(top["watches"], list):
-            self.add("watches", f"must be a list, not {_describe(top['watches'])}")
+            self.add("watches", f"must be a list, not {describe_kind(top['watches'])}")
         else:
             first_use: dict[str, str] = {}
             for index, item in enumerate(top["watches"]):
@@ -459,7 +443,9 @@ class _Reader:
         if raw_groups is None:
             self.add(f"{where}.groups", "is required: the groups promotions are authorised by")
         elif not isinstance(raw_groups, list):
-            self.add(f"{where}.groups", f"must be a list of strings, not {_describe(raw_groups)}")
+            self.add(
+                f"{where}.groups", f"must be a list of strings, not {describe_kind(raw_groups)}"
+            )
         elif not raw_groups:
             self.add(f"{where}.groups", "must name at least one group")
         else:
@@ -577,7 +563,7 @@ class _Reader:
         if value is None:
             return DEFAULT_EXCLUSION_LIST
         if not isinstance(value, list):
-            self.add(path, f"must be a list of regular expressions, not {_describe(value)}")
+            self.add(path, f"must be a list of regular expressions, not {describe_kind(value)}")
             return DEFAULT_EXCLUSION_LIST
         if len(value) > MAX_EXCLUSIONS:
             self.add(path, f"has {len(value)} entries; the most is {MAX_EXCLUSIONS}")
