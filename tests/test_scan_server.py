@@ -210,6 +210,18 @@ def test_scan_endpoint_and_status_command(scan_deployment: ScanDeployment) -> No
     assert watches["paused"]["conditions"][0]["reason"] == "Suspended"
     assert watches["paused"]["lastScanResult"] is None
 
+    metrics = httpx.get(f"http://{d.http}/metrics", timeout=10).text
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("imgctl_scan")
+    }
+    assert samples['imgctl_scans_total{reason="Succeeded",watch="web"}'] >= 1
+    assert samples['imgctl_scans_total{reason="AuthenticationFailed",watch="locked"}'] >= 1
+    assert samples['imgctl_scan_tags{watch="web"}'] == watches["web"]["lastScanResult"]["tagCount"]
+    assert samples['imgctl_scan_duration_seconds_count{watch="web"}'] >= 1
+    assert not any('watch="paused"' in name for name in samples)  # suspended: never scanned
+
     table = subprocess.run(
         [IMGCTL, "scan", "status", "--catalog-url", f"http://{d.http}"],
         capture_output=True,

@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ from imgctl.store import WatchState
 __all__ = [
     "LATEST_TAGS",
     "MemoryScanState",
+    "OnScan",
     "Promote",
     "ScanState",
     "Scanner",
@@ -57,6 +59,9 @@ JITTER = 0.1  # +-10% on every delay, so watches with one interval do not scan i
 
 Promote = Callable[[Watch, str, str], Awaitable[None]]
 """Auto-promotion hook: (watch, tag, digest); raises when the promotion failed."""
+
+OnScan = Callable[[Watch, WatchState, float], None]
+"""Told of every finished scan: (watch, its new state, seconds it took); for metrics."""
 
 
 class ScanState(Protocol):
@@ -212,6 +217,7 @@ class Scanner:
         home: Path | None = None,
         options: ClientOptions | None = None,
         promote: Promote | None = None,
+        on_scan: OnScan | None = None,
         owner: str | None = None,
         retries: int = 2,
         max_retry_after: float = 10.0,
@@ -227,6 +233,7 @@ class Scanner:
             options or ClientOptions(), retries=retries, max_retry_after=max_retry_after
         )
         self._promote = promote
+        self._on_scan = on_scan
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._clients: dict[str, RegistryClient] = {}
         self._default_keychain: Keychain | None = None
@@ -284,6 +291,7 @@ class Scanner:
             # A new watch, or its image changed in the file: the old tags say nothing.
             previous = WatchState(name=watch.name, image=watch.canonical_image_name)
         started = datetime.now(UTC)
+        clock = time.monotonic()
         try:
             async with asyncio.timeout(watch.timeout):
                 tags = await self._list_tags(watch)
@@ -311,6 +319,8 @@ class Scanner:
             state = await self._auto_promote(watch, watch.auto_promote, state)
         await self.state.save(state)
         self.scans += 1
+        if self._on_scan is not None:
+            self._on_scan(watch, state, time.monotonic() - clock)
         return state
 
     async def _list_tags(self, watch: Watch) -> list[str]:

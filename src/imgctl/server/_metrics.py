@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
 
@@ -23,5 +23,25 @@ BYTES_COPIED = Counter(
     "imgctl_promotion_bytes_copied",
     "Bytes copied by promotions.",
     ["kind"],
+    registry=REGISTRY,
+)
+SCANS = Counter(
+    "imgctl_scans",
+    "Repository scans (--watches) by watch and outcome (the Ready reason: Succeeded, "
+    "AuthenticationFailed, ReadOperationFailed, PolicyFailed).",
+    ["watch", "reason"],
+    registry=REGISTRY,
+)
+SCAN_SECONDS = Histogram(
+    "imgctl_scan_duration_seconds",
+    "Time one scan took: tag listing, policy, digest, and any auto-promotion.",
+    ["watch"],
+    buckets=(0.05, 0.1, 0.5, 1, 5, 15, 60, 300),
+    registry=REGISTRY,
+)
+SCAN_TAGS = Gauge(
+    "imgctl_scan_tags",
+    "Tags found by the watch's last successful scan (after the exclusion list).",
+    ["watch"],
     registry=REGISTRY,
 )

@@ -18,7 +18,7 @@ from imgctl.promotion.environments import Environment, Environments
 from imgctl.scan.scanner import Scanner
 from imgctl.scan.watches import Watch, WatchConfig
 from imgctl.server.core import Caller, ServerCore, new_request_id
-from imgctl.store import ScanStore
+from imgctl.store import ScanStore, WatchState
 
 __all__ = ["SERVICE_ISSUER", "build_scanner", "repository_path"]
 
@@ -108,5 +108,20 @@ async def build_scanner(
             caller, f"{paths[watch.name]}:{tag}@{digest}", rule.source, rule.destination
         )
 
+    def measure(watch: Watch, state: WatchState, seconds: float) -> None:
+        from imgctl.server import _metrics
+
+        _metrics.SCANS.labels(watch.name, state.reason).inc()
+        _metrics.SCAN_SECONDS.labels(watch.name).observe(seconds)
+        if state.ready == "True":
+            _metrics.SCAN_TAGS.labels(watch.name).set(len(state.tags))
+
     state = await ScanStore.open(database_url)
-    return Scanner(config, state=state, environ=environ, home=Path.home(), promote=promote)
+    return Scanner(
+        config,
+        state=state,
+        environ=environ,
+        home=Path.home(),
+        promote=promote,
+        on_scan=measure,
+    )
