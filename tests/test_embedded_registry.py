@@ -149,6 +149,8 @@ def test_skopeo_pushes_and_pulls_multi_arch_with_digests_preserved(
     push_layout(built.oci_ref, into)
     assert digest_of(into) == built.digest
     index = json.loads(inspect_raw(into))
+    assert index["mediaType"] == mt.OCI_INDEX
+    assert [c["platform"]["architecture"] for c in index["manifests"]] == ["amd64", "arm64"]
     for child in index["manifests"]:
         assert digest_of(f"{into.rsplit(':', 1)[0]}@{child['digest']}") == child["digest"]
 
@@ -611,7 +613,7 @@ def test_path_traversal_is_refused_and_nothing_leaves_the_root(
 
     name_invalid = ("NAME_INVALID", 400)
     digest_invalid = ("DIGEST_INVALID", 400)
-    tag_invalid = ("MANIFEST_INVALID", 400)
+    tag_invalid = ("NAME_INVALID", 400)  # an invalid tag is an invalid name:tag
     upload_unknown = ("BLOB_UPLOAD_UNKNOWN", 404)
     not_found = (None, 404)
     payload = b'{"schemaVersion":2}'
@@ -631,6 +633,12 @@ def test_path_traversal_is_refused_and_nothing_leaves_the_root(
         ("GET", f"/v2/a%00b/referrers/sha256:{_HEX}", name_invalid),
         ("POST", f"/v2/a/blobs/uploads/?mount=sha256:{_HEX}&from=../../escape", name_invalid),
         ("POST", f"/v2/a/blobs/uploads/?mount=sha256:{_HEX}&from=%2Fetc", name_invalid),
+        ("POST", f"/v2/a/blobs/uploads/?mount=sha256:{_HEX}&from=a%00", name_invalid),
+        ("GET", "/v2/a/./tags/list", name_invalid),
+        ("GET", "/v2/%c0%ae%c0%ae/tags/list", name_invalid),  # overlong UTF-8 for ".."
+        ("PUT", "/v2/C:%5Cescape/manifests/latest", name_invalid),
+        ("GET", f"/v2/{'a' * 256}/manifests/latest", name_invalid),
+        ("GET", f"/v2/{'a/' * 1100}a/tags/list", name_invalid),  # a path over 2048
         # tags
         ("PUT", "/v2/a/manifests/..", tag_invalid),
         ("PUT", "/v2/a/manifests/%2e%2e", tag_invalid),
@@ -641,8 +649,12 @@ def test_path_traversal_is_refused_and_nothing_leaves_the_root(
         ("HEAD", "/v2/a/manifests/..%2f..%2fescape", (None, 400)),
         ("HEAD", "/v2/a/blobs/uploads/..%2fescape", (None, 404)),
         ("DELETE", "/v2/a/manifests/%2fetc%2fpasswd", tag_invalid),
-        ("DELETE", "/v2/a/manifests/../../escape", not_found),
-        ("GET", "/v2/a/manifests//etc/passwd", not_found),
+        ("DELETE", "/v2/a/manifests/../../escape", tag_invalid),
+        ("PUT", "/v2/a/manifests/../../escape", tag_invalid),
+        ("GET", "/v2/a/manifests//etc/passwd", tag_invalid),
+        ("PUT", "/v2/a/manifests/v1/", tag_invalid),
+        ("GET", "/v2/a/manifests/.hidden", tag_invalid),
+        ("PUT", f"/v2/a/manifests/{'v' * 129}", tag_invalid),
         # digests
         ("GET", "/v2/a/blobs/sha256:..%2f..%2fescape", digest_invalid),
         ("GET", "/v2/a/blobs/..%2f..%2fetc%2fpasswd", digest_invalid),
@@ -651,6 +663,14 @@ def test_path_traversal_is_refused_and_nothing_leaves_the_root(
         ("GET", f"/v2/a/blobs/sha384:{'a' * 96}", digest_invalid),
         ("PUT", "/v2/a/manifests/sha256:..%2f..%2fescape", digest_invalid),
         ("GET", "/v2/a/referrers/sha256:%2e%2e", digest_invalid),
+        ("GET", f"/v2/a/referrers/sha256:../../{_HEX}", digest_invalid),
+        ("GET", f"/v2/a/blobs/sha256:../../{_HEX}", digest_invalid),
+        ("DELETE", f"/v2/a/blobs/sha256/../..:{_HEX}", digest_invalid),
+        ("GET", f"/v2/a/blobs/sha256%2F..%2F..:{_HEX}", digest_invalid),
+        ("GET", f"/v2/a/blobs/sha256%253A{_HEX}", digest_invalid),  # double encoding
+        ("GET", f"/v2/a/blobs/sha256+b64:{_HEX}", digest_invalid),
+        ("PUT", f"/v2/a/manifests/sha256:../{_HEX}", digest_invalid),
+        ("PUT", f"/v2/a/manifests/sha512:{'a' * 128}/../../escape", digest_invalid),
         ("POST", "/v2/a/blobs/uploads/?digest=sha256:../../escape", digest_invalid),
         ("POST", "/v2/a/blobs/uploads/?mount=../../escape&from=b", digest_invalid),
         ("PUT", f"{upload}?digest=sha256:..%2F..%2Fescape", digest_invalid),
@@ -662,7 +682,7 @@ def test_path_traversal_is_refused_and_nothing_leaves_the_root(
         ("DELETE", f"/v2/a/blobs/uploads/{_UUID}%00", upload_unknown),
         ("PATCH", f"/v2/a/blobs/uploads/{foreign}", upload_unknown),  # another repository's
         ("PUT", f"/v2/a/blobs/uploads/{_UUID.upper()}?digest=sha256:{_HEX}", upload_unknown),
-        ("PUT", "/v2/a/blobs/uploads/../../../escape", not_found),
+        ("PUT", "/v2/a/blobs/uploads/../../../escape", upload_unknown),
         # outside the API
         ("GET", "/etc/passwd", not_found),
         ("PUT", "/../../escape", not_found),
@@ -683,6 +703,48 @@ def test_path_traversal_is_refused_and_nothing_leaves_the_root(
     assert not [p for p in root.rglob("*") if "escape" in p.name or "passwd" in p.name]
     # The upload of the first request is still intact, the other's too.
     assert raw(host, "GET", upload)[0] == 204
+
+
+def test_a_symlink_out_of_the_root_is_refused(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The second line of defence: valid names, but a link inside the root leads out of it."""
+    root = tmp_path / "root"
+    server = start_embedded(root, request.addfinalizer)
+    host = server.host
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "repositories" / "evil").symlink_to(outside, target_is_directory=True)
+    (root / "blobs" / "sha512").symlink_to(outside, target_is_directory=True)
+    data = b"some blob"
+    sha512 = "sha512:" + hashlib.sha512(data).hexdigest()
+    status, _, _ = raw(host, "POST", f"/v2/ok/blobs/uploads/?digest={sha256(data)}", data)
+    assert status == 201
+
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
+    cases = [
+        ("POST", "/v2/evil/blobs/uploads/", b""),
+        ("POST", f"/v2/evil/blobs/uploads/?digest={sha256(data)}", data),
+        ("POST", f"/v2/evil/blobs/uploads/?mount={sha256(data)}&from=ok", b""),
+        ("POST", f"/v2/ok/blobs/uploads/?mount={sha256(data)}&from=evil", b""),
+        ("PUT", "/v2/evil/manifests/v1", manifest.encode()),
+        ("GET", "/v2/evil/tags/list", None),
+        ("GET", f"/v2/evil/blobs/{sha256(data)}", None),
+        ("DELETE", "/v2/evil/manifests/v1", None),
+        ("GET", f"/v2/evil/referrers/{sha256(data)}", None),
+        ("POST", f"/v2/ok/blobs/uploads/?digest={sha512}", data),  # into blobs/sha512
+    ]
+    for method, path, body in cases:
+        headers = {"Content-Type": mt.OCI_INDEX} if method == "PUT" else None
+        status, _, answer = raw(host, method, path, body, headers)
+        assert (method, path, status, code_of(answer)) == (method, path, 400, "NAME_INVALID")
+    assert list(outside.iterdir()) == []
+    assert list((root / "uploads").iterdir()) == []  # refused uploads leave no session
+    # Only the blob pushed to "ok" was stored: the refused manifest left no bytes behind.
+    stored = [p.name for p in (root / "blobs").rglob("*") if p.is_file()]
+    assert stored == [sha256(data).split(":", 1)[1]]
+    assert "refused a path outside the root" in server.output()
+    assert "Traceback" not in server.output()
 
 
 # ---------------------------------------------------------------------- htpasswd

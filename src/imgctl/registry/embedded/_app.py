@@ -79,6 +79,15 @@ _ENDPOINTS = (
     ("blob", re.compile(r"(?P<name>.+)/blobs/(?P<arg>[^/]*)")),
     ("referrers", re.compile(r"(?P<name>.+)/referrers/(?P<arg>[^/]*)")),
 )
+# A path no endpoint matches, but whose reference, digest or upload id holds a literal "/"
+# ("/v2/a/manifests/../../x", "/v2/a/blobs/sha256:../x"): routed to that endpoint anyway, so the
+# argument is refused with the error its kind has (NAME_INVALID, DIGEST_INVALID...), not 404.
+_SLASHED_ARGS = (
+    ("manifest", re.compile(r"(?P<name>.+?)/manifests/(?P<arg>.*/.*)")),
+    ("upload", re.compile(r"(?P<name>.+?)/blobs/uploads/(?P<arg>.*/.*)")),
+    ("blob", re.compile(r"(?P<name>.+?)/blobs/(?P<arg>.*/.*)")),
+    ("referrers", re.compile(r"(?P<name>.+?)/referrers/(?P<arg>.*/.*)")),
+)
 _METHODS = {
     "base": ("GET", "HEAD"),
     "catalog": ("GET",),
@@ -172,7 +181,7 @@ def _route(path: str) -> tuple[str, str, str | None]:
     if path == "/v2/_catalog":
         return "catalog", "", None
     if path.startswith("/v2/"):
-        for kind, pattern in _ENDPOINTS:
+        for kind, pattern in (*_ENDPOINTS, *_SLASHED_ARGS):
             match = pattern.fullmatch(path, 4)
             if match is not None:
                 return kind, match["name"], match.groupdict().get("arg")
@@ -427,8 +436,10 @@ class RegistryApp:
         if ":" in value or "%3a" in value.lower():
             return self._digest(value, "manifest digest"), None
         if not valid_tag(value):
+            # NAME_INVALID: the name (repository:tag) asked for is invalid. MANIFEST_INVALID
+            # would blame a body that a GET does not even have.
             raise _Problem(
-                "MANIFEST_INVALID",
+                "NAME_INVALID",
                 f"invalid tag {value!r}: up to 128 letters, digits, '_', '.' and '-', "
                 "not starting with '.' or '-'",
                 detail={"tag": value},

@@ -307,17 +307,22 @@ class Storage:
 
     def put_manifest(self, name: str, info: ManifestInfo, data: bytes, tag: str | None) -> None:
         """Store manifest bytes, link them into ``name`` and, with ``tag``, point it at them."""
+        # Every path is checked before anything is written: a refusal leaves no stray bytes.
         blob = self.blob_path(info.digest)
+        link = self._manifest_link(name, info.digest)
+        entry: Path | None = None
+        if info.subject:
+            algorithm, encoded = _split_digest(info.digest)
+            entry = self._inside(self._referrers_dir(name, info.subject) / f"{algorithm}-{encoded}")
+        tag_path = self._tag_path(name, tag) if tag is not None else None
         if not blob.exists():
             self._write_atomic(blob, data)
         # The link before the tag, so a tag never points at a manifest the repository lacks.
-        self._write_atomic(self._manifest_link(name, info.digest), info.to_json())
-        if info.subject:
-            algorithm, encoded = _split_digest(info.digest)
-            entry = self._referrers_dir(name, info.subject) / f"{algorithm}-{encoded}"
-            self._write_atomic(self._inside(entry), b"")
-        if tag is not None:
-            self._write_atomic(self._tag_path(name, tag), info.digest.encode())
+        self._write_atomic(link, info.to_json())
+        if entry is not None:
+            self._write_atomic(entry, b"")
+        if tag_path is not None:
+            self._write_atomic(tag_path, info.digest.encode())
 
     def manifest_info(self, name: str, digest: str) -> ManifestInfo | None:
         """What ``name`` knows about manifest ``digest``, or None if it does not hold it."""
