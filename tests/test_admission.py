@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from imgctl.catalog import admission
 from imgctl.catalog.admission import (
+    AdmissionWebhook,
     Exemptions,
     MalformedReview,
-    create_admission_router,
     images_of,
     review,
 )
@@ -481,6 +481,47 @@ async def test_lookup_not_returning_true_denies() -> None:
     assert response["allowed"] is False
 
 
+async def test_cached_answers_skip_the_lookup() -> None:
+    spec = pod_spec("nginx:1.25", "registry.example.com/team/api@" + D2, "evil.example/x:1")
+    remembered = {("prod", "docker.io/library/nginx", None, "1.25")}
+    asked_memory: list[Key] = []
+
+    def cached(environment: str, name: str, digest: str | None, tag: str | None) -> bool:
+        asked_memory.append((environment, name, digest, tag))
+        return (environment, name, digest, tag) in remembered
+
+    catalog = FakeCatalog(("prod", "registry.example.com/team/api", D2))
+    body = admission_review("Pod", spec)
+    response = response_of(await review(body, "prod", catalog, Exemptions(), cached))
+    assert len(asked_memory) == 3
+    # Only what memory did not confirm reached the lookup, which still decides.
+    assert sorted(catalog.calls) == [
+        ("prod", "evil.example/x", None, "1"),
+        ("prod", "registry.example.com/team/api", D2, None),
+    ]
+    assert response["allowed"] is False
+    assert "evil.example/x:1" in response["status"]["message"]
+    assert "nginx" not in response["status"]["message"]
+
+    # Everything remembered: allowed without a single lookup.
+    catalog.calls.clear()
+    spec = pod_spec("nginx:1.25")
+    response = response_of(
+        await review(admission_review("Pod", spec), "prod", catalog, cached=cached)
+    )
+    assert response == {"uid": UID, "allowed": True}
+    assert catalog.calls == []
+
+
+async def test_cached_answer_not_true_does_not_allow() -> None:
+    def sloppy(environment: str, name: str, digest: str | None, tag: str | None) -> Any:
+        return "yes"
+
+    body = admission_review("Pod", pod_spec("nginx:9"))
+    response = response_of(await review(body, "prod", FakeCatalog(), cached=sloppy))
+    assert response["allowed"] is False
+
+
 async def test_lookup_timeout_denies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(admission, "LOOKUP_TIMEOUT_SECONDS", 0.05)
 
@@ -529,16 +570,18 @@ async def test_review_missing_object_on_create() -> None:
 
 
 @pytest.fixture
-def app() -> FastAPI:
-    app = FastAPI()
-    app.include_router(
-        create_admission_router(PROMOTED, Exemptions(namespaces=frozenset({"kube-system"})))
-    )
-    return app
+def app() -> AdmissionWebhook:
+    inner = FastAPI()
+
+    @inner.get("/admission/{environment}/other")
+    async def other(environment: str) -> dict[str, str]:
+        return {"from": "the wrapped app", "environment": environment}
+
+    return AdmissionWebhook(inner, PROMOTED, Exemptions(namespaces=frozenset({"kube-system"})))
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: AdmissionWebhook) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://imgctl.test") as client:
         yield client
@@ -580,8 +623,7 @@ async def test_http_lookup_raising_is_a_denial_not_a_500() -> None:
     async def broken(environment: str, name: str, digest: str | None, tag: str | None) -> bool:
         raise ConnectionError("db")
 
-    app = FastAPI()
-    app.include_router(create_admission_router(broken, Exemptions()))
+    app = AdmissionWebhook(FastAPI(), broken, Exemptions())
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://imgctl.test"
     ) as client:
@@ -631,7 +673,56 @@ async def test_http_malformed_is_400(client: httpx.AsyncClient, content: bytes, 
     )
     assert answer.status_code == 400
     assert answer.headers["content-type"] == "application/json"
-    assert answer.json()["error"].startswith(error)
+    assert answer.json()["error"]["message"].startswith(error)
+    code = "invalid_json" if error.startswith("request body") else "malformed_review"
+    assert answer.json()["error"]["code"] == code
+
+
+async def test_http_a_failing_decision_is_a_500_never_an_allow(
+    monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
+) -> None:
+    def explode(request: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(admission, "images_of", explode)
+    answer = await client.post("/admission/prod", json=admission_review("Pod", pod_spec("a")))
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "internal"
+    assert "allowed" not in answer.text
+
+
+async def test_http_too_large_is_413(
+    monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
+) -> None:
+    small = json.dumps(admission_review("Pod", pod_spec("nginx:1.25"))).encode()
+    monkeypatch.setattr(admission, "MAX_REVIEW_BYTES", len(small))
+    assert (await client.post("/admission/prod", content=small)).status_code == 200
+    answer = await client.post("/admission/prod", content=small + b" ")
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "too_large"
+
+
+async def test_http_only_post_and_other_paths_reach_the_app(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/admission/prod")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"
+    assert answer.json()["error"]["code"] == "method_not_allowed"
+    # Paths that are not /admission/<one segment> are the wrapped app's.
+    assert (await client.get("/admission/prod/other")).json() == {
+        "from": "the wrapped app",
+        "environment": "prod",
+    }
+    assert (await client.post("/admission/", json={})).status_code == 404
+    assert (await client.get("/nothing")).status_code == 404
+
+
+def test_http_webhook_is_in_the_openapi_schema(app: AdmissionWebhook) -> None:
+    schema = app.app.openapi()
+    operation = schema["paths"]["/admission/{environment}"]["post"]
+    assert operation["responses"]["400"]["content"]["application/json"]["schema"]["required"] == [
+        "error"
+    ]
+    assert "/admission/{environment}/other" in schema["paths"]
 
 
 # --- properties -------------------------------------------------------------------------

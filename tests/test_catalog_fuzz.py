@@ -11,7 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from imgctl.catalog.admission import Exemptions, create_admission_router
+from imgctl.catalog.admission import AdmissionWebhook, Exemptions
 from imgctl.catalog.api import create_catalog_app
 from imgctl.catalog.tokens import TokenFile
 from imgctl.store import CatalogStore
@@ -24,8 +24,7 @@ def _app(path: Path) -> Any:
     )
     store = asyncio.run(CatalogStore.open(f"sqlite:///{path / 'catalog.db'}"))
     app = create_catalog_app(store, TokenFile(tokens_file))
-    app.include_router(create_admission_router(store.promoted, Exemptions()))
-    return app, store
+    return AdmissionWebhook(app, store.promoted, Exemptions(), store.known), store
 
 
 @pytest.fixture(scope="module")

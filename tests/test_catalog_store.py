@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -246,6 +248,48 @@ async def test_promoted_lookups(store: CatalogStore) -> None:
     assert await store.promoted("prod", "registry.prod/app", None, "v1")  # positional lookup
 
 
+async def test_known_answers_only_recent_yeses_from_memory(store: CatalogStore) -> None:
+    await store.record_promotion(
+        digest=DIGEST_A,
+        name="registry.prod/app",
+        tags=["v1"],
+        environment="prod",
+        promoted_by=None,
+        source=None,
+    )
+    # Nothing asked yet: not known, although promoted.
+    assert store.known("prod", "registry.prod/app", DIGEST_A, None) is False
+    assert await store.promoted("prod", "registry.prod/app", DIGEST_A, None) is True
+    assert store.known("prod", "registry.prod/app", DIGEST_A, None) is True
+    # A "no" is never remembered, and other questions about the same image are not answered.
+    assert await store.promoted("prod", "registry.prod/app", None, "v2") is False
+    assert store.known("prod", "registry.prod/app", None, "v2") is False
+    assert store.known("prod", "registry.prod/app", None, "v1") is False
+    assert store.known("stage", "registry.prod/app", DIGEST_A, None) is False
+    # A write through this store forgets every answer.
+    await store.put("other", "registry.prod/other", ["x"])
+    assert store.known("prod", "registry.prod/app", DIGEST_A, None) is False
+
+
+async def test_known_expires_after_two_ttls(db_url: str) -> None:
+    store = await CatalogStore.open(db_url)
+    store.POSITIVE_TTL = 0.1
+    try:
+        await store.record_promotion(
+            digest=DIGEST_A,
+            name="reg.io/app",
+            tags=[],
+            environment="prod",
+            promoted_by=None,
+            source=None,
+        )
+        assert await store.promoted("prod", "reg.io/app", DIGEST_A) is True
+        await asyncio.sleep(0.25)  # past fresh and stale: must be asked again
+        assert store.known("prod", "reg.io/app", DIGEST_A, None) is False
+    finally:
+        await store.aclose()
+
+
 async def test_promoted_is_fast(store: CatalogStore) -> None:
     for i in range(50):
         await store.record_promotion(
@@ -365,25 +409,127 @@ async def test_a_delete_by_another_replica_reaches_cached_answers_within_two_ttl
         await other.aclose()
 
 
-async def test_batched_refresh_agrees_with_single_lookups(store: CatalogStore) -> None:
+async def test_batched_answers_agree_with_the_records(store: CatalogStore) -> None:
     for n, digest in enumerate((DIGEST_A, DIGEST_B)):
         await store.record_promotion(
             digest=digest,
             name=f"reg.io/app{n}",
-            tags=[f"v{n}", "stable"],
+            tags=[f"v{n}", "stable", "50%_off"],
             environment="prod",
             promoted_by=None,
             source=None,
         )
+    # Look-alikes the LIKE pre-filter lets through and the exact check must refuse.
+    await store.put("sha256:" + "c" * 64, "reg.io/app2", ["v10", "50x_off"], environment="prod")
     keys = [
         (env, f"reg.io/app{n}", digest, tag)
         for env in ("prod", "dev")
         for n in (0, 1, 2)
         for digest in (DIGEST_A, DIGEST_B, None)
-        for tag in ("v0", "v1", "stable", "nope", None)
+        for tag in ("v0", "v1", "v", "stable", "nope", "50%_off", None)
         if digest is not None or tag is not None
     ]
+    records = {
+        (image.environment, image.name, value)
+        for image in await store.list()
+        for value in (image.id, *image.tags)
+    }
+    expected = [
+        (env, name, digest) in records or (env, name, tag) in records
+        for env, name, digest, tag in keys
+    ]
     many = await store._submit(store._promoted_many, keys)
-    singles = [await store._submit(store._promoted, *key) for key in keys]
-    assert [many[key] for key in keys] == singles
-    assert sum(singles) > 4  # the comparison covers both answers
+    assert [many[key] for key in keys] == expected
+    assert 4 < sum(expected) < len(keys)  # the comparison covers both answers
+    # One at a time (the first question of an idle store) gives the same answers.
+    assert [await store.promoted(*key) for key in keys] == expected
+
+
+async def test_concurrent_questions_share_batches(store: CatalogStore) -> None:
+    for i in range(300):
+        await store.record_promotion(
+            digest=f"sha256:{i:064x}",
+            name=f"reg.io/app{i}",
+            tags=[f"v{i % 7}"],
+            environment="prod",
+            promoted_by=None,
+            source=None,
+        )
+    batches: list[int] = []
+    real = store._promoted_many
+
+    def counting(keys: list[tuple[str, str, str | None, str | None]]) -> dict[Any, bool]:
+        batches.append(len(keys))
+        return real(keys)
+
+    store._promoted_many = counting  # type: ignore[method-assign]
+    questions = [("prod", f"reg.io/app{i}", f"sha256:{i:064x}", None) for i in range(400)]
+    questions += [("prod", f"reg.io/app{i}", None, f"v{i % 7}") for i in range(0, 400, 2)]
+    questions += questions[:50]  # asked twice at once: one answer for both
+    answers = await asyncio.gather(*(store.promoted(*q) for q in questions))
+    assert answers == [int(q[1].removeprefix("reg.io/app")) < 300 for q in questions]
+    assert sum(batches) == 600  # every distinct question asked once
+    assert len(batches) <= 3
+    # Answered from memory now: no batch at all.
+    assert all(store.known(*q) for q in questions if int(q[1][10:]) < 300)
+    await asyncio.gather(*(store.promoted(*q) for q in questions[:300]))
+    assert sum(batches) == 600
+
+
+async def test_a_review_giving_up_does_not_cancel_the_others(store: CatalogStore) -> None:
+    await store.put(DIGEST_A, "reg.io/app", ["v1"], environment="prod")
+    release = threading.Event()
+    real = store._promoted_many
+
+    def slow(keys: list[tuple[str, str, str | None, str | None]]) -> dict[Any, bool]:
+        release.wait(10)
+        return real(keys)
+
+    store._promoted_many = slow  # type: ignore[method-assign]
+    impatient = asyncio.ensure_future(store.promoted("prod", "reg.io/app", DIGEST_A))
+    patient = asyncio.ensure_future(store.promoted("prod", "reg.io/app", DIGEST_A))
+    await asyncio.sleep(0.05)
+    impatient.cancel()
+    release.set()
+    assert await patient is True
+    assert impatient.cancelled()
+
+
+async def test_a_failing_batch_fails_every_question_in_it(tmp_path: Path) -> None:
+    store = await CatalogStore.open(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+
+        def broken(keys: list[tuple[str, str, str | None, str | None]]) -> dict[Any, bool]:
+            raise StoreError("catalog database: disk I/O error")
+
+        store._promoted_many = broken  # type: ignore[method-assign]
+        results = await asyncio.gather(
+            store.promoted("prod", "reg.io/a", DIGEST_A),
+            store.promoted("prod", "reg.io/b", None, "v1"),
+            return_exceptions=True,
+        )
+        assert [type(r) for r in results] == [StoreError, StoreError]
+    finally:
+        await store.aclose()
+
+
+async def test_an_answer_read_before_a_write_is_not_remembered(store: CatalogStore) -> None:
+    await store.put(DIGEST_A, "reg.io/app", ["v1"], environment="prod")
+    reading, release = threading.Event(), threading.Event()
+    real = store._promoted_many
+
+    def paused(keys: list[tuple[str, str, str | None, str | None]]) -> dict[Any, bool]:
+        answers = real(keys)  # read "yes" ...
+        reading.set()
+        release.wait(10)  # ... while a DELETE commits
+        return answers
+
+    store._promoted_many = paused  # type: ignore[method-assign]
+    question = asyncio.ensure_future(store.promoted("prod", "reg.io/app", DIGEST_A))
+    await asyncio.to_thread(reading.wait, 10)
+    store._promoted_many = real  # type: ignore[method-assign]
+    assert await store.delete(DIGEST_A) == 1
+    release.set()
+    assert await question is True  # it was true when read
+    assert store.known("prod", "reg.io/app", DIGEST_A) is False  # but not remembered
+    assert await store.promoted("prod", "reg.io/app", DIGEST_A) is False

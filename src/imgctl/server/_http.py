@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.types import ASGIApp
 
 from imgctl.server.core import ServerCore
 
@@ -16,17 +17,14 @@ if TYPE_CHECKING:
 __all__ = ["create_http_app"]
 
 
-def create_http_app(core: ServerCore, tokens: TokenFile | None = None) -> FastAPI:
-    """The FastAPI app served on --http-address."""
-    from imgctl.catalog.admission import Exemptions, create_admission_router
+def create_http_app(core: ServerCore, tokens: TokenFile | None = None) -> ASGIApp:
+    """The ASGI app served on --http-address."""
+    from imgctl.catalog.admission import AdmissionWebhook, Exemptions
     from imgctl.catalog.api import create_catalog_router
 
     app = FastAPI(title="imgctl server", docs_url=None, redoc_url=None)
     if core.catalog is not None:
         app.include_router(create_catalog_router(core.catalog, tokens))
-        app.include_router(
-            create_admission_router(core.catalog.promoted, Exemptions.from_environment(os.environ))
-        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -59,4 +57,7 @@ def create_http_app(core: ServerCore, tokens: TokenFile | None = None) -> FastAP
 
         return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    if core.catalog is None:
+        return app
+    exemptions = Exemptions.from_environment(os.environ)
+    return AdmissionWebhook(app, core.catalog.promoted, exemptions, core.catalog.known)

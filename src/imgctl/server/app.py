@@ -298,7 +298,7 @@ async def serve_catalog(
     """``imgctl catalog serve``: the catalog API and admission webhook, without gRPC."""
     import uvicorn
 
-    from imgctl.catalog.admission import Exemptions, create_admission_router
+    from imgctl.catalog.admission import AdmissionWebhook, Exemptions
     from imgctl.catalog.api import create_catalog_app
     from imgctl.store import CatalogStore, database_url
 
@@ -306,9 +306,12 @@ async def serve_catalog(
     host, port = _split_address("--http-address", http_address)
     state = _state_dir(environ, ServerSettings())
     store = await CatalogStore.open(url or database_url(environ, state))
-    app = create_catalog_app(store, _tokens(tokens_file, environ))  # type: ignore[arg-type]
-    exemptions = Exemptions.from_environment(environ)
-    app.include_router(create_admission_router(store.promoted, exemptions))
+    app = AdmissionWebhook(
+        create_catalog_app(store, _tokens(tokens_file, environ)),  # type: ignore[arg-type]
+        store.promoted,
+        Exemptions.from_environment(environ),
+        store.known,
+    )
     # One log line per admission review would cost more than the decision itself.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)

@@ -10,12 +10,12 @@ import asyncio
 import builtins
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, Select, and_, or_, select, text
+from sqlalchemy import Connection, Row, Select, bindparam, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -69,23 +69,84 @@ class CatalogImage:
         return body
 
 
-class CatalogStore(_SyncStore):
-    """The catalog table of one database; create with :meth:`open`, close with :meth:`aclose`."""
+class _Answers:
+    """What admission asked the catalog: remembered "yes" answers, and questions in batches.
 
-    _LABEL = "catalog"
-    # Admission asks the same few questions over and over (every Pod of a Deployment, every
-    # restart). A "yes" is fresh for POSITIVE_TTL; for one more POSITIVE_TTL it is still given
-    # while the database is asked again in the background (so no review waits on a refresh).
-    # A "no" is never kept, so a new promotion is admitted at once. Writes through this store
-    # forget everything; a write by another replica (a DELETE) reaches this one's answers
-    # within 2 x POSITIVE_TTL.
-    POSITIVE_TTL = 2.0
-    _positive: dict[_Key, float] | None = None
-    _stale: set[_Key] | None = None
-    _refresher: asyncio.Task[None] | None = None
+    Admission asks the same few questions over and over (every Pod of a Deployment, every
+    restart). A "yes" is fresh for ``ttl`` seconds; for ``ttl`` more it is still given while the
+    database is asked again in the background, so no review waits on a refresh. A "no" is never
+    kept, so a new promotion is admitted at once. :meth:`forget` (every write through the store)
+    drops everything, and an answer read before a forget is not remembered after it. A write by
+    another replica (a DELETE) reaches these answers within 2 x ``ttl``.
 
-    def _forget(self) -> None:
-        self._positive = None
+    Questions that are not remembered wait for the next batch: all the questions asked while a
+    batch is in the database go together in the next one, so a burst of new Pods costs a few
+    queries, not three per Pod.
+    """
+
+    MAX_REMEMBERED: Final = 100_000
+
+    def __init__(self, ask: Callable[[list[_Key]], Awaitable[dict[_Key, bool]]]) -> None:
+        self.ttl = 2.0
+        self._ask = ask
+        self._yes: dict[_Key, float] = {}
+        self._generation = 0
+        self._stale: set[_Key] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self._pending: dict[_Key, asyncio.Future[bool]] = {}
+        self._batcher: asyncio.Task[None] | None = None
+
+    def forget(self) -> None:
+        """Drop every remembered answer, including those of lookups still running."""
+        self._yes = {}
+        self._generation += 1
+
+    def known(self, key: _Key) -> bool:
+        """True if a recent answer says "promoted"; no I/O (call it on the event loop)."""
+        expires = self._yes.get(key)
+        if expires is None:
+            return False
+        now = time.monotonic()
+        if expires > now:
+            return True
+        if expires + self.ttl <= now:
+            return False
+        # Stale but recent: answer now, and have the refresher check it again with the others
+        # that went stale (one query for many, off the request's path).
+        self._yes[key] = now + self.ttl  # no second refresh while this one runs
+        self._stale.add(key)
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.ensure_future(self._refresh_stale())
+        return True
+
+    async def ask(self, key: _Key) -> bool:
+        """The answer for ``key``: remembered, or from the database in the next batch."""
+        if self.known(key):
+            return True
+        future = self._pending.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+            self._pending[key] = future
+            if self._batcher is None or self._batcher.done():
+                self._batcher = asyncio.ensure_future(self._run_batches())
+        # Shielded: a review that gives up must not cancel the answer other reviews wait for.
+        return await asyncio.shield(future)
+
+    async def _run_batches(self) -> None:
+        await asyncio.sleep(0)  # the questions of this turn of the loop join the first batch
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            try:
+                answers = await self._lookup(list(batch))
+            except Exception as error:
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for key, future in batch.items():
+                if not future.done():
+                    future.set_result(answers[key])
 
     async def _refresh_stale(self) -> None:
         """Re-check every stale answer, many per query, until none is waiting."""
@@ -94,18 +155,53 @@ class CatalogStore(_SyncStore):
             keys = list(self._stale)
             self._stale.clear()
             try:
-                answers = await self._submit(self._promoted_many, keys)
+                await self._lookup(keys)
             except Exception:  # a failed refresh only means the next calls ask the database
-                answers = dict.fromkeys(keys, False)
-            cache = self._positive
-            if cache is None:
-                continue
-            expires = time.monotonic() + self.POSITIVE_TTL
+                for key in keys:
+                    self._yes.pop(key, None)
+
+    async def _lookup(self, keys: list[_Key]) -> dict[_Key, bool]:
+        generation, asked = self._generation, time.monotonic()
+        answers = await self._ask(keys)
+        if generation == self._generation:  # else a write came between: remember nothing
+            if len(self._yes) > self.MAX_REMEMBERED:
+                self._yes = {}
+            expires = asked + self.ttl
             for key, yes in answers.items():
                 if yes:
-                    cache[key] = expires
+                    self._yes[key] = expires
                 else:
-                    cache.pop(key, None)
+                    self._yes.pop(key, None)
+        return answers
+
+
+def _retrieve(future: asyncio.Future[bool]) -> None:
+    # A batch's error is read by whoever waits; this keeps asyncio from reporting it as
+    # "never retrieved" when every waiter had already given up.
+    if not future.cancelled():
+        future.exception()
+
+
+class CatalogStore(_SyncStore):
+    """The catalog table of one database; create with :meth:`open`, close with :meth:`aclose`."""
+
+    _LABEL = "catalog"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._answers = _Answers(lambda keys: self._submit(self._promoted_many, keys))
+
+    @property
+    def POSITIVE_TTL(self) -> float:
+        """Seconds a "yes" of :meth:`promoted` is fresh (and then stale for as long again)."""
+        return self._answers.ttl
+
+    @POSITIVE_TTL.setter
+    def POSITIVE_TTL(self, seconds: float) -> None:
+        self._answers.ttl = seconds
+
+    def _forget(self) -> None:
+        self._answers.forget()
 
     async def list(
         self,
@@ -161,6 +257,16 @@ class CatalogStore(_SyncStore):
         finally:
             self._forget()  # a lookup that raced the delete must not keep its "yes"
 
+    def known(
+        self, environment: str, name: str, digest: str | None = None, tag: str | None = None
+    ) -> bool:
+        """Tell, from memory and without I/O, whether a recent answer says "promoted".
+
+        False means "not known here" (ask :meth:`promoted`), not "not promoted". Call it on the
+        event loop: a stale answer schedules its re-check there.
+        """
+        return self._answers.known((environment, name, digest, tag))
+
     async def promoted(
         self, environment: str, name: str, digest: str | None = None, tag: str | None = None
     ) -> bool:
@@ -170,28 +276,7 @@ class CatalogStore(_SyncStore):
         """
         if digest is None and tag is None:
             return False
-        key = (environment, name, digest, tag)
-        now = time.monotonic()
-        cache = self._positive
-        expires = cache.get(key, 0.0) if cache is not None else 0.0
-        if expires > now:
-            return True
-        if expires + self.POSITIVE_TTL > now and cache is not None:
-            # Stale but recent: answer now, and have the refresher check it again with the
-            # others that went stale (one query for many, off the request's path).
-            cache[key] = now + self.POSITIVE_TTL  # no second refresh while this one runs
-            if self._stale is None:
-                self._stale = set()
-            self._stale.add(key)
-            if self._refresher is None or self._refresher.done():
-                self._refresher = asyncio.ensure_future(self._refresh_stale())
-            return True
-        answer: bool = await self._submit(self._promoted, environment, name, digest, tag)
-        if answer:
-            if self._positive is None or len(self._positive) > 100_000:
-                self._positive = {}
-            self._positive[key] = now + self.POSITIVE_TTL
-        return answer
+        return await self._answers.ask((environment, name, digest, tag))
 
     async def ping(self) -> None:
         """Raise :class:`StoreError` unless the database answers."""
@@ -292,57 +377,47 @@ class CatalogStore(_SyncStore):
         with self._write_lock, self._writer.begin() as connection:
             return int(connection.execute(statement).rowcount)
 
-    def _promoted(self, environment: str, name: str, digest: str | None, tag: str | None) -> bool:
-        environment, name = _clean(environment), _clean(name)
-        with self._engine.connect() as connection:
-            if digest is not None:
-                # The primary key (id, environment) answers this one.
-                hit = connection.execute(
-                    select(_TABLE.c.name).where(
-                        _TABLE.c.id == _clean(digest),
-                        _TABLE.c.environment == environment,
-                        _TABLE.c.name == name,
-                    )
-                ).first()
-                if hit is not None:
-                    return True
-            if tag is not None:
-                tag = _clean(tag)
-                query = _tag_prefilter(
-                    select(_TABLE.c.tags).where(
-                        _TABLE.c.name == name, _TABLE.c.environment == environment
-                    ),
-                    tag,
-                )
-                for tags in connection.execute(query).scalars():
-                    if tag in json.loads(tags):
-                        return True
-        return False
-
     def _promoted_many(self, keys: builtins.list[_Key]) -> dict[_Key, bool]:
-        """The answers for many keys with one query per 200 (environment, name) pairs."""
-        pairs = sorted({(_clean(e), _clean(n)) for e, n, _, _ in keys})
-        found: dict[tuple[str, str], builtins.list[tuple[str, builtins.list[str]]]] = {}
+        """Answer many questions at once: the digests by primary key, the tags by name.
+
+        One query per environment for the digests, and one per (environment, tag) for the
+        tags, each for up to 500 values: a batch of questions from a busy cluster costs a
+        handful of queries.
+        """
+        digests: dict[str, set[str]] = {}
+        tagged: dict[tuple[str, str], set[str]] = {}
+        for environment, name, digest, tag in keys:
+            if digest is not None:
+                digests.setdefault(_clean(environment), set()).add(_clean(digest))
+            if tag is not None:
+                tagged.setdefault((_clean(environment), _clean(tag)), set()).add(_clean(name))
+        found: set[tuple[str, str, str | None, str | None]] = set()
         with self._engine.connect() as connection:
-            for start in range(0, len(pairs), 200):
-                chunk = pairs[start : start + 200]
-                query = select(
-                    _TABLE.c.environment, _TABLE.c.name, _TABLE.c.id, _TABLE.c.tags
-                ).where(
-                    or_(*(and_(_TABLE.c.environment == e, _TABLE.c.name == n) for e, n in chunk))
-                )
-                for row in connection.execute(query):
-                    found.setdefault((row.environment, row.name), []).append(
-                        (row.id, json.loads(row.tags))
+            for environment, ids in digests.items():
+                for chunk in _chunks(ids):
+                    rows = connection.execute(
+                        _DIGESTS_QUERY, {"environment": environment, "ids": chunk}
+                    )
+                    found.update((environment, name, id, None) for id, name in rows)
+            for (environment, tag), names in tagged.items():
+                quoted = _dump([tag])[1:-1]
+                for chunk in _chunks(names):
+                    rows = connection.execute(
+                        _TAGGED_QUERY,
+                        {"environment": environment, "names": chunk, "quoted": _like(quoted)},
+                    )
+                    found.update(
+                        (environment, name, None, tag)
+                        for name, tags in rows
+                        if tag in json.loads(tags)  # the LIKE only pre-filters
                     )
         answers: dict[_Key, bool] = {}
         for key in keys:
-            environment, name, digest, tag = key
-            entries = found.get((_clean(environment), _clean(name)), [])
-            answers[key] = any(
-                (digest is not None and image_id == _clean(digest))
-                or (tag is not None and _clean(tag) in tags)
-                for image_id, tags in entries
+            environment, name = _clean(key[0]), _clean(key[1])
+            digest = None if key[2] is None else _clean(key[2])
+            tag = None if key[3] is None else _clean(key[3])
+            answers[key] = (environment, name, digest, None) in found or (
+                (environment, name, None, tag) in found
             )
         return answers
 
@@ -359,6 +434,30 @@ class CatalogStore(_SyncStore):
             statement = postgresql.insert(_TABLE).values(row).on_conflict_do_nothing()
         # RETURNING rather than rowcount, which psycopg does not report for ON CONFLICT here.
         return connection.execute(statement.returning(_TABLE.c.id)).first() is not None
+
+
+# Admission's questions, as fixed statements (compiled once) that bind their values as lists.
+_DIGESTS_QUERY: Final = select(_TABLE.c.id, _TABLE.c.name).where(
+    _TABLE.c.environment == bindparam("environment"),
+    _TABLE.c.id.in_(bindparam("ids", expanding=True)),
+)
+# The JSON text holds the tag as a quoted string; the exact check happens in Python.
+_TAGGED_QUERY: Final = select(_TABLE.c.name, _TABLE.c.tags).where(
+    _TABLE.c.environment == bindparam("environment"),
+    _TABLE.c.name.in_(bindparam("names", expanding=True)),
+    _TABLE.c.tags.contains(bindparam("quoted"), escape="/"),
+)
+
+
+def _chunks(values: set[str], size: int = 500) -> Iterator[builtins.list[str]]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+def _like(text: str) -> str:
+    """``text`` escaped for LIKE ... ESCAPE '/' (what autoescape does for a literal)."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 def _tags(tags: Sequence[str]) -> tuple[str, ...]:
