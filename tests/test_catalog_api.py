@@ -149,8 +149,13 @@ async def test_list_filters_and_sorting(make_client: MakeClient) -> None:
     client = make_client(None)
     for body in (
         {"id": "b", "name": "zeta", "tags": ["v1"]},
-        {"id": "a", "name": "alpha", "tags": ["v2"]},
-        {"id": f"c@{DIGEST}", "name": "alpha", "tags": ["v1"], "environment": "prod"},
+        {"id": "a", "name": "docker.io/library/alpha", "tags": ["v2"]},
+        {
+            "id": f"c@{DIGEST}",
+            "name": "docker.io/library/alpha",
+            "tags": ["v1"],
+            "environment": "prod",
+        },
     ):
         assert (await client.put("/images", json=body)).status_code == 201
         await asyncio.sleep(0.01)
@@ -168,11 +173,11 @@ async def test_list_filters_and_sorting(make_client: MakeClient) -> None:
         "a",
     ]
     assert await ids("?sort=created_at") == [f"c@{DIGEST}", "a", "b"]
-    assert sorted(await ids("?name=alpha")) == ["a", f"c@{DIGEST}"]
+    assert sorted(await ids("?name=docker.io/library/alpha")) == ["a", f"c@{DIGEST}"]
     assert await ids("?environment=prod") == [f"c@{DIGEST}"]
     assert sorted(await ids("?tag=v1")) == ["b", f"c@{DIGEST}"]
     assert await ids(f"?digest={DIGEST}") == [f"c@{DIGEST}"]
-    assert await ids("?name=alpha&tag=v1") == [f"c@{DIGEST}"]
+    assert await ids("?name=docker.io/library/alpha&tag=v1") == [f"c@{DIGEST}"]
     prod = (await client.get("/images?environment=prod")).json()[0]
     assert prod["environment"] == "prod"
     assert (await client.get(f"/images/c@{DIGEST}?environment=prod")).status_code == 200
@@ -201,6 +206,31 @@ async def test_put_validation_errors_are_json(
     )
     assert_json_error(response, status)
     assert (await client.get("/images")).json() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("nginx", "use 'docker.io/library/nginx'"),
+        ("index.docker.io/library/nginx", "use 'docker.io/library/nginx'"),
+        ("registry.example.com/app:v1", "without a tag or digest"),
+        (f"registry.example.com/app@{DIGEST}", "without a tag or digest"),
+        ("Registry.example.com/App", "not a valid repository name"),
+        ("https://registry.example.com/app", "not a valid repository name"),
+    ],
+)
+async def test_put_with_an_environment_needs_the_canonical_name(
+    make_client: MakeClient, name: str, message: str
+) -> None:
+    client = make_client(None)
+    body = {"id": DIGEST, "name": name, "tags": ["v1"], "environment": "prod"}
+    response = await client.put("/images", json=body)
+    assert_json_error(response, 422)
+    assert message in response.json()["error"]["message"]
+    assert (await client.get("/images")).json() == []
+    # Without an environment (imagelist's own use) any name is kept as given.
+    del body["environment"]
+    assert (await client.put("/images", json=body)).status_code == 201
 
 
 async def test_health_ping(store: CatalogStore, make_client: MakeClient, db_url: str) -> None:

@@ -16,6 +16,8 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
+from imgctl.errors import InvalidReferenceError
+from imgctl.oci.reference import Reference
 from imgctl.store import SORT_KEYS, CatalogStore, StoreError
 
 from .tokens import TokenFile
@@ -111,6 +113,9 @@ def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIR
                 for item in error.errors(include_url=False, include_input=False)
             ]
             return error_response(422, "invalid_image", "; ".join(problems))
+        problem = _environment_name_problem(image_in)
+        if problem is not None:
+            return error_response(422, "invalid_image", problem)
         image, created = await store.put(
             image_in.id, image_in.name, image_in.tags, environment=image_in.environment
         )
@@ -137,6 +142,31 @@ def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIR
         return JSONResponse({"status": "ok"})
 
     return router
+
+
+def _environment_name_problem(image: ImageIn) -> str | None:
+    """Why ``image.name`` cannot be matched by admission in its environment, if it cannot.
+
+    The webhook asks about canonical repository names; a record under another spelling of the
+    name would never match, and the cluster would refuse an image its owner believes recorded.
+    """
+    if not image.environment:
+        return None
+    try:
+        reference = Reference.parse(image.name)
+    except InvalidReferenceError as error:
+        return f"name: {image.name!r} is not a valid repository name ({error.message})"
+    if reference.tag is not None or reference.digest is not None:
+        return (
+            f"name: {image.name!r} must be a repository without a tag or digest "
+            f"(use {reference.name!r}, and put tags in 'tags')"
+        )
+    if reference.name != image.name:
+        return (
+            f"name: {image.name!r} is not the canonical repository name the admission webhook "
+            f"asks about: use {reference.name!r}"
+        )
+    return None
 
 
 def create_catalog_app(store: CatalogStore, tokens: TokenFile | None) -> FastAPI:
