@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -377,10 +378,14 @@ async def test_per_watch_certificates(
     image = Reference.parse(pushed.ref).name
     ca_only = {"caFile": str(tls.ca_file)}
     both = ca_only | {"certFile": str(cert), "keyFile": str(key)}
+    client_only = {"certFile": str(cert), "keyFile": str(key)}
     watches = config(
         watch("no-ca", image),
         watch("ca-only", image, certificates=ca_only),
         watch("client-cert", image, certificates=both, policy={"semver": {"range": "*"}}),
+        # insecure: the registry's own certificate is accepted without its CA, for this watch.
+        watch("insecure", image, certificates=client_only, insecure=True),
+        watch("client-cert-no-ca", image, certificates=client_only),
     )
     async with Scanner(watches, options=FAST, environ={}, home=tmp_path) as scanner:
         states = {s.watch.name: s.state for s in await scanner.scan_all()}
@@ -390,3 +395,111 @@ async def test_per_watch_certificates(
     assert "client certificate" in states["ca-only"].message
     assert states["client-cert"].ready == "True", states["client-cert"].message
     assert states["client-cert"].latest_digest == pushed.digest
+    assert states["insecure"].ready == "True", states["insecure"].message
+    assert states["insecure"].tags == ("1.0.0",)
+    # The same watch without insecure: the unknown CA is refused, so insecure did the above.
+    assert states["client-cert-no-ca"].ready == "False"
+    assert "certificate" in states["client-cert-no-ca"].message.lower()
+
+
+async def test_concurrency_bounds_the_scans_running_at_once(silent_server: str) -> None:
+    """Four scans that each hang until their 1 s timeout: two waves with two slots."""
+    hanging = [watch(f"w{i}", f"{silent_server}/app{i}", timeout="1s") for i in range(4)]
+    elapsed = {}
+    for slots in (2, 4):
+        watches = config(*hanging, concurrency=slots)
+        started = time.monotonic()
+        async with Scanner(watches, options=FAST) as scanner:
+            statuses = await scanner.scan_all()
+        elapsed[slots] = time.monotonic() - started
+        assert [s.state.message for s in statuses] == ["scan timed out after 1s"] * 4
+    assert elapsed[2] >= 2.0, elapsed  # never more than two at a time
+    assert elapsed[4] < 2.0, elapsed  # with four slots they all ran together
+
+
+async def test_next_scans_are_spread_by_jitter(
+    registry: Registry, push_image: Callable[..., PushedImage]
+) -> None:
+    pushed = push_image(registry, tag="1.0.0")
+    watches = config(watch("app", Reference.parse(pushed.ref).name, interval="100s"))
+    async with Scanner(watches, options=FAST) as scanner:
+        delays = []
+        for _ in range(8):
+            state = await scanner.scan(watches.watches[0])
+            assert state.ready == "True", state.message
+            delays.append((state.next_scan_at - state.updated_at).total_seconds())
+    assert all(90 <= delay <= 110 for delay in delays), delays  # the interval +-10%
+    assert len({round(delay, 3) for delay in delays}) > 1, delays  # not in lockstep
+
+
+async def test_a_failing_policy_backs_off_instead_of_rescanning_every_second(
+    registry: Registry, push_image: Callable[..., PushedImage]
+) -> None:
+    pushed = push_image(registry, tag="build-7")
+    image = Reference.parse(pushed.ref).name
+    watches = config(watch("numbers", image, interval="1h", policy={"numerical": {}}))
+    async with Scanner(watches, options=FAST) as scanner:
+        states = [await scanner.scan(watches.watches[0]) for _ in range(4)]
+    assert [s.reason for s in states] == ["PolicyFailed"] * 4
+    assert [s.failures for s in states] == [1, 2, 3, 4]
+    delays = [(s.next_scan_at - s.updated_at).total_seconds() for s in states]
+    for delay, backoff in zip(delays, (1, 2, 4, 8), strict=True):
+        assert 0.9 * backoff <= delay <= 1.1 * backoff, delays
+
+
+@pytest.fixture
+def stalling_registry() -> Iterator[tuple[str, threading.Event]]:
+    """A registry that lists one tag, then never answers the HEAD for its digest.
+
+    docker-registry cannot be made to stall on one request, so this is a stand-in that speaks
+    just enough of the protocol: /v2/, the tag list, and a manifest HEAD that hangs until the
+    event is set.
+    """
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _answer(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/v2/app/tags/list"):
+                self._answer(b'{"name": "app", "tags": ["1.0.0"]}')
+            else:
+                self._answer(b"{}")
+
+        def do_HEAD(self) -> None:
+            release.wait(30)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", release
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+async def test_the_timeout_covers_resolving_the_latest_digest(
+    stalling_registry: tuple[str, threading.Event],
+) -> None:
+    host, _ = stalling_registry
+    watches = config(watch("app", f"{host}/app", timeout="1s", policy={"semver": {"range": "*"}}))
+    started = time.monotonic()
+    async with Scanner(watches, options=FAST) as scanner:
+        state = await scanner.scan(watches.watches[0])
+    assert time.monotonic() - started < 5
+    assert state.ready == "False"
+    assert state.reason == "ReadOperationFailed"
+    assert state.message == "scan timed out after 1s"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -299,6 +300,45 @@ def test_scan_once_from_the_command_line(
     assert result.returncode == 2
     assert "should not start with URL scheme; remove 'https://'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_scan_keeps_scanning_until_interrupted_and_logs_one_line_per_scan(
+    registry: Registry, push_image: Callable[..., PushedImage], tmp_path: Path
+) -> None:
+    pushed = push_image(registry, tag="1.0.0")
+    watches = tmp_path / "watches.yaml"
+    watches.write_text(
+        f"watches:\n  - name: app\n    image: {pushed.ref.rsplit(':', 1)[0]}\n"
+        "    interval: 1s\n    policy: {semver: {range: '*'}}\n"
+    )
+    log = tmp_path / "scan.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [IMGCTL, "scan", "--config", str(watches)],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            cwd=tmp_path,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(tmp_path),
+                "IMGCTL_ENABLE_IAAS_AUTH": "false",
+            },
+        )
+        try:
+            wait_for(lambda: log.read_text().count("scan app: ") >= 3, 30, "three scans", log)
+        finally:
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=30)
+    assert code == 0
+    lines = log.read_text().splitlines()
+    scans = [line for line in lines if "scan app: successful scan: found 1 tags" in line]
+    assert len(scans) >= 3
+    assert all(
+        line.endswith(f"latest image tag for {pushed.ref.rsplit(':', 1)[0]} is 1.0.0")
+        for line in scans
+    )
+    # Only imgctl's own lines: no line per HTTP request, no library start-up chatter.
+    assert len(lines) == len(scans), lines
 
 
 def environments(**registries: str) -> Any:

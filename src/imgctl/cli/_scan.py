@@ -36,9 +36,13 @@ def scan(config: Path, *, once: bool, json_output: bool) -> None:
         if failed:
             raise SystemExit(EXIT_FAILED)
         return
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr, force=True
-    )
+    # imgctl's own lines only: the root logger at INFO would add one httpx line per request.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    ours = logging.getLogger("imgctl")
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
     try:
         asyncio.run(_scan_forever(watches))
     except KeyboardInterrupt:

@@ -36,8 +36,8 @@ from imgctl.registry import ClientOptions, RegistryClient
 from imgctl.registry.keychain import Credential, Keychain, StaticKeychain, default_keychain
 from imgctl.registry.tls import RegistryTLS, TLSConfig
 from imgctl.scan.policy import ImagePolicy, PolicyError
+from imgctl.scan.state import WatchState
 from imgctl.scan.watches import AutoPromotion, Watch, WatchConfig
-from imgctl.store import WatchState
 
 __all__ = [
     "LATEST_TAGS",
@@ -293,8 +293,10 @@ class Scanner:
         started = datetime.now(UTC)
         clock = time.monotonic()
         try:
+            # The timeout bounds the whole scan: the listing and the latest tag's digest.
             async with asyncio.timeout(watch.timeout):
                 tags = await self._list_tags(watch)
+                state = await self._succeeded(previous, watch, tags, started)
         except TimeoutError:
             state = self._failed(
                 previous,
@@ -306,8 +308,6 @@ class Scanner:
             state = self._failed(previous, "AuthenticationFailed", str(exc), watch)
         except ImgctlError as exc:
             state = self._failed(previous, "ReadOperationFailed", str(exc), watch)
-        else:
-            state = await self._succeeded(previous, watch, tags, started)
         if (
             watch.auto_promote is not None
             and self._promote is not None
@@ -355,7 +355,11 @@ class Scanner:
                     message += (
                         f"; latest image tag for {watch.canonical_image_name} is {latest_tag}"
                     )
-        log.info("scan %s: %s", watch.name, message)
+        failures = 0 if ready == "True" else previous.failures + 1
+        if failures:
+            log.warning("scan %s: %s", watch.name, message)
+        else:
+            log.info("scan %s: %s", watch.name, message)
         return replace(
             previous,
             image=watch.canonical_image_name,
@@ -366,10 +370,12 @@ class Scanner:
             reason=reason,
             message=message,
             transition_time=now if previous.ready != ready else previous.transition_time,
-            failures=0 if ready == "True" else previous.failures + 1,
+            failures=failures,
             latest_tag=latest_tag if ready == "True" else previous.latest_tag,
             latest_digest=latest_digest if ready == "True" else previous.latest_digest,
-            next_scan_at=now + timedelta(seconds=self._delay(watch, 0 if ready == "True" else 1)),
+            # A policy that keeps failing backs off like a registry that does: 1 s, 2 s, 4 s...
+            # up to the interval, not a full listing every second until someone fixes it.
+            next_scan_at=now + timedelta(seconds=self._delay(watch, failures)),
             owner=self.owner,
             updated_at=now,
         )

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import builtins
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Row, select
 from sqlalchemy.dialects import postgresql, sqlite
+
+# The state itself lives with the scanner (no database needed to hold it); this is its table.
+from imgctl.scan.state import EPOCH, WatchState
 
 from ._schema import SCAN_WATCHES
 from ._store import _clean, _SyncStore
@@ -22,30 +25,6 @@ from ._store import _clean, _SyncStore
 __all__ = ["EPOCH", "ScanStore", "WatchState"]
 
 _TABLE: Final = SCAN_WATCHES
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class WatchState:
-    """What is known about one watch: its last tag set, Ready condition and policy result."""
-
-    name: str
-    image: str
-    tags: tuple[str, ...] = ()
-    revision: str = ""
-    scan_time: datetime | None = None
-    ready: str = "Unknown"
-    reason: str = "Progressing"
-    message: str = "waiting for the first scan"
-    transition_time: datetime = EPOCH
-    failures: int = 0
-    latest_tag: str | None = None
-    latest_digest: str | None = None
-    promoted_tag: str | None = None
-    promoted_digest: str | None = None
-    next_scan_at: datetime = EPOCH
-    owner: str | None = None
-    updated_at: datetime = EPOCH
 
 
 class ScanStore(_SyncStore):
