@@ -13,6 +13,8 @@ from imgctl.oci.reference import Reference
 from imgctl.scan.policy import ImagePolicy
 from imgctl.scan.watches import (
     DEFAULT_EXCLUSION_LIST,
+    FLUX_INTERVAL_PATTERN,
+    FLUX_TIMEOUT_PATTERN,
     MAX_EXCLUSIONS,
     AutoPromotion,
     ServiceIdentity,
@@ -225,12 +227,48 @@ def test_invalid_durations(value: object, detail: str) -> None:
 
 def test_duration_error_in_file_names_file_field_and_value() -> None:
     line = one_error(doc(watch(), watch(name="b", interval="5x")))
-    assert line.startswith(
-        'w.yaml: watches[1].interval: "5x" is not a duration; give a duration like 1m'
+    assert line == (
+        'w.yaml: watches[1].interval: Invalid value: "5x": watches[1].interval in body should'
+        " match '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$'; give a duration like 1m, 90s or 1h30m"
+        " (unknown unit 'x'; Flux takes numbers with an optional fraction, each followed by"
+        " ms, s, m or h)"
     )
 
 
-@pytest.mark.parametrize("interval", ["0", "0s", "0h0m"])
+@pytest.mark.parametrize(
+    ("field", "value", "detail"),
+    [
+        # Go durations that Flux's CRD patterns refuse: refused here too, in Flux's words.
+        ("interval", "0", "(Flux takes numbers with an optional fraction, each followed by ms,"),
+        ("interval", "+5s", "Flux takes numbers"),
+        ("interval", ".5s", "Flux takes numbers"),
+        ("interval", "1.s", "Flux takes numbers"),
+        ("interval", "1500us", "each followed by ms, s, m or h)"),
+        ("interval", "-1m", "negative"),
+        ("timeout", "1h", "each followed by ms, s or m)"),
+        ("timeout", "90x", "(unknown unit 'x'; Flux takes"),
+    ],
+)
+def test_flux_duration_patterns(field: str, value: str, detail: str) -> None:
+    line = one_error(doc(watch(**{field: value})))
+    pattern = FLUX_INTERVAL_PATTERN if field == "interval" else FLUX_TIMEOUT_PATTERN
+    assert line.startswith(
+        f'w.yaml: watches[0].{field}: Invalid value: "{value}": watches[0].{field} in body'
+        f" should match '{pattern}'; give a duration like"
+    )
+    assert detail in line
+
+
+@pytest.mark.parametrize(
+    ("interval", "timeout", "seconds"),
+    [("1m30s", None, 90.0), ("1.5h", "59m", 5400.0), ("500ms", "1s", 0.5), ("2h45m", "1.5m", 9900)],
+)
+def test_flux_durations_accepted(interval: str, timeout: str | None, seconds: float) -> None:
+    parsed = parse_watches(doc(watch(interval=interval, timeout=timeout))).watches[0]
+    assert parsed.interval == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("interval", ["0s", "0h0m"])
 def test_interval_zero_rejected(interval: str) -> None:
     assert one_error(doc(watch(interval=interval))) == (
         f'w.yaml: watches[0].interval: must be greater than 0, not "{interval}"'
@@ -741,7 +779,9 @@ def test_load_resolves_paths_from_the_file_and_reports_the_file(tmp_path: Path) 
     )
     assert load_watches(path).watches[0].credentials.password == SECRET
     path.write_text("watches:\n  - {name: app, image: ghcr.io/a/b, interval: 5x}\n")
-    with pytest.raises(UsageError, match=re.escape(f'{path}: watches[0].interval: "5x"')):
+    with pytest.raises(
+        UsageError, match=re.escape(f'{path}: watches[0].interval: Invalid value: "5x"')
+    ):
         load_watches(path)
 
 

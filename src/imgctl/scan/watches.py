@@ -38,6 +38,8 @@ from imgctl.scan.policy import ImagePolicy, compile_go_regex, describe_kind
 
 __all__ = [
     "DEFAULT_EXCLUSION_LIST",
+    "FLUX_INTERVAL_PATTERN",
+    "FLUX_TIMEOUT_PATTERN",
     "MAX_EXCLUSIONS",
     "AutoPromotion",
     "ServiceIdentity",
@@ -195,6 +197,9 @@ _NANOSECONDS: Final[Mapping[str, int]] = {
 _MAX_NANOSECONDS: Final = (1 << 63) - 1  # Go's time.Duration is an int64 of nanoseconds
 _DIGITS: Final = frozenset("0123456789")
 _DURATION_HINT: Final = "give a duration like 1m, 90s or 1h30m"
+# The patterns of Flux's ImageRepository CRD; the API server refuses what does not match them.
+FLUX_INTERVAL_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+FLUX_TIMEOUT_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m))+$"
 
 
 def _duration_nanoseconds(text: str) -> int:
@@ -244,17 +249,31 @@ def _duration_nanoseconds(text: str) -> int:
     return total
 
 
-def parse_duration(value: object, *, field: str) -> float:
-    """Parse a Go duration string (``1m0s``, ``90s``, ``1h30m``, ``1.5h``) into seconds."""
+def parse_duration(value: object, *, field: str, flux_pattern: str | None = None) -> float:
+    """Parse a Go duration string (``1m0s``, ``90s``, ``1h30m``, ``1.5h``) into seconds.
+
+    With ``flux_pattern`` the string must also match it, and a mismatch is reported with the
+    API server's message for Flux's CRD field, followed by what is wrong in imgctl's words.
+    """
     if not isinstance(value, str):
         detail = f"a duration is a string with a unit, not {describe_kind(value)}"
         raise UsageError(f"{field}: {_show(value)} is not a duration; {_DURATION_HINT} ({detail})")
     try:
         nanoseconds = _duration_nanoseconds(value)
+        problem = None
     except ValueError as exc:
+        problem = str(exc)
+    if flux_pattern is not None and re.fullmatch(flux_pattern, value) is None:
+        units = "ms, s, m or h" if "|h)" in flux_pattern else "ms, s or m"
+        detail = f"Flux takes numbers with an optional fraction, each followed by {units}"
+        if problem is not None:  # Go's own units, listed in the problem, are not Flux's
+            detail = f"{problem.split('; ')[0]}; {detail}"
         raise UsageError(
-            f"{field}: {_show(value)} is not a duration; {_DURATION_HINT} ({exc})"
-        ) from None
+            f"{field}: Invalid value: {_show(value)}: {field} in body should match "
+            f"'{flux_pattern}'; {_DURATION_HINT} ({detail})"
+        )
+    if problem is not None:
+        raise UsageError(f"{field}: {_show(value)} is not a duration; {_DURATION_HINT} ({problem})")
     return nanoseconds / 1e9
 
 
@@ -351,12 +370,14 @@ class _Reader:
             return False
         return value
 
-    def duration(self, data: Mapping[str, object], key: str, where: str) -> float | None:
+    def duration(
+        self, data: Mapping[str, object], key: str, where: str, flux_pattern: str
+    ) -> float | None:
         value = data.get(key)
         if value is None:
             return None
         try:
-            return parse_duration(value, field=f"{where}.{key}")
+            return parse_duration(value, field=f"{where}.{key}", flux_pattern=flux_pattern)
         except UsageError as exc:
             self.add_error(exc)
             return None
@@ -484,14 +505,14 @@ class _Reader:
         image = self.string(data, "image", where, required=True)
         reference = None if image is None else self.image(image, f"{where}.image")
 
-        interval = self.duration(data, "interval", where)
+        interval = self.duration(data, "interval", where, FLUX_INTERVAL_PATTERN)
         if "interval" not in data or data["interval"] is None:
             self.add(f"{where}.interval", f"is required; {_DURATION_HINT}")
         elif interval is not None and interval <= 0:
             self.add(f"{where}.interval", f"must be greater than 0, not {_show(data['interval'])}")
             interval = None
 
-        timeout = self.duration(data, "timeout", where)
+        timeout = self.duration(data, "timeout", where, FLUX_TIMEOUT_PATTERN)
         if timeout is not None and timeout < MIN_TIMEOUT:
             self.add(
                 f"{where}.timeout",
