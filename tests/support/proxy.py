@@ -89,6 +89,10 @@ class FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two sends; with Nagle's algorithm the body would wait
+            # for the client's delayed ACK (about 40 ms per response on a kept-alive connection).
+            # Registries set TCP_NODELAY (Go does by default), so the proxy must too.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
