@@ -44,7 +44,7 @@ from collections.abc import Callable  # noqa: E402
 
 from tests.support.layout import build_image  # noqa: E402
 from tests.support.proxy import FaultProxy  # noqa: E402
-from tests.support.registry import Registry, require_binary  # noqa: E402
+from tests.support.registry import Registry, add_tags, require_binary  # noqa: E402
 from tests.support.skopeo import push_layout  # noqa: E402
 
 REPOSITORY = "bench/many"
@@ -53,25 +53,6 @@ REPOSITORY = "bench/many"
 def log(message: str) -> None:
     """Progress on stderr."""
     print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-async def add_tags(host: str, tags: list[str]) -> None:
-    """Point ``tags`` at the manifest of REPOSITORY:0.0.0, 16 PUTs at a time (untimed)."""
-    from imgctl.oci import Reference
-    from imgctl.registry import RegistryClient
-
-    source = Reference.parse(f"{host}/{REPOSITORY}:0.0.0")
-    async with RegistryClient() as client:
-        fetched = await client.get_manifest(source)
-        gate = asyncio.Semaphore(16)
-
-        async def put(tag: str) -> None:
-            async with gate:
-                await client.put_manifest(
-                    source.with_tag(tag), fetched.data, fetched.parsed.media_type
-                )
-
-        await asyncio.gather(*(put(tag) for tag in tags))
 
 
 def timed(run: Callable[[], object], repeat: int) -> list[float]:
@@ -102,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         push_layout(built.oci_ref, f"{registry.host}/{REPOSITORY}:0.0.0")
         tags = [f"{i // 100}.{i % 100}.0" for i in range(1, args.tags)]
         log(f"tagging {args.tags} tags (untimed)")
-        asyncio.run(add_tags(registry.host, tags))
+        asyncio.run(add_tags(f"{registry.host}/{REPOSITORY}:0.0.0", tags))
         proxy = FaultProxy(registry.host, paginate_tags=True, tag_page_cap=100).start()
         latest = f"{(args.tags - 1) // 100}.{(args.tags - 1) % 100}.0"
         env = os.environ | {"IMGCTL_ENABLE_IAAS_AUTH": "false"}

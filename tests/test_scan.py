@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 
 from imgctl.oci import Reference
-from imgctl.registry import ClientOptions, RegistryClient
+from imgctl.registry import ClientOptions
 from imgctl.scan.scanner import MemoryScanState, Scanner, format_duration, tag_revision
 from imgctl.scan.watches import WatchConfig, parse_watches
 from imgctl.store import WatchState
 
 from .conftest import PASSWORD, USER, PushedImage, Tls
 from .support.proxy import FaultProxy
-from .support.registry import Registry
+from .support.registry import Registry, add_tags
 
 FAST = ClientOptions(backoff=0.01, max_backoff=0.05)
 MANY = 2500
@@ -38,22 +38,6 @@ def config(*watches: dict[str, Any], **top: Any) -> WatchConfig:
 
 def watch(name: str, image: str, **fields: Any) -> dict[str, Any]:
     return {"name": name, "image": image, "interval": "1m", **fields}
-
-
-async def add_tags(ref: str, tags: list[str]) -> None:
-    """Point ``tags`` at the manifest of ``ref`` (HOST/REPO:TAG), 16 PUTs at a time."""
-    source = Reference.parse(ref)
-    async with RegistryClient(options=FAST) as client:
-        fetched = await client.get_manifest(source)
-        gate = asyncio.Semaphore(16)
-
-        async def put(tag: str) -> None:
-            async with gate:
-                await client.put_manifest(
-                    source.with_tag(tag), fetched.data, fetched.parsed.media_type
-                )
-
-        await asyncio.gather(*(put(tag) for tag in tags))
 
 
 @dataclass

@@ -144,3 +144,24 @@ class Registry:
 
     def has_tag(self, repository: str, tag: str) -> bool:
         return self.tag_link(repository, tag).exists()
+
+
+async def add_tags(ref: str, tags: list[str]) -> None:
+    """Point ``tags`` at the manifest of ``ref`` (HOST/REPO:TAG), 16 PUTs at a time."""
+    import asyncio
+
+    from imgctl.oci import Reference
+    from imgctl.registry import ClientOptions, RegistryClient
+
+    source = Reference.parse(ref)
+    async with RegistryClient(options=ClientOptions(backoff=0.01, max_backoff=0.05)) as client:
+        fetched = await client.get_manifest(source)
+        gate = asyncio.Semaphore(16)
+
+        async def put(tag: str) -> None:
+            async with gate:
+                await client.put_manifest(
+                    source.with_tag(tag), fetched.data, fetched.parsed.media_type
+                )
+
+        await asyncio.gather(*(put(tag) for tag in tags))
