@@ -513,6 +513,17 @@ async def test_cached_answers_skip_the_lookup() -> None:
     assert catalog.calls == []
 
 
+async def test_overlong_images_are_denied_and_not_kept() -> None:
+    admission._parse_image_cached.cache_clear()
+    huge = "registry.example.com/" + "a" * 100_000 + ":v1"
+    response = response_of(
+        await review(admission_review("Pod", pod_spec(huge, "nginx:1.25")), "prod", PROMOTED)
+    )
+    assert response["allowed"] is False
+    assert "not a valid image reference" in response["status"]["message"]
+    assert admission._parse_image_cached.cache_info().currsize == 1  # nginx:1.25 only
+
+
 async def test_cached_answer_not_true_does_not_allow() -> None:
     def sloppy(environment: str, name: str, digest: str | None, tag: str | None) -> Any:
         return "yes"

@@ -243,13 +243,23 @@ class _Check:
     key: _Key
 
 
-@functools.lru_cache(maxsize=4096)
+# The longest valid reference: a 255-character name, a 128-character tag and a digest.
+_MAX_CACHED_IMAGE: Final = 512
+
+
 def _parse_image(image: str) -> tuple[Reference | None, _Key | None, str]:
-    """The reference, the catalog question it asks, or why it is invalid; cached by string.
+    """The reference, the catalog question it asks, or why it is invalid.
 
     A cluster runs the same few hundred image strings over and over (every replica, every
-    restart), and parsing them was a third of a decision's time.
+    restart), and parsing them was a third of a decision's time: they are cached. Strings too
+    long to be valid are not, so that a caller cannot fill the cache with megabytes.
     """
+    if len(image) > _MAX_CACHED_IMAGE:
+        return _parse_image_uncached(image)
+    return _parse_image_cached(image)
+
+
+def _parse_image_uncached(image: str) -> tuple[Reference | None, _Key | None, str]:
     try:
         reference = Reference.parse(image)
     except InvalidReferenceError as exc:
@@ -260,6 +270,9 @@ def _parse_image(image: str) -> tuple[Reference | None, _Key | None, str]:
         return reference, (reference.name, str(reference.digest), None), ""
     # Kubernetes pulls "latest" for a bare name, so that tag is what must be promoted.
     return reference, (reference.name, None, reference.tag or DEFAULT_TAG), ""
+
+
+_parse_image_cached: Final = functools.lru_cache(maxsize=4096)(_parse_image_uncached)
 
 
 async def _ask(lookup: Lookup, environment: str, key: _Key) -> str | None:
