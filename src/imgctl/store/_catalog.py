@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from ._schema import CATALOG_IMAGES
-from ._store import _clean, _SyncStore
+from ._store import _T, _clean, _SyncStore
 
 __all__ = ["SORT_KEYS", "CatalogImage", "CatalogStore"]
 
@@ -200,9 +200,6 @@ class CatalogStore(_SyncStore):
     def POSITIVE_TTL(self, seconds: float) -> None:
         self._answers.ttl = seconds
 
-    def _forget(self) -> None:
-        self._answers.forget()
-
     async def list(
         self,
         *,
@@ -225,8 +222,7 @@ class CatalogStore(_SyncStore):
         self, id: str, name: str, tags: Sequence[str], *, environment: str = ""
     ) -> tuple[CatalogImage, bool]:
         """Create the image, or change only the tags of an existing one; True when created."""
-        self._forget()
-        return await self._submit(self._put, _clean(id), _clean(name), _tags(tags), environment)
+        return await self._write(self._put, _clean(id), _clean(name), _tags(tags), environment)
 
     async def record_promotion(
         self,
@@ -239,23 +235,29 @@ class CatalogStore(_SyncStore):
         source: str | None,
     ) -> CatalogImage:
         """Upsert the promotion of ``digest`` to ``environment``; tags become old + new."""
-        self._forget()
         values = {
             "name": _clean(name),
             "source": None if source is None else _clean(source),
             "promoted_by": None if promoted_by is None else _clean(promoted_by),
         }
-        return await self._submit(
+        return await self._write(
             self._record_promotion, _clean(digest), _clean(environment), _tags(tags), values
         )
 
     async def delete(self, id: str, environment: str | None = None) -> int:
         """Remove the image ``id`` (from ``environment``, else from all); return rows removed."""
-        self._forget()
+        return await self._write(self._delete, _clean(id), environment)
+
+    async def _write(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run a write on the store's threads, then forget every remembered answer.
+
+        Forgetting after the write (committed or not) also drops the answers of lookups that
+        read the table before it committed: their generation is then out of date.
+        """
         try:
-            return await self._submit(self._delete, _clean(id), environment)
+            return await self._submit(function, *args)
         finally:
-            self._forget()  # a lookup that raced the delete must not keep its "yes"
+            self._answers.forget()
 
     def known(
         self, environment: str, name: str, digest: str | None = None, tag: str | None = None
@@ -384,13 +386,14 @@ class CatalogStore(_SyncStore):
         tags, each for up to 500 values: a batch of questions from a busy cluster costs a
         handful of queries.
         """
+        cleaned = {key: _clean_key(key) for key in keys}
         digests: dict[str, set[str]] = {}
         tagged: dict[tuple[str, str], set[str]] = {}
-        for environment, name, digest, tag in keys:
+        for environment, name, digest, tag in cleaned.values():
             if digest is not None:
-                digests.setdefault(_clean(environment), set()).add(_clean(digest))
+                digests.setdefault(environment, set()).add(digest)
             if tag is not None:
-                tagged.setdefault((_clean(environment), _clean(tag)), set()).add(_clean(name))
+                tagged.setdefault((environment, tag), set()).add(name)
         found: set[tuple[str, str, str | None, str | None]] = set()
         with self._engine.connect() as connection:
             for environment, ids in digests.items():
@@ -400,11 +403,11 @@ class CatalogStore(_SyncStore):
                     )
                     found.update((environment, name, id, None) for id, name in rows)
             for (environment, tag), names in tagged.items():
-                quoted = _dump([tag])[1:-1]
+                pattern = _tag_pattern(tag)
                 for chunk in _chunks(names):
                     rows = connection.execute(
                         _TAGGED_QUERY,
-                        {"environment": environment, "names": chunk, "quoted": _like(quoted)},
+                        {"environment": environment, "names": chunk, "quoted": pattern},
                     )
                     found.update(
                         (environment, name, None, tag)
@@ -412,10 +415,7 @@ class CatalogStore(_SyncStore):
                         if tag in json.loads(tags)  # the LIKE only pre-filters
                     )
         answers: dict[_Key, bool] = {}
-        for key in keys:
-            environment, name = _clean(key[0]), _clean(key[1])
-            digest = None if key[2] is None else _clean(key[2])
-            tag = None if key[3] is None else _clean(key[3])
+        for key, (environment, name, digest, tag) in cleaned.items():
             answers[key] = (environment, name, digest, None) in found or (
                 (environment, name, None, tag) in found
             )
@@ -441,12 +441,22 @@ _DIGESTS_QUERY: Final = select(_TABLE.c.id, _TABLE.c.name).where(
     _TABLE.c.environment == bindparam("environment"),
     _TABLE.c.id.in_(bindparam("ids", expanding=True)),
 )
-# The JSON text holds the tag as a quoted string; the exact check happens in Python.
+# Tags are pre-filtered with _tag_pattern.
 _TAGGED_QUERY: Final = select(_TABLE.c.name, _TABLE.c.tags).where(
     _TABLE.c.environment == bindparam("environment"),
     _TABLE.c.name.in_(bindparam("names", expanding=True)),
     _TABLE.c.tags.contains(bindparam("quoted"), escape="/"),
 )
+
+
+def _clean_key(key: _Key) -> _Key:
+    environment, name, digest, tag = key
+    return (
+        _clean(environment),
+        _clean(name),
+        None if digest is None else _clean(digest),
+        None if tag is None else _clean(tag),
+    )
 
 
 def _chunks(values: set[str], size: int = 500) -> Iterator[builtins.list[str]]:
@@ -455,9 +465,13 @@ def _chunks(values: set[str], size: int = 500) -> Iterator[builtins.list[str]]:
         yield ordered[start : start + size]
 
 
-def _like(text: str) -> str:
-    """``text`` escaped for LIKE ... ESCAPE '/' (what autoescape does for a literal)."""
-    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+def _tag_pattern(tag: str) -> str:
+    """What ``tags LIKE '%' || pattern || '%' ESCAPE '/'`` needs to pre-filter rows with ``tag``.
+
+    The JSON text holds the tag as a quoted string; the exact check happens in Python.
+    """
+    quoted = _dump([tag])[1:-1]
+    return quoted.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 def _tags(tags: Sequence[str]) -> tuple[str, ...]:
@@ -474,8 +488,7 @@ def _dump(tags: Sequence[str]) -> str:
 
 
 def _tag_prefilter(query: Select[Any], tag: str) -> Select[Any]:
-    # The JSON text holds the tag as a quoted string; the exact check happens in Python.
-    return query.where(_TABLE.c.tags.contains(_dump([tag])[1:-1], autoescape=True))
+    return query.where(_TABLE.c.tags.contains(_tag_pattern(tag), escape="/"))
 
 
 def _select_one(connection: Connection, id: str, environment: str | None) -> CatalogImage | None:
