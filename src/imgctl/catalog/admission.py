@@ -23,6 +23,8 @@ from starlette.types import Receive, Scope, Send
 from imgctl.errors import ImgctlError, InvalidReferenceError
 from imgctl.oci.reference import DEFAULT_TAG, Reference
 
+from .api import error_body
+
 __all__ = [
     "ADMISSION_API_VERSION",
     "LOOKUP_TIMEOUT_SECONDS",
@@ -422,14 +424,14 @@ class AdmissionWebhook:
             await _send_json(
                 send,
                 405,
-                _error("method_not_allowed", f"{scope['method']} is not allowed; use POST"),
+                error_body("method_not_allowed", f"{scope['method']} is not allowed; use POST"),
                 [(b"allow", b"POST")],
             )
             return
         raw = await _read_body(receive, MAX_REVIEW_BYTES)
         if raw is None:
             message = f"the request body is larger than {MAX_REVIEW_BYTES} bytes"
-            await _send_json(send, 413, _error("too_large", message))
+            await _send_json(send, 413, error_body("too_large", message))
             return
         status, answer = await self.decide(raw, environment)
         await _send_json(send, status, answer)
@@ -439,18 +441,16 @@ class AdmissionWebhook:
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            return 400, _error("invalid_json", f"request body is not valid JSON: {exc}")
+            return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}")
         try:
             return 200, await review(body, environment, self.lookup, self.exemptions, self.cached)
         except MalformedReview as exc:
-            return 400, _error("malformed_review", str(exc))
+            return 400, error_body("malformed_review", str(exc))
         except Exception:
             logger.exception("admission review for %s failed", environment)
-            return 500, _error("internal", "the review could not be decided; see the server log")
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+            return 500, error_body(
+                "internal", "the review could not be decided; see the server log"
+            )
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

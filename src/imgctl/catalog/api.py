@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -22,7 +22,7 @@ from imgctl.store import SORT_KEYS, CatalogStore, StoreError
 
 from .tokens import TokenFile
 
-__all__ = ["ImageIn", "create_catalog_app", "create_catalog_router"]
+__all__ = ["ImageIn", "create_catalog_app", "create_catalog_router", "error_body"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,16 @@ class ImageIn(BaseModel):
     environment: Annotated[StrictStr, Field(max_length=256)] = ""
 
 
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """The JSON error body every catalog endpoint (and the admission webhook) answers with."""
+    return {"error": {"code": code, "message": message}}
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    """Return the JSON error body every catalog endpoint uses."""
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    """Return :func:`error_body` as a response."""
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
 def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIRouter:
