@@ -198,8 +198,16 @@ _MAX_NANOSECONDS: Final = (1 << 63) - 1  # Go's time.Duration is an int64 of nan
 _DIGITS: Final = frozenset("0123456789")
 _DURATION_HINT: Final = "give a duration like 1m, 90s or 1h30m"
 # The patterns of Flux's ImageRepository CRD; the API server refuses what does not match them.
-FLUX_INTERVAL_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-FLUX_TIMEOUT_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m))+$"
+_FLUX_INTERVAL_UNITS: Final = ("ms", "s", "m", "h")
+_FLUX_TIMEOUT_UNITS: Final = ("ms", "s", "m")
+
+
+def _flux_pattern(units: tuple[str, ...]) -> str:
+    return r"^([0-9]+(\.[0-9]+)?(" + "|".join(units) + "))+$"
+
+
+FLUX_INTERVAL_PATTERN: Final = _flux_pattern(_FLUX_INTERVAL_UNITS)
+FLUX_TIMEOUT_PATTERN: Final = _flux_pattern(_FLUX_TIMEOUT_UNITS)
 
 
 def _duration_nanoseconds(text: str) -> int:
@@ -249,11 +257,14 @@ def _duration_nanoseconds(text: str) -> int:
     return total
 
 
-def parse_duration(value: object, *, field: str, flux_pattern: str | None = None) -> float:
+def parse_duration(
+    value: object, *, field: str, flux_units: tuple[str, ...] | None = None
+) -> float:
     """Parse a Go duration string (``1m0s``, ``90s``, ``1h30m``, ``1.5h``) into seconds.
 
-    With ``flux_pattern`` the string must also match it, and a mismatch is reported with the
-    API server's message for Flux's CRD field, followed by what is wrong in imgctl's words.
+    With ``flux_units`` the string must also match Flux's CRD pattern for those units, and a
+    mismatch is reported with the API server's message for the field, then what is wrong in
+    imgctl's words.
     """
     if not isinstance(value, str):
         detail = f"a duration is a string with a unit, not {describe_kind(value)}"
@@ -263,15 +274,17 @@ def parse_duration(value: object, *, field: str, flux_pattern: str | None = None
         problem = None
     except ValueError as exc:
         problem = str(exc)
-    if flux_pattern is not None and re.fullmatch(flux_pattern, value) is None:
-        units = "ms, s, m or h" if "|h)" in flux_pattern else "ms, s or m"
-        detail = f"Flux takes numbers with an optional fraction, each followed by {units}"
-        if problem is not None:  # Go's own units, listed in the problem, are not Flux's
-            detail = f"{problem.split('; ')[0]}; {detail}"
-        raise UsageError(
-            f"{field}: Invalid value: {_show(value)}: {field} in body should match "
-            f"'{flux_pattern}'; {_DURATION_HINT} ({detail})"
-        )
+    if flux_units is not None:
+        pattern = _flux_pattern(flux_units)
+        if re.fullmatch(pattern, value) is None:
+            units = f"{', '.join(flux_units[:-1])} or {flux_units[-1]}"
+            detail = f"Flux takes numbers with an optional fraction, each followed by {units}"
+            if problem is not None:  # Go's own units, listed in the problem, are not Flux's
+                detail = f"{problem.split('; ')[0]}; {detail}"
+            raise UsageError(
+                f"{field}: Invalid value: {_show(value)}: {field} in body should match "
+                f"'{pattern}'; {_DURATION_HINT} ({detail})"
+            )
     if problem is not None:
         raise UsageError(f"{field}: {_show(value)} is not a duration; {_DURATION_HINT} ({problem})")
     return nanoseconds / 1e9
@@ -371,13 +384,13 @@ class _Reader:
         return value
 
     def duration(
-        self, data: Mapping[str, object], key: str, where: str, flux_pattern: str
+        self, data: Mapping[str, object], key: str, where: str, flux_units: tuple[str, ...]
     ) -> float | None:
         value = data.get(key)
         if value is None:
             return None
         try:
-            return parse_duration(value, field=f"{where}.{key}", flux_pattern=flux_pattern)
+            return parse_duration(value, field=f"{where}.{key}", flux_units=flux_units)
         except UsageError as exc:
             self.add_error(exc)
             return None
@@ -505,14 +518,14 @@ class _Reader:
         image = self.string(data, "image", where, required=True)
         reference = None if image is None else self.image(image, f"{where}.image")
 
-        interval = self.duration(data, "interval", where, FLUX_INTERVAL_PATTERN)
+        interval = self.duration(data, "interval", where, _FLUX_INTERVAL_UNITS)
         if "interval" not in data or data["interval"] is None:
             self.add(f"{where}.interval", f"is required; {_DURATION_HINT}")
         elif interval is not None and interval <= 0:
             self.add(f"{where}.interval", f"must be greater than 0, not {_show(data['interval'])}")
             interval = None
 
-        timeout = self.duration(data, "timeout", where, FLUX_TIMEOUT_PATTERN)
+        timeout = self.duration(data, "timeout", where, _FLUX_TIMEOUT_UNITS)
         if timeout is not None and timeout < MIN_TIMEOUT:
             self.add(
                 f"{where}.timeout",
