@@ -27,6 +27,20 @@ DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
 
 
+async def promote(
+    store: CatalogStore, digest: str, name: str, tags: list[str], environment: str = "prod"
+) -> CatalogImage:
+    """A promotion with no source or promoter, the way most tests here record one."""
+    return await store.record_promotion(
+        digest=digest,
+        name=name,
+        tags=tags,
+        environment=environment,
+        promoted_by=None,
+        source=None,
+    )
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with scratch_database(request.param, tmp_path) as url:
@@ -216,27 +230,13 @@ async def test_record_promotion_upserts_and_unions_tags(store: CatalogStore) -> 
     assert second.created_at == first.created_at
     assert second.promoted_at is not None
     assert second.promoted_at > first.promoted_at
-    other = await store.record_promotion(
-        digest=DIGEST_A,
-        name="registry.stage/app",
-        tags=["rc"],
-        environment="stage",
-        promoted_by=None,
-        source=None,
-    )
+    other = await promote(store, DIGEST_A, "registry.stage/app", ["rc"], environment="stage")
     assert other.tags == ("rc",)
     assert len(await store.list(digest=DIGEST_A)) == 2
 
 
 async def test_promoted_lookups(store: CatalogStore) -> None:
-    await store.record_promotion(
-        digest=DIGEST_A,
-        name="registry.prod/app",
-        tags=["v1"],
-        environment="prod",
-        promoted_by=None,
-        source=None,
-    )
+    await promote(store, DIGEST_A, "registry.prod/app", ["v1"])
     assert await store.promoted("prod", name="registry.prod/app", digest=DIGEST_A)
     assert await store.promoted("prod", name="registry.prod/app", tag="v1")
     assert await store.promoted("prod", name="registry.prod/app", digest=DIGEST_B, tag="v1")
@@ -249,14 +249,7 @@ async def test_promoted_lookups(store: CatalogStore) -> None:
 
 
 async def test_known_answers_only_recent_yeses_from_memory(store: CatalogStore) -> None:
-    await store.record_promotion(
-        digest=DIGEST_A,
-        name="registry.prod/app",
-        tags=["v1"],
-        environment="prod",
-        promoted_by=None,
-        source=None,
-    )
+    await promote(store, DIGEST_A, "registry.prod/app", ["v1"])
     # Nothing asked yet: not known, although promoted.
     assert store.known("prod", "registry.prod/app", DIGEST_A, None) is False
     assert await store.promoted("prod", "registry.prod/app", DIGEST_A, None) is True
@@ -275,14 +268,7 @@ async def test_known_expires_after_two_ttls(db_url: str) -> None:
     store = await CatalogStore.open(db_url)
     store.POSITIVE_TTL = 0.1
     try:
-        await store.record_promotion(
-            digest=DIGEST_A,
-            name="reg.io/app",
-            tags=[],
-            environment="prod",
-            promoted_by=None,
-            source=None,
-        )
+        await promote(store, DIGEST_A, "reg.io/app", [])
         assert await store.promoted("prod", "reg.io/app", DIGEST_A) is True
         await asyncio.sleep(0.25)  # past fresh and stale: must be asked again
         assert store.known("prod", "reg.io/app", DIGEST_A, None) is False
@@ -292,14 +278,7 @@ async def test_known_expires_after_two_ttls(db_url: str) -> None:
 
 async def test_promoted_is_fast(store: CatalogStore) -> None:
     for i in range(50):
-        await store.record_promotion(
-            digest=f"sha256:{i:064x}",
-            name=f"registry.prod/app{i % 5}",
-            tags=[f"v{i}"],
-            environment="prod",
-            promoted_by=None,
-            source=None,
-        )
+        await promote(store, f"sha256:{i:064x}", f"registry.prod/app{i % 5}", [f"v{i}"])
     started = time.perf_counter()
     answers = await asyncio.gather(
         *(
@@ -376,14 +355,7 @@ async def test_a_delete_by_another_replica_reaches_cached_answers_within_two_ttl
     here, other = await CatalogStore.open(url), await CatalogStore.open(url)
     try:
         here.POSITIVE_TTL = 0.2
-        await here.record_promotion(
-            digest=DIGEST_A,
-            name="reg.io/app",
-            tags=["v1"],
-            environment="prod",
-            promoted_by=None,
-            source=None,
-        )
+        await promote(here, DIGEST_A, "reg.io/app", ["v1"])
         assert await here.promoted("prod", "reg.io/app", DIGEST_A) is True
         assert await other.delete(DIGEST_A) == 1  # another replica withdraws it
         assert await here.promoted("prod", "reg.io/app", DIGEST_A) is True  # still cached
@@ -395,14 +367,7 @@ async def test_a_delete_by_another_replica_reaches_cached_answers_within_two_ttl
             assert asyncio.get_running_loop().time() < deadline, "the withdrawal never arrived"
             await asyncio.sleep(0.05)
         # A "no" is never cached: promoting again is seen at once.
-        await other.record_promotion(
-            digest=DIGEST_A,
-            name="reg.io/app",
-            tags=["v1"],
-            environment="prod",
-            promoted_by=None,
-            source=None,
-        )
+        await promote(other, DIGEST_A, "reg.io/app", ["v1"])
         assert await here.promoted("prod", "reg.io/app", DIGEST_A) is True
     finally:
         await here.aclose()
@@ -411,14 +376,7 @@ async def test_a_delete_by_another_replica_reaches_cached_answers_within_two_ttl
 
 async def test_batched_answers_agree_with_the_records(store: CatalogStore) -> None:
     for n, digest in enumerate((DIGEST_A, DIGEST_B)):
-        await store.record_promotion(
-            digest=digest,
-            name=f"reg.io/app{n}",
-            tags=[f"v{n}", "stable", "50%_off"],
-            environment="prod",
-            promoted_by=None,
-            source=None,
-        )
+        await promote(store, digest, f"reg.io/app{n}", [f"v{n}", "stable", "50%_off"])
     # Look-alikes the LIKE pre-filter lets through and the exact check must refuse.
     await store.put("sha256:" + "c" * 64, "reg.io/app2", ["v10", "50x_off"], environment="prod")
     keys = [
@@ -447,14 +405,7 @@ async def test_batched_answers_agree_with_the_records(store: CatalogStore) -> No
 
 async def test_concurrent_questions_share_batches(store: CatalogStore) -> None:
     for i in range(300):
-        await store.record_promotion(
-            digest=f"sha256:{i:064x}",
-            name=f"reg.io/app{i}",
-            tags=[f"v{i % 7}"],
-            environment="prod",
-            promoted_by=None,
-            source=None,
-        )
+        await promote(store, f"sha256:{i:064x}", f"reg.io/app{i}", [f"v{i % 7}"])
     batches: list[int] = []
     real = store._promoted_many
 
