@@ -786,7 +786,7 @@ def cip(
     ] = 1,
     snapshot: Annotated[
         str | None,
-        typer.Option("--snapshot", help="Write what REGISTRY[/PATH] holds, as images.yaml data."),
+        typer.Option("--snapshot", help="Write what REGISTRY\\[/PATH] holds, as images.yaml data."),
     ] = None,
     manifest_based_snapshot_of: Annotated[
         str | None,

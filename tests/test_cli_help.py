@@ -1,0 +1,62 @@
+"""Every command and subcommand answers ``--help``, and no help text is read as Rich markup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import typer
+from rich.errors import MarkupError
+from rich.markup import render
+from typer.testing import CliRunner
+
+from imgctl.cli._app import app
+
+ROOT = typer.main.get_command(app)
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    # Typer vendors click, so the group classes are Typer's own: walk by the attribute.
+    found = [path]
+    for name, command in sorted(getattr(group, "commands", {}).items()):
+        found.extend(_commands(command, (*path, name)))
+    return found
+
+
+def _command(path: tuple[str, ...]) -> Any:
+    command: Any = ROOT
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+COMMANDS = _commands(ROOT)
+
+
+def test_the_tree_is_walked() -> None:
+    # The walk reaches nested groups; a broken walk would make the tests below vacuous.
+    assert ("cip",) in COMMANDS
+    assert ("catalog", "ls") in COMMANDS
+    assert len(COMMANDS) > 25
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "imgctl")
+def test_help_renders(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"], prog_name="imgctl")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "Usage:" in result.output
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "imgctl")
+def test_help_texts_are_plain(path: tuple[str, ...]) -> None:
+    # Rich reads '[word]' as a style and '[/word]' as a closing tag: a help text such as
+    # 'REGISTRY[/PATH]' crashes --help, 'host[port]' silently loses a word. Write '\\[' instead.
+    command = _command(path)
+    texts = [command.help or "", command.short_help or "", command.epilog or ""]
+    texts += [getattr(param, "help", None) or "" for param in command.params]
+    for text in texts:
+        try:
+            plain = render(text).plain
+        except MarkupError as error:
+            pytest.fail(f"help text {text!r} is invalid Rich markup: {error}")
+        assert plain == text.replace("\\[", "["), f"markup in help text: {text!r}"
