@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, inspect, text
 from imgctl.store import AuditStore, CatalogImage, CatalogStore, StoreError
 from imgctl.store._schema import METADATA
 
-from .support.postgres import BACKENDS, PG_DSN, PG_URL, scratch_database
+from .support.postgres import BACKENDS, PG_DSN, PG_URL, migration_head, scratch_database
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
@@ -78,7 +78,7 @@ async def test_both_stores_migrate_to_the_same_head(db_url: str) -> None:
             versions = list(
                 connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
             )
-            assert versions == ["0003"]
+            assert versions == [migration_head()]
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, METADATA) == []
     finally:

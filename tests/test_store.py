@@ -34,7 +34,7 @@ from imgctl.store import (
 )
 from imgctl.store._schema import METADATA
 
-from .support.postgres import BACKENDS, scratch_database
+from .support.postgres import BACKENDS, migration_head, scratch_database
 
 T0 = datetime(2024, 5, 17, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -133,7 +133,7 @@ async def test_open_creates_schema_from_empty(db_url: str, backend: str, tmp_pat
         "ix_audit_events_subject",
         "ix_audit_events_result",
     } <= indexes
-    assert versions == ["0003"]
+    assert versions == [migration_head()]
     if backend == "sqlite":
         state = tmp_path / "state"
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
@@ -153,7 +153,7 @@ async def test_second_open_is_a_no_op_and_keeps_rows(db_url: str) -> None:
         assert await store.count() == 1
         assert await store.recent() == [full_record()]
     _, _, versions = inspect_db(db_url)
-    assert versions == ["0003"]
+    assert versions == [migration_head()]
 
 
 async def test_models_match_migrations(db_url: str) -> None:
@@ -178,7 +178,7 @@ async def test_replicas_opening_together_in_one_process(db_url: str) -> None:
         for store in stores:
             await store.aclose()
     _, _, versions = inspect_db(db_url)
-    assert versions == ["0003"]
+    assert versions == [migration_head()]
 
 
 async def test_schema_newer_than_this_imgctl_is_a_clear_error(db_url: str) -> None:
@@ -237,7 +237,7 @@ async def test_replica_processes_starting_together_migrate_once(db_url: str) -> 
         assert await store.count() == 6
         assert await store.count(request_id="replica-5") == 1
     _, _, versions = inspect_db(db_url)
-    assert versions == ["0003"]
+    assert versions == [migration_head()]
 
 
 # --- records ------------------------------------------------------------------------------

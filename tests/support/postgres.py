@@ -29,3 +29,14 @@ def scratch_database(backend: str, directory: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as connection:
             connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def migration_head() -> str:
+    """The newest revision in the package's migrations: what a migrated database is at."""
+    from alembic.script import ScriptDirectory
+
+    from imgctl.store._store import MIGRATIONS_DIR
+
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert head is not None
+    return head
