@@ -18,7 +18,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from imgctl._internal.listen import listen, split_address
 from imgctl.errors import UsageError
 
 __all__ = ["ServerSettings", "build_core", "run_server", "serve_catalog"]
@@ -133,11 +135,23 @@ def _configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _split_address(flag: str, address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"{flag} {address!r} must be HOST:PORT, e.g. 0.0.0.0:9999")
-    return host.strip("[]"), int(port)
+def _add_port(server: Any, address: str, credentials: Any) -> int:
+    """Bind the gRPC server to ``address``; UsageError if the port is taken or unusable."""
+    # A probe first: its error says why, where gRPC only logs a C-core line and fails.
+    listen("--bind-address", address, "0.0.0.0:9999").close()
+    try:
+        if credentials is None:
+            port: int = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise UsageError(
+            f"cannot listen on {address} (--bind-address): the address is in use or not local",
+            hint="another process listens there: stop it or choose another port",
+        )
+    return port
 
 
 async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None = None) -> None:
@@ -153,13 +167,32 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
 
     environ = dict(os.environ if environ is None else environ)
     _configure_logging()
-    _split_address("--bind-address", settings.bind_address)
+    split_address("--bind-address", settings.bind_address, "0.0.0.0:9999")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
     if settings.client_ca is not None and settings.tls_cert is None:
         raise UsageError(
             "--client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
         )
+    # Bound before anything starts, so that a port in use stops the server before it serves.
+    http_socket = listen("--http-address", settings.http_address) if settings.http_address else None
+    # gRPC sets SO_REUSEPORT by default: a second server on the same port would start and the
+    # two would share its traffic (two configurations, two audit databases).
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    if settings.tls_cert and settings.tls_key:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+            root_certificates=settings.client_ca.read_bytes() if settings.client_ca else None,
+            require_client_auth=settings.client_ca is not None,
+        )
+        port = _add_port(server, settings.bind_address, credentials)
+    else:
+        log.warning(
+            "serving gRPC WITHOUT TLS on %s: tokens cross the network in clear text; "
+            "pass --tls-cert/--tls-key (or terminate TLS in front of the server)",
+            settings.bind_address,
+        )
+        port = _add_port(server, settings.bind_address, None)
     watches = None
     watches_path = settings.watches_file or (
         Path(environ["IMGCTL_WATCHES_FILE"]) if environ.get("IMGCTL_WATCHES_FILE") else None
@@ -180,7 +213,6 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         core.scanner = await build_scanner(core, watches, url, environ)
         scan_task = asyncio.ensure_future(core.scanner.run(scan_stop))
 
-    server = grpc.aio.server()
     imgctl_pb2_grpc.add_ImgCtlServicer_to_server(ImgCtlServicer(core), server)  # type: ignore[no-untyped-call]
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -193,47 +225,28 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         ),
         server,
     )
-    if settings.tls_cert and settings.tls_key:
-        credentials = grpc.ssl_server_credentials(
-            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
-            root_certificates=settings.client_ca.read_bytes() if settings.client_ca else None,
-            require_client_auth=settings.client_ca is not None,
-        )
-        port = server.add_secure_port(settings.bind_address, credentials)
-    else:
-        log.warning(
-            "serving gRPC WITHOUT TLS on %s: tokens cross the network in clear text; "
-            "pass --tls-cert/--tls-key (or terminate TLS in front of the server)",
-            settings.bind_address,
-        )
-        port = server.add_insecure_port(settings.bind_address)
-    if port == 0:
-        raise UsageError(f"cannot listen on {settings.bind_address}")
     await server.start()
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     await health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
 
     http_task = None
     http_server = None
-    if settings.http_address:
+    if http_socket is not None:
         import uvicorn
 
         from imgctl.server._http import create_http_app
 
-        host, http_port = _split_address("--http-address", settings.http_address)
         tokens = _tokens(settings.tokens_file, environ)
         http_server = uvicorn.Server(
             uvicorn.Config(
                 create_http_app(core, tokens),  # type: ignore[arg-type]
-                host=host,
-                port=http_port,
                 log_level="warning",
                 lifespan="off",
             )
         )
         # The gRPC side owns SIGTERM/SIGINT (graceful stop); uvicorn must not take them.
         http_server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        http_task = asyncio.ensure_future(http_server.serve())
+        http_task = asyncio.ensure_future(http_server.serve(sockets=[http_socket]))
 
     _freeze_heap()
     log.info(
@@ -303,7 +316,7 @@ async def serve_catalog(
     from imgctl.store import CatalogStore, database_url
 
     _configure_logging()
-    host, port = _split_address("--http-address", http_address)
+    sock = listen("--http-address", http_address)
     state = _state_dir(environ, ServerSettings())
     store = await CatalogStore.open(url or database_url(environ, state))
     app = AdmissionWebhook(
@@ -313,11 +326,11 @@ async def serve_catalog(
         store.known,
     )
     # One log line per admission review would cost more than the decision itself.
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     _freeze_heap()
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
         await store.aclose()
 

@@ -41,25 +41,23 @@ def serve(
     """Run the issuer on ``address`` (host:port) until interrupted."""
     import uvicorn
 
+    from imgctl._internal.listen import listen, split_address
     from imgctl.errors import UsageError
     from imgctl.identity.issuer._app import create_app
 
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--address {address!r} must be HOST:PORT, e.g. 127.0.0.1:5556")
+    split_address("--address", address, "127.0.0.1:5556")
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
     scheme = "https" if tls_cert else "http"
     issuer_url = issuer or config.issuer or f"{scheme}://{address}"
-    keys = KeyStore(config.keys_dir, token_ttl=config.token_ttl, clock_skew=config.clock_skew)
-    keys.load(create=True)
-    app = create_app(IssuerService(config, keys, issuer_url))
-    uvicorn.run(
-        app,
-        host=host.strip("[]"),
-        port=int(port),
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-        log_level="info",
-        server_header=False,
-    )
+    sock = listen("--address", address, "127.0.0.1:5556")
+    try:
+        keys = KeyStore(config.keys_dir, token_ttl=config.token_ttl, clock_skew=config.clock_skew)
+        keys.load(create=True)
+        app = create_app(IssuerService(config, keys, issuer_url))
+        server_config = uvicorn.Config(
+            app, ssl_certfile=tls_cert, ssl_keyfile=tls_key, log_level="info", server_header=False
+        )
+        uvicorn.Server(server_config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from imgctl._internal.listen import bound_address, listen
 from imgctl.errors import UsageError
 from imgctl.registry.embedded._app import ASGIApp, RegistryApp
 from imgctl.registry.embedded._htpasswd import Htpasswd
@@ -38,36 +38,6 @@ def create_app(root: Path, *, htpasswd: Path | None = None) -> ASGIApp:
     return RegistryApp(storage, auth)
 
 
-def _listen(address: str) -> socket.socket:
-    """A listening socket on ``address`` (HOST:PORT, [v6]:PORT); UsageError if impossible."""
-    host, sep, port = address.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"invalid address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:5000")
-    try:
-        infos = socket.getaddrinfo(
-            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except socket.gaierror as exc:
-        raise UsageError(f"cannot listen on {address}: {exc.strerror}") from None
-    family, kind, proto, _, sockaddr = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
-        sock.listen(1024)
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock
-
-
-def _bound(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 async def serve(
     root: Path,
     address: str,
@@ -79,7 +49,7 @@ async def serve(
     import uvicorn
 
     app = create_app(root, htpasswd=htpasswd)
-    sock = _listen(address)
+    sock = listen("--address", address, "127.0.0.1:5000")
     config = uvicorn.Config(
         app,
         lifespan="off",
@@ -106,7 +76,7 @@ async def serve(
         loop.add_signal_handler(signum, stop, signum)
     try:
         if on_ready is not None:
-            on_ready(_bound(sock))
+            on_ready(bound_address(sock))
         await server.serve(sockets=[sock])
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
