@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from .conftest import IMGCTL, PushedImage
+from .support.deployment import AUDIENCE, OPS, SECRET, server_env, start_server, stop_process
 from .support.idp import start_idp
 from .support.registry import Registry
 from .support.sshkeys import keygen
-from .test_server import AUDIENCE, OPS, SECRET, server_env, start_server, stop_process
 
 INTERVAL = 3.0  # seconds between scans of the auto-promoted watch
 

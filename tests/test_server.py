@@ -26,16 +26,20 @@ from imgctl.v1 import imgctl_pb2 as pb
 from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
 
 from .conftest import IMGCTL, PushedImage
+from .support.deployment import (
+    AUDIENCE,
+    ENGINEERING,
+    OPS,
+    SECRET,
+    server_env,
+    start_server,
+    stop_process,
+)
 from .support.idp import Idp, start_idp
 from .support.moto import MotoServer
-from .support.registry import Registry, free_port
+from .support.registry import Registry
 from .support.skopeo import digest_of
 from .support.sshkeys import Agent, Key, keygen
-
-AUDIENCE = "https://imgctl.example.com"
-SECRET = "server-test-client-secret"
-ENGINEERING = "engineering@example.com"
-OPS = "ops@example.com"
 
 
 @dataclass
@@ -146,50 +150,6 @@ class Deployment:
         return asyncio.run(count())
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"server did not start: {log.read_text()}") from None
-            time.sleep(0.05)
-
-
-def server_env(idp: Idp, dev: Registry, prod: Registry) -> dict[str, str]:
-    """The environment of an `imgctl server` promoting from dev to prod/release."""
-    return {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")} | {
-        "HOME": str(Path(idp.config).parent / "server-home"),
-        "OIDC_ISSUER_URL": idp.url,
-        "OIDC_AUDIENCE": AUDIENCE,
-        "OIDC_ALLOWED_GROUPS": ENGINEERING,
-        "IMGCTL_REGISTRY_DEV": dev.host,
-        "IMGCTL_REGISTRY_PROD": f"{prod.host}/release",
-        "IMGCTL_DEFAULT_SOURCE": "dev",
-        "IMGCTL_ENABLE_IAAS_AUTH": "false",
-    }
-
-
-def start_server(
-    root: Path, env: dict[str, str], *flags: str
-) -> tuple[subprocess.Popen[bytes], str, str, Path]:
-    """`imgctl server` on free ports; (process, gRPC address, HTTP address, log file)."""
-    grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    log = root / f"server-{grpc_address.rsplit(':', 1)[1]}.log"
-    process = subprocess.Popen(
-        [IMGCTL, "server", "--bind-address", grpc_address, "--http-address", http_address, *flags],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    scheme = "http"
-    wait_http(f"{scheme}://{http_address}/healthz", process, log)
-    return process, grpc_address, http_address, log
-
-
 @pytest.fixture(scope="module")
 def deployment(
     registries: Callable[..., Registry], tmp_path_factory: pytest.TempPathFactory
@@ -280,17 +240,6 @@ def _deploy(
         log,
         aws,
     )
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Terminate a child and wait for it (kill it if it will not go)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def promote_json(deployment: Deployment, *args: str, user: str = "alice") -> dict[str, Any]:
