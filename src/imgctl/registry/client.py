@@ -13,7 +13,7 @@ import ipaddress
 import json
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -316,35 +316,71 @@ class RegistryClient:
             schemes = ["https", "http"]
         else:
             schemes = ["https"]
-        first_error: Exception | None = None
-        for position, scheme in enumerate(schemes):
-            base = f"{scheme}://{api}"
-            # The first of two schemes is a probe: one try, no retries.
-            probing = position == 0 and len(schemes) > 1
-            try:
-                response = await self._send_raw(
-                    self._http(tls), "GET", f"{base}/v2/", {}, retries=0 if probing else None
-                )
-            except TransportError as exc:
-                first_error = first_error or exc
-                continue
-            if scheme == "http" and response.status_code == 400 and len(schemes) > 1:
-                # A TLS server answers plain HTTP with 400: it wants https; the https
-                # attempt's error (if any) is the one worth reporting.
-                continue
-            host = _Host(registry, base, tls)
-            if response.status_code == 401:
-                host.challenge = _pick_challenge(response.headers.get_list("www-authenticate"))
-            elif response.status_code >= 400 and response.status_code != 404:
-                code, message = _error_detail(response)
-                raise RegistryError(
-                    f"{registry} does not look like an OCI registry: GET /v2/ answered "
-                    f"{response.status_code} {message}",
-                    status=response.status_code,
-                    code=code,
-                )
-            return host
-        raise first_error or RegistryError(f"{registry} refused plain HTTP and HTTPS failed")
+        client = self._http(tls)
+        answered: list[str] = []  # the base URL whose scheme answered
+
+        async def probe() -> httpx.Response:
+            # One attempt tries each scheme once; the retry policy repeats whole attempts, so
+            # a hiccup on first contact is retried before the scheme is even known.
+            first_error: TransportError | None = None
+            for position, scheme in enumerate(schemes):
+                base = f"{scheme}://{api}"
+                try:
+                    response = await self._exchange(client, "GET", f"{base}/v2/", {})
+                except httpx.TransportError as exc:
+                    first_error = first_error or _transport_error(base, exc)
+                    if scheme == "http" and isinstance(exc, httpx.ConnectError):
+                        break  # nothing listens on the port: https there cannot fare better
+                    continue
+                if scheme == "http" and response.status_code == 400 and position + 1 < len(schemes):
+                    # A TLS server answers plain HTTP with 400: it wants https; the https
+                    # attempt's error (if any) is the one worth reporting.
+                    continue
+                answered[:] = [base]
+                return response
+            assert first_error is not None  # only a 400 over http moves on, never the last
+            raise first_error
+
+        response = await self._retrying(probe, replayable=True)
+        status = response.status_code
+        host = _Host(registry, answered[0], tls)
+        if status == 401:
+            host.challenge = _pick_challenge(response.headers.get_list("www-authenticate"))
+        elif status in _RETRY_STATUSES:
+            code, message = _error_detail(response)
+            raise RegistryError(
+                f"{registry} is unavailable: GET /v2/ answered {status} ({message}) "
+                f"{self.options.retries + 1} times in a row",
+                status=status,
+                code=code,
+                hint="the registry is down or overloaded; try again later",
+            )
+        elif status >= 400 and status != 404:
+            code, message = _error_detail(response)
+            raise RegistryError(
+                f"{registry} does not look like an OCI registry: GET /v2/ answered "
+                f"{status} {message}",
+                status=status,
+                code=code,
+            )
+        return host
+
+    async def _exchange(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        stream: bool = False,
+        follow_redirects: bool = False,
+    ) -> httpx.Response:
+        """One HTTP request, drawn from the shared rate limit; no retries."""
+        await self.limiter.acquire()
+        self.stats.requests += 1
+        request = client.build_request(method, url, headers=headers, content=content)
+        return await client.send(request, stream=stream, follow_redirects=follow_redirects)
 
     async def _send_raw(
         self,
@@ -356,25 +392,64 @@ class RegistryClient:
         content: bytes | AsyncIterable[bytes] | None = None,
         stream: bool = False,
         follow_redirects: bool = False,
-        retries: int | None = None,
     ) -> httpx.Response:
-        """One HTTP exchange with connection-level retries (only when the body can be resent)."""
-        replayable = content is None or isinstance(content, bytes)
-        retries = self.options.retries if retries is None else retries
-        attempt = 0
-        while True:
-            await self.limiter.acquire()
-            self.stats.requests += 1
-            request = client.build_request(method, url, headers=headers, content=content)
+        """One HTTP exchange under the retry policy (see ``_retrying``)."""
+
+        async def attempt() -> httpx.Response:
             try:
-                return await client.send(request, stream=stream, follow_redirects=follow_redirects)
+                return await self._exchange(
+                    client,
+                    method,
+                    url,
+                    headers,
+                    content=content,
+                    stream=stream,
+                    follow_redirects=follow_redirects,
+                )
             except httpx.TransportError as exc:
-                if replayable and attempt < retries:
-                    attempt += 1
-                    self.stats.retries += 1
-                    await asyncio.sleep(self.backoff(attempt))
-                    continue
                 raise _transport_error(url, exc) from None
+
+        replayable = content is None or isinstance(content, bytes)
+        return await self._retrying(attempt, replayable=replayable)
+
+    async def _retrying(
+        self, attempt: Callable[[], Awaitable[httpx.Response]], *, replayable: bool
+    ) -> httpx.Response:
+        """The one retry policy of registry traffic, for every request the client sends.
+
+        A connection that fails (refused, reset, closed without an answer, timed out) and the
+        answers 429, 500, 502, 503 and 504 are retried up to ``options.retries`` times, after
+        the registry's Retry-After or else an exponential backoff with jitter; a 429 pauses
+        every request sharing the rate limiter. Only requests whose body can be sent again
+        are retried. The last answer is returned as it is; the last failure is raised.
+        """
+        retries = self.options.retries if replayable else 0
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                response = await attempt()
+            except TransportError as exc:
+                if tries <= retries:
+                    self.stats.retries += 1
+                    await asyncio.sleep(self.backoff(tries))
+                    continue
+                if tries > 1:
+                    raise TransportError(
+                        f"{exc.message} (tried {tries} times)", hint=exc.hint
+                    ) from None
+                raise
+            status = response.status_code
+            if status in _RETRY_STATUSES and tries <= retries:
+                self.stats.retries += 1
+                delay = self._retry_after(response, tries)
+                await response.aclose()
+                if status == 429:
+                    self.limiter.pause(delay)
+                else:
+                    await asyncio.sleep(delay)
+                continue
+            return response
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (exponential, with jitter)."""
@@ -546,7 +621,7 @@ class RegistryClient:
         push: bool = False,
         url: str | None = None,
     ) -> httpx.Response:
-        """Send an authorised request, retrying 429/5xx (honouring Retry-After) and stale tokens."""
+        """Send an authorised request under the retry policy; renew a stale token once on 401."""
         host = await self._host(registry)
         client = self._http(host.tls)
         target = url or f"{host.base_url}{path}"
@@ -556,7 +631,6 @@ class RegistryClient:
         else:
             scopes = tuple(extra_scopes)
         replayable = content is None or isinstance(content, bytes)
-        attempt = 0
         reauthenticated = False
         while True:
             request_headers = dict(headers or {})
@@ -582,16 +656,6 @@ class RegistryClient:
                     host.challenge = challenge
                 host.tokens.pop(scopes, None)
                 await response.aclose()
-                continue
-            if status in _RETRY_STATUSES and replayable and attempt < self.options.retries:
-                attempt += 1
-                self.stats.retries += 1
-                delay = self._retry_after(response, attempt)
-                await response.aclose()
-                if status == 429:
-                    self.limiter.pause(delay)
-                else:
-                    await asyncio.sleep(delay)
                 continue
             return response
 
