@@ -1,4 +1,12 @@
-"""Basic authentication against an htpasswd file of bcrypt entries (``htpasswd -B``)."""
+"""Basic authentication against an htpasswd file of bcrypt entries (``htpasswd -B``).
+
+It lets in exactly whom docker-registry (distribution, ``auth.htpasswd``) lets in for the same
+file and header. That registry checks with Go's ``bcrypt.CompareHashAndPassword``, whose key
+schedule reads at most 72 bytes of a password: longer passwords are checked on their first 72
+bytes, as every bcrypt tool before golang.org/x/crypto 0.5.0 stored them (0.5.0 refuses them in
+``GenerateFromPassword`` only). Python's ``bcrypt`` raises on more than 72 bytes instead, so the
+password is cut to 72 bytes before the check, which is the same computation.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,14 @@ from imgctl.errors import UsageError
 __all__ = ["Htpasswd"]
 
 _BCRYPT_RE = re.compile(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
+# bcrypt's key schedule reads the password (and a NUL after it) up to this many bytes.
+_BCRYPT_KEY_BYTES = 72
+# What Go's strings.TrimSpace trims (unicode.White_Space); str.strip() would also trim \x1c-\x1f.
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
 # Cached successes; cleared whole when full (a demo registry has a handful of users).
 _CACHE_LIMIT = 1024
 
@@ -26,7 +42,8 @@ class Htpasswd:
     """Users and their bcrypt hashes; checks ``Authorization: Basic`` headers."""
 
     def __init__(self, users: dict[str, bytes]) -> None:
-        self._users = [(user.encode(), hashed) for user, hashed in users.items()]
+        # Names are compared as the bytes of the file (Go compares bytes, UTF-8 or not).
+        self._users = [(_raw(user), hashed) for user, hashed in users.items()]
         # A hash of a fixed password, checked for unknown users so that the time an answer
         # takes does not tell whether the user exists.
         self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=4))
@@ -39,13 +56,15 @@ class Htpasswd:
     def load(cls, path: Path) -> Htpasswd:
         """Read ``path``; UsageError naming the line when an entry is not ``user:bcrypt``."""
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise UsageError(f"cannot read htpasswd file {path}: {reason}") from None
+            # Bytes that are not UTF-8 survive as surrogates and become the same bytes again.
+            text = path.read_bytes().decode("utf-8", "surrogateescape")
+        except OSError as exc:
+            raise UsageError(f"cannot read htpasswd file {path}: {exc.strerror}") from None
         users: dict[str, bytes] = {}
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip()
+        # Lines as docker-registry reads them: split on "\n" only (splitlines() would also split
+        # at \x0c, \x1c or U+2028 inside a name), trimmed of what Go counts as white space.
+        for number, raw in enumerate(text.split("\n"), start=1):
+            line = raw.strip(_GO_SPACE)
             if not line or line.startswith("#"):
                 continue
             user, sep, hashed = line.partition(":")
@@ -63,19 +82,20 @@ class Htpasswd:
 
     async def check(self, authorization: str | None) -> bool:
         """True when ``authorization`` carries a known user's right password."""
-        if not authorization:
-            return False
-        scheme, _, encoded = authorization.strip().partition(" ")
-        if scheme.lower() != "basic":
+        # Parsed as Go's Request.BasicAuth: "Basic " in any case, then strict base64.
+        if not authorization or authorization[:6].lower() != "basic ":
             return False
         try:
-            decoded = base64.b64decode(encoded.strip(), validate=True)
+            decoded = base64.b64decode(authorization[6:], validate=True)
         except (binascii.Error, ValueError):
             return False
         user, sep, password = decoded.partition(b":")
         if not sep:
             return False
-        proof = hmac.new(self._key, user + b"\0" + password, hashlib.sha256).digest()
+        # The name's length goes first, so that no other name/password split of the same
+        # bytes (user "a", password "b\0pw" against user "a\0b", password "pw") is remembered.
+        proven = len(user).to_bytes(8, "big") + user + password
+        proof = hmac.new(self._key, proven, hashlib.sha256).digest()
         if proof in self._proven:
             return True
         hashed = self._dummy
@@ -85,8 +105,8 @@ class Htpasswd:
             if hmac.compare_digest(candidate, user):
                 hashed, known = candidate_hash, True
         try:
-            matches = await asyncio.to_thread(bcrypt.checkpw, password, hashed)
-        except ValueError:  # bcrypt refuses passwords longer than 72 bytes
+            matches = await asyncio.to_thread(bcrypt.checkpw, password[:_BCRYPT_KEY_BYTES], hashed)
+        except ValueError:  # a hash bcrypt cannot use (cost out of range): nobody gets in
             return False
         if not (matches and known):
             return False
@@ -94,3 +114,8 @@ class Htpasswd:
             self._proven.clear()
         self._proven.add(proof)
         return True
+
+
+def _raw(text: str) -> bytes:
+    """The bytes a name had in the file (undoing ``surrogateescape``)."""
+    return text.encode("utf-8", "surrogateescape")
