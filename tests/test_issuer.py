@@ -376,22 +376,39 @@ def test_dex_shaped_config_ports_both_ways(tmp_path: Path, keys: dict[str, Key])
     assert "secret" not in repr(config.clients["imgctl"])
 
 
+# A well-formed key line: the tests below are about the other fields.
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINSJC8qeQCYs/yrxpcc57KyF03Iaclnu+J+rQax/u/Ke a"
+
+
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ({"users": {"a": {"keys": ["x"]}}}, "no staticClients"),
+        ({"users": {"a": {"keys": [KEY]}}}, "no staticClients"),
         ({"staticClients": [{"id": "c"}]}, "lists no users"),
         ({"staticClients": [{"id": "c"}], "users": {"a": {}}}, "users.a has no keys"),
         ({"staticClients": [{"id": "c"}], "users": {"a": {"keys": "x"}}}, "list of strings"),
         (
-            {"staticClients": [{"id": "c"}], "users": {"a": {"keys": ["x"], "group": []}}},
+            {"staticClients": [{"id": "c"}], "users": {"a": {"keys": [KEY], "group": []}}},
             "unknown key(s) group",
         ),
         (
-            {"staticClients": [{"id": "c"}], "users": {"a": {"keys": ["x"]}}, "token_ttl": -1},
+            {"staticClients": [{"id": "c"}], "users": {"a": {"keys": [KEY]}}, "token_ttl": -1},
             "token_ttl",
         ),
         ({"connectors": [{"type": "github"}]}, "exactly one connector of type ssh"),
+        # Key lines are checked when the file loads, not at the first login.
+        ({"staticClients": [{"id": "c"}], "users": {"a": {"keys": ["x"]}}}, "users.a.keys[0]"),
+        (
+            {"staticClients": [{"id": "c"}], "users": {"a": {"keys": [KEY, KEY[:-30]]}}},
+            "users.a.keys[1]: the ssh-ed25519 key data",
+        ),
+        (
+            {
+                "staticClients": [{"id": "c"}],
+                "users": {"a": {"keys": ["ssh-dss AAAAB3NzaC1kc3M="]}},
+            },
+            "users.a.keys[0]: ssh-dss keys cannot sign",
+        ),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, document: dict[str, Any], message: str) -> None:

@@ -31,6 +31,22 @@ class Output(StrEnum):
     json = "json"
 
 
+def _per_second(value: float | None) -> float | None:
+    """A request rate: a finite number above 0 (click itself lets 0, -1, nan and inf through)."""
+    if value is not None and not 0 < value < float("inf"):
+        raise typer.BadParameter(
+            f"{value:g} is not a rate: give requests per second above 0, e.g. 50"
+        )
+    return value
+
+
+def _seconds(value: float) -> float:
+    """A duration in seconds: finite and not negative."""
+    if not 0 <= value < float("inf"):
+        raise typer.BadParameter(f"{value:g} is not a duration: give seconds, 0 or more")
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"imgctl {__version__}")
@@ -168,7 +184,9 @@ OutputOpt = Annotated[
 RateOpt = Annotated[
     float | None,
     typer.Option(
-        "--rate-limit", help="Requests per second across all registries (default: no limit)."
+        "--rate-limit",
+        callback=_per_second,
+        help="Requests per second across all registries (default: no limit).",
     ),
 ]
 BurstOpt = Annotated[
@@ -695,7 +713,10 @@ def server_command(
         ),
     ] = None,
     grace: Annotated[
-        float, typer.Option("--grace", help="Seconds running promotions get to finish on stop.")
+        float,
+        typer.Option(
+            "--grace", callback=_seconds, help="Seconds running promotions get to finish on stop."
+        ),
     ] = 60.0,
     tokens_file: Annotated[
         Path | None,
@@ -814,7 +835,12 @@ def cip(
     ] = CipOutput.text,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Images copied at once.")] = 8,
     rate_limit: Annotated[
-        float, typer.Option("--rate-limit", help="Requests per second across all registries.")
+        float,
+        typer.Option(
+            "--rate-limit",
+            callback=_per_second,
+            help="Requests per second across all registries.",
+        ),
     ] = 50.0,
     burst: BurstOpt = 5,
     catalog_url: Annotated[

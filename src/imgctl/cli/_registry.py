@@ -151,12 +151,13 @@ def parse_ref(value: str, *, repository: bool = False) -> Reference:
 
 def read_pairs(path: Path) -> list[tuple[Reference, Reference]]:
     """Read 'SRC DST' lines; blank lines and # comments are skipped."""
+    from imgctl._internal.files import read_text
     from imgctl.oci import Reference
 
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}")
+        text = read_text(path, "pair list")
+    except ImgctlError as exc:
+        fail(str(exc))
     pairs = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()

@@ -48,6 +48,8 @@ def serve(
     split_address("--address", address, "127.0.0.1:5556")
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
+    if tls_cert is not None and tls_key is not None:
+        _check_tls(tls_cert, tls_key)
     scheme = "https" if tls_cert else "http"
     issuer_url = issuer or config.issuer or f"{scheme}://{address}"
     sock = listen("--address", address, "127.0.0.1:5556")
@@ -61,3 +63,18 @@ def serve(
         uvicorn.Server(server_config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _check_tls(cert: str, key: str) -> None:
+    """Load the certificate and key once, so that a bad pair stops the start with a clear error."""
+    import ssl
+
+    from imgctl.errors import UsageError
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise UsageError(
+            f"cannot use --tls-cert {cert} with --tls-key {key}: {exc.strerror or exc}",
+            hint="give a PEM certificate (chain) and its unencrypted PEM private key",
+        ) from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgctl.errors import UsageError
+from imgctl.errors import ImgctlError, UsageError
 
 __all__ = ["IssuerConfig", "SSHUser", "StaticClient", "load_issuer_config"]
 
@@ -76,12 +76,11 @@ def load_issuer_config(path: Path) -> IssuerConfig:
     """Read and check an issuer config file; every mistake names the file and the key."""
     import yaml
 
+    from imgctl._internal.files import read_text
+
+    text = read_text(path, "issuer config")
     try:
-        document = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"issuer config {path} does not exist") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read issuer config {path}: {exc.strerror}") from None
+        document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
@@ -109,6 +108,8 @@ def load_issuer_config(path: Path) -> IssuerConfig:
         keys = _strings(entry.get("keys"), f"{user_where}.keys")
         if not keys:
             raise UsageError(f"{user_where} has no keys", hint="list authorized_keys lines")
+        for number, line in enumerate(keys):
+            _check_key(line, f"{user_where}.keys[{number}]")
         users[username] = SSHUser(
             username=username,
             keys=keys,
@@ -161,6 +162,21 @@ def load_issuer_config(path: Path) -> IssuerConfig:
         connector_id=connector_id,
         path=path,
     )
+
+
+def _check_key(line: str, where: str) -> None:
+    """Refuse a key line no login could ever match, at start rather than at the first login."""
+    from imgctl.identity.sshjwt import SUPPORTED_KEY_TYPES, parse_authorized_key
+
+    try:
+        key_type, _, _ = parse_authorized_key(line)
+    except ImgctlError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    if key_type not in SUPPORTED_KEY_TYPES:
+        raise UsageError(
+            f"{where}: {key_type} keys cannot sign an SSH JWT here",
+            hint=f"use one of {', '.join(sorted(SUPPORTED_KEY_TYPES))}",
+        )
 
 
 def _ssh_connector(value: Any, where: str) -> tuple[Mapping[str, Any], str]:
