@@ -74,6 +74,7 @@ async def test_both_stores_migrate_to_the_same_head(db_url: str) -> None:
             assert inspector.get_pk_constraint("catalog_images")["constrained_columns"] == [
                 "id",
                 "environment",
+                "name",
             ]
             versions = list(
                 connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
@@ -215,7 +216,7 @@ async def test_record_promotion_upserts_and_unions_tags(store: CatalogStore) -> 
 
     second = await store.record_promotion(
         digest=DIGEST_A,
-        name="registry.prod/app2",
+        name="registry.prod/app",
         tags=["latest", "v1.1", "v1.1"],
         environment="prod",
         promoted_by="bob@example.com",
@@ -223,7 +224,7 @@ async def test_record_promotion_upserts_and_unions_tags(store: CatalogStore) -> 
     )
     assert second.tags == ("v1", "latest", "v1.1")
     assert (second.name, second.promoted_by, second.source) == (
-        "registry.prod/app2",
+        "registry.prod/app",
         "bob@example.com",
         None,
     )

@@ -13,8 +13,13 @@ from .registry import free_port
 
 
 @contextmanager
-def catalog_server(imgctl: str, directory: Path, token: str = "write-me") -> Iterator[str]:
-    """A catalog API with one write token, on a free port; yields its base URL."""
+def catalog_server(
+    imgctl: str, directory: Path, token: str = "write-me", database_url: str | None = None
+) -> Iterator[str]:
+    """A catalog API with one write token, on a free port; yields its base URL.
+
+    The database is a SQLite file in ``directory`` unless ``database_url`` names another.
+    """
     tokens = directory / "tokens.yaml"
     tokens.write_text(f"tokens:\n  - name: ci\n    token: {token}\n    is_disabled: false\n")
     address = f"127.0.0.1:{free_port()}"
@@ -29,7 +34,7 @@ def catalog_server(imgctl: str, directory: Path, token: str = "write-me") -> Ite
             "--tokens-file",
             str(tokens),
             "--database-url",
-            f"sqlite:///{directory / 'c.db'}",
+            database_url or f"sqlite:///{directory / 'c.db'}",
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

@@ -90,10 +90,21 @@ def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIR
         return JSONResponse([image.as_json() for image in images])
 
     @router.get("/images/{id:path}", summary="Get an image", response_model=None)
-    async def get_image(id: str, environment: Annotated[str | None, Query()] = None) -> Response:
-        image = await store.get(id, environment) if id else None
+    async def get_image(
+        id: str,
+        environment: Annotated[str | None, Query()] = None,
+        name: Annotated[str | None, Query()] = None,
+    ) -> Response:
+        # One digest can be an entry of several repositories and environments: the query
+        # narrows them down, and of those left the most recently updated one answers.
+        image = await store.get(id, environment, name=name) if id else None
         if image is None:
-            return error_response(404, "not_found", f"no image with id {id!r}")
+            where = "".join(
+                f" {label} {value!r}"
+                for label, value in (("in environment", environment), ("of", name))
+                if value is not None
+            )
+            return error_response(404, "not_found", f"no image with id {id!r}{where}")
         return JSONResponse(image.as_json())
 
     @router.put("/images", summary="Create an image or update its tags", response_model=None)
@@ -126,13 +137,17 @@ def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIR
 
     @router.delete("/images/{id:path}", summary="Delete an image", status_code=204)
     async def delete_image(
-        request: Request, id: str, environment: Annotated[str | None, Query()] = None
+        request: Request,
+        id: str,
+        environment: Annotated[str | None, Query()] = None,
+        name: Annotated[str | None, Query()] = None,
     ) -> Response:
         denied = unauthorized(request)
         if denied is not None:
             return denied
         if id:
-            await store.delete(id, environment)
+            # Every entry of the id, unless the query names an environment or a repository.
+            await store.delete(id, environment, name=name)
         return Response(status_code=204)
 
     @router.get("/health/ping", summary="Check the database", response_model=None)

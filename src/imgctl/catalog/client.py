@@ -30,8 +30,10 @@ def record_images(
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30) as client:
         for (name, digest), tags in sorted(images.items()):
             try:
+                # The entry of this repository: the digest may be another repository's too.
                 current = client.get(
-                    f"/images/{quote(digest, safe='@:')}", params={"environment": environment}
+                    f"/images/{quote(digest, safe='@:')}",
+                    params={"environment": environment, "name": name},
                 )
                 known: list[str] = []
                 if current.status_code == 200:

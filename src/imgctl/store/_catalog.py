@@ -1,5 +1,10 @@
 """The image catalog: imagelist's REST API data, plus the promotions imgctl records in it.
 
+An entry is identified by its id (a digest, for promotions), environment and repository name:
+one digest promoted under two repository names is two entries, and neither answers admission's
+questions about the other. Entries of no environment ("") keep imagelist's identity, the id
+alone.
+
 Built like :class:`~imgctl.store.AuditStore` (same engine, same threads model, same migrations):
 opening either store migrates the whole schema to the same Alembic head.
 """
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -37,7 +43,10 @@ def _rfc3339(value: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CatalogImage:
-    """One catalog entry: an image id (usually a digest) in one environment ("" = none)."""
+    """One catalog entry: an image id (usually a digest) of a repository in an environment.
+
+    ``name`` is the repository; ``environment`` "" means none (imagelist's own entries).
+    """
 
     id: str
     name: str
@@ -214,15 +223,28 @@ class CatalogStore(_SyncStore):
             raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
         return await self._submit(self._list, name, sort, environment, tag, digest)
 
-    async def get(self, id: str, environment: str | None = None) -> CatalogImage | None:
-        """Return the image ``id`` (in ``environment``, else the most recently updated one)."""
-        return await self._submit(self._get, _clean(id), environment)
+    async def get(
+        self, id: str, environment: str | None = None, *, name: str | None = None
+    ) -> CatalogImage | None:
+        """Return the entry of ``id`` (in ``environment``, of repository ``name``).
+
+        Of several matching entries (one digest in several environments or repositories), the
+        most recently updated one.
+        """
+        return await self._submit(self._get, _clean(id), _optional(environment), _optional(name))
 
     async def put(
         self, id: str, name: str, tags: Sequence[str], *, environment: str = ""
     ) -> tuple[CatalogImage, bool]:
-        """Create the image, or change only the tags of an existing one; True when created."""
-        return await self._write(self._put, _clean(id), _clean(name), _tags(tags), environment)
+        """Create the entry, or change only the tags of an existing one; True when created.
+
+        With an ``environment`` the entry is (id, environment, name): another repository's
+        entry of the same id is another entry. Without one (imagelist's own entries) it is the
+        id alone, and an existing id keeps its name, as imagelist does.
+        """
+        return await self._write(
+            self._put, _clean(id), _clean(name), _tags(tags), _clean(environment)
+        )
 
     async def record_promotion(
         self,
@@ -234,7 +256,12 @@ class CatalogStore(_SyncStore):
         promoted_by: str | None,
         source: str | None,
     ) -> CatalogImage:
-        """Upsert the promotion of ``digest`` to ``environment``; tags become old + new."""
+        """Upsert the promotion of ``digest`` of repository ``name`` to ``environment``.
+
+        The entry's tags become old + new. A promoted tag names this digest in the
+        environment's registry now, so it is taken off the repository's other entries there
+        (their digests stay promoted).
+        """
         values = {
             "name": _clean(name),
             "source": None if source is None else _clean(source),
@@ -244,9 +271,14 @@ class CatalogStore(_SyncStore):
             self._record_promotion, _clean(digest), _clean(environment), _tags(tags), values
         )
 
-    async def delete(self, id: str, environment: str | None = None) -> int:
-        """Remove the image ``id`` (from ``environment``, else from all); return rows removed."""
-        return await self._write(self._delete, _clean(id), environment)
+    async def delete(
+        self, id: str, environment: str | None = None, *, name: str | None = None
+    ) -> int:
+        """Remove the entries of ``id`` (in ``environment``, of repository ``name``, else all).
+
+        Returns how many entries were removed.
+        """
+        return await self._write(self._delete, _clean(id), _optional(environment), _optional(name))
 
     async def _write(self, function: Callable[..., _T], *args: Any) -> _T:
         """Run a write on the store's threads, then forget every remembered answer.
@@ -306,16 +338,18 @@ class CatalogStore(_SyncStore):
             )
         if tag is not None:
             query = _tag_prefilter(query, _clean(tag))
-        query = query.order_by(_TABLE.c[sort].desc(), _TABLE.c.id, _TABLE.c.environment)
+        query = query.order_by(
+            _TABLE.c[sort].desc(), _TABLE.c.id, _TABLE.c.environment, _TABLE.c.name
+        )
         with self._engine.connect() as connection:
             images = [_from_row(row) for row in connection.execute(query)]
         if tag is not None:
             images = [image for image in images if _clean(tag) in image.tags]
         return images
 
-    def _get(self, id: str, environment: str | None) -> CatalogImage | None:
+    def _get(self, id: str, environment: str | None, name: str | None) -> CatalogImage | None:
         with self._engine.connect() as connection:
-            return _select_one(connection, id, environment)
+            return _select_one(connection, id, environment, name)
 
     def _put(
         self, id: str, name: str, tags: tuple[str, ...], environment: str
@@ -329,15 +363,17 @@ class CatalogStore(_SyncStore):
             "created_at": now,
             "updated_at": now,
         }
+        # imagelist's own entries (no environment) are one per id, whatever the name.
+        key_name = name if environment else None
         with self._write_lock, self._writer.begin() as connection:
             created = self._insert_new(connection, row)
             if not created:
                 connection.execute(
                     _TABLE.update()
-                    .where(_TABLE.c.id == id, _TABLE.c.environment == environment)
+                    .where(*_key(id, environment, key_name))
                     .values(tags=_dump(tags), updated_at=now)
                 )
-            image = _select_one(connection, id, environment)
+            image = _select_one(connection, id, environment, key_name)
         assert image is not None  # written in this transaction
         return image, created
 
@@ -348,34 +384,71 @@ class CatalogStore(_SyncStore):
         row = {
             "id": digest,
             "environment": environment,
-            "tags": _dump(tags),
+            "tags": _dump(tuple(dict.fromkeys(tags))),
             "promoted_at": now,
             "created_at": now,
             "updated_at": now,
             **values,
         }
+        name: str = values["name"]
+        key = _key(digest, environment, name)
         with self._write_lock, self._writer.begin() as connection:
-            if not self._insert_new(connection, row):
-                query = select(_TABLE.c.tags).where(
-                    _TABLE.c.id == digest, _TABLE.c.environment == environment
+            if not self._sqlite:
+                # Promotions into one repository and environment take turns, so that two
+                # moving the same tag at once cannot both keep it. (SQLite writes one at a time.)
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": _repository_lock(environment, name)},
                 )
+            if not self._insert_new(connection, row):
+                query = select(_TABLE.c.tags).where(*key)
                 if not self._sqlite:
                     query = query.with_for_update()
                 old = tuple(json.loads(connection.execute(query).scalar_one()))
                 merged = old + tuple(tag for tag in dict.fromkeys(tags) if tag not in old)
                 connection.execute(
                     _TABLE.update()
-                    .where(_TABLE.c.id == digest, _TABLE.c.environment == environment)
+                    .where(*key)
                     .values(tags=_dump(merged), promoted_at=now, updated_at=now, **values)
                 )
-            image = _select_one(connection, digest, environment)
+            self._untag_others(connection, digest, environment, name, tags, now)
+            image = _select_one(connection, digest, environment, name)
         assert image is not None  # written in this transaction
         return image
 
-    def _delete(self, id: str, environment: str | None) -> int:
-        statement = _TABLE.delete().where(_TABLE.c.id == id)
-        if environment is not None:
-            statement = statement.where(_TABLE.c.environment == _clean(environment))
+    def _untag_others(
+        self,
+        connection: Connection,
+        digest: str,
+        environment: str,
+        name: str,
+        tags: tuple[str, ...],
+        now: datetime,
+    ) -> None:
+        """Take ``tags`` off the other entries of repository ``name`` in ``environment``."""
+        if not tags:
+            return
+        query = select(_TABLE.c.id, _TABLE.c.tags).where(
+            _TABLE.c.environment == environment,
+            _TABLE.c.name == name,
+            _TABLE.c.id != digest,
+            or_(*(_TABLE.c.tags.contains(_tag_pattern(tag), escape="/") for tag in set(tags))),
+        )
+        if not self._sqlite:
+            query = query.with_for_update()
+        moved = set(tags)
+        for id, stored in connection.execute(query).all():
+            old = json.loads(stored)
+            kept = [tag for tag in old if tag not in moved]
+            if len(kept) != len(old):  # the LIKE only pre-filters
+                connection.execute(
+                    _TABLE.update()
+                    .where(*_key(id, environment, name))
+                    .values(tags=_dump(kept), updated_at=now)
+                )
+
+    def _delete(self, id: str, environment: str | None, name: str | None) -> int:
+        statement = _TABLE.delete().where(*_key(id, environment, name))
         with self._write_lock, self._writer.begin() as connection:
             return int(connection.execute(statement).rowcount)
 
@@ -449,6 +522,26 @@ _TAGGED_QUERY: Final = select(_TABLE.c.name, _TABLE.c.tags).where(
 )
 
 
+def _key(id: str, environment: str | None, name: str | None) -> builtins.list[Any]:
+    """The WHERE clauses selecting ``id``'s entries, narrowed to those given."""
+    clauses: builtins.list[Any] = [_TABLE.c.id == id]
+    if environment is not None:
+        clauses.append(_TABLE.c.environment == environment)
+    if name is not None:
+        clauses.append(_TABLE.c.name == name)
+    return clauses
+
+
+def _optional(value: str | None) -> str | None:
+    return None if value is None else _clean(value)
+
+
+def _repository_lock(environment: str, name: str) -> int:
+    """The PostgreSQL advisory lock key of one repository in one environment (64-bit)."""
+    digest = hashlib.sha256(f"imgctl.catalog\0{environment}\0{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def _clean_key(key: _Key) -> _Key:
     environment, name, digest, tag = key
     return (
@@ -491,11 +584,12 @@ def _tag_prefilter(query: Select[Any], tag: str) -> Select[Any]:
     return query.where(_TABLE.c.tags.contains(_tag_pattern(tag), escape="/"))
 
 
-def _select_one(connection: Connection, id: str, environment: str | None) -> CatalogImage | None:
-    query = select(_TABLE).where(_TABLE.c.id == id)
-    if environment is not None:
-        query = query.where(_TABLE.c.environment == _clean(environment))
-    query = query.order_by(_TABLE.c.updated_at.desc(), _TABLE.c.environment).limit(1)
+def _select_one(
+    connection: Connection, id: str, environment: str | None, name: str | None
+) -> CatalogImage | None:
+    """The most recently updated entry of ``id`` (in ``environment``, of ``name``), if any."""
+    query = select(_TABLE).where(*_key(id, environment, name))
+    query = query.order_by(_TABLE.c.updated_at.desc(), _TABLE.c.environment, _TABLE.c.name).limit(1)
     row = connection.execute(query).first()
     return None if row is None else _from_row(row)
 

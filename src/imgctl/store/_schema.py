@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 __all__ = ["AUDIT_EVENTS", "CATALOG_IMAGES", "METADATA", "SCAN_WATCHES", "UTCDateTime"]
@@ -92,13 +93,16 @@ AUDIT_EVENTS: Final = Table(
     Index("ix_audit_events_result", "result"),
 )
 
-# The image catalog (imagelist's API): one row per image id and environment, "" meaning none.
+# The image catalog (imagelist's API): one row per image id (a digest, for promotions),
+# environment and repository name. An id promoted under two repository names is two entries, so
+# neither repository's digest or tags can answer for the other's. Entries of no environment
+# ("", imagelist's own) keep imagelist's identity, the id alone: a partial unique index.
 CATALOG_IMAGES: Final = Table(
     "catalog_images",
     METADATA,
     Column("id", Text, primary_key=True),
     Column("environment", Text, primary_key=True),
-    Column("name", Text, nullable=False),
+    Column("name", Text, primary_key=True),
     # JSON text, like audit_events.groups.
     Column("tags", Text, nullable=False),
     Column("source", Text),
@@ -108,6 +112,13 @@ CATALOG_IMAGES: Final = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_catalog_images_name", "name"),
     Index("ix_catalog_images_updated_at", "updated_at"),
+    Index(
+        "ux_catalog_images_id_without_environment",
+        "id",
+        unique=True,
+        sqlite_where=text("environment = ''"),
+        postgresql_where=text("environment = ''"),
+    ),
 )
 
 # Repository watches (imgctl scan): the last scan's tag set and status, one row per watch name.
