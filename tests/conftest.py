@@ -18,19 +18,13 @@ from imgctl.registry import ClientOptions, RegistryClient
 
 from .support.layout import BuiltImage, build_image
 from .support.proxy import FaultProxy
-from .support.registry import Registry, require_binary
+from .support.registry import Registry
 from .support.skopeo import push_layout
 from .support.tokenserver import TokenServer
 
 USER, PASSWORD = "alice", "correct horse battery staple"
 _VENV_IMGCTL = Path(sys.executable).parent / "imgctl"
 IMGCTL = str(_VENV_IMGCTL) if _VENV_IMGCTL.exists() else (shutil.which("imgctl") or "imgctl")
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # Fail loudly and early rather than skipping: these are the project's test servers.
-    require_binary("docker-registry")
-    require_binary("skopeo")
 
 
 @pytest.fixture(scope="session")

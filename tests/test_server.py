@@ -37,6 +37,7 @@ from .support.deployment import (
 )
 from .support.idp import Idp, start_idp
 from .support.moto import MotoServer
+from .support.postgres import scratch_database
 from .support.registry import Registry
 from .support.skopeo import digest_of
 from .support.sshkeys import Agent, Key, keygen
@@ -648,16 +649,9 @@ def test_grpc_with_client_certificates(deployment: Deployment, tmp_path: Path) -
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    import psycopg
-    from psycopg import sql
-
-    schema = f"imgctl_server_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    with scratch_database("postgresql", tmp_path) as url:
+        yield url
 
 
 def test_audit_rows_in_postgresql_under_concurrency(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,8 +11,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# The machine's PostgreSQL; scripts/test.sh points IMGCTL_TEST_PG_PORT at a throwaway cluster
+# where none answers on 5432.
+PG_HOST = "127.0.0.1"
+PG_PORT = int(os.environ.get("IMGCTL_TEST_PG_PORT") or 5432)
+PG_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test"
+PG_URL = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test"
 BACKENDS = ("sqlite", "postgresql")
 
 

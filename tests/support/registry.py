@@ -13,10 +13,12 @@ REGISTRY_BINARY = "docker-registry"
 
 
 def require_binary(name: str) -> str:
+    """The path of a referee binary; a missing one fails the test that needs it, never skips it."""
     path = shutil.which(name)
     if path is None:
         raise RuntimeError(
-            f"{name} is not installed; the tests need it: apt-get install -y docker-registry skopeo"
+            f"{name} is not installed and this test needs it: run the suite with "
+            "`bash scripts/test.sh`, which installs it (or: apt-get install docker-registry skopeo)"
         )
     return path
 
