@@ -126,7 +126,13 @@ async def test_open_creates_schema_from_empty(db_url: str, backend: str, tmp_pat
         await store.aclose()
 
     tables, indexes, versions = inspect_db(db_url)
-    assert tables == {"alembic_version", "audit_events", "catalog_images", "scan_watches"}
+    assert tables == {
+        "alembic_version",
+        "audit_events",
+        "catalog_images",
+        "promotion_intents",
+        "scan_watches",
+    }
     assert {
         "ix_audit_events_time",
         "ix_audit_events_request_id",

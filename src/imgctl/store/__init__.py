@@ -1,14 +1,17 @@
 """The database behind the server: where it is, its schema, the audit trail and the catalog.
 
 SQLite (a file in the state directory) by default; PostgreSQL, through psycopg 3, when server
-replicas share one database. :meth:`AuditStore.open` migrates the schema to the newest Alembic
-revision before returning, taking turns with other replicas that start at the same time.
+replicas share one database. :class:`IntentStore` is the audit trail with its write-ahead half
+(promotions recorded before their copy). :meth:`AuditStore.open` migrates the schema to the
+newest Alembic revision before returning, taking turns with other replicas that start at the
+same time.
 """
 
 from __future__ import annotations
 
 from ._catalog import SORT_KEYS, CatalogImage, CatalogStore
 from ._errors import StoreError
+from ._intents import CatalogPromotion, IntentStore, PendingIntent, PromotionIntent, Settled
 from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
 from ._scan import ScanStore, WatchState
 from ._store import MAX_INDEXED_CHARS, MAX_RECENT, AuditStore
@@ -26,8 +29,13 @@ __all__ = [
     "AuditRecord",
     "AuditStore",
     "CatalogImage",
+    "CatalogPromotion",
     "CatalogStore",
+    "IntentStore",
+    "PendingIntent",
+    "PromotionIntent",
     "ScanStore",
+    "Settled",
     "StoreError",
     "WatchState",
     "database_url",

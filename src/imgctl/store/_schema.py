@@ -24,7 +24,14 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["AUDIT_EVENTS", "CATALOG_IMAGES", "METADATA", "SCAN_WATCHES", "UTCDateTime"]
+__all__ = [
+    "AUDIT_EVENTS",
+    "CATALOG_IMAGES",
+    "METADATA",
+    "PROMOTION_INTENTS",
+    "SCAN_WATCHES",
+    "UTCDateTime",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -143,4 +150,32 @@ SCAN_WATCHES: Final = Table(
     Column("next_scan_at", UTCDateTime, nullable=False),
     Column("owner", Text),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Promotions recorded before their copy (write-ahead audit), one row per promotion that got past
+# its checks. A pending row holds its destination's lock_key (sha256 hex; NULL once settled), so
+# one destination tag has at most one promotion in flight across all replicas; lease_until is the
+# owner's lease, renewed while it works, after which any replica may settle the row by looking at
+# the destination. A settled row is deleted in the transaction that writes its audit row, except
+# an abandoned one: it stays (with audit_id) so that a copy finishing late can still correct it.
+PROMOTION_INTENTS: Final = Table(
+    "promotion_intents",
+    METADATA,
+    Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    Column("request_id", Text, nullable=False),
+    Column("lock_key", String(64)),
+    Column("state", String(16), nullable=False),  # pending / abandoned
+    Column("owner", Text, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("destination", Text, nullable=False),  # REGISTRY/REPO:TAG@DIGEST, or the SPA's name
+    Column("digest", Text),  # the source's digest, pinned before the copy (images)
+    Column("audit", Text, nullable=False),  # JSON: the audit record as known before the copy
+    Column("catalog", Text),  # JSON: the catalog entry a finished copy gets (images)
+    Column("note", Text),  # what the owner saw when it could not tell how the copy ended
+    Column("audit_id", BigInteger),  # the audit row of an abandoned promotion
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ux_promotion_intents_lock_key", "lock_key", unique=True),
+    Index("ix_promotion_intents_state_lease", "state", "lease_until"),
 )
