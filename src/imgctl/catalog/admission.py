@@ -15,13 +15,14 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Final, TypeAlias
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from imgctl.errors import ImgctlError, InvalidReferenceError
-from imgctl.oci.reference import DEFAULT_TAG, Reference
+from imgctl.errors import ImgctlError, InvalidReferenceError, UsageError
+from imgctl.oci.reference import DEFAULT_REGISTRY, DEFAULT_TAG, Reference
 
 from .api import error_body
 
@@ -90,44 +91,102 @@ class MalformedReview(ImgctlError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Exemptions:
-    """Namespaces that are not checked, and image prefixes that are skipped with a warning."""
+    """Namespaces that are not checked, and image prefixes that are skipped with a warning.
+
+    A prefix is a registry (``registry.k8s.io``, ``localhost:5000``) or a repository path on one
+    (``registry.example.com/team``, ``docker.io/library``), normalised like an image name: the
+    host's case and Docker Hub's aliases do not matter, a name without a registry is Docker
+    Hub's (``nginx`` is ``docker.io/library/nginx``), trailing slashes are ignored. An image is
+    exempt when its canonical name is on that registry (same port) and its repository starts
+    with those whole path segments. A prefix that is not such a name raises UsageError.
+    """
 
     namespaces: frozenset[str] = frozenset()
     image_prefixes: tuple[str, ...] = ()
+    _parsed: tuple[tuple[str, tuple[str, ...]], ...] = dataclass_field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "_parsed", tuple(_parse_prefix(prefix) for prefix in self.image_prefixes)
+        )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Exemptions:
         """Read the comma-separated IMGCTL_ADMISSION_EXEMPT_NAMESPACES / _IMAGES variables."""
         env = os.environ if environ is None else environ
-        return cls(
-            namespaces=frozenset(_split_list(env.get(_ENV_NAMESPACES, ""))),
-            image_prefixes=tuple(_split_list(env.get(_ENV_IMAGES, ""))),
-        )
+        try:
+            return cls(
+                namespaces=frozenset(_split_list(env.get(_ENV_NAMESPACES, ""))),
+                image_prefixes=tuple(_split_list(env.get(_ENV_IMAGES, ""))),
+            )
+        except UsageError as exc:
+            raise UsageError(f"{_ENV_IMAGES}: {exc.message}", hint=exc.hint) from None
 
     def prefix_for(self, image: str, reference: Reference | None) -> str | None:
-        """The exempt prefix ``image`` (as written, or canonical) falls under, if any."""
-        if not self.image_prefixes:
+        """The exempt prefix ``image`` falls under, if any (never one for an invalid image)."""
+        if reference is None or not self.image_prefixes:
             return None
-        candidates = [image] if reference is None else [image, str(reference)]
-        for prefix in self.image_prefixes:
-            if any(_has_prefix(candidate, prefix) for candidate in candidates):
+        # Compared with the canonical name only: the string as written can say anything
+        # ("registry.k8s.io:evil/x" is not on registry.k8s.io, nor a valid reference).
+        registry = reference.registry.lower()
+        segments = tuple(reference.repository.split("/"))
+        for prefix, (prefix_registry, prefix_segments) in zip(
+            self.image_prefixes, self._parsed, strict=True
+        ):
+            if registry == prefix_registry and segments[: len(prefix_segments)] == prefix_segments:
                 return prefix
         return None
+
+
+_PREFIX_HINT: Final = (
+    "an exempt prefix is a registry (registry.k8s.io, localhost:5000) or a repository path on "
+    "one (registry.example.com/team, docker.io/library), and matches whole path segments"
+)
+
+
+def _parse_prefix(prefix: str) -> tuple[str, tuple[str, ...]]:
+    """(lower-case canonical registry, path segments) of an exempt image prefix."""
+
+    def refuse(problem: str) -> UsageError:
+        return UsageError(f"exempt image prefix {prefix!r} {problem}", hint=_PREFIX_HINT)
+
+    text = prefix.strip().rstrip("/")
+    if not text:
+        raise refuse("is empty")
+    if any(character.isspace() for character in text):
+        raise refuse("contains whitespace")
+    if "://" in text:
+        raise refuse("has a URL scheme")
+    if "@" in text:
+        raise refuse("names a digest ('@'): give the repository without it")
+    first, _, path = text.partition("/")
+    if "." in first or ":" in first or first.lower() == "localhost":
+        # Unlike an image name, a prefix may be a registry alone ("registry.k8s.io").
+        host, colon, port = first.rpartition(":")
+        if not path and colon and "." not in host and not port.isdigit() and host != "localhost":
+            raise refuse("names a tag: give the repository without it")  # "nginx:1.25"
+        registry = first
+    else:
+        registry, path = DEFAULT_REGISTRY, text if "/" in text else f"library/{text}"
+    try:
+        registry = Reference.parse(f"{registry}/probe").registry
+    except InvalidReferenceError as exc:
+        raise refuse(f"is not a valid registry host[:port] ({exc.message})") from None
+    if ":" in path:
+        raise refuse("names a tag: give the repository without it")
+    if path:
+        try:
+            Reference.parse(f"{registry}/{path}")
+        except InvalidReferenceError as exc:
+            raise refuse(f"is not a valid repository path ({exc.message})") from None
+    return registry.lower(), tuple(path.split("/")) if path else ()
 
 
 def _split_list(value: str) -> list[str]:
     # Empty items are dropped: an empty prefix would exempt every image.
     return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def _has_prefix(image: str, prefix: str) -> bool:
-    # A prefix ends at a boundary, so "registry.internal" does not exempt
-    # "registry.internal.evil.example/x"; end a prefix with "/" to mean "anything below".
-    if not image.startswith(prefix):
-        return False
-    if len(image) == len(prefix) or prefix[-1] in "/:@":
-        return True
-    return image[len(prefix)] in "/:@"
 
 
 def _mapping(value: Any, path: str) -> Mapping[str, Any]:
