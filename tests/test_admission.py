@@ -19,6 +19,7 @@ from imgctl.catalog.admission import (
     AdmissionWebhook,
     Exemptions,
     MalformedReview,
+    UncheckableObject,
     images_of,
     review,
 )
@@ -220,11 +221,18 @@ def test_images_of_cronjob_path_is_the_documented_one() -> None:
 def test_images_of_unknown_kind_and_imageless_subresources() -> None:
     body = admission_review("Pod", pod_spec("evil.example/x:1"))
     request = body["request"]
+    # An unknown kind has no images, unless it holds containers: then it cannot be checked.
     request["kind"] = {"group": "", "version": "v1", "kind": "ConfigMap"}
-    assert images_of(request) == []
+    with pytest.raises(UncheckableObject, match=r"request\.object\.spec\.containers holds") as info:
+        images_of(request)
+    assert info.value.path == "request.object.spec.containers"
     # A CRD that happens to be called Deployment is not apps/Deployment.
     request["kind"] = {"group": "example.com", "version": "v1", "kind": "Deployment"}
+    with pytest.raises(UncheckableObject, match=r"example\.com/Deployment is not a kind"):
+        images_of(request)
+    request["object"] = {"data": {"containers": "text", "image": "evil.example/x:1"}}
     assert images_of(request) == []
+    request["object"] = admission_review("Pod", pod_spec("evil.example/x:1"))["request"]["object"]
     request["kind"] = {"group": "", "version": "v1", "kind": "Pod"}
     request["subResource"] = "status"
     assert images_of(request) == []
@@ -570,11 +578,17 @@ async def test_review_rejects_what_is_not_an_admission_review(body: Any, error: 
         await review(body, "prod", PROMOTED)
 
 
-async def test_review_missing_object_on_create() -> None:
+async def test_review_missing_object_on_create_is_denied() -> None:
+    # The uid is known, so the review gets an answer: a denial naming what is wrong.
     body = admission_review("Pod", pod_spec("nginx:1.25"))
     del body["request"]["object"]
-    with pytest.raises(MalformedReview, match=r"request.object is missing for a CREATE"):
-        await review(body, "prod", PROMOTED)
+    response = response_of(await review(body, "prod", PROMOTED))
+    assert response["allowed"] is False
+    assert response["status"] == {
+        "code": 403,
+        "message": "imgctl cannot check this object, so it is denied in prod: malformed "
+        "AdmissionReview: request.object is missing for a CREATE",
+    }
 
 
 # --- HTTP -------------------------------------------------------------------------------
@@ -666,6 +680,22 @@ def _mutated(change: Any) -> bytes:
             _mutated(lambda b: b["request"].pop("uid")),
             "malformed AdmissionReview: request.uid must be a non-empty string",
         ),
+    ],
+)
+async def test_http_malformed_is_400(client: httpx.AsyncClient, content: bytes, error: str) -> None:
+    answer = await client.post(
+        "/admission/prod", content=content, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json()["error"]["message"].startswith(error)
+    code = "invalid_json" if error.startswith("request body") else "malformed_review"
+    assert answer.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
         (
             _mutated(lambda b: b["request"]["object"]["spec"].__setitem__("containers", {})),
             "malformed AdmissionReview: request.object.spec.containers must be a list,"
@@ -678,15 +708,18 @@ def _mutated(change: Any) -> bytes:
         ),
     ],
 )
-async def test_http_malformed_is_400(client: httpx.AsyncClient, content: bytes, error: str) -> None:
+async def test_http_malformed_object_is_a_denial(
+    client: httpx.AsyncClient, content: bytes, error: str
+) -> None:
+    # A review with a uid is answered, and what cannot be checked is denied: a 400 would be
+    # ignored by a webhook registered with failurePolicy: Ignore.
     answer = await client.post(
         "/admission/prod", content=content, headers={"content-type": "application/json"}
     )
-    assert answer.status_code == 400
-    assert answer.headers["content-type"] == "application/json"
-    assert answer.json()["error"]["message"].startswith(error)
-    code = "invalid_json" if error.startswith("request body") else "malformed_review"
-    assert answer.json()["error"]["code"] == code
+    assert answer.status_code == 200
+    response = answer.json()["response"]
+    assert response["allowed"] is False
+    assert response["status"]["message"].endswith(error)
 
 
 async def test_http_a_failing_decision_is_a_500_never_an_allow(
@@ -748,7 +781,7 @@ json_values = st.recursive(
 WORDS = ["Deployment", "CronJob", "apps", "batch", "", "nginx:1.25", "evil/x", "busybox"]
 KEYS = ["apiVersion", "kind", "request", "uid", "operation", "object", "spec", "template"]
 KEYS += ["jobTemplate", "containers", "initContainers", "ephemeralContainers", "image"]
-KEYS += ["namespace", "subResource", "group"]
+KEYS += ["namespace", "subResource", "group", "volumes", "reference"]
 interesting = st.recursive(
     st.none()
     | st.sampled_from(
@@ -818,12 +851,21 @@ container_dicts = st.fixed_dictionaries(
     {"image": mostly(images)}, optional={"name": st.text(max_size=5)}
 )
 container_lists = mostly(st.lists(container_dicts, max_size=3))
+# Image volumes among other volumes.
+volume_dicts = st.fixed_dictionaries(
+    {"name": st.text(max_size=5)},
+    optional={
+        "image": mostly(st.fixed_dictionaries({"reference": mostly(images)})),
+        "emptyDir": st.just({}),
+    },
+)
 pod_specs = st.fixed_dictionaries(
     {},
     optional={
         "containers": container_lists,
         "initContainers": container_lists,
         "ephemeralContainers": container_lists,
+        "volumes": mostly(st.lists(volume_dicts, max_size=3)),
     },
 )
 KIND_PATHS: dict[tuple[str, str], tuple[str, ...]] = {

@@ -3,7 +3,8 @@
 A ValidatingAdmissionWebhook posts an AdmissionReview v1 to ``POST /admission/{environment}``;
 :func:`review` finds every image of the object (:func:`images_of`), asks the catalog through a
 :data:`Lookup` whether it was promoted to that environment, and answers with an AdmissionReview
-response. Errors never allow: an unparseable image, a failing or slow lookup, all deny.
+response. Errors never allow: an unparseable image, an object that cannot be fully parsed, a
+failing or slow lookup, all deny.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, NoReturn, TypeAlias
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -35,6 +36,7 @@ __all__ = [
     "Exemptions",
     "Lookup",
     "MalformedReview",
+    "UncheckableObject",
     "images_of",
     "review",
 ]
@@ -75,6 +77,9 @@ _POD_SPEC_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
     ("", "EphemeralContainers"): (),
 }
 _CONTAINER_FIELDS = ("containers", "initContainers", "ephemeralContainers")
+# Every pod spec has containers (the API server refuses one without); the old
+# EphemeralContainers object has only its list.
+_REQUIRED_FIELD: dict[tuple[str, str], str] = {("", "EphemeralContainers"): "ephemeralContainers"}
 # Subresources whose writes cannot change an image; anything else (the main resource,
 # pods/ephemeralcontainers, a future one) is checked.
 _IMAGELESS_SUBRESOURCES = frozenset({"status", "resize", "binding", "eviction", "scale"})
@@ -86,6 +91,19 @@ class MalformedReview(ImgctlError, ValueError):
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"malformed AdmissionReview: {path} {problem}")
+        self.path = path
+
+
+class UncheckableObject(MalformedReview):
+    """An object of a kind imgctl does not know holds containers: its images cannot be found."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        ImgctlError.__init__(
+            self,
+            f"{path} holds containers, but {kind} is not a kind whose images imgctl knows how to "
+            "find",
+            hint="leave the kind out of the webhook's rules, or exempt its namespace",
+        )
         self.path = path
 
 
@@ -230,7 +248,13 @@ def _operation(request: Mapping[str, Any]) -> str:
 
 
 def images_of(request: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Every ``(path in the object, image)`` of an AdmissionRequest; unknown kinds have none."""
+    """Every ``(path in the object, image)`` of an AdmissionRequest.
+
+    Images are read from the containers, init containers, ephemeral containers and image
+    volumes of the object's pod spec. Raises :class:`MalformedReview` naming the field that is
+    missing or of the wrong type, and :class:`UncheckableObject` for an object of an unknown
+    kind that holds containers anyway; other unknown kinds have no images.
+    """
     request = _mapping(request, "request")
     gvk = _mapping(request.get("kind"), "request.kind")
     group, kind = gvk.get("group", ""), gvk.get("kind")
@@ -241,40 +265,93 @@ def images_of(request: Mapping[str, Any]) -> list[tuple[str, str]]:
     operation = _operation(request)
     if _optional_str(request, "subResource") in _IMAGELESS_SUBRESOURCES:
         return []
-    spec_path = _POD_SPEC_PATHS.get((group, kind))
-    if spec_path is None:
-        return []
     obj = request.get("object")
     if obj is None:
         if operation in ("CREATE", "UPDATE"):
             raise MalformedReview("request.object", f"is missing for a {operation}")
         return []
-
     node = _mapping(obj, "request.object")
+    spec_path = _POD_SPEC_PATHS.get((group, kind))
+    if spec_path is None:
+        found = _containers_in(node)
+        if found is not None:
+            raise UncheckableObject(found, f"{group}/{kind}" if group else kind)
+        return []
+
     walked: list[str] = []
     for key in spec_path:
         walked.append(key)
         node = _mapping(node.get(key), "request.object." + ".".join(walked))
 
     base = "".join(f"{key}." for key in spec_path)
+    required = _REQUIRED_FIELD.get((group, kind), "containers")
     images: list[tuple[str, str]] = []
+    # The hot path of every review: plain loops, and error paths built only when needed.
     for field in _CONTAINER_FIELDS:
         containers = node.get(field)
         if containers is None:
+            if field == required:
+                raise MalformedReview(f"request.object.{base}{field}", "is missing")
             continue
-        if not isinstance(containers, list):
-            raise MalformedReview(
-                f"request.object.{base}{field}", f"must be a list, got {_json_type(containers)}"
-            )
-        for index, container in enumerate(containers):
-            where = f"{base}{field}[{index}]"
-            image = _mapping(container, f"request.object.{where}").get("image")
+        for index, container in enumerate(_list(containers, f"{base}{field}")):
+            if not isinstance(container, dict):
+                _mapping(container, f"request.object.{base}{field}[{index}]")
+            image = container.get("image")
             if not isinstance(image, str):
-                raise MalformedReview(
-                    f"request.object.{where}.image", f"must be a string, got {_json_type(image)}"
-                )
-            images.append((f"{where}.image", image))
+                _not_a_string(container, "image", f"{base}{field}[{index}].image")
+            images.append((f"{base}{field}[{index}].image", image))
+    volumes = node.get("volumes")
+    if volumes is not None:
+        for index, volume in enumerate(_list(volumes, f"{base}volumes")):
+            if not isinstance(volume, dict):
+                _mapping(volume, f"request.object.{base}volumes[{index}]")
+            # An image volume (Kubernetes 1.31+) mounts an image's content: it is run too.
+            source = volume.get("image")
+            if source is None:
+                continue
+            where = f"{base}volumes[{index}].image"
+            reference = _mapping(source, f"request.object.{where}").get("reference")
+            if not isinstance(reference, str):
+                _not_a_string(source, "reference", f"{where}.reference")
+            images.append((f"{where}.reference", reference))
     return images
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    """``value``, which must be a list, at ``request.object.<path>``."""
+    if not isinstance(value, list):
+        raise MalformedReview(f"request.object.{path}", f"must be a list, got {_json_type(value)}")
+    return value
+
+
+def _not_a_string(node: Mapping[str, Any], key: str, path: str) -> NoReturn:
+    """Raise the error for ``node[key]``, missing or not a string, at ``request.object.<path>``."""
+    if key not in node:
+        raise MalformedReview(f"request.object.{path}", "is missing")
+    raise MalformedReview(
+        f"request.object.{path}", f"must be a string, got {_json_type(node[key])}"
+    )
+
+
+def _containers_in(obj: Mapping[str, Any]) -> str | None:
+    """The path of the first list of containers anywhere in ``obj``, if it holds one.
+
+    Iterative, so that a deeply nested object cannot exhaust the stack.
+    """
+    stack: list[tuple[str, Any]] = [("request.object", obj)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                if key in _CONTAINER_FIELDS and isinstance(child, list):
+                    return f"{path}.{key}"
+                if isinstance(child, Mapping | list):
+                    stack.append((f"{path}.{key}", child))
+        else:
+            for index, child in enumerate(node):
+                if isinstance(child, Mapping | list):
+                    stack.append((f"{path}[{index}]", child))
+    return None
 
 
 def _request_of(body: Any) -> Mapping[str, Any]:
@@ -406,6 +483,24 @@ async def review(
     """
     request = _request_of(body)
     uid: str = request["uid"]
+    try:
+        return await _decide(uid, request, environment, lookup, exemptions, cached)
+    except MalformedReview as exc:
+        # The review can be answered (its uid is known) but not checked: denied, so that a
+        # webhook registered with failurePolicy: Ignore does not let it through either.
+        return _answer(
+            uid, [f"imgctl cannot check this object, so it is denied in {environment}: {exc}"], []
+        )
+
+
+async def _decide(
+    uid: str,
+    request: Mapping[str, Any],
+    environment: str,
+    lookup: Lookup,
+    exemptions: Exemptions,
+    cached: Cached | None,
+) -> dict[str, Any]:
     if _operation(request) in ("DELETE", "CONNECT"):
         return _answer(uid, [], [])
     namespace = _optional_str(request, "namespace")
