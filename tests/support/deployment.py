@@ -65,6 +65,15 @@ def start_server(
     root: Path, env: dict[str, str], *flags: str
 ) -> tuple[subprocess.Popen[bytes], str, str, Path]:
     """`imgctl server` on free ports; (process, gRPC address, HTTP address, log file)."""
+    server = launch_server(root, env, *flags)
+    wait_server(server)
+    return server
+
+
+def launch_server(
+    root: Path, env: dict[str, str], *flags: str
+) -> tuple[subprocess.Popen[bytes], str, str, Path]:
+    """Start `imgctl server` without waiting for it (several can then start at once)."""
     from ..conftest import IMGCTL
 
     grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -75,8 +84,13 @@ def start_server(
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    wait_http(f"http://{http_address}/healthz", process, log)
     return process, grpc_address, http_address, log
+
+
+def wait_server(server: tuple[subprocess.Popen[bytes], str, str, Path]) -> None:
+    """Wait until a launched server answers /healthz."""
+    process, _, http_address, log = server
+    wait_http(f"http://{http_address}/healthz", process, log)
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

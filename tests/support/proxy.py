@@ -56,6 +56,7 @@ class FaultProxy:
     throttle_bytes_per_second: float | None = None  # slow blob GET bodies down
     ignore_mounts: bool = False  # drop ?mount=&from=, like registries without mount support
     corrupt_blob_gets: bool = False
+    latency: float = 0.0  # seconds added before forwarding each request (a far-away registry)
     log: list[tuple[str, str, int]] = field(default_factory=list)
     bytes_up: Counter[str] = field(default_factory=Counter)  # request body bytes per method
     bytes_down: Counter[str] = field(default_factory=Counter)  # response body bytes per method
@@ -114,6 +115,8 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 method = self.command
+                if proxy.latency:
+                    time.sleep(proxy.latency)
                 body = self._read_body()
                 with proxy._lock:
                     proxy.bytes_up[method] += len(body)

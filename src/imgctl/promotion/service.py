@@ -12,14 +12,14 @@ import asyncio
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from imgctl.errors import ImgctlError, NotFoundError, RegistryError, TransportError
 from imgctl.oci import Digest, Reference
 from imgctl.promotion.environments import Environment, Environments, Policy
 from imgctl.registry import CopyOptions, CopyProgress, RegistryClient, copy_images
 
-__all__ = ["Promoter", "Promotion", "PromotionError", "PromotionResult"]
+__all__ = ["Promoter", "Promotion", "PromotionError", "PromotionResult", "landed_result"]
 
 Progress = Callable[[int, int, int], None]  # (bytes copied, done, total)
 
@@ -175,6 +175,45 @@ class Promoter:
 
     # ------------------------------------------------------------------ doing
 
+    async def pin(self, promotion: Promotion) -> Promotion:
+        """The promotion pinned to the source's current digest (SPA bundles stay as given).
+
+        The digest is recorded before the copy, and the copy then moves exactly those bytes even
+        if the source tag moves meanwhile, so recovery knows what to look for in the destination.
+        NOT_FOUND when the source has no such image.
+        """
+        source, destination = promotion.image_source, promotion.image_destination
+        if promotion.kind != "image" or source is None or destination is None:
+            return promotion
+        if source.digest is not None:
+            return promotion
+        try:
+            descriptor = await self._registry.head_manifest(source)
+        except ImgctlError as exc:
+            raise _as_promotion_error(exc, source) from None
+        if descriptor is None:
+            raise PromotionError(
+                "NOT_FOUND",
+                f"{source} not found in {promotion.source.name}",
+                hint="check the repository and tag (`imgctl ls` lists a repository's tags)",
+            )
+        return replace(
+            promotion,
+            image_source=replace(source, digest=descriptor.digest),
+            image_destination=replace(destination, digest=descriptor.digest),
+        )
+
+    async def holds(self, destination: str, digest: str) -> bool:
+        """Whether ``destination`` (REGISTRY/REPO:TAG@DIGEST) points at ``digest`` now.
+
+        By tag when it has one (the tag is written last, so it pointing there means the copy
+        finished), else by digest. Raises ImgctlError when the registry cannot be asked.
+        """
+        reference = Reference.parse(destination)
+        target = reference.with_tag(reference.tag) if reference.tag else reference
+        descriptor = await self._registry.head_manifest(target)
+        return descriptor is not None and str(descriptor.digest) == digest
+
     async def run(
         self, promotion: Promotion, on_progress: Progress | None = None
     ) -> PromotionResult:
@@ -265,6 +304,28 @@ class Promoter:
             objects_copied=synced.copied,
             objects_skipped=synced.skipped,
         )
+
+
+def landed_result(promotion: Promotion, duration_ms: int = 0) -> PromotionResult:
+    """The result of a pinned image promotion found finished in its destination.
+
+    For a copy whose end was not seen (its answer was lost, or the call was cut off after the
+    tag was written): what moved is unknown, so the counts are zero.
+    """
+    source, destination = promotion.image_source, promotion.image_destination
+    assert source is not None
+    assert destination is not None
+    assert source.digest is not None
+    digest = str(source.digest)
+    return PromotionResult(
+        kind="image",
+        source_environment=promotion.source.name,
+        destination_environment=promotion.destination.name,
+        source_ref=_pinned(source, digest),
+        destination_ref=_pinned(destination, digest),
+        digest=digest,
+        duration_ms=duration_ms,
+    )
 
 
 def _pinned(reference: Reference, digest: str) -> str:

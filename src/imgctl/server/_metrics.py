@@ -25,6 +25,13 @@ BYTES_COPIED = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+RECOVERED = Counter(
+    "imgctl_promotions_recovered",
+    "Promotions whose server stopped (or lost the database) mid-way, settled by recovery: "
+    "promoted (found in the destination) or abandoned (not there).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 SCANS = Counter(
     "imgctl_scans",
     "Repository scans (--watches) by watch and outcome (the Ready reason: Succeeded, "

@@ -65,9 +65,10 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         load_registry_config,
         resolve_tls,
     )
+    from imgctl.server._intents import Intents, lease_from_environment
     from imgctl.server.core import ServerCore
     from imgctl.server.notify import notifier_from_environment
-    from imgctl.store import AuditStore, CatalogStore, database_url
+    from imgctl.store import CatalogStore, IntentStore, database_url
 
     oidc = VerifierSettings.from_environment(environ)
     environments = Environments.from_environment(environ)
@@ -86,6 +87,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         Path(environ["IMGCTL_POLICY_FILE"]) if environ.get("IMGCTL_POLICY_FILE") else None
     )
     policy = load_policy(policy_path, environments) if policy_path else None
+    lease = lease_from_environment(environ)
     registry_config = load_registry_config(default_config_path(environ, Path.home()))
     ca_paths = environ.get("IMGCTL_TLS_CA_CERT_PATH", "").split()
     options = ClientOptions(
@@ -103,7 +105,8 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         environ=environ,
     )
     url = database_url(environ, _state_dir(environ, settings))
-    store = await AuditStore.open(url)
+    # The audit trail with its write-ahead half: promotions are recorded before they copy.
+    store = await IntentStore.open(url)
     catalog = await CatalogStore.open(url)
     notifier = notifier_from_environment(environ)
     if notifier is not None:
@@ -115,6 +118,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         notifier=notifier,
         issuer_url=oidc.issuer_url,
         audience=oidc.audience,
+        intents=Intents(store, catalog, promoter, lease=lease),
         catalog=catalog,
     )
 
@@ -203,6 +207,10 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         watches = load_watches(watches_path, environ=environ)  # bad file: fail before serving
     core = await build_core(environ, settings)
     assert isinstance(core, ServerCore)
+    # Leases of this replica's promotions, and recovery of intents whose owner is gone: at once
+    # (start-up), then every half lease.
+    intents_stop = asyncio.Event()
+    intents_task = asyncio.ensure_future(core.intents.run(intents_stop))
     scan_stop = asyncio.Event()
     scan_task = None
     if watches is not None:
@@ -279,6 +287,14 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     if http_server is not None and http_task is not None:
         http_server.should_exit = True
         await http_task
+    intents_stop.set()
+    await intents_task
+    if core.intents.unsettled:
+        log.warning(
+            "%d promotion(s) not yet recorded (the database does not answer): their intents "
+            "are in the database, and any replica settles them once their lease runs out",
+            core.intents.unsettled,
+        )
     if core.notifier is not None:
         await core.notifier.aclose()
     await core.store.aclose()

@@ -2,7 +2,11 @@
 
 Every call ends in exactly one audit record — allowed, denied, invalid or failed — written
 (and committed) before the answer goes back, plus one JSON line on the ``imgctl.audit`` logger.
-Slack hears about promotions in the background and can never fail or delay one.
+A promotion that passed its checks is recorded *before* it copies (its intent, see
+:mod:`imgctl.server._intents`), so a server killed mid-way, or a database lost mid-way, leaves a
+record that recovery completes: nothing is copied without a record, and when the intent cannot
+be written (the database is down) nothing is copied at all. Slack hears about promotions in the
+background and can never fail or delay one.
 """
 
 from __future__ import annotations
@@ -19,13 +23,20 @@ from typing import TYPE_CHECKING
 
 from imgctl import __version__
 from imgctl.errors import ImgctlError, InvalidTokenError
-from imgctl.promotion.service import Promoter, Promotion, PromotionError, PromotionResult
+from imgctl.promotion.service import (
+    Promoter,
+    Promotion,
+    PromotionError,
+    PromotionResult,
+    landed_result,
+)
 
 if TYPE_CHECKING:
     from imgctl.identity.verifier import Principal, TokenVerifier
     from imgctl.scan.scanner import Scanner
+    from imgctl.server._intents import Intents
     from imgctl.server.notify import SlackNotifier
-    from imgctl.store import AuditRecord, AuditStore, CatalogStore
+    from imgctl.store import AuditRecord, AuditStore, CatalogStore, PendingIntent
 
 __all__ = ["Caller", "ServerCore"]
 
@@ -71,9 +82,12 @@ class ServerCore:
         notifier: SlackNotifier | None = None,
         issuer_url: str,
         audience: str,
+        intents: Intents,
         catalog: CatalogStore | None = None,
     ) -> None:
         self.catalog = catalog
+        self.intents = intents
+        intents.on_settled = self._recovered
         self.scanner: Scanner | None = None  # set when the server runs with --watches
         self.verifier = verifier
         self.promoter = promoter
@@ -124,7 +138,10 @@ class ServerCore:
         destination: str,
         on_progress: Progress | None = None,
     ) -> PromotionResult:
-        """Authenticate, check, copy, record, notify; PromotionError carries the gRPC code."""
+        """Authenticate, check, record the intent, copy, record, notify.
+
+        PromotionError carries the gRPC code. Nothing is copied before its intent is committed.
+        """
         record = _Record(caller, "promote", reference=ref, source=source, destination=destination)
         promotion: Promotion | None = None
         try:
@@ -133,60 +150,112 @@ class ServerCore:
             promotion = self.promoter.plan(ref, source, destination)
             record.promotion = promotion
             self.promoter.allowed(principal.groups, promotion)
-            result = await self.promoter.run(promotion, on_progress)
-            result = replace(result, promoted_by=principal.email or principal.subject)
-            record.result = result
-            await self._record_in_catalog(promotion, result)
+            # Identical promotions in this process wait here; across replicas, at the intent.
+            async with self.intents.turn(promotion):
+                return await self._promote(record, promotion, on_progress)
         except PromotionError as exc:
-            await self._finish(record, error=exc)
+            if not record.finished:
+                await self._finish(record, error=exc)
             raise
         except ImgctlError as exc:
             error = PromotionError("INVALID_ARGUMENT", exc.message, hint=exc.hint)
             if promotion is not None:
                 error = PromotionError("INTERNAL", str(exc))
-            await self._finish(record, error=error)
+            if not record.finished:
+                await self._finish(record, error=error)
             raise error from None
         except asyncio.CancelledError:
             # The caller went away (deadline, disconnect) or the server stopped: the copy stops
             # (the tag is written last, so nothing half-done is visible) and the call is still
             # audited. Shielded, so the row is written even though this task is being cancelled.
-            error = PromotionError("CANCELLED", "cancelled before it finished")
-            await asyncio.shield(self._finish(record, error=error))
+            if not record.finished:
+                error = PromotionError("CANCELLED", "cancelled before it finished")
+                await asyncio.shield(self._finish(record, error=error))
             raise
         except Exception as exc:
             # Anything unexpected is still audited; the client gets INTERNAL, not a traceback.
             log.exception("promotion %s failed unexpectedly", caller.request_id)
             error = PromotionError("INTERNAL", f"internal error ({type(exc).__name__})")
-            await self._finish(record, error=error)
+            if not record.finished:
+                await self._finish(record, error=error)
             raise error from None
-        await self._finish(record)
-        return result
 
-    # ------------------------------------------------------------------ helpers
-
-    async def _record_in_catalog(self, promotion: Promotion, result: PromotionResult) -> None:
-        """The admission webhook's source of truth: this digest now lives in that environment."""
-        if self.catalog is None or promotion.kind != "image" or not result.digest:
-            return
-        destination = promotion.image_destination
-        assert destination is not None
+    async def _promote(
+        self, record: _Record, promotion: Promotion, on_progress: Progress | None
+    ) -> PromotionResult:
+        """From the intent on: every way out leaves a record, or an intent for recovery."""
+        principal = record.principal
+        assert principal is not None
+        promoted_by = principal.email or principal.subject
         try:
-            await self.catalog.record_promotion(
-                digest=result.digest,
-                name=f"{destination.registry}/{destination.repository}",
-                tags=[destination.tag] if destination.tag else [],
-                environment=promotion.destination.name,
-                promoted_by=result.promoted_by,
-                source=result.source_ref,
-            )
-        except ImgctlError as exc:
-            # The copy is done; without the record the cluster would refuse the image, so the
-            # caller must hear about it (a retry records it: promotions are idempotent).
+            promotion, pending = await self.intents.begin(promotion, record.pending, promoted_by)
+        except PromotionError:
+            raise
+        except ImgctlError as exc:  # the database could not take the intent (StoreError)
             raise PromotionError(
                 "UNAVAILABLE",
-                f"promoted, but the catalog could not record it ({exc.message})",
-                hint="retry once the server's database is back",
+                f"nothing was copied: the server's database is unreachable ({exc.message}), and "
+                "a promotion is recorded there before it copies",
+                hint="retry once the database is back",
             ) from None
+        record.promotion, record.intent = promotion, pending
+        try:
+            result = await self.promoter.run(promotion, on_progress)
+        except asyncio.CancelledError:
+            cancelled = PromotionError("CANCELLED", "cancelled before it finished")
+            await asyncio.shield(self._after_failure(record, cancelled))
+            raise
+        except Exception as exc:
+            error = _as_error(exc, caller=record.caller)
+            found = await self._after_failure(record, error)
+            if found is None:
+                raise error from None
+            return found
+        record.result = replace(result, promoted_by=promoted_by)
+        # Shielded: once the copy is done, a caller going away must not keep it from its record.
+        await asyncio.shield(self._finish(record))
+        return record.result
+
+    async def _after_failure(
+        self, record: _Record, error: PromotionError
+    ) -> PromotionResult | None:
+        """Record a copy that raised, as what the destination shows; a result if it is there.
+
+        A copy that raised may still have written its tag (its answer lost on the way back).
+        """
+        pending = record.intent
+        assert pending is not None
+        landed = await self.intents.landed(pending)
+        if landed is None:
+            # Neither "promoted" nor "not promoted" can be said: recovery looks again later
+            # and writes the row then.
+            record.finished = True
+            log.warning(
+                "promotion %s failed (%s) and its destination cannot be checked; recovery will "
+                "record how it ended",
+                record.caller.request_id,
+                error,
+            )
+            await self.intents.release(pending, str(error))
+            return None
+        if not landed:
+            await self._finish(record, error=error)
+            return None
+        assert record.promotion is not None
+        principal = record.principal
+        assert principal is not None
+        result = landed_result(record.promotion, int((time.monotonic() - record.started) * 1000))
+        record.result = replace(result, promoted_by=principal.email or principal.subject)
+        log.warning(
+            "promotion %s: the copy reported %s, but its destination holds the image: recorded "
+            "as promoted",
+            record.caller.request_id,
+            error.code,
+        )
+        await self._finish(record)
+        return record.result
+
+    # ------------------------------------------------------------------ helpers
 
     async def _authenticate(self, caller: Caller) -> Principal:
         if caller.principal is not None:
@@ -209,20 +278,29 @@ class ServerCore:
             ) from None
 
     async def _finish(self, record: _Record, *, error: PromotionError | None = None) -> None:
-
+        """Write the call's one audit record (settling its intent, if it has one), then tell."""
         from imgctl.server import _metrics
 
+        record.finished = True
         audit: AuditRecord = record.build(error)
         audit_log.info(json.dumps(audit.as_dict(), sort_keys=True))
         try:
-            await self.store.record(audit)
+            if record.intent is None:
+                await self.store.record(audit)
+            else:
+                await self.intents.settle(record.intent, audit)
         except ImgctlError as exc:
             # No answer goes out without its audit row; the JSON line above still has it.
             log.error("audit row for request %s not written: %s", audit.request_id, exc)
+            if record.intent is not None:
+                # The intent is in the database already: keep trying, and recovery would find it.
+                self.intents.keep(record.intent, audit)
+                raise _kept(audit, exc, error) from None
+            outcome = audit.result if error is None else f"{audit.result}: {error}"
             raise PromotionError(
                 "UNAVAILABLE",
                 f"the audit record could not be written ({exc.message}); the request's outcome "
-                f"was {audit.result}",
+                f"was {outcome}",
                 hint="retry once the server's database is back; promotions are idempotent",
             ) from None
         _metrics.REQUESTS.labels(audit.action, audit.result).inc()
@@ -253,6 +331,42 @@ class ServerCore:
                 )
             )
 
+    def _recovered(self, audit: AuditRecord) -> None:
+        """An audit row written by recovery (not by a call): its JSON line and its count."""
+        from imgctl.server import _metrics
+
+        audit_log.info(json.dumps(audit.as_dict(), sort_keys=True))
+        _metrics.REQUESTS.labels(audit.action, audit.result).inc()
+
+
+def _as_error(exc: Exception, *, caller: Caller) -> PromotionError:
+    """What a failed copy answers (the copy itself maps registry errors to their codes)."""
+    if isinstance(exc, PromotionError):
+        return exc
+    if isinstance(exc, ImgctlError):
+        return PromotionError("INTERNAL", str(exc))
+    log.error("promotion %s failed unexpectedly", caller.request_id, exc_info=exc)
+    return PromotionError("INTERNAL", f"internal error ({type(exc).__name__})")
+
+
+def _kept(audit: AuditRecord, exc: ImgctlError, error: PromotionError | None) -> PromotionError:
+    """The answer when the outcome is known but the database cannot take it yet."""
+    if error is None:
+        return PromotionError(
+            "UNAVAILABLE",
+            f"copied {audit.destination_ref}, but the database is unreachable ({exc.message}): "
+            "the promotion was recorded before its copy, and its audit row and catalog entry "
+            "are written as soon as the database answers (until then admission does not know "
+            "the image)",
+            hint="nothing to redo; promoting again is safe and waits for that record",
+        )
+    return PromotionError(
+        error.code,
+        f"{error}; its audit row is written as soon as the server's database answers again "
+        f"({exc.message})",
+        hint=error.hint,
+    )
+
 
 _RESULTS = {
     "UNAUTHENTICATED": "denied",
@@ -281,9 +395,17 @@ class _Record:
         self.principal: Principal | None = None
         self.promotion: Promotion | None = None
         self.result: PromotionResult | None = None
+        self.intent: PendingIntent | None = None
+        self.finished = False  # its audit record was written (or handed to recovery)
         self.started = time.monotonic()
 
+    def pending(self, promotion: Promotion) -> AuditRecord:
+        """The record as known before the copy of ``promotion``: what its intent carries."""
+        self.promotion = promotion
+        return self.build(None)
+
     def build(self, error: PromotionError | None) -> AuditRecord:
+        """The audit record of the call as it ends: with ``error``, or succeeded."""
         from imgctl.store import AuditRecord
 
         principal, promotion, result = self.principal, self.promotion, self.result
