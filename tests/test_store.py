@@ -130,6 +130,7 @@ async def test_open_creates_schema_from_empty(db_url: str, backend: str, tmp_pat
         "alembic_version",
         "audit_events",
         "catalog_images",
+        "issuer_jti",
         "promotion_intents",
         "scan_watches",
     }

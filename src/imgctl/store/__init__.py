@@ -2,7 +2,8 @@
 
 SQLite (a file in the state directory) by default; PostgreSQL, through psycopg 3, when server
 replicas share one database. :class:`IntentStore` is the audit trail with its write-ahead half
-(promotions recorded before their copy). :meth:`AuditStore.open` migrates the schema to the
+(promotions recorded before their copy); :class:`JtiStore` is the built-in issuer's memory of
+SSH-JWT ids already used. :meth:`AuditStore.open` migrates the schema to the
 newest Alembic revision before returning, taking turns with other replicas that start at the
 same time.
 """
@@ -12,10 +13,11 @@ from __future__ import annotations
 from ._catalog import SORT_KEYS, CatalogImage, CatalogStore
 from ._errors import StoreError
 from ._intents import CatalogPromotion, IntentStore, PendingIntent, PromotionIntent, Settled
+from ._jti import JtiStore
 from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
 from ._scan import ScanStore, WatchState
 from ._store import MAX_INDEXED_CHARS, MAX_RECENT, AuditStore
-from ._url import DATABASE_FILENAME, DATABASE_URL_ENV, database_url, redact_url
+from ._url import DATABASE_FILENAME, DATABASE_URL_ENV, database_url, normalise_url, redact_url
 
 __all__ = [
     "ACTIONS",
@@ -32,6 +34,7 @@ __all__ = [
     "CatalogPromotion",
     "CatalogStore",
     "IntentStore",
+    "JtiStore",
     "PendingIntent",
     "PromotionIntent",
     "ScanStore",
@@ -39,5 +42,6 @@ __all__ = [
     "StoreError",
     "WatchState",
     "database_url",
+    "normalise_url",
     "redact_url",
 ]

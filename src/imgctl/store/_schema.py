@@ -27,6 +27,7 @@ from sqlalchemy import (
 __all__ = [
     "AUDIT_EVENTS",
     "CATALOG_IMAGES",
+    "ISSUER_JTI",
     "METADATA",
     "PROMOTION_INTENTS",
     "SCAN_WATCHES",
@@ -150,6 +151,19 @@ SCAN_WATCHES: Final = Table(
     Column("next_scan_at", UTCDateTime, nullable=False),
     Column("owner", Text),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# SSH-JWT ids the built-in issuer (imgctl idp serve) has accepted, one row per (user, jti): the
+# primary key is what lets exactly one of two replicas accept the same JWT. A row is needed only
+# until its JWT expires (expires_at, the JWT's exp plus the clock skew); later rows are pruned.
+ISSUER_JTI: Final = Table(
+    "issuer_jti",
+    METADATA,
+    Column("subject", Text, primary_key=True),
+    Column("jti", Text, primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=False),
+    Index("ix_issuer_jti_expires_at", "expires_at"),
 )
 
 # Promotions recorded before their copy (write-ahead audit), one row per promotion that got past
