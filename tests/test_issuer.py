@@ -102,7 +102,10 @@ async def ssh_jwt(key: Key, clock: Clock, **overrides: Any) -> str:
         target_audience=AUDIENCE,
         now=int(clock.now),
     )
+    drop = overrides.pop("drop", ())
     claims.update(overrides)
+    for name in drop:
+        del claims[name]
     return await sign_jwt(signer, claims)
 
 
@@ -124,15 +127,48 @@ def form(subject_token: str, /, **extra: str) -> dict[str, str]:
 # ----------------------------------------------------------------- the INTEROP test vector
 
 
-def test_the_interop_vector_is_accepted(tmp_path: Path) -> None:
+async def test_the_interop_vector_verifies_but_its_76_year_lifetime_is_refused(
+    tmp_path: Path,
+) -> None:
     config = load_issuer_config(
         write_config(tmp_path / "idp.yaml", {"alice": {"keys": [VECTOR_PUBLIC]}})
     )
-    clock = Clock(1_750_000_000)  # after the vector's nbf, before its exp
+    clock = Clock(1_700_000_000)  # the vector's iat
     store = KeyStore(config.keys_dir, token_ttl=3600, clock=clock)
     store.load()
     service = IssuerService(config, store, ISSUER, clock=clock)
-    answer = service.token(form(VECTOR_JWT, audience="kubectl"), None)
+    # Dex's connector accepts it (exp in 2100); its signature verifies here too, and then the
+    # lifetime check refuses it: a JWT valid for 76 years is a bearer credential, not a login.
+    with pytest.raises(OAuthError) as caught:
+        await service.token(form(VECTOR_JWT, audience="kubectl"), None)
+    assert caught.value.error == "access_denied"
+    assert "lifetime" in caught.value.description
+    assert "2402444800 s" in caught.value.description  # exp - iat: the lifetime it asks for
+
+
+async def test_the_interop_vector_shape_within_the_lifetime_is_accepted_once(
+    tmp_path: Path,
+) -> None:
+    private = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    path = tmp_path / "vector"
+    path.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    config = load_issuer_config(
+        write_config(tmp_path / "idp.yaml", {"alice": {"keys": [VECTOR_PUBLIC]}})
+    )
+    clock = Clock(1_700_000_000)
+    store = KeyStore(config.keys_dir, token_ttl=3600, clock=clock)
+    store.load()
+    service = IssuerService(config, store, ISSUER, clock=clock)
+    payload = json.loads(base64.urlsafe_b64decode(VECTOR_JWT.split(".")[1] + "=="))
+    payload["exp"] = payload["iat"] + 300  # what kubectl-ssh-oidc signs
+    token = await sign_jwt(load_key_file(path), payload)
+    answer = await service.token(form(token, audience="kubectl"), None)
     claims = jwt.decode(
         answer["access_token"],
         store.signing_key().private_key.public_key(),
@@ -143,7 +179,7 @@ def test_the_interop_vector_is_accepted(tmp_path: Path) -> None:
     assert claims["sub"] == dex_subject("alice", "ssh")
     assert answer["issued_token_type"] == TYPE_ID_TOKEN
     with pytest.raises(OAuthError) as replay:  # its jti is now spent
-        service.token(form(VECTOR_JWT, audience="kubectl"), None)
+        await service.token(form(token, audience="kubectl"), None)
     assert "replay" in replay.value.description
 
 
@@ -169,7 +205,7 @@ def test_our_vector_key_signs_the_vector(tmp_path: Path) -> None:
 async def test_exchange_issues_dex_shaped_token(
     service: IssuerService, keys: dict[str, Key], clock: Clock
 ) -> None:
-    answer = service.token(form(await ssh_jwt(keys["alice"], clock)), None)
+    answer = await service.token(form(await ssh_jwt(keys["alice"], clock)), None)
     assert answer["token_type"] == "bearer"
     assert answer["expires_in"] == 3600
     token = answer["access_token"]
@@ -204,7 +240,7 @@ def test_dex_subject_matches_dex_encoding() -> None:
 async def test_scopes_decide_the_claims(
     service: IssuerService, keys: dict[str, Key], clock: Clock
 ) -> None:
-    answer = service.token(form(await ssh_jwt(keys["alice"], clock), scope="openid"), None)
+    answer = await service.token(form(await ssh_jwt(keys["alice"], clock), scope="openid"), None)
     claims = jwt.decode(answer["access_token"], options={"verify_signature": False})
     assert "groups" not in claims
     assert "email" not in claims
@@ -216,7 +252,7 @@ async def test_client_may_authenticate_with_basic(
     request = form(await ssh_jwt(keys["alice"], clock))
     del request["client_id"], request["client_secret"]
     basic = "Basic " + base64.b64encode(f"imgctl:{SECRET}".encode()).decode()
-    assert service.token(request, basic)["access_token"]
+    assert (await service.token(request, basic))["access_token"]
 
 
 @pytest.mark.parametrize(
@@ -241,7 +277,7 @@ async def test_request_errors_have_dex_status_and_code(
     error: str,
 ) -> None:
     with pytest.raises(OAuthError) as caught:
-        service.token(form(await ssh_jwt(keys["alice"], clock), **change), None)
+        await service.token(form(await ssh_jwt(keys["alice"], clock), **change), None)
     assert (caught.value.status, caught.value.error) == (status, error)
     assert SECRET not in caught.value.description
 
@@ -261,6 +297,8 @@ async def test_request_errors_have_dex_status_and_code(
         ({"iss": "someone-else"}, "iss is not an allowed issuer"),
         ({"sub": "bob"}, "sub is not the user whose key signed"),
         ({"jti": None}, "jti is required"),
+        ({"jti": 12345}, "jti is required"),
+        ({"jti": "j" * 257}, "jti is longer than 256 characters"),
         ({"exp": None}, "exp is required"),
     ],
 )
@@ -276,7 +314,7 @@ async def test_bad_ssh_jwts_are_denied_with_their_reason(
     if "target_audience" in overrides:
         del request["audience"]  # the form audience check would answer first
     with pytest.raises(OAuthError) as caught:
-        service.token(request, None)
+        await service.token(request, None)
     assert caught.value.error == "access_denied"
     assert why in caught.value.description
 
@@ -284,34 +322,95 @@ async def test_bad_ssh_jwts_are_denied_with_their_reason(
 async def test_clock_skew_is_tolerated(
     service: IssuerService, keys: dict[str, Key], clock: Clock
 ) -> None:
-    token = await ssh_jwt(keys["alice"], clock, exp=int(clock.now) - 20, nbf=int(clock.now) + 20)
-    assert service.token(form(token), None)["access_token"]
+    now = int(clock.now)
+    late = await ssh_jwt(keys["alice"], clock, iat=now - 250, nbf=now - 250, exp=now - 20)
+    early = await ssh_jwt(keys["alice"], clock, iat=now + 20, nbf=now + 20, exp=now + 320)
+    assert (await service.token(form(late), None))["access_token"]
+    assert (await service.token(form(early), None))["access_token"]
+
+
+NOW = 1_800_000_000  # the clock fixture's time
+YEAR = 365 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("claims", "why"),
+    [
+        ({"iat": NOW, "exp": NOW + 301}, "lifetime of 301 s is longer than 300 s"),
+        ({"iat": NOW, "exp": NOW + 10 * YEAR}, f"lifetime of {10 * YEAR} s"),
+        ({"iat": NOW - 1000, "nbf": NOW - 1000, "exp": NOW + 200}, "lifetime of 1200 s"),
+        ({"iat": None}, "claim iat is required"),
+        ({"iat": "yesterday"}, "claim iat must be a number"),
+        ({"iat": True}, "claim iat must be a number"),
+        ({"iat": NOW + 3600, "nbf": NOW, "exp": NOW + 3900}, "iat is in the future"),
+        ({"iat": NOW + 10 * YEAR, "nbf": NOW, "exp": NOW + 10 * YEAR + 60}, "iat is in the future"),
+        ({"iat": NOW, "exp": NOW - 10}, "exp is before iat"),
+        ({"iat": NOW, "exp": 10**400}, "claim exp is out of range"),
+        ({"iat": -(10**400), "exp": NOW + 60}, "claim iat is out of range"),
+        ({"iat": NOW, "nbf": -(10**400), "exp": NOW + 60}, "claim nbf is out of range"),
+    ],
+)
+async def test_ssh_jwts_living_longer_than_the_maximum_are_denied(
+    service: IssuerService,
+    keys: dict[str, Key],
+    clock: Clock,
+    claims: dict[str, Any],
+    why: str,
+) -> None:
+    token = await ssh_jwt(keys["alice"], clock, **claims)
+    with pytest.raises(OAuthError) as caught:
+        await service.token(form(token), None)
+    assert caught.value.error == "access_denied"
+    assert why in caught.value.description
+
+
+async def test_a_missing_iat_is_denied(
+    service: IssuerService, keys: dict[str, Key], clock: Clock
+) -> None:
+    token = await ssh_jwt(keys["alice"], clock, drop=("iat",))
+    with pytest.raises(OAuthError, match="claim iat is required"):
+        await service.token(form(token), None)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iat": NOW, "exp": NOW + 300},  # what kubectl-ssh-oidc and imgctl sign
+        {"iat": NOW + 25, "nbf": NOW + 25, "exp": NOW + 325},  # a client clock 25 s ahead
+        {"iat": NOW - 250, "nbf": NOW - 250, "exp": NOW + 50},  # signed a while ago
+    ],
+)
+async def test_ssh_jwts_within_the_maximum_are_accepted(
+    service: IssuerService, keys: dict[str, Key], clock: Clock, claims: dict[str, Any]
+) -> None:
+    token = await ssh_jwt(keys["alice"], clock, **claims)
+    assert (await service.token(form(token), None))["access_token"]
 
 
 async def test_key_of_another_user_or_unknown_key_is_denied(
     service: IssuerService, keys: dict[str, Key], clock: Clock, tmp_path: Path
 ) -> None:
     with pytest.raises(OAuthError, match="sub is not the user"):
-        service.token(form(await ssh_jwt(keys["bob"], clock, username="alice")), None)
+        await service.token(form(await ssh_jwt(keys["bob"], clock, username="alice")), None)
     stranger = keygen(tmp_path / "stranger", "ed25519")
     with pytest.raises(OAuthError, match="no configured key verifies"):
-        service.token(form(await ssh_jwt(stranger, clock)), None)
+        await service.token(form(await ssh_jwt(stranger, clock)), None)
     token = await ssh_jwt(keys["alice"], clock)
     head, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["sub"] = "bob"
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     with pytest.raises(OAuthError, match="no configured key verifies"):
-        service.token(form(f"{head}.{forged}.{signature}"), None)
+        await service.token(form(f"{head}.{forged}.{signature}"), None)
 
 
 async def test_replayed_ssh_jwt_is_denied(
     service: IssuerService, keys: dict[str, Key], clock: Clock
 ) -> None:
     token = await ssh_jwt(keys["alice"], clock)
-    service.token(form(token), None)
+    await service.token(form(token), None)
     with pytest.raises(OAuthError, match="already used"):
-        service.token(form(token), None)
+        await service.token(form(token), None)
 
 
 # ----------------------------------------------------------------- signing keys

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,13 @@ def start_idp(
     audiences: list[str],
     secret: str,
     tls: trustme.CA | None = None,
+    extra: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Idp:
-    """Write an issuer config for ``users`` and start ``imgctl idp serve`` on a free port."""
+    """Write an issuer config for ``users`` and start ``imgctl idp serve`` on a free port.
+
+    ``extra`` adds keys to the config file; ``env`` adds variables to the process's environment.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "idp.yaml"
     config.write_text(
@@ -49,6 +56,7 @@ def start_idp(
                 "users": users,
                 "allowed_target_audiences": audiences,
                 "token_ttl": 600,
+                **(extra or {}),
             }
         )
     )
@@ -64,7 +72,10 @@ def start_idp(
         args += ["--tls-cert", str(pem), "--tls-key", str(pem)]
         scheme = "https"
     log = directory / "idp.log"
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    with log.open("ab") as output:  # appended: a restarted issuer keeps the first one's lines
+        process = subprocess.Popen(
+            args, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     url = f"{scheme}://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     deadline = time.monotonic() + 30

@@ -1,11 +1,15 @@
 """The built-in OIDC issuer: Dex's SSH connector and token exchange, for teams without Dex.
 
 ``imgctl idp serve`` runs it; ``imgctl idp rotate-key`` rotates its signing key. The pieces are
-usable directly: ``load_issuer_config``, ``KeyStore``, ``IssuerService`` (no HTTP) and
-``create_app`` (FastAPI).
+usable directly: ``load_issuer_config``, ``KeyStore``, ``IssuerService`` (no HTTP) with its
+replay memory (``ProcessReplayMemory``, ``DatabaseReplayMemory``) and ``create_app`` (ASGI).
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from imgctl.identity.issuer._config import (
     IssuerConfig,
@@ -14,20 +18,41 @@ from imgctl.identity.issuer._config import (
     load_issuer_config,
 )
 from imgctl.identity.issuer._keys import KeyStore, SigningKey
-from imgctl.identity.issuer._service import IssuerService, OAuthError, dex_subject
+from imgctl.identity.issuer._replay import (
+    DatabaseReplayMemory,
+    ProcessReplayMemory,
+    ReplayMemory,
+    open_replay_memory,
+)
+from imgctl.identity.issuer._service import (
+    MAX_SSH_JWT_LIFETIME,
+    IssuerService,
+    OAuthError,
+    dex_subject,
+)
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = [
+    "MAX_SSH_JWT_LIFETIME",
+    "DatabaseReplayMemory",
     "IssuerConfig",
     "IssuerService",
     "KeyStore",
     "OAuthError",
+    "ProcessReplayMemory",
+    "ReplayMemory",
     "SSHUser",
     "SigningKey",
     "StaticClient",
     "dex_subject",
     "load_issuer_config",
+    "open_replay_memory",
     "serve",
 ]
+
+log = logging.getLogger("imgctl.issuer")
 
 
 def serve(
@@ -37,13 +62,19 @@ def serve(
     issuer: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Run the issuer on ``address`` (host:port) until interrupted."""
-    import uvicorn
+    """Run the issuer on ``address`` (host:port) until interrupted.
+
+    Used SSH-JWT ids are kept where ``config.database_url`` says, else in the database of
+    ``IMGCTL_DATABASE_URL`` in ``environ``, else in a SQLite file in the keys directory; the
+    start-up log says which.
+    """
+    import asyncio
+    import os
 
     from imgctl._internal.listen import listen, split_address
     from imgctl.errors import UsageError
-    from imgctl.identity.issuer._app import create_app
 
     split_address("--address", address, "127.0.0.1:5556")
     if (tls_cert is None) != (tls_key is None):
@@ -56,13 +87,71 @@ def serve(
     try:
         keys = KeyStore(config.keys_dir, token_ttl=config.token_ttl, clock_skew=config.clock_skew)
         keys.load(create=True)
-        app = create_app(IssuerService(config, keys, issuer_url))
-        server_config = uvicorn.Config(
-            app, ssl_certfile=tls_cert, ssl_keyfile=tls_key, log_level="info", server_header=False
+        _configure_logging()
+        asyncio.run(
+            _serve(
+                config,
+                keys,
+                issuer_url,
+                sock,
+                os.environ if environ is None else environ,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+            )
         )
-        uvicorn.Server(server_config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+async def _serve(
+    config: IssuerConfig,
+    keys: KeyStore,
+    issuer_url: str,
+    sock: socket.socket,
+    environ: Mapping[str, str],
+    *,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
+    import uvicorn
+
+    from imgctl.identity.issuer._app import MAX_HEAD_BYTES, create_app
+
+    replay = await open_replay_memory(config, environ)
+    try:
+        log.info("jti replay memory: %s", replay.description)
+        app = create_app(IssuerService(config, keys, issuer_url, replay=replay))
+        server_config = uvicorn.Config(
+            app,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+            log_level="info",
+            server_header=False,
+            # imgctl.issuer.access logs each request, without its query string.
+            access_log=False,
+            # h11 bounds the request line and headers; httptools reads a 20 MiB header line.
+            http="h11",
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        )
+        await uvicorn.Server(server_config).serve(sockets=[sock])
+    finally:
+        await replay.aclose()
+
+
+def _configure_logging() -> None:
+    """Issuer lines on stderr, shaped like uvicorn's, which shares the stream."""
+    import sys
+
+    from uvicorn.logging import DefaultFormatter
+
+    issuer_log = logging.getLogger("imgctl.issuer")
+    if issuer_log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))
+    issuer_log.addHandler(handler)
+    issuer_log.setLevel(logging.INFO)
+    issuer_log.propagate = False
 
 
 def _check_tls(cert: str, key: str) -> None:

@@ -22,7 +22,9 @@ __all__ = ["IssuerConfig", "SSHUser", "StaticClient", "load_issuer_config"]
 _CONNECTOR_KEYS = frozenset(
     {"users", "allowed_issuers", "dex_instance_id", "allowed_target_audiences", "default_groups"}
 )
-_OWN_KEYS = frozenset({"issuer", "staticClients", "keys_dir", "token_ttl", "clock_skew"})
+_OWN_KEYS = frozenset(
+    {"issuer", "staticClients", "keys_dir", "token_ttl", "clock_skew", "database_url"}
+)
 _DEX_ONLY_KEYS = frozenset(
     {"storage", "web", "telemetry", "grpc", "expiry", "logger", "oauth2", "enablePasswordDB"}
 )
@@ -70,6 +72,9 @@ class IssuerConfig:
     clock_skew: int = 30
     connector_id: str = "ssh"
     path: Path | None = field(default=None, compare=False)
+    # Where used SSH-JWT ids are kept: a database URL, "memory", or None (IMGCTL_DATABASE_URL,
+    # else a SQLite file in keys_dir). May hold a password: never logged as it is.
+    database_url: str | None = field(default=None, repr=False)
 
 
 def load_issuer_config(path: Path) -> IssuerConfig:
@@ -161,7 +166,35 @@ def load_issuer_config(path: Path) -> IssuerConfig:
         clock_skew=_seconds(top.get("clock_skew"), f"{where}: clock_skew", 30, zero_ok=True),
         connector_id=connector_id,
         path=path,
+        database_url=_database_url(top.get("database_url"), f"{where}: database_url", path),
     )
+
+
+def _database_url(value: Any, where: str, path: Path) -> str | None:
+    """A database URL, pinned to its driver, or "memory"; a relative SQLite file is the config's."""
+    from sqlalchemy.engine import make_url
+
+    from imgctl.store import normalise_url, redact_url
+
+    raw = _string(value, where)
+    if raw is None or raw == "memory":
+        return raw
+    try:
+        url = normalise_url(raw)
+    except UsageError:
+        raise UsageError(
+            f"{where} {redact_url(raw)!r} is not a PostgreSQL URL or a SQLite file URL",
+            hint="give postgresql://USER:PASSWORD@HOST:5432/DBNAME, "
+            "sqlite:////absolute/path/issuer.db, or memory (one process, forgets on restart)",
+        ) from None
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        database = Path(parsed.database).expanduser()
+        if not database.is_absolute():  # relative to the config file, like keys_dir
+            url = parsed.set(database=str((path.parent / database).resolve())).render_as_string(
+                hide_password=False
+            )
+    return url
 
 
 def _check_key(line: str, where: str) -> None:

@@ -4,8 +4,12 @@ The token endpoint follows Dex's token exchange with its SSH connector: the same
 the same answers and errors (INTEROP sections 2 and 3), and these deliberate improvements:
 
 * the SSH JWT's ``sub`` must be the user whose key signed it (the connector does not check);
-* a ``jti`` is accepted once while its token is valid (a replayed SSH JWT is refused);
-* a small clock skew (default 30 s) is allowed on ``exp``/``nbf``;
+* a ``jti`` is accepted once while its token is valid (a replayed SSH JWT is refused), also
+  across restarts and replicas when the replay memory is a database (``_replay``);
+* an SSH JWT must say when it was signed (``iat``, not in the future) and live at most
+  :data:`MAX_SSH_JWT_LIFETIME` (``exp - iat``): a signed JWT is a bearer credential until it
+  expires, so one valid for years is refused rather than trusted for years;
+* a small clock skew (default 30 s) is allowed on ``exp``/``nbf``/``iat``;
 * a form ``audience`` must equal the SSH JWT's ``target_audience``: a JWT signed for one
   audience cannot be traded for a token for another.
 """
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_plus
 
 import jwt
@@ -26,10 +32,20 @@ from imgctl.errors import ImgctlError
 from imgctl.identity._oauth import GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN
 from imgctl.identity.issuer._config import IssuerConfig, SSHUser, StaticClient
 from imgctl.identity.issuer._keys import KeyStore
+from imgctl.identity.issuer._replay import ProcessReplayMemory, ReplayMemory
 
-__all__ = ["IssuerService", "OAuthError"]
+__all__ = ["MAX_JTI_CHARS", "MAX_SSH_JWT_LIFETIME", "IssuerService", "OAuthError"]
+
+logger = logging.getLogger("imgctl.issuer")
 
 _SUBJECT_TYPES = frozenset({TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN})
+
+MAX_SSH_JWT_LIFETIME: Final = 300
+"""Longest ``exp - iat`` accepted, in seconds: what kubectl-ssh-oidc and ``imgctl token`` sign
+(``exp = iat + 300``), and Dex's SSH challenge lifetime. The clock skew comes on top of it for
+``iat`` only, so no accepted JWT is valid later than ``now + skew + 300``."""
+MAX_JTI_CHARS: Final = 256
+"""Longest ``jti`` accepted (clients send 32 hex characters); it becomes a database key."""
 
 
 class OAuthError(Exception):
@@ -83,13 +99,14 @@ class IssuerService:
         issuer_url: str,
         *,
         clock: Callable[[], float] = time.time,
+        replay: ReplayMemory | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
         self.issuer_url = issuer_url.rstrip("/")
         self._clock = clock
         self._instance_id = config.dex_instance_id or self.issuer_url
-        self._seen_jti: dict[str, float] = {}
+        self.replay: ReplayMemory = replay or ProcessReplayMemory(clock)
 
     # ------------------------------------------------------------------ discovery
 
@@ -125,7 +142,7 @@ class IssuerService:
 
     # ------------------------------------------------------------------ token
 
-    def token(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
+    async def token(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         """Answer a token request, or raise OAuthError with Dex's status and error code."""
         client = self._client(form, authorization)
         if form.get("grant_type") != GRANT_TOKEN_EXCHANGE:
@@ -152,7 +169,7 @@ class IssuerService:
             raise OAuthError(
                 401, "access_denied", "audience does not match the SSH JWT's target_audience"
             )
-        self._remember(identity)
+        await self._remember(identity)
         scopes = set((form.get("scope") or "openid").split())
         token, lifetime = self._issue(identity.user, audience, scopes)
         return {
@@ -224,28 +241,72 @@ class IssuerService:
             raise deny("target_audience is not allowed")
         if self.config.allowed_issuers and claims["iss"] not in self.config.allowed_issuers:
             raise deny("iss is not an allowed issuer")
-        now, skew = self._clock(), self.config.clock_skew
-        exp, nbf = claims.get("exp"), claims.get("nbf")
-        if isinstance(exp, bool) or not isinstance(exp, int | float):
-            raise deny("claim exp is required")
-        if exp + skew <= now:
-            raise deny("the SSH JWT has expired")
-        if nbf is not None and (isinstance(nbf, bool) or not isinstance(nbf, int | float)):
-            raise deny("claim nbf must be a number")
-        if nbf is not None and nbf - skew > now:
-            raise deny("the SSH JWT is not valid yet")
+        exp = self._check_lifetime(claims, deny)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise deny("claim jti is required (replay protection)")
-        if jti in self._seen_jti and self._seen_jti[jti] > now:
-            raise deny("this SSH JWT was already used (jti replay)")
-        return _Identity(user, target, jti, int(exp))
+        if len(jti) > MAX_JTI_CHARS:
+            raise deny(f"claim jti is longer than {MAX_JTI_CHARS} characters")
+        return _Identity(user, target, jti, exp)
 
-    def _remember(self, identity: _Identity) -> None:
-        now = self._clock()
-        if len(self._seen_jti) > 1024:
-            self._seen_jti = {j: t for j, t in self._seen_jti.items() if t > now}
-        self._seen_jti[identity.jti] = identity.exp + self.config.clock_skew
+    def _check_lifetime(self, claims: Mapping[str, Any], deny: Callable[[str], OAuthError]) -> int:
+        """exp, nbf and iat: valid now, signed no later than now, and short-lived; returns exp."""
+        now, skew = self._clock(), self.config.clock_skew
+
+        def number(name: str) -> float | None:
+            value = claims.get(name)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise deny(f"claim {name} must be a number of seconds")
+            try:
+                seconds = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                seconds = math.inf
+            if not math.isfinite(seconds):  # 1e999 parses as infinity
+                raise deny(f"claim {name} is out of range")
+            return seconds
+
+        exp = number("exp")
+        if exp is None:
+            raise deny("claim exp is required")
+        if exp + skew <= now:
+            raise deny("the SSH JWT has expired")
+        nbf = number("nbf")
+        if nbf is not None and nbf - skew > now:
+            raise deny("the SSH JWT is not valid yet")
+        iat = number("iat")
+        if iat is None:
+            raise deny(
+                "claim iat is required: the issuer refuses SSH JWTs that do not say when "
+                "they were signed"
+            )
+        if iat - skew > now:
+            raise deny(f"claim iat is in the future (more than the {skew} s clock skew)")
+        if exp < iat:
+            raise deny("claim exp is before iat")
+        if exp - iat > MAX_SSH_JWT_LIFETIME:
+            raise deny(
+                f"the SSH JWT's lifetime of {exp - iat:.0f} s is longer than "
+                f"{MAX_SSH_JWT_LIFETIME} s (exp - iat); sign a new one for each login"
+            )
+        return int(exp)
+
+    async def _remember(self, identity: _Identity) -> None:
+        """Spend the jti; a second use, here or on another replica, is refused."""
+        until = identity.exp + self.config.clock_skew
+        try:
+            fresh = await self.replay.claim(identity.user.username, identity.jti, until)
+        except ImgctlError as exc:  # StoreError: the database is down or refuses
+            # Fail closed: without the memory a replayed JWT could not be told apart.
+            logger.error("cannot check the SSH JWT's jti: %s", exc)
+            raise OAuthError(
+                503,
+                "temporarily_unavailable",
+                "the issuer cannot reach its database to check the SSH JWT; try again",
+            ) from None
+        if not fresh:
+            raise OAuthError(401, "access_denied", "this SSH JWT was already used (jti replay)")
 
     def _issue(self, user: SSHUser, audience: str, scopes: set[str]) -> tuple[str, int]:
         now = int(self._clock())
