@@ -258,3 +258,23 @@ async def test_vocabulary_is_checked_before_writing(
     with pytest.raises(ValueError, match="audit result"):
         await a.begin(bad, owner="x", lease=30)
     assert await a.intents(None) == []
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "-1", "3601", "nan", "inf", "60s", "one minute"])
+def test_a_lease_out_of_range_stops_the_start_with_the_variable_named(value: str) -> None:
+    from imgctl.errors import UsageError
+    from imgctl.server._intents import lease_from_environment
+
+    with pytest.raises(UsageError, match="IMGCTL_PROMOTION_LEASE") as raised:
+        lease_from_environment({"IMGCTL_PROMOTION_LEASE": value})
+    assert raised.value.hint
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("", 60.0), (" 2 ", 2.0), ("1", 1.0), ("3600", 3600.0)]
+)
+def test_a_lease_in_range_is_taken(value: str, seconds: float) -> None:
+    from imgctl.server._intents import lease_from_environment
+
+    assert lease_from_environment({"IMGCTL_PROMOTION_LEASE": value}) == seconds
+    assert lease_from_environment({}) == 60.0

@@ -145,6 +145,10 @@ class Fleet:
     dev: Registry
     prod: Registry
     tags: dict[str, tuple[str, str]] = field(default_factory=dict)  # tag -> (repository, digest)
+    prod_host: str = ""  # how the servers name prod (a proxy in front of it), if not its own
+
+    def __post_init__(self) -> None:
+        self.prod_host = self.prod_host or self.prod.host
 
     def ref(self, tag: str) -> str:
         return f"{self.tags[tag][0]}:{tag}"
@@ -231,18 +235,30 @@ def read_back(url: str) -> tuple[list[AuditRecord], set[tuple[str, str, str]], i
 
 
 def check(url: str, fleet: Fleet, attempts: list[Attempt], figures: Figures) -> Figures:
-    """Compare the destination, the audit rows and the catalog; fill in the figures."""
+    """Compare the fleet's tags in the destination with the audit rows and the catalog.
+
+    Rows and entries of other repositories (other tests sharing the database) are left out.
+    """
     rows, catalog, figures.pending = read_back(url)
     present = fleet.in_destination()
     figures.promotions = len(fleet.tags)
     figures.calls = len(attempts)
     figures.answered_ok = sum(a.status == grpc.StatusCode.OK for a in attempts)
     figures.in_destination = len(present)
-    prod_name = f"{fleet.prod.host}/release"
+    names = {f"{fleet.prod_host}/release/{repo}": repo for repo, _ in fleet.tags.values()}
+    ours = {(repository, tag) for tag, (repository, _) in fleet.tags.items()}
+
+    def of_fleet(row: AuditRecord) -> bool:
+        if not row.destination_ref:
+            return False
+        reference = Reference.parse(row.destination_ref)
+        return (names.get(reference.name), reference.tag) in ours
+
+    rows = [row for row in rows if of_fleet(row)]
     claimed: dict[str, set[str]] = {}
     for row in rows:
-        if row.result == "succeeded" and row.destination_ref:
-            reference = Reference.parse(row.destination_ref)
+        if row.result == "succeeded":
+            reference = Reference.parse(row.destination_ref or "")
             assert reference.tag is not None
             claimed.setdefault(reference.tag, set()).add(str(reference.digest))
             if row.bytes_copied is None:
@@ -251,15 +267,14 @@ def check(url: str, fleet: Fleet, attempts: list[Attempt], figures: Figures) -> 
             figures.recovered_abandoned += 1
     for tag, digest in present.items():
         repository = fleet.tags[tag][0]
-        if digest not in claimed.get(tag, set()) or (
-            (f"{prod_name}/{repository}", digest, tag) not in catalog
-        ):
+        recorded = (f"{fleet.prod_host}/release/{repository}", digest, tag) in catalog
+        if digest not in claimed.get(tag, set()) or not recorded:
             figures.rows_lost.append(tag)
     for tag, digests in claimed.items():
         if present.get(tag) not in digests or len(digests) != 1:
             figures.false_claims.append(f"audit row: {tag}")
     for name, digest, tag in catalog:
-        if name.startswith(prod_name) and present.get(tag) != digest:
+        if (names.get(name), tag) in ours and present.get(tag) != digest:
             figures.false_claims.append(f"catalog: {name}:{tag}")
     per_request = Counter(row.request_id for row in rows)
     figures.duplicate_rows = [rid for rid, n in per_request.items() if n > 1]
@@ -474,6 +489,47 @@ def test_database_down_refuses_new_promotions_and_records_copies_when_back(
         assert figures.duplicate_rows == []
 
 
+@pytest.mark.parametrize(("fault", "promoted"), [(-1, True), (503, False), (0, False)])
+def test_a_copy_that_fails_at_its_tag_is_recorded_as_what_the_destination_shows(
+    fault: int,
+    promoted: bool,
+    identity: Identity,
+    registries: Callable[..., Registry],
+    proxy_for: Callable[[Registry], FaultProxy],
+    push_image: Callable[..., PushedImage],
+    tmp_path: Path,
+) -> None:
+    """The tag is written last; whether its PUT arrived decides, not whether its answer did.
+
+    -1: the registry wrote the tag, but every answer to the PUT was lost (a reset after the
+    write); 503 and 0 (a reset before it): the tag was never written.
+    """
+    dev, prod = registries(), registries()
+    fleet = push_fleet(dev, prod, push_image, 1, 1, f"tag-fault-{fault + 1}")
+    [tag] = fleet.tags
+    lossy = proxy_for(prod)
+    fleet.prod_host = lossy.host
+    lossy.fail(fault, 1000, method="PUT", path=rf"/manifests/{tag}$")
+    token = identity.token("alice")
+    with database("sqlite", tmp_path) as db:
+        env = server_env(identity.idp, dev, prod) | {
+            "IMGCTL_REGISTRY_PROD": f"{lossy.host}/release",
+            "IMGCTL_DATABASE_URL": db.server_url,
+        }
+        process, address, _, _ = start_server(tmp_path, env)
+        try:
+            attempt = asyncio.run(promote(address, fleet, tag, token))
+        finally:
+            stop_process(process)
+        assert (tag in fleet.in_destination()) is promoted
+        assert (attempt.status == grpc.StatusCode.OK) is promoted, attempt.details
+        figures = check(db.url, fleet, [attempt], Figures())
+        assert figures.rows_lost == []
+        assert figures.false_claims == []
+        assert figures.duplicate_rows == []
+        assert figures.pending == 0
+
+
 # ----------------------------------------------------------------- 11: two replicas
 
 
@@ -590,7 +646,9 @@ def test_the_same_promotion_sent_to_both_replicas_copies_once(
         replicas.dev, repository="both/app", tag="v1", layers=1, layer_size=1_000_000
     )
     token = replicas.identity.token("alice")
-    fleet = Fleet(replicas.dev, replicas.prod, {"v1": ("both/app", image.digest)})
+    fleet = Fleet(
+        replicas.dev, replicas.prod, {"v1": ("both/app", image.digest)}, replicas.prod_proxy.host
+    )
 
     async def both() -> list[Attempt]:
         return list(
@@ -646,6 +704,7 @@ def test_killing_one_replica_loses_nothing(
 ) -> None:
     rng = random.Random(f"{SEED}-replicas")
     fleet = push_fleet(replicas.dev, replicas.prod, push_image, 2, 8, "kill-one")
+    fleet.prod_host = replicas.prod_proxy.host
     on_a, on_b = sorted(fleet.tags)[:10], sorted(fleet.tags)[10:]
     token = replicas.identity.token("alice")
     victim = replicas.a[0]
@@ -654,7 +713,13 @@ def test_killing_one_replica_loses_nothing(
         calls = [promote(replicas.a[1], fleet, tag, token) for tag in on_a]
         calls += [promote(replicas.b[1], fleet, tag, token) for tag in on_b]
         futures = [asyncio.ensure_future(c) for c in calls]
-        await asyncio.sleep(rng.uniform(0.1, 1.0))
+        # Killed once its first copies have landed, while the others are in flight.
+        deadline = time.monotonic() + 30
+        while not set(on_a) & set(fleet.in_destination()):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(rng.uniform(0.0, 0.5))
         victim.send_signal(signal.SIGKILL)
         return list(await asyncio.gather(*futures))
 

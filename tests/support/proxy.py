@@ -27,6 +27,8 @@ class Fault:
     """Answer ``status`` to the next ``count`` requests matching ``method`` and ``path``.
 
     Status 0 closes the connection without any answer, like a crashed server or a proxy reset.
+    Status -1 forwards the request, then closes the connection without its answer: the request
+    took effect, but the client cannot know it.
     """
 
     status: int
@@ -127,6 +129,20 @@ class FaultProxy:
                     # always finds it in the log.
                     with proxy._lock:
                         proxy.log.append((method, path, fault.status))
+                    if fault.status == -1:  # forward, then lose the answer
+                        upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
+                        try:
+                            headers = {
+                                key: ", ".join(self.headers.get_all(key) or [])
+                                for key in set(self.headers.keys())
+                                if key.lower() not in _HOP_BY_HOP
+                            }
+                            headers["Content-Length"] = str(len(body))
+                            upstream.request(method, path, body=body or None, headers=headers)
+                            upstream.getresponse().read()
+                        finally:
+                            upstream.close()
+                        fault = Fault(0, 1)
                     if fault.status == 0:  # drop the connection without an answer
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
