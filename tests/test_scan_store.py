@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from imgctl.scan.scanner import MemoryScanState, ScanState
+from imgctl.registry import ClientOptions
+from imgctl.scan.scanner import MemoryScanState, Scanner, ScanState
+from imgctl.scan.watches import Watch, parse_watches
 from imgctl.store import ScanStore, WatchState
 
+from .conftest import PushedImage
 from .support.postgres import BACKENDS, scratch_database
+from .support.registry import Registry
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -88,6 +92,24 @@ async def test_claim_is_a_lease(store: ScanStore, memory: bool) -> None:
     assert taken.owner == "b"
 
 
+@pytest.mark.parametrize("memory", [False, True], ids=["store", "memory"])
+async def test_only_the_claims_owner_extends_it(store: ScanStore, memory: bool) -> None:
+    state: ScanState = MemoryScanState() if memory else store
+    assert not await state.extend("app", owner="a", lease=60, now=NOW)  # nobody claimed it
+    assert await state.claim("app", "r/app", owner="a", lease=10, now=NOW) is None
+    assert not await state.extend("app", owner="b", lease=60, now=NOW + timedelta(seconds=5))
+    assert await state.extend("app", owner="a", lease=60, now=NOW + timedelta(seconds=5))
+    later = NOW + timedelta(seconds=20)  # the first lease (10 s) would have run out
+    assert await state.claim("app", "r/app", owner="b", lease=60, now=later) == NOW + timedelta(
+        seconds=65
+    )
+    # Extending never shortens a claim.
+    assert await state.extend("app", owner="a", lease=1, now=NOW + timedelta(seconds=6))
+    current = await state.get("app")
+    assert current is not None
+    assert current.next_scan_at == NOW + timedelta(seconds=65)
+
+
 async def test_replicas_racing_for_a_claim_only_one_wins(db_url: str) -> None:
     replicas = [await ScanStore.open(db_url) for _ in range(4)]
     try:
@@ -103,3 +125,70 @@ async def test_replicas_racing_for_a_claim_only_one_wins(db_url: str) -> None:
     finally:
         for replica in replicas:
             await replica.aclose()
+
+
+async def test_a_long_auto_promotion_keeps_its_claim_from_other_replicas(
+    db_url: str,
+    registry: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+) -> None:
+    """A claim lasts timeout + margin; an auto-promotion outlasting it must not be repeated.
+
+    Two scanners (replicas) share one database; the promotion takes longer than the claim.
+    """
+    name = repo("long-promotion")
+    push_image(registry, repository=name, tag="1.0.0", layers=1)
+    config = parse_watches(
+        {
+            "watches": [
+                {
+                    "name": "web",
+                    "image": f"{registry.host}/{name}",
+                    "interval": "1s",
+                    "timeout": "1s",
+                    "policy": {"semver": {"range": ">=1.0.0"}},
+                    "autoPromote": {"from": "dev", "to": "prod"},
+                }
+            ]
+        },
+        source="test-watches.yaml",
+    )
+    promotions: list[str] = []
+    finished = asyncio.Event()
+
+    async def promote(watch: Watch, tag: str, digest: str) -> None:
+        promotions.append(tag)
+        await asyncio.sleep(4)  # the claim is 1 s + 0.5 s: it would run out three times
+        finished.set()
+
+    states = [await ScanStore.open(db_url) for _ in range(2)]
+    scanners = [
+        Scanner(
+            config,
+            state=state,
+            owner=f"replica-{i}",
+            promote=promote,
+            claim_margin=0.5,
+            options=ClientOptions(backoff=0.01, max_backoff=0.05),
+        )
+        for i, state in enumerate(states)
+    ]
+    stop = asyncio.Event()
+    runs = [asyncio.ensure_future(scanner.run(stop)) for scanner in scanners]
+    try:
+        async with asyncio.timeout(60):
+            await finished.wait()
+            # Both replicas scan again after the promotion: neither promotes the tag again.
+            start = [scanner.scans for scanner in scanners]
+            while True:
+                if all(s.scans >= n + 1 for s, n in zip(scanners, start, strict=True)):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.gather(*runs)
+        for scanner, state in zip(scanners, states, strict=True):
+            await scanner.aclose()
+            await state.aclose()
+    assert promotions == ["1.0.0"]

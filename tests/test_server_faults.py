@@ -709,17 +709,22 @@ def test_killing_one_replica_loses_nothing(
     token = replicas.identity.token("alice")
     victim = replicas.a[0]
 
+    async def later(address: str, tag: str) -> Attempt:
+        await asyncio.sleep(rng.uniform(0, SPREAD))
+        return await promote(address, fleet, tag, token)
+
     async def run() -> list[Attempt]:
-        calls = [promote(replicas.a[1], fleet, tag, token) for tag in on_a]
-        calls += [promote(replicas.b[1], fleet, tag, token) for tag in on_b]
+        # Calls to A start over a few seconds; A is killed once its first copies have landed,
+        # with others copying and others not yet sent.
+        calls = [later(replicas.a[1], tag) for tag in on_a]
+        calls += [later(replicas.b[1], tag) for tag in on_b]
         futures = [asyncio.ensure_future(c) for c in calls]
-        # Killed once its first copies have landed, while the others are in flight.
         deadline = time.monotonic() + 30
         while not set(on_a) & set(fleet.in_destination()):
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.01)
-        await asyncio.sleep(rng.uniform(0.0, 0.5))
+        await asyncio.sleep(rng.uniform(0.0, 0.3))
         victim.send_signal(signal.SIGKILL)
         return list(await asyncio.gather(*futures))
 

@@ -21,7 +21,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,6 +73,12 @@ class ScanState(Protocol):
         """Take the watch for one scan: None when taken, else when its next scan is due."""
         ...
 
+    async def extend(
+        self, name: str, *, owner: str, lease: float, now: datetime | None = None
+    ) -> bool:
+        """Keep ``owner``'s claim on the watch ``lease`` seconds more; False if not its own."""
+        ...
+
     async def save(self, state: WatchState) -> None:
         """Write the watch's state."""
         ...
@@ -104,6 +110,19 @@ class MemoryScanState:
             state, next_scan_at=now + timedelta(seconds=lease), owner=owner, updated_at=now
         )
         return None
+
+    async def extend(
+        self, name: str, *, owner: str, lease: float, now: datetime | None = None
+    ) -> bool:
+        """Move the claim's end ``lease`` seconds ahead if ``owner`` holds it."""
+        now = now or datetime.now(UTC)
+        state = self._states.get(name)
+        if state is None or state.owner != owner:
+            return False
+        until = now + timedelta(seconds=lease)
+        if state.next_scan_at < until:
+            self._states[name] = replace(state, next_scan_at=until, updated_at=now)
+        return True
 
     async def save(self, state: WatchState) -> None:
         """Keep ``state``."""
@@ -221,6 +240,7 @@ class Scanner:
         owner: str | None = None,
         retries: int = 2,
         max_retry_after: float = 10.0,
+        claim_margin: float = 30.0,
     ) -> None:
         self.config = config
         self.state: ScanState = state or MemoryScanState()
@@ -235,6 +255,9 @@ class Scanner:
         self._promote = promote
         self._on_scan = on_scan
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        # A claim lasts the watch's timeout plus this; an auto-promotion (not bounded by the
+        # timeout) keeps extending it, so no other replica scans and promotes the same tag.
+        self.claim_margin = claim_margin
         self._clients: dict[str, RegistryClient] = {}
         self._default_keychain: Keychain | None = None
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -316,7 +339,8 @@ class Scanner:
             and (state.latest_tag, state.latest_digest)
             != (state.promoted_tag, state.promoted_digest)
         ):
-            state = await self._auto_promote(watch, watch.auto_promote, state)
+            async with self._holding(watch):
+                state = await self._auto_promote(watch, watch.auto_promote, state)
         await self.state.save(state)
         self.scans += 1
         if self._on_scan is not None:
@@ -446,6 +470,31 @@ class Scanner:
             message=f"{state.message}; promoted {state.latest_tag} to {rule.destination}",
         )
 
+    def _lease(self, watch: Watch) -> float:
+        return watch.timeout + self.claim_margin
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, watch: Watch) -> AsyncIterator[None]:
+        """Keep this replica's claim on ``watch`` alive while the body runs."""
+        lease = self._lease(watch)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                try:
+                    if not await self.state.extend(watch.name, owner=self.owner, lease=lease):
+                        log.warning("scan %s: the claim was taken over meanwhile", watch.name)
+                except Exception as exc:  # the database is down, say: try again
+                    log.warning("scan %s: could not extend the claim: %s", watch.name, exc)
+
+        renewing = asyncio.ensure_future(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
     def _delay(self, watch: Watch, failures: int) -> float:
         """Seconds until the next scan: the interval, or a shorter backoff after failures."""
         delay = watch.interval
@@ -484,7 +533,7 @@ class Scanner:
                         watch.name,
                         watch.canonical_image_name,
                         owner=self.owner,
-                        lease=watch.timeout + 30,
+                        lease=self._lease(watch),
                     )
                     if due is None:
                         state = await self.scan(watch)

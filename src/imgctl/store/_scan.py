@@ -44,6 +44,12 @@ class ScanStore(_SyncStore):
             self._claim, _clean(name), _clean(image), _clean(owner), lease, now
         )
 
+    async def extend(
+        self, name: str, *, owner: str, lease: float, now: datetime | None = None
+    ) -> bool:
+        """Move ``owner``'s claim on the watch ``lease`` seconds ahead; False if not its own."""
+        return await self._submit(self._extend, _clean(name), _clean(owner), lease, now)
+
     async def save(self, state: WatchState) -> None:
         """Write ``state`` as the watch's whole row (created when missing)."""
         await self._submit(self._save, state)
@@ -88,6 +94,18 @@ class ScanStore(_SyncStore):
                 select(_TABLE.c.next_scan_at).where(_TABLE.c.name == name)
             ).scalar_one()
             return due if isinstance(due, datetime) else now
+
+    def _extend(self, name: str, owner: str, lease: float, now: datetime | None) -> bool:
+        now = now or datetime.now(UTC)
+        until = now + timedelta(seconds=lease)
+        mine = (_TABLE.c.name == name) & (_TABLE.c.owner == owner)
+        with self._write_lock, self._writer.begin() as connection:
+            connection.execute(
+                _TABLE.update()
+                .where(mine, _TABLE.c.next_scan_at < until)
+                .values(next_scan_at=until, updated_at=now)
+            )
+            return connection.execute(select(_TABLE.c.name).where(mine)).first() is not None
 
     def _save(self, state: WatchState) -> None:
         values = _values(state)
