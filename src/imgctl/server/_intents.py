@@ -302,7 +302,7 @@ class Intents:
                     f"an identical promotion (request {current.intent.record.request_id}) has "
                     f"been writing {current.intent.destination} since "
                     f"{current.created_at.isoformat(timespec='seconds')}; not waiting longer",
-                    hint="try again later; `imgctl audit` shows how it ended",
+                    hint="try again later; its audit row (request id above) tells how it ended",
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
