@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imgctl._internal import strict_yaml
 from imgctl.errors import UsageError
-from imgctl.promotion import manifests as manifests_module
 from imgctl.promotion.manifests import (
     Edge,
     ImageEntry,
@@ -50,7 +50,7 @@ registries:
 def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both YAML parsers imgctl may use: libyaml when PyYAML has it, pure Python otherwise."""
     if request.param == "python":
-        monkeypatch.setattr(manifests_module, "STRICT_YAML_LOADER", manifests_module._StrictLoader)
+        monkeypatch.setattr(strict_yaml, "LOADER", strict_yaml.PythonLoader)
     return str(request.param)
 
 
@@ -493,22 +493,22 @@ MESSAGES: list[tuple[str, str, str]] = [
     (
         "duplicate-top-level-key",
         REGISTRIES + "registries: []\n",
-        "FILE: line 5, column 1: duplicate key 'registries'",
+        "FILE: line 5, column 1: duplicate key 'registries' (first at line 1, column 1)",
     ),
     (
         "duplicate-registry-key",
         "registries:\n- name: a.example.com\n  src: true\n  src: false\n",
-        "FILE: line 4, column 3: duplicate key 'src'",
+        "FILE: line 4, column 3: duplicate key 'src' (first at line 3, column 3)",
     ),
     (
         "duplicate-image-key",
         REGISTRIES + f"images:\n- name: app\n  name: other\n  dmap:\n    '{A}': []\n",
-        "FILE: line 7, column 3: duplicate key 'name'",
+        "FILE: line 7, column 3: duplicate key 'name' (first at line 6, column 3)",
     ),
     (
         "duplicate-digest",
         image(f"    '{A}': ['1.0']\n    \"{A}\": ['1.1']\n"),
-        f"FILE: line 9, column 5: duplicate key '{A}'",
+        f"FILE: line 9, column 5: duplicate key '{A}' (first at line 8, column 5)",
     ),
     # --- strict parsing: unknown keys, at every level
     (
@@ -535,7 +535,9 @@ MESSAGES: list[tuple[str, str, str]] = [
     (
         "merge-key",
         "registries:\n- &src {name: a.example.com, src: true}\n- <<: *src\n  name: b.example.com\n",
-        "FILE: line 3: unknown key '<<' in a registry (expected name, src, service-account)",
+        # Merges are expanded; one bringing in a key the mapping sets itself is ambiguous.
+        "FILE: line 4, column 3: duplicate key 'name' (first at line 2, column 9; the first merged"
+        " in by '<<' at line 3, column 3)",
     ),
     # --- wrong types
     ("root-list", "- registries\n", "FILE: line 1: a manifest must be a mapping, not a list"),
@@ -593,7 +595,7 @@ MESSAGES: list[tuple[str, str, str]] = [
     (
         "digest-key-list",
         image("    [a, b]: []\n"),
-        "FILE: line 8: a key of 'dmap' must be a string, not a list",
+        "FILE: line 8, column 5: a key must be a plain value, not a list",
     ),
     # --- not YAML, not text
     (
@@ -619,15 +621,23 @@ def test_syntax_error(tmp_path: Path, yaml_loader: str) -> None:
 
 
 def test_file_problems(tmp_path: Path) -> None:
-    assert (
-        refusal(tmp_path, b"registries: [\xff]\n") == "FILE: not UTF-8 text (bad byte at offset 13)"
-    )
+    # Read as every file imgctl reads: bounded UTF-8 text (_internal.files.read_text).
+    path = tmp_path / "manifest.yaml"
+    for data, problem in [
+        (b"registries: [\xff]\n", "is not UTF-8 text (byte 13, line 1)"),
+        (b"registries: [\x00]\n", "is binary, not text (a NUL byte on line 1)"),
+    ]:
+        path.write_bytes(data)
+        with pytest.raises(ManifestError) as caught:
+            load_manifest(path)
+        assert caught.value.message == f"manifest {path} {problem}"
+        assert caught.value.path == str(path)
     missing = tmp_path / "absent.yaml"
-    with pytest.raises(ManifestError, match=f"^{missing}: no such file$"):
+    with pytest.raises(ManifestError, match=f"^manifest {missing} does not exist$"):
         load_manifest(missing)
-    with pytest.raises(ManifestError, match=f"^{tmp_path}: is a directory, not a file$"):
+    with pytest.raises(ManifestError, match=f"^manifest {tmp_path} is a directory, not a file$"):
         load_manifest(tmp_path)
-    with pytest.raises(ManifestError, match=f"^{missing}: no such file$"):
+    with pytest.raises(ManifestError, match=f"^images file {missing} does not exist$"):
         load_images(missing)
 
 
@@ -638,7 +648,7 @@ def test_file_problems(tmp_path: Path) -> None:
         ("registries: []\n", "FILE: line 1: 'images' must be a list, not a mapping"),
         (
             f"- name: app\n  dmap:\n    '{A}': [v1]\n  dmap: {{}}\n",
-            "FILE: line 4, column 3: duplicate key 'dmap'",
+            "FILE: line 4, column 3: duplicate key 'dmap' (first at line 2, column 3)",
         ),
         (
             "- name: app\n  dmap:\n    sha256:0: []\n",
@@ -826,7 +836,8 @@ THIN_MESSAGES: list[tuple[str, dict[str, str | None], str]] = [
     (
         "duplicate-key-in-images",
         {"images": f"- name: app\n  dmap:\n    '{A}': []\n  name: again\n"},
-        "DIR/images/x/images.yaml: line 4, column 3: duplicate key 'name'",
+        "DIR/images/x/images.yaml: line 4, column 3: duplicate key 'name' (first at line 1,"
+        " column 3)",
     ),
     (
         "repository-too-long",

@@ -737,7 +737,7 @@ def test_all_errors_reported_together() -> None:
 
 def test_load_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
-    with pytest.raises(UsageError, match=re.escape(f"{path}: no such file")):
+    with pytest.raises(UsageError, match=re.escape(f"watches file {path} does not exist")):
         load_watches(path)
 
 
@@ -752,7 +752,7 @@ def test_load_directory(tmp_path: Path) -> None:
         ("watches:\n  - name: app\n    image: [unclosed\n", "line 4, column 1: invalid YAML"),
         (
             "watches: []\nconcurrency: 2\nconcurrency: 3\n",
-            "line 3, column 1: invalid YAML: duplicate key 'concurrency'",
+            "line 3, column 1: duplicate key 'concurrency' (first at line 2, column 1)",
         ),
         ("watches:\n- name: a\n\tinterval: 1m\n", "line 3, column 1: invalid YAML"),
     ],

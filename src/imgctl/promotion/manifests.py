@@ -3,7 +3,9 @@
 A plain manifest is one YAML file ``{registries, images}``. A thin directory splits it:
 ``manifests/<x>/promoter-manifest.yaml`` holds ``{registries}`` (an ``imagesPath`` key is accepted
 and ignored) and ``images/<x>/images.yaml`` the list of images. Parsing is strict, like kpromo's
-``yaml.UnmarshalStrict``: unknown keys, duplicate keys and wrong types are errors. Unlike kpromo,
+``yaml.UnmarshalStrict``: unknown keys, duplicate keys and wrong types are errors; imgctl's strict
+YAML (``_internal.strict_yaml``) also refuses keys written twice in other spellings and merges
+that hide a key. Files are read as bounded UTF-8 text (``_internal.files``). Unlike kpromo,
 thin manifests get the same validation as plain ones (kpromo skips digest and tag checks there).
 
 ``edges_of`` turns manifests into promotion edges (image x digest x tag x destination) and refuses
@@ -20,17 +22,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import yaml
 
+from imgctl._internal import strict_yaml
+from imgctl._internal.files import read_text
 from imgctl.errors import InvalidReferenceError, UsageError
 from imgctl.oci.reference import NAME_TOTAL_LENGTH_MAX, Reference, canonical_registry
 
 __all__ = [
     "IMAGES_FILE",
     "MANIFEST_FILE",
-    "STRICT_YAML_LOADER",
     "Edge",
     "ImageEntry",
     "Manifest",
@@ -148,59 +150,11 @@ class Edge:
 # ----------------------------------------------------------------------------------- YAML input
 
 
-class _DuplicateKeyError(yaml.MarkedYAMLError):
-    pass
-
-
-class _RefuseDuplicateKeys(yaml.composer.Composer):
-    """Composer that refuses a mapping repeating a key, at every level."""
-
-    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
-        node = super().compose_mapping_node(anchor)
-        seen: set[str] = set()
-        for key, _ in node.value:
-            if not isinstance(key, yaml.ScalarNode):
-                continue  # refused later, with the other type errors
-            if key.value in seen:
-                raise _DuplicateKeyError(
-                    problem=f"duplicate key {key.value!r}", problem_mark=key.start_mark
-                )
-            seen.add(key.value)
-        return node
-
-
-class _StrictLoader(_RefuseDuplicateKeys, yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate mapping keys, at every level."""
-
-
-STRICT_YAML_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = _StrictLoader
-if yaml.__with_libyaml__:
-
-    class _FastStrictLoader(_RefuseDuplicateKeys, yaml.CSafeLoader):
-        """The same, composing libyaml's events: five times faster on a large images.yaml."""
-
-        def __init__(self, stream: str) -> None:
-            yaml.CSafeLoader.__init__(self, stream)
-            yaml.composer.Composer.__init__(self)
-
-    STRICT_YAML_LOADER = _FastStrictLoader
-
-
-def _read(path: Path) -> str:
+def _read(path: Path, what: str = "manifest") -> str:
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no such file", path=str(path)) from None
-    except IsADirectoryError:
-        raise ManifestError(f"{path}: is a directory, not a file", path=str(path)) from None
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}", path=str(path)) from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(
-            f"{path}: not UTF-8 text (bad byte at offset {exc.start})", path=str(path)
-        ) from None
+        return read_text(path, what)
+    except UsageError as exc:
+        raise ManifestError(exc.message, path=str(path), hint=exc.hint) from None
 
 
 class _Document:
@@ -211,20 +165,9 @@ class _Document:
 
     def compose(self, text: str) -> yaml.Node | None:
         try:
-            return yaml.compose(text, Loader=STRICT_YAML_LOADER)
-        except _DuplicateKeyError as exc:
-            raise self._marked(exc, str(exc.problem)) from None
-        except yaml.MarkedYAMLError as exc:
-            problem = ", ".join(part for part in (exc.context, exc.problem) if part)
-            raise self._marked(exc, f"invalid YAML: {problem}") from None
-        except yaml.YAMLError as exc:
-            raise self.fail(f"invalid YAML: {exc}") from None
-
-    def _marked(self, exc: yaml.MarkedYAMLError, problem: str) -> ManifestError:
-        mark = exc.problem_mark
-        if mark is None:
-            return self.fail(problem)
-        return self.fail(f"line {mark.line + 1}, column {mark.column + 1}: {problem}")
+            return strict_yaml.compose(text)
+        except strict_yaml.StrictYAMLError as exc:
+            raise self.fail(str(exc)) from None
 
     def fail(self, core: str, context: str | None = None, hint: str | None = None) -> ManifestError:
         message = f"{self.source}: {core}"
@@ -462,7 +405,7 @@ def _parse_images(doc: _Document, text: str) -> tuple[ImageEntry, ...]:
 def load_images(path: Path) -> tuple[ImageEntry, ...]:
     """Read and validate an ``images.yaml`` (a list of images), such as a snapshot."""
     path = Path(path)
-    return _parse_images(_Document(str(path)), _read(path))
+    return _parse_images(_Document(str(path)), _read(path, "images file"))
 
 
 def _load_thin(manifest_path: Path, images_path: Path) -> Manifest:
@@ -476,7 +419,7 @@ def _load_thin(manifest_path: Path, images_path: Path) -> Manifest:
     registries = _registries(doc, fields.get("registries"))
     _check_registries(doc, registries)
     images_doc = _Document(str(images_path))
-    images = _parse_images(images_doc, _read(images_path))
+    images = _parse_images(images_doc, _read(images_path, "images file"))
     _check_repositories(images_doc, registries, images)
     return Manifest(registries, images, str(manifest_path), str(images_path))
 

@@ -23,14 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import yaml
-
+from imgctl._internal import strict_yaml
 from imgctl.errors import ImgctlError, InvalidReferenceError, UsageError
 from imgctl.oci.reference import Reference
-
-# The promotion manifests already carry a SafeLoader that refuses duplicate keys at every level;
-# one strict YAML dialect for all of imgctl's files is better than two.
-from imgctl.promotion.manifests import STRICT_YAML_LOADER
 
 # Exclusion lists are Go regexes, like filterTags patterns: one RE2-to-Python translation (which
 # also refuses what RE2 refuses, such as lookarounds) serves both.
@@ -751,25 +746,5 @@ def parse_watches(
 
 def load_watches(path: Path, *, environ: Mapping[str, str] | None = None) -> WatchConfig:
     """Read and validate a watches YAML file; relative paths in it are from its directory."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file", hint="give the path of a watches file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, not a watches file") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    try:
-        data = yaml.load(text, Loader=STRICT_YAML_LOADER)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        problem = ", ".join(part for part in (exc.context, exc.problem) if part)
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise UsageError(f"{path}: {where}invalid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: invalid YAML: {exc}") from None
-    return parse_watches(data, source=str(path), base_dir=path.parent, environ=environ)
+    document = strict_yaml.load_file(path, "watches file")
+    return parse_watches(document.data, source=str(path), base_dir=path.parent, environ=environ)
