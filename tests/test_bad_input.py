@@ -47,6 +47,8 @@ FILE_FLAGS: list[tuple[str, list[str]]] = [
     ("registry serve --htpasswd", ["registry", "serve", "--root", "{R}", "--htpasswd", "{F}"]),
     ("scan --config", ["scan", "--once", "--config", "{F}"]),
     ("server --policy-file", ["server", "--http-address", "", "--policy-file", "{F}"]),
+    ("server --tokens-file", ["server", "--tokens-file", "{F}"]),
+    ("catalog serve --tokens-file", ["catalog", "serve", "--tokens-file", "{F}"]),
     ("server --watches", ["server", "--http-address", "", "--watches", "{F}"]),
     (
         "server --tls-cert",

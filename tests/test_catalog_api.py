@@ -13,6 +13,7 @@ import pytest
 
 from imgctl.catalog.api import create_catalog_app
 from imgctl.catalog.tokens import TokenFile
+from imgctl.errors import UsageError
 from imgctl.store import CatalogStore
 
 from .support.postgres import BACKENDS, scratch_database
@@ -281,7 +282,6 @@ def test_token_file_check(tokens_path: Path, tmp_path: Path) -> None:
     assert tokens.check(DISABLED) is None
     assert tokens.check("") is None
     assert tokens.check(GOOD + "x") is None
-    assert TokenFile(tmp_path / "missing.yaml").check(GOOD) is None
 
 
 async def eventually(tokens: TokenFile, token: str, expected: str | None) -> float:
@@ -351,29 +351,66 @@ async def test_deleted_file_means_no_tokens_and_recreated_file_counts(
     assert (await client.put("/images", json=body, headers=auth(GOOD))).status_code == 201
 
 
-@pytest.mark.parametrize(
-    "content",
-    [
-        "tokens: [unclosed\n  token: 'SECRET-IN-BROKEN-FILE'",
-        "tokens: {name: x}\n",
-        "- just a list\n",
-        "tokens:\n  - name: x\n    token: 'SECRET-IN-BROKEN-FILE'\n    is_disabled: maybe\n",
-        "tokens:\n  - token: 'SECRET-IN-BROKEN-FILE'\n",
-    ],
-)
-def test_malformed_file_keeps_last_good_tokens(
+# Each is a broken edit of the file; most would revoke "ci" if they loaded.
+BROKEN_EDITS = [
+    "tokens: [unclosed\n  token: 'SECRET-IN-BROKEN-FILE'",
+    "tokens: {name: x}\n",
+    "- just a list\n",
+    "tokens:\n  - name: x\n    token: 'SECRET-IN-BROKEN-FILE'\n    is_disabled: maybe\n",
+    "tokens:\n  - token: 'SECRET-IN-BROKEN-FILE'\n",
+    "",
+    "\x00\x01binary",
+    *(
+        tokens_yaml(("ci", GOOD, False)).replace("is_disabled: false", f"is_disabled: {value}")
+        for value in ('"true"', "'True'", '"yes"', "1", "")
+    ),
+    tokens_yaml(("ci", GOOD, False)).replace("is_disabled", "is_disable"),
+    tokens_yaml(("ci", GOOD, False)).replace("description", "SECRET-IN-BROKEN-FILE"),
+    tokens_yaml(("ci", GOOD, False)) + "    is_disabled: true\n",
+    tokens_yaml(("ci", GOOD, False)) + "    Is_Disabled: true\n",
+    tokens_yaml(("ci", GOOD, True), ("ci-again", GOOD, False)),
+    tokens_yaml(("ci", GOOD, False), ("CI", OTHER, False)),
+    "tokens:\n- &ci {name: ci, token: SECRET-IN-BROKEN-FILE, is_disabled: true}\n"
+    "- {<<: *ci, is_disabled: false}\n",
+]
+
+
+@pytest.mark.parametrize("content", BROKEN_EDITS)
+def test_a_file_that_stops_loading_refuses_every_token_until_fixed(
     tokens_path: Path, content: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     tokens = TokenFile(tokens_path, interval=0.0)
     assert tokens.check(GOOD) == "ci"
     tokens_path.write_text(content)
     with caplog.at_level("WARNING", logger="imgctl.catalog.tokens"):
-        assert tokens.check(GOOD) == "ci"
-    assert "tokens file" in caplog.text
-    assert "SECRET-IN-BROKEN-FILE" not in caplog.text
-    assert GOOD not in caplog.text
+        assert tokens.check(GOOD) is None
+        assert tokens.check(OTHER) is None
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert f"tokens file {tokens_path} " in record.getMessage()
+    assert "every token is refused until it is fixed" in record.getMessage()
+    for secret in ("SECRET-IN-BROKEN-FILE", GOOD, OTHER):
+        assert secret not in caplog.text
     tokens_path.write_text(tokens_yaml(("ci", OTHER, False)))
     assert tokens.check(OTHER) == "ci"
+
+
+@pytest.mark.parametrize("content", BROKEN_EDITS)
+def test_a_file_that_does_not_load_cannot_be_used(tokens_path: Path, content: str) -> None:
+    tokens_path.write_text(content)
+    with pytest.raises(UsageError) as caught:
+        TokenFile(tokens_path)
+    assert caught.value.message.startswith(f"tokens file {tokens_path}: ")
+    for secret in ("SECRET-IN-BROKEN-FILE", GOOD, OTHER):
+        assert secret not in str(caught.value)
+
+
+def test_a_missing_unreadable_or_directory_file_cannot_be_used(tmp_path: Path) -> None:
+    for path, problem in [
+        (tmp_path / "missing.yaml", "does not exist"),
+        (tmp_path, "is a directory, not a file"),
+    ]:
+        with pytest.raises(UsageError, match=f"^tokens file {path}: {problem}"):
+            TokenFile(path)
 
 
 def test_changes_are_checked_at_most_every_half_second(tokens_path: Path) -> None:
