@@ -155,27 +155,33 @@ class Policy:
 
 
 def load_policy(path: Path, environments: Environments) -> Policy:
-    """Read a policy file; unknown environments and bad shapes are errors naming the file."""
-    import yaml
+    """Read a policy file; unknown environments, bad shapes and ambiguity are errors naming it.
 
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"policy file {path} does not exist") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"policy file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read policy file {path}: {exc.strerror}") from None
-    except yaml.YAMLError:
-        raise UsageError(f"policy file {path} is not valid YAML") from None
+    The file is read with imgctl's strict YAML: two entries for one environment, whatever
+    their spelling (``prod`` / ``PROD`` / ``"prod "``), are refused with both lines.
+    """
+    from imgctl._internal import strict_yaml
+
+    loaded = strict_yaml.load_file(path, "policy file")
+    document = loaded.data
     if not isinstance(document, dict) or set(document) - {"destinations"}:
-        raise UsageError(f"policy file {path} must be a mapping with one key, destinations")
+        detail = ""
+        if isinstance(document, dict):
+            unknown = sorted(map(str, set(document) - {"destinations"}))
+            detail = f" (unknown: {', '.join(k + loaded.key_at(document, k) for k in unknown)})"
+        raise UsageError(
+            f"policy file {path} must be a mapping with one key, destinations{detail}",
+            hint="destinations: {prod: [group, ...], ...}",
+        )
     raw = document.get("destinations") or {}
     if not isinstance(raw, dict):
-        raise UsageError(f"{path}: destinations must map environment names to lists of groups")
+        raise UsageError(
+            f"{path}{loaded.at(raw)}: destinations must map environment names to lists of groups"
+        )
     destinations: dict[str, tuple[str, ...]] = {}
     for name, groups in raw.items():
-        if environments.get(str(name)) is None:
+        environment = environments.get(name) if isinstance(name, str) else None
+        if environment is None:
             raise UsageError(
                 f"{path}: destination {name!r} is not a configured environment",
                 hint=f"configured: {', '.join(environments.names()) or 'none'}",
@@ -183,8 +189,15 @@ def load_policy(path: Path, environments: Environments) -> Policy:
         if (
             not isinstance(groups, list)
             or not groups
-            or not all(isinstance(g, str) for g in groups)
+            or not all(isinstance(g, str) and g for g in groups)
         ):
-            raise UsageError(f"{path}: destinations.{name} must be a non-empty list of groups")
-        destinations[str(name).lower()] = tuple(groups)
+            raise UsageError(
+                f"{path}{loaded.at(groups)}: destinations.{name} must be a non-empty list of"
+                " groups (strings)"
+            )
+        # Keyed by the environment's own name: the rule must be found whatever the spelling
+        # in the file (" prod" used to be stored apart from "prod", leaving prod open).
+        if environment.name in destinations:
+            raise UsageError(f"{path}: destination {name!r} names {environment.name} again")
+        destinations[environment.name] = tuple(groups)
     return Policy(destinations, str(path))

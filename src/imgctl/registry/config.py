@@ -79,31 +79,35 @@ SECTIONS = frozenset({"client", "registry"})
 
 def load_config_document(path: Path, *, required: bool = False) -> dict[str, Any]:
     """The whole config file as a dict; a missing file is empty unless ``required``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"config file {path} is not UTF-8 text") from None
-    except FileNotFoundError:
-        if required:
-            raise UsageError(
-                f"config file {path} does not exist", hint="check IMGCTL_CONFIG / --config"
-            ) from None
-        return {}
-    except OSError as exc:
-        raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
+    return _read_document(path, required=required)[0]
+
+
+def _read_document(path: Path, *, required: bool) -> tuple[dict[str, Any], str]:
+    """The config file as a dict, and its text (for line numbers in errors)."""
     import tomllib
 
+    from imgctl._internal.files import read_text
+
+    if not required and not path.exists():
+        return {}, ""
     try:
+        text = read_text(path, "config file")
+    except UsageError as exc:
+        hint = "check IMGCTL_CONFIG / --config" if not path.exists() else exc.hint
+        raise UsageError(exc.message, hint=hint) from None
+    try:
+        # TOML itself refuses a key defined twice, and its booleans and numbers are typed.
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
     _check_keys(document, SECTIONS, str(path))
-    return document
+    return document, text
 
 
 def load_registry_config(path: Path, *, required: bool = False) -> RegistryConfig:
     """Read the ``[registry]`` table of ``path``; a missing file gives the empty config."""
-    section = load_config_document(path, required=required).get("registry")
+    document, text = _read_document(path, required=required)
+    section = document.get("registry")
     if section is None:
         return RegistryConfig(path=str(path))
     where = f"{path}: registry"
@@ -118,6 +122,7 @@ def load_registry_config(path: Path, *, required: bool = False) -> RegistryConfi
             **_tls_fields(entry, host_where),
             insecure=bool(_bool(entry.get("insecure"), f"{host_where}.insecure")),
         )
+    _refuse_one_host_twice(hosts, where, text)
     insecure = section.get("insecure") or []
     if not isinstance(insecure, list) or not all(isinstance(h, str) for h in insecure):
         raise UsageError(f"{where}.insecure must be a list of host[:port] strings")
@@ -127,6 +132,40 @@ def load_registry_config(path: Path, *, required: bool = False) -> RegistryConfi
         hosts=hosts,
         path=str(path),
     )
+
+
+def _refuse_one_host_twice(hosts: Mapping[str, HostConfig], where: str, text: str) -> None:
+    """Two tables for one registry (``Harbor.example.com`` / ``harbor.example.com``) are an error.
+
+    Host names are case-insensitive and Docker Hub has several; which table applied would
+    depend on how an image reference happens to spell the host.
+    """
+    from imgctl._internal.strict_yaml import normalise_key
+    from imgctl.oci.reference import canonical_registry
+
+    seen: dict[str, str] = {}
+    for host in hosts:
+        folded = normalise_key(canonical_registry(host.strip()))
+        if folded in seen:
+            first = seen[folded]
+            raise UsageError(
+                f"{where}.hosts: {host!r}{_header_line(text, host)} is the same registry as"
+                f" {first!r}{_header_line(text, first)}",
+                hint="keep one table per registry: host names are case-insensitive",
+            )
+        seen[folded] = host
+
+
+def _header_line(text: str, host: str) -> str:
+    """`` (line N)`` of the first line naming ``host`` as a TOML key, or nothing."""
+    import json
+
+    # Basic strings are JSON-compatible for host names; literal strings are written as is.
+    spellings = (json.dumps(host), f"'{host}'", f".{host}]", f".{host}.")
+    for number, line in enumerate(text.splitlines(), 1):
+        if any(spelling in line for spelling in spellings):
+            return f" (line {number})"
+    return ""
 
 
 def _tls_fields(section: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgctl._internal import strict_yaml
 from imgctl.errors import ImgctlError, UsageError
 
 __all__ = ["IssuerConfig", "SSHUser", "StaticClient", "load_issuer_config"]
@@ -29,6 +30,7 @@ _DEX_ONLY_KEYS = frozenset(
     {"storage", "web", "telemetry", "grpc", "expiry", "logger", "oauth2", "enablePasswordDB"}
 )
 _USER_KEYS = frozenset({"keys", "username", "email", "groups", "name"})
+_CONNECTOR_ENTRY_KEYS = frozenset({"type", "id", "name", "config"})
 _CLIENT_KEYS = frozenset({"id", "secret", "name", "redirectURIs", "public", "trustedPeers"})
 
 
@@ -79,37 +81,49 @@ class IssuerConfig:
 
 def load_issuer_config(path: Path) -> IssuerConfig:
     """Read and check an issuer config file; every mistake names the file and the key."""
-    import yaml
-
-    from imgctl._internal.files import read_text
-
-    text = read_text(path, "issuer config")
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"issuer config {path} is not valid YAML{line}") from None
-    top = _mapping(document, f"{path}")
+    # Strict YAML: a key written twice, in any spelling or through a merge, is refused.
+    loaded = strict_yaml.load_file(path, "issuer config")
+    top = _mapping(loaded.data, f"{path}")
     connector_id = "ssh"
     if "connectors" in top:
-        connector, connector_id = _ssh_connector(top["connectors"], f"{path}: connectors")
+        connector, connector_id = _ssh_connector(top["connectors"], f"{path}: connectors", loaded)
         unknown = set(top) - _OWN_KEYS - _DEX_ONLY_KEYS - {"connectors"}
-        _refuse_unknown(unknown, f"{path}", _OWN_KEYS | {"connectors"})
+        _refuse_unknown(unknown, f"{path}", _OWN_KEYS | {"connectors"}, (loaded, top))
+        connector_data: object = connector
     else:
         connector = {k: v for k, v in top.items() if k in _CONNECTOR_KEYS}
+        connector_data = top
         _refuse_unknown(
-            set(top) - _OWN_KEYS - _CONNECTOR_KEYS, f"{path}", _OWN_KEYS | _CONNECTOR_KEYS
+            set(top) - _OWN_KEYS - _CONNECTOR_KEYS,
+            f"{path}",
+            _OWN_KEYS | _CONNECTOR_KEYS,
+            (loaded, top),
         )
     where = f"{path}"
-    _refuse_unknown(set(connector) - _CONNECTOR_KEYS, f"{where}: connector config", _CONNECTOR_KEYS)
+    _refuse_unknown(
+        set(connector) - _CONNECTOR_KEYS,
+        f"{where}: connector config",
+        _CONNECTOR_KEYS,
+        (loaded, connector_data),
+    )
 
     users: dict[str, SSHUser] = {}
+    # Folded username -> where it was defined: two users with one name would leave the
+    # login to whichever came last.
+    defined: dict[str, str] = {}
     for key, raw in _mapping(connector.get("users") or {}, f"{where}: users").items():
         user_where = f"{where}: users.{key}"
         entry = _mapping(raw or {}, user_where)
-        _refuse_unknown(set(entry) - _USER_KEYS, user_where, _USER_KEYS)
+        _refuse_unknown(set(entry) - _USER_KEYS, user_where, _USER_KEYS, (loaded, entry))
         username = _string(entry.get("username"), f"{user_where}.username") or str(key)
+        folded = strict_yaml.normalise_key(username)
+        if folded in defined:
+            raise UsageError(
+                f"{user_where}{loaded.at(entry)} is user {username!r} again: {defined[folded]}"
+                " already is",
+                hint="give each user one entry (usernames differing only in case are one user)",
+            )
+        defined[folded] = f"users.{key}{loaded.at(entry)}"
         keys = _strings(entry.get("keys"), f"{user_where}.keys")
         if not keys:
             raise UsageError(f"{user_where} has no keys", hint="list authorized_keys lines")
@@ -130,12 +144,24 @@ def load_issuer_config(path: Path) -> IssuerConfig:
     if not isinstance(raw_clients, list):
         raise UsageError(f"{where}: staticClients must be a list of {{id, secret, name}}")
     for number, raw in enumerate(raw_clients):
-        client_where = f"{where}: staticClients[{number}]"
+        client_where = f"{where}: staticClients[{number}]{loaded.at(raw)}"
         entry = _mapping(raw, client_where)
-        _refuse_unknown(set(entry) - _CLIENT_KEYS, client_where, _CLIENT_KEYS)
+        _refuse_unknown(set(entry) - _CLIENT_KEYS, client_where, _CLIENT_KEYS, (loaded, entry))
         client_id = _string(entry.get("id"), f"{client_where}.id")
         if not client_id:
             raise UsageError(f"{client_where} has no id")
+        if client_id in clients:
+            first = next(i for i, c in enumerate(raw_clients) if c.get("id") == client_id)
+            raise UsageError(
+                f"{client_where}: client id {client_id!r} is already used by"
+                f" staticClients[{first}]{loaded.at(raw_clients[first])}",
+                hint="give each client one entry",
+            )
+        # Read by Dex, not by imgctl; still typed, so that a file that works here works there.
+        if entry.get("public") is not None and not isinstance(entry["public"], bool):
+            raise UsageError(f"{client_where}.public must be true or false")
+        for listed in ("redirectURIs", "trustedPeers"):
+            _strings(entry.get(listed), f"{client_where}.{listed}")
         clients[client_id] = StaticClient(
             client_id,
             _string(entry.get("secret"), f"{client_where}.secret"),
@@ -212,16 +238,26 @@ def _check_key(line: str, where: str) -> None:
         )
 
 
-def _ssh_connector(value: Any, where: str) -> tuple[Mapping[str, Any], str]:
+def _ssh_connector(
+    value: Any, where: str, loaded: strict_yaml.Document
+) -> tuple[Mapping[str, Any], str]:
     if not isinstance(value, list):
         raise UsageError(f"{where} must be a list")
-    found = [c for c in value if isinstance(c, dict) and c.get("type") == "ssh"]
+    for number, connector in enumerate(value):
+        at = f"{where}[{number}]{loaded.at(connector)}"
+        _refuse_unknown(
+            set(_mapping(connector, at)) - _CONNECTOR_ENTRY_KEYS,
+            at,
+            _CONNECTOR_ENTRY_KEYS,
+            (loaded, connector),
+        )
+    found = [c for c in value if c.get("type") == "ssh"]
     if len(found) != 1:
         raise UsageError(
             f"{where} must hold exactly one connector of type ssh (found {len(found)})"
         )
-    connector_id = found[0].get("id") or "ssh"
-    return _mapping(found[0].get("config") or {}, f"{where}[ssh].config"), str(connector_id)
+    connector_id = _string(found[0].get("id"), f"{where}[ssh].id") or "ssh"
+    return _mapping(found[0].get("config") or {}, f"{where}[ssh].config"), connector_id
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -230,10 +266,20 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _refuse_unknown(unknown: set[Any], where: str, allowed: frozenset[str]) -> None:
+def _refuse_unknown(
+    unknown: set[Any],
+    where: str,
+    allowed: frozenset[str],
+    within: tuple[strict_yaml.Document, object] | None = None,
+) -> None:
+    """UsageError listing ``unknown`` keys, each with its line when ``within`` says where."""
     if unknown:
+        located = [
+            f"{key}{within[0].key_at(within[1], key) if within else ''}"
+            for key in sorted(map(str, unknown))
+        ]
         raise UsageError(
-            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}",
+            f"{where}: unknown key(s) {', '.join(located)}",
             hint=f"allowed: {', '.join(sorted(allowed))}",
         )
 
