@@ -325,12 +325,37 @@ async def test_leeway_accepts_small_clock_skew(env: Env) -> None:
     assert caught.value.reason == "expired"
 
 
-async def test_unverified_email_is_not_reported(env: Env) -> None:
-    for flag in (False, "false"):
-        unverified = env.mint.token(env.keys.rsa1, email_verified=flag)
-        assert (await env.verifier.verify(unverified)).email is None
-    unstated = env.mint.token(env.keys.rsa1, email_verified=DROP, name=DROP)
-    principal = await env.verifier.verify(unstated)
+# Only a JSON true verifies an address: strings in any casing ("False", "TRUE"), numbers,
+# null, lists, objects and a missing claim all leave the email out of the principal.
+NOT_TRUE: list[Any] = [
+    False,
+    *("false", "False", "FALSE", "fAlSe", " false", "false ", "0", "no", "off", ""),
+    *("true", "True", "TRUE", "yes", "1"),
+    0,
+    1,
+    0.0,
+    1.0,
+    None,
+    [],
+    [True],
+    {},
+    {"value": True},
+    DROP,
+]
+
+
+@pytest.mark.parametrize(
+    "flag", NOT_TRUE, ids=lambda flag: "missing" if flag is DROP else repr(flag)
+)
+async def test_only_a_json_true_email_verified_reports_the_email(env: Env, flag: Any) -> None:
+    unverified = env.mint.token(env.keys.rsa1, email_verified=flag, name=DROP)
+    principal = await env.verifier.verify(unverified)
+    assert (principal.email, principal.subject) == (None, "CgVhbGljZRIDc3No")
+
+
+async def test_a_verified_email_is_reported(env: Env) -> None:
+    verified = env.mint.token(env.keys.rsa1, email_verified=True, name=DROP)
+    principal = await env.verifier.verify(verified)
     assert (principal.email, principal.name) == ("alice@example.com", None)
 
 

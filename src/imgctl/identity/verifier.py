@@ -80,8 +80,6 @@ _MAX_DOCUMENT_BYTES: Final = 1 << 20
 _MIN_RSA_BITS: Final = 2048
 _DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
 _MAX_LEEWAY: Final = 300.0
-# Some providers send email_verified as a string.
-_NOT_VERIFIED: Final = (False, "false")
 
 _PublicKey = (
     rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
@@ -372,8 +370,10 @@ class TokenVerifier:
 
         groups = self._groups(claims)
         email = claims.get("email")
-        # An address the issuer says it has not verified is not an identity worth reporting.
-        if not isinstance(email, str) or not email or claims.get("email_verified") in _NOT_VERIFIED:
+        # An address is reported only when the issuer says, with a JSON true, that it verified
+        # it. A string ("False", "TRUE"), a number or a missing claim is not a yes: some
+        # providers send strings, and reading them leniently is how "False" came to count.
+        if not isinstance(email, str) or not email or claims.get("email_verified") is not True:
             email = None
         name = claims.get("name")
         return Principal(
