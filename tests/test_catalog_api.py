@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -56,15 +57,18 @@ def tokens_path(tmp_path: Path) -> Path:
     return path
 
 
-MakeClient = Callable[[TokenFile | None], httpx.AsyncClient]
+class MakeClient(Protocol):
+    def __call__(
+        self, tokens: TokenFile | None, *, anonymous_writes: bool = False
+    ) -> httpx.AsyncClient: ...
 
 
 @pytest.fixture
 async def make_client(store: CatalogStore) -> AsyncIterator[MakeClient]:
     clients: list[httpx.AsyncClient] = []
 
-    def make(tokens: TokenFile | None) -> httpx.AsyncClient:
-        app = create_catalog_app(store, tokens)
+    def make(tokens: TokenFile | None, *, anonymous_writes: bool = False) -> httpx.AsyncClient:
+        app = create_catalog_app(store, tokens, anonymous_writes=anonymous_writes)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
         clients.append(client)
         return client
@@ -94,10 +98,10 @@ def assert_json_error(response: httpx.Response, status: int) -> None:
 
 
 async def test_crud_round_trip(make_client: MakeClient) -> None:
-    client = make_client(None)
+    client = make_client(None, anonymous_writes=True)
     body = {"id": "f569d31f", "name": "myorg/apache2", "tags": ["v0.2.5", "latest"]}
     created = await client.put("/images", json=body)
-    assert created.status_code == 201
+    assert created.status_code == 200
     image = created.json()
     assert set(image) == {"created_at", "updated_at", "id", "name", "tags"}
     assert image["created_at"].endswith("Z")
@@ -134,10 +138,10 @@ async def test_crud_round_trip(make_client: MakeClient) -> None:
 
 
 async def test_ids_with_slashes_and_at_signs(make_client: MakeClient) -> None:
-    client = make_client(None)
+    client = make_client(None, anonymous_writes=True)
     weird = f"registry.example.com/team/app@{DIGEST}"
     response = await client.put("/images", json={"id": weird, "name": "team/app", "tags": ["a"]})
-    assert response.status_code == 201
+    assert response.status_code == 200
     got = await client.get(f"/images/{weird}")
     assert got.status_code == 200
     assert got.json()["id"] == weird
@@ -147,7 +151,7 @@ async def test_ids_with_slashes_and_at_signs(make_client: MakeClient) -> None:
 
 
 async def test_list_filters_and_sorting(make_client: MakeClient) -> None:
-    client = make_client(None)
+    client = make_client(None, anonymous_writes=True)
     for body in (
         {"id": "b", "name": "zeta", "tags": ["v1"]},
         {"id": "a", "name": "docker.io/library/alpha", "tags": ["v2"]},
@@ -158,7 +162,7 @@ async def test_list_filters_and_sorting(make_client: MakeClient) -> None:
             "environment": "prod",
         },
     ):
-        assert (await client.put("/images", json=body)).status_code == 201
+        assert (await client.put("/images", json=body)).status_code == 200
         await asyncio.sleep(0.01)
 
     async def ids(query: str) -> list[str]:
@@ -201,7 +205,7 @@ async def test_list_filters_and_sorting(make_client: MakeClient) -> None:
 async def test_put_validation_errors_are_json(
     make_client: MakeClient, content: bytes, status: int
 ) -> None:
-    client = make_client(None)
+    client = make_client(None, anonymous_writes=True)
     response = await client.put(
         "/images", content=content, headers={"Content-Type": "application/json"}
     )
@@ -223,7 +227,7 @@ async def test_put_validation_errors_are_json(
 async def test_put_with_an_environment_needs_the_canonical_name(
     make_client: MakeClient, name: str, message: str
 ) -> None:
-    client = make_client(None)
+    client = make_client(None, anonymous_writes=True)
     body = {"id": DIGEST, "name": name, "tags": ["v1"], "environment": "prod"}
     response = await client.put("/images", json=body)
     assert_json_error(response, 422)
@@ -231,7 +235,7 @@ async def test_put_with_an_environment_needs_the_canonical_name(
     assert (await client.get("/images")).json() == []
     # Without an environment (imagelist's own use) any name is kept as given.
     del body["environment"]
-    assert (await client.put("/images", json=body)).status_code == 201
+    assert (await client.put("/images", json=body)).status_code == 200
 
 
 async def test_health_ping(store: CatalogStore, make_client: MakeClient, db_url: str) -> None:
@@ -271,7 +275,7 @@ async def test_writes_need_a_valid_token(make_client: MakeClient, tokens_path: P
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert_json_error(await client.delete("/images/x", headers=headers), 401)
     assert (await client.get("/images")).json() == []
-    assert (await client.put("/images", json=body, headers=auth(GOOD))).status_code == 201
+    assert (await client.put("/images", json=body, headers=auth(GOOD))).status_code == 200
     assert (await client.get("/images/x")).status_code == 200  # reads are open
     assert (await client.delete("/images/x", headers=auth(GOOD))).status_code == 204
 
@@ -348,7 +352,7 @@ async def test_deleted_file_means_no_tokens_and_recreated_file_counts(
     assert_json_error(await client.put("/images", json=body, headers=auth(GOOD)), 401)
     write(tokens_path, tokens_yaml(("ci", GOOD, False)))
     await eventually(tokens, GOOD, "ci")
-    assert (await client.put("/images", json=body, headers=auth(GOOD))).status_code == 201
+    assert (await client.put("/images", json=body, headers=auth(GOOD))).status_code == 200
 
 
 # Each is a broken edit of the file; most would revoke "ci" if they loaded.

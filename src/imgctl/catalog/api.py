@@ -1,9 +1,11 @@
 """imagelist's REST API on :class:`~imgctl.store.CatalogStore`, with imgctl's improvements.
 
-Kept from imagelist: ``PUT /images`` on an existing id changes only its tags, ``DELETE`` answers
-204 even for an unknown id, reads need no token. Improved: every error is a JSON body
-``{"error": {"code", "message"}}``, ids may contain ``/`` and ``@``, an empty tags list clears
-the tags, tokens are compared in constant time.
+Kept from imagelist: ``PUT /images`` answers 200 and on an existing id changes only its tags,
+``DELETE`` answers 204 even for an unknown id, reads need no token. Improved: every error is a
+JSON body ``{"error": {"code", "message"}}``, ids may contain ``/`` and ``@``, an empty tags list
+clears the tags, tokens are compared in constant time, a body is refused as soon as it passes
+:data:`MAX_BODY_BYTES`. Different by default: without a tokens file, writes are refused unless
+the operator allows anonymous writes (imagelist's no-token mode) explicitly.
 """
 
 from __future__ import annotations
@@ -16,17 +18,38 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
+from imgctl._internal.bounds import (
+    MAX_CATALOG_ID,
+    MAX_CATALOG_TAGS,
+    MAX_ENVIRONMENT,
+    MAX_NAME,
+    MAX_TAG,
+)
 from imgctl.errors import InvalidReferenceError
 from imgctl.oci.reference import Reference
 from imgctl.store import SORT_KEYS, CatalogStore, StoreError
 
 from .tokens import TokenFile
 
-__all__ = ["ImageIn", "create_catalog_app", "create_catalog_router", "error_body"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "ImageIn",
+    "create_catalog_app",
+    "create_catalog_router",
+    "error_body",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES: Final = 1 << 20
+"""Largest ``PUT /images`` body read; a longer one is refused with 413 once it passes this."""
+
+_WRITES_DISABLED: Final = (
+    "catalog writes are turned off: this server has no tokens file. Start it with "
+    "--tokens-file FILE (or IMGCTL_TOKENS_FILE) and send 'Authorization: Bearer <token>', or, "
+    "to let anyone who can reach it write, with --allow-anonymous-catalog-writes "
+    "(IMGCTL_ALLOW_ANONYMOUS_CATALOG_WRITES=true)"
+)
 
 
 class ImageIn(BaseModel):
@@ -34,10 +57,13 @@ class ImageIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
-    name: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
-    tags: list[Annotated[StrictStr, Field(min_length=1, max_length=256)]]
-    environment: Annotated[StrictStr, Field(max_length=256)] = ""
+    id: Annotated[StrictStr, Field(min_length=1, max_length=MAX_CATALOG_ID)]
+    name: Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME)]
+    tags: Annotated[
+        list[Annotated[StrictStr, Field(min_length=1, max_length=MAX_TAG)]],
+        Field(max_length=MAX_CATALOG_TAGS),
+    ]
+    environment: Annotated[StrictStr, Field(max_length=MAX_ENVIRONMENT)] = ""
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -52,13 +78,23 @@ def error_response(
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIRouter:
-    """Return the router with ``/images`` and ``/health/ping``; writes may need a token."""
+def create_catalog_router(
+    store: CatalogStore, tokens: TokenFile | None, *, anonymous_writes: bool = False
+) -> APIRouter:
+    """Return the router with ``/images`` and ``/health/ping``.
+
+    Writes need a token of ``tokens``; without a tokens file they are refused (403), unless
+    ``anonymous_writes`` lets anyone write. Both at once is a ValueError.
+    """
+    if tokens is not None and anonymous_writes:
+        raise ValueError("anonymous writes and a tokens file exclude each other")
     router = APIRouter()
 
     def unauthorized(request: Request) -> JSONResponse | None:
         if tokens is None:
-            return None
+            if anonymous_writes:
+                return None
+            return error_response(403, "writes_disabled", _WRITES_DISABLED)
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             owner = tokens.check(credentials.strip())
@@ -112,9 +148,15 @@ def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIR
         denied = unauthorized(request)
         if denied is not None:
             return denied
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return error_response(413, "too_large", "the request body is too large")
+        raw = await _read_body(request)
+        if raw is None:
+            # The rest of the body is never read: the connection closes after this answer.
+            return error_response(
+                413,
+                "too_large",
+                f"the request body is larger than {MAX_BODY_BYTES} bytes",
+                headers={"Connection": "close"},
+            )
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -130,10 +172,11 @@ def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIR
         problem = _environment_name_problem(image_in)
         if problem is not None:
             return error_response(422, "invalid_image", problem)
-        image, created = await store.put(
+        image, _ = await store.put(
             image_in.id, image_in.name, image_in.tags, environment=image_in.environment
         )
-        return JSONResponse(image.as_json(), status_code=201 if created else 200)
+        # imagelist answers 200 to a create as to an update.
+        return JSONResponse(image.as_json())
 
     @router.delete("/images/{id:path}", summary="Delete an image", status_code=204)
     async def delete_image(
@@ -162,6 +205,22 @@ def create_catalog_router(store: CatalogStore, tokens: TokenFile | None) -> APIR
     return router
 
 
+async def _read_body(request: Request) -> bytes | None:
+    """The request's body, or None as soon as it is (or says it will be) over the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    # Counted as it arrives: Content-Length may be absent (chunked) or wrong.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _environment_name_problem(image: ImageIn) -> str | None:
     """Why ``image.name`` cannot be matched by admission in its environment, if it cannot.
 
@@ -187,8 +246,10 @@ def _environment_name_problem(image: ImageIn) -> str | None:
     return None
 
 
-def create_catalog_app(store: CatalogStore, tokens: TokenFile | None) -> FastAPI:
+def create_catalog_app(
+    store: CatalogStore, tokens: TokenFile | None, *, anonymous_writes: bool = False
+) -> FastAPI:
     """Return a standalone app serving :func:`create_catalog_router` (OpenAPI at /openapi.json)."""
     app = FastAPI(title="imgctl catalog", openapi_url="/openapi.json")
-    app.include_router(create_catalog_router(store, tokens))
+    app.include_router(create_catalog_router(store, tokens, anonymous_writes=anonymous_writes))
     return app

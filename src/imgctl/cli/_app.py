@@ -159,6 +159,15 @@ AnonOpt = Annotated[
         rich_help_panel=_PANEL,
     ),
 ]
+AnonymousWritesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-anonymous-catalog-writes",
+        envvar="IMGCTL_ALLOW_ANONYMOUS_CATALOG_WRITES",
+        help="Without --tokens-file, let ANYONE who can reach the HTTP address PUT and DELETE "
+        "catalog entries (imagelist's no-token mode). Without either, writes are refused.",
+    ),
+]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -735,6 +744,7 @@ def server_command(
             dir_okay=False,
         ),
     ] = None,
+    allow_anonymous_catalog_writes: AnonymousWritesOpt = False,
 ) -> None:
     """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables)."""
     from imgctl.cli import _promote
@@ -749,6 +759,7 @@ def server_command(
         grace,
         tokens_file,
         watches,
+        allow_anonymous_catalog_writes,
     )
 
 
@@ -988,11 +999,12 @@ def catalog_serve(
             help="Database (default: SQLite in the state directory).",
         ),
     ] = None,
+    allow_anonymous_writes: AnonymousWritesOpt = False,
 ) -> None:
     """Serve the catalog API and the admission webhook alone (no gRPC)."""
     from imgctl.cli import _catalog
 
-    _catalog.serve(http_address, tokens_file, database_url)
+    _catalog.serve(http_address, tokens_file, database_url, allow_anonymous_writes)
 
 
 scan_app = typer.Typer(

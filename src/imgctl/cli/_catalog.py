@@ -45,11 +45,15 @@ def _call(
         document = None
     if response.status_code >= 400:
         detail = document.get("error") if isinstance(document, dict) else None
+        if isinstance(detail, dict):  # {"error": {"code", "message"}}
+            detail = detail.get("message")
         message = str(detail or response.reason_phrase)
         if response.status_code == 404:
             fail(message, EXIT_NOT_FOUND)
-        if response.status_code in (401, 403):
+        if response.status_code == 401:
             fail(f"{message} (check --token / IMGCTL_CATALOG_TOKEN)", EXIT_FAILED)
+        if response.status_code == 403:
+            fail(message, EXIT_FAILED)
         if response.status_code in (400, 422):
             fail(message, EXIT_INVALID)
         fail(f"{message} ({response.status_code})", EXIT_FAILED)
@@ -103,7 +107,12 @@ def rm(url: str, token: str | None, image_id: str) -> None:
     _call(url, "DELETE", f"/images/{quote(image_id, safe='/@:')}", token=token)
 
 
-def serve(http_address: str, tokens_file: Path | None, database_url: str | None) -> None:
+def serve(
+    http_address: str,
+    tokens_file: Path | None,
+    database_url: str | None,
+    allow_anonymous_writes: bool = False,
+) -> None:
     """``imgctl catalog serve``: the catalog API and admission, without the gRPC server."""
     import asyncio
     import os
@@ -117,7 +126,11 @@ def serve(http_address: str, tokens_file: Path | None, database_url: str | None)
     except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
         pass
     try:
-        asyncio.run(serve_catalog(http_address, tokens_file, database_url, os.environ))
+        asyncio.run(
+            serve_catalog(
+                http_address, tokens_file, database_url, os.environ, allow_anonymous_writes
+            )
+        )
     except ImgctlError as exc:
         fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:

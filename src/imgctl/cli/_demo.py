@@ -178,6 +178,7 @@ class _Demo:
     agent_socket: str | None = None
     ports: dict[str, int] = field(default_factory=dict)
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    catalog_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     # -- paths and addresses ------------------------------------------------------------------
 
@@ -185,6 +186,11 @@ class _Demo:
     def home(self) -> Path:
         """The HOME of every child."""
         return self.root / "home"
+
+    @property
+    def catalog_tokens(self) -> Path:
+        """The server's tokens file for catalog writes (mode 0600)."""
+        return self.root / "catalog-tokens.yaml"
 
     @property
     def logs(self) -> Path:
@@ -395,6 +401,13 @@ def _write_configs(demo: _Demo, key_line: str) -> tuple[Path, Path]:
     }
     _write_private(config, json.dumps(document, indent=2).encode())  # JSON is YAML
     _write_private(demo.root / "client-secret", demo.secret.encode())
+    # The server's catalog takes writes only with a token (there is no anonymous default).
+    _write_private(
+        demo.catalog_tokens,
+        json.dumps(
+            {"tokens": [{"name": "demo", "token": demo.catalog_token, "is_disabled": False}]}
+        ).encode(),
+    )
     policy = demo.root / "policy.yaml"
     policy.write_text(f"destinations:\n  prod: [{GROUP}]\n")
     return config, policy
@@ -616,6 +629,7 @@ def _start(demo: _Demo) -> _Started:
             *("--bind-address", demo.address("grpc"), "--http-address", demo.address("http")),
             # A short grace period: nobody else is calling, and cleanup should be quick.
             *("--policy-file", str(policy), "--grace", "1"),
+            *("--tokens-file", str(demo.catalog_tokens)),
         ],
         demo.server_env(),
     )

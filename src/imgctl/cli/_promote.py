@@ -306,6 +306,7 @@ def server(
     grace: float,
     tokens_file: Path | None = None,
     watches_file: Path | None = None,
+    allow_anonymous_catalog_writes: bool = False,
 ) -> None:
     """``imgctl server``."""
     from imgctl.server.app import ServerSettings, run_server
@@ -320,6 +321,7 @@ def server(
         grace=grace,
         tokens_file=tokens_file,
         watches_file=watches_file,
+        allow_anonymous_catalog_writes=allow_anonymous_catalog_writes,
     )
     try:
         import uvloop  # uvicorn[standard]: the faster event loop for gRPC and HTTP alike

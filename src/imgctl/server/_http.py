@@ -12,19 +12,32 @@ from starlette.types import ASGIApp
 from imgctl.server.core import ServerCore
 
 if TYPE_CHECKING:
+    from imgctl.catalog.admission import Exemptions
     from imgctl.catalog.tokens import TokenFile
 
 __all__ = ["create_http_app"]
 
 
-def create_http_app(core: ServerCore, tokens: TokenFile | None = None) -> ASGIApp:
-    """The ASGI app served on --http-address."""
+def create_http_app(
+    core: ServerCore,
+    tokens: TokenFile | None = None,
+    *,
+    anonymous_writes: bool = False,
+    exemptions: Exemptions | None = None,
+) -> ASGIApp:
+    """The ASGI app served on --http-address.
+
+    Catalog writes need a token of ``tokens``, or, without one, ``anonymous_writes``; the
+    admission webhook's ``exemptions`` default to those of the process environment.
+    """
     from imgctl.catalog.admission import AdmissionWebhook, Exemptions
     from imgctl.catalog.api import create_catalog_router
 
     app = FastAPI(title="imgctl server", docs_url=None, redoc_url=None)
     if core.catalog is not None:
-        app.include_router(create_catalog_router(core.catalog, tokens))
+        app.include_router(
+            create_catalog_router(core.catalog, tokens, anonymous_writes=anonymous_writes)
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -59,5 +72,6 @@ def create_http_app(core: ServerCore, tokens: TokenFile | None = None) -> ASGIAp
 
     if core.catalog is None:
         return app
-    exemptions = Exemptions.from_environment(os.environ)
+    if exemptions is None:
+        exemptions = Exemptions.from_environment(os.environ)
     return AdmissionWebhook(app, core.catalog.promoted, exemptions, core.catalog.known)

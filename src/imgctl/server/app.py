@@ -18,10 +18,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgctl._internal.listen import listen, split_address
 from imgctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from imgctl.catalog.admission import Exemptions
 
 __all__ = ["ServerSettings", "build_core", "run_server", "serve_catalog"]
 
@@ -42,6 +45,7 @@ class ServerSettings:
     grace: float = 60.0
     tokens_file: Path | None = None
     watches_file: Path | None = None
+    allow_anonymous_catalog_writes: bool = False
 
 
 def _state_dir(environ: Mapping[str, str], settings: ServerSettings) -> Path:
@@ -178,6 +182,11 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         raise UsageError(
             "--client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
         )
+    # The HTTP side's settings are checked before anything listens.
+    tokens, anonymous_writes = _catalog_writes(
+        settings.tokens_file, settings.allow_anonymous_catalog_writes, environ
+    )
+    exemptions = _exemptions(environ)
     # Bound before anything starts, so that a port in use stops the server before it serves.
     http_socket = listen("--http-address", settings.http_address) if settings.http_address else None
     # gRPC sets SO_REUSEPORT by default: a second server on the same port would start and the
@@ -244,10 +253,14 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
 
         from imgctl.server._http import create_http_app
 
-        tokens = _tokens(settings.tokens_file, environ)
         http_server = uvicorn.Server(
             uvicorn.Config(
-                create_http_app(core, tokens),  # type: ignore[arg-type]
+                create_http_app(
+                    core,
+                    tokens,  # type: ignore[arg-type]
+                    anonymous_writes=anonymous_writes,
+                    exemptions=exemptions,
+                ),
                 log_level="warning",
                 lifespan="off",
             )
@@ -305,17 +318,45 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     log.info("stopped")
 
 
-def _tokens(path: Path | None, environ: Mapping[str, str]) -> object:
-    """The catalog's write tokens: --tokens-file, else IMGCTL_TOKENS_FILE, else none (open)."""
+def _catalog_writes(
+    path: Path | None, anonymous: bool, environ: Mapping[str, str]
+) -> tuple[object, bool]:
+    """Who may write to the catalog: (tokens file or None, anonymous writes allowed).
+
+    --tokens-file (else IMGCTL_TOKENS_FILE) requires its bearer tokens. Without one, writes
+    are refused unless --allow-anonymous-catalog-writes says otherwise, loudly.
+    """
     from imgctl.catalog.tokens import TokenFile
 
     chosen = path
     if chosen is None and environ.get("IMGCTL_TOKENS_FILE"):
         chosen = Path(environ["IMGCTL_TOKENS_FILE"])
-    if chosen is None:
-        log.warning("catalog writes are not authenticated: pass --tokens-file")
-        return None
-    return TokenFile(chosen)
+    if chosen is not None and anonymous:
+        raise UsageError(
+            "--allow-anonymous-catalog-writes and --tokens-file exclude each other",
+            hint="drop one: with a tokens file, every write needs one of its tokens",
+        )
+    if chosen is not None:
+        return TokenFile(chosen), False
+    if anonymous:
+        log.warning(
+            "catalog writes are open to ANYONE who can reach the HTTP address: PUT and DELETE "
+            "/images need no token (--allow-anonymous-catalog-writes); pass --tokens-file "
+            "instead to require bearer tokens"
+        )
+        return None, True
+    log.info(
+        "catalog writes are refused: no tokens file. Pass --tokens-file (IMGCTL_TOKENS_FILE) "
+        "to accept writes with bearer tokens"
+    )
+    return None, False
+
+
+def _exemptions(environ: Mapping[str, str]) -> Exemptions:
+    """The admission webhook's exemptions; UsageError (before serving) if a prefix is bad."""
+    from imgctl.catalog.admission import Exemptions
+
+    return Exemptions.from_environment(environ)
 
 
 async def serve_catalog(
@@ -323,22 +364,25 @@ async def serve_catalog(
     tokens_file: Path | None,
     url: str | None,
     environ: Mapping[str, str],
+    allow_anonymous_writes: bool = False,
 ) -> None:
     """``imgctl catalog serve``: the catalog API and admission webhook, without gRPC."""
     import uvicorn
 
-    from imgctl.catalog.admission import AdmissionWebhook, Exemptions
+    from imgctl.catalog.admission import AdmissionWebhook
     from imgctl.catalog.api import create_catalog_app
     from imgctl.store import CatalogStore, database_url
 
     _configure_logging()
+    tokens, anonymous_writes = _catalog_writes(tokens_file, allow_anonymous_writes, environ)
+    exemptions = _exemptions(environ)
     sock = listen("--http-address", http_address)
     state = _state_dir(environ, ServerSettings())
     store = await CatalogStore.open(url or database_url(environ, state))
     app = AdmissionWebhook(
-        create_catalog_app(store, _tokens(tokens_file, environ)),  # type: ignore[arg-type]
+        create_catalog_app(store, tokens, anonymous_writes=anonymous_writes),  # type: ignore[arg-type]
         store.promoted,
-        Exemptions.from_environment(environ),
+        exemptions,
         store.known,
     )
     # One log line per admission review would cost more than the decision itself.
