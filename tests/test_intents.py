@@ -7,10 +7,12 @@ connection pool, so only the database can keep them from taking the same intent.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,3 +280,53 @@ def test_a_lease_in_range_is_taken(value: str, seconds: float) -> None:
 
     assert lease_from_environment({"IMGCTL_PROMOTION_LEASE": value}) == seconds
     assert lease_from_environment({}) == 60.0
+
+
+async def test_discard_removes_only_the_owners_pending_intent(
+    stores: tuple[IntentStore, IntentStore],
+) -> None:
+    a, b = stores
+    created, _ = await a.begin(intent("r1"), owner="replica-a", lease=30)
+    assert created is not None
+    assert not await b.discard(created.id, owner="replica-b")
+    assert await a.discard(created.id, owner="replica-a")
+    assert await a.intents(None) == []
+    assert await a.count(request_id="r1") == 0
+
+
+class SlowIntentStore(IntentStore):
+    """Writes intents slowly, on its own thread, like a database under load."""
+
+    def _begin(self, *args: Any) -> Any:
+        time.sleep(0.5)
+        return super()._begin(*args)
+
+
+async def test_a_call_cancelled_while_its_intent_is_written_leaves_no_intent(db_url: str) -> None:
+    """The insert runs on a thread and commits even when its caller is cancelled.
+
+    Left pending, the intent would hold its destination until recovery, which would then add an
+    "abandoned" row to the call's own "cancelled" row. It is discarded instead.
+    """
+    from imgctl.promotion.environments import Environments
+    from imgctl.promotion.service import Promoter
+    from imgctl.registry import RegistryClient
+    from imgctl.server._intents import Intents
+
+    environments = Environments.from_environment(
+        {"IMGCTL_SPA_DEV": "dev-01", "IMGCTL_SPA_PROD": "prod-01"}
+    )
+    async with RegistryClient() as registry:
+        promoter = Promoter(environments, registry)
+        promotion = promoter.plan("spa:web:1.0.0", "dev", "prod")
+        store = await SlowIntentStore.open(db_url)
+        intents = Intents(store, None, promoter, lease=30)
+        record = replace(intent("r1").record, kind="spa")
+        task = asyncio.ensure_future(intents.begin(promotion, lambda _: record, "alice"))
+        await asyncio.sleep(0.1)  # the insert is running on the store's thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await store.aclose()  # waits for the thread's work: the insert, and its discard
+    async with await IntentStore.open(db_url) as check:
+        assert await check.intents(None) == []

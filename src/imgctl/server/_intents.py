@@ -179,12 +179,30 @@ class Intents:
         while True:
             pinned = await self.promoter.pin(promotion)
             intent = intent_for(pinned, build(pinned), promoted_by)
-            created, holder = await self.store.begin(intent, owner=self.owner, lease=self.lease)
+            created, holder = await self._insert(intent)
             if created is not None:
                 self._active[created.id] = created
                 return pinned, created
             if holder is not None:
                 await self._wait_for(holder, deadline)
+
+    async def _insert(
+        self, intent: PromotionIntent
+    ) -> tuple[PendingIntent | None, PendingIntent | None]:
+        inserting = asyncio.ensure_future(
+            self.store.begin(intent, owner=self.owner, lease=self.lease)
+        )
+        try:
+            return await asyncio.shield(inserting)
+        except asyncio.CancelledError:
+            # The call went away while its intent was on the way to the database: the insert
+            # may still commit. Nothing was copied, so the intent goes again, and the call's
+            # one audit record is its cancellation (not, later, an abandoned intent as well).
+            with contextlib.suppress(Exception):
+                created, _ = await asyncio.shield(inserting)
+                if created is not None:
+                    await asyncio.shield(self.store.discard(created.id, owner=self.owner))
+            raise
 
     async def settle(self, pending: PendingIntent, record: AuditRecord) -> Settled:
         """Write the outcome: the catalog entry (a promoted image) first, then the audit row.

@@ -133,6 +133,10 @@ class IntentStore(AuditStore):
         """Give a pending intent up to recovery now (its lease ends), noting what was seen."""
         return await self._submit(self._release, id, _clean(owner), _clean(note))
 
+    async def discard(self, id: int, *, owner: str) -> bool:
+        """Delete ``owner``'s pending intent whose copy never started (its call was cancelled)."""
+        return await self._submit(self._discard, id, _clean(owner))
+
     async def settle(self, id: int, record: AuditRecord, *, abandoned: bool = False) -> Settled:
         """Write the intent's audit row and settle it, in one transaction.
 
@@ -243,6 +247,17 @@ class IntentStore(AuditStore):
                     update(_TABLE)
                     .where(_TABLE.c.id == id, _TABLE.c.owner == owner, _TABLE.c.state == "pending")
                     .values(lease_until=now, note=note, updated_at=now)
+                ).rowcount
+                == 1
+            )
+
+    def _discard(self, id: int, owner: str) -> bool:
+        with self._write_lock, self._writer.begin() as connection:
+            return (
+                connection.execute(
+                    delete(_TABLE).where(
+                        _TABLE.c.id == id, _TABLE.c.owner == owner, _TABLE.c.state == "pending"
+                    )
                 ).rowcount
                 == 1
             )
