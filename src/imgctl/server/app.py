@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgctl._internal.bounds import MAX_GRPC_MESSAGE_BYTES
 from imgctl._internal.listen import listen, split_address
 from imgctl.errors import UsageError
 
@@ -128,17 +129,19 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
 
 
 def _configure_logging() -> None:
+    from imgctl._internal.logs import OneLineFormatter
+
+    # Every line starts a record and no caller's text can start one: the audit trail on stdout
+    # is one JSON object per line, and the log on stderr escapes what it quotes.
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(OneLineFormatter("%(message)s"))
     audit = logging.getLogger("imgctl.audit")
     audit.addHandler(handler)
     audit.setLevel(logging.INFO)
     audit.propagate = False
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    errors = logging.StreamHandler(sys.stderr)
+    errors.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[errors])
     # One line per registry request is noise in production; failures are logged by imgctl.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -189,9 +192,15 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     exemptions = _exemptions(environ)
     # Bound before anything starts, so that a port in use stops the server before it serves.
     http_socket = listen("--http-address", settings.http_address) if settings.http_address else None
-    # gRPC sets SO_REUSEPORT by default: a second server on the same port would start and the
-    # two would share its traffic (two configurations, two audit databases).
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        options=[
+            # gRPC sets SO_REUSEPORT by default: a second server on the same port would start
+            # and the two would share its traffic (two configurations, two audit databases).
+            ("grpc.so_reuseport", 0),
+            # The default is 4 MiB; no request of this API needs more than a few hundred bytes.
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+        ]
+    )
     if settings.tls_cert and settings.tls_key:
         credentials = grpc.ssl_server_credentials(
             [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from imgctl import __version__
+from imgctl._internal.bounds import MAX_ENVIRONMENT, MAX_REFERENCE, check_length
 from imgctl.errors import ImgctlError, InvalidTokenError
 from imgctl.promotion.service import (
     Promoter,
@@ -145,6 +146,11 @@ class ServerCore:
         record = _Record(caller, "promote", reference=ref, source=source, destination=destination)
         promotion: Promotion | None = None
         try:
+            # Bounded before anything else, authentication included: an over-long field is
+            # INVALID_ARGUMENT for everybody, audited cut short (AuditRecord bounds every field).
+            check_length("ref", ref, MAX_REFERENCE)
+            check_length("source", source, MAX_ENVIRONMENT)
+            check_length("destination", destination, MAX_ENVIRONMENT)
             principal = await self._authenticate(caller)
             record.principal = principal
             promotion = self.promoter.plan(ref, source, destination)

@@ -6,11 +6,43 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from imgctl._internal.bounds import (
+    MAX_DIGEST,
+    MAX_EMAIL,
+    MAX_ENVIRONMENT,
+    MAX_ERROR,
+    MAX_ERROR_CODE,
+    MAX_GROUP,
+    MAX_GROUPS,
+    MAX_PEER,
+    MAX_REFERENCE,
+    MAX_REQUEST_ID,
+    MAX_SUBJECT,
+    clip,
+)
+
 __all__ = ["ACTIONS", "KINDS", "RESULTS", "AuditRecord"]
 
 ACTIONS: Final = frozenset({"promote", "auth_check"})
 RESULTS: Final = frozenset({"succeeded", "denied", "failed", "invalid"})
 KINDS: Final = frozenset({"image", "spa"})
+
+# The longest each text field is written (to the database and the audit log); longer values are
+# cut with a mark saying how long they were. action/result/kind are checked words already.
+_LIMITS: Final = {
+    "request_id": MAX_REQUEST_ID,
+    "subject": MAX_SUBJECT,
+    "email": MAX_EMAIL,
+    "reference": MAX_REFERENCE,
+    "source_env": MAX_ENVIRONMENT,
+    "destination_env": MAX_ENVIRONMENT,
+    "source_ref": MAX_REFERENCE,
+    "destination_ref": MAX_REFERENCE,
+    "digest": MAX_DIGEST,
+    "error_code": MAX_ERROR_CODE,
+    "error": MAX_ERROR,
+    "peer": MAX_PEER,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +53,9 @@ class AuditRecord:
     iterable of strings and is kept as a tuple. ``action``, ``result`` and ``kind`` take the
     words in :data:`ACTIONS`, :data:`RESULTS` and :data:`KINDS` (checked by
     :meth:`AuditStore.record`, so that rows written by a newer imgctl still load).
-    ``error_code`` is a gRPC status name such as ``PERMISSION_DENIED``.
+    ``error_code`` is a gRPC status name such as ``PERMISSION_DENIED``. Every text field is
+    bounded (``imgctl._internal.bounds``): a longer value is kept cut, with a mark saying how long
+    it was, and so are groups (each, and how many).
     """
 
     request_id: str
@@ -52,7 +86,14 @@ class AuditRecord:
         if isinstance(self.groups, str):
             raise TypeError("AuditRecord.groups must be a sequence of group names, not a str")
         object.__setattr__(self, "time", self.time.astimezone(UTC))
-        object.__setattr__(self, "groups", tuple(self.groups))
+        groups = tuple(clip(group, MAX_GROUP) for group in self.groups)
+        if len(groups) > MAX_GROUPS:
+            groups = (*groups[: MAX_GROUPS - 1], f"…[cut: {len(groups)} groups]")
+        object.__setattr__(self, "groups", groups)
+        for name, limit in _LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > limit:
+                object.__setattr__(self, name, clip(value, limit))
 
     def as_dict(self) -> dict[str, object]:
         """Return the record as JSON-ready values (``time`` as ISO 8601 UTC, ``groups`` a list)."""
