@@ -352,3 +352,48 @@ def test_server_refuses_tokens_and_anonymous_writes_together(tmp_path: Path) -> 
     )
     assert result.returncode != 0
     assert "--allow-anonymous-catalog-writes" in result.stderr
+
+
+# --- one error shape ----------------------------------------------------------------------
+
+
+async def test_the_webhook_and_the_api_answer_errors_in_one_shape(
+    store: CatalogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgctl.catalog import admission
+
+    async def nothing_promoted(env: str, name: str, digest: str | None, tag: str | None) -> bool:
+        return False
+
+    monkeypatch.setattr(admission, "MAX_REVIEW_BYTES", 64)
+    app = admission.AdmissionWebhook(
+        create_catalog_app(store, None), nothing_promoted, admission.Exemptions()
+    )
+    async with client_of(app) as client:
+        answers = {
+            "api 403": await client.put("/images", json=BODY),
+            "api 400": await client.get("/images?sort=nonsense"),
+            "api 404": await client.get("/images/unknown"),
+            "webhook 400": await client.post("/admission/prod", content=b"[not json"),
+            "webhook 405": await client.get("/admission/prod"),
+            "webhook 413": await client.post("/admission/prod", content=b" " * 65),
+        }
+        monkeypatch.setattr(admission, "MAX_REVIEW_BYTES", 8 << 20)
+
+        def explode(request: Any) -> Any:
+            raise KeyError("a bug")
+
+        monkeypatch.setattr(admission, "images_of", explode)
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {"uid": "u", "operation": "CREATE", "kind": {"kind": "Pod"}},
+        }
+        answers["webhook 500"] = await client.post("/admission/prod", json=review)
+    for case, answer in answers.items():
+        assert str(answer.status_code) == case.split()[1], (case, answer.text)
+        assert answer.headers["content-type"].startswith("application/json"), case
+        body = answer.json()
+        assert list(body) == ["error"], case
+        assert sorted(body["error"]) == ["code", "message"], case
+        assert all(isinstance(value, str) and value for value in body["error"].values()), case
