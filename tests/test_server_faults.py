@@ -50,7 +50,7 @@ from .support.deployment import (
     stop_process,
     wait_server,
 )
-from .support.postgres import BACKENDS, PG_DSN, migration_head, scratch_database
+from .support.postgres import BACKENDS, PG_DSN, PG_HOST, PG_PORT, migration_head, scratch_database
 from .support.proxy import FaultProxy
 from .support.registry import Registry, add_tags
 from .support.tcpproxy import TcpProxy
@@ -85,8 +85,8 @@ class Database:
         self._lock: sqlite3.Connection | None = None
         self.outages = 0
         if backend == "postgresql":
-            self.proxy = TcpProxy().start()
-            self.server_url = url.replace("127.0.0.1:5432", self.proxy.address)
+            self.proxy = TcpProxy(PG_HOST, PG_PORT).start()
+            self.server_url = url.replace(f"{PG_HOST}:{PG_PORT}", self.proxy.address)
 
     def down(self) -> None:
         """PostgreSQL: every connection cut, new ones refused. SQLite: every write waits."""

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 class TcpProxy:
     """Forward 127.0.0.1:<port> to ``upstream_host``:``upstream_port``."""
 
-    upstream_host: str = "127.0.0.1"
-    upstream_port: int = 5432
+    upstream_host: str
+    upstream_port: int
     port: int = 0
     connections: int = 0  # accepted and forwarded
     refused: int = 0  # accepted while cut, closed at once
