@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
@@ -27,6 +27,7 @@ from imgctl.registry._cloud import (
     GCPKeychain,
     GitHubKeychain,
     cloud_keychains,
+    ecr_api_client,
     iaas_auth_enabled,
     is_acr_host,
     is_gcp_host,
@@ -173,9 +174,12 @@ async def test_ecr_concurrent_resolves_make_one_call_per_account(aws: AwsProxy) 
         (ECR_HOST, ECRRegistry(ACCOUNT, "us-west-2")),
         (
             f"{ACCOUNT}.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
-            ECRRegistry(ACCOUNT, "us-gov-west-1", fips=True),
+            ECRRegistry(ACCOUNT, "us-gov-west-1", fips=True, partition="aws-us-gov"),
         ),
-        (f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn", ECRRegistry(ACCOUNT, "cn-north-1")),
+        (
+            f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            ECRRegistry(ACCOUNT, "cn-north-1", partition="aws-cn"),
+        ),
         (f"{ACCOUNT}.DKR.ECR.eu-central-1.AMAZONAWS.COM:443", ECRRegistry(ACCOUNT, "eu-central-1")),
         ("public.ecr.aws", ECRRegistry(None, "us-east-1", public=True)),
         ("evil.amazonaws.com.attacker.io", None),
@@ -190,6 +194,180 @@ async def test_ecr_concurrent_resolves_make_one_call_per_account(aws: AwsProxy) 
 )
 def test_ecr_host_parsing(host: str, expected: ECRRegistry | None) -> None:
     assert parse_ecr_host(host) == expected
+
+
+# awslabs/amazon-ecr-credential-helper, ecr-login/api/client_test.go TestExtractRegistry at
+# commit 72dfb228f066002bcaba4badac55037ebc53009d (the host regex is ecrPattern in
+# ecr-login/api/client.go at the same commit): each server URL, and the registry it names or None
+# where upstream answers an error. Upstream parses a URL ("https://" optional, a path allowed);
+# imgctl is handed the registry host, so the rows go through _registry_of first. The partition is
+# imgctl's addition (upstream leaves it to the AWS SDK; test_ecr_partition_is_botocores checks it).
+UPSTREAM_ECR_HOSTS: list[tuple[str, ECRRegistry | None]] = [
+    (
+        "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/blah/blah",
+        ECRRegistry("123456789012", "us-east-1"),
+    ),
+    ("123456789012.dkr.ecr.us-west-2.amazonaws.com", ECRRegistry("123456789012", "us-west-2")),
+    (
+        "123456789012.dkr-ecr.us-west-2.on.aws",
+        ECRRegistry("123456789012", "us-west-2", dual_stack=True),
+    ),
+    (
+        "123456789012.dkr-ecr-fips.us-west-2.on.aws",
+        ECRRegistry("123456789012", "us-west-2", fips=True, dual_stack=True),
+    ),
+    (
+        "210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/foo",
+        ECRRegistry("210987654321", "cn-north-1", partition="aws-cn"),
+    ),
+    (
+        "210987654321.dkr.ecr.cn-north-1.on.amazonwebservices.com.cn",
+        ECRRegistry("210987654321", "cn-north-1", partition="aws-cn", dual_stack=True),
+    ),
+    (
+        "210987654321.dkr.ecr.us-iso-east-1.c2s.ic.gov",
+        ECRRegistry("210987654321", "us-iso-east-1", partition="aws-iso"),
+    ),
+    (
+        "123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov",
+        ECRRegistry("123456789012", "us-isob-east-1", partition="aws-iso-b"),
+    ),
+    (
+        "123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk",
+        ECRRegistry("123456789012", "eu-isoe-west-1", partition="aws-iso-e"),
+    ),
+    (
+        "123456789012.dkr.ecr.us-isof-east-1.csp.hci.ic.gov",
+        ECRRegistry("123456789012", "us-isof-east-1", partition="aws-iso-f"),
+    ),
+    (
+        "123456789012.dkr-ecr.us-gov-east-1.on.aws",
+        ECRRegistry("123456789012", "us-gov-east-1", partition="aws-us-gov", dual_stack=True),
+    ),
+    (
+        "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+        ECRRegistry("123456789012", "us-gov-west-1", fips=True, partition="aws-us-gov"),
+    ),
+    (
+        "123456789012.dkr-ecr-fips.us-gov-east-1.on.aws",
+        ECRRegistry(
+            "123456789012", "us-gov-east-1", fips=True, partition="aws-us-gov", dual_stack=True
+        ),
+    ),
+    (
+        "123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu",
+        ECRRegistry("123456789012", "eusc-de-east-1", partition="aws-eusc"),
+    ),
+    ("https://public.ecr.aws", ECRRegistry(None, "us-east-1", public=True)),
+    ("https://ecr-public.aws.com", ECRRegistry(None, "us-east-1", public=True, dual_stack=True)),
+    ("public.ecr.aws", ECRRegistry(None, "us-east-1", public=True)),
+    ("ecr-public.aws.com", ECRRegistry(None, "us-east-1", public=True, dual_stack=True)),
+    ("https://public.ecr.aws/amazonlinux", ECRRegistry(None, "us-east-1", public=True)),
+    (
+        "https://ecr-public.aws.com/amazonlinux",
+        ECRRegistry(None, "us-east-1", public=True, dual_stack=True),
+    ),
+    (".dkr.ecr.not-real.amazonaws.com", None),
+    ("not.ecr.io", None),
+    ("https://123456789012.dkr.ecr.us-west-2.amazonaws.com.fake.example.com/image:latest", None),
+    ("123456789012.dkr.ecr.us-west-2.amazonaws.com.fake.example.com", None),
+    ("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com.fake.example.com", None),
+    ("210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn.fake.example.com.cn", None),
+    ("210987654321.dkr.ecr.cn-north-1.on.aws.com.cn", None),
+    ("https://public.ecr.aws.fake.example.com", None),
+    ("public.ecr.aws.fake.example.com", None),
+]
+
+
+def _registry_of(server_url: str) -> str:
+    """The registry host of an upstream row: no scheme, no path (as ExtractRegistry reads it)."""
+    return urlsplit("https://" + server_url.removeprefix("https://")).netloc
+
+
+@pytest.mark.parametrize(("server_url", "expected"), UPSTREAM_ECR_HOSTS)
+def test_ecr_hosts_as_the_ecr_credential_helper_reads_them(
+    server_url: str, expected: ECRRegistry | None
+) -> None:
+    assert parse_ecr_host(_registry_of(server_url)) == expected
+
+
+@pytest.mark.parametrize(
+    "server_url", [url for url, expected in UPSTREAM_ECR_HOSTS if expected and not expected.public]
+)
+def test_ecr_partition_is_botocores(server_url: str) -> None:
+    # botocore decides where GetAuthorizationToken goes from the region alone; the partition
+    # read from the host must be the one botocore puts that region in, FIPS endpoint included.
+    target = parse_ecr_host(_registry_of(server_url))
+    assert target is not None
+    client = ecr_api_client(target, target.region)
+    try:
+        assert client.meta.partition == target.partition
+        host = urlsplit(client.meta.endpoint_url).hostname or ""
+        assert ("fips" in host) is target.fips
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        # The same registry written in the ways upstream's pattern allows, and near misses.
+        (f"{ACCOUNT}.dkr-ecr.us-west-2.amazonaws.com", ECRRegistry(ACCOUNT, "us-west-2")),
+        (
+            f"{ACCOUNT}.dkr-ecr.eu-west-1.on.aws:443",
+            ECRRegistry(ACCOUNT, "eu-west-1", dual_stack=True),
+        ),
+        (
+            f"{ACCOUNT}.DKR-ECR-FIPS.US-EAST-1.ON.AWS",
+            ECRRegistry(ACCOUNT, "us-east-1", True, dual_stack=True),
+        ),
+        ("ECR-PUBLIC.AWS.COM:443", ECRRegistry(None, "us-east-1", public=True, dual_stack=True)),
+        (f"{ACCOUNT}.dkr-ecr.us-west-2.on.aws:5000", None),
+        (f"{ACCOUNT}.dkr_ecr.us-west-2.on.aws", None),
+        (f"{ACCOUNT}.dkr-ecr.us-west-2.on.aws.attacker.io", None),
+        (f"{ACCOUNT}.dkr-ecr.us-west-2.aws", None),
+        (f"{ACCOUNT}.dkr.ecr.us-west-2.on.amazonwebservices.com", None),
+        (f"{ACCOUNT}.dkr.ecr.-us-west-2.amazonaws.com", None),
+        (f"{ACCOUNT}.dkr.ecr..amazonaws.com", None),
+        ("ecr-public.aws.com.attacker.io", None),
+        ("public.ecr-public.aws.com", None),
+    ],
+)
+def test_ecr_dual_stack_and_fips_host_variants(host: str, expected: ECRRegistry | None) -> None:
+    assert parse_ecr_host(host) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "region"),
+    [
+        (f"{ACCOUNT}.dkr-ecr.us-west-2.on.aws", "us-west-2"),
+        (f"{ACCOUNT}.dkr-ecr-fips.us-gov-east-1.on.aws", "us-gov-east-1"),
+        (f"{ACCOUNT}.dkr.ecr.cn-northwest-1.on.amazonwebservices.com.cn", "cn-northwest-1"),
+    ],
+)
+async def test_ecr_dual_stack_hosts_get_a_token(aws: AwsProxy, host: str, region: str) -> None:
+    resolution = await ECRKeychain(aws_env(aws.url)).explain(host, "app")
+    assert resolution.credential == Credential("AWS", f"{ACCOUNT}-auth-token")
+    assert region in resolution.detail
+    assert [(call.service, call.region) for call in aws.calls] == [("ecr", region)]
+    assert [json.loads(call.body) for call in aws.calls] == [{"registryIds": [ACCOUNT]}]
+
+
+async def test_ecr_dual_stack_public_host_uses_ecr_public(aws: AwsProxy) -> None:
+    aws.public_expires_at = time.time() + 3600
+    resolution = await ECRKeychain(aws_env(aws.url)).explain("ecr-public.aws.com", "team/app")
+    assert resolution.credential == Credential("AWS", "public-ecr-password")
+    assert [(call.service, call.region) for call in aws.calls] == [("ecr-public", "us-east-1")]
+
+
+async def test_ecr_fips_and_plain_hosts_of_one_account_fetch_apart(aws: AwsProxy) -> None:
+    # A FIPS host's token must come through the FIPS API endpoint, never from the cache entry
+    # a plain host of the same account and region filled.
+    keychain = ECRKeychain(aws_env(aws.url))
+    await keychain.resolve(f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com", "app")
+    await keychain.resolve(f"{ACCOUNT}.dkr.ecr-fips.us-east-1.amazonaws.com", "app")
+    await keychain.resolve(f"{ACCOUNT}.dkr-ecr-fips.us-east-1.on.aws", "app")
+    assert len(aws.calls) == 2
 
 
 async def test_ecr_ignores_other_hosts_without_calling_aws(aws: AwsProxy) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "GCPKeychain",
     "GitHubKeychain",
     "cloud_keychains",
+    "ecr_api_client",
     "iaas_auth_enabled",
     "is_acr_host",
     "is_gcp_host",
@@ -148,22 +149,48 @@ def iaas_auth_enabled(environ: Mapping[str, str]) -> bool:
 # --------------------------------------------------------------------------------------------
 # Amazon ECR
 
+# The host names amazon-ecr-credential-helper accepts (ecrPattern in ecr-login/api/client.go,
+# commit 72dfb228): `dkr.ecr` (IPv4) or `dkr-ecr` (dual-stack), optionally `-fips`, a region,
+# then one partition's domain. Hosts arrive lower-cased, so the pattern's A-Z are not needed.
 _ECR_PRIVATE = re.compile(
-    r"(?P<account>\d{12})\.dkr\.ecr(?P<fips>-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)"
-    r"\.amazonaws\.com(?:\.cn)?"
+    r"(?P<account>\d{12})\.dkr(?P<sep>[.-])ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9][a-z0-9_-]*)\."
+    r"(?P<domain>amazonaws\.(?:com(?:\.cn)?|eu)|on\.(?:aws|amazonwebservices\.com\.cn)"
+    r"|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)"
 )
+# The AWS partition each registry domain belongs to (GovCloud shares the commercial domains).
+_ECR_PARTITIONS = {
+    "amazonaws.com": "aws",
+    "on.aws": "aws",
+    "amazonaws.com.cn": "aws-cn",
+    "on.amazonwebservices.com.cn": "aws-cn",
+    "amazonaws.eu": "aws-eusc",
+    "c2s.ic.gov": "aws-iso",
+    "sc2s.sgov.gov": "aws-iso-b",
+    "cloud.adc-e.uk": "aws-iso-e",
+    "csp.hci.ic.gov": "aws-iso-f",
+}
+# Dual-stack domains: names that resolve to IPv6 as well as IPv4.
+_ECR_DUAL_STACK_DOMAINS = frozenset({"on.aws", "on.amazonwebservices.com.cn"})
 _ECR_PUBLIC_HOST = "public.ecr.aws"
+_ECR_PUBLIC_DUAL_STACK_HOST = "ecr-public.aws.com"
 _ECR_PUBLIC_REGION = "us-east-1"  # ECR Public's API lives only there
 
 
 @dataclass(frozen=True, slots=True)
 class ECRRegistry:
-    """What an ECR host names: the account and region (``public`` for ``public.ecr.aws``)."""
+    """What an ECR host names: account, region and partition (``public`` for ECR Public).
+
+    ``fips`` is a FIPS registry host (its token is fetched from the FIPS API endpoint);
+    ``dual_stack`` a host that also resolves to IPv6 (``dkr-ecr.<region>.on.aws``...), which
+    changes nothing about how its token is fetched, as with amazon-ecr-credential-helper.
+    """
 
     account: str | None
     region: str
     fips: bool = False
     public: bool = False
+    partition: str = "aws"
+    dual_stack: bool = False
 
     @property
     def service(self) -> str:
@@ -176,13 +203,26 @@ def parse_ecr_host(registry: str) -> ECRRegistry | None:
     host = _normalise_host(registry)
     if host is None:
         return None
-    if host == _ECR_PUBLIC_HOST:
-        return ECRRegistry(account=None, region=_ECR_PUBLIC_REGION, public=True)
+    if host in (_ECR_PUBLIC_HOST, _ECR_PUBLIC_DUAL_STACK_HOST):
+        return ECRRegistry(
+            account=None,
+            region=_ECR_PUBLIC_REGION,
+            public=True,
+            dual_stack=host == _ECR_PUBLIC_DUAL_STACK_HOST,
+        )
     match = _ECR_PRIVATE.fullmatch(host)
     if match is None:
         return None
+    region, domain = match["region"], match["domain"]
+    partition = _ECR_PARTITIONS[domain]
+    if partition == "aws" and region.startswith("us-gov-"):
+        partition = "aws-us-gov"
     return ECRRegistry(
-        account=match["account"], region=match["region"], fips=match["fips"] is not None
+        account=match["account"],
+        region=region,
+        fips=match["fips"] is not None,
+        partition=partition,
+        dual_stack=domain in _ECR_DUAL_STACK_DOMAINS,
     )
 
 
@@ -263,6 +303,29 @@ def _quiet_botocore_wire_logs() -> None:
             logger.addFilter(_drop_debug)
 
 
+def ecr_api_client(
+    target: ECRRegistry,
+    region: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    endpoint: str | None = None,
+) -> Any:
+    """The boto3 client whose GetAuthorizationToken serves ``target`` (FIPS hosts: FIPS API)."""
+    boto3: Any = importlib.import_module("boto3")
+    botocore_config: Any = importlib.import_module("botocore.config")
+    env: Mapping[str, str] = {} if environ is None else environ
+    session = boto3.session.Session(botocore_session=_botocore_session(env), **_aws_keys(env))
+    options: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 30}
+    if target.fips:
+        options["use_fips_endpoint"] = True
+    return session.client(
+        target.service,
+        region_name=region,
+        endpoint_url=endpoint,
+        config=botocore_config.Config(**options),
+    )
+
+
 def _fetch_ecr_token(
     environ: Mapping[str, str],
     target: ECRRegistry,
@@ -272,8 +335,7 @@ def _fetch_ecr_token(
 ) -> tuple[Credential, float | None]:
     """Call GetAuthorizationToken (blocking; run in a thread); (credential, expiry epoch)."""
     try:
-        boto3: Any = importlib.import_module("boto3")
-        botocore_config: Any = importlib.import_module("botocore.config")
+        importlib.import_module("boto3")
         boto_errors: Any = importlib.import_module("botocore.exceptions")
     except ImportError as exc:
         raise _Unavailable("boto3 is not installed (pip install boto3)") from exc
@@ -288,18 +350,7 @@ def _fetch_ecr_token(
         f"instance, task or pod role) allowed ecr:GetAuthorizationToken, {_IAAS_SWITCH_HINT}"
     )
     try:
-        session = boto3.session.Session(
-            botocore_session=_botocore_session(environ), **_aws_keys(environ)
-        )
-        options: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 30}
-        if target.fips:
-            options["use_fips_endpoint"] = True
-        client = session.client(
-            target.service,
-            region_name=region,
-            endpoint_url=endpoint,
-            config=botocore_config.Config(**options),
-        )
+        client = ecr_api_client(target, region, environ=environ, endpoint=endpoint)
         try:
             if target.public:
                 data = client.get_authorization_token()["authorizationData"]
@@ -357,7 +408,7 @@ class ECRKeychain(SourceKeychain):
     ) -> None:
         self._environ = environ
         self._clock = clock
-        self._cache: _TokenCache[tuple[str, str, str | None], Resolution] = _TokenCache(clock)
+        self._cache: _TokenCache[tuple[str, str, bool, str | None], Resolution] = _TokenCache(clock)
 
     async def explain(self, registry: str, repository: str) -> Resolution:
         """An ECR token for ECR hosts; anonymous elsewhere."""
@@ -368,7 +419,7 @@ class ECRKeychain(SourceKeychain):
         if not target.public:
             region = self._environ.get("IMGCTL_ECR_REGION") or region
         endpoint = _aws_endpoint(self._environ, target.service)
-        key = (target.account or _ECR_PUBLIC_HOST, region, endpoint)
+        key = (target.account or _ECR_PUBLIC_HOST, region, target.fips, endpoint)
 
         async def fetch() -> _Entry[Resolution]:
             now = self._clock()
