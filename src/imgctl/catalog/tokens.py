@@ -1,9 +1,9 @@
 """imagelist's bearer tokens file, reloaded when it changes on disk.
 
 The file is ``tokens: [{name, token, description, is_disabled}]``. A change is noticed by
-``stat`` (size, mtime, inode and the symlink-resolved path) at most every
-:data:`CHECK_INTERVAL_S` seconds, so an in-place edit, an atomic rename and a Kubernetes secret
-update (the ``..data`` symlink retargeted) all take effect.
+``stat`` (:mod:`imgctl._internal.filechanges`: size, times, inode and the symlink-resolved path)
+at most every :data:`CHECK_INTERVAL_S` seconds, so an in-place edit, an atomic rename and a
+Kubernetes secret update (the ``..data`` symlink retargeted) all take effect.
 
 The file is read strictly and fails closed. It is imgctl's strict YAML (a key written twice in
 any spelling is refused), every entry has exactly the keys above, ``name`` and ``token`` are
@@ -21,12 +21,12 @@ import hmac
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from imgctl._internal import strict_yaml
+from imgctl._internal.filechanges import CHECK_INTERVAL_S, FileChanges
 from imgctl._internal.files import read_text
 from imgctl.errors import UsageError
 
@@ -34,13 +34,10 @@ __all__ = ["CHECK_INTERVAL_S", "TokenFile"]
 
 logger = logging.getLogger(__name__)
 
-CHECK_INTERVAL_S: Final = 0.5
 # imagelist's tokens files hold a few entries; anything near this is the wrong file.
 MAX_TOKENS_FILE_BYTES: Final = 1024 * 1024
 
 _ENTRY_KEYS: Final = ("name", "token", "description", "is_disabled")
-
-_Signature = tuple[str, int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +58,9 @@ class TokenFile:
 
     def __init__(self, path: str | os.PathLike[str], *, interval: float = CHECK_INTERVAL_S) -> None:
         self._path = Path(path)
-        self._interval = interval
         self._lock = threading.Lock()
-        self._checked_at = time.monotonic()
-        self._signature = self._stat()
+        # Taken before the first read: a change between the two is read again, never missed.
+        self._changes = FileChanges(self._path, interval=interval)
         try:
             self._tokens = _parse(_read(self._path))
         except _MalformedError as error:
@@ -84,9 +80,7 @@ class TokenFile:
 
         Every enabled token is compared in constant time, whichever matches.
         """
-        now = time.monotonic()
-        if now - self._checked_at >= self._interval:
-            self._refresh(now)
+        self._refresh()
         presented = token.encode("utf-8", "surrogateescape")
         found: str | None = None
         for candidate in self._tokens:
@@ -94,16 +88,12 @@ class TokenFile:
                 found = candidate.name
         return found if presented else None
 
-    def _refresh(self, now: float) -> None:
+    def _refresh(self) -> None:
+        # Under the lock: a check made while another thread reloads waits for the new tokens.
         with self._lock:
-            if now - self._checked_at < self._interval:
+            if not self._changes.poll():
                 return
-            self._checked_at = now
-            signature = self._stat()
-            if signature == self._signature:
-                return
-            self._signature = signature
-            if signature is None:
+            if not self._changes.exists:
                 logger.error("tokens file %s is gone: every token is refused", self._path)
                 self._tokens = ()
                 return
@@ -119,14 +109,6 @@ class TokenFile:
                 )
             else:
                 logger.info("tokens file %s loaded: %d enabled", self._path, len(self._tokens))
-
-    def _stat(self) -> _Signature | None:
-        try:
-            info = self._path.stat()
-            target = os.path.realpath(self._path)
-        except OSError:
-            return None
-        return (target, info.st_ino, info.st_dev, info.st_size, info.st_mtime_ns)
 
 
 def _read(path: Path) -> str:
