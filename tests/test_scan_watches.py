@@ -780,9 +780,62 @@ def test_load_resolves_paths_from_the_file_and_reports_the_file(tmp_path: Path) 
     assert load_watches(path).watches[0].credentials.password == SECRET
     path.write_text("watches:\n  - {name: app, image: ghcr.io/a/b, interval: 5x}\n")
     with pytest.raises(
-        UsageError, match=re.escape(f'{path}: watches[0].interval: Invalid value: "5x"')
+        UsageError, match=re.escape(f'{path}: line 2: watches[0].interval: Invalid value: "5x"')
     ):
         load_watches(path)
+
+
+def test_load_names_the_line_of_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "serviceIdentity: {subject: bot, groups: [ops]}\n"  # 1
+        "watches:\n"  # 2
+        "  - {name: web, image: reg.example.com/a, interval: 1h}\n"  # 3
+        "  - name: api\n"  # 4
+        "    image: https://reg.example.com/b\n"  # 5
+        "    interval: 5x\n"  # 6
+        "    policy:\n"  # 7
+        "      semver:\n"  # 8
+        "        range: '>>1'\n"  # 9
+        "    exclusionList: ['(?=x)']\n"  # 10
+        "  - {name: web, image: reg.example.com/c, interval: 1m, credentials: {username: u}}\n"
+        "  - name: no-image\n"  # 12
+        "    interval: 1m\n"  # 13
+        "concurrency: 0\n"  # 14
+    )
+    with pytest.raises(UsageError) as info:
+        load_watches(path)
+    lines = {
+        line.split(": ", 3)[2]: int(line.split(": ", 3)[1].removeprefix("line "))
+        for line in str(info.value).splitlines()
+    }
+    assert lines == {
+        "watches[1].image": 5,
+        "watches[1].interval": 6,
+        "watches[1].policy.semver.range": 9,
+        "watches[1].exclusionList[0]": 10,  # the list's line: items have none of their own
+        "watches[2].name": 11,
+        "watches[2].credentials": 11,
+        "watches[3].image": 12,  # missing: the line of its watch
+        "concurrency": 14,
+    }
+    assert all(line.startswith(f"{path}: line ") for line in str(info.value).splitlines())
+
+
+def test_a_loaded_file_knows_the_line_of_each_watch(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "watches:\n"
+        "  - {name: web, image: reg.example.com/a, interval: 1h}\n"
+        "  - name: api\n"
+        "    image: reg.example.com/b\n"
+        "    interval: 1m\n"
+    )
+    config = load_watches(path)
+    assert config.where("web") == f"{path}: line 2: "
+    assert config.where("api") == f"{path}: line 3: "
+    assert config.where("gone") == f"{path}: "
+    assert parse_watches({"watches": []}, source="x.yaml").where("web") == "x.yaml: "
 
 
 def test_load_empty_file(tmp_path: Path) -> None:

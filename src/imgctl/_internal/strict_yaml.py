@@ -340,9 +340,13 @@ class Document:
         line = self.line(value)
         return "" if line is None else f" (line {line})"
 
+    def key_line(self, mapping: object, key: object) -> int | None:
+        """The 1-based line of ``key`` in ``mapping`` (a dict of ``data``), if known."""
+        return self._key_lines.get(id(mapping), {}).get(str(key))
+
     def key_at(self, mapping: object, key: object) -> str:
         """``" (line N)"`` for ``key`` of ``mapping`` (a dict of ``data``), or nothing."""
-        line = self._key_lines.get(id(mapping), {}).get(str(key))
+        line = self.key_line(mapping, key)
         return "" if line is None else f" (line {line})"
 
 

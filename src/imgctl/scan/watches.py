@@ -4,7 +4,8 @@ Each watch is a Flux ``ImageRepository`` (image, interval, timeout, exclusionLis
 insecure, certSecretRef, secretRef) with an optional ``ImagePolicy`` folded in, plus an optional
 ``autoPromote`` edge: when the policy's latest tag changes, promote it from one environment to
 another. Reading is strict and exhaustive: unknown keys and wrong types are errors, and every
-problem in the file is reported at once, one line each, naming the file and the field path.
+problem in the file is reported at once, one line each, naming the file, the line (when read
+from a file) and the field path.
 
 Credentials named by ``passwordEnv`` / ``passwordFile`` are read when the file is loaded, so a
 missing secret fails at start-up rather than on the first scan. No password ever reaches an
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from imgctl._internal import strict_yaml
+from imgctl._internal.files import read_text
 from imgctl.errors import ImgctlError, InvalidReferenceError, UsageError
 from imgctl.oci.reference import Reference
 
@@ -45,6 +47,7 @@ __all__ = [
     "load_watches",
     "parse_duration",
     "parse_watches",
+    "watches_from_text",
 ]
 
 DEFAULT_EXCLUSION_LIST: Final = ("^.*\\.sig$",)
@@ -168,6 +171,8 @@ class WatchConfig:
     service_identity: ServiceIdentity | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     source: str = "<watches>"
+    # Where each watch starts in the file, for messages about it; not part of what it means.
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def get(self, name: str) -> Watch | None:
         """The watch called ``name``, or None."""
@@ -175,6 +180,11 @@ class WatchConfig:
             if watch.name == name:
                 return watch
         return None
+
+    def where(self, name: str) -> str:
+        """``"FILE: line N: "`` for the watch called ``name`` (no line when not from a file)."""
+        line = self.lines.get(name)
+        return f"{self.source}: line {line}: " if line else f"{self.source}: "
 
 
 # ------------------------------------------------------------------------------ durations
@@ -301,24 +311,64 @@ def _show(value: object) -> str:
     return describe_kind(value)
 
 
+# A field path as messages name it: watches[2].policy.semver.range, serviceIdentity.groups[0].
+_FIELD_PATH: Final = re.compile(r"[A-Za-z]\w*(?:\[\d+\])*(?:\.[A-Za-z]\w*(?:\[\d+\])*)*")
+_PATH_PART: Final = re.compile(r"([A-Za-z]\w*)|\[(\d+)\]")
+
+
 class _Reader:
     """Turns the parsed document into dataclasses, collecting every problem on the way."""
 
-    def __init__(self, source: str, base_dir: Path | None, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        source: str,
+        base_dir: Path | None,
+        environ: Mapping[str, str],
+        document: strict_yaml.Document | None = None,
+    ) -> None:
         self.source = source
         self.base_dir = base_dir
         self.environ = environ
+        self.document = document
         self.problems: list[str] = []
+        self.lines: dict[str, int] = {}
 
     # -- reporting
 
     def add(self, where: str, problem: str) -> None:
-        prefix = f"{self.source}: {where}: " if where else f"{self.source}: "
-        self.problems.append(prefix + problem)
+        line = self.line(where)
+        prefix = f"line {line}: " if line else ""
+        prefix += f"{where}: " if where else ""
+        self.problems.append(f"{self.source}: {prefix}{problem}")
 
     def add_error(self, exc: ImgctlError) -> None:
         # The error already names its field (parse_duration, ImagePolicy.from_spec).
-        self.problems.append(f"{self.source}: {exc}")
+        text = str(exc)
+        path = text.split(": ", 1)[0]
+        line = self.line(path) if _FIELD_PATH.fullmatch(path) else None
+        self.problems.append(
+            f"{self.source}: line {line}: {text}" if line else f"{self.source}: {text}"
+        )
+
+    def line(self, path: str) -> int | None:
+        """The line of the deepest part of ``path`` the file has (a missing key: its mapping)."""
+        if self.document is None:
+            return None
+        document = self.document
+        value: object = document.data
+        line = document.line(value)
+        for name, index in _PATH_PART.findall(path):
+            if name:
+                if not isinstance(value, Mapping) or name not in value:
+                    break
+                line = document.key_line(value, name) or document.line(value[name]) or line
+                value = value[name]
+            else:
+                if not isinstance(value, list) or int(index) >= len(value):
+                    break
+                value = value[int(index)]
+                line = document.line(value) or line
+        return line
 
     def check(self) -> None:
         if self.problems:
@@ -435,6 +485,9 @@ class _Reader:
                 watch = self.watch(item, f"watches[{index}]", first_use)
                 if watch is not None:
                     watches.append(watch)
+                    line = self.line(f"watches[{index}]")
+                    if line is not None:
+                        self.lines[watch.name] = line
         if self.problems:
             return None
         return WatchConfig(
@@ -442,6 +495,7 @@ class _Reader:
             service_identity=identity,
             concurrency=concurrency,
             source=self.source,
+            lines=self.lines,
         )
 
     def concurrency(self, value: object) -> int:
@@ -746,5 +800,19 @@ def parse_watches(
 
 def load_watches(path: Path, *, environ: Mapping[str, str] | None = None) -> WatchConfig:
     """Read and validate a watches YAML file; relative paths in it are from its directory."""
-    document = strict_yaml.load_file(path, "watches file")
-    return parse_watches(document.data, source=str(path), base_dir=path.parent, environ=environ)
+    return watches_from_text(read_text(path, "watches file"), path, environ=environ)
+
+
+def watches_from_text(
+    text: str, path: Path, *, environ: Mapping[str, str] | None = None
+) -> WatchConfig:
+    """Validate ``text``, read from the watches file ``path``; errors name the file and line."""
+    try:
+        document = strict_yaml.load_document(text)
+    except strict_yaml.StrictYAMLError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    reader = _Reader(str(path), path.parent, os.environ if environ is None else environ, document)
+    config = reader.config(document.data)
+    reader.check()
+    assert config is not None  # no problems means the reader built it
+    return config
