@@ -851,11 +851,14 @@ async def test_azure_unreachable_authority() -> None:
 
 async def test_azure_without_service_principal() -> None:
     resolution = await AzureKeychain({}).explain("myregistry.azurecr.io", "app")
+    no_config = "no Azure config (IMGCTL_AZURE_CR_CONFIG or IMGPKG_REGISTRY_AZURE_CR_CONFIG)"
     assert resolution == Resolution(
-        ANONYMOUS, "azure", "AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID not set"
+        ANONYMOUS,
+        "azure",
+        f"AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID not set, and {no_config}",
     )
     partial = await AzureKeychain({"AZURE_CLIENT_ID": CLIENT_ID}).explain("r.azurecr.io", "a")
-    assert partial.detail == "AZURE_CLIENT_SECRET/AZURE_TENANT_ID not set"
+    assert partial.detail == f"AZURE_CLIENT_SECRET/AZURE_TENANT_ID not set, and {no_config}"
 
 
 @pytest.mark.parametrize(
