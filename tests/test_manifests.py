@@ -479,15 +479,16 @@ MESSAGES: list[tuple[str, str, str]] = [
         "repository-too-long",
         f"registries:\n- name: staging.example.com/{'s' * 200}\n  src: true\n"
         f"- name: prod.example.com\nimages:\n- name: {'i' * 60}\n  dmap:\n    '{A}': []\n",
-        f"FILE: invalid repository: staging.example.com/{'s' * 200}/{'i' * 60} (repository name"
-        f" staging.example.com/{'s' * 200}/{'i' * 60} is 281 characters long; the limit is 255)",
+        f"FILE: invalid repository: staging.example.com/{'s' * 200}/{'i' * 60} (repository path"
+        f" {'s' * 200}/{'i' * 60} is 261 characters long; the limit is 255)",
     ),
     (
-        "registry-host-too-long",
-        f"registries:\n- name: {'h' * 250}.io\n  src: true\nimages:\n- name: app\n  dmap:\n"
-        f"    '{A}': []\n",
-        f"FILE: invalid repository: {'h' * 250}.io/app (repository name {'h' * 250}.io/app is 257"
-        " characters long; the limit is 255)",
+        # The registry host does not count (distribution/reference v0.6.0): only the path does.
+        "registry-host-not-counted",
+        f"registries:\n- name: {'h' * 250}.io/{'s' * 200}\n  src: true\nimages:\n"
+        f"- name: {'i' * 55}\n  dmap:\n    '{A}': []\n",
+        f"FILE: invalid repository: {'h' * 250}.io/{'s' * 200}/{'i' * 55} (repository path"
+        f" {'s' * 200}/{'i' * 55} is 256 characters long; the limit is 255)",
     ),
     # --- strict parsing: duplicate keys, at every level
     (
@@ -841,10 +842,9 @@ THIN_MESSAGES: list[tuple[str, dict[str, str | None], str]] = [
     ),
     (
         "repository-too-long",
-        {"images": f"- name: {'i' * 240}\n  dmap:\n    '{A}': []\n"},
-        f"DIR/images/x/images.yaml: invalid repository: staging.example.com/{'i' * 240}"
-        f" (repository name staging.example.com/{'i' * 240} is 260 characters long; the limit"
-        " is 255)",
+        {"images": f"- name: {'i' * 256}\n  dmap:\n    '{A}': []\n"},
+        f"DIR/images/x/images.yaml: invalid repository: staging.example.com/{'i' * 256}"
+        f" (repository path {'i' * 256} is 256 characters long; the limit is 255)",
     ),
 ]
 

@@ -375,9 +375,12 @@ INVALID: list[tuple[str, str, str]] = [
     ("reg..io/x", "registry", "'reg..io' is not a valid host[:port]"),
     ("[::1/x", "registry", "'[::1' is not a valid host[:port]"),
     ("[zz::1]/x", "registry", "is not a valid host[:port]"),
-    ("reg.io/" + "a" * 249, "repository", "is 256 characters long; the limit is 255"),
-    # The limit applies to the normalised name: docker.io/library/ adds 18 characters.
-    ("a" * 240, "repository", "is 258 characters long; the limit is 255"),
+    # The limit applies to the repository path only (distribution/reference v0.6.0), after
+    # normalisation: "library/" counts, the registry host does not.
+    ("reg.io/" + "a" * 256, "repository", "path " + "a" * 256 + " is 256 characters long"),
+    ("a" * 248, "repository", "path library/" + "a" * 248 + " is 256 characters long"),
+    ("a/" * 127 + "ab", "repository", "is 256 characters long; the limit is 255"),
+    ("localhost:5000/" + "b" * 300 + ":t", "repository", "is 300 characters long"),
 ]
 
 
@@ -419,12 +422,28 @@ def test_valid_128_and_invalid_129_character_tags() -> None:
     assert info.value.part == "tag"
 
 
-def test_name_length_limit_boundary() -> None:
-    ok = "reg.io/" + "a" * 248
-    assert len(ok) == 255
+@pytest.mark.parametrize(
+    "host", ["reg.io", "h" * 250 + ".io", "[fe80::1]:5000", "a." * 100 + "example.com"]
+)
+def test_name_length_limit_counts_the_path_only(host: str) -> None:
+    ok = f"{host}/{'a' * 255}"
     assert Reference.parse(ok).name == ok
-    # Tags and digests do not count towards the name limit.
+    # Tags and digests do not count towards the limit either.
     assert Reference.parse(f"{ok}:{TAG128}@{SHA}").name == ok
+    with pytest.raises(InvalidReferenceError) as info:
+        Reference.parse(f"{host}/{'a' * 256}")
+    assert info.value.part == "repository"
+    assert info.value.message.endswith("is 256 characters long; the limit is 255")
+    assert info.value.hint is not None
+    assert "registry host does not count" in info.value.hint
+
+
+def test_name_length_limit_counts_library_prefix() -> None:
+    # Docker Hub names are measured after normalisation, as ParseNormalizedNamed does.
+    assert Reference.parse("a" * 247).repository == "library/" + "a" * 247
+    with pytest.raises(InvalidReferenceError):
+        Reference.parse("a" * 248)
+    assert Reference.parse("docker.io/x/" + "a" * 253).repository == "x/" + "a" * 253
 
 
 def test_port_boundaries() -> None:

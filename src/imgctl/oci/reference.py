@@ -21,6 +21,8 @@ __all__ = [
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
+# distribution/reference v0.6.0: the limit applies to the repository path (after Docker Hub
+# normalisation, so "library/" counts), never to the registry host.
 NAME_TOTAL_LENGTH_MAX = 255
 
 # Grammar of github.com/distribution/reference (regexp.go), written out here.
@@ -114,13 +116,13 @@ class Reference:
         registry, repository = _split_registry(name)
         _check_registry(value, registry)
         _check_repository(value, repository)
-        full_length = len(registry) + 1 + len(repository)
-        if full_length > NAME_TOTAL_LENGTH_MAX:
+        if len(repository) > NAME_TOTAL_LENGTH_MAX:
             raise InvalidReferenceError(
                 value,
                 "repository",
-                f"name {registry}/{repository} is {full_length} characters long;"
+                f"path {repository} is {len(repository)} characters long;"
                 f" the limit is {NAME_TOTAL_LENGTH_MAX}",
+                hint="shorten the repository path; the registry host does not count",
             )
         return cls(registry, repository, tag, digest)
 
