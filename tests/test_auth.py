@@ -277,7 +277,18 @@ def fetch_registry_token(token_server: TokenServer, scope: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "source", ["env-identity", "env-registry-token", "flag-token", "docker-identity", "helper"]
+    "source",
+    [
+        "env-identity",
+        "env-registry-token",
+        # carvel-dev/imgpkg test/e2e/auth_test.go (commit 240e8789): "Identity Token" and the
+        # registry-token case, through imgpkg's own variables.
+        "imgpkg-env-identity",
+        "imgpkg-env-registry-token",
+        "flag-token",
+        "docker-identity",
+        "helper",
+    ],
 )
 def test_token_registry_accepts_each_source(
     env: Env,
@@ -298,6 +309,12 @@ def test_token_registry_accepts_each_source(
         token = fetch_registry_token(token_server, "repository:tokens/app:pull")
         secrets.append(token)
         extra = {"IMGCTL_CREDS_HOSTNAME": host, "IMGCTL_CREDS_REGISTRY_TOKEN": token}
+    elif source == "imgpkg-env-identity":
+        extra = {"IMGPKG_REGISTRY_HOSTNAME": host, "IMGPKG_REGISTRY_IDENTITY_TOKEN": SECRET_TOKEN}
+    elif source == "imgpkg-env-registry-token":
+        token = fetch_registry_token(token_server, "repository:tokens/app:pull")
+        secrets.append(token)
+        extra = {"IMGPKG_REGISTRY_HOSTNAME": host, "IMGPKG_REGISTRY_REGISTRY_TOKEN": token}
     elif source == "flag-token":
         token = fetch_registry_token(token_server, "repository:tokens/app:pull")
         secrets.append(token)

@@ -1,4 +1,21 @@
-"""Environment credential entries: imgpkg's documented matching and precedence, and imgctl's."""
+"""Environment credential entries: imgpkg's matching and precedence, and imgctl's.
+
+Upstream rows, named where they are used:
+
+* carvel-dev/imgpkg ``pkg/imgpkg/registry/keychain_test.go`` ``TestAuthProvidedViaEnvVars`` at
+  commit 96a99c0004b01f6403e49491044b52bf4397fbd9 (its last version; HEAD 240e8789 has no unit
+  test of the env keychain, whose code, ``pkg/imgpkg/registry/auth/env_keychain.go``, is
+  unchanged in behaviour since): ``testCasesWithMatchingHostnames``,
+  ``testCasesWithNonMatchingHostnames``, the invalid hostnames, ``testCasesSpecifyingOrder``, the
+  token kinds, "Only IMGPKG_REGISTRY env variables are used", "Do not error if AZURE_CR_CONFIG env
+  var is set". The rest of that file is in ``tests/test_keychain_imgpkg.py``.
+* imgpkg's documentation, carvel-dev/carvel ``site/content/imgpkg/docs/v0.41.x/auth.md`` at commit
+  9e49dcdfcceb1c3244431eb3df4c7f5881274ce7: the HOSTNAME examples, the glob example and the
+  "HOSTNAME not using globbing wins" note.
+
+Rows marked "imgctl" are imgctl's own; where imgctl answers differently from imgpkg, the row says
+so and docs/credentials.md ("Where imgctl differs from imgpkg") gives the reason.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +41,8 @@ async def resolve(environ: dict[str, str], image: str) -> Credential:
     return await EnvKeychain(environ).resolve(*split(image))
 
 
-# imgpkg's documented cases: each HOSTNAME must give the credentials for the image.
+# keychain_test.go testCasesWithMatchingHostnames (the first ten), then the documentation's
+# examples: each HOSTNAME must give the credentials for the image.
 MATCHING = [
     ("localhost:9999/imgpkg_test", "localhost:9999"),
     ("localhost:9999/imgpkg_test", "http://localhost:9999"),
@@ -36,6 +54,17 @@ MATCHING = [
     ("subdomain.localhost:9999/imgpkg_test", "*.localhost:9999/v2/"),
     ("subdomain1.subdomain2.localhost:9999/imgpkg_test", "*.*.localhost:9999/v2/"),
     ("localhost:9999/imgpkg_test", "localhost:9999/imgpkg_test"),
+    # auth.md: "e.g. gcr.io, docker.io, https://gcr.io, docker.io/v2/", "*.*.docker.io will match
+    # bar.foo.docker.io", "the fully qualified repository. for e.g. gcr.io/repo/image".
+    ("gcr.io/repo/image", "gcr.io"),
+    ("gcr.io/repo/image", "https://gcr.io"),
+    ("bar.foo.docker.io/image", "*.*.docker.io"),
+    ("gcr.io/repo/image", "gcr.io/repo/image"),
+    ("hostname.for.registry.1/app", "hostname.for.registry.1"),
+    # imgctl differs: imgpkg matches docker.io and docker.io/v2/ against the image's
+    # index.docker.io name, so neither documented example covers Docker Hub images there.
+    ("docker.io/library/alpine", "docker.io"),
+    ("docker.io/library/alpine", "docker.io/v2/"),
     # imgctl: Docker Hub is one host under all its names, in the entry and in the image.
     ("docker.io/library/alpine", "index.docker.io"),
     ("docker.io/library/alpine", "https://index.docker.io/v1/"),
@@ -52,9 +81,12 @@ MATCHING = [
 ]
 
 NOT_MATCHING = [
+    # keychain_test.go testCasesWithNonMatchingHostnames.
     ("subdomain1.subdomain2.localhost:9999/imgpkg_test", "*.localhost:9999"),
     ("subdomain1.localhost:9999/imgpkg_test", "localhost:9999"),
     ("subdomain1.localhost:9999/imgpkg_test", "*:9999"),
+    # auth.md: one label per *, so *.*.docker.io is not foo.docker.io; imgctl's further rows.
+    ("foo.docker.io/image", "*.*.docker.io"),
     ("localhost:9999/imgpkg_test", "localhost"),
     ("localhost/imgpkg_test", "localhost:9999"),
     ("localhost:9999/imgpkg_test", "localhost:9998"),
@@ -82,6 +114,8 @@ async def test_hostname_does_not_match(image: str, hostname: str) -> None:
     assert "IMGPKG_REGISTRY_HOSTNAME" in answer.detail  # says which entry and why not
 
 
+# keychain_test.go's invalid hostnames (the first three; imgpkg fails at Resolve, imgctl when
+# the keychain is built), then imgctl's: HOSTNAMEs imgpkg accepts but that can never match.
 @pytest.mark.parametrize(
     "hostname",
     [
@@ -105,7 +139,9 @@ def test_malformed_hostname_is_an_error_naming_the_variable(hostname: str) -> No
     assert "s3cr3t-pw" not in str(info.value)
 
 
-# imgpkg's documented order cases, against localhost:9999/imgpkg_test/imagename: _1 must win.
+# keychain_test.go testCasesSpecifyingOrder, against localhost:9999/imgpkg_test/imagename: _1
+# must win. (imgpkg gets there by sorting HOSTNAMEs in reverse string order; imgctl by
+# specificity, which agrees on every upstream row.)
 ORDER = [
     ("localhost:9999", "localhost:9999/imgpkg_test"),
     ("localhost:9999/imgpkg_test", "localhost:9999/imgpkg_test/imagename"),
@@ -138,6 +174,8 @@ async def test_more_specific_hostname_wins(loser: str, winner: str, swap: bool) 
 
 
 async def test_exact_host_beats_glob_documented_case() -> None:
+    # auth.md: IMGPKG_REGISTRY_HOSTNAME_0=*.docker.io vs IMGPKG_REGISTRY_HOSTNAME_1=foo.docker.io
+    # for foo.docker.io/image uses _1.
     environ = {
         "IMGPKG_REGISTRY_USERNAME_0": "glob",
         "IMGPKG_REGISTRY_PASSWORD_0": "x",
@@ -151,6 +189,8 @@ async def test_exact_host_beats_glob_documented_case() -> None:
 
 
 async def test_several_registries_by_suffix_and_token_kinds() -> None:
+    # keychain_test.go: "single registry access token", "identity token", "multiple registry
+    # credentials", "Only IMGPKG_REGISTRY env variables are used"; imgctl's prefix beside it.
     environ = {
         "IMGCTL_CREDS_HOSTNAME_0": "localhost:9999",
         "IMGCTL_CREDS_USERNAME_0": "user0",
@@ -181,6 +221,7 @@ async def test_imgctl_entries_win_over_imgpkg_ones_of_equal_specificity() -> Non
 
 
 def test_azure_config_variable_is_not_an_entry() -> None:
+    # keychain_test.go: "Do not error if AZURE_CR_CONFIG env var is set".
     assert parse_entries({"IMGPKG_REGISTRY_AZURE_CR_CONFIG": "/some/path"}) == []
 
 

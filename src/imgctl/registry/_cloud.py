@@ -49,6 +49,7 @@ __all__ = [
     "ECRRegistry",
     "GCPKeychain",
     "GitHubKeychain",
+    "active_keychains",
     "cloud_keychains",
     "ecr_api_client",
     "iaas_auth_enabled",
@@ -149,11 +150,49 @@ def iaas_auth_enabled(environ: Mapping[str, str]) -> bool:
     ``IMGPKG_ENABLE_IAAS_AUTH`` is honoured when ours is unset, for users coming from imgpkg.
     An empty value counts as unset.
     """
+    return _iaas_switch(environ) is not False
+
+
+def _iaas_switch(environ: Mapping[str, str]) -> bool | None:
+    """The IaaS switch as set (None when neither variable is)."""
     for name in ("IMGCTL_ENABLE_IAAS_AUTH", "IMGPKG_ENABLE_IAAS_AUTH"):
         value = environ.get(name, "")
         if value.strip():
             return _parse_bool(name, value)
-    return True
+    return None
+
+
+# Keychain names in IMGCTL_/IMGPKG_ACTIVE_KEYCHAINS: imgpkg's (gke, aks, ecr, github) and
+# imgctl's source names.
+_ACTIVE_NAMES = {
+    "gke": "gcp",
+    "gcp": "gcp",
+    "aks": "azure",
+    "azure": "azure",
+    "ecr": "ecr",
+    "github": "ghcr",
+    "ghcr": "ghcr",
+}
+
+
+def active_keychains(environ: Mapping[str, str]) -> frozenset[str] | None:
+    """The cloud sources ``IMGCTL_ACTIVE_KEYCHAINS`` (else imgpkg's) names; None: not set."""
+    for variable in ("IMGCTL_ACTIVE_KEYCHAINS", "IMGPKG_ACTIVE_KEYCHAINS"):
+        value = environ.get(variable, "")
+        if not value.strip():
+            continue
+        chosen: set[str] = set()
+        for item in value.split(","):
+            name = _ACTIVE_NAMES.get(item.strip().lower())
+            if name is None:
+                raise CredentialError(
+                    f"{variable}={value!r} names an unknown keychain {item.strip()!r}",
+                    hint="give a comma-separated list of aks, ecr, gke, github (or azure, gcp, "
+                    "ghcr)",
+                )
+            chosen.add(name)
+        return frozenset(chosen)
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -975,8 +1014,22 @@ class GitHubKeychain(SourceKeychain):
 
 
 def cloud_keychains(environ: Mapping[str, str] | None = None) -> list[SourceKeychain]:
-    """ECR, GCP, Azure and ghcr keychains in that order; none when IaaS auth is switched off."""
+    """ECR, GCP, Azure and ghcr keychains in that order, as the IaaS switches say.
+
+    ``IMGCTL_ENABLE_IAAS_AUTH`` (or imgpkg's) false: none; true: all. Unset: those
+    ``IMGCTL_ACTIVE_KEYCHAINS`` (or imgpkg's ``IMGPKG_ACTIVE_KEYCHAINS``) names, else all.
+    """
     env: Mapping[str, str] = os.environ if environ is None else environ
-    if not iaas_auth_enabled(env):
+    switch = _iaas_switch(env)
+    active = active_keychains(env)  # checked even when unused: a typo is an error
+    if switch is False:
         return []
-    return [ECRKeychain(env), GCPKeychain(env), AzureKeychain(env), GitHubKeychain(env)]
+    keychains: list[SourceKeychain] = [
+        ECRKeychain(env),
+        GCPKeychain(env),
+        AzureKeychain(env),
+        GitHubKeychain(env),
+    ]
+    if switch is None and active is not None:
+        keychains = [k for k in keychains if k.name in active]
+    return keychains
