@@ -17,6 +17,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import time
 import uuid
@@ -408,6 +409,30 @@ async def test_certificate_unknown_to_azure_ad_is_an_error(
     assert "certificate" in message
     assert "aadClientId" in message  # the hint
     assert_secret_free(message, repr(caught.value))
+
+
+async def test_certificate_flow_logs_no_secret(
+    azure: AzureStandIn, sp_cert: Cert, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An application embedding imgctl may log everything at DEBUG (httpx, httpcore included).
+    caplog.set_level(logging.DEBUG)
+    cert_file = tmp_path / "sp.pfx"
+    cert_file.write_bytes(sp_cert.pfx(CERT_PASSWORD))
+    config = write_config(
+        tmp_path,
+        {
+            "tenantId": TENANT,
+            "aadClientId": CLIENT_ID,
+            "aadClientCertPath": str(cert_file),
+            "aadClientCertPassword": CERT_PASSWORD,
+        },
+    )
+    resolution = await keychain_for(azure, env_for(azure, config)).explain(REGISTRY, "app")
+    assert resolution.credential.identity_token is not None
+    assertion = form_of(azure.requests[0])["client_assertion"]
+    assert caplog.records  # httpx did log
+    for secret in (*SECRETS, assertion, resolution.credential.identity_token):
+        assert secret not in caplog.text
 
 
 def test_thumbprint_is_microsofts_example() -> None:

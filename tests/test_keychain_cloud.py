@@ -360,6 +360,15 @@ async def test_ecr_dual_stack_public_host_uses_ecr_public(aws: AwsProxy) -> None
     assert [(call.service, call.region) for call in aws.calls] == [("ecr-public", "us-east-1")]
 
 
+async def test_ecr_explain_names_partition_and_fips(aws: AwsProxy) -> None:
+    host = f"{ACCOUNT}.dkr-ecr-fips.us-gov-east-1.on.aws"
+    resolution = await ECRKeychain(aws_env(aws.url)).explain(host, "app")
+    assert resolution.detail == (
+        f"ECR authorization token for account {ACCOUNT} "
+        "(us-gov-east-1, partition aws-us-gov, FIPS API endpoint)"
+    )
+
+
 async def test_ecr_fips_and_plain_hosts_of_one_account_fetch_apart(aws: AwsProxy) -> None:
     # A FIPS host's token must come through the FIPS API endpoint, never from the cache entry
     # a plain host of the same account and region filled.

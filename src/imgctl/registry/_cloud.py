@@ -483,7 +483,11 @@ class ECRKeychain(SourceKeychain):
             if target.public:
                 detail = f"ECR Public authorization token ({region})"
             else:
-                detail = f"ECR authorization token for account {target.account} ({region})"
+                where = ", ".join(
+                    [region, f"partition {target.partition}"]
+                    + (["FIPS API endpoint"] if target.fips else [])
+                )
+                detail = f"ECR authorization token for account {target.account} ({where})"
             return _Entry(
                 Resolution(credential, self.name, detail),
                 _cache_until(now, expires_at, _SKEW_FLOOR),
