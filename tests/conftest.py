@@ -15,8 +15,10 @@ import pytest
 import trustme
 
 from imgctl.registry import ClientOptions, RegistryClient
+from imgctl.store import CatalogStore
 
 from .support.layout import BuiltImage, build_image
+from .support.postgres import BACKENDS, scratch_database
 from .support.proxy import FaultProxy
 from .support.registry import Registry
 from .support.skopeo import push_layout
@@ -25,6 +27,23 @@ from .support.tokenserver import TokenServer
 USER, PASSWORD = "alice", "correct horse battery staple"
 _VENV_IMGCTL = Path(sys.executable).parent / "imgctl"
 IMGCTL = str(_VENV_IMGCTL) if _VENV_IMGCTL.exists() else (shutil.which("imgctl") or "imgctl")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A scratch database of each backend (SQLite, PostgreSQL) that no other test sees."""
+    with scratch_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[CatalogStore]:
+    """The catalog store on each backend (modules needing another store define their own)."""
+    catalog = await CatalogStore.open(db_url)
+    try:
+        yield catalog
+    finally:
+        await catalog.aclose()
 
 
 @pytest.fixture(scope="session")

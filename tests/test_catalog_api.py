@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
@@ -16,8 +16,6 @@ from imgctl.catalog.api import create_catalog_app
 from imgctl.catalog.tokens import TokenFile
 from imgctl.errors import UsageError
 from imgctl.store import CatalogStore
-
-from .support.postgres import BACKENDS, scratch_database
 
 DIGEST = "sha256:" + "c" * 64
 GOOD, OTHER, DISABLED = "tok-good-LF8zuwb2dJMjZ", "tok-other-9xQ", "tok-disabled-77"
@@ -33,21 +31,6 @@ def tokens_yaml(*entries: tuple[str, str, bool]) -> str:
             f"    is_disabled: {'true' if disabled else 'false'}",
         ]
     return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with scratch_database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[CatalogStore]:
-    catalog = await CatalogStore.open(db_url)
-    try:
-        yield catalog
-    finally:
-        await catalog.aclose()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from .support.deployment import (
     stop_process,
 )
 from .support.layout import BuiltImage
-from .support.postgres import BACKENDS, migration_head, scratch_database
+from .support.postgres import migration_head
 from .support.registry import Registry
 from .support.skopeo import push_layout
 
@@ -69,21 +69,6 @@ async def promote(
         promoted_by="alice@example.com",
         source=None,
     )
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with scratch_database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[CatalogStore]:
-    catalog = await CatalogStore.open(db_url)
-    try:
-        yield catalog
-    finally:
-        await catalog.aclose()
 
 
 async def entries(

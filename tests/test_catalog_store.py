@@ -6,7 +6,6 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from sqlalchemy import create_engine, inspect, text
 from imgctl.store import AuditStore, CatalogImage, CatalogStore, StoreError
 from imgctl.store._schema import METADATA
 
-from .support.postgres import BACKENDS, PG_DSN, PG_URL, migration_head, scratch_database
+from .support.postgres import PG_DSN, PG_URL, migration_head
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
@@ -39,21 +38,6 @@ async def promote(
         promoted_by=None,
         source=None,
     )
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with scratch_database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[CatalogStore]:
-    catalog = await CatalogStore.open(db_url)
-    try:
-        yield catalog
-    finally:
-        await catalog.aclose()
 
 
 # --- schema -------------------------------------------------------------------------------

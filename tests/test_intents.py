@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,15 +22,7 @@ from imgctl.store import (
     PromotionIntent,
 )
 
-from .support.postgres import BACKENDS, scratch_database
-
 DIGEST = "sha256:" + "5e" * 32
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with scratch_database(str(request.param), tmp_path) as url:
-        yield url
 
 
 @pytest.fixture

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,16 +15,9 @@ from imgctl.scan.watches import Watch, parse_watches
 from imgctl.store import ScanStore, WatchState
 
 from .conftest import PushedImage
-from .support.postgres import BACKENDS, scratch_database
 from .support.registry import Registry
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with scratch_database(request.param, tmp_path) as url:
-        yield url
 
 
 @pytest.fixture
