@@ -3,13 +3,14 @@
 Pure functions over tag strings, no I/O. The rules follow Flux's image-reflector-controller:
 
 * ``semver``: ``range`` is a Masterminds/semver v3 constraint (``>=1.0.0 <2.0.0``, ``^1.2``,
-  ``~1.2.3``, ``1.x``, ``*``, ``1.2 - 1.4.5``, AND by space or comma, OR by ``||``). A tag counts
-  only when it is a full ``MAJOR.MINOR.PATCH`` semantic version, optionally prefixed by one ``v``:
-  Flux parses tags with ``fluxcd/pkg/version.ParseVersion`` (strict, ``v`` allowed), so ``v1.2``
-  and ``1`` are *not* versions, although ranges may abbreviate (``>=1.2``). Pre-releases take part
-  only in an AND group that names a pre-release itself (``>=1.2.3-0 <2``): the rule of
-  Masterminds/semver v3.4. ``^*`` means any release, as Masterminds documents (its code treats it
-  as ``0.0.0``).
+  ``~1.2.3``, ``1.x``, ``*``, ``1.2 - 1.4.5``, AND by space or comma, OR by ``||``). Tags are read
+  as fluxcd/pkg ``version.ParseVersion`` v0.16.0 reads them: the tag must split on ``.`` into
+  three parts (so it has at least two dots), then Masterminds' lenient ``NewVersion`` parses it
+  (one leading ``v``, leading zeros allowed: ``v2025.07.03`` is 2025.7.3, ``1.2-rc.1`` is
+  1.2.0-rc.1), so ``v1.2`` and ``1`` are *not* versions, although ranges may abbreviate
+  (``>=1.2``). Pre-releases take part only in an AND group that names a pre-release itself
+  (``>=1.2.3-0 <2``): the rule of Masterminds/semver v3.4. ``^*`` admits only ``0.0.0``, as
+  Masterminds' code reads it (its comment calls it "any"; Flux runs the code).
 * ``alphabetical``: ``asc`` (the default) picks the greatest tag, ``desc`` the smallest, comparing
   code points, which orders exactly like Go's byte-wise comparison of the UTF-8 strings.
 * ``numerical``: tags are Go ``strconv.ParseFloat`` numbers; one tag that is not a number fails the
@@ -67,9 +68,10 @@ class PolicyError(ImgctlError):
 # ------------------------------------------------------------------------------ semver versions
 
 _IDENTS: Final = r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
-# Strict MAJOR.MINOR.PATCH without leading zeros, as semver.StrictNewVersion; one "v" allowed.
-_TAG_RE: Final = re.compile(
-    rf"v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-({_IDENTS}))?(?:\+{_IDENTS})?"
+# Masterminds' looseSemVerRegex, which NewVersion uses (CoerceNewVersion, the default): leading
+# zeros allowed, minor and patch optional, one lowercase "v".
+_LOOSE_RE: Final = re.compile(
+    rf"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?(?:-({_IDENTS}))?(?:\+{_IDENTS})?"
 )
 
 _PreKey = tuple[tuple[int, int, str], ...]
@@ -87,6 +89,26 @@ class _Version:
     key: _VersionKey
 
 
+def _uint64(digits: str) -> int:
+    """``digits`` as Go's ``strconv.ParseUint(digits, 10, 64)``; ValueError when out of range."""
+    significant = digits.lstrip("0")
+    # Checked before int(): a long digit string would hit Python's conversion limit.
+    if len(significant) > 20 or (significant and int(significant) > _UINT64_MAX):
+        raise ValueError(f"{digits} does not fit in 64 bits")
+    return int(significant or "0")
+
+
+def _pre_key(ident: str) -> tuple[int, int, str]:
+    # Masterminds compares an identifier as a number only when ParseUint reads it; a longer run
+    # of digits is compared as text, like any alphanumeric identifier.
+    if ident.isascii() and ident.isdigit():
+        try:
+            return (0, _uint64(ident), "")
+        except ValueError:
+            pass
+    return (1, 0, ident)
+
+
 def _make_version(major: int, minor: int, patch: int, pre: str | None) -> _Version:
     idents = tuple(pre.split(".")) if pre else ()
     for ident in idents:
@@ -96,27 +118,38 @@ def _make_version(major: int, minor: int, patch: int, pre: str | None) -> _Versi
         raise ValueError("a version number does not fit in 64 bits")
     # Numeric identifiers sort below alphanumeric ones; a shorter list of equal identifiers sorts
     # first; a release (flag 1) sorts above every pre-release (flag 0) of the same core.
-    pre_key = tuple((0, int(i), "") if i.isdigit() else (1, 0, i) for i in idents)
+    pre_key = tuple(_pre_key(i) for i in idents)
     return _Version(major, minor, patch, idents, (major, minor, patch, 0 if idents else 1, pre_key))
 
 
-def _parse_tag(text: str) -> _Version | None:
-    """The tag as Flux reads it (strict semver, optional leading ``v``), or None."""
-    match = _TAG_RE.fullmatch(text)
+def _new_version(text: str) -> _Version | None:
+    """``text`` as Masterminds' ``NewVersion`` (lenient, the default) reads it, or None."""
+    match = _LOOSE_RE.fullmatch(text)
     if match is None:
         return None
     try:
-        return _make_version(int(match[1]), int(match[2]), int(match[3]), match[4])
+        numbers = [_uint64(part) if part else 0 for part in match.group(1, 2, 3)]
+        return _make_version(numbers[0], numbers[1], numbers[2], match[4])
     except ValueError:
         return None
+
+
+def _parse_tag(text: str) -> _Version | None:
+    """The tag as Flux reads it (fluxcd/pkg ``version.ParseVersion`` v0.16.0), or None."""
+    # ParseVersion: strings.SplitN(tag, ".", 3) must give three parts, then NewVersion.
+    if text.count(".") < 2:
+        return None
+    return _new_version(text)
 
 
 # --------------------------------------------------------------------------- semver constraints
 
 _WS: Final = "[ \t\n\f\r]"  # Go's \s: ASCII only, unlike Python's
 _PART: Final = r"(?:[0-9]+|[xX*])"
-_CV: Final = rf"v?{_PART}(?:\.{_PART}){{0,2}}(?:-{_IDENTS})?(?:\+{_IDENTS})?"
-_HYPHEN_RE: Final = re.compile(rf"{_WS}*({_CV}){_WS}+-{_WS}+({_CV}){_WS}*")
+# Masterminds' cvRegex as its range rewrite uses it (the class admits '|', as upstream's does).
+_GO_PART: Final = r"[0-9|xX*]+"
+_GO_CV: Final = rf"v?{_GO_PART}(?:\.{_GO_PART})?(?:\.{_GO_PART})?(?:-{_IDENTS})?(?:\+{_IDENTS})?"
+_HYPHEN_RE: Final = re.compile(rf"{_WS}*({_GO_CV}){_WS}+-{_WS}+({_GO_CV}){_WS}*")
 _COMPARISON_RE: Final = re.compile(
     rf"(!=|>=|=>|<=|=<|~>|>|<|=|~|\^|){_WS}*v?(?P<major>{_PART})(?:\.(?P<minor>{_PART}))?"
     rf"(?:\.(?P<patch>{_PART}))?(?:-(?P<pre>{_IDENTS}))?(?:\+{_IDENTS})?"
@@ -198,8 +231,8 @@ class _Comparison:
         c = self.version
         if _cmp(v, c) < 0:
             return False
-        if self.major_wild:
-            return True
+        # ^* is 0.0.0 with only its major dirty: Masterminds' code admits 0.0.0 alone (its
+        # comment says "any"); Flux runs the code, and so does this.
         if c.major > 0 or self.minor_dirty:
             return v.major == c.major
         if v.major > 0:
@@ -278,13 +311,41 @@ def _parse_group(text: str) -> tuple[_Comparison, ...]:
             )
 
 
+def _rewrite_ranges(text: str) -> str:
+    """Hyphen ranges as comparisons, exactly as Masterminds' ``rewriteRange`` writes them.
+
+    ``1.2 - 1.4.5`` becomes ``>= 1.2, <= 1.4.5 `` (the trailing space separates it from a
+    comparison that follows). The match takes the whitespace around the range with it, so a
+    range after another comparison and only a space (``<=3 1 - 2``) would be glued to it
+    (``<=3>= 1, <= 2``), which upstream refuses: that is refused here with a clear message.
+    """
+    out: list[str] = []
+    pos = 0
+    for match in _HYPHEN_RE.finditer(text):
+        out.append(text[pos : match.start()])
+        # What the rewritten range lands after: nothing, a comma, '||' or an earlier range.
+        before = next((chunk[-1] for chunk in reversed(out) if chunk), "")
+        if before and before not in ",| ":
+            written = match[0].strip(" \t\n\f\r")
+            prefix = text[: match.start()]
+            raise ValueError(
+                f"the hyphen range {written!r} follows {prefix!r} with no comma between them; "
+                f"Masterminds/semver joins the two and refuses the range, so write "
+                f"{prefix + ', ' + written!r}"
+            )
+        out.append(f">= {match[1]}, <= {match[2]} ")
+        pos = match.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 @functools.lru_cache(maxsize=256)
 def _compile_constraint(text: str) -> _Constraint:
     """The range parsed once; ValueError says what is wrong with it."""
     if not text.strip(" \t\n\f\r"):
         raise ValueError("the range is empty")
     # "1.2 - 1.4.5" is ">= 1.2, <= 1.4.5"; spaces around the hyphen tell it from a pre-release.
-    text = _HYPHEN_RE.sub(lambda m: f">= {m[1]}, <= {m[2]}", text)
+    text = _rewrite_ranges(text)
     groups = tuple(_parse_group(part) for part in text.split("||"))
     with_pre = tuple(any(c.version.pre for c in group) for group in groups)
     return _Constraint(groups, with_pre)
