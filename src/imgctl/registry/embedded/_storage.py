@@ -36,6 +36,7 @@ __all__ = [
     "Storage",
     "UnsafePathError",
     "parse_digest",
+    "tag_order",
     "valid_name",
     "valid_tag",
     "valid_upload_id",
@@ -64,6 +65,11 @@ def valid_name(name: str) -> bool:
 def valid_tag(tag: str) -> bool:
     """True for a tag of the distribution grammar."""
     return _TAG_RE.fullmatch(tag) is not None
+
+
+def tag_order(tag: str) -> tuple[str, str]:
+    """Sort key of the spec's lexical tag order: case-insensitive, upper case first on a tie."""
+    return tag.lower(), tag
 
 
 def valid_upload_id(upload_id: str) -> bool:
@@ -348,14 +354,14 @@ class Storage:
         return digest if parse_digest(digest) else None
 
     def tags(self, name: str) -> list[str] | None:
-        """Every tag of ``name`` in lexical (code point) order; None if there is no such repo."""
+        """Every tag of ``name`` in lexical order (``tag_order``); None if there is no such repo."""
         if not self.repository_exists(name):
             return None
         try:
             entries = os.listdir(self._repository(name) / "_tags")
         except FileNotFoundError:
             return []
-        return sorted(entry for entry in entries if valid_tag(entry))
+        return sorted((entry for entry in entries if valid_tag(entry)), key=tag_order)
 
     def delete_tag(self, name: str, tag: str) -> bool:
         """Remove one tag (the manifest stays); False if there was no such tag."""
