@@ -381,6 +381,10 @@ INVALID: list[tuple[str, str, str]] = [
     ("a" * 248, "repository", "path library/" + "a" * 248 + " is 256 characters long"),
     ("a/" * 127 + "ab", "repository", "is 256 characters long; the limit is 255"),
     ("localhost:5000/" + "b" * 300 + ":t", "repository", "is 300 characters long"),
+    # The host has a bound of its own, the DNS maximum (distribution/reference has none).
+    ("a." * 126 + "io/x", "registry", "host is 254 characters long; the limit is 253"),
+    ("a." * 126 + "io:5000/x", "registry", "host is 254 characters long; the limit is 253"),
+    ("[" + "0:" * 130 + "1]/x", "registry", "host is 263 characters long; the limit is 253"),
 ]
 
 
@@ -436,6 +440,13 @@ def test_name_length_limit_counts_the_path_only(host: str) -> None:
     assert info.value.message.endswith("is 256 characters long; the limit is 255")
     assert info.value.hint is not None
     assert "registry host does not count" in info.value.hint
+
+
+def test_longest_name_is_bounded() -> None:
+    host = "a." * 125 + "iox"
+    assert len(host) == 253
+    ref = Reference.parse(f"{host}:65535/{'p' * 255}:{TAG128}@sha512:{HEX512}")
+    assert len(ref.name) == 253 + len(":65535/") + 255 == 515
 
 
 def test_name_length_limit_counts_library_prefix() -> None:

@@ -24,6 +24,7 @@ DEFAULT_TAG = "latest"
 # distribution/reference v0.6.0: the limit applies to the repository path (after Docker Hub
 # normalisation, so "library/" counts), never to the registry host.
 NAME_TOTAL_LENGTH_MAX = 255
+REGISTRY_HOST_LENGTH_MAX = 253
 
 # Grammar of github.com/distribution/reference (regexp.go), written out here.
 _ALNUM = r"[a-z0-9]+"
@@ -187,6 +188,16 @@ class Reference:
 
 
 def _check_registry(value: str, registry: str) -> None:
+    host = registry if registry.endswith("]") else registry.partition(":")[0]
+    # distribution/reference has no limit here; DNS names have at most 253 characters, and with
+    # the path's limit this bounds a whole name (registry, port, path) to 515 characters.
+    if len(host) > REGISTRY_HOST_LENGTH_MAX:
+        raise InvalidReferenceError(
+            value,
+            "registry",
+            f"host is {len(host)} characters long; the limit is {REGISTRY_HOST_LENGTH_MAX}",
+            hint="a DNS name has at most 253 characters",
+        )
     if not _DOMAIN_RE.fullmatch(registry):
         raise InvalidReferenceError(value, "registry", f"{registry!r} is not a valid host[:port]")
     if not registry.endswith("]") and ":" in registry:
