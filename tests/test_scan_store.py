@@ -102,6 +102,40 @@ async def test_only_the_claims_owner_extends_it(store: ScanStore, memory: bool) 
     assert current.next_scan_at == NOW + timedelta(seconds=65)
 
 
+@pytest.mark.parametrize("memory", [False, True], ids=["store", "memory"])
+async def test_an_early_claim_takes_a_scheduled_watch_but_never_a_held_one(
+    store: ScanStore, memory: bool
+) -> None:
+    """A changed watch is claimed before its next scan is due, unless a replica is scanning it."""
+    state: ScanState = MemoryScanState() if memory else store
+    assert await state.claim("app", "r/app", owner="a", lease=60, now=NOW) is None
+    lease_end = NOW + timedelta(seconds=60)
+    soon = NOW + timedelta(seconds=1)
+    # "a" is scanning: nobody else takes it, early or not.
+    assert await state.claim("app", "r/app", owner="b", lease=60, now=soon, early=True) == lease_end
+    # a's scan ends: the row is saved without an owner and the next scan an hour ahead.
+    current = await state.get("app")
+    assert current is not None
+    await state.save(replace(current, owner=None, next_scan_at=NOW + timedelta(hours=1)))
+    assert await state.claim("app", "r/app", owner="b", lease=60, now=soon) == NOW + timedelta(
+        hours=1
+    )
+    assert await state.claim("app", "r/app", owner="b", lease=60, now=soon, early=True) is None
+    taken = await state.get("app")
+    assert taken is not None
+    assert (taken.owner, taken.next_scan_at) == ("b", soon + timedelta(seconds=60))
+    # Held by b now: c's early claim waits for b's lease; b may take its own claim again.
+    assert await state.claim(
+        "app", "r/app", owner="c", lease=60, now=soon, early=True
+    ) == soon + timedelta(seconds=60)
+    assert await state.claim("app", "r/app", owner="b", lease=60, now=soon, early=True) is None
+    # A row saved by an older imgctl (owner kept after the scan) is treated as held.
+    await state.save(replace(taken, owner="old-replica", next_scan_at=NOW + timedelta(hours=1)))
+    assert await state.claim(
+        "app", "r/app", owner="b", lease=60, now=soon, early=True
+    ) == NOW + timedelta(hours=1)
+
+
 async def test_replicas_racing_for_a_claim_only_one_wins(db_url: str) -> None:
     replicas = [await ScanStore.open(db_url) for _ in range(4)]
     try:

@@ -1,4 +1,8 @@
-"""``imgctl scan``: scan watches once or on their intervals; ``scan status`` asks a server."""
+"""``imgctl scan``: scan watches once or on their intervals; ``scan status`` asks a server.
+
+Scanning on the intervals follows the watches file like the server does: a new version is put
+in force without a restart, and one that does not load is logged while the last good one stays.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +18,19 @@ from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, fail
 from imgctl.errors import ImgctlError
 
 
-def _load(config: Path) -> Any:
+def _load(config: Path, *, follow: bool) -> Any:
+    from imgctl.scan.reload import WatchesFile
     from imgctl.scan.watches import load_watches
 
     try:
-        return load_watches(config)
+        return WatchesFile(config) if follow else load_watches(config)
     except ImgctlError as exc:
         fail(str(exc), EXIT_INVALID)
 
 
 def scan(config: Path, *, once: bool, json_output: bool) -> None:
     """``imgctl scan --config FILE [--once]``."""
-    watches = _load(config)
+    watches = _load(config, follow=not once)
     if once:
         # The table and its notes say what failed; the scanner's log lines would repeat it.
         logging.getLogger("imgctl.scan").addHandler(logging.NullHandler())
@@ -56,14 +61,14 @@ async def _scan_once(watches: Any) -> list[dict[str, Any]]:
         return [status.as_json() for status in await scanner.scan_all()]
 
 
-async def _scan_forever(watches: Any) -> None:
+async def _scan_forever(watches_file: Any) -> None:
     from imgctl.scan.scanner import Scanner
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Scanner(watches) as scanner:
+    async with Scanner(watches_file.config, watches_file=watches_file) as scanner:
         await scanner.run(stop)
 
 
@@ -75,7 +80,16 @@ def status(url: str, *, json_output: bool) -> None:
     watches = document.get("watches") if isinstance(document, dict) else None
     if not isinstance(watches, list):
         fail(f"{url}/scan did not answer a watch list; is it an imgctl server?", EXIT_FAILED)
+    watches_file = document.get("watchesFile")
+    if json_output:
+        body = {"watchesFile": watches_file} if isinstance(watches_file, dict) else {}
+        print(json.dumps(body | {"watches": watches}, indent=2))
+        return
     print_watches(watches, json_output)
+    if isinstance(watches_file, dict):
+        for condition in watches_file.get("conditions") or []:
+            if condition.get("type") == "Loaded" and condition.get("status") != "True":
+                print(str(condition.get("message")), file=sys.stderr)
 
 
 def _ready(status: dict[str, Any]) -> str:

@@ -9,6 +9,10 @@ with exponential backoff, never later than the watch's interval.
 State goes through a :class:`ScanState` — :class:`~imgctl.store.ScanStore` in the server, so
 replicas sharing a database take turns (a claim is a lease), or :class:`MemoryScanState` for
 ``imgctl scan --once``.
+
+With a :class:`~imgctl.scan.reload.WatchesFile`, :meth:`Scanner.run` also follows the file: a
+watch added or changed is scanned at once with its new spec (after any scan of its old spec has
+finished), a removed one stops after the scan it may be running; the others keep their schedule.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from imgctl.errors import (
     AuthenticationError,
@@ -39,9 +43,13 @@ from imgctl.scan.policy import ImagePolicy, PolicyError
 from imgctl.scan.state import WatchState
 from imgctl.scan.watches import AutoPromotion, Watch, WatchConfig
 
+if TYPE_CHECKING:
+    from imgctl.scan.reload import WatchesFile
+
 __all__ = [
     "LATEST_TAGS",
     "MemoryScanState",
+    "OnConfig",
     "OnScan",
     "Promote",
     "ScanState",
@@ -56,6 +64,10 @@ log = logging.getLogger("imgctl.scan")
 LATEST_TAGS = 10  # Flux's lastScanResult.latestTags: the first 10 in descending order
 MIN_BACKOFF = 1.0
 JITTER = 0.1  # +-10% on every delay, so watches with one interval do not scan in lockstep
+# A changed watch whose row another replica holds (it is scanning it) is asked for again after
+# this, doubling up to EARLY_RETRY_MAX, until that scan has finished and it can be taken.
+EARLY_RETRY = 0.5
+EARLY_RETRY_MAX = 30.0
 
 Promote = Callable[[Watch, str, str], Awaitable[None]]
 """Auto-promotion hook: (watch, tag, digest); raises when the promotion failed."""
@@ -63,14 +75,27 @@ Promote = Callable[[Watch, str, str], Awaitable[None]]
 OnScan = Callable[[Watch, WatchState, float], None]
 """Told of every finished scan: (watch, its new state, seconds it took); for metrics."""
 
+OnConfig = Callable[[WatchConfig], None]
+"""Told of every new version of the watches file :meth:`Scanner.run` puts in force."""
+
 
 class ScanState(Protocol):
     """Where scan results live: :class:`~imgctl.store.ScanStore` or :class:`MemoryScanState`."""
 
     async def claim(
-        self, name: str, image: str, *, owner: str, lease: float, now: datetime | None = None
+        self,
+        name: str,
+        image: str,
+        *,
+        owner: str,
+        lease: float,
+        now: datetime | None = None,
+        early: bool = False,
     ) -> datetime | None:
-        """Take the watch for one scan: None when taken, else when its next scan is due."""
+        """Take the watch for one scan: None when taken, else when its next scan is due.
+
+        ``early`` takes it before its next scan is due too, unless another owner holds it.
+        """
         ...
 
     async def extend(
@@ -99,12 +124,20 @@ class MemoryScanState:
         self._states: dict[str, WatchState] = {}
 
     async def claim(
-        self, name: str, image: str, *, owner: str, lease: float, now: datetime | None = None
+        self,
+        name: str,
+        image: str,
+        *,
+        owner: str,
+        lease: float,
+        now: datetime | None = None,
+        early: bool = False,
     ) -> datetime | None:
-        """Take the watch unless its next scan is still ahead."""
+        """Take the watch unless its next scan is still ahead (``early``: unless it is held)."""
         now = now or datetime.now(UTC)
         state = self._states.get(name) or WatchState(name=name, image=image)
-        if state.next_scan_at > now:
+        free = state.owner is None or state.owner == owner
+        if state.next_scan_at > now and not (early and free):
             return state.next_scan_at
         self._states[name] = replace(
             state, next_scan_at=now + timedelta(seconds=lease), owner=owner, updated_at=now
@@ -162,6 +195,15 @@ def _rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class _Running:
+    """One watch's scan loop in :meth:`Scanner.run`: its spec and how to retire it."""
+
+    watch: Watch
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +279,8 @@ class Scanner:
         options: ClientOptions | None = None,
         promote: Promote | None = None,
         on_scan: OnScan | None = None,
+        on_config: OnConfig | None = None,
+        watches_file: WatchesFile | None = None,
         owner: str | None = None,
         retries: int = 2,
         max_retry_after: float = 10.0,
@@ -254,13 +298,22 @@ class Scanner:
         )
         self._promote = promote
         self._on_scan = on_scan
+        self._on_config = on_config
+        # Followed by run(): a new version that loads replaces ``config``.
+        self.watches_file = watches_file
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         # A claim lasts the watch's timeout plus this; an auto-promotion (not bounded by the
         # timeout) keeps extending it, so no other replica scans and promotes the same tag.
         self.claim_margin = claim_margin
-        self._clients: dict[str, RegistryClient] = {}
+        # By spec, not name: a changed watch gets a client with its new credentials and TLS
+        # while a scan of its old spec may still be using the old one.
+        self._clients: dict[Watch, RegistryClient] = {}
         self._default_keychain: Keychain | None = None
         self._slots = asyncio.Semaphore(config.concurrency)
+        self._running: dict[str, _Running] = {}  # the scan loops of run(), by watch name
+        self._retiring: dict[str, asyncio.Task[None]] = {}  # loops finishing a scan of an old spec
+        self._tasks: set[asyncio.Task[None]] = set()  # every loop not yet ended
+        self._scheduling = False  # run() is running
         self.scans = 0  # scans finished (any outcome), for tests and metrics
 
     async def aclose(self) -> None:
@@ -339,8 +392,13 @@ class Scanner:
             and (state.latest_tag, state.latest_digest)
             != (state.promoted_tag, state.promoted_digest)
         ):
-            async with self._holding(watch):
-                state = await self._auto_promote(watch, watch.auto_promote, state)
+            if self.config.get(watch.name) != watch:
+                # The watches file changed (or dropped) this watch while it was scanned: its
+                # old rule no longer holds. A changed watch is scanned again at once.
+                log.info("scan %s: not auto-promoting: the watch changed meanwhile", watch.name)
+            else:
+                async with self._holding(watch):
+                    state = await self._auto_promote(watch, watch.auto_promote, state)
         await self.state.save(state)
         self.scans += 1
         if self._on_scan is not None:
@@ -400,7 +458,7 @@ class Scanner:
             # A policy that keeps failing backs off like a registry that does: 1 s, 2 s, 4 s...
             # up to the interval, not a full listing every second until someone fixes it.
             next_scan_at=now + timedelta(seconds=self._delay(watch, failures)),
-            owner=self.owner,
+            owner=None,  # the claim ends with the scan: a changed watch may be taken early
             updated_at=now,
         )
 
@@ -429,7 +487,7 @@ class Scanner:
             transition_time=now if previous.ready != "False" else previous.transition_time,
             failures=failures,
             next_scan_at=now + timedelta(seconds=self._delay(watch, failures)),
-            owner=self.owner,
+            owner=None,
             updated_at=now,
         )
 
@@ -505,27 +563,123 @@ class Scanner:
     # ------------------------------------------------------------------ the schedule
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Scan every watch on its interval until ``stop`` is set (or the task is cancelled)."""
+        """Scan every watch on its interval until ``stop`` is set (or the task is cancelled).
+
+        With a watches file, follow it: :meth:`reconfigure` with each new version that loads.
+        """
         stop = stop or asyncio.Event()
-        tasks = [
-            asyncio.create_task(self._loop(watch, stop), name=f"scan {watch.name}")
-            for watch in self.config.watches
-            if not watch.suspend
-        ]
-        if not tasks:
-            await stop.wait()
-            return
+        self._scheduling = True
+        for watch in self.config.watches:
+            if not watch.suspend:
+                self._start(watch, early=None)
+        follow = None
+        if self.watches_file is not None:
+            follow = asyncio.create_task(self._follow(self.watches_file, stop), name="reload")
         try:
             await stop.wait()
         finally:
+            self._scheduling = False
+            tasks = [*self._tasks, *([follow] if follow is not None else [])]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._running.clear()
+            self._retiring.clear()
 
-    async def _loop(self, watch: Watch, stop: asyncio.Event) -> None:
-        # Spread the first scans of many watches instead of starting them all at once.
-        spread = random.uniform(0, min(watch.interval * JITTER, 2.0))  # noqa: S311
-        await _sleep(spread, stop)
+    async def _follow(self, watches_file: WatchesFile, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _sleep(watches_file.interval, stop)
+            try:
+                # Reading and parsing a changed file is blocking work: not on the event loop.
+                config = await asyncio.to_thread(watches_file.poll)
+            except Exception:  # a bug, not a bad file (poll reports those): keep scanning
+                log.exception("watches file %s: could not reload", watches_file.path)
+                continue
+            if config is not None and not stop.is_set():
+                self.reconfigure(config)
+
+    def reconfigure(self, config: WatchConfig) -> None:
+        """Put ``config`` in force: start added or changed watches at once, stop removed ones.
+
+        A watch whose spec changed (or that auto-promotes, when ``serviceIdentity`` changed) is
+        scanned again at once, once any scan of its old spec has finished; unchanged watches
+        keep their schedule. Their rows stay in the state, so a watch added back resumes with
+        its last result (and is not promoted again).
+        """
+        old, self.config = self.config, config
+        if config.concurrency != old.concurrency:
+            # Scans running hold the old semaphore and give it back; new ones take this one.
+            self._slots = asyncio.Semaphore(config.concurrency)
+        if not self._scheduling:
+            if self._on_config is not None:
+                self._on_config(config)
+            return
+        identity_changed = config.service_identity != old.service_identity
+        changed: list[str] = []
+        removed: list[str] = []
+        for name, running in list(self._running.items()):
+            watch = config.get(name)
+            promotes = watch is not None and watch.auto_promote is not None
+            if watch == running.watch and not (identity_changed and promotes):
+                continue
+            running.stop.set()  # ends after the scan it may be running, never in the middle
+            if running.task is not None:
+                self._retiring[name] = running.task
+            del self._running[name]
+            (removed if watch is None or watch.suspend else changed).append(name)
+        added = [
+            w.name
+            for w in config.watches
+            if not w.suspend and w.name not in self._running and w.name not in changed
+        ]
+        for watch in config.watches:
+            if not watch.suspend and watch.name not in self._running:
+                self._start(watch, early=True)
+        if added or changed or removed:
+            log.info(
+                "watches file %s: %s",
+                config.source,
+                "; ".join(
+                    f"{what} {', '.join(names)}"
+                    for what, names in (
+                        ("added", added),
+                        ("changed", changed),
+                        ("stopped", removed),
+                    )
+                    if names
+                ),
+            )
+        if self._on_config is not None:
+            self._on_config(config)
+
+    def _start(self, watch: Watch, *, early: bool | None) -> None:
+        running = _Running(watch)
+        after = self._retiring.get(watch.name)
+        running.task = asyncio.create_task(
+            self._loop(running, early=early, after=after), name=f"scan {watch.name}"
+        )
+        self._tasks.add(running.task)
+        running.task.add_done_callback(self._tasks.discard)
+        self._running[watch.name] = running
+
+    async def _loop(
+        self, running: _Running, *, early: bool | None, after: asyncio.Task[None] | None
+    ) -> None:
+        watch, stop = running.watch, running.stop
+        if after is not None:
+            # A scan of the watch's old spec may be running: let it finish (and save) first.
+            await asyncio.wait([after])
+        else:
+            # Spread the first scans of many watches instead of starting them all at once.
+            spread = random.uniform(0, min(watch.interval * JITTER, 2.0))  # noqa: S311
+            await _sleep(spread, stop)
+        if early is None:
+            # At start-up: the schedule stored is kept unless the file changed what it was for.
+            early = await self._schedule_is_stale(watch)
+            keep_trying = False
+        else:
+            keep_trying = early
+        retry = EARLY_RETRY
         while not stop.is_set():
             try:
                 async with self._slots:
@@ -534,10 +688,18 @@ class Scanner:
                         watch.canonical_image_name,
                         owner=self.owner,
                         lease=self._lease(watch),
+                        early=early,
                     )
                     if due is None:
+                        early = False
                         state = await self.scan(watch)
                         due = state.next_scan_at
+                    elif early and keep_trying:
+                        # Another replica is scanning it: take it as soon as that scan ends.
+                        due = min(due, datetime.now(UTC) + timedelta(seconds=retry))
+                        retry = min(retry * 2, EARLY_RETRY_MAX)
+                    else:
+                        early = False
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database is down, say: try again later, keep the others
@@ -545,14 +707,33 @@ class Scanner:
                 due = datetime.now(UTC) + timedelta(seconds=self._delay(watch, 1))
             wait = (due - datetime.now(UTC)).total_seconds()
             await _sleep(max(0.05, wait), stop)
+        if self._retiring.get(watch.name) is asyncio.current_task():
+            del self._retiring[watch.name]
+        if not any(other.watch == watch for other in self._running.values()):
+            client = self._clients.pop(watch, None)
+            if client is not None:
+                await client.aclose()
+
+    async def _schedule_is_stale(self, watch: Watch) -> bool:
+        """Whether the stored next scan was planned for another image or a longer interval."""
+        try:
+            state = await self.state.get(watch.name)
+        except Exception:  # the claim that follows reports a database that does not answer
+            return False
+        if state is None:
+            return False
+        if state.image != watch.canonical_image_name:
+            return True
+        latest = datetime.now(UTC) + timedelta(seconds=watch.interval * (1 + JITTER))
+        return state.next_scan_at > latest
 
     # ------------------------------------------------------------------ clients
 
     def _client(self, watch: Watch) -> RegistryClient:
-        client = self._clients.get(watch.name)
+        client = self._clients.get(watch)
         if client is None:
             client = RegistryClient(self._keychain(watch), self._client_options(watch))
-            self._clients[watch.name] = client
+            self._clients[watch] = client
         return client
 
     def _keychain(self, watch: Watch) -> Keychain:

@@ -60,7 +60,11 @@ def create_http_app(
                 status_code=404,
             )
         statuses = await core.scanner.statuses()
-        return JSONResponse({"watches": [status.as_json() for status in statuses]})
+        body: dict[str, object] = {}
+        if core.scanner.watches_file is not None:
+            body["watchesFile"] = core.scanner.watches_file.state.as_json()
+        body["watches"] = [status.as_json() for status in statuses]
+        return JSONResponse(body)
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from imgctl.scan.reload import WatchesFile
 
 REGISTRY = CollectorRegistry()
 
@@ -52,3 +57,47 @@ SCAN_TAGS = Gauge(
     ["watch"],
     registry=REGISTRY,
 )
+
+
+_TAGGED: set[str] = set()  # watches with an imgctl_scan_tags series
+
+
+def scan_tags(watch: str, count: int) -> None:
+    """Set ``watch``'s tag gauge to ``count`` (the tags of its last successful scan)."""
+    _TAGGED.add(watch)
+    SCAN_TAGS.labels(watch).set(count)
+
+
+def forget_watches(names: set[str]) -> None:
+    """Drop the tag gauge of every watch not in ``names`` (removed from the watches file).
+
+    A gauge of a watch nobody scans any more would show its last value forever; the counters
+    and the histogram keep their history (their rates simply stop).
+    """
+    for watch in _TAGGED - names:
+        _TAGGED.discard(watch)
+        SCAN_TAGS.remove(watch)
+
+
+_WATCHES_FILE: list[WatchesFile] = []  # the file the gauges below report, once it is known
+
+
+def follow_watches_file(watches_file: WatchesFile) -> None:
+    """Report ``watches_file``'s load state (only a server with --watches has these)."""
+    if _WATCHES_FILE:
+        _WATCHES_FILE[0] = watches_file
+        return
+    _WATCHES_FILE.append(watches_file)
+    loaded = Gauge(
+        "imgctl_watches_file_loaded",
+        "1 when the watches file on disk is the version in force, 0 when it does not load "
+        "(the last version that loaded stays in force; GET /scan and the log say why).",
+        registry=REGISTRY,
+    )
+    loaded.set_function(lambda: 1.0 if _WATCHES_FILE[0].state.loaded else 0.0)
+    last = Gauge(
+        "imgctl_watches_file_last_load_timestamp_seconds",
+        "When the version of the watches file in force was loaded (Unix time).",
+        registry=REGISTRY,
+    )
+    last.set_function(lambda: _WATCHES_FILE[0].state.loaded_at.timestamp())

@@ -3,6 +3,10 @@
 An auto-promotion is an ordinary promotion (``ServerCore.promote``): authorised by the policy
 file for the watches file's ``serviceIdentity``, copied digest-unchanged, audited, recorded in the
 catalog and announced on Slack, exactly like one a person asked for.
+
+The watches file is followed while the server runs (:class:`~imgctl.scan.reload.WatchesFile`):
+a new version must also pass :func:`check_auto_promotions` to be used, and auto-promotions run
+as the ``serviceIdentity`` of the version in force.
 """
 
 from __future__ import annotations
@@ -15,12 +19,19 @@ from imgctl.errors import UsageError
 from imgctl.identity.verifier import Principal
 from imgctl.oci.reference import canonical_registry
 from imgctl.promotion.environments import Environment, Environments
+from imgctl.scan.reload import WatchesFile
 from imgctl.scan.scanner import Scanner
 from imgctl.scan.watches import Watch, WatchConfig
 from imgctl.server.core import Caller, ServerCore, new_request_id
 from imgctl.store import ScanStore, WatchState
 
-__all__ = ["SERVICE_ISSUER", "build_scanner", "repository_path"]
+__all__ = [
+    "SERVICE_ISSUER",
+    "AutoPromotions",
+    "build_scanner",
+    "check_auto_promotions",
+    "repository_path",
+]
 
 log = logging.getLogger("imgctl.scan")
 
@@ -52,50 +63,66 @@ def repository_path(watch: Watch, environment: Environment) -> str:
     return ref.repository[len(prefix) :]
 
 
-async def build_scanner(
-    core: ServerCore, config: WatchConfig, database_url: str, environ: Mapping[str, str]
-) -> Scanner:
-    """The scanner for ``config``, its state in the server's database; errors name the watch."""
-    environments: Environments = core.promoter.environments
+def check_auto_promotions(config: WatchConfig, environments: Environments) -> None:
+    """UsageError unless every autoPromote of ``config`` can run here; names file and line."""
     rules = [w for w in config.watches if w.auto_promote is not None]
-    paths: dict[str, str] = {}
     for watch in rules:
         rule = watch.auto_promote
         assert rule is not None
+        where = f"{config.where(watch.name)}watch {watch.name!r}"
         for role, name in (("from", rule.source), ("to", rule.destination)):
             if environments.get(name) is None:
                 raise UsageError(
-                    f"{config.source}: watch {watch.name!r}: autoPromote.{role} {name!r} is not "
-                    "a configured environment",
+                    f"{where}: autoPromote.{role} {name!r} is not a configured environment",
                     hint=f"configured: {', '.join(environments.names())}",
                 )
         source = environments.get(rule.source)
         assert source is not None
-        paths[watch.name] = repository_path(watch, source)
-    identity = config.service_identity
-    if rules and identity is None:
+        try:
+            repository_path(watch, source)
+        except UsageError as exc:
+            raise UsageError(f"{config.where(watch.name)}{exc.message}", hint=exc.hint) from None
+    if rules and config.service_identity is None:
         raise UsageError(
             f"{config.source}: autoPromote needs a serviceIdentity (subject and groups) to "
             "promote as",
             hint="add serviceIdentity: {subject: imgctl-scanner, groups: [release-bots]}",
         )
-    principal = (
-        None
-        if identity is None
-        else Principal(
-            subject=identity.subject,
-            email=identity.email,
-            name=None,
-            groups=identity.groups,
-            issuer=SERVICE_ISSUER,
-            expires_at=0,
-        )
-    )
 
-    async def promote(watch: Watch, tag: str, digest: str) -> None:
+
+class AutoPromotions:
+    """Auto-promotions through ``core.promote``, as the service identity of the file in force."""
+
+    def __init__(self, core: ServerCore) -> None:
+        self._core = core
+        self._principal: Principal | None = None
+
+    def use(self, config: WatchConfig) -> None:
+        """Promote as ``config``'s serviceIdentity from now on (a reload calls this)."""
+        identity = config.service_identity
+        self._principal = (
+            None
+            if identity is None
+            else Principal(
+                subject=identity.subject,
+                email=identity.email,
+                name=None,
+                groups=identity.groups,
+                issuer=SERVICE_ISSUER,
+                expires_at=0,
+            )
+        )
+
+    async def promote(self, watch: Watch, tag: str, digest: str) -> None:
+        """Promote ``tag@digest`` of ``watch`` along its autoPromote rule."""
         rule = watch.auto_promote
         assert rule is not None
-        assert principal is not None
+        principal = self._principal
+        if principal is None:  # the file in force has no serviceIdentity any more
+            raise UsageError("the watches file in force has no serviceIdentity to promote as")
+        source = self._core.promoter.environments.get(rule.source)
+        if source is None:  # checked when the file loaded; the environments do not change
+            raise UsageError(f"autoPromote.from {rule.source!r} is not a configured environment")
         caller = Caller(
             token=None,
             peer=f"scan:{watch.name}",
@@ -104,24 +131,59 @@ async def build_scanner(
         )
         # Tag and digest: the destination gets the tag, pointing at exactly what the scan saw
         # (not at whatever the tag was moved to since).
-        await core.promote(
-            caller, f"{paths[watch.name]}:{tag}@{digest}", rule.source, rule.destination
+        await self._core.promote(
+            caller,
+            f"{repository_path(watch, source)}:{tag}@{digest}",
+            rule.source,
+            rule.destination,
         )
 
-    def measure(watch: Watch, state: WatchState, seconds: float) -> None:
-        from imgctl.server import _metrics
 
-        _metrics.SCANS.labels(watch.name, state.reason).inc()
-        _metrics.SCAN_SECONDS.labels(watch.name).observe(seconds)
-        if state.ready == "True":
-            _metrics.SCAN_TAGS.labels(watch.name).set(len(state.tags))
+def measure(watch: Watch, state: WatchState, seconds: float, *, current: bool = True) -> None:
+    """Count a finished scan in the server's metrics (``current``: the watch is still watched)."""
+    from imgctl.server import _metrics
 
+    _metrics.SCANS.labels(watch.name, state.reason).inc()
+    _metrics.SCAN_SECONDS.labels(watch.name).observe(seconds)
+    if state.ready == "True" and current:
+        _metrics.scan_tags(watch.name, len(state.tags))
+
+
+async def build_scanner(
+    core: ServerCore,
+    config: WatchConfig | WatchesFile,
+    database_url: str,
+    environ: Mapping[str, str],
+) -> Scanner:
+    """The scanner for ``config`` (followed when it is a file), its state in the database."""
+    from imgctl.server import _metrics
+
+    environments: Environments = core.promoter.environments
+    watches_file = config if isinstance(config, WatchesFile) else None
+    current = config.config if isinstance(config, WatchesFile) else config
+    check_auto_promotions(current, environments)
+    promotions = AutoPromotions(core)
+    promotions.use(current)
+
+    def reloaded(new: WatchConfig) -> None:
+        promotions.use(new)
+        _metrics.forget_watches({watch.name for watch in new.watches})
+
+    def measured(watch: Watch, state: WatchState, seconds: float) -> None:
+        # A scan that was running when its watch left the file must not bring its gauge back.
+        measure(watch, state, seconds, current=scanner.config.get(watch.name) is not None)
+
+    if watches_file is not None:
+        _metrics.follow_watches_file(watches_file)
     state = await ScanStore.open(database_url)
-    return Scanner(
-        config,
+    scanner = Scanner(
+        current,
         state=state,
         environ=environ,
         home=Path.home(),
-        promote=promote,
-        on_scan=measure,
+        promote=promotions.promote,
+        on_scan=measured,
+        on_config=reloaded,
+        watches_file=watches_file,
     )
+    return scanner

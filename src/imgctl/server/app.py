@@ -220,9 +220,18 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         Path(environ["IMGCTL_WATCHES_FILE"]) if environ.get("IMGCTL_WATCHES_FILE") else None
     )
     if watches_path is not None:
-        from imgctl.scan.watches import load_watches
+        from imgctl.promotion.environments import Environments
+        from imgctl.scan.reload import WatchesFile
+        from imgctl.server._scan import check_auto_promotions
 
-        watches = load_watches(watches_path, environ=environ)  # bad file: fail before serving
+        environments = Environments.from_environment(environ)
+        # A bad file stops the start, before serving; once serving, a bad version is logged
+        # and the last good one stays in force.
+        watches = WatchesFile(
+            watches_path,
+            environ=environ,
+            check=lambda config: check_auto_promotions(config, environments),
+        )
     core = await build_core(environ, settings)
     assert isinstance(core, ServerCore)
     # Leases of this replica's promotions, and recovery of intents whose owner is gone: at once

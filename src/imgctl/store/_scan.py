@@ -3,6 +3,8 @@
 One row per watch name. ``next_scan_at`` doubles as a lease: a replica scans a watch only after
 :meth:`ScanStore.claim` moved it forward, so replicas sharing one PostgreSQL never scan the same
 watch at the same time, and a replica that dies mid-scan only delays the next scan by the lease.
+``owner`` is the replica holding the claim, and None once its scan saved the row: a watch whose
+spec changed may then be claimed ``early``, before its next scan is due, but never while held.
 """
 
 from __future__ import annotations
@@ -33,15 +35,23 @@ class ScanStore(_SyncStore):
     _LABEL = "scan"
 
     async def claim(
-        self, name: str, image: str, *, owner: str, lease: float, now: datetime | None = None
+        self,
+        name: str,
+        image: str,
+        *,
+        owner: str,
+        lease: float,
+        now: datetime | None = None,
+        early: bool = False,
     ) -> datetime | None:
         """Take the watch for one scan: None when taken, else when its next scan is due.
 
-        Taken only when its ``next_scan_at`` has passed; it then moves ``lease`` seconds ahead,
-        so another replica asking meanwhile is told to come back later.
+        Taken only when its ``next_scan_at`` has passed (``early``: also before, when no other
+        owner holds it); it then moves ``lease`` seconds ahead, so another replica asking
+        meanwhile is told to come back later.
         """
         return await self._submit(
-            self._claim, _clean(name), _clean(image), _clean(owner), lease, now
+            self._claim, _clean(name), _clean(image), _clean(owner), lease, now, early
         )
 
     async def extend(
@@ -69,7 +79,7 @@ class ScanStore(_SyncStore):
     # --- on the store's threads ------------------------------------------------------------
 
     def _claim(
-        self, name: str, image: str, owner: str, lease: float, now: datetime | None
+        self, name: str, image: str, owner: str, lease: float, now: datetime | None, early: bool
     ) -> datetime | None:
         now = now or datetime.now(UTC)
         until = now + timedelta(seconds=lease)
@@ -83,9 +93,12 @@ class ScanStore(_SyncStore):
             ).first()
             if created is not None:
                 return None
+            takeable = _TABLE.c.next_scan_at <= now
+            if early:
+                takeable = takeable | _TABLE.c.owner.is_(None) | (_TABLE.c.owner == owner)
             taken = connection.execute(
                 _TABLE.update()
-                .where(_TABLE.c.name == name, _TABLE.c.next_scan_at <= now)
+                .where(_TABLE.c.name == name, takeable)
                 .values(next_scan_at=until, owner=owner, updated_at=now)
             ).rowcount
             if taken == 1:
