@@ -144,6 +144,56 @@ def test_lost_image_is_reported_and_the_rest_promoted(
     assert digest_of(f"{mirror.host}/img-01:v1") == setup.digests["img-01"]
 
 
+def test_refused_entries_are_skipped_and_the_rest_promoted(
+    setup: Setup, registries: Callable[..., Registry], tmp_path: Path
+) -> None:
+    """A kubernetes/k8s.io-like tree: a null dmap, a 63-digit digest, a comment-only project."""
+    mirror = registries()
+    good, other = setup.digests["img-02"], setup.digests["img-03"]
+    tree = tmp_path / "tree"
+    write_thin(tree, setup.source_name(), [mirror.host], {})
+    (tree / "images" / "main" / "images.yaml").write_text(
+        f"- name: img-02\n  dmap:\n    '{good}': [v1]\n    '{good[:-1]}': [typo]\n"
+        f"- name: new-image\n  dmap:\n- name: img-03\n  dmap:\n    '{other}': [v1]\n"
+    )
+    write_thin(tree / "new", setup.source_name(), [mirror.host], {})
+    (tree / "manifests" / "new").mkdir()
+    (tree / "new" / "manifests" / "main" / "promoter-manifest.yaml").rename(
+        tree / "manifests" / "new" / "promoter-manifest.yaml"
+    )
+    (tree / "images" / "new").mkdir()
+    (tree / "images" / "new" / "images.yaml").write_text("# No images yet\n")
+    (tree / "images" / "orphan").mkdir()
+    (tree / "images" / "orphan" / "images.yaml").write_text("[]\n")
+    images = tree / "images" / "main" / "images.yaml"
+    warnings = [
+        f"{images}: line 4: invalid digest: {good[:-1]} (image 'img-02'); this digest is skipped",
+        f"{images}: line 5: images: 'dmap' field cannot be empty (image 'new-image'); this"
+        " image is skipped",
+    ]
+    orphan = (
+        f'corresponding file "{tree}/manifests/orphan/promoter-manifest.yaml" does not exist;'
+        f' "{tree}/images/orphan/images.yaml" is not promoted'
+    )
+
+    strict = cip("--thin-manifest-dir", str(tree), "--confirm", "--strict")
+    assert strict.returncode == 2
+    assert strict.stderr == f"imgctl: error: {orphan.split('; ')[0]}\n"
+    assert not mirror.has_tag("img-02", "v1")
+
+    result = cip("--thin-manifest-dir", str(tree), "--confirm")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"imgctl: warning: {w}" for w in [orphan, *warnings]]
+    assert "promoted 2 of 2 edges" in result.stdout
+    assert digest_of(f"{mirror.host}/img-02:v1") == good
+    assert digest_of(f"{mirror.host}/img-03:v1") == other
+
+    again = cip("--thin-manifest-dir", str(tree), "-o", "json")
+    assert again.returncode == 0, again.stderr
+    assert plan_json(again)["warnings"] == [orphan, *warnings]
+    assert plan_json(again)["summary"]["present"] == 2
+
+
 def test_tag_move_is_refused_in_the_dry_run(
     setup: Setup,
     registries: Callable[..., Registry],
@@ -239,7 +289,7 @@ def test_manifest_based_snapshot_and_parse_only(setup: Setup, tmp_path: Path) ->
     tree = write_thin(tmp_path / "tree", setup.source_name(), setup.destinations(), images)
     parsed = cip("--thin-manifest-dir", str(tree), "--parse-only")
     assert parsed.returncode == 0, parsed.stderr
-    assert "parsed 1 manifest(s): 6 edges" in parsed.stdout
+    assert "parsed 1 manifest(s), 3 image(s), 3 digest(s): 6 edges" in parsed.stdout
     csv = cip(
         "--thin-manifest-dir",
         str(tree),

@@ -1,5 +1,14 @@
 """kpromo manifests: fixture trees, every validation message, edges, overlaps, snapshots.
 
+The fixture tables reproduce kpromo's TestValidateThinManifestsFromDir,
+TestParseThinManifestsFromDir (basic-thin) and TestParseRegistryManifest cases from
+kubernetes-sigs/promo-tools internal/legacy/dockerregistry/inventory_test.go at
+48c350003b29ea789b830dbe06324c761a10090f (the last commit before 650d61b6 removed it; the
+trees under its inventory_test/ directory), with our own files; test_kpromo_manifests.py has
+the rows themselves. Thin trees are read two ways: strictly (``--strict``,
+load_thin_manifests), where what imgctl's validation finds is an error, and as kpromo reads
+them (load_thin_tree), where it is a warning and only that entry is left out.
+
 Pure: files only, no registry, no network.
 """
 
@@ -27,6 +36,7 @@ from imgctl.promotion.manifests import (
     load_images,
     load_manifest,
     load_thin_manifests,
+    load_thin_tree,
     snapshot_csv,
     snapshot_yaml,
 )
@@ -65,7 +75,7 @@ def load_case(case: Path) -> list[Manifest]:
 #
 # (case, edges when valid / message prefix when invalid, kpromo's outcome, origin)
 # "{dir}" in a message stands for the case directory. kpromo cases come from
-# kubernetes-sigs/promo-tools internal/legacy/dockerregistry/inventory_test.go:
+# kubernetes-sigs/promo-tools internal/legacy/dockerregistry/inventory_test.go at 48c35000:
 # TestValidateThinManifestsFromDir (thin trees), TestParseThinManifestsFromDir (basic-thin) and
 # TestParseRegistryManifest (plain files); the fixtures are our own files reproducing each case.
 
@@ -85,6 +95,8 @@ VALID: list[tuple[str, int, str, str]] = [
     ("registry-paths", 2, "accepted", "imgctl"),
     ("multiple-destinations", 6, "accepted", "imgctl"),
     ("tagless-digests", 4, "accepted", "imgctl"),
+    # "# No images yet": new subprojects in kubernetes/k8s.io
+    ("empty-images-file", 0, "accepted (no images)", "imgctl"),
 ]
 
 INVALID: list[tuple[str, str, str, str]] = [
@@ -139,15 +151,16 @@ INVALID: list[tuple[str, str, str, str]] = [
         "rejected (yaml.v2 strict: field not found)",
         "imgctl",
     ),
+    # thin trees: errors with --strict (load_thin_manifests); see WARNED for the default
     (
         "bad-digest-thin",
-        "{dir}/images/x/images.yaml: invalid digest: sha256:0123abcd (image 'app-x')",
+        "{dir}/images/x/images.yaml: line 3: invalid digest: sha256:0123abcd (image 'app-x')",
         "accepted (thin manifests are not validated)",
         "imgctl",
     ),
     (
         "bad-tag-thin",
-        "{dir}/images/x/images.yaml: invalid tag: -rc1 (image 'app-x', digest sha256:",
+        "{dir}/images/x/images.yaml: line 3: invalid tag: -rc1 (image 'app-x', digest sha256:",
         "accepted (thin manifests are not validated)",
         "imgctl",
     ),
@@ -177,12 +190,6 @@ INVALID: list[tuple[str, str, str, str]] = [
         "imgctl",
     ),
     (
-        "empty-images-file",
-        "{dir}/images/x/images.yaml: the file is empty",
-        "accepted (no images)",
-        "imgctl",
-    ),
-    (
         "overlap-within-file",
         "overlapping edges detected: prod.example.com/app:1.0 is wanted at",
         "rejected",
@@ -196,7 +203,8 @@ INVALID: list[tuple[str, str, str, str]] = [
     ),
     (
         "uppercase-image-name",
-        "{dir}/manifest.yaml: invalid image name: MyApp (repository 'MyApp' must be lowercase)",
+        "{dir}/manifest.yaml: line 6: invalid image name: MyApp (repository 'MyApp' must be"
+        " lowercase)",
         "accepted by the parser (the registry refuses it later)",
         "imgctl",
     ),
@@ -232,6 +240,50 @@ def test_invalid_fixture(case: str, message: str, kpromo: str, origin: str) -> N
     assert isinstance(caught.value, UsageError)
     assert caught.value.path is not None
     assert caught.value.path in str(caught.value)
+
+
+# The thin cases of INVALID without --strict: read as kpromo reads them, the refused entry
+# left out with a warning. (case, edges, warnings; "{dir}" stands for the case directory)
+WARNED: list[tuple[str, int, list[str]]] = [
+    (
+        "bad-digest-thin",
+        0,
+        [
+            "{dir}/images/x/images.yaml: line 3: invalid digest: sha256:0123abcd (image"
+            " 'app-x'); this digest is skipped"
+        ],
+    ),
+    (
+        "bad-tag-thin",
+        0,
+        [
+            "{dir}/images/x/images.yaml: line 3: invalid tag: -rc1 (image 'app-x', digest"
+            " sha256:85ec68ada9aae5daefd9752947585fec72f9c29c4afc44d52d8a19220c62dff2); this"
+            " digest is skipped"
+        ],
+    ),
+    (
+        "mismatched-subdirectories",
+        3,
+        [
+            'corresponding file "{dir}/manifests/b/promoter-manifest.yaml" does not exist;'
+            ' "{dir}/images/b/images.yaml" is not promoted'
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "count", "warnings"), WARNED, ids=[c[0] for c in WARNED])
+def test_warned_fixture(case: str, count: int, warnings: list[str]) -> None:
+    directory = FIXTURES / "invalid" / case
+    tree = load_thin_tree(directory)
+    assert [str(w) for w in tree.warnings] == [w.format(dir=directory) for w in warnings]
+    assert len(edges_of(tree.manifests)) == count
+    # --strict: the first warning is the error, word for word
+    with pytest.raises(ManifestError) as caught:
+        load_thin_tree(directory, strict=True)
+    assert str(caught.value) == tree.warnings[0].message
+    assert caught.value.path == tree.warnings[0].path
 
 
 def test_fixture_details() -> None:
@@ -331,111 +383,111 @@ MESSAGES: list[tuple[str, str, str]] = [
     (
         "image-name-empty",
         REGISTRIES + f"images:\n- dmap:\n    '{A}': []\n",
-        "FILE: images: 'name' field cannot be empty (image #1)",
+        "FILE: line 6: images: 'name' field cannot be empty (image #1)",
     ),
     (
         "dmap-empty",
         REGISTRIES + "images:\n- name: app\n  dmap: {}\n",
-        "FILE: images: 'dmap' field cannot be empty (image 'app')",
+        "FILE: line 6: images: 'dmap' field cannot be empty (image 'app')",
     ),
     (
         "dmap-missing",
         REGISTRIES + "images:\n- name: app\n",
-        "FILE: images: 'dmap' field cannot be empty (image 'app')",
+        "FILE: line 6: images: 'dmap' field cannot be empty (image 'app')",
     ),
     (
         "dmap-null",
         REGISTRIES + "images:\n- name: app\n  dmap:\n",
-        "FILE: images: 'dmap' field cannot be empty (image 'app')",
+        "FILE: line 6: images: 'dmap' field cannot be empty (image 'app')",
     ),
     (
         "digest-short",
         image('    "sha256:xyz": ["1.0"]\n'),
-        "FILE: invalid digest: sha256:xyz (image 'app')",
+        "FILE: line 8: invalid digest: sha256:xyz (image 'app')",
     ),
     (
         "digest-uppercase-hex",
         image(f'    "sha256:{"A" * 64}": ["1.0"]\n'),
-        f"FILE: invalid digest: sha256:{'A' * 64} (image 'app')",
+        f"FILE: line 8: invalid digest: sha256:{'A' * 64} (image 'app')",
     ),
     (
         "digest-65-hex",
         image(f'    "{A}0": ["1.0"]\n'),
-        f"FILE: invalid digest: {A}0 (image 'app')",
+        f"FILE: line 8: invalid digest: {A}0 (image 'app')",
     ),
     (
         "digest-no-algorithm",
         image(f'    "{"a" * 64}": ["1.0"]\n'),
-        f"FILE: invalid digest: {'a' * 64} (image 'app')",
+        f"FILE: line 8: invalid digest: {'a' * 64} (image 'app')",
     ),
     (
         "digest-sha512",
         image(f'    "sha512:{"a" * 128}": ["1.0"]\n'),
-        f"FILE: invalid digest: sha512:{'a' * 128} (image 'app')",
+        f"FILE: line 8: invalid digest: sha512:{'a' * 128} (image 'app')",
     ),
     (
         "tag-empty",
         image(f'    "{A}": [""]\n'),
-        f"FILE: invalid tag:  (image 'app', digest {A})",
+        f"FILE: line 8: invalid tag:  (image 'app', digest {A})",
     ),
     (
         "tag-null",
         image(f'    "{A}": [~]\n'),
-        f"FILE: invalid tag:  (image 'app', digest {A})",
+        f"FILE: line 8: invalid tag:  (image 'app', digest {A})",
     ),
     (
         "tag-leading-dot",
         image(f'    "{A}": [".hidden"]\n'),
-        f"FILE: invalid tag: .hidden (image 'app', digest {A})",
+        f"FILE: line 8: invalid tag: .hidden (image 'app', digest {A})",
     ),
     (
         "tag-leading-dash",
         image(f'    "{A}": ["-x"]\n'),
-        f"FILE: invalid tag: -x (image 'app', digest {A})",
+        f"FILE: line 8: invalid tag: -x (image 'app', digest {A})",
     ),
     (
         "tag-space",
         image(f'    "{A}": ["v 1"]\n'),
-        f"FILE: invalid tag: v 1 (image 'app', digest {A})",
+        f"FILE: line 8: invalid tag: v 1 (image 'app', digest {A})",
     ),
     (
         "tag-slash",
         image(f'    "{A}": ["v1/2"]\n'),
-        f"FILE: invalid tag: v1/2 (image 'app', digest {A})",
+        f"FILE: line 8: invalid tag: v1/2 (image 'app', digest {A})",
     ),
     (
         "tag-non-ascii",
         image(f'    "{A}": ["version-é"]\n'),
-        f"FILE: invalid tag: version-é (image 'app', digest {A})",
+        f"FILE: line 8: invalid tag: version-é (image 'app', digest {A})",
     ),
     (
         "tag-129",
         image(f'    "{A}": ["{LONG_TAG}y"]\n'),
-        f"FILE: invalid tag: {LONG_TAG}y (image 'app', digest {A})",
+        f"FILE: line 8: invalid tag: {LONG_TAG}y (image 'app', digest {A})",
     ),
     # --- names (imgctl: valid repository paths and host[:port][/path])
     (
         "image-name-uppercase",
         image(f'    "{A}": []\n', name="Tools/CLI"),
-        "FILE: invalid image name: Tools/CLI (repository 'Tools/CLI' must be lowercase)",
+        "FILE: line 6: invalid image name: Tools/CLI (repository 'Tools/CLI' must be lowercase)",
     ),
     (
         "image-name-with-tag",
         image(f'    "{A}": []\n', name="app:1.0"),
-        "FILE: invalid image name: app:1.0 (reference names a tag or digest where a repository"
-        " was expected); use app",
+        "FILE: line 6: invalid image name: app:1.0 (reference names a tag or digest where a"
+        " repository was expected); use app",
     ),
     (
         "image-name-double-slash",
         image(f'    "{A}": []\n', name="tools//cli"),
-        "FILE: invalid image name: tools//cli (repository 'tools//cli' has an empty path"
+        "FILE: line 6: invalid image name: tools//cli (repository 'tools//cli' has an empty path"
         " component)",
     ),
     (
         "image-name-bad-component",
         image(f'    "{A}": []\n', name="tools/-cli"),
-        "FILE: invalid image name: tools/-cli (repository path component '-cli' is invalid);"
-        " use lowercase letters and digits, separated by '.', '_', '__' or '-'",
+        "FILE: line 6: invalid image name: tools/-cli (repository path component '-cli' is"
+        " invalid); use lowercase letters and digits, separated by '.', '_', '__' or '-'",
     ),
     (
         "registry-uppercase-path",
@@ -479,15 +531,15 @@ MESSAGES: list[tuple[str, str, str]] = [
         "repository-too-long",
         f"registries:\n- name: staging.example.com/{'s' * 200}\n  src: true\n"
         f"- name: prod.example.com\nimages:\n- name: {'i' * 60}\n  dmap:\n    '{A}': []\n",
-        f"FILE: invalid repository: staging.example.com/{'s' * 200}/{'i' * 60} (repository path"
-        f" {'s' * 200}/{'i' * 60} is 261 characters long; the limit is 255)",
+        f"FILE: line 6: invalid repository: staging.example.com/{'s' * 200}/{'i' * 60}"
+        f" (repository path {'s' * 200}/{'i' * 60} is 261 characters long; the limit is 255)",
     ),
     (
         # The registry host does not count (distribution/reference v0.6.0): only the path does.
         "registry-host-not-counted",
         f"registries:\n- name: {'h' * 250}.io/{'s' * 200}\n  src: true\nimages:\n"
         f"- name: {'i' * 55}\n  dmap:\n    '{A}': []\n",
-        f"FILE: invalid repository: {'h' * 250}.io/{'s' * 200}/{'i' * 55} (repository path"
+        f"FILE: line 5: invalid repository: {'h' * 250}.io/{'s' * 200}/{'i' * 55} (repository path"
         f" {'s' * 200}/{'i' * 55} is 256 characters long; the limit is 255)",
     ),
     # --- strict parsing: duplicate keys, at every level
@@ -645,7 +697,6 @@ def test_file_problems(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", "FILE: the file is empty; write [] for a list of no images"),
         ("registries: []\n", "FILE: line 1: 'images' must be a list, not a mapping"),
         (
             f"- name: app\n  dmap:\n    '{A}': [v1]\n  dmap: {{}}\n",
@@ -653,7 +704,7 @@ def test_file_problems(tmp_path: Path) -> None:
         ),
         (
             "- name: app\n  dmap:\n    sha256:0: []\n",
-            "FILE: invalid digest: sha256:0 (image 'app')",
+            "FILE: line 3: invalid digest: sha256:0 (image 'app')",
         ),
         (
             f"- name: app\n  dmap:\n    '{A}': []\n  src: true\n",
@@ -663,6 +714,21 @@ def test_file_problems(tmp_path: Path) -> None:
 )
 def test_load_images_message(tmp_path: Path, yaml_loader: str, text: str, expected: str) -> None:
     assert refusal(tmp_path, text, load_images, "images.yaml") == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "\n", "# No images yet\n", "# TODO: add images\n# No images yet\n", "~\n", "[]\n"]
+)
+def test_no_images(tmp_path: Path, yaml_loader: str, text: str) -> None:
+    # yaml.v2 (kpromo) reads an empty document, comments only or null as an empty list
+    path = tmp_path / "images.yaml"
+    path.write_text(text)
+    assert load_images(path) == ()
+    thin(tmp_path / "tree", "a", images=text)
+    for strict in (False, True):
+        tree = load_thin_tree(tmp_path / "tree", strict=strict)
+        assert [m.images for m in tree.manifests] == [()]
+        assert tree.warnings == ()
 
 
 @pytest.mark.parametrize(
@@ -762,22 +828,22 @@ THIN_MESSAGES: list[tuple[str, dict[str, str | None], str]] = [
     (
         "bad-digest",
         {"images": "- name: app\n  dmap:\n    'sha256:12': []\n"},
-        "DIR/images/x/images.yaml: invalid digest: sha256:12 (image 'app')",
+        "DIR/images/x/images.yaml: line 3: invalid digest: sha256:12 (image 'app')",
     ),
     (
         "bad-tag",
         {"images": f"- name: app\n  dmap:\n    '{A}': ['a b']\n"},
-        f"DIR/images/x/images.yaml: invalid tag: a b (image 'app', digest {A})",
+        f"DIR/images/x/images.yaml: line 3: invalid tag: a b (image 'app', digest {A})",
     ),
     (
         "dmap-empty",
         {"images": "- name: app\n  dmap: {}\n"},
-        "DIR/images/x/images.yaml: images: 'dmap' field cannot be empty (image 'app')",
+        "DIR/images/x/images.yaml: line 1: images: 'dmap' field cannot be empty (image 'app')",
     ),
     (
         "image-name-empty",
         {"images": f"- name: ''\n  dmap:\n    '{A}': []\n"},
-        "DIR/images/x/images.yaml: images: 'name' field cannot be empty (image #1)",
+        "DIR/images/x/images.yaml: line 1: images: 'name' field cannot be empty (image #1)",
     ),
     (
         "no-source",
@@ -809,19 +875,9 @@ THIN_MESSAGES: list[tuple[str, dict[str, str | None], str]] = [
         " empty)",
     ),
     (
-        "images-empty",
-        {"images": "\n# no images yet\n"},
-        "DIR/images/x/images.yaml: the file is empty; write [] for a list of no images",
-    ),
-    (
         "images-not-a-list",
         {"images": "app: {}\n"},
         "DIR/images/x/images.yaml: line 1: 'images' must be a list, not a mapping",
-    ),
-    (
-        "images-null",
-        {"images": "~\n"},
-        "DIR/images/x/images.yaml: line 1: 'images' must be a list, not null",
     ),
     (
         "images-key-in-thin-manifest",
@@ -843,7 +899,7 @@ THIN_MESSAGES: list[tuple[str, dict[str, str | None], str]] = [
     (
         "repository-too-long",
         {"images": f"- name: {'i' * 256}\n  dmap:\n    '{A}': []\n"},
-        f"DIR/images/x/images.yaml: invalid repository: staging.example.com/{'i' * 256}"
+        f"DIR/images/x/images.yaml: line 1: invalid repository: staging.example.com/{'i' * 256}"
         f" (repository path {'i' * 256} is 256 characters long; the limit is 255)",
     ),
 ]
@@ -855,6 +911,46 @@ THIN_MESSAGES: list[tuple[str, dict[str, str | None], str]] = [
 def test_thin_validation_message(tmp_path: Path, files: dict[str, str], expected: str) -> None:
     thin(tmp_path, "x", **files)
     assert thin_refusal(tmp_path) == expected
+
+
+# What is left out, without --strict, for the rows of THIN_MESSAGES that are about one entry;
+# every other row stays an error (the file's shape, YAML, or the manifest's registries).
+ENTRY_ROWS = {
+    "bad-digest": "this digest is skipped",
+    "bad-tag": "this digest is skipped",
+    "dmap-empty": "this image is skipped",
+    "image-name-empty": "this image is skipped",
+    "repository-too-long": "this image is skipped",
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "files", "expected"), THIN_MESSAGES, ids=[c[0] for c in THIN_MESSAGES]
+)
+def test_thin_entry_problems_are_warnings(
+    tmp_path: Path, case: str, files: dict[str, str], expected: str
+) -> None:
+    thin(tmp_path, "x", **files)
+    if case not in ENTRY_ROWS:
+        with pytest.raises(ManifestError) as caught:
+            load_thin_tree(tmp_path)
+        assert str(caught.value).replace(str(tmp_path), "DIR").startswith(expected.split(";")[0])
+        return
+    # a good image after the bad one is still read
+    images = tmp_path / "images" / "x" / "images.yaml"
+    images.write_text(images.read_text() + f"- name: other\n  dmap:\n    '{B}': ['2.0']\n")
+    tree = load_thin_tree(tmp_path)
+    [warning] = tree.warnings
+    assert str(warning).replace(str(tmp_path), "DIR") == f"{expected}; {ENTRY_ROWS[case]}"
+    assert warning.path == str(images)
+    assert warning.line == int(expected.split("line ")[1].split(":")[0])
+    [loaded] = tree.manifests
+    kept = [(i.name, dict(i.dmap)) for i in loaded.images]
+    if ENTRY_ROWS[case] == "this digest is skipped":
+        assert kept == [("app", {}), ("other", {B: ("2.0",)})]  # the image, without the digest
+    else:
+        assert kept == [("other", {B: ("2.0",)})]
+    assert [e.image for e in edges_of(tree.manifests)] == ["other"]
 
 
 def test_thin_directory_structure(tmp_path: Path) -> None:
@@ -870,16 +966,40 @@ def test_thin_directory_structure(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="no such directory"):
         load_thin_manifests(tmp_path / "absent")
 
-    # images without a manifest: kpromo ignores them, we refuse (nothing would promote them)
+    # images only: no manifest, as for kpromo
     thin(tmp_path, "a", registries=None)
+    assert thin_refusal(tmp_path).startswith("no manifests found in dir: DIR;")
+    with pytest.raises(ManifestError, match=r"^no manifests found in dir"):
+        load_thin_tree(tmp_path)
+
+    # images without a manifest beside a manifest: kpromo ignores them; a warning, since
+    # nothing promotes them (--strict: an error)
+    thin(tmp_path, "b")
     assert thin_refusal(tmp_path) == (
         'corresponding file "DIR/manifests/a/promoter-manifest.yaml" does not exist'
     )
+    tree = load_thin_tree(tmp_path)
+    assert [str(w).replace(str(tmp_path), "DIR") for w in tree.warnings] == [
+        'corresponding file "DIR/manifests/a/promoter-manifest.yaml" does not exist;'
+        ' "DIR/images/a/images.yaml" is not promoted'
+    ]
+    assert [Path(m.path).parent.name for m in tree.manifests] == ["b"]
+
+    # a manifest without its images: an error either way, as for kpromo
     thin(tmp_path, "a")
-    thin(tmp_path, "b", images=None)
-    assert thin_refusal(tmp_path) == 'corresponding file "DIR/images/b/images.yaml" does not exist'
-    thin(tmp_path, "b")
-    assert len(load_thin_manifests(tmp_path)) == 2
+    thin(tmp_path, "c", images=None)
+    expected = 'corresponding file "DIR/images/c/images.yaml" does not exist'
+    assert thin_refusal(tmp_path) == expected
+    with pytest.raises(ManifestError) as caught:
+        load_thin_tree(tmp_path)
+    assert str(caught.value).replace(str(tmp_path), "DIR") == expected
+    (tmp_path / "images" / "c" / "images.yaml").mkdir(parents=True)
+    assert thin_refusal(tmp_path) == (
+        'corresponding file "DIR/images/c/images.yaml" is not a regular file'
+    )
+    (tmp_path / "images" / "c" / "images.yaml").rmdir()
+    thin(tmp_path, "c")
+    assert len(load_thin_manifests(tmp_path)) == 3
 
 
 @pytest.mark.parametrize(
@@ -896,6 +1016,17 @@ def test_thin_misplaced_files(tmp_path: Path, where: str, expected: str) -> None
     (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / where).write_text(REGISTRIES)
     assert thin_refusal(tmp_path) == expected.format(where=where)
+    if where.startswith("manifests/"):
+        # kpromo: an error (it walks manifests/)
+        with pytest.raises(ManifestError):
+            load_thin_tree(tmp_path)
+        return
+    # kpromo never reads it: a warning
+    tree = load_thin_tree(tmp_path)
+    assert [str(w).replace(str(tmp_path), "DIR") for w in tree.warnings] == [
+        expected.format(where=where) + "; it is not read"
+    ]
+    assert len(tree.manifests) == 1
 
 
 def test_thin_ignores_everything_else(tmp_path: Path) -> None:

@@ -797,6 +797,14 @@ def cip(
     parse_only: Annotated[
         bool, typer.Option("--parse-only", help="Only parse and validate the manifests.")
     ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Thin trees: refuse the tree when an entry fails validation or an images "
+            "file has no manifest (default: warn and skip that entry, as kpromo reads it).",
+        ),
+    ] = False,
     allow_tag_moves: Annotated[
         bool,
         typer.Option(
@@ -881,6 +889,7 @@ def cip(
             thin_manifest_dir=thin_manifest_dir,
             confirm=confirm,
             parse_only=parse_only,
+            strict=strict,
             allow_tag_moves=allow_tag_moves,
             shard_index=shard_index,
             shard_count=shard_count,

@@ -12,7 +12,7 @@ from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, Connection, fail, ru
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
-    from imgctl.promotion.manifests import Edge, Manifest
+    from imgctl.promotion.manifests import Edge, Manifest, ManifestWarning
     from imgctl.promotion.plan import EdgeOutcome, Plan
     from imgctl.registry import RegistryClient
 
@@ -25,6 +25,7 @@ class CipOptions:
     thin_manifest_dir: Path | None = None
     confirm: bool = False
     parse_only: bool = False
+    strict: bool = False
     allow_tag_moves: bool = False
     shard_index: int | None = None
     shard_count: int = 1
@@ -39,16 +40,20 @@ class CipOptions:
     catalog_environment: str | None = None
 
 
-def _load(options: CipOptions) -> list[Manifest]:
-    from imgctl.promotion.manifests import load_manifest, load_thin_manifests
+def _load(options: CipOptions) -> tuple[list[Manifest], list[ManifestWarning]]:
+    """The manifests, and (thin trees) the entries left out, each printed as a warning."""
+    from imgctl.promotion.manifests import load_manifest, load_thin_tree
 
     if options.manifest and options.thin_manifest_dir:
         fail("give --manifest or --thin-manifest-dir, not both", EXIT_INVALID)
     try:
         if options.manifest:
-            return [load_manifest(options.manifest)]
+            return [load_manifest(options.manifest)], []
         if options.thin_manifest_dir:
-            return load_thin_manifests(options.thin_manifest_dir)
+            tree = load_thin_tree(options.thin_manifest_dir, strict=options.strict)
+            for warning in tree.warnings:
+                print(f"imgctl: warning: {warning}", file=sys.stderr)
+            return list(tree.manifests), list(tree.warnings)
     except ImgctlError as exc:
         fail(str(exc), EXIT_INVALID)
     fail("give --manifest FILE or --thin-manifest-dir DIR", EXIT_INVALID)
@@ -79,7 +84,7 @@ def cip(connection: Connection, options: CipOptions) -> None:
         _print_snapshot(run(connection, snap), options.output)
         return
 
-    manifests = _load(options)
+    manifests, warnings = _load(options)
     if options.manifest_based_snapshot_of:
         from imgctl.promotion.snapshot import manifest_snapshot
 
@@ -108,7 +113,7 @@ def cip(connection: Connection, options: CipOptions) -> None:
             )
         edges = select_shard(edges, index, options.shard_count)
     if options.parse_only:
-        _report_parse(manifests, edges, total, options)
+        _report_parse(manifests, warnings, edges, total, options)
         return
 
     async def work(client: RegistryClient) -> tuple[Plan, list[EdgeOutcome]]:
@@ -129,6 +134,7 @@ def cip(connection: Connection, options: CipOptions) -> None:
     recorded = _record(plan, outcomes, options) if options.confirm else 0
     if options.output == "json":
         document: dict[str, Any] = plan.as_dict()
+        document["warnings"] = [str(w) for w in warnings]
         document["confirm"] = options.confirm
         document["shard"] = {"index": options.shard_index or 0, "count": options.shard_count}
         if options.confirm:
@@ -145,15 +151,32 @@ def cip(connection: Connection, options: CipOptions) -> None:
 
 
 def _report_parse(
-    manifests: list[Manifest], edges: list[Edge], total: int, options: CipOptions
+    manifests: list[Manifest],
+    warnings: list[ManifestWarning],
+    edges: list[Edge],
+    total: int,
+    options: CipOptions,
 ) -> None:
+    images = sum(len(m.images) for m in manifests)
+    digests = sum(len(i.dmap) for m in manifests for i in m.images)
     if options.output == "json":
-        print(json.dumps({"manifests": len(manifests), "edges": len(edges), "total": total}))
+        document = {
+            "manifests": len(manifests),
+            "images": images,
+            "digests": digests,
+            "edges": len(edges),
+            "total": total,
+            "warnings": [str(w) for w in warnings],
+        }
+        print(json.dumps(document))
         return
     shard = f" (shard {options.shard_index or 0} of {options.shard_count})"
+    skipped = f"; {len(warnings)} warning(s), see above" if warnings else ""
     print(
-        f"parsed {len(manifests)} manifest(s): {total} edges"
+        f"parsed {len(manifests)} manifest(s), {images} image(s), {digests} digest(s):"
+        f" {total} edges"
         + (f", {len(edges)} in this shard{shard}" if len(edges) != total else "")
+        + skipped
     )
 
 

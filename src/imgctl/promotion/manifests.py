@@ -5,8 +5,14 @@ A plain manifest is one YAML file ``{registries, images}``. A thin directory spl
 and ignored) and ``images/<x>/images.yaml`` the list of images. Parsing is strict, like kpromo's
 ``yaml.UnmarshalStrict``: unknown keys, duplicate keys and wrong types are errors; imgctl's strict
 YAML (``_internal.strict_yaml``) also refuses keys written twice in other spellings and merges
-that hide a key. Files are read as bounded UTF-8 text (``_internal.files``). Unlike kpromo,
-thin manifests get the same validation as plain ones (kpromo skips digest and tag checks there).
+that hide a key. Files are read as bounded UTF-8 text (``_internal.files``).
+
+Plain manifests are validated as kpromo validates them: the first problem is an error. kpromo
+runs no such validation on thin trees, and the real ones (kubernetes/k8s.io) hold entries it
+would refuse; ``load_thin_tree`` therefore reads a thin tree as kpromo does and turns what
+imgctl's validation finds in one entry (an image, or one digest with its tags) into a
+``ManifestWarning`` naming file and line, skipping that entry only; ``strict=True`` makes them
+errors. What makes a whole file unreadable or ambiguous stays an error either way.
 
 ``edges_of`` turns manifests into promotion edges (image x digest x tag x destination) and refuses
 two different digests for one destination tag. ``snapshot_yaml`` / ``snapshot_csv`` write the
@@ -17,9 +23,12 @@ Pure: reads files, never the network.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
@@ -37,11 +46,14 @@ __all__ = [
     "ImageEntry",
     "Manifest",
     "ManifestError",
+    "ManifestWarning",
     "RegistryEntry",
+    "ThinTree",
     "edges_of",
     "load_images",
     "load_manifest",
     "load_thin_manifests",
+    "load_thin_tree",
     "snapshot_csv",
     "snapshot_yaml",
 ]
@@ -109,21 +121,36 @@ class Manifest:
         return tuple(r for r in self.registries if not r.src)
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True, slots=True)
 class Edge:
-    """One promotion: ``digest`` (and ``tag``, unless tagless) from source to destination."""
+    """One promotion: ``digest`` (and ``tag``, unless tagless) from source to destination.
+
+    Ordered by source, destination, image, digest, then tag, a tagless edge first.
+    """
 
     source_registry: str
     destination_registry: str
     image: str
     digest: str
-    tag: str | None = field(compare=False)
-    # Compared in place of ``tag``: None cannot be ordered against a str, and tagless edges
-    # should sort before the tagged ones of the same digest.
-    _tag_order: tuple[bool, str] = field(init=False, repr=False, default=(False, ""))
+    tag: str | None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_tag_order", (self.tag is not None, self.tag or ""))
+    @property
+    def sort_key(self) -> tuple[str, str, str, str, bool, str]:
+        """What edges sort by (None cannot be ordered against a str, so not ``tag`` itself)."""
+        return (
+            self.source_registry,
+            self.destination_registry,
+            self.image,
+            self.digest,
+            self.tag is not None,
+            self.tag or "",
+        )
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Edge):
+            return NotImplemented
+        return self.sort_key < other.sort_key
 
     @property
     def source_repository(self) -> str:
@@ -144,7 +171,28 @@ class Edge:
     @property
     def key(self) -> str:
         """``src/repo@digest -> dst/repo:tag`` (``dst/repo@digest`` when tagless)."""
-        return f"{self.source_repository}@{self.digest} -> {self.destination}"
+        # One f-string, not the properties: select_shard hashes the key of every edge.
+        image, digest, tag = self.image, self.digest, self.tag
+        target = f"@{digest}" if tag is None else f":{tag}"
+        source, destination = self.source_registry, self.destination_registry
+        return f"{source}/{image}@{digest} -> {destination}/{image}{target}"
+
+
+@contextlib.contextmanager
+def _bulk() -> Iterator[None]:
+    """Build many objects without the cycle collector.
+
+    Hundreds of thousands of new tuples and edges (no cycles among them) make the collector
+    walk every object again and again: with it, the edges of kubernetes/k8s.io's tree took
+    2.5-3x as long. It runs again, as before, afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # ----------------------------------------------------------------------------------- YAML input
@@ -191,12 +239,13 @@ class _Document:
             out[key.value] = value
         return out
 
-    def pairs(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node]]:
+    def pairs(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
+        """The entries of a mapping: each key's text, its node and the value's node."""
         if _is_null(node):
             return []
         if not isinstance(node, yaml.MappingNode):
             raise self.at(node, f"{what} must be a mapping, not {_kind(node)}")
-        return [(self.text(key, f"a key of {what}"), value) for key, value in node.value]
+        return [(self.text(key, f"a key of {what}"), key, value) for key, value in node.value]
 
     def items(self, node: yaml.Node, what: str) -> list[yaml.Node]:
         if _is_null(node):
@@ -243,6 +292,15 @@ _REGISTRY_KEYS = ("name", "src", "service-account")
 _IMAGE_KEYS = ("name", "dmap")
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One image entry as read, with the (1-based) lines of the entry and of each digest."""
+
+    entry: ImageEntry
+    line: int
+    digest_lines: Mapping[str, int]
+
+
 def _registries(doc: _Document, node: yaml.Node | None) -> tuple[RegistryEntry, ...]:
     if node is None:
         return ()
@@ -258,20 +316,25 @@ def _registries(doc: _Document, node: yaml.Node | None) -> tuple[RegistryEntry, 
     return tuple(out)
 
 
-def _images(doc: _Document, node: yaml.Node | None) -> tuple[ImageEntry, ...]:
+def _images(doc: _Document, node: yaml.Node | None) -> list[_Read]:
+    # Shape errors (a list that is not one, an unknown key, a tag that is a mapping) are the
+    # file's, as in kpromo's yaml.UnmarshalStrict: nothing after them can be trusted.
     if node is None:
-        return ()
-    out: list[ImageEntry] = []
+        return []
+    out: list[_Read] = []
     for entry in doc.items(node, "'images'"):
         fields = doc.fields(entry, "an image", _IMAGE_KEYS)
         name = doc.text(fields["name"], "'name'") if "name" in fields else ""
         dmap: dict[str, tuple[str, ...]] = {}
+        lines: dict[str, int] = {}
         if "dmap" in fields:
-            for digest, tags_node in doc.pairs(fields["dmap"], "'dmap'"):
+            for digest, key, tags_node in doc.pairs(fields["dmap"], "'dmap'"):
                 tags = [doc.text(tag, "a tag") for tag in doc.items(tags_node, "the tags")]
                 dmap[digest] = tuple(dict.fromkeys(tags))  # kpromo keeps a set of edges
-        out.append(ImageEntry(name, MappingProxyType(dmap)))
-    return tuple(out)
+                lines[digest] = key.start_mark.line + 1
+        image = ImageEntry(name, MappingProxyType(dmap))
+        out.append(_Read(image, entry.start_mark.line + 1, lines))
+    return out
 
 
 # ----------------------------------------------------------------------------- validation
@@ -289,7 +352,7 @@ def _name_problem(reference: str) -> tuple[str, str | None] | None:
         detail = _reference_detail(exc)
         if detail.endswith(f"the limit is {NAME_TOTAL_LENGTH_MAX}"):
             # Checked last, so nothing else is wrong; the padding may be what is too long.
-            # _check_repositories measures the real registry/image names.
+            # _findings measures the real registry/image names.
             return None
         hint = exc.hint.replace(f"{_PROBE_HOST}/", "") if exc.hint else None
         return detail, hint
@@ -304,7 +367,7 @@ def _registry_name_problem(name: str) -> tuple[str, str | None] | None:
     try:
         registry = Reference.parse_repository(f"{host}/{_PROBE_HOST}").registry
     except InvalidReferenceError:
-        return None  # only the padded length can fail here; _check_repositories has the real one
+        return None  # only the padded length can fail here; _findings has the real one
     if registry != canonical_registry(host):
         return (
             f"{host!r} is not a registry host",
@@ -318,7 +381,9 @@ def _image_name_problem(name: str) -> tuple[str, str | None] | None:
 
 
 def _check_registries(doc: _Document, registries: Sequence[RegistryEntry]) -> None:
-    # kpromo's order (validateRequiredComponents), first problem only.
+    # kpromo's order (validateRequiredComponents), first problem only. Always the file's error:
+    # the registries say where images come from and go to, and a thin manifest holds nothing
+    # else.
     if not registries:
         raise doc.fail("'registries' field cannot be empty")
     sources = [r for r in registries if r.src]
@@ -340,43 +405,163 @@ def _check_registries(doc: _Document, registries: Sequence[RegistryEntry]) -> No
         seen.add(registry.name)
 
 
-def _check_images(doc: _Document, images: Sequence[ImageEntry]) -> None:
-    for index, image in enumerate(images, 1):
-        if not image.name:
-            raise doc.fail("images: 'name' field cannot be empty", f"image #{index}")
-        if not image.dmap:
-            raise doc.fail("images: 'dmap' field cannot be empty", f"image {image.name!r}")
-    for image in images:
-        problem = _image_name_problem(image.name)
+@dataclass(frozen=True, slots=True)
+class _Finding:
+    """One entry imgctl's validation refuses: an image (``digest`` None), or one digest of it."""
+
+    line: int
+    problem: str
+    context: str
+    image: int
+    digest: str | None = None
+    hint: str | None = None
+
+
+def _findings(images: Sequence[_Read], registries: Sequence[RegistryEntry]) -> list[_Finding]:
+    """Every refused entry, in kpromo's order of checks (so the first one is kpromo's error).
+
+    One finding per entry: an image with no name, no ``dmap``, an invalid name, or a name too
+    long under one of the registries is refused whole; otherwise each digest that is invalid
+    or carries an invalid tag is refused with its tags (promoting it under some of its tags
+    only would be a different promotion from the one written).
+    """
+    out: list[_Finding] = []
+    refused: set[int] = set()
+    for index, read in enumerate(images):  # validateRequiredComponents
+        if not read.entry.name:
+            out.append(
+                _Finding(
+                    read.line, "images: 'name' field cannot be empty", f"image #{index + 1}", index
+                )
+            )
+        elif not read.entry.dmap:
+            out.append(
+                _Finding(
+                    read.line,
+                    "images: 'dmap' field cannot be empty",
+                    f"image {read.entry.name!r}",
+                    index,
+                )
+            )
+        else:
+            continue
+        refused.add(index)
+    for index, read in enumerate(images):  # validateImages, and imgctl's name grammar
+        if index in refused:
+            continue
+        name = read.entry.name
+        problem = _image_name_problem(name)
         if problem is not None:
-            raise doc.fail(f"invalid image name: {image.name}", problem[0], problem[1])
-        for digest, tags in image.dmap.items():
+            out.append(
+                _Finding(
+                    read.line, f"invalid image name: {name}", problem[0], index, None, problem[1]
+                )
+            )
+            refused.add(index)
+            continue
+        for digest, tags in read.entry.dmap.items():
+            line = read.digest_lines.get(digest, read.line)
             if not _DIGEST_RE.fullmatch(digest):
-                raise doc.fail(f"invalid digest: {digest}", f"image {image.name!r}")
+                out.append(
+                    _Finding(line, f"invalid digest: {digest}", f"image {name!r}", index, digest)
+                )
+                continue
             for tag in tags:
                 if not _TAG_RE.fullmatch(tag):
-                    raise doc.fail(f"invalid tag: {tag}", f"image {image.name!r}, digest {digest}")
-
-
-def _check_repositories(
-    doc: _Document, registries: Sequence[RegistryEntry], images: Sequence[ImageEntry]
-) -> None:
-    # Each part can be valid while registry/image together is longer than a name may be.
-    for registry in registries:
-        for image in images:
+                    context = f"image {name!r}, digest {digest}"
+                    out.append(_Finding(line, f"invalid tag: {tag}", context, index, digest))
+                    break
+    for index, read in enumerate(images):
+        # Each part can be valid while registry/image together is longer than a name may be.
+        if index in refused:
+            continue
+        for registry in registries:
+            repository = f"{registry.name}/{read.entry.name}"
+            if len(repository) <= NAME_TOTAL_LENGTH_MAX:
+                continue  # both parts are valid names, so only the length could fail
             try:
-                Reference.parse_repository(f"{registry.name}/{image.name}")
+                Reference.parse_repository(repository)
             except InvalidReferenceError as exc:
-                raise doc.fail(
-                    f"invalid repository: {registry.name}/{image.name}", _reference_detail(exc)
-                ) from None
+                core = f"invalid repository: {repository}"
+                out.append(_Finding(read.line, core, _reference_detail(exc), index))
+                break
+    return out
+
+
+def _error(doc: _Document, finding: _Finding) -> ManifestError:
+    return doc.fail(f"line {finding.line}: {finding.problem}", finding.context, finding.hint)
+
+
+def _kept(images: Sequence[_Read], findings: Sequence[_Finding]) -> tuple[ImageEntry, ...]:
+    """The images without the refused entries."""
+    whole = {f.image for f in findings if f.digest is None}
+    digests: dict[int, set[str]] = {}
+    for finding in findings:
+        if finding.digest is not None:
+            digests.setdefault(finding.image, set()).add(finding.digest)
+    out: list[ImageEntry] = []
+    for index, read in enumerate(images):
+        if index in whole:
+            continue
+        dropped = digests.get(index)
+        if dropped:
+            kept = {d: t for d, t in read.entry.dmap.items() if d not in dropped}
+            out.append(ImageEntry(read.entry.name, MappingProxyType(kept)))
+        else:
+            out.append(read.entry)
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------- loaders
 
 
+@dataclass(frozen=True, slots=True)
+class ManifestWarning:
+    """An entry of a thin tree that imgctl left out, and why; ``--strict`` makes it an error.
+
+    ``message`` is the error it is under ``--strict`` (file, line, problem); ``skipped`` says
+    what was left out.
+    """
+
+    path: str
+    line: int | None
+    message: str
+    skipped: str
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.skipped}"
+
+    def error(self) -> ManifestError:
+        """The error this warning is under ``--strict``."""
+        return ManifestError(self.message, path=self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class ThinTree:
+    """A thin tree as read: its manifests, without the entries the warnings name."""
+
+    manifests: tuple[Manifest, ...]
+    warnings: tuple[ManifestWarning, ...] = ()
+
+
+class _Warnings:
+    """Collects warnings, or (strict) raises the first as the error it stands for."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.found: list[ManifestWarning] = []
+
+    def add(self, warning: ManifestWarning) -> None:
+        if self.strict:
+            raise warning.error()
+        self.found.append(warning)
+
+
 def load_manifest(path: Path) -> Manifest:
-    """Read and validate a plain manifest (``registries`` and ``images`` in one file)."""
+    """Read and validate a plain manifest (``registries`` and ``images`` in one file).
+
+    Validated as kpromo validates plain manifests: the first problem is an error.
+    """
     path = Path(path)
     doc = _Document(str(path))
     root = doc.compose(_read(path))
@@ -386,29 +571,37 @@ def load_manifest(path: Path) -> Manifest:
     registries = _registries(doc, fields.get("registries"))
     images = _images(doc, fields.get("images"))
     _check_registries(doc, registries)
-    _check_images(doc, images)
-    _check_repositories(doc, registries, images)
-    return Manifest(registries, images, str(path))
+    findings = _findings(images, registries)
+    if findings:
+        raise _error(doc, findings[0])
+    return Manifest(registries, tuple(read.entry for read in images), str(path))
 
 
-def _parse_images(doc: _Document, text: str) -> tuple[ImageEntry, ...]:
+def _parse_images(doc: _Document, text: str) -> list[_Read]:
     root = doc.compose(text)
-    if root is None:
-        raise doc.fail("the file is empty", hint="write [] for a list of no images")
-    if _is_null(root):
-        raise doc.at(root, "'images' must be a list, not null")
-    images = _images(doc, root)
-    _check_images(doc, images)
-    return images
+    if root is None or _is_null(root):
+        # Empty, only comments ("# No images yet" in kubernetes/k8s.io), or null: yaml.v2
+        # decodes all three into an empty list, and so does kpromo.
+        return []
+    return _images(doc, root)
 
 
 def load_images(path: Path) -> tuple[ImageEntry, ...]:
     """Read and validate an ``images.yaml`` (a list of images), such as a snapshot."""
     path = Path(path)
-    return _parse_images(_Document(str(path)), _read(path, "images file"))
+    doc = _Document(str(path))
+    images = _parse_images(doc, _read(path, "images file"))
+    findings = _findings(images, ())
+    if findings:
+        raise _error(doc, findings[0])
+    return tuple(read.entry for read in images)
 
 
-def _load_thin(manifest_path: Path, images_path: Path) -> Manifest:
+_SKIPPED_IMAGE = "this image is skipped"
+_SKIPPED_DIGEST = "this digest is skipped"
+
+
+def _load_thin(manifest_path: Path, images_path: Path, warnings: _Warnings) -> Manifest:
     doc = _Document(str(manifest_path))
     root = doc.compose(_read(manifest_path))
     if root is None:
@@ -420,58 +613,102 @@ def _load_thin(manifest_path: Path, images_path: Path) -> Manifest:
     _check_registries(doc, registries)
     images_doc = _Document(str(images_path))
     images = _parse_images(images_doc, _read(images_path, "images file"))
-    _check_repositories(images_doc, registries, images)
-    return Manifest(registries, images, str(manifest_path), str(images_path))
+    findings = _findings(images, registries)
+    if findings and warnings.strict:
+        raise _error(images_doc, findings[0])  # the first in kpromo's order of checks
+    for finding in sorted(findings, key=lambda f: f.line):
+        error = _error(images_doc, finding)
+        skipped = _SKIPPED_IMAGE if finding.digest is None else _SKIPPED_DIGEST
+        warnings.add(ManifestWarning(str(images_path), finding.line, str(error), skipped))
+    return Manifest(registries, _kept(images, findings), str(manifest_path), str(images_path))
 
 
-def _misplaced(top: Path, filename: str, what: str) -> None:
+def _misplaced_manifests(top: Path) -> None:
     if not top.is_dir():
         return
-    for found in sorted(top.rglob(filename)):
+    for found in sorted(top.rglob(MANIFEST_FILE)):
         if found.parent.parent != top:
-            # kpromo: `unexpected manifest path %q`; it only looks at manifests/, we look at both.
-            raise ManifestError(f'unexpected {what} path "{found}"', path=str(found))
+            raise ManifestError(f'unexpected manifest path "{found}"', path=str(found))
         if not found.is_file():
             raise ManifestError(f'"{found}" is not a regular file', path=str(found))
 
 
-def load_thin_manifests(directory: Path) -> list[Manifest]:
-    """Read a thin directory: ``manifests/<x>/promoter-manifest.yaml`` + ``images/<x>/images.yaml``.
+def _misplaced_images(top: Path, warnings: _Warnings) -> None:
+    # kpromo never looks into images/ but for the file of each manifest: an images.yaml
+    # elsewhere is not read, which is worth saying (someone expected it to be promoted).
+    if not top.is_dir():
+        return
+    for found in sorted(top.rglob(IMAGES_FILE)):
+        if found.parent.parent != top:
+            message = f'unexpected images path "{found}"'
+            warnings.add(ManifestWarning(str(found), None, message, "it is not read"))
 
-    Every ``<x>`` must have both files (kpromo ignores an images file without a manifest; we
-    refuse it, since nothing would promote it). Anything outside ``manifests/`` and ``images/``
-    is ignored, as kpromo does.
+
+def load_thin_tree(directory: Path, *, strict: bool = False) -> ThinTree:
+    """Read a thin tree as kpromo does, leaving out (with a warning) what validation refuses.
+
+    kpromo reads each ``manifests/<x>/promoter-manifest.yaml`` with its
+    ``images/<x>/images.yaml``, and nothing else. An images file with no manifest is not
+    promoted (a warning); an images file that is empty or only comments is no images; an entry
+    imgctl's validation refuses (see ``_findings``) is left out with a warning naming file and
+    line, and the rest of the tree is read. ``strict`` makes every warning an error.
+
+    Errors either way: YAML that is not valid or is ambiguous (``_internal.strict_yaml``), a
+    file of the wrong shape (unknown keys, wrong types), a manifest's registries (no source,
+    two sources, a bad name), a manifest without its images file, a manifest at another depth,
+    or no manifest at all.
     """
-    directory = Path(directory)
+    with _bulk():
+        return _thin_tree(Path(directory), strict)
+
+
+def _thin_tree(directory: Path, strict: bool) -> ThinTree:
     if not directory.is_dir():
         raise ManifestError(f"{directory}: no such directory", path=str(directory))
     manifests_dir = directory / "manifests"
     images_dir = directory / "images"
-    _misplaced(manifests_dir, MANIFEST_FILE, "manifest")
-    _misplaced(images_dir, IMAGES_FILE, "images")
+    warnings = _Warnings(strict)
+    _misplaced_manifests(manifests_dir)
 
-    names: set[str] = set()
-    for top, filename in ((manifests_dir, MANIFEST_FILE), (images_dir, IMAGES_FILE)):
-        if top.is_dir():
-            names.update(p.parent.name for p in top.glob(f"*/{filename}"))
+    names = sorted(p.parent.name for p in manifests_dir.glob(f"*/{MANIFEST_FILE}"))
+    orphans = sorted(
+        p.parent.name
+        for p in images_dir.glob(f"*/{IMAGES_FILE}")
+        if not (manifests_dir / p.parent.name / MANIFEST_FILE).exists()
+    )
     if not names:
         raise ManifestError(
             f"no manifests found in dir: {directory}",
             path=str(directory),
             hint=f"expected manifests/<name>/{MANIFEST_FILE} and images/<name>/{IMAGES_FILE}",
         )
-
-    manifests: list[Manifest] = []
-    for name in sorted(names):
+    for name in orphans:
         manifest_path = manifests_dir / name / MANIFEST_FILE
         images_path = images_dir / name / IMAGES_FILE
-        for required in (manifest_path, images_path):
-            if not required.is_file():
-                raise ManifestError(
-                    f'corresponding file "{required}" does not exist', path=str(required)
-                )
-        manifests.append(_load_thin(manifest_path, images_path))
-    return manifests
+        message = f'corresponding file "{manifest_path}" does not exist'
+        skipped = f'"{images_path}" is not promoted'
+        warnings.add(ManifestWarning(str(manifest_path), None, message, skipped))
+    _misplaced_images(images_dir, warnings)
+
+    manifests: list[Manifest] = []
+    for name in names:
+        manifest_path = manifests_dir / name / MANIFEST_FILE
+        images_path = images_dir / name / IMAGES_FILE
+        if not images_path.exists():
+            raise ManifestError(
+                f'corresponding file "{images_path}" does not exist', path=str(images_path)
+            )
+        if not images_path.is_file():
+            raise ManifestError(
+                f'corresponding file "{images_path}" is not a regular file', path=str(images_path)
+            )
+        manifests.append(_load_thin(manifest_path, images_path, warnings))
+    return ThinTree(tuple(manifests), tuple(warnings.found))
+
+
+def load_thin_manifests(directory: Path) -> list[Manifest]:
+    """Read a thin tree strictly: what ``load_thin_tree`` would warn about is an error."""
+    return list(load_thin_tree(directory, strict=True).manifests)
 
 
 # ------------------------------------------------------------------------------------ edges
@@ -486,27 +723,52 @@ def edges_of(manifests: Sequence[Manifest]) -> list[Edge]:
     first in sort order is kept, as kpromo does. Two different digests for one destination tag
     are ``overlapping edges detected``.
     """
-    edges: dict[str, Edge] = {}
-    # (destination repository, tag) -> digest -> the first file that wants it
-    claims: dict[tuple[str, str], dict[str, str]] = {}
+    with _bulk():
+        return _edges(manifests)
+
+
+def _edges(manifests: Sequence[Manifest]) -> list[Edge]:
+    # Plain tuples until the end: 700,000 edges (kubernetes/k8s.io) are built, deduplicated
+    # and sorted several times faster than Edge objects are, which are made once, in order.
+    # destination ("repo:tag" or "repo@digest") -> (sort key, the first file that wants it)
+    best: dict[str, tuple[tuple[str, str, str, str, bool, str], str]] = {}
+    # (destination repository, tag) -> digest -> the first file that wants it, when a tag is
+    # wanted at two digests
+    conflicts: dict[tuple[str, str], dict[str, str]] = {}
     for manifest in manifests:
-        source = manifest.source
+        source = manifest.source.name
+        destinations = [registry.name for registry in manifest.destinations]
         where = manifest.images_path or manifest.path
         for image in manifest.images:
+            name = image.name
             for digest, tags in image.dmap.items():
-                for destination in manifest.destinations:
-                    for tag in tags or (None,):
-                        edge = Edge(source.name, destination.name, image.name, digest, tag)
-                        if tag is not None:
-                            wanted = claims.setdefault((edge.destination_repository, tag), {})
+                for destination in destinations:
+                    repository = f"{destination}/{name}"
+                    if not tags:
+                        key = (source, destination, name, digest, False, "")
+                        target = f"{repository}@{digest}"
+                        known = best.get(target)
+                        if known is None or key < known[0]:
+                            best[target] = (key, where if known is None else known[1])
+                        continue
+                    for tag in tags:
+                        key = (source, destination, name, digest, True, tag)
+                        target = f"{repository}:{tag}"
+                        known = best.get(target)
+                        if known is None:
+                            best[target] = (key, where)
+                        elif known[0][3] != digest:
+                            wanted = conflicts.setdefault((repository, tag), {})
+                            wanted.setdefault(known[0][3], known[1])
                             wanted.setdefault(digest, where)
-                        known = edges.get(edge.destination)
-                        if known is None or edge < known:
-                            edges[edge.destination] = edge
-    conflicts = sorted((target, wanted) for target, wanted in claims.items() if len(wanted) > 1)
+                        elif key < known[0]:
+                            best[target] = (key, known[1])
     if conflicts:
-        raise _overlap_error(conflicts)
-    return sorted(edges.values())
+        raise _overlap_error(sorted(conflicts.items()))
+    return [
+        Edge(src, dst, image, digest, tag if tagged else None)
+        for (src, dst, image, digest, tagged, tag), _ in sorted(best.values())
+    ]
 
 
 def _overlap_error(conflicts: list[tuple[tuple[str, str], dict[str, str]]]) -> ManifestError:

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from imgctl.errors import UsageError
 from imgctl.oci import Reference
 from imgctl.oci.manifest import Index
-from imgctl.promotion.manifests import Manifest
+from imgctl.promotion.manifests import Manifest, edges_of
 from imgctl.registry import RegistryClient
 
-__all__ = ["Inventory", "manifest_snapshot", "registry_snapshot"]
+__all__ = ["Inventory", "filter_by_tag", "manifest_snapshot", "registry_snapshot"]
 
 Inventory = dict[str, dict[str, list[str]]]  # image name -> digest -> tags
 
@@ -79,14 +79,19 @@ async def registry_snapshot(
 
     await asyncio.gather(*(one_repository(r) for r in repositories))
     if tag is not None:
-        inventory = {
-            image: {d: t for d, t in digests.items() if tag in t}
-            for image, digests in inventory.items()
-        }
-        inventory = {image: digests for image, digests in inventory.items() if digests}
+        inventory = filter_by_tag(inventory, tag)
     return {
         image: {d: sorted(t) for d, t in digests.items()} for image, digests in inventory.items()
     }
+
+
+def filter_by_tag(inventory: Inventory, tag: str) -> Inventory:
+    """The digests carrying ``tag``, each with all its tags (kpromo's FilterByTag)."""
+    kept = {
+        image: {digest: tags for digest, tags in digests.items() if tag in tags}
+        for image, digests in inventory.items()
+    }
+    return {image: digests for image, digests in kept.items() if digests}
 
 
 _INDEX_TYPES = frozenset(
@@ -98,23 +103,37 @@ _INDEX_TYPES = frozenset(
 
 
 def manifest_snapshot(manifests: Sequence[Manifest], registry: str) -> Inventory:
-    """What the manifests say ``registry`` (a destination, by name) should hold."""
+    """What the manifests say ``registry`` (a host, maybe with a path) should hold.
+
+    As kpromo's EdgesToRegInvImage, from the edges (so a tag wanted at two digests is refused
+    here too): every destination at ``registry`` or under it, the rest of the destination's
+    path put before the image name (``us.gcr.io/prod`` finds ``us.gcr.io/prod/team-a``'s
+    ``app`` as ``team-a/app``). Unlike kpromo, only whole path segments match:
+    ``us.gcr.io/production`` is not under ``us.gcr.io/prod``.
+    """
     wanted = registry.strip().rstrip("/")
-    inventory: Inventory = {}
-    matched = False
-    for manifest in manifests:
-        if not any(r.name.rstrip("/") == wanted for r in manifest.destinations):
-            continue
-        matched = True
-        for image in manifest.images:
-            digests = inventory.setdefault(image.name, {})
-            for digest, tags in image.dmap.items():
-                digests.setdefault(digest, [])
-                digests[digest] = sorted(set(digests[digest]) | set(tags))
-    if not matched:
+
+    def under(destination: str) -> bool:
+        destination = destination.rstrip("/")
+        return destination == wanted or destination.startswith(f"{wanted}/")
+
+    if not any(under(r.name) for m in manifests for r in m.destinations):
         names = sorted({r.name for m in manifests for r in m.destinations})
         raise UsageError(
             f"no manifest promotes to {registry!r}",
             hint=f"destination registries in these manifests: {', '.join(names) or 'none'}",
         )
-    return inventory
+    inventory: dict[str, dict[str, set[str]]] = {}
+    for edge in edges_of(manifests):
+        destination = edge.destination_registry.rstrip("/")
+        if not under(destination):
+            continue
+        below = destination[len(wanted) :].strip("/")
+        name = f"{below}/{edge.image}" if below else edge.image
+        tags = inventory.setdefault(name, {}).setdefault(edge.digest, set())
+        if edge.tag is not None:
+            tags.add(edge.tag)
+    return {
+        name: {digest: sorted(tags) for digest, tags in digests.items()}
+        for name, digests in inventory.items()
+    }
