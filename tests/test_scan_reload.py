@@ -656,3 +656,53 @@ async def test_replicas_each_reloading_their_file_scan_a_changed_watch_and_promo
     assert promotions == ["1.0.0", "1.1.0"]
     assert [s.config.watches[0].interval for s in scanners] == [59 * 60, 59 * 60]
     assert sum(s.scans for s in scanners) == 3  # one at start, then one each after the change
+
+
+async def test_at_start_a_schedule_planned_for_another_image_or_a_longer_interval_is_not_kept(
+    registry: Registry, push_image: Callable[..., Any], repo: Callable[[str], str]
+) -> None:
+    """A restart with an edited file: the next scans planned by the old version (an hour away)."""
+    from datetime import UTC, datetime, timedelta
+
+    from imgctl.registry import ClientOptions
+    from imgctl.scan.scanner import MemoryScanState, Scanner
+    from imgctl.scan.state import WatchState
+
+    name = repo("restart")
+    push_image(registry, repository=name, tag="1.0.0", layers=1)
+    image = f"{registry.host}/{name}"
+    config = _config(
+        {"name": "shorter", "image": image, "interval": "1s"},
+        {"name": "moved", "image": image, "interval": "2h"},
+        {"name": "kept", "image": image, "interval": "2h"},
+    )
+    state = MemoryScanState()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    for watch in config.watches:
+        planned_for = "registry.example.com/old" if watch.name == "moved" else image
+        await state.save(WatchState(name=watch.name, image=planned_for, next_scan_at=later))
+    scanned: list[str] = []
+    stop = asyncio.Event()
+    scanner = Scanner(
+        config,
+        state=state,
+        options=ClientOptions(backoff=0.01, max_backoff=0.05),
+        on_scan=lambda watch, _, __: scanned.append(watch.name),
+    )
+    run = asyncio.ensure_future(scanner.run(stop))
+    try:
+        async with asyncio.timeout(60):
+            # Every loop has looked at its row by then (the first looks are spread over 2 s).
+            while True:
+                if scanned.count("shorter") >= 4 and "moved" in scanned:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await run
+        await scanner.aclose()
+    assert scanned.count("moved") == 1
+    assert "kept" not in scanned
+    kept = await state.get("kept")
+    assert kept is not None
+    assert kept.next_scan_at == later
