@@ -360,8 +360,8 @@ def _name_problem(reference: str) -> tuple[str, str | None] | None:
 
 
 def _registry_name_problem(name: str) -> tuple[str, str | None] | None:
-    host, _, path = name.partition("/")
-    problem = _name_problem(name if path else f"{name}/{_PROBE_HOST}")
+    host, slash, _ = name.partition("/")
+    problem = _name_problem(name if slash else f"{name}/{_PROBE_HOST}")
     if problem is not None:
         return problem
     try:
