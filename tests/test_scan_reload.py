@@ -706,3 +706,51 @@ async def test_at_start_a_schedule_planned_for_another_image_or_a_longer_interva
     kept = await state.get("kept")
     assert kept is not None
     assert kept.next_scan_at == later
+
+
+async def test_a_touched_watches_file_rereads_the_password_file_it_names(
+    htpasswd_registry: Registry, push_image: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A rotated registry password (passwordFile) is taken when the watches file is touched."""
+    from imgctl.registry import ClientOptions
+    from imgctl.scan.reload import WatchesFile
+    from imgctl.scan.scanner import Scanner
+
+    from .conftest import PASSWORD, USER
+
+    private = push_image(htpasswd_registry, tag="1.0.0", creds=f"{USER}:{PASSWORD}")
+    secret = tmp_path / "password"
+    secret.write_text("the old password\n")
+    path = tmp_path / "watches.yaml"
+    path.write_text(
+        f"watches:\n  - {{name: app, image: {private.ref.rsplit(':', 1)[0]}, interval: 1h,"
+        f" credentials: {{username: {USER}, passwordFile: password}}}}\n"
+    )
+    watches_file = WatchesFile(path, interval=0.1)
+    outcomes: list[str] = []
+    scanner = Scanner(
+        watches_file.config,
+        watches_file=watches_file,
+        options=ClientOptions(backoff=0.01, max_backoff=0.05),
+        on_scan=lambda _, state, __: outcomes.append(state.reason),
+    )
+    stop = asyncio.Event()
+    run = asyncio.ensure_future(scanner.run(stop))
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                if outcomes:
+                    break
+                await asyncio.sleep(0.05)
+            assert outcomes == ["AuthenticationFailed"]
+            secret.write_text(PASSWORD + "\n")
+            os.utime(path)  # touched: the same text, so the password file is what changed
+            while True:
+                if "Succeeded" in outcomes:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await run
+        await scanner.aclose()
+    assert watches_file.config.watches[0].credentials.password == PASSWORD

@@ -3,7 +3,8 @@
 A change is noticed the way the tokens file's is (:mod:`imgctl._internal.filechanges`: an edit
 in place, an atomic rename, a Kubernetes ConfigMap's ``..data`` symlink swap), looked at no more
 than every half second, and taken once two looks in a row saw the same new file, so a file
-caught half-written by an in-place edit is not taken for the new version.
+caught half-written by an in-place edit is not taken for the new version. The files it names
+(``passwordFile``) are read again with it: touching the watches file applies a rotated password.
 
 Unlike the tokens file, a watches file that stops loading does not stop anything: the last
 version that loaded stays in force, so a typo cannot stop scanning (or auto-promotion). The
@@ -132,14 +133,15 @@ class WatchesFile:
             self._broken("", exc.message)
             return None
         revision = _revision(text)
-        if revision == self.state.revision:
-            # Back to (or rewritten as) the version in force: nothing to apply.
-            self._fixed(revision, None)
-            return None
         try:
+            # Parsed even when the text is the version in force: the files it names (a rotated
+            # passwordFile) are read again, so touching the watches file applies them.
             config = self._load(text)
         except UsageError as exc:
             self._broken(revision, "; ".join(str(exc).splitlines()))
+            return None
+        if revision == self.state.revision and config == self.config:
+            self._fixed(revision, None)  # back to, or rewritten as, the version in force
             return None
         self._fixed(revision, config)
         return config
