@@ -402,3 +402,15 @@ async def test_every_audit_field_is_bounded_in_the_row_and_the_log_line(
     assert back.groups[-1] == "…[cut: 10000 groups]"
     assert len(back.groups[0]) == 255
     assert back.groups[0].endswith(f"…[cut: {3 * MIB} characters]")
+
+
+def test_the_name_bound_is_the_reference_grammars_longest_name() -> None:
+    from imgctl._internal.bounds import MAX_NAME
+    from imgctl.oci import Reference
+    from imgctl.oci.reference import NAME_TOTAL_LENGTH_MAX, REGISTRY_HOST_LENGTH_MAX
+
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    path = "/".join(["p" * 127, "q" * 127])
+    assert (len(host), len(path)) == (REGISTRY_HOST_LENGTH_MAX, NAME_TOTAL_LENGTH_MAX)
+    longest = Reference.parse(f"{host}:65535/{path}:t")
+    assert len(f"{longest.registry}/{longest.repository}") == MAX_NAME

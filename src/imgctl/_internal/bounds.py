@@ -34,13 +34,16 @@ __all__ = [
     "one_line",
 ]
 
-# distribution/reference: a repository name with its registry, a tag, a digest (sha512 the
-# longest imgctl verifies).
-MAX_NAME: Final = 255
+# imgctl.oci.reference's limits: since distribution/reference v0.6.0 the 255 characters are
+# the repository path's alone; the registry host has at most 253 (a DNS name), then ":65535".
+# (Numbers, not an import: importing imgctl.oci here would cost every importer 20 ms; a test
+# checks they agree.)
+MAX_NAME: Final = 253 + len(":65535/") + 255
+"""A repository name with its registry at its longest (515)."""
 MAX_TAG: Final = 128
-MAX_DIGEST: Final = len("sha512:") + 128
+MAX_DIGEST: Final = len("sha512:") + 128  # sha512, the longest digest imgctl verifies
 MAX_REFERENCE: Final = MAX_NAME + 1 + MAX_TAG + 1 + MAX_DIGEST
-"""``name:tag@digest`` at its longest (520); an SPA reference is much shorter."""
+"""``registry/name:tag@digest`` at its longest (780); an SPA reference is much shorter."""
 
 # Environment names are IMGCTL_REGISTRY_<NAME> suffixes; a DNS label's length is plenty.
 MAX_ENVIRONMENT: Final = 63
