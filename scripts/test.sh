@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a Debian machine, fresh or not: installs the system packages the tests
-# use as referees (docker-registry, skopeo, ssh-agent, PostgreSQL), a virtualenv in .venv with
-# imgctl and its test tools, then runs pytest. Arguments go to pytest.
+# use as referees (docker-registry, skopeo, ssh-agent, PostgreSQL) and strace, a virtualenv in
+# .venv with imgctl and its test tools, then runs pytest. Arguments go to pytest.
 #
 #   bash scripts/test.sh                 # everything
 #   bash scripts/test.sh tests/test_copy.py -x
@@ -19,6 +19,7 @@ needed=()
 command -v docker-registry >/dev/null || needed+=(docker-registry)
 command -v skopeo >/dev/null || needed+=(skopeo)
 command -v ssh-agent >/dev/null || needed+=(openssh-client)
+command -v strace >/dev/null || needed+=(strace)
 pg_answers() {
     python3 -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 2).close()' 2>/dev/null
 }

@@ -64,8 +64,14 @@ def start_embedded(
     *,
     htpasswd: Path | None = None,
     timeout: float = 20,
+    wrapper: list[str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> EmbeddedRegistry:
-    """Start a registry serving ``root``; ``cleanup`` (e.g. addfinalizer) gets its stop at once."""
+    """Start a registry serving ``root``; ``cleanup`` (e.g. addfinalizer) gets its stop at once.
+
+    ``wrapper`` goes before the command (``["strace", ...]``: then ``process`` is the wrapper's);
+    ``preexec_fn`` runs in the child before it starts (resource limits).
+    """
     root.parent.mkdir(parents=True, exist_ok=True)
     log = root.parent / f"{root.name}.log"
     last = ""
@@ -75,7 +81,12 @@ def start_embedded(
         if htpasswd is not None:
             args += ["--htpasswd", str(htpasswd)]
         with log.open("wb") as out:
-            process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [*(wrapper or []), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=preexec_fn,
+            )
         registry = EmbeddedRegistry(root, port, process, log)
         cleanup(registry.stop)
         deadline = time.monotonic() + timeout

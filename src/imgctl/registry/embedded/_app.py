@@ -48,7 +48,6 @@ _MAX_PAGE = 1000
 # Bodies are written and hashed in a worker thread once this much has arrived: a thread hop
 # per network chunk (often 64 KiB) would cost more than the write itself.
 _WRITE_BATCH = 1 << 20
-_INLINE_WRITE = 64 << 10
 _READ_CHUNK = 1 << 20
 
 _DEFAULT_STATUS = {
@@ -168,11 +167,16 @@ def _range_header(size: int) -> str:
     return f"0-{max(size - 1, 0)}"
 
 
-def _write_batch(file: BinaryIO, hasher: Any, chunks: list[bytes]) -> None:
+def _write_batch(fd: int, hasher: Any, chunks: list[bytes], *, sync: bool = False) -> None:
+    """Append ``chunks`` unbuffered (a failure leaves nothing buffered); fdatasync with ``sync``."""
     for chunk in chunks:
-        file.write(chunk)
+        view = memoryview(chunk)
+        while view:  # a write may be short, e.g. on a nearly full disk
+            view = view[os.write(fd, view) :]
         if hasher is not None:
             hasher.update(chunk)
+    if sync:
+        os.fdatasync(fd)
 
 
 def _route(path: str) -> tuple[str, str, str | None]:
@@ -352,7 +356,7 @@ class RegistryApp:
         if kind == "manifest":
             return await self._manifest(request, name, arg or "")
         if kind == "blob":
-            return self._blob(request, name, self._digest(arg or ""))
+            return await self._blob(request, name, self._digest(arg or ""))
         if kind == "referrers":
             return self._referrers(request, name, self._digest(arg or ""))
         if not arg:
@@ -476,10 +480,11 @@ class RegistryApp:
         if request.method == "PUT":
             return await self._put_manifest(request, name, digest, tag)
         if request.method == "DELETE":
-            deleted = (
-                self.storage.delete_manifest(name, digest)
+            # Storage writes fsync: in a thread, not on the event loop.
+            deleted = await (
+                asyncio.to_thread(self.storage.delete_manifest, name, digest)
                 if digest is not None
-                else self.storage.delete_tag(name, tag or "")
+                else asyncio.to_thread(self.storage.delete_tag, name, tag or "")
             )
             if not deleted:
                 raise self._unknown_manifest(name, reference)
@@ -509,7 +514,7 @@ class RegistryApp:
                 detail={"expected": digest, "actual": actual},
             )
         info = self._check_manifest(name, data, request.header("content-type"), actual)
-        self.storage.put_manifest(name, info, data, tag)
+        await asyncio.to_thread(self.storage.put_manifest, name, info, data, tag)
         headers = [
             ("location", f"/v2/{name}/manifests/{actual}"),
             ("docker-content-digest", actual),
@@ -634,9 +639,9 @@ class RegistryApp:
 
     # ------------------------------------------------------------------ blobs
 
-    def _blob(self, request: _Request, name: str, digest: str) -> _Response:
+    async def _blob(self, request: _Request, name: str, digest: str) -> _Response:
         if request.method == "DELETE":
-            if not self.storage.unlink_blob(name, digest):
+            if not await asyncio.to_thread(self.storage.unlink_blob, name, digest):
                 raise _Problem(
                     "BLOB_UNKNOWN", f"blob {digest} is not in {name}", detail={"digest": digest}
                 )
@@ -711,14 +716,16 @@ class RegistryApp:
             # Only a blob the source repository holds is mounted: the digest alone proves
             # nothing about the caller's right to it.
             if source and self.storage.blob_size(source, mount) is not None:
-                self.storage.link_blob(name, mount)
+                await asyncio.to_thread(self.storage.link_blob, name, mount)
                 return _Response(
                     201,
                     [("location", f"/v2/{name}/blobs/{mount}"), ("docker-content-digest", mount)],
                 )
         digest = request.query.get("digest")
         expected = self._digest(digest) if mount is None and digest is not None else None
-        upload_id = self.storage.create_upload(name)
+        upload_id = await asyncio.to_thread(
+            self.storage.create_upload, name, durable=expected is None
+        )
         session = self._session(upload_id)
         session.hasher = hashlib.new(expected.split(":", 1)[0] if expected else "sha256")
         try:
@@ -790,43 +797,59 @@ class RegistryApp:
     async def _append(
         self, request: _Request, path: Path, session: _Session, offset: int, expected: int | None
     ) -> int:
-        """Write the request body at the end of an upload; on any failure, undo it."""
+        """Write the request body at the end of an upload, durably; on any failure, undo it."""
         hasher = session.hasher if session.hashed == offset else None
         backup = hasher.copy() if hasher is not None else None
         written = 0
         pending: list[bytes] = []
         pending_size = 0
-        file = path.open("ab")
+        # Unbuffered writes: a buffered file that failed to flush (a full disk) fails again when
+        # closed, and the rollback after the close never ran.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
-            async for chunk in request.chunks():
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if expected is not None and written + pending_size > expected:
+            try:
+                async for chunk in request.chunks():
+                    pending.append(chunk)
+                    pending_size += len(chunk)
+                    if expected is not None and written + pending_size > expected:
+                        raise _Problem(
+                            "SIZE_INVALID",
+                            f"chunk is longer than the {expected} bytes of its Content-Range",
+                        )
+                    if pending_size >= _WRITE_BATCH:
+                        await asyncio.to_thread(_write_batch, fd, hasher, pending)
+                        written += pending_size
+                        pending, pending_size = [], 0
+                if expected is not None and written + pending_size != expected:
                     raise _Problem(
                         "SIZE_INVALID",
-                        f"chunk is longer than the {expected} bytes of its Content-Range",
+                        f"chunk has {written + pending_size} bytes, its Content-Range {expected}",
                     )
-                if pending_size >= _WRITE_BATCH:
-                    await asyncio.to_thread(_write_batch, file, hasher, pending)
+                if written + pending_size:
+                    # The answer acknowledges these bytes: on disk before it goes out.
+                    await asyncio.to_thread(_write_batch, fd, hasher, pending, sync=True)
                     written += pending_size
-                    pending, pending_size = [], 0
-            if pending_size >= _INLINE_WRITE:
-                await asyncio.to_thread(_write_batch, file, hasher, pending)
-            elif pending:
-                _write_batch(file, hasher, pending)
-            written += pending_size
-            if expected is not None and written != expected:
-                raise _Problem(
-                    "SIZE_INVALID", f"chunk has {written} bytes, its Content-Range {expected}"
-                )
-            file.close()
+            finally:
+                os.close(fd)
         except BaseException:
-            file.close()
-            os.truncate(path, offset)
-            session.hasher, session.hashed = backup, offset
+            self._roll_back(path, offset, session, backup)
             raise
         session.hasher, session.hashed = hasher, offset + written
         return written
+
+    def _roll_back(self, path: Path, offset: int, session: _Session, backup: Any) -> None:
+        """Cut an upload back to ``offset`` after a failed request; drop it if that fails."""
+        session.hasher, session.hashed = backup, offset
+        try:
+            os.truncate(path, offset)
+        except OSError as exc:
+            # An upload that reports bytes it never acknowledged is worse than none: the client
+            # gets BLOB_UPLOAD_UNKNOWN and starts again.
+            upload_id = path.parent.name
+            log.error(
+                "cannot cut upload %s back to %d bytes, dropped it: %s", upload_id, offset, exc
+            )
+            self._drop(upload_id)
 
     async def _finish(
         self, request: _Request, name: str, upload_id: str, session: _Session, digest: str
@@ -853,7 +876,7 @@ class RegistryApp:
                 f"uploaded {size} bytes hash to {actual}, not {digest}; the upload was discarded",
                 detail={"expected": digest, "actual": actual},
             )
-        self.storage.commit_upload(name, upload_id, digest)
+        await asyncio.to_thread(self.storage.commit_upload, name, upload_id, digest)
         self._sessions.pop(upload_id, None)
         return _Response(
             201, [("location", f"/v2/{name}/blobs/{digest}"), ("docker-content-digest", digest)]

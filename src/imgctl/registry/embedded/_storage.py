@@ -13,7 +13,16 @@ Layout under the root (docs/registry.md shows it too)::
 Every write goes to ``tmp/`` first and is renamed into place, so a reader never sees half a file
 and concurrent writers of the same content both succeed. Name components never start with
 ``_`` (the distribution grammar), so the ``_`` directories cannot collide with a nested
-repository. All methods are synchronous and touch small files only, except ``hash_file``.
+repository.
+
+Durability: what a method wrote is on disk when it returns, so an answer sent afterwards never
+acknowledges something a power cut can take back. A file is fsynced before it is renamed into
+place and its directory after the rename (and before the next step of the same change, so a
+tag never outlives the manifest link it needs); a new directory's parent is fsynced after the
+mkdir; a removal's directory after the unlink. Upload sessions are cleaned up without fsync:
+one may reappear after a crash, holding nothing that any blob depends on.
+
+All methods are synchronous and may block on fsync: call the writing ones from a thread.
 """
 
 from __future__ import annotations
@@ -87,6 +96,31 @@ def parse_digest(value: str) -> tuple[str, str] | None:
     return algorithm, encoded
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Make the entries of ``directory`` (creations, renames, removals) durable."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    """Make a file's content durable (an fd opened for reading does for fdatasync)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a write may be short, e.g. on a nearly full disk)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _split_digest(digest: str) -> tuple[str, str]:
     parsed = parse_digest(digest)
     if parsed is None:
@@ -157,7 +191,7 @@ class Storage:
         self._uploads = self.root / "uploads"
         self._tmp = self.root / "tmp"
         for directory in (self._blobs, self._repositories, self._uploads, self._tmp):
-            directory.mkdir(parents=True, exist_ok=True)
+            self._make_dirs(directory)
         # Fail at start-up, not on the first push, when the root is read-only.
         probe = self._temp_file()
         os.close(probe[0])
@@ -208,18 +242,45 @@ class Storage:
     def _temp_file(self) -> tuple[int, str]:
         return tempfile.mkstemp(dir=self._tmp, prefix="w-")
 
+    @staticmethod
+    def _make_dirs(directory: Path) -> None:
+        """Create ``directory`` and its missing parents, each durable in its parent."""
+        missing: list[Path] = []
+        while not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for created in reversed(missing):
+            # Another request may create it at the same moment; its parent is synced anyway, as
+            # that request may not have done it yet when this one answers.
+            with contextlib.suppress(FileExistsError):
+                created.mkdir()
+            _fsync_dir(created.parent)
+
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        """Write ``data`` to ``path`` through a temporary file and a rename."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write ``data`` to ``path`` durably, through a temporary file and a rename."""
+        self._make_dirs(path.parent)
         fd, temp = self._temp_file()
         try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
+            try:
+                _write_all(fd, data)
+                os.fdatasync(fd)  # the data and the size; a new file's timestamps do not matter
+            finally:
+                os.close(fd)
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
+        _fsync_dir(path.parent)
+
+    def _unlink(self, path: Path) -> bool:
+        """Remove ``path`` durably; False if it was not there."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(path.parent)
+        return True
 
     # ------------------------------------------------------------------ repositories
 
@@ -252,16 +313,15 @@ class Storage:
     def link_blob(self, name: str, digest: str) -> None:
         """Let repository ``name`` hold an existing blob (a push's end, or a mount)."""
         link = self._layer_link(name, digest)
-        if not link.exists():
+        if link.exists():
+            # Maybe just renamed by a concurrent request that has not synced it yet.
+            _fsync_dir(link.parent)
+        else:
             self._write_atomic(link, digest.encode())
 
     def unlink_blob(self, name: str, digest: str) -> bool:
         """Take a blob out of ``name`` (its bytes stay: no garbage collection); False if absent."""
-        try:
-            self._layer_link(name, digest).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+        return self._unlink(self._layer_link(name, digest))
 
     def hash_file(self, path: Path, algorithm: str) -> str:
         """The digest of a file's content, read in chunks (call it from a thread)."""
@@ -273,14 +333,35 @@ class Storage:
 
     # ------------------------------------------------------------------ uploads
 
-    def create_upload(self, name: str) -> str:
-        """Open an upload session for ``name``; return its id."""
+    def create_upload(self, name: str, *, durable: bool = True) -> str:
+        """Open an upload session for ``name``; return its id.
+
+        ``durable=False`` for a session whose id is never sent (a monolithic upload): only the
+        blob it ends in must survive a crash, and ``commit_upload`` makes that durable.
+        """
         self._repository(name)
         upload_id = str(uuid.uuid4())
         directory = self._upload_dir(upload_id)
-        directory.mkdir()
-        (directory / "data").touch()
-        (directory / "repository").write_text(name)
+        # Built in tmp/ and renamed into place: a session exists whole or not at all, even when
+        # the disk fills up half-way.
+        staging = Path(tempfile.mkdtemp(dir=self._tmp, prefix="u-"))
+        try:
+            for file_name, content in (("data", b""), ("repository", name.encode())):
+                fd = os.open(staging / file_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    _write_all(fd, content)
+                    if durable:
+                        os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+            if durable:
+                _fsync_dir(staging)
+            os.rename(staging, directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if durable:
+            _fsync_dir(self._uploads)
         return upload_id
 
     def upload_data(self, name: str, upload_id: str) -> Path | None:
@@ -299,9 +380,14 @@ class Storage:
         target = self.blob_path(digest)
         if target.exists():
             data.unlink()
+            _fsync_dir(target.parent)  # maybe renamed by a concurrent request, not yet synced
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            # Already synced when its last chunk was acknowledged (then this costs nothing);
+            # not when another process, or an older imgctl, wrote it.
+            _fsync_file(data)
+            self._make_dirs(target.parent)
             os.replace(data, target)
+            _fsync_dir(target.parent)
         self.link_blob(name, digest)
         self.remove_upload(upload_id)
 
@@ -321,7 +407,9 @@ class Storage:
             algorithm, encoded = _split_digest(info.digest)
             entry = self._inside(self._referrers_dir(name, info.subject) / f"{algorithm}-{encoded}")
         tag_path = self._tag_path(name, tag) if tag is not None else None
-        if not blob.exists():
+        if blob.exists():
+            _fsync_dir(blob.parent)  # maybe renamed by a concurrent request, not yet synced
+        else:
             self._write_atomic(blob, data)
         # The link before the tag, so a tag never points at a manifest the repository lacks.
         self._write_atomic(link, info.to_json())
@@ -365,28 +453,24 @@ class Storage:
 
     def delete_tag(self, name: str, tag: str) -> bool:
         """Remove one tag (the manifest stays); False if there was no such tag."""
-        try:
-            self._tag_path(name, tag).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+        return self._unlink(self._tag_path(name, tag))
 
     def delete_manifest(self, name: str, digest: str) -> bool:
         """Remove manifest ``digest`` from ``name`` with the tags pointing at it."""
+        link = self._manifest_link(name, digest)
         info = self.manifest_info(name, digest)
-        try:
-            self._manifest_link(name, digest).unlink()
-        except FileNotFoundError:
+        if info is None and not link.exists():
             return False
-        if info is not None and info.subject and parse_digest(info.subject):
-            algorithm, encoded = _split_digest(digest)
-            entry = self._referrers_dir(name, info.subject) / f"{algorithm}-{encoded}"
-            with contextlib.suppress(FileNotFoundError):
-                self._inside(entry).unlink()
+        # Tags and the referrers entry first, the link last: a crash half-way leaves a manifest
+        # with fewer tags, never a tag or referrer without its manifest.
         for tag in self.tags(name) or []:
             if self.resolve_tag(name, tag) == digest:
                 self.delete_tag(name, tag)
-        return True
+        if info is not None and info.subject and parse_digest(info.subject):
+            algorithm, encoded = _split_digest(digest)
+            entry = self._referrers_dir(name, info.subject) / f"{algorithm}-{encoded}"
+            self._unlink(self._inside(entry))
+        return self._unlink(link)
 
     def referrers(self, name: str, subject: str) -> list[ManifestInfo]:
         """Manifests of ``name`` whose subject is ``subject``, by digest."""
