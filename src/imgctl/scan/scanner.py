@@ -592,11 +592,10 @@ class Scanner:
             try:
                 # Reading and parsing a changed file is blocking work: not on the event loop.
                 config = await asyncio.to_thread(watches_file.poll)
-            except Exception:  # a bug, not a bad file (poll reports those): keep scanning
+                if config is not None and not stop.is_set():
+                    self.reconfigure(config)
+            except Exception:  # a bug, not a bad file (poll reports those): keep following
                 log.exception("watches file %s: could not reload", watches_file.path)
-                continue
-            if config is not None and not stop.is_set():
-                self.reconfigure(config)
 
     def reconfigure(self, config: WatchConfig) -> None:
         """Put ``config`` in force: start added or changed watches at once, stop removed ones.
