@@ -520,7 +520,8 @@ class ManifestWarning:
     """An entry of a thin tree that imgctl left out, and why; ``--strict`` makes it an error.
 
     ``message`` is the error it is under ``--strict`` (file, line, problem); ``skipped`` says
-    what was left out.
+    what was left out; ``path`` is the file the message names (for an images file without its
+    manifest, the missing manifest), ``line`` the entry's line when there is one.
     """
 
     path: str
