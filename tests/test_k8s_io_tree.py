@@ -18,10 +18,15 @@ its ``images/<x>/images.yaml``, nothing else; ToEdges makes one edge per image x
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,24 +41,55 @@ from .support.registry import Registry
 REPO = Path(__file__).resolve().parents[1]
 GCR = ("86b8f390aac2e6c244868143ea03c8326c9064a0", "k8s.gcr.io")
 REGISTRY_K8S_IO = ("576d58a4e8553ac4ae81f3dcde680ed5ff4ebc3b", "registry.k8s.io")
+TREES = (GCR, REGISTRY_K8S_IO)
 
 # kpromo's schema.ValidateDigest: imgctl skips (and warns about) what it refuses.
 KPROMO_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
+def _has_trees(root: Path) -> bool:
+    return all((root / commit / folder / "manifests").is_dir() for commit, folder in TREES)
+
+
+def _git_copies() -> list[Path]:
+    """Git copies of kubernetes/k8s.io: $IMGCTL_K8S_IO_GIT, then the workplace's fetched mirrors."""
+    named = os.environ.get("IMGCTL_K8S_IO_GIT")
+    found = [Path(named)] if named else []
+    for mirrors in {REPO.parent / ".mirror", Path("/work/.mirror")}:
+        found += sorted(mirrors.glob("*k8s.io*/repo")) if mirrors.is_dir() else []
+    return found
+
+
+@functools.cache
 def data_root() -> Path:
-    """Where the trees are: $IMGCTL_K8S_IO_TREES, tests/data/k8s.io, or shared/data/k8s.io."""
+    """The trees: $IMGCTL_K8S_IO_TREES, tests/data/k8s.io, shared/data/k8s.io, or a git copy.
+
+    From a git copy they are written once per run into a temporary folder, never into the
+    repository (tests/data/README.md says why they are not committed).
+    """
     candidates = [
         os.environ.get("IMGCTL_K8S_IO_TREES"),
         REPO / "tests" / "data" / "k8s.io",
         REPO.parent / "shared" / "data" / "k8s.io",
     ]
     for candidate in filter(None, candidates):
-        if (Path(candidate) / GCR[0] / GCR[1] / "manifests").is_dir():
+        if _has_trees(Path(candidate)):
             return Path(candidate)
+    for git_dir in _git_copies():
+        out = Path(tempfile.mkdtemp(prefix="imgctl-k8s-io-"))
+        atexit.register(shutil.rmtree, out, ignore_errors=True)
+        script = REPO / "tests" / "data" / "k8s_io_trees.py"
+        done = subprocess.run(
+            [sys.executable, str(script), "--git-dir", str(git_dir), "--out", str(out)],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode == 0 and _has_trees(out):
+            return out
     pytest.fail(
         "the real k8s.io trees are not here: run `python tests/data/k8s_io_trees.py --git-dir "
-        "<a git copy of kubernetes/k8s.io>` (tests/data/README.md), or set IMGCTL_K8S_IO_TREES"
+        "<a git copy of kubernetes/k8s.io>` (tests/data/README.md), or set IMGCTL_K8S_IO_TREES "
+        "or IMGCTL_K8S_IO_GIT"
     )
 
 
