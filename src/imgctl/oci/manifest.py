@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import imgctl.oci.mediatypes as mt
 from imgctl.errors import InvalidDigestError, InvalidManifestError
-from imgctl.oci import mediatypes as mt
 from imgctl.oci.digest import Digest
 
 __all__ = ["Descriptor", "Index", "Manifest", "Platform", "parse_manifest"]
