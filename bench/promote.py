@@ -387,8 +387,9 @@ async def measure(
     """Everything timed, in one event loop shared by the gRPC client and the in-process engine."""
     import grpc
 
+    from imgctl.authn import default_keychain
     from imgctl.oci import Reference
-    from imgctl.registry import ClientOptions, RegistryClient, default_keychain
+    from imgctl.registry import ClientOptions, RegistryClient
     from imgctl.store import AuditStore
     from imgctl.v1 import imgctl_pb2 as pb
     from imgctl.v1 import imgctl_pb2_grpc as pb_grpc

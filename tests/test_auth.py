@@ -443,8 +443,9 @@ async def test_no_secret_in_debug_logs_of_a_whole_authenticated_session(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    from imgctl.authn import default_keychain
     from imgctl.oci import Reference
-    from imgctl.registry import RegistryClient, default_keychain
+    from imgctl.registry import RegistryClient
 
     caplog.set_level(logging.DEBUG)
     environ = {

@@ -35,16 +35,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from imgctl.errors import CredentialError
-from imgctl.registry._azure import (
-    AzureConfig,
-    load_azure_config,
-    load_client_certificate,
-    thumbprint,
+from imgctl.authn import (
+    ANONYMOUS,
+    AzureKeychain,
+    Credential,
+    EnvKeychain,
+    cloud_keychains,
+    default_keychain,
 )
-from imgctl.registry._cloud import AzureKeychain, cloud_keychains
-from imgctl.registry._envcreds import EnvKeychain
-from imgctl.registry.keychain import ANONYMOUS, Credential, default_keychain
+from imgctl.authn._azure import AzureConfig, load_azure_config, load_client_certificate, thumbprint
+from imgctl.errors import CredentialError
 
 from .support.httpserver import ReceivedRequest, ScriptedServer, response, serve_each
 from .support.moto import free_port

@@ -19,21 +19,23 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from imgctl.errors import CredentialError
-from imgctl.registry._cloud import (
+from imgctl.authn import (
+    ANONYMOUS,
     AzureKeychain,
+    Credential,
     ECRKeychain,
     ECRRegistry,
     GCPKeychain,
     GitHubKeychain,
+    Resolution,
     cloud_keychains,
-    ecr_api_client,
     iaas_auth_enabled,
     is_acr_host,
     is_gcp_host,
     parse_ecr_host,
 )
-from imgctl.registry.keychain import ANONYMOUS, Credential, Resolution
+from imgctl.authn._ecr import ecr_api_client
+from imgctl.errors import CredentialError
 
 from .support.httpserver import ReceivedRequest, ScriptedServer, response, serve_each
 from .support.moto import AwsProxy, MotoServer, free_port
@@ -519,7 +521,7 @@ async def test_ecr_without_boto3_is_anonymous(monkeypatch: pytest.MonkeyPatch) -
 def test_sdks_are_imported_only_for_their_hosts(tmp_path: Path) -> None:
     script = """
 import asyncio, json, sys
-from imgctl.registry._cloud import cloud_keychains, GCPKeychain
+from imgctl.authn import GCPKeychain, cloud_keychains
 
 async def main():
     env = {"GITHUB_TOKEN": "t", "AZURE_CLIENT_ID": "i", "AZURE_CLIENT_SECRET": "s",

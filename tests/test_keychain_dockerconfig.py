@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
+from imgctl.authn import Credential, DockerConfigKeychain, Resolution
 from imgctl.errors import CredentialError
-from imgctl.registry._dockerconfig import DockerConfigKeychain
-from imgctl.registry.keychain import Credential, Resolution
 
 SECRET = "s3cr3t-Pa55w0rd-do-not-print"
 TOKEN = "idtok-9f8e7d6c5b4a-do-not-print"

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import pytest
 
+from imgctl.authn import Credential, EnvKeychain, MultiKeychain, StaticKeychain
+from imgctl.authn._envcreds import parse_entries
 from imgctl.errors import CredentialError
-from imgctl.registry import Credential, MultiKeychain, StaticKeychain
-from imgctl.registry._envcreds import EnvKeychain, parse_entries
 
 USER = Credential("user", "pass")
 

@@ -28,9 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from imgctl.authn import ANONYMOUS, Credential, cloud_keychains, default_keychain
 from imgctl.errors import CredentialError
-from imgctl.registry._cloud import cloud_keychains
-from imgctl.registry.keychain import ANONYMOUS, Credential, default_keychain
 
 FAKE = "some.fake.registry"
 ENV_USER = Credential("user-env", "pass-env")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from imgctl.authn import Credential, StaticKeychain
 from imgctl.errors import (
     AuthenticationError,
     DigestMismatchError,
@@ -17,7 +18,7 @@ from imgctl.errors import (
     TransportError,
 )
 from imgctl.oci import Digest, Reference, mediatypes
-from imgctl.registry import ClientOptions, Credential, RegistryClient, StaticKeychain
+from imgctl.registry import ClientOptions, RegistryClient
 from imgctl.registry.client import proxy_routes
 from imgctl.registry.tls import RegistryTLS, TLSConfig
 

@@ -11,16 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from imgctl.authn import Credential, StaticKeychain
 from imgctl.errors import AuthenticationError, RegistryError, TransportError
 from imgctl.oci import Reference
-from imgctl.registry import (
-    ClientOptions,
-    Credential,
-    RateLimiter,
-    RegistryClient,
-    StaticKeychain,
-    copy_image,
-)
+from imgctl.registry import ClientOptions, RateLimiter, RegistryClient, copy_image
 
 from .conftest import FAST_RETRIES, PASSWORD, USER, PushedImage
 from .support.httpserver import ScriptedServer, ServerConnection, response

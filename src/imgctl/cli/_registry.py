@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
+    from imgctl.authn import Keychain
     from imgctl.oci import Reference
-    from imgctl.registry import ClientOptions, CopyProgress, CopyResult, Keychain, RegistryClient
+    from imgctl.registry import ClientOptions, CopyProgress, CopyResult, RegistryClient
 
 _T = TypeVar("_T")
 
@@ -41,6 +42,7 @@ class Connection:
         """The keychain and client options: flags and env over the config file."""
         import os
 
+        from imgctl.authn import default_keychain, flag_credential
         from imgctl.registry import ClientOptions
         from imgctl.registry.config import (
             default_config_path,
@@ -48,7 +50,6 @@ class Connection:
             load_registry_config,
             resolve_tls,
         )
-        from imgctl.registry.keychain import default_keychain, flag_credential
 
         home = Path.home()
         path = self.config or default_config_path(os.environ, home)
@@ -312,7 +313,8 @@ def explain(connection: Connection, reference: str, *, json_output: bool) -> Non
     """``imgctl auth explain``: which source answers for REFERENCE, and why."""
     import asyncio
 
-    from imgctl.registry import MultiKeychain, is_loopback
+    from imgctl.authn import MultiKeychain
+    from imgctl.registry import is_loopback
 
     ref = parse_ref(reference)
     try:

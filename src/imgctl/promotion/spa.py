@@ -29,14 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
-from imgctl.errors import CredentialError, ImgctlError, UsageError
-from imgctl.registry._cloud import (
-    _aws_endpoint,
-    _aws_keys,
-    _boto_error_text,
-    _botocore_session,
-    _quiet_botocore_wire_logs,
+from imgctl._internal.aws import (
+    aws_endpoint,
+    aws_keys,
+    boto_error_text,
+    botocore_session,
+    quiet_botocore_wire_logs,
 )
+from imgctl.errors import CredentialError, ImgctlError, UsageError
 
 __all__ = [
     "SOURCE_ETAG_METADATA_KEY",
@@ -310,11 +310,8 @@ def _connect(environ: Mapping[str, str], max_connections: int) -> Any:
         botocore_config: Any = importlib.import_module("botocore.config")
     except ImportError as exc:
         raise ImgctlError("boto3 is not installed", hint="pip install boto3") from exc
-    _quiet_botocore_wire_logs()
-    try:
-        keys = _aws_keys(environ)
-    except CredentialError as exc:
-        raise CredentialError(exc.message, hint="set both or neither") from None
+    quiet_botocore_wire_logs()
+    keys = aws_keys(environ)
     # botocore reads only AWS_DEFAULT_REGION; the CLI and the other SDKs also read AWS_REGION.
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
     config = botocore_config.Config(
@@ -325,9 +322,9 @@ def _connect(environ: Mapping[str, str], max_connections: int) -> Any:
     )
     # A missing AWS_PROFILE or a bad config file surfaces here, before any request.
     with _translated("client setup"):
-        session = boto3.session.Session(botocore_session=_botocore_session(environ), **keys)
+        session = boto3.session.Session(botocore_session=botocore_session(environ), **keys)
         return session.client(
-            "s3", region_name=region, endpoint_url=_aws_endpoint(environ, "s3"), config=config
+            "s3", region_name=region, endpoint_url=aws_endpoint(environ, "s3"), config=config
         )
 
 
@@ -364,7 +361,7 @@ def _raise_client_error(exc: Any, operation: str, bucket: str | None, key: str) 
     code = str(error.get("Code") or "error")
     status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
     what = _describe(operation, bucket, key)
-    text = _boto_error_text(exc)
+    text = boto_error_text(exc)
     if code == "NoSuchBucket":
         # CopyObject names the missing bucket, which may be the source rather than ours.
         missing = str(error.get("BucketName") or bucket or "")
@@ -402,7 +399,7 @@ def _raise_client_error(exc: Any, operation: str, bucket: str | None, key: str) 
 
 def _raise_botocore_error(exc: Any, operation: str, bucket: str | None, key: str) -> NoReturn:
     errors: Any = importlib.import_module("botocore.exceptions")
-    text = _boto_error_text(exc)
+    text = boto_error_text(exc)
     credential_errors = (
         errors.NoCredentialsError,
         errors.PartialCredentialsError,

@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 
 from imgctl import __version__
+from imgctl.authn import AnonymousKeychain, Credential, Keychain
 from imgctl.errors import (
     AuthenticationError,
     DigestMismatchError,
@@ -37,7 +38,6 @@ from imgctl.oci.manifest import Descriptor, Index, Manifest, parse_manifest
 from imgctl.oci.reference import DEFAULT_REGISTRY, Reference
 from imgctl.registry._auth import Challenge, Token, parse_challenges
 from imgctl.registry._transport import StreamTransport
-from imgctl.registry.keychain import AnonymousKeychain, Credential, Keychain
 from imgctl.registry.ratelimit import RateLimiter
 from imgctl.registry.tls import CA_FLAG, CERT_FLAG, KEY_FLAG, RegistryTLS, TLSConfig
 

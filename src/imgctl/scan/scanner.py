@@ -31,13 +31,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from imgctl.authn import Credential, Keychain, StaticKeychain, default_keychain
 from imgctl.errors import (
     AuthenticationError,
     ImgctlError,
     PermissionDeniedError,
 )
 from imgctl.registry import ClientOptions, RegistryClient
-from imgctl.registry.keychain import Credential, Keychain, StaticKeychain, default_keychain
 from imgctl.registry.tls import RegistryTLS, TLSConfig
 from imgctl.scan.policy import ImagePolicy, PolicyError
 from imgctl.scan.state import WatchState
@@ -746,7 +746,7 @@ class Scanner:
                 origin=f"credentials of watch {watch.name}",
             )
         if credentials.docker_config is not None:
-            from imgctl.registry._dockerconfig import DockerConfigKeychain
+            from imgctl.authn import DockerConfigKeychain
 
             return DockerConfigKeychain.for_file(credentials.docker_config, self._environ)
         if self._default_keychain is None:

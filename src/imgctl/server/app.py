@@ -60,10 +60,11 @@ def _state_dir(environ: Mapping[str, str], settings: ServerSettings) -> Path:
 
 async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> object:
     """Everything the server needs, from the environment; errors name what is wrong."""
+    from imgctl.authn import default_keychain
     from imgctl.identity.verifier import TokenVerifier, VerifierSettings
     from imgctl.promotion.environments import Environments, load_policy
     from imgctl.promotion.service import Promoter
-    from imgctl.registry import ClientOptions, RegistryClient, default_keychain
+    from imgctl.registry import ClientOptions, RegistryClient
     from imgctl.registry.config import (
         default_config_path,
         insecure_hosts,

@@ -18,9 +18,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from imgctl.authn._keychain import ANONYMOUS, Credential, Resolution, SourceKeychain
 from imgctl.errors import CredentialError
 from imgctl.oci.reference import DEFAULT_REGISTRY, canonical_registry
-from imgctl.registry.keychain import ANONYMOUS, Credential, Resolution, SourceKeychain
 
 __all__ = ["EnvEntry", "EnvKeychain", "parse_entries"]
 

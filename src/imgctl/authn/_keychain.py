@@ -1,4 +1,4 @@
-"""Where registry credentials come from.
+"""The keychain interface: credentials, the sources that give them, and why they answered.
 
 A ``Keychain`` resolves a registry host and repository to a ``Credential``, the way
 go-containerregistry's ``authn.Keychain`` resolves a resource to an authenticator. The client
@@ -12,9 +12,8 @@ explain`` prints these.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from imgctl.oci.reference import canonical_registry
@@ -28,8 +27,6 @@ __all__ = [
     "Resolution",
     "SourceKeychain",
     "StaticKeychain",
-    "default_keychain",
-    "flag_credential",
 ]
 
 
@@ -174,65 +171,3 @@ class MultiKeychain(SourceKeychain):
         if answers and answers[-1].found:
             return answers[-1]
         return Resolution(ANONYMOUS, self.name, "no source has credentials; anonymous access")
-
-
-FLAG_SOURCE = "flags"
-
-
-def flag_credential(
-    username: str | None = None, password: str | None = None, token: str | None = None
-) -> Credential | None:
-    """The credential that --registry-username/--registry-password or --registry-token give."""
-    from imgctl.errors import UsageError
-
-    if (username is None) != (password is None):
-        raise UsageError(
-            "--registry-username and --registry-password must be given together "
-            "(or IMGCTL_USERNAME and IMGCTL_PASSWORD)"
-        )
-    if token is not None and username is not None:
-        raise UsageError(
-            "give --registry-token or --registry-username/--registry-password, not both"
-        )
-    if token is not None:
-        return Credential(registry_token=token)
-    if username is not None:
-        return Credential(username, password)
-    return None
-
-
-def default_keychain(
-    environ: Mapping[str, str],
-    home: Path,
-    *,
-    flags: Credential | None = None,
-    anonymous: bool = False,
-) -> MultiKeychain:
-    """The full keychain: env entries, cloud keychains, flags, then docker/podman config.
-
-    ``anonymous`` (``--registry-anon``) answers anonymous at the flags' place in the order:
-    env entries and cloud keychains still apply to their hosts, docker config is not read.
-    """
-    from imgctl.registry._cloud import cloud_keychains
-    from imgctl.registry._dockerconfig import DockerConfigKeychain
-    from imgctl.registry._envcreds import EnvKeychain
-
-    if anonymous and flags is not None:
-        from imgctl.errors import UsageError
-
-        raise UsageError("--registry-anon cannot be combined with registry credentials flags")
-    chain: list[Keychain] = [EnvKeychain(environ), *cloud_keychains(environ)]
-    if anonymous:
-        return MultiKeychain(*chain)
-    if flags is not None:
-        chain.append(
-            StaticKeychain(
-                flags,
-                name=FLAG_SOURCE,
-                origin="--registry-token (IMGCTL_TOKEN)"
-                if flags.registry_token
-                else "--registry-username/--registry-password (IMGCTL_USERNAME/IMGCTL_PASSWORD)",
-            )
-        )
-    chain.append(DockerConfigKeychain(environ, home))
-    return MultiKeychain(*chain)

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgctl.authn._keychain import ANONYMOUS, Credential, Resolution, SourceKeychain
 from imgctl.errors import CredentialError
 from imgctl.oci.reference import DEFAULT_REGISTRY, canonical_registry
-from imgctl.registry.keychain import ANONYMOUS, Credential, Resolution, SourceKeychain
 
 __all__ = ["HELPER_TIMEOUT", "DockerConfigKeychain"]
 

@@ -10,7 +10,7 @@ type. The methods, in imgpkg's order: ``useManagedIdentityExtension`` (the insta
 service, ``userAssignedIdentityID`` picking a user-assigned identity), ``aadClientSecret``, then
 ``aadClientCertPath``/``aadClientCertPassword``.
 
-This module only reads files and signs; the network calls live in ``_cloud.AzureKeychain``.
+This module only reads files and signs; the network calls live in ``_acr.AzureKeychain``.
 Nothing here puts a secret (client secret, certificate password, key, assertion) in a message
 or a ``repr``.
 """
