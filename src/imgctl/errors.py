@@ -1,26 +1,46 @@
 """The one exception hierarchy of imgctl.
 
 Every error a user can cause or meet carries a message saying what went wrong and, where there
-is one, a hint saying what to do next. The CLI prints ``str(error)`` as one line and exits 1; the
-server maps the classes to status codes.
+is one, a hint saying what to do next. The classes say what kind of failure it is, never how to
+answer it: the CLI prints ``str(error)`` as one line and maps the class to an exit code
+(``imgctl.cli._exit``), the server maps it to a gRPC status (``imgctl.server._status``).
+Private signals a module raises and catches itself stay in that module.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "ConcurrentPromotionError",
     "CredentialError",
     "DigestMismatchError",
     "IdentityError",
     "ImgctlError",
     "InvalidDigestError",
     "InvalidManifestError",
+    "InvalidPromotionError",
     "InvalidReferenceError",
+    "InvalidSpaError",
     "InvalidTokenError",
+    "MalformedReview",
+    "ManifestError",
+    "NotAllowedError",
+    "NotAuthenticatedError",
     "NotFoundError",
+    "OAuthError",
     "PermissionDeniedError",
+    "PolicyError",
+    "PromotionCancelledError",
+    "PromotionError",
     "RegistryError",
+    "SourceNotFoundError",
+    "SpaNotFoundError",
+    "SpaS3Error",
+    "StorageRefusedError",
+    "StoreError",
     "TransportError",
+    "UncheckableObject",
+    "UnreachableError",
     "UsageError",
 ]
 
@@ -118,3 +138,139 @@ class InvalidTokenError(IdentityError):
     def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
+
+
+class OAuthError(ImgctlError):
+    """The built-in issuer's OAuth2 error answer: HTTP ``status``, ``error`` code, description.
+
+    ``error`` is RFC 6749's vocabulary (``invalid_request``, ``access_denied``...), which Dex
+    answers with too; the issuer's HTTP side sends :meth:`body` with ``status``.
+    """
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.status = status
+        self.error = error
+        self.description = description
+
+    def body(self) -> dict[str, str]:
+        """The JSON error body, as Dex sends it."""
+        return {"error": self.error, "error_description": self.description}
+
+
+class StoreError(ImgctlError):
+    """The server's database could not be reached, migrated, read or written.
+
+    Messages name the database by its redacted URL; they never contain a password.
+    """
+
+
+class ManifestError(UsageError):
+    """A kpromo manifest, images file or thin directory is wrong; the message names the file."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class InvalidSpaError(UsageError):
+    """An SPA reference, bucket suffix or sync option is unusable; ``part`` names which part."""
+
+    def __init__(self, message: str, *, part: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.part = part
+
+
+class SpaNotFoundError(ImgctlError):
+    """A bucket does not exist, or the version has no objects; ``bucket`` names the bucket."""
+
+    def __init__(self, message: str, *, bucket: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.bucket = bucket
+
+
+class SpaS3Error(ImgctlError):
+    """S3 refused or failed a request; ``code`` is the AWS error code, ``status`` HTTP's."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.status = status
+
+
+class PolicyError(ImgctlError):
+    """The tags cannot be ordered under the policy (e.g. a numerical policy met 'latest')."""
+
+
+class MalformedReview(ImgctlError, ValueError):
+    """The body is not a well-formed AdmissionReview v1; ``path`` locates the problem."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"malformed AdmissionReview: {path} {problem}")
+        self.path = path
+
+
+class UncheckableObject(MalformedReview):
+    """An object of a kind imgctl does not know holds containers: its images cannot be found."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        ImgctlError.__init__(
+            self,
+            f"{path} holds containers, but {kind} is not a kind whose images imgctl knows how to "
+            "find",
+            hint="leave the kind out of the webhook's rules, or exempt its namespace",
+        )
+        self.path = path
+
+
+class PromotionError(ImgctlError):
+    """A promotion (or a call to the promotion server) failed; the subclass says why.
+
+    This class itself is a failure nobody could foresee: a copy that broke, an internal error.
+    """
+
+
+class InvalidPromotionError(PromotionError):
+    """The request cannot be carried out as given: a missing or malformed field.
+
+    Also an unknown environment, source equal to destination, an environment without a
+    registry or bucket suffix.
+    """
+
+
+class NotAuthenticatedError(PromotionError):
+    """Who is calling could not be established: no token, or the token was rejected."""
+
+
+class NotAllowedError(PromotionError):
+    """The caller is known but may not do this (their groups, the destination's policy)."""
+
+
+class SourceNotFoundError(PromotionError):
+    """The image or bundle to promote does not exist at the source."""
+
+
+class UnreachableError(PromotionError):
+    """Something the promotion needs cannot be reached now; trying again later can work.
+
+    A registry, the issuer's keys, the server's database.
+    """
+
+
+class StorageRefusedError(PromotionError):
+    """A registry or bucket refused the server's own request (its credentials, an S3 error)."""
+
+
+class ConcurrentPromotionError(PromotionError):
+    """An identical promotion is still writing the destination and this one stopped waiting."""
+
+
+class PromotionCancelledError(PromotionError):
+    """The caller went away (deadline, disconnect) or the server stopped before the end."""

@@ -1,0 +1,107 @@
+"""The exit codes of every imgctl command: one table from what went wrong to a number.
+
+README ("Exit codes") and docs/server.md document the numbers. Errors are matched by class
+(``imgctl.errors``), answers of the promotion server by their gRPC status name (the client only
+reads them; the server's own map from errors to statuses is ``imgctl.server._status``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Final
+
+from imgctl.errors import (
+    AuthenticationError,
+    IdentityError,
+    InvalidDigestError,
+    InvalidPromotionError,
+    InvalidReferenceError,
+    NotAllowedError,
+    NotAuthenticatedError,
+    NotFoundError,
+    PermissionDeniedError,
+    SourceNotFoundError,
+    SpaNotFoundError,
+    TransportError,
+    UnreachableError,
+    UsageError,
+)
+
+__all__ = [
+    "EXIT_DENIED",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_INVALID",
+    "EXIT_NOT_FOUND",
+    "EXIT_UNAUTHENTICATED",
+    "EXIT_UNAVAILABLE",
+    "exit_code",
+    "exit_code_of",
+    "status_name",
+]
+
+EXIT_FAILED: Final = 1
+EXIT_INVALID: Final = 2
+EXIT_UNAUTHENTICATED: Final = 3
+EXIT_DENIED: Final = 4
+EXIT_NOT_FOUND: Final = 5
+EXIT_UNAVAILABLE: Final = 6
+EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
+
+# (exit code, error classes, gRPC status names the server answered with). First match wins;
+# anything else is EXIT_FAILED.
+_TABLE: Final[tuple[tuple[int, tuple[type[BaseException], ...], frozenset[str]], ...]] = (
+    (
+        EXIT_INVALID,
+        (UsageError, InvalidReferenceError, InvalidDigestError, InvalidPromotionError),
+        frozenset({"INVALID_ARGUMENT"}),
+    ),
+    (
+        EXIT_UNAUTHENTICATED,
+        (IdentityError, AuthenticationError, NotAuthenticatedError),
+        frozenset({"UNAUTHENTICATED"}),
+    ),
+    (EXIT_DENIED, (PermissionDeniedError, NotAllowedError), frozenset({"PERMISSION_DENIED"})),
+    (
+        EXIT_NOT_FOUND,
+        (NotFoundError, SpaNotFoundError, SourceNotFoundError),
+        frozenset({"NOT_FOUND"}),
+    ),
+    (
+        EXIT_UNAVAILABLE,
+        (TransportError, UnreachableError),
+        frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"}),
+    ),
+    (EXIT_INTERRUPTED, (KeyboardInterrupt,), frozenset()),
+)
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code a command ends with when it stops on ``error``."""
+    status = status_name(error)
+    for code, classes, statuses in _TABLE:
+        if isinstance(error, classes) or status in statuses:
+            return code
+    return EXIT_FAILED
+
+
+def exit_code_of(errors: Iterable[BaseException]) -> int:
+    """The exit code of a command that ran several things and some failed (``imgctl copy``).
+
+    Their code when they all agree (every source missing: 5), else EXIT_FAILED.
+    """
+    codes = {exit_code(error) for error in errors}
+    return codes.pop() if len(codes) == 1 else EXIT_FAILED
+
+
+def status_name(error: BaseException) -> str | None:
+    """The gRPC status name of an answer of the promotion server (an RpcError), else None."""
+    # Only a process that imported grpc can hold a gRPC error; the CLI's start-up never does.
+    grpc = sys.modules.get("grpc")
+    if grpc is None or not isinstance(error, grpc.RpcError):
+        return None
+    code = getattr(error, "code", None)
+    status = code() if callable(code) else None
+    name = getattr(status, "name", None)
+    return name if isinstance(name, str) else None
