@@ -17,7 +17,8 @@ from alembic.migration import MigrationContext
 from psycopg import sql
 from sqlalchemy import create_engine, inspect, text
 
-from imgctl.store import AuditStore, CatalogImage, CatalogStore, StoreError
+from imgctl.errors import StoreError
+from imgctl.store import AuditStore, CatalogImage, CatalogStore
 from imgctl.store._schema import METADATA
 
 from .support.postgres import PG_DSN, PG_URL, migration_head

@@ -22,14 +22,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from imgctl._internal.bounds import MAX_ERROR, MAX_REQUEST_ID, MAX_SUBJECT
-from imgctl.errors import ImgctlError, UsageError
+from imgctl.errors import ImgctlError, StoreError, UsageError
 from imgctl.store import (
     DATABASE_URL_ENV,
     MAX_INDEXED_CHARS,
     MAX_RECENT,
     AuditRecord,
     AuditStore,
-    StoreError,
     database_url,
     redact_url,
 )

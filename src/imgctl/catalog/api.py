@@ -25,9 +25,9 @@ from imgctl._internal.bounds import (
     MAX_NAME,
     MAX_TAG,
 )
-from imgctl.errors import InvalidReferenceError
+from imgctl.errors import InvalidReferenceError, StoreError
 from imgctl.oci.reference import Reference
-from imgctl.store import SORT_KEYS, CatalogStore, StoreError
+from imgctl.store import SORT_KEYS, CatalogStore
 
 from .tokens import TokenFile
 

@@ -11,7 +11,6 @@ same time.
 from __future__ import annotations
 
 from ._catalog import SORT_KEYS, CatalogImage, CatalogStore
-from ._errors import StoreError
 from ._intents import CatalogPromotion, IntentStore, PendingIntent, PromotionIntent, Settled
 from ._jti import JtiStore
 from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
@@ -39,7 +38,6 @@ __all__ = [
     "PromotionIntent",
     "ScanStore",
     "Settled",
-    "StoreError",
     "WatchState",
     "database_url",
     "normalise_url",

@@ -31,7 +31,8 @@ from sqlalchemy import Connection, Engine, Row, create_engine, event, func, sele
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ._errors import StoreError
+from imgctl.errors import StoreError
+
 from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
 from ._schema import AUDIT_EVENTS
 from ._url import DATABASE_URL_ENV, parse_url, redact_url, scrub
