@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from imgctl.errors import IdentityError, InvalidTokenError
 from imgctl.identity import _agent
 from imgctl.identity._agent import WireReader, ssh_mpint, ssh_string
+from imgctl.identity._sshkeys import SK_REASON
 from imgctl.identity.sshjwt import (
-    SK_REASON,
     ParsedSSHJWT,
     Skipped,
     SSHKey,
