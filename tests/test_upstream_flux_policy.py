@@ -27,7 +27,9 @@ from typing import Any
 import pytest
 
 from imgctl.errors import UsageError
-from imgctl.scan.policy import ImagePolicy, PolicyError, _compile_constraint, _parse_tag
+from imgctl.scan._semver import compile_constraint as _compile_constraint
+from imgctl.scan._semver import parse_tag as _parse_tag
+from imgctl.scan.policy import ImagePolicy, PolicyError
 
 SPEC_ORDER = {"": None, "ASC": "asc", "DESC": "desc", "invalid": "invalid"}
 

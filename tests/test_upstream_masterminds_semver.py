@@ -23,17 +23,17 @@ from __future__ import annotations
 import pytest
 
 from imgctl.errors import UsageError
-from imgctl.scan.policy import (
-    ImagePolicy,
+from imgctl.scan._semver import (
     _cmp,
-    _compile_constraint,
     _Constraint,
     _is_x,
     _new_version,
-    _parse_tag,
     _rewrite_ranges,
     _Version,
 )
+from imgctl.scan._semver import compile_constraint as _compile_constraint
+from imgctl.scan._semver import parse_tag as _parse_tag
+from imgctl.scan.policy import ImagePolicy
 
 # TestParseConstraint
 PARSE_CONSTRAINT = [
