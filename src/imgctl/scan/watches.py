@@ -14,12 +14,10 @@ error message or a repr.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -28,6 +26,15 @@ from imgctl._internal import strict_yaml
 from imgctl._internal.files import read_text
 from imgctl.errors import ImgctlError, InvalidReferenceError, UsageError
 from imgctl.oci.reference import Reference
+from imgctl.scan._durations import (
+    DURATION_HINT,
+    FLUX_INTERVAL_PATTERN,
+    FLUX_INTERVAL_UNITS,
+    FLUX_TIMEOUT_PATTERN,
+    FLUX_TIMEOUT_UNITS,
+    parse_duration,
+)
+from imgctl.scan._fields import FieldReader, show
 
 # Exclusion lists are Go regexes, like filterTags patterns: one RE2-to-Python translation (which
 # also refuses what RE2 refuses, such as lookarounds) serves both.
@@ -187,137 +194,11 @@ class WatchConfig:
         return f"{self.source}: line {line}: " if line else f"{self.source}: "
 
 
-# ------------------------------------------------------------------------------ durations
-
-_NANOSECONDS: Final[Mapping[str, int]] = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,  # micro sign
-    "\u03bcs": 1_000,  # Greek small letter mu; Go accepts both
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_MAX_NANOSECONDS: Final = (1 << 63) - 1  # Go's time.Duration is an int64 of nanoseconds
-_DIGITS: Final = frozenset("0123456789")
-_DURATION_HINT: Final = "give a duration like 1m, 90s or 1h30m"
-# The patterns of Flux's ImageRepository CRD; the API server refuses what does not match them.
-_FLUX_INTERVAL_UNITS: Final = ("ms", "s", "m", "h")
-_FLUX_TIMEOUT_UNITS: Final = ("ms", "s", "m")
-
-
-def _flux_pattern(units: tuple[str, ...]) -> str:
-    return r"^([0-9]+(\.[0-9]+)?(" + "|".join(units) + "))+$"
-
-
-FLUX_INTERVAL_PATTERN: Final = _flux_pattern(_FLUX_INTERVAL_UNITS)
-FLUX_TIMEOUT_PATTERN: Final = _flux_pattern(_FLUX_TIMEOUT_UNITS)
-
-
-def _duration_nanoseconds(text: str) -> int:
-    """Go's time.ParseDuration, minus negative values; raise ValueError saying what is wrong."""
-    rest = text
-    if rest[:1] in ("+", "-"):
-        negative, rest = rest[0] == "-", rest[1:]
-    else:
-        negative = False
-    if rest == "0":
-        return 0
-    if not rest:
-        raise ValueError("it is empty" if not text else "a sign needs a number after it")
-    total = 0
-    pos, end = 0, len(rest)
-    while pos < end:
-        start = pos
-        while pos < end and rest[pos] in _DIGITS:
-            pos += 1
-        whole = rest[start:pos]
-        fraction = ""
-        if pos < end and rest[pos] == ".":
-            pos += 1
-            fraction_start = pos
-            while pos < end and rest[pos] in _DIGITS:
-                pos += 1
-            fraction = rest[fraction_start:pos]
-        if not whole and not fraction:
-            raise ValueError(f"expected a number at {rest[start:]!r}")
-        unit_start = pos
-        while pos < end and rest[pos] not in _DIGITS and rest[pos] != ".":
-            pos += 1
-        unit = rest[unit_start:pos]
-        if not unit:
-            raise ValueError(f"{rest[start:pos]!r} needs a unit (ns, us, ms, s, m or h)")
-        scale = _NANOSECONDS.get(unit)
-        if scale is None:
-            raise ValueError(f"unknown unit {unit!r}; the units are ns, us, ms, s, m and h")
-        total += int(whole or "0") * scale
-        if fraction:
-            # Truncated to whole nanoseconds, as Go does.
-            total += int(fraction) * scale // 10 ** len(fraction)
-        if total > _MAX_NANOSECONDS:
-            raise ValueError("it is longer than the longest Go duration (about 292 years)")
-    if negative and total:
-        raise ValueError("it is negative")
-    return total
-
-
-def parse_duration(
-    value: object, *, field: str, flux_units: tuple[str, ...] | None = None
-) -> float:
-    """Parse a Go duration string (``1m0s``, ``90s``, ``1h30m``, ``1.5h``) into seconds.
-
-    With ``flux_units`` the string must also match Flux's CRD pattern for those units, and a
-    mismatch is reported with the API server's message for the field, then what is wrong in
-    imgctl's words.
-    """
-    if not isinstance(value, str):
-        detail = f"a duration is a string with a unit, not {describe_kind(value)}"
-        raise UsageError(f"{field}: {_show(value)} is not a duration; {_DURATION_HINT} ({detail})")
-    try:
-        nanoseconds = _duration_nanoseconds(value)
-        problem = None
-    except ValueError as exc:
-        problem = str(exc)
-    if flux_units is not None:
-        pattern = _flux_pattern(flux_units)
-        if re.fullmatch(pattern, value) is None:
-            units = f"{', '.join(flux_units[:-1])} or {flux_units[-1]}"
-            detail = f"Flux takes numbers with an optional fraction, each followed by {units}"
-            if problem is not None:  # Go's own units, listed in the problem, are not Flux's
-                detail = f"{problem.split('; ')[0]}; {detail}"
-            raise UsageError(
-                f"{field}: Invalid value: {_show(value)}: {field} in body should match "
-                f"'{pattern}'; {_DURATION_HINT} ({detail})"
-            )
-    if problem is not None:
-        raise UsageError(f"{field}: {_show(value)} is not a duration; {_DURATION_HINT} ({problem})")
-    return nanoseconds / 1e9
-
-
 # ---------------------------------------------------------------------------- file reading
 
 
-def _show(value: object) -> str:
-    """A value as the message quotes it: JSON-ish, so YAML users recognise it."""
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return describe_kind(value)
-
-
-# A field path as messages name it: watches[2].policy.semver.range, serviceIdentity.groups[0].
-_FIELD_PATH: Final = re.compile(r"[A-Za-z]\w*(?:\[\d+\])*(?:\.[A-Za-z]\w*(?:\[\d+\])*)*")
-_PATH_PART: Final = re.compile(r"([A-Za-z]\w*)|\[(\d+)\]")
-
-
-class _Reader:
-    """Turns the parsed document into dataclasses, collecting every problem on the way."""
+class _Reader(FieldReader):
+    """Turns the parsed watches document into dataclasses, collecting every problem on the way."""
 
     def __init__(
         self,
@@ -326,107 +207,9 @@ class _Reader:
         environ: Mapping[str, str],
         document: strict_yaml.Document | None = None,
     ) -> None:
-        self.source = source
-        self.base_dir = base_dir
+        super().__init__(source, base_dir, document)
         self.environ = environ
-        self.document = document
-        self.problems: list[str] = []
         self.lines: dict[str, int] = {}
-
-    # -- reporting
-
-    def add(self, where: str, problem: str) -> None:
-        line = self.line(where)
-        prefix = f"line {line}: " if line else ""
-        prefix += f"{where}: " if where else ""
-        self.problems.append(f"{self.source}: {prefix}{problem}")
-
-    def add_error(self, exc: ImgctlError) -> None:
-        # The error already names its field (parse_duration, ImagePolicy.from_spec).
-        text = str(exc)
-        path = text.split(": ", 1)[0]
-        line = self.line(path) if _FIELD_PATH.fullmatch(path) else None
-        self.problems.append(
-            f"{self.source}: line {line}: {text}" if line else f"{self.source}: {text}"
-        )
-
-    def line(self, path: str) -> int | None:
-        """The line of the deepest part of ``path`` the file has (a missing key: its mapping)."""
-        if self.document is None:
-            return None
-        document = self.document
-        value: object = document.data
-        line = document.line(value)
-        for name, index in _PATH_PART.findall(path):
-            if name:
-                if not isinstance(value, Mapping) or name not in value:
-                    break
-                line = document.key_line(value, name) or document.line(value[name]) or line
-                value = value[name]
-            else:
-                if not isinstance(value, list) or int(index) >= len(value):
-                    break
-                value = value[int(index)]
-                line = document.line(value) or line
-        return line
-
-    def check(self) -> None:
-        if self.problems:
-            raise UsageError("\n".join(self.problems))
-
-    # -- typed access
-
-    def mapping(
-        self, value: object, where: str, allowed: Sequence[str]
-    ) -> Mapping[str, object] | None:
-        """The mapping's known keys, or None (reported) when ``value`` is not a mapping."""
-        if not isinstance(value, Mapping):
-            self.add(where, f"must be a mapping, not {describe_kind(value)}")
-            return None
-        known: dict[str, object] = {}
-        for key, item in value.items():
-            if isinstance(key, str) and key in allowed:
-                known[key] = item
-                continue
-            shown = _show(key)
-            guess = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
-            self.add(where, f"unknown key {shown}{hint}; allowed keys: {', '.join(allowed)}")
-        return known
-
-    def string(
-        self,
-        data: Mapping[str, object],
-        key: str,
-        where: str,
-        *,
-        required: bool = False,
-        secret: bool = False,
-    ) -> str | None:
-        """A non-empty string, or None when absent (reported when required) or wrong."""
-        value = data.get(key)
-        path = f"{where}.{key}" if where else key
-        if value is None:
-            if required:
-                self.add(path, "is required")
-            return None
-        if not isinstance(value, str):
-            shown = describe_kind(value) if secret else _show(value)
-            self.add(path, f"must be a string, not {shown}")
-            return None
-        if not value:
-            self.add(path, "must not be empty")
-            return None
-        return value
-
-    def flag(self, data: Mapping[str, object], key: str, where: str) -> bool:
-        value = data.get(key)
-        if value is None:
-            return False
-        if not isinstance(value, bool):
-            self.add(f"{where}.{key}", f"must be true or false, not {_show(value)}")
-            return False
-        return value
 
     def duration(
         self, data: Mapping[str, object], key: str, where: str, flux_units: tuple[str, ...]
@@ -439,25 +222,6 @@ class _Reader:
         except UsageError as exc:
             self.add_error(exc)
             return None
-
-    def path(self, value: str) -> Path:
-        path = Path(value)
-        if self.base_dir is not None and not path.is_absolute():
-            path = self.base_dir / path
-        return path
-
-    def existing_file(self, data: Mapping[str, object], key: str, where: str) -> Path | None:
-        value = self.string(data, key, where)
-        if value is None:
-            return None
-        path = self.path(value)
-        if not path.exists():
-            self.add(f"{where}.{key}", f"{path} does not exist")
-            return None
-        if not path.is_file():
-            self.add(f"{where}.{key}", f"{path} is not a file")
-            return None
-        return path
 
     # -- the document
 
@@ -502,7 +266,7 @@ class _Reader:
         if value is None:
             return DEFAULT_CONCURRENCY
         if isinstance(value, bool) or not isinstance(value, int):
-            self.add("concurrency", f"must be a whole number, not {_show(value)}")
+            self.add("concurrency", f"must be a whole number, not {show(value)}")
             return DEFAULT_CONCURRENCY
         if not 1 <= value <= MAX_CONCURRENCY:
             self.add("concurrency", f"must be between 1 and {MAX_CONCURRENCY}, not {value}")
@@ -520,7 +284,7 @@ class _Reader:
         if email is not None:
             local, at, domain = email.rpartition("@")
             if not (at and local and domain):
-                self.add(f"{where}.email", f"{_show(email)} is not an email address")
+                self.add(f"{where}.email", f"{show(email)} is not an email address")
         groups: list[str] = []
         raw_groups = data.get("groups")
         if raw_groups is None:
@@ -536,7 +300,7 @@ class _Reader:
                 if not isinstance(group, str) or not group:
                     self.add(
                         f"{where}.groups[{index}]",
-                        f"must be a non-empty string, not {_show(group)}",
+                        f"must be a non-empty string, not {show(group)}",
                     )
                 else:
                     groups.append(group)
@@ -556,29 +320,29 @@ class _Reader:
             if len(name) > _NAME_MAX or not _NAME_RE.fullmatch(name):
                 self.add(
                     f"{where}.name",
-                    f"{_show(name)} is not a valid name; use at most {_NAME_MAX} lowercase"
+                    f"{show(name)} is not a valid name; use at most {_NAME_MAX} lowercase"
                     " letters, digits, '-' and '.', starting and ending with a letter or digit",
                 )
             elif name in first_use:
-                self.add(f"{where}.name", f"{_show(name)} is already used by {first_use[name]}")
+                self.add(f"{where}.name", f"{show(name)} is already used by {first_use[name]}")
             else:
                 first_use[name] = where
 
         image = self.string(data, "image", where, required=True)
         reference = None if image is None else self.image(image, f"{where}.image")
 
-        interval = self.duration(data, "interval", where, _FLUX_INTERVAL_UNITS)
+        interval = self.duration(data, "interval", where, FLUX_INTERVAL_UNITS)
         if "interval" not in data or data["interval"] is None:
-            self.add(f"{where}.interval", f"is required; {_DURATION_HINT}")
+            self.add(f"{where}.interval", f"is required; {DURATION_HINT}")
         elif interval is not None and interval <= 0:
-            self.add(f"{where}.interval", f"must be greater than 0, not {_show(data['interval'])}")
+            self.add(f"{where}.interval", f"must be greater than 0, not {show(data['interval'])}")
             interval = None
 
-        timeout = self.duration(data, "timeout", where, _FLUX_TIMEOUT_UNITS)
+        timeout = self.duration(data, "timeout", where, FLUX_TIMEOUT_UNITS)
         if timeout is not None and timeout < MIN_TIMEOUT:
             self.add(
                 f"{where}.timeout",
-                f"must be at least 1s, not {_show(data['timeout'])}",
+                f"must be at least 1s, not {show(data['timeout'])}",
             )
         if timeout is None and interval is not None:
             # Flux's GetTimeout: the interval, but never under a second.
@@ -653,12 +417,12 @@ class _Reader:
         patterns: list[str] = []
         for index, pattern in enumerate(value):
             if not isinstance(pattern, str):
-                self.add(f"{path}[{index}]", f"must be a string, not {_show(pattern)}")
+                self.add(f"{path}[{index}]", f"must be a string, not {show(pattern)}")
                 continue
             try:
                 compile_go_regex(pattern)
             except ValueError as exc:
-                self.add(f"{path}[{index}]", f"{_show(pattern)} is not a valid regex: {exc}")
+                self.add(f"{path}[{index}]", f"{show(pattern)} is not a valid regex: {exc}")
                 continue
             patterns.append(pattern)
         # An explicit [] means "exclude nothing", as in Flux, where the default applies only
@@ -778,7 +542,7 @@ class _Reader:
         if source is None or destination is None:
             return None
         if source == destination:
-            self.add(where, f"from and to are both {_show(source)}; promote between two envs")
+            self.add(where, f"from and to are both {show(source)}; promote between two envs")
             return None
         return AutoPromotion(source, destination)
 
