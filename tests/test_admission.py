@@ -18,12 +18,10 @@ from imgctl.catalog import admission
 from imgctl.catalog.admission import (
     AdmissionWebhook,
     Exemptions,
-    MalformedReview,
-    UncheckableObject,
     images_of,
     review,
 )
-from imgctl.errors import ImgctlError
+from imgctl.errors import ImgctlError, MalformedReview, UncheckableObject
 from imgctl.oci.reference import Reference
 
 D1 = "sha256:" + "a" * 64

@@ -13,12 +13,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from imgctl.errors import UsageError
+from imgctl.errors import OAuthError, UsageError
 from imgctl.identity._oauth import GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN
 from imgctl.identity.issuer import (
     IssuerService,
     KeyStore,
-    OAuthError,
     dex_subject,
     load_issuer_config,
 )

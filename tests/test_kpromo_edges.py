@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import pytest
 
-from imgctl.errors import UsageError
+from imgctl.errors import ManifestError, UsageError
 from imgctl.promotion.manifests import (
     Edge,
     ImageEntry,
     Manifest,
-    ManifestError,
     RegistryEntry,
     edges_of,
     snapshot_yaml,

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from imgctl.errors import ManifestError
 from imgctl.promotion.manifests import (
     ImageEntry,
-    ManifestError,
     RegistryEntry,
     load_manifest,
     load_thin_tree,

@@ -25,12 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imgctl._internal import strict_yaml
-from imgctl.errors import UsageError
+from imgctl.errors import ManifestError, UsageError
 from imgctl.promotion.manifests import (
     Edge,
     ImageEntry,
     Manifest,
-    ManifestError,
     RegistryEntry,
     edges_of,
     load_images,

@@ -17,14 +17,17 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from imgctl.errors import CredentialError, UsageError
+from imgctl.errors import (
+    CredentialError,
+    InvalidSpaError,
+    SpaNotFoundError,
+    SpaS3Error,
+    UsageError,
+)
 from imgctl.promotion import spa
 from imgctl.promotion.spa import (
     SOURCE_ETAG_METADATA_KEY,
-    InvalidSpaError,
-    SpaNotFoundError,
     SpaRef,
-    SpaS3Error,
     SpaSyncResult,
     bucket_for,
     is_spa_reference,

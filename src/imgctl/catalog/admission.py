@@ -22,7 +22,12 @@ from typing import Any, Final, NoReturn, TypeAlias
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from imgctl.errors import ImgctlError, InvalidReferenceError, UsageError
+from imgctl.errors import (
+    InvalidReferenceError,
+    MalformedReview,
+    UncheckableObject,
+    UsageError,
+)
 from imgctl.oci.reference import DEFAULT_REGISTRY, DEFAULT_TAG, Reference
 
 from .api import error_body
@@ -35,8 +40,6 @@ __all__ = [
     "Cached",
     "Exemptions",
     "Lookup",
-    "MalformedReview",
-    "UncheckableObject",
     "images_of",
     "review",
 ]
@@ -84,27 +87,6 @@ _REQUIRED_FIELD: dict[tuple[str, str], str] = {("", "EphemeralContainers"): "eph
 # pods/ephemeralcontainers, a future one) is checked.
 _IMAGELESS_SUBRESOURCES = frozenset({"status", "resize", "binding", "eviction", "scale"})
 _OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
-
-
-class MalformedReview(ImgctlError, ValueError):
-    """The body is not a well-formed AdmissionReview v1; ``path`` locates the problem."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"malformed AdmissionReview: {path} {problem}")
-        self.path = path
-
-
-class UncheckableObject(MalformedReview):
-    """An object of a kind imgctl does not know holds containers: its images cannot be found."""
-
-    def __init__(self, path: str, kind: str) -> None:
-        ImgctlError.__init__(
-            self,
-            f"{path} holds containers, but {kind} is not a kind whose images imgctl knows how to "
-            "find",
-            hint="leave the kind out of the webhook's rules, or exempt its namespace",
-        )
-        self.path = path
 
 
 @dataclass(frozen=True, slots=True)

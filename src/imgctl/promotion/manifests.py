@@ -36,7 +36,7 @@ import yaml
 
 from imgctl._internal import strict_yaml
 from imgctl._internal.files import read_text
-from imgctl.errors import InvalidReferenceError, UsageError
+from imgctl.errors import InvalidReferenceError, ManifestError, UsageError
 from imgctl.oci.reference import NAME_TOTAL_LENGTH_MAX, Reference, canonical_registry
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "Edge",
     "ImageEntry",
     "Manifest",
-    "ManifestError",
     "ManifestWarning",
     "RegistryEntry",
     "ThinTree",
@@ -71,14 +70,6 @@ _STR_TAG = "tag:yaml.org,2002:str"
 
 # Any host works: it only makes the reference parser read the whole image name as a path.
 _PROBE_HOST = "registry.invalid"
-
-
-class ManifestError(UsageError):
-    """A manifest, images file or thin directory is wrong; the message names the file."""
-
-    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
-        super().__init__(message, hint=hint)
-        self.path = path
 
 
 @dataclass(frozen=True, slots=True)

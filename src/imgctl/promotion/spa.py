@@ -36,15 +36,18 @@ from imgctl._internal.aws import (
     botocore_session,
     quiet_botocore_wire_logs,
 )
-from imgctl.errors import CredentialError, ImgctlError, UsageError
+from imgctl.errors import (
+    CredentialError,
+    ImgctlError,
+    InvalidSpaError,
+    SpaNotFoundError,
+    SpaS3Error,
+)
 
 __all__ = [
     "SOURCE_ETAG_METADATA_KEY",
     "SPA_SCHEME",
-    "InvalidSpaError",
-    "SpaNotFoundError",
     "SpaRef",
-    "SpaS3Error",
     "SpaSyncResult",
     "bucket_for",
     "is_spa_reference",
@@ -111,38 +114,6 @@ _FORM_HINT = "the form is spa:<name>:<version>, e.g. spa:my-dashboard:v0.1.42"
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-
-class InvalidSpaError(UsageError):
-    """An SPA reference, bucket suffix or sync option is unusable; ``part`` names which part."""
-
-    def __init__(self, message: str, *, part: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.part = part
-
-
-class SpaNotFoundError(ImgctlError):
-    """A bucket does not exist, or the version has no objects; ``bucket`` names the bucket."""
-
-    def __init__(self, message: str, *, bucket: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.bucket = bucket
-
-
-class SpaS3Error(ImgctlError):
-    """S3 refused or failed a request; ``code`` is the AWS error code, ``status`` HTTP's."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        status: int | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.code = code
-        self.status = status
 
 
 def _shown(value: str) -> str:

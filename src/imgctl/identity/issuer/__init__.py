@@ -27,7 +27,6 @@ from imgctl.identity.issuer._replay import (
 from imgctl.identity.issuer._service import (
     MAX_SSH_JWT_LIFETIME,
     IssuerService,
-    OAuthError,
     dex_subject,
 )
 
@@ -40,7 +39,6 @@ __all__ = [
     "IssuerConfig",
     "IssuerService",
     "KeyStore",
-    "OAuthError",
     "ProcessReplayMemory",
     "ReplayMemory",
     "SSHUser",

@@ -20,7 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from imgctl.identity.issuer._service import IssuerService, OAuthError
+from imgctl.errors import OAuthError
+from imgctl.identity.issuer._service import IssuerService
 
 __all__ = ["MAX_BODY_BYTES", "MAX_HEAD_BYTES", "RequestGuard", "create_app"]
 

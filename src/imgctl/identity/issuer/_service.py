@@ -28,13 +28,13 @@ from urllib.parse import unquote_plus
 
 import jwt
 
-from imgctl.errors import ImgctlError
+from imgctl.errors import ImgctlError, OAuthError
 from imgctl.identity._oauth import GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN
 from imgctl.identity.issuer._config import IssuerConfig, SSHUser, StaticClient
 from imgctl.identity.issuer._keys import KeyStore
 from imgctl.identity.issuer._replay import ProcessReplayMemory, ReplayMemory
 
-__all__ = ["MAX_JTI_CHARS", "MAX_SSH_JWT_LIFETIME", "IssuerService", "OAuthError"]
+__all__ = ["MAX_JTI_CHARS", "MAX_SSH_JWT_LIFETIME", "IssuerService"]
 
 logger = logging.getLogger("imgctl.issuer")
 
@@ -46,20 +46,6 @@ MAX_SSH_JWT_LIFETIME: Final = 300
 ``iat`` only, so no accepted JWT is valid later than ``now + skew + 300``."""
 MAX_JTI_CHARS: Final = 256
 """Longest ``jti`` accepted (clients send 32 hex characters); it becomes a database key."""
-
-
-class OAuthError(Exception):
-    """An OAuth2 error answer: HTTP status, ``error`` code and a description."""
-
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(f"{error}: {description}")
-        self.status = status
-        self.error = error
-        self.description = description
-
-    def body(self) -> dict[str, str]:
-        """The JSON error body, as Dex sends it."""
-        return {"error": self.error, "error_description": self.description}
 
 
 def dex_subject(user_id: str, connector_id: str) -> str:
