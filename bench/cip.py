@@ -45,7 +45,7 @@ from typing import Any  # noqa: E402
 from tests.support.registry import Registry, require_binary  # noqa: E402
 
 from imgctl.oci import Digest, Reference  # noqa: E402
-from imgctl.registry import RegistryClient  # noqa: E402
+from imgctl.remote import RegistryClient  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

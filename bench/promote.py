@@ -23,7 +23,7 @@ Timed, in one run:
 * then ``--repeat`` rounds of the no-ops, each round:
   (c) the same N ``Promote`` calls again (every answer must say ``unchanged``),
   (d) the same ``imgctl copy --from-file`` again,
-  (e) ``imgctl.registry.copy_images`` in this process on (b)'s pairs, one call per image,
+  (e) ``imgctl.remote.copy_images`` in this process on (b)'s pairs, one call per image,
   8 at a time, with a warmed-up ``RegistryClient``: what the server's copy engine alone costs;
   (f) the same N ``Promote`` calls one at a time: the latency of a no-op promotion with
   nothing else running.
@@ -339,7 +339,7 @@ async def imgctl_copy(
 
 async def engine_noop(client: Any, pairs: Sequence[tuple[Any, Any]]) -> Pass:
     """``copy_images`` once per pair, ``CONCURRENCY`` at a time, as the server calls it."""
-    from imgctl.registry import copy_images
+    from imgctl.remote import copy_images
 
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -389,7 +389,7 @@ async def measure(
 
     from imgctl.authn import default_keychain
     from imgctl.oci import Reference
-    from imgctl.registry import ClientOptions, RegistryClient
+    from imgctl.remote import ClientOptions, RegistryClient
     from imgctl.store import AuditStore
     from imgctl.v1 import imgctl_pb2 as pb
     from imgctl.v1 import imgctl_pb2_grpc as pb_grpc

@@ -14,7 +14,7 @@ import bcrypt
 import pytest
 import trustme
 
-from imgctl.registry import ClientOptions, RegistryClient
+from imgctl.remote import ClientOptions, RegistryClient
 from imgctl.store import CatalogStore
 
 from .support.layout import BuiltImage, build_image

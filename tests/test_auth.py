@@ -445,7 +445,7 @@ async def test_no_secret_in_debug_logs_of_a_whole_authenticated_session(
 ) -> None:
     from imgctl.authn import default_keychain
     from imgctl.oci import Reference
-    from imgctl.registry import RegistryClient
+    from imgctl.remote import RegistryClient
 
     caplog.set_level(logging.DEBUG)
     environ = {

@@ -12,7 +12,7 @@ import pytest
 from imgctl.authn import Credential, StaticKeychain
 from imgctl.errors import DigestMismatchError, NotFoundError, UsageError
 from imgctl.oci import Digest, Reference, parse_manifest
-from imgctl.registry import ClientOptions, CopyOptions, RegistryClient, copy_image, copy_images
+from imgctl.remote import ClientOptions, CopyOptions, RegistryClient, copy_image, copy_images
 
 from .conftest import FAST_RETRIES, PASSWORD, USER, PushedImage
 from .support.layout import build_image, make_layer

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from imgctl.oci import Digest, Reference, mediatypes
-from imgctl.registry import RegistryClient
+from imgctl.remote import RegistryClient
 
 from .conftest import IMGCTL
 from .support.registry import Registry

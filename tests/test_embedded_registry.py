@@ -25,7 +25,7 @@ import pytest
 from imgctl.authn import Credential, StaticKeychain
 from imgctl.oci import Digest, Reference
 from imgctl.oci import mediatypes as mt
-from imgctl.registry import RegistryClient, copy_image, copy_images
+from imgctl.remote import RegistryClient, copy_image, copy_images
 
 from .conftest import FAST_RETRIES, PASSWORD, USER, PushedImage
 from .support.embedded import IMGCTL, EmbeddedRegistry, start_embedded

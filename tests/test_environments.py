@@ -14,7 +14,7 @@ from imgctl.oci import Digest
 from imgctl.promotion.environments import Environment, Environments, Policy, load_policy
 from imgctl.promotion.service import Promoter, PromotionError
 from imgctl.promotion.spa import SpaRef
-from imgctl.registry import RegistryClient
+from imgctl.remote import RegistryClient
 
 DIGEST = "sha256:" + "a" * 64
 VAR = "IMGCTL_REGISTRY_PROD"

@@ -301,7 +301,7 @@ async def test_a_call_cancelled_while_its_intent_is_written_leaves_no_intent(db_
     """
     from imgctl.promotion.environments import Environments
     from imgctl.promotion.service import Promoter
-    from imgctl.registry import RegistryClient
+    from imgctl.remote import RegistryClient
     from imgctl.server._intents import Intents
 
     environments = Environments.from_environment(

@@ -31,7 +31,7 @@ import pytest
 from imgctl.oci import Digest, Reference
 from imgctl.promotion.manifests import ImageEntry, Manifest, RegistryEntry, edges_of
 from imgctl.promotion.plan import Plan, make_plan
-from imgctl.registry import ClientOptions, RegistryClient
+from imgctl.remote import ClientOptions, RegistryClient
 
 from .support.proxy import FaultProxy
 from .support.registry import Registry

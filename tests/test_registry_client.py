@@ -18,9 +18,8 @@ from imgctl.errors import (
     TransportError,
 )
 from imgctl.oci import Digest, Reference, mediatypes
-from imgctl.registry import ClientOptions, RegistryClient
-from imgctl.registry.client import proxy_routes
-from imgctl.registry.tls import RegistryTLS, TLSConfig
+from imgctl.remote import ClientOptions, RegistryClient, RegistryTLS, TLSConfig
+from imgctl.remote._http import proxy_routes
 
 from .conftest import FAST_RETRIES, PASSWORD, USER, PushedImage, Tls
 from .support.proxy import FaultProxy

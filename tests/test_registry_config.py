@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from imgctl.errors import UsageError
-from imgctl.registry.config import (
+from imgctl.remote import TLSConfig
+from imgctl.remote.config import (
     RegistryConfig,
     default_config_path,
     insecure_hosts,
     load_registry_config,
     resolve_tls,
 )
-from imgctl.registry.tls import TLSConfig
 
 CONFIG = """\
 [client]

@@ -14,7 +14,7 @@ import pytest
 from imgctl.authn import Credential, StaticKeychain
 from imgctl.errors import AuthenticationError, RegistryError, TransportError
 from imgctl.oci import Reference
-from imgctl.registry import ClientOptions, RateLimiter, RegistryClient, copy_image
+from imgctl.remote import ClientOptions, RateLimiter, RegistryClient, copy_image
 
 from .conftest import FAST_RETRIES, PASSWORD, USER, PushedImage
 from .support.httpserver import ScriptedServer, ServerConnection, response

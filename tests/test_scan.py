@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from imgctl.oci import Reference
-from imgctl.registry import ClientOptions
+from imgctl.remote import ClientOptions
 from imgctl.scan.scanner import MemoryScanState, Scanner, format_duration, tag_revision
 from imgctl.scan.watches import WatchConfig, parse_watches
 from imgctl.store import WatchState

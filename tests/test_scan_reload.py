@@ -551,7 +551,7 @@ WHILE_SCANNING: dict[str, dict[str, Any] | None] = {
 async def test_a_scan_running_when_its_watch_changes_does_not_promote_under_the_old_rule(
     held_registry: tuple[str, threading.Event, threading.Event], change: str
 ) -> None:
-    from imgctl.registry import ClientOptions
+    from imgctl.remote import ClientOptions
     from imgctl.scan.scanner import Scanner
 
     host, arrived, release = held_registry
@@ -594,7 +594,7 @@ async def test_replicas_each_reloading_their_file_scan_a_changed_watch_and_promo
     Each rescans the changed watch at once (their interval is an hour), one after the other
     (the claim is held while the first scans and promotes): the new tag is promoted once.
     """
-    from imgctl.registry import ClientOptions
+    from imgctl.remote import ClientOptions
     from imgctl.scan.reload import WatchesFile
     from imgctl.scan.scanner import Scanner
     from imgctl.store import ScanStore
@@ -664,7 +664,7 @@ async def test_at_start_a_schedule_planned_for_another_image_or_a_longer_interva
     """A restart with an edited file: the next scans planned by the old version (an hour away)."""
     from datetime import UTC, datetime, timedelta
 
-    from imgctl.registry import ClientOptions
+    from imgctl.remote import ClientOptions
     from imgctl.scan.scanner import MemoryScanState, Scanner
     from imgctl.scan.state import WatchState
 
@@ -712,7 +712,7 @@ async def test_a_touched_watches_file_rereads_the_password_file_it_names(
     htpasswd_registry: Registry, push_image: Callable[..., Any], tmp_path: Path
 ) -> None:
     """A rotated registry password (passwordFile) is taken when the watches file is touched."""
-    from imgctl.registry import ClientOptions
+    from imgctl.remote import ClientOptions
     from imgctl.scan.reload import WatchesFile
     from imgctl.scan.scanner import Scanner
 

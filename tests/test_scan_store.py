@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from imgctl.registry import ClientOptions
+from imgctl.remote import ClientOptions
 from imgctl.scan.scanner import MemoryScanState, Scanner, ScanState
 from imgctl.scan.watches import Watch, parse_watches
 from imgctl.store import ScanStore, WatchState

@@ -26,7 +26,7 @@ from imgctl.errors import UsageError
 from imgctl.identity.issuer import load_issuer_config
 from imgctl.promotion.environments import Environments, load_policy
 from imgctl.promotion.manifests import load_images, load_manifest, load_thin_manifests
-from imgctl.registry.config import load_registry_config
+from imgctl.remote.config import load_registry_config
 from imgctl.scan.watches import load_watches
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINSJC8qeQCYs/yrxpcc57KyF03Iaclnu+J+rQax/u/Ke a"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trustme
 
-from imgctl.registry._transport import StreamTransport
+from imgctl.remote._transport import StreamTransport
 
 from .support.httpserver import (
     Handler,

@@ -1,6 +1,6 @@
 """imgctl: promote container images between environments with their digests unchanged.
 
-The public API lives in the subpackages (``imgctl.oci``, ``imgctl.registry``); this module
+The public API lives in the subpackages (``imgctl.oci``, ``imgctl.remote``); this module
 stays tiny so that ``imgctl --help`` starts fast.
 """
 

@@ -153,7 +153,7 @@ async def add_tags(ref: str, tags: list[str]) -> None:
     import asyncio
 
     from imgctl.oci import Reference
-    from imgctl.registry import ClientOptions, RegistryClient
+    from imgctl.remote import ClientOptions, RegistryClient
 
     source = Reference.parse(ref)
     async with RegistryClient(options=ClientOptions(backoff=0.01, max_backoff=0.05)) as client:

@@ -1,4 +1,4 @@
-"""Typer application: command definitions only; behaviour lives in imgctl.registry."""
+"""Typer application: command definitions only; behaviour lives in the packages."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from imgctl.errors import ImgctlError
 if TYPE_CHECKING:
     from imgctl.promotion.manifests import Edge, Manifest, ManifestWarning
     from imgctl.promotion.plan import EdgeOutcome, Plan
-    from imgctl.registry import RegistryClient
+    from imgctl.remote import RegistryClient
 
 
 @dataclass(frozen=True)

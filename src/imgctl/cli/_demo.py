@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from imgctl.cli._demo_image import DemoImage
-    from imgctl.registry import ClientOptions
+    from imgctl.remote import ClientOptions
     from imgctl.store import AuditRecord
 
 __all__ = ["run"]
@@ -528,7 +528,7 @@ def _client(demo: _Demo, label: str, *args: str) -> tuple[str, dict[str, Any]]:
 async def _push_images(demo: _Demo) -> dict[str, DemoImage]:
     """Push the demo images to dev; return them by repository."""
     from imgctl.cli._demo_image import build_image, push_image
-    from imgctl.registry import RegistryClient
+    from imgctl.remote import RegistryClient
 
     hello = build_image(*HELLO, "Hello from imgctl demo: promoted from dev to prod")
     unvetted = build_image(*UNVETTED, "Nobody promoted me")
@@ -539,7 +539,7 @@ async def _push_images(demo: _Demo) -> dict[str, DemoImage]:
 
 
 def _registry_options() -> ClientOptions:
-    from imgctl.registry import ClientOptions
+    from imgctl.remote import ClientOptions
 
     # No proxies: the registries are on loopback, and the user's proxy must not see them.
     return ClientOptions(proxies={}, retries=1)
@@ -548,7 +548,7 @@ def _registry_options() -> ClientOptions:
 async def _digests(demo: _Demo) -> dict[str, str | None]:
     """HEAD the hello tag in dev and in prod."""
     from imgctl.oci.reference import Reference
-    from imgctl.registry import RegistryClient
+    from imgctl.remote import RegistryClient
 
     found: dict[str, str | None] = {}
     async with RegistryClient(options=_registry_options()) as client:

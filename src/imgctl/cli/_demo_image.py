@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from imgctl.oci import mediatypes as mt
 from imgctl.oci.digest import Digest
 from imgctl.oci.reference import Reference
-from imgctl.registry import RegistryClient
+from imgctl.remote import RegistryClient
 
 __all__ = ["Blob", "DemoImage", "build_image", "push_image"]
 

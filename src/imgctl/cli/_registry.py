@@ -15,7 +15,7 @@ from imgctl.errors import ImgctlError
 if TYPE_CHECKING:
     from imgctl.authn import Keychain
     from imgctl.oci import Reference
-    from imgctl.registry import ClientOptions, CopyProgress, CopyResult, RegistryClient
+    from imgctl.remote import ClientOptions, CopyProgress, CopyResult, RegistryClient
 
 _T = TypeVar("_T")
 
@@ -43,8 +43,8 @@ class Connection:
         import os
 
         from imgctl.authn import default_keychain, flag_credential
-        from imgctl.registry import ClientOptions
-        from imgctl.registry.config import (
+        from imgctl.remote import ClientOptions
+        from imgctl.remote.config import (
             default_config_path,
             insecure_hosts,
             load_registry_config,
@@ -85,7 +85,7 @@ class Connection:
 
     def client(self) -> RegistryClient:
         """Build the registry client these flags describe."""
-        from imgctl.registry import RegistryClient
+        from imgctl.remote import RegistryClient
 
         keychain, options = self.settings()
         return RegistryClient(keychain, options)
@@ -190,7 +190,7 @@ def copy(
     json_output: bool,
 ) -> None:
     """``imgctl copy``."""
-    from imgctl.registry import CopyOptions, CopyProgress, copy_images
+    from imgctl.remote import CopyOptions, CopyProgress, copy_images
 
     if from_file is not None:
         if source or destination:
@@ -314,7 +314,7 @@ def explain(connection: Connection, reference: str, *, json_output: bool) -> Non
     import asyncio
 
     from imgctl.authn import MultiKeychain
-    from imgctl.registry import is_loopback
+    from imgctl.remote import is_loopback
 
     ref = parse_ref(reference)
     try:

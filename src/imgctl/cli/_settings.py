@@ -20,7 +20,7 @@ def user_config() -> dict[str, Any]:
     """The ``[client]`` table of ``~/.config/imgctl/config.toml`` (empty when absent)."""
     import os
 
-    from imgctl.registry.config import default_config_path
+    from imgctl.remote.config import default_config_path
 
     path = default_config_path(os.environ, Path.home())
     try:
@@ -35,7 +35,7 @@ def user_config() -> dict[str, Any]:
 
 
 def _read_client_table(path: Path) -> dict[str, Any]:
-    from imgctl.registry.config import load_config_document
+    from imgctl.remote.config import load_config_document
 
     document = load_config_document(path)
     client = document.get("client", {})

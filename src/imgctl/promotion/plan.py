@@ -26,7 +26,7 @@ from typing import Any
 from imgctl.errors import ImgctlError
 from imgctl.oci import Digest, Reference
 from imgctl.promotion.manifests import Edge
-from imgctl.registry import CopyOptions, CopyProgress, RegistryClient, copy_images
+from imgctl.remote import CopyOptions, CopyProgress, RegistryClient, copy_images
 
 __all__ = [
     "ACTIONS",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from imgctl.errors import ImgctlError, NotFoundError, RegistryError, TransportError
 from imgctl.oci import Digest, Reference
 from imgctl.promotion.environments import Environment, Environments, Policy
-from imgctl.registry import CopyOptions, CopyProgress, RegistryClient, copy_images
+from imgctl.remote import CopyOptions, CopyProgress, RegistryClient, copy_images
 
 __all__ = ["Promoter", "Promotion", "PromotionError", "PromotionResult", "landed_result"]
 

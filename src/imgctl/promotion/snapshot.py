@@ -13,7 +13,7 @@ from imgctl.errors import UsageError
 from imgctl.oci import Reference
 from imgctl.oci.manifest import Index
 from imgctl.promotion.manifests import Manifest, edges_of
-from imgctl.registry import RegistryClient
+from imgctl.remote import RegistryClient
 
 __all__ = ["Inventory", "filter_by_tag", "manifest_snapshot", "registry_snapshot"]
 

@@ -37,8 +37,7 @@ from imgctl.errors import (
     ImgctlError,
     PermissionDeniedError,
 )
-from imgctl.registry import ClientOptions, RegistryClient
-from imgctl.registry.tls import RegistryTLS, TLSConfig
+from imgctl.remote import ClientOptions, RegistryClient, RegistryTLS, TLSConfig
 from imgctl.scan.policy import ImagePolicy, PolicyError
 from imgctl.scan.state import WatchState
 from imgctl.scan.watches import AutoPromotion, Watch, WatchConfig

@@ -64,8 +64,8 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
     from imgctl.identity.verifier import TokenVerifier, VerifierSettings
     from imgctl.promotion.environments import Environments, load_policy
     from imgctl.promotion.service import Promoter
-    from imgctl.registry import ClientOptions, RegistryClient
-    from imgctl.registry.config import (
+    from imgctl.remote import ClientOptions, RegistryClient
+    from imgctl.remote.config import (
         default_config_path,
         insecure_hosts,
         load_registry_config,

@@ -30,7 +30,7 @@ from imgctl.errors import (
 from imgctl.oci.digest import Digest
 from imgctl.oci.manifest import Descriptor, Index, Manifest
 from imgctl.oci.reference import Reference
-from imgctl.registry.client import FetchedManifest, RegistryClient
+from imgctl.remote._client import FetchedManifest, RegistryClient
 
 __all__ = [
     "CopyOptions",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from imgctl.errors import UsageError
-from imgctl.registry.tls import RegistryTLS, TLSConfig
+from imgctl.remote._tls import RegistryTLS, TLSConfig
 
 __all__ = [
     "HostConfig",

@@ -1,0 +1,549 @@
+"""The OCI distribution API: one ``RegistryClient`` talks to any number of registries.
+
+Manifests (byte-exact, digests verified), blobs (streamed both ways, never held whole in memory),
+uploads and cross-repository mounts, tags and the catalog (paginated), and referrers (the API,
+else the ``sha256-<hex>`` tag schema). Connections, retries and auth are the ``Session``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+import httpx
+
+from imgctl.authn import Keychain
+from imgctl.errors import (
+    DigestMismatchError,
+    InvalidManifestError,
+    NotFoundError,
+    RegistryError,
+)
+from imgctl.oci import mediatypes as mt
+from imgctl.oci.digest import Digest
+from imgctl.oci.manifest import Descriptor, Index, Manifest, parse_manifest
+from imgctl.oci.reference import Reference
+from imgctl.remote._http import error_detail
+from imgctl.remote._ratelimit import RateLimiter
+from imgctl.remote._session import ClientOptions, Session
+
+__all__ = ["MAX_MANIFEST_BYTES", "FetchedManifest", "RegistryClient"]
+
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedManifest:
+    """Manifest bytes exactly as the registry sent them, their digest, and what they say."""
+
+    data: bytes
+    parsed: Manifest | Index
+    digest: Digest
+
+    @property
+    def media_type(self) -> str:
+        """The manifest's media type."""
+        return self.parsed.media_type
+
+    @property
+    def descriptor(self) -> Descriptor:
+        """A descriptor pointing at these bytes."""
+        return Descriptor(self.media_type, self.digest, len(self.data))
+
+
+class RegistryClient(Session):
+    """Async client for the OCI distribution API across many registries.
+
+    Use as ``async with RegistryClient(keychain) as client:``.
+    """
+
+    def __init__(
+        self,
+        keychain: Keychain | None = None,
+        options: ClientOptions | None = None,
+        *,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        super().__init__(keychain, options, limiter=limiter)
+        # Learned per registry: does a mount from the repository that already holds a blob
+        # answer 201? Then one POST can replace HEAD + POST before an upload (copy engine).
+        self.self_mounts: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ API
+
+    async def ping(self, registry: str) -> str:
+        """Check that ``registry`` speaks the distribution API; return its base URL."""
+        return (await self._host(registry)).base_url
+
+    async def get_manifest(self, ref: Reference) -> FetchedManifest:
+        """Fetch a manifest by tag or digest, byte-exact, verifying its digest."""
+        response = await self._request(
+            "GET",
+            ref.registry,
+            ref.repository,
+            f"/v2/{ref.repository}/manifests/{ref.identifier}",
+            headers={"Accept": mt.MANIFEST_ACCEPT},
+            stream=True,
+        )
+        try:
+            await self._raise_for_status(response, f"manifest {ref}", ref.registry, ref.repository)
+            length = int(response.headers.get("content-length") or 0)
+            if length > MAX_MANIFEST_BYTES:
+                raise InvalidManifestError(
+                    f"manifest {ref} is {length} bytes; refusing more than {MAX_MANIFEST_BYTES}"
+                )
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in response.aiter_raw():
+                total += len(chunk)
+                if total > MAX_MANIFEST_BYTES:
+                    raise InvalidManifestError(
+                        f"manifest {ref} is larger than {MAX_MANIFEST_BYTES} bytes"
+                    )
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        data = b"".join(chunks)
+        self.stats.bytes_downloaded += len(data)
+        parsed = _parse(data, response.headers.get("content-type"), str(ref))
+        if ref.digest is not None:
+            try:
+                ref.digest.verify(data)
+            except DigestMismatchError as exc:
+                raise DigestMismatchError(f"manifest {ref}: {exc.message}") from None
+            digest = ref.digest
+        else:
+            digest = Digest.of(data)
+            header = response.headers.get("docker-content-digest")
+            if header and header.startswith("sha256:") and header != str(digest):
+                raise DigestMismatchError(
+                    f"manifest {ref}: registry says {header} but the bytes hash to {digest}"
+                )
+        return FetchedManifest(data, parsed, digest)
+
+    async def head_manifest(self, ref: Reference) -> Descriptor | None:
+        """Descriptor of a manifest without fetching it; None when it does not exist."""
+        response = await self._request(
+            "HEAD",
+            ref.registry,
+            ref.repository,
+            f"/v2/{ref.repository}/manifests/{ref.identifier}",
+            headers={"Accept": mt.MANIFEST_ACCEPT},
+        )
+        if response.status_code == 404:
+            return None
+        await self._raise_for_status(response, f"manifest {ref}", ref.registry, ref.repository)
+        header = response.headers.get("docker-content-digest")
+        media_type = (response.headers.get("content-type") or "").split(";")[0].strip()
+        size = int(response.headers.get("content-length") or 0)
+        if not header or not media_type or media_type == "application/json":
+            # Some registries omit the digest on HEAD; the bytes are authoritative.
+            fetched = await self.get_manifest(ref)
+            return fetched.descriptor
+        return Descriptor(media_type, Digest.parse(header), size)
+
+    async def put_manifest(self, ref: Reference, data: bytes, media_type: str) -> Digest:
+        """Push manifest bytes unchanged under ``ref``'s tag or digest; return their digest."""
+        digest = Digest.of(data)
+        if ref.digest is not None and ref.digest != digest:
+            raise DigestMismatchError(f"manifest for {ref} hashes to {digest}")
+        self.want_push(ref.registry, ref.repository)
+        for attempt in range(1, self.options.retries + 2):
+            response = await self._request(
+                "PUT",
+                ref.registry,
+                ref.repository,
+                f"/v2/{ref.repository}/manifests/{ref.identifier}",
+                headers={"Content-Type": media_type},
+                content=data,
+                push=True,
+            )
+            if response.status_code != 400 or attempt > self.options.retries:
+                break
+            code, _ = error_detail(response)
+            if code != "DIGEST_INVALID":
+                break
+            # These bytes hash to their digest (checked above), so the registry's complaint is
+            # its own race: distribution's filesystem driver rewrites a manifest in place, and
+            # two identical concurrent pushes can read each other's half-written file.
+            self.stats.retries += 1
+            await asyncio.sleep(self.backoff(attempt))
+        await self._raise_for_status(response, f"push manifest {ref}", ref.registry, ref.repository)
+        self.stats.bytes_uploaded += len(data)
+        header = response.headers.get("docker-content-digest")
+        if header and header.startswith("sha256:") and header != str(digest):
+            raise DigestMismatchError(
+                f"registry stored manifest {ref} as {header}, expected {digest}",
+                hint="the registry rewrote the manifest; it cannot preserve digests",
+            )
+        if "oci-subject" not in response.headers:
+            parsed = parse_manifest(data, media_type)
+            if parsed.subject is not None:
+                await self._update_referrers_fallback(
+                    ref,
+                    parsed.subject,
+                    Descriptor(
+                        media_type,
+                        digest,
+                        len(data),
+                        artifact_type=parsed.artifact_type or _config_type(parsed),
+                        annotations=dict(parsed.annotations),
+                    ),
+                )
+        return digest
+
+    async def head_blob(self, ref: Reference, digest: Digest) -> int | None:
+        """Size of a blob in ``ref``'s repository, or None if it is not there."""
+        response = await self._request(
+            "HEAD", ref.registry, ref.repository, f"/v2/{ref.repository}/blobs/{digest}"
+        )
+        if response.status_code == 404:
+            return None
+        await self._raise_for_status(
+            response, f"blob {digest} in {ref.name}", ref.registry, ref.repository
+        )
+        return int(response.headers.get("content-length") or 0)
+
+    @asynccontextmanager
+    async def open_blob(self, ref: Reference, digest: Digest) -> AsyncIterator[httpx.Response]:
+        """Open a blob for streaming; iterate the response with ``aiter_raw()``."""
+        response = await self._request(
+            "GET",
+            ref.registry,
+            ref.repository,
+            f"/v2/{ref.repository}/blobs/{digest}",
+            stream=True,
+        )
+        try:
+            await self._raise_for_status(
+                response, f"blob {digest} in {ref.name}", ref.registry, ref.repository
+            )
+            yield response
+        finally:
+            await response.aclose()
+
+    async def iter_blob(self, ref: Reference, digest: Digest) -> AsyncIterator[bytes]:
+        """Stream a blob's bytes (raw, never content-decoded)."""
+        async with self.open_blob(ref, digest) as response:
+            async for chunk in response.aiter_raw():
+                self.stats.bytes_downloaded += len(chunk)
+                yield chunk
+
+    async def start_upload(
+        self, ref: Reference, *, mount: Digest | None = None, mount_from: str | None = None
+    ) -> str | None:
+        """Open an upload session (POST); None when a cross-repository mount succeeded."""
+        self.want_push(ref.registry, ref.repository)
+        path = f"/v2/{ref.repository}/blobs/uploads/"
+        extra: tuple[str, ...] = ()
+        if mount is not None and mount_from:
+            path += "?" + urlencode({"mount": str(mount), "from": mount_from})
+            if mount_from != ref.repository:
+                extra = (self._scope(ref.registry, mount_from),)
+        response = await self._request(
+            "POST",
+            ref.registry,
+            ref.repository,
+            path,
+            content=b"",
+            push=True,
+            extra_scopes=extra,
+        )
+        await self._raise_for_status(
+            response, f"start upload to {ref.name}", ref.registry, ref.repository
+        )
+        if response.status_code == 201 and mount is not None:
+            return None
+        location = response.headers.get("location")
+        if not location:
+            raise RegistryError(
+                f"start upload to {ref.name}: registry sent no Location header",
+                status=response.status_code,
+            )
+        host = await self._host(ref.registry)
+        return urljoin(host.base_url + "/", str(location))
+
+    async def cancel_upload(self, ref: Reference, location: str) -> None:
+        """Abandon an upload session (DELETE); registries answer 204, or 404 if it is gone."""
+        response = await self._request(
+            "DELETE", ref.registry, ref.repository, "", url=location, push=True
+        )
+        if response.status_code not in (204, 404):
+            await self._raise_for_status(
+                response, f"cancel upload to {ref.name}", ref.registry, ref.repository
+            )
+
+    async def finish_upload(
+        self,
+        ref: Reference,
+        location: str,
+        digest: Digest,
+        content: bytes | AsyncIterable[bytes] = b"",
+        size: int | None = None,
+    ) -> None:
+        """Complete an upload with a PUT carrying the (remaining) bytes and the digest."""
+        headers = {"Content-Type": "application/octet-stream"}
+        if size is None and isinstance(content, bytes):
+            size = len(content)
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        separator = "&" if "?" in location else "?"
+        url = location + separator + urlencode({"digest": str(digest)})
+        response = await self._request(
+            "PUT",
+            ref.registry,
+            ref.repository,
+            "",
+            url=url,
+            headers=headers,
+            content=content,
+            push=True,
+        )
+        await self._raise_for_status(
+            response, f"upload blob {digest} to {ref.name}", ref.registry, ref.repository
+        )
+        if size:
+            self.stats.bytes_uploaded += size
+
+    async def upload_chunk(self, ref: Reference, location: str, start: int, chunk: bytes) -> str:
+        """Send one PATCH of a chunked upload; return the next location."""
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{start}-{start + len(chunk) - 1}",
+        }
+        response = await self._request(
+            "PATCH",
+            ref.registry,
+            ref.repository,
+            "",
+            url=location,
+            headers=headers,
+            content=chunk,
+            push=True,
+        )
+        await self._raise_for_status(
+            response, f"upload chunk to {ref.name}", ref.registry, ref.repository
+        )
+        self.stats.bytes_uploaded += len(chunk)
+        next_location = response.headers.get("location") or location
+        host = await self._host(ref.registry)
+        return urljoin(host.base_url + "/", str(next_location))
+
+    async def push_blob(
+        self,
+        ref: Reference,
+        digest: Digest,
+        content: bytes | AsyncIterable[bytes],
+        size: int,
+        *,
+        chunk_size: int | None = None,
+    ) -> None:
+        """Upload a blob: open a session, then send it (see ``upload_blob``)."""
+        location = await self.start_upload(ref)
+        assert location is not None
+        await self.upload_blob(ref, location, digest, content, size, chunk_size=chunk_size)
+
+    async def upload_blob(
+        self,
+        ref: Reference,
+        location: str,
+        digest: Digest,
+        content: bytes | AsyncIterable[bytes],
+        size: int,
+        *,
+        chunk_size: int | None = None,
+    ) -> None:
+        """Send a blob into an open session: one PUT, or PATCHes of ``chunk_size`` then a PUT."""
+        if chunk_size is None:
+            await self.finish_upload(ref, location, digest, content, size)
+            return
+        offset = 0
+        async for chunk in _rechunk(content, chunk_size):
+            location = await self.upload_chunk(ref, location, offset, chunk)
+            offset += len(chunk)
+        await self.finish_upload(ref, location, digest, b"", 0)
+
+    async def list_tags(self, ref: Reference, page_size: int = 1000) -> list[str]:
+        """Every tag of a repository, following ``Link`` pagination."""
+        return [tag async for tag in self.iter_tags(ref, page_size)]
+
+    async def iter_tags(self, ref: Reference, page_size: int = 1000) -> AsyncIterator[str]:
+        """Yield tags page by page; shrink the page size when a registry refuses it."""
+        base = f"/v2/{ref.repository}/tags/list"
+        host = await self._host(ref.registry)
+        url = f"{host.base_url}{base}?{urlencode({'n': page_size})}"
+        visited: set[str] = set()
+        seen: set[str] = set()
+        while url not in visited:
+            visited.add(url)
+            response = await self._request("GET", ref.registry, ref.repository, base, url=url)
+            if response.status_code == 400 and page_size > 1 and not seen:
+                # Registries with a hard maximum refuse larger pages outright.
+                page_size = max(1, page_size // 10)
+                url = f"{host.base_url}{base}?{urlencode({'n': page_size})}"
+                continue
+            await self._raise_for_status(
+                response, f"list tags of {ref.name}", ref.registry, ref.repository
+            )
+            body = response.json()
+            tags = (body.get("tags") or []) if isinstance(body, dict) else []
+            fresh = [tag for tag in tags if tag not in seen]
+            for tag in fresh:
+                seen.add(tag)
+                yield tag
+            link = _next_link(response.headers.get("link"))
+            if link:
+                url = urljoin(host.base_url + "/", link)
+            elif fresh and len(tags) >= page_size:
+                # A full page and no Link: ask for what follows the last tag.
+                url = f"{host.base_url}{base}?{urlencode({'n': page_size, 'last': tags[-1]})}"
+            else:
+                return
+
+    async def iter_repositories(self, registry: str, page_size: int = 1000) -> AsyncIterator[str]:
+        """Every repository of a registry (``/v2/_catalog``), following ``Link`` pagination."""
+        base = "/v2/_catalog"
+        host = await self._host(registry)
+        url = f"{host.base_url}{base}?{urlencode({'n': page_size})}"
+        visited: set[str] = set()
+        seen: set[str] = set()
+        while url not in visited:
+            visited.add(url)
+            response = await self._request(
+                "GET", registry, "", base, url=url, extra_scopes=("registry:catalog:*",)
+            )
+            await self._raise_for_status(response, f"list repositories of {registry}", registry, "")
+            body = response.json()
+            names = (body.get("repositories") or []) if isinstance(body, dict) else []
+            fresh = [name for name in names if isinstance(name, str) and name not in seen]
+            for name in fresh:
+                seen.add(name)
+                yield name
+            link = _next_link(response.headers.get("link"))
+            if link:
+                url = urljoin(host.base_url + "/", link)
+            elif fresh and len(names) >= page_size:
+                url = f"{host.base_url}{base}?{urlencode({'n': page_size, 'last': names[-1]})}"
+            else:
+                return
+
+    async def referrers(self, ref: Reference, artifact_type: str | None = None) -> list[Descriptor]:
+        """Manifests whose ``subject`` is ``ref``'s digest (referrers API, else the tag schema)."""
+        if ref.digest is None:
+            raise ValueError("referrers needs a reference with a digest")
+        path = f"/v2/{ref.repository}/referrers/{ref.digest}"
+        if artifact_type:
+            path += "?" + urlencode({"artifactType": artifact_type})
+        response = await self._request(
+            "GET", ref.registry, ref.repository, path, headers={"Accept": mt.OCI_INDEX}
+        )
+        filtered = False
+        is_index = response.headers.get("content-type", "").startswith(mt.OCI_INDEX)
+        if response.status_code == 200 and is_index:
+            await response.aread()
+            index = parse_manifest(response.content, mt.OCI_INDEX)
+            filtered = "artifactType" in response.headers.get("oci-filters-applied", "")
+        elif response.status_code in (200, 400, 404, 405):
+            # No referrers API here: read the index kept under the sha256-<hex> tag.
+            await response.aclose()
+            fallback_tag = ref.with_tag(ref.digest.tag_form)
+            fallback = await self._referrers_index(fallback_tag)
+            if fallback is None:
+                return []
+            index = fallback
+        else:
+            await self._raise_for_status(
+                response, f"referrers of {ref}", ref.registry, ref.repository
+            )
+            return []
+        assert isinstance(index, Index)
+        found = list(index.manifests)
+        if artifact_type and not filtered:
+            found = [d for d in found if d.artifact_type == artifact_type]
+        return found
+
+    async def _referrers_index(self, tag_ref: Reference) -> Index | None:
+        try:
+            fetched = await self.get_manifest(tag_ref)
+        except NotFoundError:
+            return None
+        parsed = fetched.parsed
+        if not isinstance(parsed, Index):
+            raise InvalidManifestError(f"referrers tag {tag_ref} does not hold an index")
+        return parsed
+
+    async def _update_referrers_fallback(
+        self, ref: Reference, subject: Descriptor, referrer: Descriptor
+    ) -> None:
+        """Add ``referrer`` to the ``sha256-<hex>`` index of a registry without referrers API."""
+        tag_ref = ref.with_tag(subject.digest.tag_form)
+        current = await self._referrers_index(tag_ref)
+        entries: list[dict[str, Any]] = []
+        if current is not None:
+            if any(d.digest == referrer.digest for d in current.manifests):
+                return
+            entries = [_descriptor_json(d) for d in current.manifests]
+        entries.append(_descriptor_json(referrer))
+        body = json.dumps(
+            {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries},
+            separators=(",", ":"),
+        ).encode()
+        await self.put_manifest(tag_ref, body, mt.OCI_INDEX)
+
+
+def _config_type(manifest: Manifest | Index) -> str | None:
+    if isinstance(manifest, Manifest) and manifest.config is not None:
+        return manifest.config.media_type
+    return None
+
+
+def _descriptor_json(desc: Descriptor) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "mediaType": desc.media_type,
+        "digest": str(desc.digest),
+        "size": desc.size,
+    }
+    if desc.artifact_type:
+        out["artifactType"] = desc.artifact_type
+    if desc.annotations:
+        out["annotations"] = dict(desc.annotations)
+    return out
+
+
+def _parse(data: bytes, content_type: str | None, where: str) -> Manifest | Index:
+    try:
+        return parse_manifest(data, content_type)
+    except InvalidManifestError as exc:
+        raise InvalidManifestError(f"manifest {where}: {exc.message}", hint=exc.hint) from None
+
+
+def _next_link(header: str | None) -> str | None:
+    """The target of ``rel="next"`` in a Link header."""
+    if not header:
+        return None
+    for part in header.split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", "") or "rel=next" in params.replace(" ", ""):
+            return target.strip().removeprefix("<").removesuffix(">")
+    return None
+
+
+async def _rechunk(content: bytes | AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """Regroup a byte stream into chunks of exactly ``size`` bytes (the last may be shorter)."""
+    if isinstance(content, bytes):
+        for start in range(0, len(content), size):
+            yield content[start : start + size]
+        return
+    buffer = bytearray()
+    async for piece in content:
+        buffer += piece
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
