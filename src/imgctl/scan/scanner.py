@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -29,17 +28,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from imgctl.authn import Credential, Keychain, StaticKeychain, default_keychain
+from imgctl.authn import (
+    Credential,
+    DockerConfigKeychain,
+    Keychain,
+    StaticKeychain,
+    default_keychain,
+)
 from imgctl.errors import (
     AuthenticationError,
     ImgctlError,
     PermissionDeniedError,
 )
 from imgctl.remote import ClientOptions, RegistryClient, RegistryTLS, TLSConfig
+from imgctl.scan._status import LATEST_TAGS, WatchStatus, format_duration, tag_revision
 from imgctl.scan.policy import ImagePolicy, PolicyError
-from imgctl.scan.state import WatchState
+from imgctl.scan.state import MemoryScanState, ScanState, WatchState
 from imgctl.scan.watches import AutoPromotion, Watch, WatchConfig
 
 if TYPE_CHECKING:
@@ -60,7 +66,6 @@ __all__ = [
 
 log = logging.getLogger("imgctl.scan")
 
-LATEST_TAGS = 10  # Flux's lastScanResult.latestTags: the first 10 in descending order
 MIN_BACKOFF = 1.0
 JITTER = 0.1  # +-10% on every delay, so watches with one interval do not scan in lockstep
 # A changed watch whose row another replica holds (it is scanning it) is asked for again after
@@ -78,124 +83,6 @@ OnConfig = Callable[[WatchConfig], None]
 """Told of every new version of the watches file :meth:`Scanner.run` puts in force."""
 
 
-class ScanState(Protocol):
-    """Where scan results live: :class:`~imgctl.store.ScanStore` or :class:`MemoryScanState`."""
-
-    async def claim(
-        self,
-        name: str,
-        image: str,
-        *,
-        owner: str,
-        lease: float,
-        now: datetime | None = None,
-        early: bool = False,
-    ) -> datetime | None:
-        """Take the watch for one scan: None when taken, else when its next scan is due.
-
-        ``early`` takes it before its next scan is due too, unless another owner holds it.
-        """
-        ...
-
-    async def extend(
-        self, name: str, *, owner: str, lease: float, now: datetime | None = None
-    ) -> bool:
-        """Keep ``owner``'s claim on the watch ``lease`` seconds more; False if not its own."""
-        ...
-
-    async def save(self, state: WatchState) -> None:
-        """Write the watch's state."""
-        ...
-
-    async def get(self, name: str) -> WatchState | None:
-        """The watch's state, if any."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release what the state holds (database connections)."""
-        ...
-
-
-class MemoryScanState:
-    """Scan state in this process only (``imgctl scan --once``, tests)."""
-
-    def __init__(self) -> None:
-        self._states: dict[str, WatchState] = {}
-
-    async def claim(
-        self,
-        name: str,
-        image: str,
-        *,
-        owner: str,
-        lease: float,
-        now: datetime | None = None,
-        early: bool = False,
-    ) -> datetime | None:
-        """Take the watch unless its next scan is still ahead (``early``: unless it is held)."""
-        now = now or datetime.now(UTC)
-        state = self._states.get(name) or WatchState(name=name, image=image)
-        free = state.owner is None or state.owner == owner
-        if state.next_scan_at > now and not (early and free):
-            return state.next_scan_at
-        self._states[name] = replace(
-            state, next_scan_at=now + timedelta(seconds=lease), owner=owner, updated_at=now
-        )
-        return None
-
-    async def extend(
-        self, name: str, *, owner: str, lease: float, now: datetime | None = None
-    ) -> bool:
-        """Move the claim's end ``lease`` seconds ahead if ``owner`` holds it."""
-        now = now or datetime.now(UTC)
-        state = self._states.get(name)
-        if state is None or state.owner != owner:
-            return False
-        until = now + timedelta(seconds=lease)
-        if state.next_scan_at < until:
-            self._states[name] = replace(state, next_scan_at=until, updated_at=now)
-        return True
-
-    async def save(self, state: WatchState) -> None:
-        """Keep ``state``."""
-        self._states[state.name] = state
-
-    async def get(self, name: str) -> WatchState | None:
-        """The watch's state, if any."""
-        return self._states.get(name)
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-
-def tag_revision(tags: list[str] | tuple[str, ...]) -> str:
-    """The checksum of a tag set (order does not matter): ``sha256:<hex>``."""
-    digest = hashlib.sha256("\n".join(sorted(tags)).encode()).hexdigest()
-    return f"sha256:{digest}"
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as Go prints a duration: ``1m0s``, ``1h30m0s``, ``500ms``, ``0s``."""
-    if seconds <= 0:
-        return "0s"
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    whole_hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{secs:g}s"
-    if whole_hours:
-        return f"{int(whole_hours)}h{int(minutes)}m{text}"
-    if minutes:
-        return f"{int(minutes)}m{text}"
-    return text
-
-
-def _rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 @dataclass(slots=True)
 class _Running:
     """One watch's scan loop in :meth:`Scanner.run`: its spec and how to retire it."""
@@ -203,66 +90,6 @@ class _Running:
     watch: Watch
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WatchStatus:
-    """A watch with its last known state, shaped like Flux's status for output."""
-
-    watch: Watch
-    state: WatchState
-
-    @property
-    def ready(self) -> str:
-        """``True``, ``False`` or ``Unknown`` (never scanned)."""
-        return self.state.ready
-
-    def as_json(self) -> dict[str, object]:
-        """The status as ``imgctl scan -o json`` and ``GET /scan`` print it."""
-        watch, state = self.watch, self.state
-        body: dict[str, object] = {
-            "name": watch.name,
-            "image": watch.image,
-            "canonicalImageName": watch.canonical_image_name,
-            "interval": format_duration(watch.interval),
-            "timeout": format_duration(watch.timeout),
-            "suspend": watch.suspend,
-            "lastScanResult": None,
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": state.ready,
-                    "reason": state.reason,
-                    "message": state.message,
-                    "lastTransitionTime": _rfc3339(state.transition_time),
-                }
-            ],
-        }
-        if state.scan_time is not None:
-            body["lastScanResult"] = {
-                "tagCount": len(state.tags),
-                "scanTime": _rfc3339(state.scan_time),
-                "latestTags": sorted(state.tags, reverse=True)[:LATEST_TAGS],
-                "revision": state.revision,
-            }
-        if watch.policy is not None:
-            latest = state.latest_tag
-            body["policy"] = {
-                "spec": watch.policy.as_json(),
-                "latestTag": latest,
-                "latestDigest": state.latest_digest,
-                "latestImage": f"{watch.canonical_image_name}:{latest}" if latest else None,
-            }
-        if watch.auto_promote is not None:
-            body["autoPromote"] = {
-                "from": watch.auto_promote.source,
-                "to": watch.auto_promote.destination,
-                "lastPromotedTag": state.promoted_tag,
-                "lastPromotedDigest": state.promoted_digest,
-            }
-        if not watch.suspend and state.scan_time is not None:
-            body["nextScanAt"] = _rfc3339(state.next_scan_at)
-        return body
 
 
 class Scanner:
@@ -745,8 +572,6 @@ class Scanner:
                 origin=f"credentials of watch {watch.name}",
             )
         if credentials.docker_config is not None:
-            from imgctl.authn import DockerConfigKeychain
-
             return DockerConfigKeychain.for_file(credentials.docker_config, self._environ)
         if self._default_keychain is None:
             self._default_keychain = default_keychain(self._environ, self._home)
