@@ -23,7 +23,7 @@ def serve(root: Path, address: str, htpasswd: Path | None) -> None:
     """Run the registry until SIGTERM (exit 0) or Ctrl-C (exit 130)."""
     import asyncio
 
-    from imgctl.registry import embedded
+    from imgctl import registryd
 
     try:
         import uvloop  # uvicorn[standard]: the faster event loop, as `uvicorn.run` would pick
@@ -46,7 +46,7 @@ def serve(root: Path, address: str, htpasswd: Path | None) -> None:
         )
 
     try:
-        asyncio.run(embedded.serve(root, address, htpasswd=htpasswd, on_ready=ready))
+        asyncio.run(registryd.serve(root, address, htpasswd=htpasswd, on_ready=ready))
     except UsageError as exc:
         fail(str(exc), EXIT_INVALID)
     except ImgctlError as exc:

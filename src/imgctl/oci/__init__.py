@@ -3,7 +3,14 @@
 from imgctl.oci import mediatypes
 from imgctl.oci.digest import Digest, Digester
 from imgctl.oci.manifest import Descriptor, Index, Manifest, Platform, parse_manifest
-from imgctl.oci.reference import DEFAULT_REGISTRY, DEFAULT_TAG, Reference, canonical_registry
+from imgctl.oci.reference import (
+    DEFAULT_REGISTRY,
+    DEFAULT_TAG,
+    Reference,
+    canonical_registry,
+    valid_repository,
+    valid_tag,
+)
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -18,4 +25,6 @@ __all__ = [
     "canonical_registry",
     "mediatypes",
     "parse_manifest",
+    "valid_repository",
+    "valid_tag",
 ]

@@ -17,6 +17,8 @@ __all__ = [
     "DEFAULT_TAG",
     "Reference",
     "canonical_registry",
+    "valid_repository",
+    "valid_tag",
 ]
 
 DEFAULT_REGISTRY = "docker.io"
@@ -45,6 +47,21 @@ def canonical_registry(host: str) -> str:
     if lowered in _LEGACY_DEFAULT_REGISTRIES or lowered == DEFAULT_REGISTRY:
         return DEFAULT_REGISTRY
     return host
+
+
+def valid_repository(path: str) -> bool:
+    """True for a repository path of the grammar (``library/alpine``), within the length limit.
+
+    The path alone, as a registry's API names it: no registry host, no Docker Hub normalisation.
+    """
+    return len(path) <= NAME_TOTAL_LENGTH_MAX and all(
+        _PATH_COMPONENT_RE.fullmatch(component) for component in path.split("/")
+    )
+
+
+def valid_tag(tag: str) -> bool:
+    """True for a tag of the grammar: up to 128 of ``[A-Za-z0-9_.-]``, not starting with . or -."""
+    return _TAG_RE.fullmatch(tag) is not None
 
 
 def _split_registry(name: str) -> tuple[str, str]:

@@ -1,5 +1,9 @@
 """An embedded OCI distribution registry (spec v1.1) on the filesystem, for demos and tests.
 
+It shares no code with the client (``imgctl.remote``): it imports ``imgctl.oci`` (the grammar
+of names, tags and digests), ``imgctl.errors`` and ``imgctl._internal`` only, so serving does not
+load the client stack.
+
 ``create_app`` builds the ASGI application; ``serve`` runs it with uvicorn until SIGTERM or
 SIGINT. ``imgctl registry serve`` is the command line; docs/registry.md describes what it
 implements and the storage layout.
@@ -15,9 +19,10 @@ from pathlib import Path
 
 from imgctl._internal.listen import bound_address, listen
 from imgctl.errors import UsageError
-from imgctl.registry.embedded._app import ASGIApp, RegistryApp
-from imgctl.registry.embedded._htpasswd import Htpasswd
-from imgctl.registry.embedded._storage import Storage
+from imgctl.registryd._app import RegistryApp
+from imgctl.registryd._htpasswd import Htpasswd
+from imgctl.registryd._http import ASGIApp
+from imgctl.registryd._storage import Storage
 
 __all__ = ["ASGIApp", "create_app", "serve"]
 

@@ -12,8 +12,8 @@ Layout under the root (docs/registry.md shows it too)::
 
 Every write goes to ``tmp/`` first and is renamed into place, so a reader never sees half a file
 and concurrent writers of the same content both succeed. Name components never start with
-``_`` (the distribution grammar), so the ``_`` directories cannot collide with a nested
-repository.
+``_`` (the distribution grammar, checked by ``imgctl.oci``), so the ``_`` directories cannot
+collide with a nested repository.
 
 Durability: what a method wrote is on disk when it returns, so an answer sent afterwards never
 acknowledges something a power cut can take back. A file is fsynced before it is renamed into
@@ -39,41 +39,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgctl.errors import InvalidDigestError
+from imgctl.oci.digest import Digest
+from imgctl.oci.reference import valid_repository, valid_tag
+
 __all__ = [
-    "MAX_NAME_LENGTH",
+    "STORED_ALGORITHMS",
     "ManifestInfo",
     "Storage",
     "UnsafePathError",
     "parse_digest",
     "tag_order",
-    "valid_name",
-    "valid_tag",
     "valid_upload_id",
 ]
 
-MAX_NAME_LENGTH = 255
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-# The algorithms this registry verifies; the lengths make "sha256:abc" invalid, not unknown.
-_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
-_HEX_RE = re.compile(r"[0-9a-f]+")
+# The digest algorithms this registry stores: the OCI image spec's registered ones. A digest
+# that oci's grammar accepts for another algorithm (sha384, as go-digest has it) is refused.
+STORED_ALGORITHMS = frozenset({"sha256", "sha512"})
 _UPLOAD_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _READ_CHUNK = 1 << 20
 
 
 class UnsafePathError(ValueError):
     """A name, tag, digest or upload id that must never become part of a path."""
-
-
-def valid_name(name: str) -> bool:
-    """True for a repository name of the distribution grammar (at most 255 characters)."""
-    return len(name) <= MAX_NAME_LENGTH and _NAME_RE.fullmatch(name) is not None
-
-
-def valid_tag(tag: str) -> bool:
-    """True for a tag of the distribution grammar."""
-    return _TAG_RE.fullmatch(tag) is not None
 
 
 def tag_order(tag: str) -> tuple[str, str]:
@@ -87,13 +75,14 @@ def valid_upload_id(upload_id: str) -> bool:
 
 
 def parse_digest(value: str) -> tuple[str, str] | None:
-    """``(algorithm, hex)`` of a sha256/sha512 digest with the right length, else None."""
-    algorithm, sep, encoded = value.partition(":")
-    if not sep or _HEX_LENGTHS.get(algorithm) != len(encoded):
+    """``(algorithm, hex)`` of a digest in oci's grammar of an algorithm stored here, else None."""
+    try:
+        digest = Digest.parse(value)
+    except InvalidDigestError:
         return None
-    if _HEX_RE.fullmatch(encoded) is None:
+    if digest.algorithm not in STORED_ALGORITHMS:
         return None
-    return algorithm, encoded
+    return digest.algorithm, digest.hex
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -206,7 +195,7 @@ class Storage:
         return path
 
     def _repository(self, name: str) -> Path:
-        if not valid_name(name):
+        if not valid_repository(name):
             raise UnsafePathError(f"invalid repository name {name!r}")
         return self._inside(self._repositories / name)
 
