@@ -18,31 +18,25 @@ import: it is imported on first use and called in a bounded pool of worker threa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import importlib
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
-from imgctl._internal.aws import (
-    aws_endpoint,
-    aws_keys,
-    boto_error_text,
-    botocore_session,
-    quiet_botocore_wire_logs,
-)
 from imgctl.errors import (
-    CredentialError,
     ImgctlError,
     InvalidSpaError,
     SpaNotFoundError,
     SpaS3Error,
 )
+from imgctl.promotion._s3 import S3, S3Object
+
+# sync_spa calls the client factory by this name: the tests wrap it to count requests.
+from imgctl.promotion._s3 import connect as _connect
 
 __all__ = [
     "SOURCE_ETAG_METADATA_KEY",
@@ -77,38 +71,10 @@ _COPIED_ATTRIBUTES = (
     "ContentLanguage",
     "WebsiteRedirectLocation",
 )
-_PART_CHECKSUMS = (
-    "ChecksumCRC32",
-    "ChecksumCRC32C",
-    "ChecksumCRC64NVME",
-    "ChecksumSHA1",
-    "ChecksumSHA256",
-)
-
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
 _IP_ADDRESS = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-
-_CREDENTIAL_CODES = frozenset(
-    {
-        "ExpiredToken",
-        "InvalidAccessKeyId",
-        "InvalidToken",
-        "SignatureDoesNotMatch",
-        "TokenRefreshRequired",
-    }
-)
-_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "403"})
-_REGION_CODES = frozenset(
-    {"AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "PermanentRedirect"}
-)
-_BUSY_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "503"})
-_CREDENTIAL_HINT = (
-    "configure AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an "
-    "instance, task or pod role) allowed to read the source bucket and write the destination"
-)
-_ENDPOINT_HINT = "check the network, AWS_REGION and any AWS_ENDPOINT_URL/AWS_ENDPOINT_URL_S3"
 
 _FORM_HINT = "the form is spa:<name>:<version>, e.g. spa:my-dashboard:v0.1.42"
 
@@ -254,13 +220,6 @@ class SpaSyncResult:
     destination: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Object:
-    key: str
-    size: int
-    etag: str
-
-
 def _bare_etag(etag: str) -> str:
     return etag.strip('"')
 
@@ -268,227 +227,6 @@ def _bare_etag(etag: str) -> str:
 def _is_multipart_etag(etag: str) -> bool:
     # A multipart upload's ETag is "<md5 of part md5s>-<parts>"; a copy never reproduces it.
     return "-" in etag
-
-
-# --------------------------------------------------------------------------------------------
-# Blocking S3 calls (run in worker threads)
-
-
-def _connect(environ: Mapping[str, str], max_connections: int) -> Any:
-    """An S3 client configured from ``environ`` the way the AWS CLI would be (blocking)."""
-    try:
-        boto3: Any = importlib.import_module("boto3")
-        botocore_config: Any = importlib.import_module("botocore.config")
-    except ImportError as exc:
-        raise ImgctlError("boto3 is not installed", hint="pip install boto3") from exc
-    quiet_botocore_wire_logs()
-    keys = aws_keys(environ)
-    # botocore reads only AWS_DEFAULT_REGION; the CLI and the other SDKs also read AWS_REGION.
-    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
-    config = botocore_config.Config(
-        connect_timeout=10,
-        # S3 answers a large CopyObject only when the copy is done (minutes for gigabytes).
-        read_timeout=600,
-        max_pool_connections=max_connections,
-    )
-    # A missing AWS_PROFILE or a bad config file surfaces here, before any request.
-    with _translated("client setup"):
-        session = boto3.session.Session(botocore_session=botocore_session(environ), **keys)
-        return session.client(
-            "s3", region_name=region, endpoint_url=aws_endpoint(environ, "s3"), config=config
-        )
-
-
-def _permission_hint(operation: str) -> str:
-    if operation == "ListObjectsV2":
-        return "the credentials need s3:ListBucket on the bucket"
-    if operation == "HeadObject":
-        return "the credentials need s3:GetObject on the object"
-    return (
-        "the credentials need s3:GetObject on the source, s3:PutObject and "
-        "s3:AbortMultipartUpload on the destination, and the KMS keys of SSE-KMS buckets"
-    )
-
-
-@contextlib.contextmanager
-def _translated(operation: str, bucket: str | None = None, key: str = "") -> Iterator[None]:
-    """Raise botocore's errors inside as imgctl errors saying what to check."""
-    errors: Any = importlib.import_module("botocore.exceptions")
-    try:
-        yield
-    except errors.ClientError as exc:
-        _raise_client_error(exc, operation, bucket, key)
-    except errors.BotoCoreError as exc:
-        _raise_botocore_error(exc, operation, bucket, key)
-
-
-def _describe(operation: str, bucket: str | None, key: str) -> str:
-    return f"S3 {operation} on s3://{bucket}/{key}" if bucket else f"S3 {operation}"
-
-
-def _raise_client_error(exc: Any, operation: str, bucket: str | None, key: str) -> NoReturn:
-    response: dict[str, Any] = exc.response
-    error = response.get("Error") or {}
-    code = str(error.get("Code") or "error")
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    what = _describe(operation, bucket, key)
-    text = boto_error_text(exc)
-    if code == "NoSuchBucket":
-        # CopyObject names the missing bucket, which may be the source rather than ours.
-        missing = str(error.get("BucketName") or bucket or "")
-        raise SpaNotFoundError(
-            f"S3 bucket {missing!r} does not exist ({operation})",
-            bucket=missing,
-            hint="check the SPA name and the bucket suffix configured for the environment "
-            "(IMGCTL_SPA_<ENV>)",
-        ) from exc
-    if code in {"NoSuchKey", "404"}:
-        raise SpaS3Error(
-            f"{what} failed: the object disappeared during the sync ({code})",
-            code=code,
-            status=status,
-            hint="something else changed the bucket; run the promotion again",
-        ) from exc
-    if code in _CREDENTIAL_CODES:
-        raise CredentialError(
-            f"{what}: S3 rejected the AWS credentials ({code})",
-            hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN or the "
-            "profile (session tokens expire)",
-        ) from exc
-    if code in _DENIED_CODES:
-        hint = _permission_hint(operation)
-    elif code in _REGION_CODES:
-        hint = "the bucket is in another region: set AWS_REGION to it"
-    elif code == "PreconditionFailed":
-        hint = "the source object changed during the copy; run the promotion again"
-    elif code in _BUSY_CODES:
-        hint = "S3 is throttling or unavailable; try again later or with less concurrency"
-    else:
-        hint = f"check the buckets, {_ENDPOINT_HINT}"
-    raise SpaS3Error(f"{what} failed: {text}", code=code, status=status, hint=hint) from exc
-
-
-def _raise_botocore_error(exc: Any, operation: str, bucket: str | None, key: str) -> NoReturn:
-    errors: Any = importlib.import_module("botocore.exceptions")
-    text = boto_error_text(exc)
-    credential_errors = (
-        errors.NoCredentialsError,
-        errors.PartialCredentialsError,
-        errors.CredentialRetrievalError,
-        errors.ProfileNotFound,
-        errors.TokenRetrievalError,
-    )
-    if isinstance(exc, credential_errors):
-        raise CredentialError(
-            f"no usable AWS credentials for S3 ({text})", hint=_CREDENTIAL_HINT
-        ) from exc
-    what = _describe(operation, bucket, key)
-    if isinstance(exc, errors.ConnectionError | errors.HTTPClientError):
-        raise SpaS3Error(f"cannot reach S3: {what} failed: {text}", hint=_ENDPOINT_HINT) from exc
-    raise SpaS3Error(f"{what} failed: {text}", hint=_ENDPOINT_HINT) from exc
-
-
-class _S3:
-    """The S3 requests a sync makes, each translating AWS errors into imgctl errors."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def list_objects(self, bucket: str, prefix: str, page_size: int) -> dict[str, _Object]:
-        """Every object under ``prefix``, by key, following continuation tokens."""
-        found: dict[str, _Object] = {}
-        with _translated("ListObjectsV2", bucket, prefix):
-            paginator = self._client.get_paginator("list_objects_v2")
-            pages = paginator.paginate(
-                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
-            )
-            for page in pages:
-                for item in page.get("Contents") or ():
-                    key = item["Key"]
-                    found[key] = _Object(key, int(item["Size"]), str(item["ETag"]))
-        return found
-
-    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
-        """HeadObject's answer; None when the object does not exist."""
-        try:
-            with _translated("HeadObject", bucket, key):
-                return dict(self._client.head_object(Bucket=bucket, Key=key))
-        except SpaS3Error as exc:
-            if exc.code in {"404", "NoSuchKey"}:
-                return None
-            raise
-
-    def copy(self, source: str, destination: str, key: str) -> None:
-        """CopyObject keeping the source's content type, headers, metadata and tags."""
-        with _translated("CopyObject", destination, key):
-            self._client.copy_object(
-                Bucket=destination,
-                Key=key,
-                CopySource={"Bucket": source, "Key": key},
-                MetadataDirective="COPY",
-            )
-
-    def copy_replacing(
-        self, source: str, destination: str, key: str, etag: str, attributes: dict[str, Any]
-    ) -> None:
-        """CopyObject of exactly the source version ``etag``, with ``attributes`` set anew."""
-        with _translated("CopyObject", destination, key):
-            self._client.copy_object(
-                Bucket=destination,
-                Key=key,
-                CopySource={"Bucket": source, "Key": key},
-                CopySourceIfMatch=etag,
-                MetadataDirective="REPLACE",
-                **attributes,
-            )
-
-    def create_upload(self, destination: str, key: str, attributes: dict[str, Any]) -> str:
-        """CreateMultipartUpload; the upload id."""
-        with _translated("CreateMultipartUpload", destination, key):
-            answer = self._client.create_multipart_upload(Bucket=destination, Key=key, **attributes)
-        return str(answer["UploadId"])
-
-    def copy_part(
-        self,
-        source: str,
-        destination: str,
-        key: str,
-        etag: str,
-        upload_id: str,
-        number: int,
-        first: int,
-        last: int,
-    ) -> dict[str, Any]:
-        """UploadPartCopy of bytes ``first``..``last`` of source version ``etag``; the part."""
-        with _translated("UploadPartCopy", destination, key):
-            answer = self._client.upload_part_copy(
-                Bucket=destination,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource={"Bucket": source, "Key": key},
-                CopySourceRange=f"bytes={first}-{last}",
-                # Every part must come from the same version of the source object.
-                CopySourceIfMatch=etag,
-            )
-        result = answer["CopyPartResult"]
-        part = {"PartNumber": number, "ETag": result["ETag"]}
-        part.update({name: result[name] for name in _PART_CHECKSUMS if result.get(name)})
-        return part
-
-    def complete_upload(
-        self, destination: str, key: str, upload_id: str, parts: list[dict[str, Any]]
-    ) -> None:
-        """CompleteMultipartUpload."""
-        with _translated("CompleteMultipartUpload", destination, key):
-            self._client.complete_multipart_upload(
-                Bucket=destination, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
-
-    def abort_upload(self, destination: str, key: str, upload_id: str) -> None:
-        """AbortMultipartUpload."""
-        with _translated("AbortMultipartUpload", destination, key):
-            self._client.abort_multipart_upload(Bucket=destination, Key=key, UploadId=upload_id)
 
 
 def _attributes_of(head: Mapping[str, Any], source_etag: str) -> dict[str, Any]:
@@ -525,7 +263,7 @@ class _Sync:
 
     def __init__(
         self,
-        s3: _S3,
+        s3: S3,
         executor: ThreadPoolExecutor,
         source: str,
         destination: str,
@@ -543,7 +281,7 @@ class _Sync:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
 
-    async def up_to_date(self, source: _Object, existing: _Object | None) -> bool:
+    async def up_to_date(self, source: S3Object, existing: S3Object | None) -> bool:
         """Whether the destination object already holds the source's content."""
         if existing is None or existing.size != source.size:
             return False
@@ -555,7 +293,7 @@ class _Sync:
         marker = (head.get("Metadata") or {}).get(SOURCE_ETAG_METADATA_KEY)
         return marker == _bare_etag(source.etag)
 
-    async def sync_object(self, source: _Object, existing: _Object | None) -> int | None:
+    async def sync_object(self, source: S3Object, existing: S3Object | None) -> int | None:
         """Copy one object unless it is up to date; the bytes copied, None when skipped."""
         if await self.up_to_date(source, existing):
             return None
@@ -659,7 +397,7 @@ async def sync_spa(
     executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="imgctl-spa")
     try:
         client = await loop.run_in_executor(executor, _connect, environ, concurrency)
-        sync = _Sync(_S3(client), executor, source, destination, multipart_threshold, part_size)
+        sync = _Sync(S3(client), executor, source, destination, multipart_threshold, part_size)
         objects = await sync.run(sync.s3.list_objects, source, prefix, page_size)
         if not objects:
             raise SpaNotFoundError(
