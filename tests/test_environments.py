@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from imgctl.errors import ImgctlError, UsageError
+from imgctl.errors import ImgctlError, PromotionError, UsageError
 from imgctl.oci import Digest
 from imgctl.promotion.environments import Environment, Environments, Policy, load_policy
-from imgctl.promotion.service import Promoter, PromotionError
+from imgctl.promotion.service import Promoter
 from imgctl.promotion.spa import SpaRef
 from imgctl.remote import RegistryClient
+from imgctl.server._status import status_name
 
 DIGEST = "sha256:" + "a" * 64
 VAR = "IMGCTL_REGISTRY_PROD"
@@ -347,7 +348,7 @@ def invalid_argument(promoter: Promoter, ref: str, source: str, destination: str
     """The INVALID_ARGUMENT error's text (message and hint)."""
     with pytest.raises(PromotionError) as caught:
         promoter.plan(ref, source, destination)
-    assert caught.value.code == "INVALID_ARGUMENT"
+    assert status_name(caught.value) == "INVALID_ARGUMENT"
     return str(caught.value)
 
 
@@ -508,7 +509,7 @@ def test_plan_unknown_environment(
 ) -> None:
     with pytest.raises(PromotionError) as caught:
         promoter.plan("app:v1", source, destination)
-    assert caught.value.code == "INVALID_ARGUMENT"
+    assert status_name(caught.value) == "INVALID_ARGUMENT"
     assert caught.value.message == f"unknown {field} environment {name!r}"
     assert caught.value.hint == f"configured environments: {', '.join(CONFIGURED)}"
 
@@ -517,7 +518,7 @@ def test_plan_without_default_source_needs_a_source() -> None:
     promoter = Promoter(ENVIRONMENTS, RegistryClient())
     with pytest.raises(PromotionError) as caught:
         promoter.plan("app:v1", "", "prod")
-    assert caught.value.code == "INVALID_ARGUMENT"
+    assert status_name(caught.value) == "INVALID_ARGUMENT"
     assert "source is required" in caught.value.message
     assert caught.value.hint == "pass --source"
 
@@ -542,7 +543,7 @@ def test_plan_spa_needs_suffixes(
 ) -> None:
     with pytest.raises(PromotionError) as caught:
         promoter.plan("spa:site:1.0", source, destination)
-    assert caught.value.code == "INVALID_ARGUMENT"
+    assert status_name(caught.value) == "INVALID_ARGUMENT"
     assert caught.value.message == f"{role} environment {name!r} has no SPA bucket suffix"
     assert caught.value.hint == f"set IMGCTL_SPA_{name.upper()} on the server"
 
@@ -559,7 +560,7 @@ def test_plan_image_needs_registries(
 ) -> None:
     with pytest.raises(PromotionError) as caught:
         promoter.plan("app:v1", source, destination)
-    assert caught.value.code == "INVALID_ARGUMENT"
+    assert status_name(caught.value) == "INVALID_ARGUMENT"
     assert caught.value.message == f"{role} environment 'web' has no registry"
     assert caught.value.hint == "set IMGCTL_REGISTRY_WEB on the server"
 
@@ -584,7 +585,7 @@ def test_allowed_denies_with_the_needed_groups(promoter: Promoter) -> None:
     promotion = promoter.plan("app:v1", "dev", "prod")
     with pytest.raises(PromotionError) as caught:
         promoter.allowed(["dev@example.com"], promotion)
-    assert caught.value.code == "PERMISSION_DENIED"
+    assert status_name(caught.value) == "PERMISSION_DENIED"
     assert caught.value.message == (
         "promoting to 'prod' needs one of the groups ops@example.com, release@example.com"
     )
@@ -608,7 +609,7 @@ def test_allowed_applies_to_spa_too(promoter: Promoter) -> None:
     promotion = promoter.plan("spa:site:1.0", "dev", "prod")
     with pytest.raises(PromotionError) as caught:
         promoter.allowed([], promotion)
-    assert caught.value.code == "PERMISSION_DENIED"
+    assert status_name(caught.value) == "PERMISSION_DENIED"
 
 
 def test_destinations_for(promoter: Promoter) -> None:

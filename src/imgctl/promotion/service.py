@@ -1,9 +1,10 @@
 """One promotion: check the request, copy the image (or SPA bundle), say what happened.
 
-``Promoter.plan`` turns (ref, source, destination) into a checked ``Promotion`` or raises a
-``PromotionError`` whose ``code`` is the gRPC status name; ``Promoter.allowed`` applies the
-policy file; ``Promoter.run`` does the copy. Who is asking, the audit trail and notifications
-belong to the server (``imgctl.server``); this module knows nothing about gRPC.
+``Promoter.plan`` turns (ref, source, destination) into a checked ``Promotion`` or raises
+``InvalidPromotionError``; ``Promoter.allowed`` applies the policy file (``NotAllowedError``);
+``Promoter.run`` does the copy. Failures are the ``PromotionError`` kinds of ``imgctl.errors``,
+which say what went wrong, not how to answer it. Who is asking, the audit trail and
+notifications belong to the server (``imgctl.server``); this module knows nothing about gRPC.
 """
 
 from __future__ import annotations
@@ -14,27 +15,26 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from imgctl.errors import ImgctlError, NotFoundError, RegistryError, TransportError
+from imgctl.errors import (
+    ImgctlError,
+    InvalidPromotionError,
+    NotAllowedError,
+    NotFoundError,
+    PromotionError,
+    RegistryError,
+    SourceNotFoundError,
+    SpaNotFoundError,
+    StorageRefusedError,
+    TransportError,
+    UnreachableError,
+)
 from imgctl.oci import Digest, Reference
 from imgctl.promotion.environments import Environment, Environments, Policy
 from imgctl.remote import CopyOptions, CopyProgress, RegistryClient, copy_images
 
-__all__ = ["Promoter", "Promotion", "PromotionError", "PromotionResult", "landed_result"]
+__all__ = ["Promoter", "Promotion", "PromotionResult", "landed_result"]
 
 Progress = Callable[[int, int, int], None]  # (bytes copied, done, total)
-
-
-class PromotionError(ImgctlError):
-    """A promotion refused or failed; ``code`` is the gRPC status name to answer with."""
-
-    def __init__(self, code: str, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.code = code
-
-
-def invalid(message: str, hint: str | None = None) -> PromotionError:
-    """An INVALID_ARGUMENT error."""
-    return PromotionError("INVALID_ARGUMENT", message, hint=hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,46 +103,48 @@ class Promoter:
         environment = self.environments.get(name)
         if environment is None:
             configured = ", ".join(self.environments.names()) or "none"
-            raise invalid(
+            raise InvalidPromotionError(
                 f"unknown {field} environment {name!r}",
                 hint=f"configured environments: {configured}",
             )
         return environment
 
     def plan(self, ref: str, source: str, destination: str) -> Promotion:
-        """Check a request without touching a registry; INVALID_ARGUMENT names the field."""
+        """Check a request without touching a registry; InvalidPromotionError names the field."""
         from imgctl.promotion.spa import SpaRef, is_spa_reference
 
         ref = ref.strip()
         if not ref:
-            raise invalid("ref is required", hint="give REPO:TAG, REPO@DIGEST or spa:NAME:VERSION")
+            raise InvalidPromotionError(
+                "ref is required", hint="give REPO:TAG, REPO@DIGEST or spa:NAME:VERSION"
+            )
         source = source.strip() or (self.default_source or "")
         if not source:
-            raise invalid(
+            raise InvalidPromotionError(
                 "source is required (the server has no IMGCTL_DEFAULT_SOURCE)",
                 hint="pass --source",
             )
         if not destination.strip():
-            raise invalid("destination is required", hint="pass --destination")
+            raise InvalidPromotionError("destination is required", hint="pass --destination")
         src = self._environment("source", source)
         dst = self._environment("destination", destination)
         if src.name == dst.name:
-            raise invalid(f"source and destination are both {src.name!r}")
+            raise InvalidPromotionError(f"source and destination are both {src.name!r}")
         if is_spa_reference(ref):
             try:
                 spa = SpaRef.parse(ref)
             except ImgctlError as exc:
-                raise invalid(exc.message, exc.hint) from None
+                raise InvalidPromotionError(exc.message, hint=exc.hint) from None
             for env, role in ((src, "source"), (dst, "destination")):
                 if not env.spa_suffix:
-                    raise invalid(
+                    raise InvalidPromotionError(
                         f"{role} environment {env.name!r} has no SPA bucket suffix",
                         hint=f"set IMGCTL_SPA_{env.name.upper()} on the server",
                     )
             return Promotion("spa", str(spa), src, dst, spa=spa)
         for env, role in ((src, "source"), (dst, "destination")):
             if not env.registry:
-                raise invalid(
+                raise InvalidPromotionError(
                     f"{role} environment {env.name!r} has no registry",
                     hint=f"set IMGCTL_REGISTRY_{env.name.upper()} on the server",
                 )
@@ -154,16 +156,15 @@ class Promoter:
             image_source = Reference.parse(f"{src.registry}/{src.repository(path)}{suffix}")
             image_destination = Reference.parse(f"{dst.registry}/{dst.repository(path)}{suffix}")
         except ImgctlError as exc:
-            raise invalid(f"ref {ref!r}: {exc.message}") from None
+            raise InvalidPromotionError(f"ref {ref!r}: {exc.message}") from None
         return Promotion("image", ref, src, dst, image_source, image_destination)
 
     def allowed(self, groups: Iterable[str], promotion: Promotion) -> None:
-        """Raise PERMISSION_DENIED when the policy keeps these groups out of the destination."""
+        """Raise NotAllowedError when the policy keeps these groups out of the destination."""
         groups = tuple(groups)
         if not self.policy.allows(groups, promotion.destination.name):
             needed = ", ".join(self.policy.groups_for(promotion.destination.name))
-            raise PromotionError(
-                "PERMISSION_DENIED",
+            raise NotAllowedError(
                 f"promoting to {promotion.destination.name!r} needs one of the groups {needed}",
                 hint="ask an admin to add you to one of them",
             )
@@ -180,7 +181,7 @@ class Promoter:
 
         The digest is recorded before the copy, and the copy then moves exactly those bytes even
         if the source tag moves meanwhile, so recovery knows what to look for in the destination.
-        NOT_FOUND when the source has no such image.
+        SourceNotFoundError when the source has no such image.
         """
         source, destination = promotion.image_source, promotion.image_destination
         if promotion.kind != "image" or source is None or destination is None:
@@ -192,8 +193,7 @@ class Promoter:
         except ImgctlError as exc:
             raise _as_promotion_error(exc, source) from None
         if descriptor is None:
-            raise PromotionError(
-                "NOT_FOUND",
+            raise SourceNotFoundError(
                 f"{source} not found in {promotion.source.name}",
                 hint="check the repository and tag (`imgctl ls` lists a repository's tags)",
             )
@@ -217,7 +217,7 @@ class Promoter:
     async def run(
         self, promotion: Promotion, on_progress: Progress | None = None
     ) -> PromotionResult:
-        """Copy; raise PromotionError (NOT_FOUND, UNAVAILABLE, INTERNAL...) on failure."""
+        """Copy; raise a PromotionError (SourceNotFoundError, UnreachableError...) on failure."""
         started = time.monotonic()
         # Identical promotions in this process take turns: the second finds the work done
         # (unchanged) instead of pushing the same bytes again at the same moment.
@@ -285,13 +285,10 @@ class Promoter:
             )
         except PromotionError:
             raise
+        except (NotFoundError, SpaNotFoundError) as exc:
+            raise SourceNotFoundError(exc.message, hint=exc.hint) from None
         except ImgctlError as exc:
-            code = (
-                "NOT_FOUND"
-                if type(exc).__name__.endswith("NotFoundError")
-                else "FAILED_PRECONDITION"
-            )
-            raise PromotionError(code, exc.message, hint=exc.hint) from None
+            raise StorageRefusedError(exc.message, hint=exc.hint) from None
         return PromotionResult(
             kind="spa",
             source_environment=promotion.source.name,
@@ -341,21 +338,23 @@ def _split_image_ref(ref: str) -> tuple[str, str | None, Digest | None]:
         try:
             digest = Digest.parse(digest_text)
         except ImgctlError as exc:
-            raise invalid(f"ref {ref!r}: {exc.message}") from None
+            raise InvalidPromotionError(f"ref {ref!r}: {exc.message}") from None
     path, tag = name, None
     last = name.rsplit("/", 1)[-1]
     if ":" in last:
         path, _, tag = name.rpartition(":")
         if not tag:
-            raise invalid(f"ref {ref!r} has an empty tag", hint="give REPO:TAG or REPO@DIGEST")
+            raise InvalidPromotionError(
+                f"ref {ref!r} has an empty tag", hint="give REPO:TAG or REPO@DIGEST"
+            )
     first = path.split("/", 1)[0]
     if "/" in path and ("." in first or ":" in first or first == "localhost"):
-        raise invalid(
+        raise InvalidPromotionError(
             f"ref {ref!r} names a registry ({first}); environments choose registries",
             hint="give REPO:TAG or REPO@DIGEST, e.g. myapp:v1.2.3",
         )
     if tag is None and digest is None:
-        raise invalid(
+        raise InvalidPromotionError(
             f"ref {ref!r} has no tag or digest",
             hint="promote an exact version: REPO:TAG or REPO@DIGEST, never an implicit latest",
         )
@@ -364,13 +363,12 @@ def _split_image_ref(ref: str) -> tuple[str, str | None, Digest | None]:
 
 def _as_promotion_error(error: ImgctlError, source: Reference) -> PromotionError:
     if isinstance(error, NotFoundError):
-        return PromotionError("NOT_FOUND", error.message, hint=error.hint)
+        return SourceNotFoundError(error.message, hint=error.hint)
     if isinstance(error, TransportError):
-        return PromotionError("UNAVAILABLE", error.message, hint=error.hint)
+        return UnreachableError(error.message, hint=error.hint)
     if isinstance(error, RegistryError) and error.status in (401, 403):
-        return PromotionError(
-            "FAILED_PRECONDITION",
+        return StorageRefusedError(
             f"the server's registry credentials were refused: {error.message}",
             hint="check the server's registry credentials (IMGCTL_CREDS_*, ECR role)",
         )
-    return PromotionError("INTERNAL", f"copying {source} failed: {error}")
+    return PromotionError(f"copying {source} failed: {error}")

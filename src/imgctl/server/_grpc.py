@@ -8,7 +8,9 @@ from typing import Any
 
 import grpc
 
-from imgctl.promotion.service import PromotionError, PromotionResult
+from imgctl.errors import PromotionError
+from imgctl.promotion.service import PromotionResult
+from imgctl.server._status import status_name
 from imgctl.server.core import Caller, ServerCore, new_request_id
 from imgctl.v1 import imgctl_pb2 as pb
 from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
@@ -16,9 +18,9 @@ from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
 __all__ = ["ImgCtlServicer", "status_code"]
 
 
-def status_code(name: str) -> grpc.StatusCode:
-    """The grpc.StatusCode called ``name`` (INTERNAL when unknown)."""
-    code: grpc.StatusCode = getattr(grpc.StatusCode, name, grpc.StatusCode.INTERNAL)
+def status_code(error: PromotionError) -> grpc.StatusCode:
+    """The gRPC status that answers ``error`` (the map is ``imgctl.server._status``)."""
+    code: grpc.StatusCode = grpc.StatusCode[status_name(error)]
     return code
 
 
@@ -64,7 +66,7 @@ async def _abort(
     context: grpc.aio.ServicerContext[Any, Any], caller: Caller, error: PromotionError
 ) -> None:
     await context.send_initial_metadata((("x-request-id", caller.request_id),))
-    await context.abort(status_code(error.code), str(error))
+    await context.abort(status_code(error), str(error))
 
 
 class ImgCtlServicer(pb_grpc.ImgCtlServicer):
@@ -151,7 +153,7 @@ class ImgCtlServicer(pb_grpc.ImgCtlServicer):
             try:
                 result = task.result()
             except PromotionError as error:
-                await context.abort(status_code(error.code), str(error))
+                await context.abort(status_code(error), str(error))
                 raise
             yield pb.PromoteEvent(result=_response(result, caller.request_id))
         finally:

@@ -29,8 +29,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from imgctl.errors import ImgctlError, UsageError
-from imgctl.promotion.service import Promoter, Promotion, PromotionError
+from imgctl.errors import ConcurrentPromotionError, ImgctlError, UsageError
+from imgctl.promotion.service import Promoter, Promotion
 from imgctl.store import (
     AuditRecord,
     CatalogPromotion,
@@ -315,8 +315,7 @@ class Intents:
                     await self._recover(claimed)
                 continue
             if time.monotonic() > deadline:
-                raise PromotionError(
-                    "ABORTED",
+                raise ConcurrentPromotionError(
                     f"an identical promotion (request {current.intent.record.request_id}) has "
                     f"been writing {current.intent.destination} since "
                     f"{current.created_at.isoformat(timespec='seconds')}; not waiting longer",

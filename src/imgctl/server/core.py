@@ -23,14 +23,18 @@ from typing import TYPE_CHECKING
 
 from imgctl import __version__
 from imgctl._internal.bounds import MAX_ENVIRONMENT, MAX_REFERENCE, check_length
-from imgctl.errors import ImgctlError, InvalidTokenError
-from imgctl.promotion.service import (
-    Promoter,
-    Promotion,
+from imgctl.errors import (
+    ImgctlError,
+    InvalidPromotionError,
+    InvalidTokenError,
+    NotAllowedError,
+    NotAuthenticatedError,
+    PromotionCancelledError,
     PromotionError,
-    PromotionResult,
-    landed_result,
+    UnreachableError,
 )
+from imgctl.promotion.service import Promoter, Promotion, PromotionResult, landed_result
+from imgctl.server._status import status_name
 
 if TYPE_CHECKING:
     from imgctl.identity.verifier import Principal, TokenVerifier
@@ -141,7 +145,8 @@ class ServerCore:
     ) -> PromotionResult:
         """Authenticate, check, record the intent, copy, record, notify.
 
-        PromotionError carries the gRPC code. Nothing is copied before its intent is committed.
+        Raises a PromotionError kind (``imgctl.errors``). Nothing is copied before its intent is
+        committed.
         """
         record = _Record(caller, "promote", reference=ref, source=source, destination=destination)
         promotion: Promotion | None = None
@@ -164,9 +169,9 @@ class ServerCore:
                 await self._finish(record, error=exc)
             raise
         except ImgctlError as exc:
-            error = PromotionError("INVALID_ARGUMENT", exc.message, hint=exc.hint)
+            error: PromotionError = InvalidPromotionError(exc.message, hint=exc.hint)
             if promotion is not None:
-                error = PromotionError("INTERNAL", str(exc))
+                error = PromotionError(str(exc))
             if not record.finished:
                 await self._finish(record, error=error)
             raise error from None
@@ -175,13 +180,13 @@ class ServerCore:
             # (the tag is written last, so nothing half-done is visible) and the call is still
             # audited. Shielded, so the row is written even though this task is being cancelled.
             if not record.finished:
-                error = PromotionError("CANCELLED", "cancelled before it finished")
+                error = PromotionCancelledError("cancelled before it finished")
                 await asyncio.shield(self._finish(record, error=error))
             raise
         except Exception as exc:
             # Anything unexpected is still audited; the client gets INTERNAL, not a traceback.
             log.exception("promotion %s failed unexpectedly", caller.request_id)
-            error = PromotionError("INTERNAL", f"internal error ({type(exc).__name__})")
+            error = PromotionError(f"internal error ({type(exc).__name__})")
             if not record.finished:
                 await self._finish(record, error=error)
             raise error from None
@@ -198,8 +203,7 @@ class ServerCore:
         except PromotionError:
             raise
         except ImgctlError as exc:  # the database could not take the intent (StoreError)
-            raise PromotionError(
-                "UNAVAILABLE",
+            raise UnreachableError(
                 f"nothing was copied: the server's database is unreachable ({exc.message}), and "
                 "a promotion is recorded there before it copies",
                 hint="retry once the database is back",
@@ -208,7 +212,7 @@ class ServerCore:
         try:
             result = await self.promoter.run(promotion, on_progress)
         except asyncio.CancelledError:
-            cancelled = PromotionError("CANCELLED", "cancelled before it finished")
+            cancelled = PromotionCancelledError("cancelled before it finished")
             await asyncio.shield(self._after_failure(record, cancelled))
             raise
         except Exception as exc:
@@ -256,7 +260,7 @@ class ServerCore:
             "promotion %s: the copy reported %s, but its destination holds the image: recorded "
             "as promoted",
             record.caller.request_id,
-            error.code,
+            status_name(error),
         )
         await self._finish(record)
         return record.result
@@ -267,8 +271,7 @@ class ServerCore:
         if caller.principal is not None:
             return caller.principal
         if not caller.token:
-            raise PromotionError(
-                "UNAUTHENTICATED",
+            raise NotAuthenticatedError(
                 "no token: send `authorization: Bearer <OIDC token>`",
                 hint="log in with `imgctl auth login`",
             )
@@ -276,11 +279,11 @@ class ServerCore:
             return await self.verifier.verify(caller.token)
         except InvalidTokenError as exc:
             if exc.reason == "group_not_allowed":
-                raise PromotionError("PERMISSION_DENIED", exc.message, hint=exc.hint) from None
+                raise NotAllowedError(exc.message, hint=exc.hint) from None
             if exc.reason == "issuer_unreachable":
-                raise PromotionError("UNAVAILABLE", exc.message, hint=exc.hint) from None
-            raise PromotionError(
-                "UNAUTHENTICATED", f"token rejected ({exc.reason}): {exc.message}", hint=exc.hint
+                raise UnreachableError(exc.message, hint=exc.hint) from None
+            raise NotAuthenticatedError(
+                f"token rejected ({exc.reason}): {exc.message}", hint=exc.hint
             ) from None
 
     async def _finish(self, record: _Record, *, error: PromotionError | None = None) -> None:
@@ -303,8 +306,7 @@ class ServerCore:
                 self.intents.keep(record.intent, audit)
                 raise _kept(audit, exc, error) from None
             outcome = audit.result if error is None else f"{audit.result}: {error}"
-            raise PromotionError(
-                "UNAVAILABLE",
+            raise UnreachableError(
                 f"the audit record could not be written ({exc.message}); the request's outcome "
                 f"was {outcome}",
                 hint="retry once the server's database is back; promotions are idempotent",
@@ -350,35 +352,38 @@ def _as_error(exc: Exception, *, caller: Caller) -> PromotionError:
     if isinstance(exc, PromotionError):
         return exc
     if isinstance(exc, ImgctlError):
-        return PromotionError("INTERNAL", str(exc))
+        return PromotionError(str(exc))
     log.error("promotion %s failed unexpectedly", caller.request_id, exc_info=exc)
-    return PromotionError("INTERNAL", f"internal error ({type(exc).__name__})")
+    return PromotionError(f"internal error ({type(exc).__name__})")
 
 
 def _kept(audit: AuditRecord, exc: ImgctlError, error: PromotionError | None) -> PromotionError:
     """The answer when the outcome is known but the database cannot take it yet."""
     if error is None:
-        return PromotionError(
-            "UNAVAILABLE",
+        return UnreachableError(
             f"copied {audit.destination_ref}, but the database is unreachable ({exc.message}): "
             "the promotion was recorded before its copy, and its audit row and catalog entry "
             "are written as soon as the database answers (until then admission does not know "
             "the image)",
             hint="nothing to redo; promoting again is safe and waits for that record",
         )
-    return PromotionError(
-        error.code,
+    # The same kind of error, so the caller gets the same status, with what happens next.
+    return type(error)(
         f"{error}; its audit row is written as soon as the server's database answers again "
         f"({exc.message})",
         hint=error.hint,
     )
 
 
-_RESULTS = {
-    "UNAUTHENTICATED": "denied",
-    "PERMISSION_DENIED": "denied",
-    "INVALID_ARGUMENT": "invalid",
-}
+def _result(error: PromotionError | None) -> str:
+    """The audit row's ``result`` for a call that ended with ``error``."""
+    if error is None:
+        return "succeeded"
+    if isinstance(error, NotAuthenticatedError | NotAllowedError):
+        return "denied"
+    if isinstance(error, InvalidPromotionError):
+        return "invalid"
+    return "failed"
 
 
 class _Record:
@@ -427,7 +432,7 @@ class _Record:
             request_id=self.caller.request_id,
             time=datetime.now(UTC),
             action=self.action,
-            result="succeeded" if error is None else _RESULTS.get(error.code, "failed"),
+            result=_result(error),
             subject=principal.subject if principal else None,
             email=principal.email if principal else None,
             groups=principal.groups if principal else (),
@@ -440,7 +445,7 @@ class _Record:
             digest=(result.digest or None) if result else None,
             bytes_copied=result.bytes_copied if result else None,
             duration_ms=int((time.monotonic() - self.started) * 1000),
-            error_code=error.code if error else None,
+            error_code=status_name(error) if error else None,
             error=str(error) if error else None,
             peer=self.caller.peer,
         )
