@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imgctl.errors import ImgctlError, UsageError
-from imgctl.scan.policy import ImagePolicy, PolicyError
+from imgctl.errors import ImgctlError, PolicyError, UsageError
+from imgctl.scan.policy import ImagePolicy
 
 
 def semver(range_: str, tags: list[str]) -> str | None:

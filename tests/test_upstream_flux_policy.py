@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from imgctl.errors import UsageError
+from imgctl.errors import PolicyError, UsageError
 from imgctl.scan._semver import compile_constraint as _compile_constraint
 from imgctl.scan._semver import parse_tag as _parse_tag
-from imgctl.scan.policy import ImagePolicy, PolicyError
+from imgctl.scan.policy import ImagePolicy
 
 SPEC_ORDER = {"": None, "ASC": "asc", "DESC": "desc", "invalid": "invalid"}
 

@@ -36,11 +36,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, TypeVar, cast
 
-from imgctl.errors import ImgctlError, UsageError
+from imgctl.errors import PolicyError, UsageError
 from imgctl.scan._goregex import compile_go_regex, expand, unknown_references
 from imgctl.scan._semver import compile_constraint, parse_tag
 
-__all__ = ["ImagePolicy", "PolicyError", "compile_go_regex", "describe_kind"]
+__all__ = ["ImagePolicy", "compile_go_regex", "describe_kind"]
 
 _KINDS: Final = ("semver", "alphabetical", "numerical")
 _ORDERS: Final = ("asc", "desc")
@@ -59,10 +59,6 @@ _EXAMPLES: Final = {
     "alphabetical": '{"alphabetical": {"order": "asc"}}',
     "numerical": '{"numerical": {"order": "asc"}}',
 }
-
-
-class PolicyError(ImgctlError):
-    """The tags cannot be ordered under the policy (e.g. a numerical policy met 'latest')."""
 
 
 # ---------------------------------------------------------------------------- numerical values

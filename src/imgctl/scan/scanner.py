@@ -41,10 +41,11 @@ from imgctl.errors import (
     AuthenticationError,
     ImgctlError,
     PermissionDeniedError,
+    PolicyError,
 )
 from imgctl.remote import ClientOptions, RegistryClient, RegistryTLS, TLSConfig
 from imgctl.scan._status import LATEST_TAGS, WatchStatus, format_duration, tag_revision
-from imgctl.scan.policy import ImagePolicy, PolicyError
+from imgctl.scan.policy import ImagePolicy
 from imgctl.scan.state import MemoryScanState, ScanState, WatchState
 from imgctl.scan.watches import AutoPromotion, Watch, WatchConfig
 
