@@ -79,6 +79,41 @@ async def test_ping_honours_retry_after_of_429_and_pauses_everyone(
     assert pings(proxy) == [429, 200]
 
 
+# Retry-After values a registry may send that are no number of seconds to wait, each with the
+# pause the client must take instead: the header read as far as it reads (within the cap), or its
+# own backoff (at most FAST's max_backoff) when it does not read at all.
+ODD_RETRY_AFTER = [
+    ("nan", 0.0, 0.002),
+    ("NaN", 0.0, 0.002),
+    ("Jan 1 2000 00:00:00 -9999999999999999999", 0.0, 0.002),  # OverflowError in the date parser
+    ("Mon, 01 Jan 2000 99:99:99 GMT", 0.0, 0.002),
+    ("soon", 0.0, 0.002),
+    ("inf", 0.05, 0.05),
+    ("1e999", 0.05, 0.05),
+    ("-3", 0.0, 0.0),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0, 0.0),  # a date in the past: no wait
+]
+
+
+@pytest.mark.parametrize(("value", "low", "high"), ODD_RETRY_AFTER)
+async def test_ping_survives_any_retry_after_value(
+    value: str,
+    low: float,
+    high: float,
+    registry: Registry,
+    proxy_for: Callable[[Registry], FaultProxy],
+) -> None:
+    proxy = proxy_for(registry)
+    proxy.fail(429, 1, method="GET", path=PING, headers={"Retry-After": value})
+    limiter = RecordingLimiter()
+    options = ClientOptions(retries=BUDGET, backoff=0.001, max_backoff=0.002, max_retry_after=0.05)
+    async with RegistryClient(options=options, limiter=limiter) as client:
+        assert await client.ping(proxy.host) == f"http://{proxy.host}"
+    assert len(limiter.paused) == 1
+    assert low <= limiter.paused[0] <= high, limiter.paused
+    assert pings(proxy) == [429, 200]
+
+
 async def test_ping_failing_briefly_does_not_fail_a_copy(
     registry: Registry,
     registry2: Registry,

@@ -9,8 +9,6 @@ API on it.
 from __future__ import annotations
 
 import asyncio
-import random
-import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Self
@@ -19,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from imgctl import __version__
+from imgctl._internal.retry import backoff_delay, retry_after
 from imgctl.authn import AnonymousKeychain, Credential, Keychain
 from imgctl.errors import (
     AuthenticationError,
@@ -321,23 +320,13 @@ class Session:
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (exponential, with jitter)."""
-        delay = min(self.options.max_backoff, self.options.backoff * 2.0 ** (attempt - 1))
-        return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+        return backoff_delay(attempt, self.options.backoff, self.options.max_backoff)
 
     def _retry_after(self, response: httpx.Response, attempt: int) -> float:
+        """The registry's Retry-After (within ``max_retry_after``), else our backoff."""
         value = response.headers.get("retry-after")
-        if value:
-            try:
-                seconds = float(value)
-            except ValueError:
-                from email.utils import parsedate_to_datetime  # rare: HTTP-date form
-
-                try:
-                    seconds = parsedate_to_datetime(value).timestamp() - time.time()
-                except (TypeError, ValueError):
-                    seconds = self.backoff(attempt)
-            return min(max(seconds, 0.0), self.options.max_retry_after)
-        return self.backoff(attempt)
+        seconds = retry_after(value, cap=self.options.max_retry_after)
+        return self.backoff(attempt) if seconds is None else seconds
 
     # ------------------------------------------------------------------ auth
 

@@ -20,17 +20,14 @@ import contextlib
 import ipaddress
 import json
 import logging
-import math
-import random
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import httpx
 
 from imgctl import __version__
+from imgctl._internal.retry import backoff_delay, retry_after
 from imgctl.errors import UsageError
 
 __all__ = [
@@ -272,22 +269,6 @@ class _Redactor(logging.Filter):
 _REDACTED_LOGGERS = ("httpx", __name__)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta or HTTP date), capped."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
-
-
 def _printable(data: bytes, secrets: tuple[str, ...]) -> str:
     text = data[:_ERROR_PREVIEW].decode("utf-8", "replace")
     text = "".join(c if c.isprintable() else " " for c in text).strip()
@@ -488,8 +469,7 @@ class SlackNotifier:
                     self._failed += 1
 
     def _delay(self, attempt: int) -> float:
-        delay = min(_MAX_BACKOFF, self._backoff * 2.0 ** (attempt - 1))
-        return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+        return backoff_delay(attempt, self._backoff, _MAX_BACKOFF)
 
     async def _deliver(self, event: PromotionEvent) -> bool:
         body = json.dumps(message_for(event)).encode()
@@ -564,7 +544,7 @@ class SlackNotifier:
                         break
             return (
                 response.status_code,
-                _retry_after(response.headers.get("retry-after")),
+                retry_after(response.headers.get("retry-after"), cap=_MAX_RETRY_AFTER),
                 _printable(preview, self._secrets),
             )
 
