@@ -235,6 +235,48 @@ async def test_list_tags_of_unknown_repository(
         await client.list_tags(ref(f"{registry.host}/{repo('none')}"))
 
 
+# ---------------------------------------------------------------------- the catalog, paged as tags
+
+
+async def push_repositories(client: RegistryClient, host: str, count: int) -> list[str]:
+    names = [f"cat/r{i:02d}" for i in range(count)]
+    for name in names:
+        await put_small_image(client, ref(f"{host}/{name}:v1"), nonce=name)
+    return names
+
+
+async def test_list_repositories_follows_link_pagination(
+    registries: Callable[..., Registry], proxy_for: Callable[[Registry], FaultProxy]
+) -> None:
+    # A registry of its own: the shared ones hold every other test's repositories.
+    proxy = proxy_for(registries())
+    proxy.paginate_catalog = True
+    async with RegistryClient(options=FAST_RETRIES) as client:
+        names = await push_repositories(client, proxy.host, 12)
+        listed = [name async for name in client.iter_repositories(proxy.host, page_size=5)]
+    assert listed == names
+    pages = [p for m, p, s in proxy.log if p.startswith("/v2/_catalog")]
+    assert len(pages) == 3
+    assert "last=cat%2Fr04" in pages[1]
+    assert "last=cat%2Fr09" in pages[2]
+
+
+async def test_list_repositories_adapts_to_capped_and_refused_page_sizes(
+    registries: Callable[..., Registry], proxy_for: Callable[[Registry], FaultProxy]
+) -> None:
+    proxy = proxy_for(registries())
+    proxy.paginate_catalog = True
+    proxy.tag_page_cap = 4
+    proxy.tag_page_max = 100
+    async with RegistryClient(options=FAST_RETRIES) as client:
+        names = await push_repositories(client, proxy.host, 10)
+        listed = [name async for name in client.iter_repositories(proxy.host)]
+    assert listed == names
+    statuses = [s for m, p, s in proxy.log if p.startswith("/v2/_catalog")]
+    # n=1000 refused, n=100 accepted but capped to 4 per page: 10 names in 3 pages.
+    assert statuses == [400] + [200] * 3
+
+
 # ---------------------------------------------------------------------- referrers
 
 

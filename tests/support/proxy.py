@@ -53,7 +53,8 @@ class FaultProxy:
     # docker-registry 2.8 ignores n/last; with paginate_tags the proxy pages tag lists the way
     # distribution 3 and Quay do: sorted, n and last honoured, a Link header to the next page.
     paginate_tags: bool = False
-    tag_page_cap: int | None = None  # silently serve at most this many tags per page (Quay)
+    paginate_catalog: bool = False  # the same for /v2/_catalog
+    tag_page_cap: int | None = None  # silently serve at most this many names per page (Quay)
     tag_page_max: int | None = None  # refuse larger pages with 400 (distribution 3)
     throttle_bytes_per_second: float | None = None  # slow blob GET bodies down
     ignore_mounts: bool = False  # drop ?mount=&from=, like registries without mount support
@@ -160,7 +161,10 @@ class FaultProxy:
                 if proxy.ignore_mounts and method == "POST" and "mount=" in path:
                     path = urlsplit(path).path
                 if "/tags/list" in path and method == "GET" and proxy.paginate_tags:
-                    self._paginated_tags(path)
+                    self._paginated(path, "tags")
+                    return
+                if path.startswith("/v2/_catalog") and method == "GET" and proxy.paginate_catalog:
+                    self._paginated(path, "repositories")
                     return
 
                 upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
@@ -199,7 +203,7 @@ class FaultProxy:
                 finally:
                     upstream.close()
 
-            def _paginated_tags(self, path: str) -> None:
+            def _paginated(self, path: str, key: str) -> None:
                 parts = urlsplit(path)
                 query = dict(parse_qsl(parts.query))
                 n = int(query.get("n", "0") or 0) or 100
@@ -228,11 +232,12 @@ class FaultProxy:
                     self._json(status, raw)
                     return
                 listing = json.loads(raw)
-                tags = sorted(listing.get("tags") or [])
+                names = sorted(listing.get(key) or [])
                 if "last" in query:
-                    tags = [t for t in tags if t > query["last"]]
-                page, rest = tags[:n], tags[n:]
-                body = json.dumps({"name": listing["name"], "tags": page}).encode()
+                    names = [t for t in names if t > query["last"]]
+                page, rest = names[:n], names[n:]
+                listing[key] = page
+                body = json.dumps(listing).encode()
                 link = None
                 if rest:
                     link = f'<{parts.path}?{urlencode({"n": n, "last": page[-1]})}>; rel="next"'

@@ -373,62 +373,79 @@ class RegistryClient(Session):
         return [tag async for tag in self.iter_tags(ref, page_size)]
 
     async def iter_tags(self, ref: Reference, page_size: int = 1000) -> AsyncIterator[str]:
-        """Yield tags page by page; shrink the page size when a registry refuses it."""
-        base = f"/v2/{ref.repository}/tags/list"
-        host = await self._host(ref.registry)
-        url = f"{host.base_url}{base}?{urlencode({'n': page_size})}"
-        visited: set[str] = set()
-        seen: set[str] = set()
-        while url not in visited:
-            visited.add(url)
-            response = await self._request("GET", ref.registry, ref.repository, base, url=url)
-            if response.status_code == 400 and page_size > 1 and not seen:
-                # Registries with a hard maximum refuse larger pages outright.
-                page_size = max(1, page_size // 10)
-                url = f"{host.base_url}{base}?{urlencode({'n': page_size})}"
-                continue
-            await self._raise_for_status(
-                response, f"list tags of {ref.name}", ref.registry, ref.repository
-            )
-            body = response.json()
-            tags = (body.get("tags") or []) if isinstance(body, dict) else []
-            fresh = [tag for tag in tags if tag not in seen]
-            for tag in fresh:
-                seen.add(tag)
-                yield tag
-            link = _next_link(response.headers.get("link"))
-            if link:
-                url = urljoin(host.base_url + "/", link)
-            elif fresh and len(tags) >= page_size:
-                # A full page and no Link: ask for what follows the last tag.
-                url = f"{host.base_url}{base}?{urlencode({'n': page_size, 'last': tags[-1]})}"
-            else:
-                return
+        """Yield tags page by page (see ``_pages``)."""
+        pages = self._pages(
+            ref.registry,
+            ref.repository,
+            f"/v2/{ref.repository}/tags/list",
+            "tags",
+            page_size,
+            f"list tags of {ref.name}",
+        )
+        async for tag in pages:
+            yield tag
 
     async def iter_repositories(self, registry: str, page_size: int = 1000) -> AsyncIterator[str]:
-        """Every repository of a registry (``/v2/_catalog``), following ``Link`` pagination."""
-        base = "/v2/_catalog"
+        """Every repository of a registry (``/v2/_catalog``), page by page (see ``_pages``)."""
+        pages = self._pages(
+            registry,
+            "",
+            "/v2/_catalog",
+            "repositories",
+            page_size,
+            f"list repositories of {registry}",
+            extra_scopes=("registry:catalog:*",),
+        )
+        async for name in pages:
+            yield name
+
+    async def _pages(
+        self,
+        registry: str,
+        repository: str,
+        path: str,
+        key: str,
+        page_size: int,
+        what: str,
+        *,
+        extra_scopes: tuple[str, ...] = (),
+    ) -> AsyncIterator[str]:
+        """The names under ``key`` of a paginated listing (tags or the catalog), each once.
+
+        ``n`` asks for ``page_size`` names a page; a registry that refuses that size with 400
+        (a hard maximum) gets a tenth of it. ``Link: <...>; rel="next"`` is followed; a full
+        page without ``Link`` is followed with ``last=``; a registry that ignores ``n`` (as
+        distribution 2.8 does) answers everything at once. A page seen before ends the listing.
+        """
         host = await self._host(registry)
-        url = f"{host.base_url}{base}?{urlencode({'n': page_size})}"
+        url = f"{host.base_url}{path}?{urlencode({'n': page_size})}"
         visited: set[str] = set()
         seen: set[str] = set()
         while url not in visited:
             visited.add(url)
             response = await self._request(
-                "GET", registry, "", base, url=url, extra_scopes=("registry:catalog:*",)
+                "GET", registry, repository, path, url=url, extra_scopes=extra_scopes
             )
-            await self._raise_for_status(response, f"list repositories of {registry}", registry, "")
+            if response.status_code == 400 and page_size > 1 and not seen:
+                # Registries with a hard maximum refuse larger pages outright.
+                page_size = max(1, page_size // 10)
+                url = f"{host.base_url}{path}?{urlencode({'n': page_size})}"
+                continue
+            await self._raise_for_status(response, what, registry, repository)
             body = response.json()
-            names = (body.get("repositories") or []) if isinstance(body, dict) else []
-            fresh = [name for name in names if isinstance(name, str) and name not in seen]
+            listed = body.get(key) if isinstance(body, dict) else None
+            items = listed if isinstance(listed, list) else []
+            names = [name for name in items if isinstance(name, str)]
+            fresh = [name for name in names if name not in seen]
             for name in fresh:
                 seen.add(name)
                 yield name
             link = _next_link(response.headers.get("link"))
             if link:
                 url = urljoin(host.base_url + "/", link)
-            elif fresh and len(names) >= page_size:
-                url = f"{host.base_url}{base}?{urlencode({'n': page_size, 'last': names[-1]})}"
+            elif fresh and len(items) >= page_size:
+                # A full page and no Link: ask for what follows the last name.
+                url = f"{host.base_url}{path}?{urlencode({'n': page_size, 'last': names[-1]})}"
             else:
                 return
 
