@@ -2,7 +2,8 @@
 
 Configuration is the seed's environment variables (``OIDC_*``, ``IMGCTL_REGISTRY_<NAME>``,
 ``IMGCTL_SPA_<NAME>``, ``IMGCTL_DEFAULT_SOURCE``, ``IMGCTL_ECR_REGION``,
-``IMGCTL_SLACK_WEBHOOK_URL``) plus ``IMGCTL_DATABASE_URL``, ``IMGCTL_POLICY_FILE`` and the flags.
+``IMGCTL_SLACK_WEBHOOK_URL``) plus ``IMGCTL_DATABASE_URL`` and the flags; the files and the
+state directory are a flag, else a variable (:meth:`ServerSettings.resolve`).
 On SIGTERM/SIGINT the server stops taking calls, lets running promotions finish (up to the
 grace period), then closes the notifier and the database.
 """
@@ -16,12 +17,13 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgctl._internal.bounds import MAX_GRPC_MESSAGE_BYTES
 from imgctl._internal.listen import listen, split_address
+from imgctl.config import setting
 from imgctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -34,7 +36,11 @@ log = logging.getLogger("imgctl.server")
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Flags of ``imgctl server``."""
+    """The settings of ``imgctl server`` (and ``imgctl catalog serve``), in one object.
+
+    Built from the flags (None: not given); :meth:`resolve` fills what no flag gave from the
+    environment, then the built-in defaults.
+    """
 
     bind_address: str = "0.0.0.0:9999"
     http_address: str | None = "0.0.0.0:8080"
@@ -48,14 +54,26 @@ class ServerSettings:
     watches_file: Path | None = None
     allow_anonymous_catalog_writes: bool = False
 
+    def resolve(self, environ: Mapping[str, str]) -> ServerSettings:
+        """These settings with every file and directory no flag gave taken from ``environ``.
 
-def _state_dir(environ: Mapping[str, str], settings: ServerSettings) -> Path:
-    if settings.state_dir is not None:
-        return settings.state_dir
-    if environ.get("IMGCTL_STATE_DIR"):
-        return Path(environ["IMGCTL_STATE_DIR"])
-    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "imgctl"
+        The one place that reads IMGCTL_POLICY_FILE, IMGCTL_TOKENS_FILE, IMGCTL_WATCHES_FILE and
+        IMGCTL_STATE_DIR (flag > variable > built-in).
+        """
+        base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return replace(
+            self,
+            policy_file=setting(self.policy_file, "IMGCTL_POLICY_FILE", environ, parse=Path),
+            tokens_file=setting(self.tokens_file, "IMGCTL_TOKENS_FILE", environ, parse=Path),
+            watches_file=setting(self.watches_file, "IMGCTL_WATCHES_FILE", environ, parse=Path),
+            state_dir=setting(
+                self.state_dir,
+                "IMGCTL_STATE_DIR",
+                environ,
+                parse=Path,
+                default=Path(base) / "imgctl",
+            ),
+        )
 
 
 async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> object:
@@ -76,6 +94,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
     from imgctl.server.notify import notifier_from_environment
     from imgctl.store import CatalogStore, IntentStore, database_url
 
+    settings = settings.resolve(environ)
     oidc = VerifierSettings.from_environment(environ)
     environments = Environments.from_environment(environ)
     if not len(environments):
@@ -89,10 +108,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
             f"IMGCTL_DEFAULT_SOURCE={default_source!r} is not a configured environment",
             hint=f"configured: {', '.join(environments.names())}",
         )
-    policy_path = settings.policy_file or (
-        Path(environ["IMGCTL_POLICY_FILE"]) if environ.get("IMGCTL_POLICY_FILE") else None
-    )
-    policy = load_policy(policy_path, environments) if policy_path else None
+    policy = load_policy(settings.policy_file, environments) if settings.policy_file else None
     lease = lease_from_environment(environ)
     registry_config = load_registry_config(default_config_path(environ, Path.home()))
     ca_paths = environ.get("IMGCTL_TLS_CA_CERT_PATH", "").split()
@@ -110,7 +126,8 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         default_source=default_source,
         environ=environ,
     )
-    url = database_url(environ, _state_dir(environ, settings))
+    assert settings.state_dir is not None
+    url = database_url(environ, settings.state_dir)
     # The audit trail with its write-ahead half: promotions are recorded before they copy.
     store = await IntentStore.open(url)
     catalog = await CatalogStore.open(url)
@@ -178,6 +195,7 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     from imgctl.v1 import imgctl_pb2, imgctl_pb2_grpc
 
     environ = dict(os.environ if environ is None else environ)
+    settings = settings.resolve(environ)
     _configure_logging()
     split_address("--bind-address", settings.bind_address, "0.0.0.0:9999")
     if (settings.tls_cert is None) != (settings.tls_key is None):
@@ -188,7 +206,7 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         )
     # The HTTP side's settings are checked before anything listens.
     tokens, anonymous_writes = _catalog_writes(
-        settings.tokens_file, settings.allow_anonymous_catalog_writes, environ
+        settings.tokens_file, settings.allow_anonymous_catalog_writes
     )
     exemptions = _exemptions(environ)
     # Bound before anything starts, so that a port in use stops the server before it serves.
@@ -217,9 +235,7 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         )
         port = _add_port(server, settings.bind_address, None)
     watches = None
-    watches_path = settings.watches_file or (
-        Path(environ["IMGCTL_WATCHES_FILE"]) if environ.get("IMGCTL_WATCHES_FILE") else None
-    )
+    watches_path = settings.watches_file
     if watches_path is not None:
         from imgctl.promotion.environments import Environments
         from imgctl.scan.reload import WatchesFile
@@ -245,7 +261,8 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         from imgctl.server._scan import build_scanner
         from imgctl.store import database_url
 
-        url = database_url(environ, _state_dir(environ, settings))
+        assert settings.state_dir is not None
+        url = database_url(environ, settings.state_dir)
         core.scanner = await build_scanner(core, watches, url, environ)
         scan_task = asyncio.ensure_future(core.scanner.run(scan_stop))
 
@@ -337,19 +354,14 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     log.info("stopped")
 
 
-def _catalog_writes(
-    path: Path | None, anonymous: bool, environ: Mapping[str, str]
-) -> tuple[object, bool]:
+def _catalog_writes(chosen: Path | None, anonymous: bool) -> tuple[object, bool]:
     """Who may write to the catalog: (tokens file or None, anonymous writes allowed).
 
-    --tokens-file (else IMGCTL_TOKENS_FILE) requires its bearer tokens. Without one, writes
+    --tokens-file (or IMGCTL_TOKENS_FILE) requires its bearer tokens. Without one, writes
     are refused unless --allow-anonymous-catalog-writes says otherwise, loudly.
     """
     from imgctl.catalog.tokens import TokenFile
 
-    chosen = path
-    if chosen is None and environ.get("IMGCTL_TOKENS_FILE"):
-        chosen = Path(environ["IMGCTL_TOKENS_FILE"])
     if chosen is not None and anonymous:
         raise UsageError(
             "--allow-anonymous-catalog-writes and --tokens-file exclude each other",
@@ -393,11 +405,12 @@ async def serve_catalog(
     from imgctl.store import CatalogStore, database_url
 
     _configure_logging()
-    tokens, anonymous_writes = _catalog_writes(tokens_file, allow_anonymous_writes, environ)
+    settings = ServerSettings(http_address=http_address, tokens_file=tokens_file).resolve(environ)
+    tokens, anonymous_writes = _catalog_writes(settings.tokens_file, allow_anonymous_writes)
     exemptions = _exemptions(environ)
     sock = listen("--http-address", http_address)
-    state = _state_dir(environ, ServerSettings())
-    store = await CatalogStore.open(url or database_url(environ, state))
+    assert settings.state_dir is not None
+    store = await CatalogStore.open(url or database_url(environ, settings.state_dir))
     app = AdmissionWebhook(
         create_catalog_app(store, tokens, anonymous_writes=anonymous_writes),  # type: ignore[arg-type]
         store.promoted,

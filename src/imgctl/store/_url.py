@@ -26,18 +26,21 @@ _HINT: Final = (
 _QUERY_SECRET: Final = re.compile(r"(?i)((?:^|[?&\s])password=)[^&\s]*")
 
 
-def database_url(environ: Mapping[str, str], state_dir: Path) -> str:
+def database_url(
+    environ: Mapping[str, str], state_dir: Path, filename: str = DATABASE_FILENAME
+) -> str:
     """Return the database URL to use, normalised for SQLAlchemy with the psycopg 3 driver.
 
-    ``IMGCTL_DATABASE_URL`` wins when set and not blank; otherwise the SQLite file
-    ``state_dir/imgctl.db``. Raises :class:`~imgctl.errors.UsageError` (naming the variable,
-    never the password) for anything but a PostgreSQL or SQLite file URL.
+    ``IMGCTL_DATABASE_URL`` wins when set and not blank (the one place that reads it); otherwise
+    the SQLite file ``state_dir/filename`` (``imgctl.db``). Raises
+    :class:`~imgctl.errors.UsageError` (naming the variable, never the password) for anything
+    but a PostgreSQL or SQLite file URL.
     """
     configured = environ.get(DATABASE_URL_ENV, "").strip()
     if not configured:
-        return URL.create(
-            "sqlite", database=str(state_dir.absolute() / DATABASE_FILENAME)
-        ).render_as_string(hide_password=False)
+        return URL.create("sqlite", database=str(state_dir.absolute() / filename)).render_as_string(
+            hide_password=False
+        )
     return normalise_url(configured)
 
 

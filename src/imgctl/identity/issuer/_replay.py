@@ -121,19 +121,13 @@ def replay_database_url(config: IssuerConfig, environ: Mapping[str, str]) -> str
     The config's ``database_url`` wins, then ``IMGCTL_DATABASE_URL`` (as ``imgctl server``
     reads it), then a SQLite file in the keys directory.
     """
-    from sqlalchemy.engine import URL
-
-    from imgctl.store import DATABASE_URL_ENV, normalise_url
+    from imgctl.store import database_url
 
     if config.database_url == MEMORY:
         return None
     if config.database_url:
         return config.database_url
-    configured = environ.get(DATABASE_URL_ENV, "").strip()
-    if configured:
-        return normalise_url(configured)
-    path = Path(config.keys_dir).absolute() / DATABASE_FILENAME
-    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
+    return database_url(environ, Path(config.keys_dir), DATABASE_FILENAME)
 
 
 async def open_replay_memory(
