@@ -313,8 +313,8 @@ def explain(connection: Connection, reference: str, *, json_output: bool) -> Non
     """``imgctl auth explain``: which source answers for REFERENCE, and why."""
     import asyncio
 
+    from imgctl._internal.hosts import is_loopback
     from imgctl.authn import MultiKeychain
-    from imgctl.remote import is_loopback
 
     ref = parse_ref(reference)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 
@@ -10,20 +9,12 @@ from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, fail, warn
 from imgctl.errors import ImgctlError, UsageError
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(root: Path, address: str, htpasswd: Path | None) -> None:
     """Run the registry until SIGTERM (exit 0) or Ctrl-C (exit 130)."""
     import asyncio
 
     from imgctl import registryd
+    from imgctl._internal.hosts import is_loopback
 
     try:
         import uvloop  # uvicorn[standard]: the faster event loop, as `uvicorn.run` would pick
@@ -33,8 +24,7 @@ def serve(root: Path, address: str, htpasswd: Path | None) -> None:
         pass
 
     def ready(bound: str) -> None:
-        host = bound.rpartition(":")[0]
-        if not _loopback(host):
+        if not is_loopback(bound):
             if htpasswd is None:
                 warn(f"anyone who can reach {bound} can push, pull and delete: pass --htpasswd")
             else:

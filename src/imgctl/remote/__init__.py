@@ -16,7 +16,6 @@ from imgctl.remote._copy import (
     copy_images,
     resolve_destination,
 )
-from imgctl.remote._http import is_loopback
 from imgctl.remote._ratelimit import RateLimiter
 from imgctl.remote._session import ClientOptions, TransferStats
 from imgctl.remote._tls import RegistryTLS, TLSConfig
@@ -34,6 +33,5 @@ __all__ = [
     "TransferStats",
     "copy_image",
     "copy_images",
-    "is_loopback",
     "resolve_destination",
 ]

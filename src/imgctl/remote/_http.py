@@ -1,7 +1,7 @@
 """HTTP plumbing under the registry client: cookie-free clients, proxies, errors.
 
-Proxies are read from the environment as curl reads them; loopback hosts may speak plain HTTP;
-failed connections and error bodies become readable imgctl errors.
+Proxies are read from the environment as curl reads them; failed connections and error bodies
+become readable imgctl errors.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ __all__ = [
     "RegistryHTTP",
     "api_host",
     "error_detail",
-    "is_loopback",
     "proxy_routes",
     "transport_error",
 ]
@@ -55,21 +54,6 @@ class RegistryHTTP(httpx.AsyncClient):
 
 
 _NO_COOKIES = _NoCookies()
-
-
-def is_loopback(registry: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1, with or without a port."""
-    host = registry
-    if host.startswith("["):
-        host = host[1 : host.find("]")]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def proxy_routes(proxies: Mapping[str, str] | None = None) -> dict[str, str | None]:

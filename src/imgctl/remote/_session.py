@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from imgctl import __version__
+from imgctl._internal.hosts import is_loopback
 from imgctl._internal.retry import backoff_delay, retry_after
 from imgctl.authn import AnonymousKeychain, Credential, Keychain
 from imgctl.errors import (
@@ -37,7 +38,6 @@ from imgctl.remote._http import (
     RegistryHTTP,
     api_host,
     error_detail,
-    is_loopback,
     proxy_routes,
     transport_error,
 )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ipaddress
 import json
 import logging
 import threading
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 import httpx
 
 from imgctl import __version__
+from imgctl._internal.hosts import is_loopback
 from imgctl._internal.retry import backoff_delay, retry_after
 from imgctl.errors import UsageError
 
@@ -205,15 +205,6 @@ def message_for(event: PromotionEvent) -> dict[str, object]:
 # ---------------------------------------------------------------------------------- the URL
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_webhook_url(url: str, name: str) -> httpx.URL:
     """``url`` parsed, if it is https (or http to a loopback host); errors never echo its path."""
     hint = "expected https://hooks.slack.com/services/..."
@@ -226,7 +217,7 @@ def _check_webhook_url(url: str, name: str) -> httpx.URL:
         raise UsageError(f"{name} has no host", hint=hint)
     if parsed.scheme == "https":
         return parsed
-    if parsed.scheme == "http" and _is_loopback(parsed.host):
+    if parsed.scheme == "http" and is_loopback(parsed.host):
         return parsed
     scheme = f"{parsed.scheme}://" if parsed.scheme else "no scheme"
     raise UsageError(
