@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -60,3 +62,62 @@ def test_help_texts_are_plain(path: tuple[str, ...]) -> None:
         except MarkupError as error:
             pytest.fail(f"help text {text!r} is invalid Rich markup: {error}")
         assert plain == text.replace("\\[", "["), f"markup in help text: {text!r}"
+
+
+# What only running a command needs. Every --help must work without loading any of it: the
+# command groups are imported at start-up, so one top-level import in a group module would
+# slow down every invocation of imgctl.
+_HEAVY = (
+    "alembic",
+    "asyncio",
+    "boto3",
+    "botocore",
+    "cryptography",
+    "fastapi",
+    "google",
+    "grpc",
+    "httpcore",
+    "httpx",
+    "rich.progress",
+    "sqlalchemy",
+    "starlette",
+    "uvicorn",
+    "yaml",
+)
+
+_EVERY_HELP = """
+import sys
+import typer
+from typer.testing import CliRunner
+from imgctl.cli._app import app
+
+def walk(group, path=()):
+    yield path
+    for name, command in getattr(group, "commands", {}).items():
+        yield from walk(command, (*path, name))
+
+paths = list(walk(typer.main.get_command(app)))
+for path in paths:
+    result = CliRunner().invoke(app, [*path, "--help"], prog_name="imgctl")
+    assert result.exit_code == 0, (path, result.output)
+print(len(paths))
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_every_help_leaves_the_packages_unloaded() -> None:
+    # A fresh interpreter: this test process has imported everything already.
+    result = subprocess.run(
+        [sys.executable, "-c", _EVERY_HELP], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    count, modules = result.stdout.splitlines()
+    assert int(count) == len(COMMANDS)
+    loaded = set(modules.split())
+    assert sorted(m for m in loaded if m.split(".")[0] in _HEAVY or m in _HEAVY) == []
+    # Of imgctl itself, only the command line and the error classes it names.
+    ours = {m for m in loaded if m == "imgctl" or m.startswith("imgctl.")}
+    outside = {m for m in ours if m not in ("imgctl", "imgctl.errors", "imgctl.cli")}
+    assert sorted(m for m in outside if not m.startswith("imgctl.cli.")) == []
+    # Nothing of the demo but its command definition.
+    assert sorted(m for m in ours if m.startswith("imgctl.cli.demo.")) == []

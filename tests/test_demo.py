@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from imgctl.cli import _demo
-from imgctl.cli._demo_image import build_image
+from imgctl.cli.demo import _setup, _story, _supervise
+from imgctl.cli.demo._image import build_image
 from imgctl.identity import _agent
 from imgctl.identity.sshjwt import agent_keys, verify_ssh_signature
 from imgctl.oci import mediatypes as mt
@@ -263,18 +263,18 @@ def test_a_failing_step_names_it_and_keeps_the_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """In-process: the dev registry dies at once; the error names the step and its log."""
-    real = _demo._Demo.imgctl
+    real = _setup.Demo.imgctl
 
-    def broken(self: _demo._Demo, name: str, *args: str) -> _demo._Child:
+    def broken(self: _setup.Demo, name: str, *args: str) -> _supervise.Child:
         if name == "registry-dev":
             code = "import sys; print('no storage for you'); sys.exit(3)"
             return self.spawn(name, [sys.executable, "-c", code], self.base_env())
         return real(self, name, *args)
 
-    monkeypatch.setattr(_demo._Demo, "imgctl", broken)
+    monkeypatch.setattr(_setup.Demo, "imgctl", broken)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
-        _demo.run()
+        _story.run()
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "imgctl: error: demo step 1 (start the registries, issuer, ssh-agent and server) " in err

@@ -1,6 +1,8 @@
 """The ``imgctl`` command line: flags in, calls into the packages, results out.
 
-Heavy modules (httpx, rich, the registry client) are imported inside the commands, so
+``_app`` assembles the command tree from one module per command group; ``_flags`` holds the
+flags several commands share, ``_output`` what they print, ``_exit`` the exit codes and error
+lines. Heavy modules (httpx, rich, the registry client) are imported inside the commands, so
 ``imgctl --help`` stays fast.
 """
 

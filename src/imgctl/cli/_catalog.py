@@ -1,119 +1,125 @@
-"""``imgctl catalog``: the catalog API from the command line, and ``catalog serve``."""
+"""``imgctl catalog``: the catalog API from the command line, and ``catalog serve``.
+
+The API's answers become exit codes through the one table (``imgctl.cli._exit``): an unknown
+image 5, a refused request 2, a catalog that cannot be reached 6, anything else 1.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Annotated, Any
 
-from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, fail
-from imgctl.errors import ImgctlError
+import typer
 
+from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, exit_code, fail
+from imgctl.cli._flags import AnonymousWritesOpt, CatalogUrlOpt, OutputOpt
+from imgctl.cli._output import Output, print_json
+from imgctl.errors import ImgctlError, NotFoundError, TransportError, UsageError
 
-def _call(
-    url: str,
-    method: str,
-    path: str,
-    *,
-    token: str | None = None,
-    params: dict[str, str] | None = None,
-    body: dict[str, Any] | None = None,
-) -> Any:
-    """One request to the catalog API; errors become one line and an exit status."""
-    import httpx
+__all__ = ["app", "call"]
 
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        response = httpx.request(
-            method,
-            url.rstrip("/") + path,
-            params=params,
-            json=body,
-            headers=headers,
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach {url}: {exc}", EXIT_UNAVAILABLE)
-    if response.status_code == 204:
-        return None
-    try:
-        document = response.json()
-    except ValueError:
-        document = None
-    if response.status_code >= 400:
-        detail = document.get("error") if isinstance(document, dict) else None
-        if isinstance(detail, dict):  # {"error": {"code", "message"}}
-            detail = detail.get("message")
-        message = str(detail or response.reason_phrase)
-        if response.status_code == 404:
-            fail(message, EXIT_NOT_FOUND)
-        if response.status_code == 401:
-            fail(f"{message} (check --token / IMGCTL_CATALOG_TOKEN)", EXIT_FAILED)
-        if response.status_code == 403:
-            fail(message, EXIT_FAILED)
-        if response.status_code in (400, 422):
-            fail(message, EXIT_INVALID)
-        fail(f"{message} ({response.status_code})", EXIT_FAILED)
-    return document
+app = typer.Typer(
+    name="catalog",
+    help="The catalog: which images were promoted where (imagelist-compatible API).",
+    no_args_is_help=True,
+)
+
+CatalogTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="IMGCTL_CATALOG_TOKEN", help="Bearer token for writes (tokens file)."
+    ),
+]
 
 
-def _print_images(images: list[dict[str, Any]], json_output: bool) -> None:
-    if json_output:
-        print(json.dumps(images, indent=2))
-        return
-    for image in images:
-        env = f" [{image['environment']}]" if image.get("environment") else ""
-        tags = ", ".join(image.get("tags") or []) or "-"
-        print(f"{image['name']}@{image['id']}{env}  {tags}  {image.get('updated_at', '')}")
-
-
-def ls(url: str, filters: dict[str, str | None], sort: str, json_output: bool) -> None:
-    """``imgctl catalog ls``."""
+@app.command("ls")
+def catalog_ls(
+    url: CatalogUrlOpt = "http://localhost:8080",
+    name: Annotated[str | None, typer.Option("--name", help="Exact image name.")] = None,
+    environment: Annotated[str | None, typer.Option("--environment", "-e")] = None,
+    tag: Annotated[str | None, typer.Option("--tag")] = None,
+    digest: Annotated[str | None, typer.Option("--digest")] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", help="created_at, updated_at, name or id (descending).")
+    ] = "updated_at",
+    output: OutputOpt = Output.text,
+) -> None:
+    """List catalog images."""
+    filters = {"name": name, "environment": environment, "tag": tag, "digest": digest}
     params = {k: v for k, v in filters.items() if v}
     params["sort"] = sort
-    _print_images(_call(url, "GET", "/images", params=params), json_output)
+    _print_images(call(url, "GET", "/images", params=params), output is Output.json)
 
 
-def get(url: str, image_id: str, json_output: bool) -> None:
-    """``imgctl catalog get``."""
-    image = _call(url, "GET", f"/images/{quote(image_id, safe='/@:')}")
-    if json_output:
-        print(json.dumps(image, indent=2))
+@app.command("get")
+def catalog_get(
+    image_id: Annotated[str, typer.Argument(help="Image id (may contain / and @).")],
+    url: CatalogUrlOpt = "http://localhost:8080",
+    output: OutputOpt = Output.text,
+) -> None:
+    """Show one catalog image."""
+    from urllib.parse import quote
+
+    image = call(url, "GET", f"/images/{quote(image_id, safe='/@:')}")
+    if output is Output.json:
+        print_json(image)
     else:
         _print_images([image], json_output=False)
 
 
-def put(
-    url: str,
-    token: str | None,
-    image_id: str,
-    name: str,
-    tags: list[str],
-    environment: str | None,
+@app.command("put")
+def catalog_put(
+    image_id: Annotated[str, typer.Argument(help="Image id.")],
+    name: Annotated[str, typer.Option("--name", help="Image name (repository).")],
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
+    environment: Annotated[str | None, typer.Option("--environment", "-e")] = None,
+    url: CatalogUrlOpt = "http://localhost:8080",
+    token: CatalogTokenOpt = None,
 ) -> None:
-    """``imgctl catalog put``."""
-    body: dict[str, Any] = {"id": image_id, "name": name, "tags": tags}
+    """Create an image, or replace the tags of an existing one."""
+    body: dict[str, Any] = {"id": image_id, "name": name, "tags": tag or []}
     if environment:
         body["environment"] = environment
-    image = _call(url, "PUT", "/images", token=token, body=body)
+    image = call(url, "PUT", "/images", token=token, body=body)
     _print_images([image], json_output=False)
 
 
-def rm(url: str, token: str | None, image_id: str) -> None:
-    """``imgctl catalog rm``."""
-    _call(url, "DELETE", f"/images/{quote(image_id, safe='/@:')}", token=token)
-
-
-def serve(
-    http_address: str,
-    tokens_file: Path | None,
-    database_url: str | None,
-    allow_anonymous_writes: bool = False,
+@app.command("rm")
+def catalog_rm(
+    image_id: Annotated[str, typer.Argument(help="Image id.")],
+    url: CatalogUrlOpt = "http://localhost:8080",
+    token: CatalogTokenOpt = None,
 ) -> None:
-    """``imgctl catalog serve``: the catalog API and admission, without the gRPC server."""
+    """Delete an image from the catalog."""
+    from urllib.parse import quote
+
+    call(url, "DELETE", f"/images/{quote(image_id, safe='/@:')}", token=token)
+
+
+@app.command("serve")
+def catalog_serve(
+    http_address: Annotated[
+        str, typer.Option("--http-address", help="HOST:PORT to listen on.")
+    ] = "127.0.0.1:8080",
+    tokens_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokens-file",
+            envvar="IMGCTL_TOKENS_FILE",
+            help="imagelist tokens YAML for writes (watched).",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="IMGCTL_DATABASE_URL",
+            help="Database (default: SQLite in the state directory).",
+        ),
+    ] = None,
+    allow_anonymous_writes: AnonymousWritesOpt = False,
+) -> None:
+    """Serve the catalog API and the admission webhook alone (no gRPC)."""
     import asyncio
     import os
 
@@ -132,6 +138,86 @@ def serve(
             )
         )
     except ImgctlError as exc:
+        # Like imgctl server: a configuration that cannot work is exit status 1.
         fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def call(
+    url: str,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> Any:
+    """One request to the server's HTTP side; an error is one line and its exit code."""
+    try:
+        return _request(url, method, path, token=token, params=params, body=body)
+    except ImgctlError as exc:
+        fail(str(exc), exit_code(exc))
+
+
+def _request(
+    url: str,
+    method: str,
+    path: str,
+    *,
+    token: str | None,
+    params: dict[str, str] | None,
+    body: dict[str, Any] | None,
+) -> Any:
+    import httpx
+
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        response = httpx.request(
+            method,
+            url.rstrip("/") + path,
+            params=params,
+            json=body,
+            headers=headers,
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise TransportError(f"cannot reach {url}: {exc}") from exc
+    if response.status_code == 204:
+        return None
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if response.status_code >= 400:
+        detail = document.get("error") if isinstance(document, dict) else None
+        if isinstance(detail, dict):  # {"error": {"code", "message"}}
+            detail = detail.get("message")
+        raise _refusal(response.status_code, str(detail or response.reason_phrase))
+    return document
+
+
+def _refusal(status: int, message: str) -> ImgctlError:
+    """The error class (hence exit code) of an HTTP error answer of the catalog API."""
+    if status == 404:
+        return NotFoundError(message, status=status)
+    if status in (400, 422):
+        return UsageError(message)
+    # 401 and 403 exit 1 as before, not the table's 3 and 4 (ImgctlError, not its subclasses).
+    if status == 401:
+        return ImgctlError(f"{message} (check --token / IMGCTL_CATALOG_TOKEN)")
+    if status == 403:
+        return ImgctlError(message)
+    return ImgctlError(f"{message} ({status})")
+
+
+def _print_images(images: list[dict[str, Any]], json_output: bool) -> None:
+    if json_output:
+        print_json(images)
+        return
+    for image in images:
+        env = f" [{image['environment']}]" if image.get("environment") else ""
+        tags = ", ".join(image.get("tags") or []) or "-"
+        print(f"{image['name']}@{image['id']}{env}  {tags}  {image.get('updated_at', '')}")

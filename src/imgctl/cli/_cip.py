@@ -1,20 +1,175 @@
-"""``imgctl cip``: kpromo-compatible declarative promotion, and snapshots."""
+"""``imgctl cip``: kpromo-compatible declarative promotion, and snapshots.
+
+Exit status (docs/manifests.md): 0 when the plan (and, with --confirm, every edge) succeeded;
+1 when tag moves were refused, a registry could not be read or an edge failed; 2 for invalid
+manifests or flags.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, Connection, fail, run
+import typer
+
+from imgctl.cli._exit import EXIT_FAILED, EXIT_INVALID, fail, warn
+from imgctl.cli._flags import BurstOpt, Connection, per_second, registry_command
+from imgctl.cli._output import print_json
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
     from imgctl.promotion.manifests import Edge, Manifest, ManifestWarning
     from imgctl.promotion.plan import EdgeOutcome, Plan
     from imgctl.remote import RegistryClient
+
+__all__ = ["app"]
+
+app = typer.Typer()
+
+
+class CipOutput(StrEnum):
+    """Output formats of imgctl cip."""
+
+    text = "text"
+    json = "json"
+    yaml = "yaml"
+    csv = "csv"
+
+
+@app.command("cip")
+@registry_command
+def cip(
+    connection: Connection,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest", help="A plain promoter manifest (registries + images).", dir_okay=False
+        ),
+    ] = None,
+    thin_manifest_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--thin-manifest-dir",
+            help="A thin manifest tree: images/<x>/images.yaml and "
+            "manifests/<x>/promoter-manifest.yaml.",
+            file_okay=False,
+        ),
+    ] = None,
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Promote (default: a dry run that writes nothing).")
+    ] = False,
+    parse_only: Annotated[
+        bool, typer.Option("--parse-only", help="Only parse and validate the manifests.")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Thin trees: refuse the tree when an entry fails validation or an images "
+            "file has no manifest (default: warn and skip that entry, as kpromo reads it).",
+        ),
+    ] = False,
+    allow_tag_moves: Annotated[
+        bool,
+        typer.Option(
+            "--allow-tag-moves", help="Move destination tags that point at another digest."
+        ),
+    ] = False,
+    shard_index: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-index",
+            envvar="JOB_COMPLETION_INDEX",
+            min=0,
+            help="This run's shard (a Kubernetes Indexed Job sets JOB_COMPLETION_INDEX).",
+        ),
+    ] = None,
+    shard_count: Annotated[
+        int,
+        typer.Option("--shard-count", envvar="IMGCTL_SHARD_COUNT", min=1, help="Number of shards."),
+    ] = 1,
+    snapshot: Annotated[
+        str | None,
+        typer.Option("--snapshot", help="Write what REGISTRY\\[/PATH] holds, as images.yaml data."),
+    ] = None,
+    manifest_based_snapshot_of: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest-based-snapshot-of",
+            help="Write what the manifests say REGISTRY should hold.",
+        ),
+    ] = None,
+    minimal_snapshot: Annotated[
+        bool,
+        typer.Option("--minimal-snapshot", help="Leave out untagged children of indexes."),
+    ] = False,
+    snapshot_tag: Annotated[
+        str | None,
+        typer.Option("--snapshot-tag", help="Only digests carrying this tag."),
+    ] = None,
+    output: Annotated[
+        CipOutput,
+        typer.Option(
+            "--output",
+            "-o",
+            case_sensitive=False,
+            help="Plan: text or json; snapshot: yaml or csv.",
+        ),
+    ] = CipOutput.text,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Images copied at once.")] = 8,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            "--rate-limit",
+            callback=per_second,
+            help="Requests per second across all registries.",
+        ),
+    ] = 50.0,
+    burst: BurstOpt = 5,
+    catalog_url: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog-url",
+            envvar="IMGCTL_CATALOG_URL",
+            help="Record what --confirm promoted (and found present) in this catalog.",
+        ),
+    ] = None,
+    catalog_token: Annotated[
+        str | None,
+        typer.Option("--catalog-token", envvar="IMGCTL_CATALOG_TOKEN", help="Token for it."),
+    ] = None,
+    catalog_environment: Annotated[
+        str | None,
+        typer.Option("--catalog-environment", help="The environment the destinations belong to."),
+    ] = None,
+) -> None:
+    """Promote what kpromo manifests list (dry run unless --confirm), or write snapshots."""
+    _promote_or_snapshot(
+        replace(connection, rate_limit=rate_limit, burst=burst),
+        CipOptions(
+            manifest=manifest,
+            thin_manifest_dir=thin_manifest_dir,
+            confirm=confirm,
+            parse_only=parse_only,
+            strict=strict,
+            allow_tag_moves=allow_tag_moves,
+            shard_index=shard_index,
+            shard_count=shard_count,
+            snapshot=snapshot,
+            manifest_based_snapshot_of=manifest_based_snapshot_of,
+            minimal_snapshot=minimal_snapshot,
+            snapshot_tag=snapshot_tag,
+            output=output.value,
+            jobs=jobs,
+            catalog_url=catalog_url,
+            catalog_token=catalog_token,
+            catalog_environment=catalog_environment,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -52,7 +207,7 @@ def _load(options: CipOptions) -> tuple[list[Manifest], list[ManifestWarning]]:
         if options.thin_manifest_dir:
             tree = load_thin_tree(options.thin_manifest_dir, strict=options.strict)
             for warning in tree.warnings:
-                print(f"imgctl: warning: {warning}", file=sys.stderr)
+                warn(str(warning))
             return list(tree.manifests), list(tree.warnings)
     except ImgctlError as exc:
         fail(str(exc), EXIT_INVALID)
@@ -67,7 +222,7 @@ def _print_snapshot(inventory: dict[str, dict[str, list[str]]], output: str) -> 
     sys.stdout.write(snapshot_csv(inventory) if output == "csv" else snapshot_yaml(inventory))
 
 
-def cip(connection: Connection, options: CipOptions) -> None:
+def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
     """Parse, plan, and with --confirm promote; or write a snapshot."""
     if options.snapshot:
         if options.manifest or options.thin_manifest_dir or options.manifest_based_snapshot_of:
@@ -81,7 +236,7 @@ def cip(connection: Connection, options: CipOptions) -> None:
                 client, target, tag=options.snapshot_tag, minimal=options.minimal_snapshot
             )
 
-        _print_snapshot(run(connection, snap), options.output)
+        _print_snapshot(connection.run(snap), options.output)
         return
 
     manifests, warnings = _load(options)
@@ -129,7 +284,7 @@ def cip(connection: Connection, options: CipOptions) -> None:
         fail(
             "--catalog-url needs --catalog-environment (the environment promoted to)", EXIT_INVALID
         )
-    plan, outcomes = run(connection, work)
+    plan, outcomes = connection.run(work)
     failed = [o for o in outcomes if not o.ok]
     recorded = _record(plan, outcomes, options) if options.confirm else 0
     if options.output == "json":
@@ -139,7 +294,7 @@ def cip(connection: Connection, options: CipOptions) -> None:
         document["shard"] = {"index": options.shard_index or 0, "count": options.shard_count}
         if options.confirm:
             document["results"] = [o.as_dict() for o in outcomes]
-        print(json.dumps(document, indent=2))
+        print_json(document)
     elif options.output == "text":
         _report_text(plan, outcomes, options, total)
         if options.catalog_url and options.confirm:

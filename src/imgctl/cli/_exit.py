@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, NoReturn
 
 from imgctl.errors import (
     AuthenticationError,
@@ -38,7 +38,10 @@ __all__ = [
     "EXIT_UNAVAILABLE",
     "exit_code",
     "exit_code_of",
+    "fail",
+    "interrupted",
     "status_name",
+    "warn",
 ]
 
 EXIT_FAILED: Final = 1
@@ -105,3 +108,20 @@ def status_name(error: BaseException) -> str | None:
     status = code() if callable(code) else None
     name = getattr(status, "name", None)
     return name if isinstance(name, str) else None
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print one error line and exit with ``code``."""
+    print(f"imgctl: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def warn(message: str) -> None:
+    """Print one warning line on stderr."""
+    print(f"imgctl: warning: {message}", file=sys.stderr)
+
+
+def interrupted() -> NoReturn:
+    """Ctrl-C during a command: say so and exit 130, without a traceback."""
+    print("imgctl: interrupted", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED) from None

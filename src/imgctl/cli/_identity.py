@@ -1,107 +1,124 @@
-"""Identity commands: turn flags into login settings, get a token, run the issuer."""
+"""Who you are: ``imgctl token``, ``imgctl auth explain|login``, ``imgctl idp serve|rotate-key``.
+
+``auth explain`` says which source answers for a registry; ``token`` and ``auth login`` trade
+an SSH-signed JWT for an OIDC token (``Login`` in ``imgctl.cli._flags``); ``idp`` runs the
+built-in issuer. Every failure is one line on stderr and exit status 1.
+"""
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from imgctl.cli._registry import fail
+import typer
+
+from imgctl.cli._exit import fail
+from imgctl.cli._flags import (
+    Connection,
+    Login,
+    OutputOpt,
+    login_command,
+    parse_ref,
+    registry_command,
+)
+from imgctl.cli._output import Output, print_json
 from imgctl.errors import ImgctlError
 
-if TYPE_CHECKING:
-    from imgctl.identity.exchange import IssuedToken, LoginSettings
+__all__ = ["app", "auth_app", "idp_app"]
+
+app = typer.Typer()
+
+auth_app = typer.Typer(
+    name="auth",
+    help="Who you are: registry credentials (explain) and your OIDC login.",
+    no_args_is_help=True,
+)
+
+idp_app = typer.Typer(
+    name="idp",
+    help="The built-in OIDC issuer (Dex's SSH connector and token exchange).",
+    no_args_is_help=True,
+)
 
 
-@dataclass(frozen=True)
-class Login:
-    """The login flags every command that needs a token shares."""
+@auth_app.command("explain")
+@registry_command
+def auth_explain(
+    connection: Connection,
+    reference: Annotated[str, typer.Argument(help="Image or repository reference.")],
+    output: OutputOpt = Output.text,
+) -> None:
+    """Say which source supplies credentials for REFERENCE, and why (never the secret)."""
+    import asyncio
 
-    dex_url: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
-    pubkey_file: Path | None = None
-    username: str | None = None
-    audience: str | None = None
-    no_cache: bool = False
+    from imgctl._internal.hosts import is_loopback
+    from imgctl.authn import MultiKeychain
 
-    def settings(self) -> LoginSettings:
-        """The exchange settings these flags describe."""
-        import os
-
-        from imgctl.cli._settings import resolve
-        from imgctl.identity.exchange import LoginSettings, default_username
-
-        try:
-            dex_url = resolve(self.dex_url, "dex_url")
-            client_id = resolve(self.client_id, "client_id", "imgctl")
-            client_secret = resolve(self.client_secret, "client_secret")
-            audience = resolve(self.audience, "audience")
-        except ImgctlError as exc:
-            fail(str(exc))
-        if not dex_url:
-            fail("no issuer: pass --dex-url or set DEX_URL (Dex, or `imgctl idp serve`)")
-        return LoginSettings(
-            dex_url=dex_url,
-            username=self.username or default_username(os.environ),
-            client_id=client_id,
-            client_secret=client_secret,
-            audience=audience,
-            pubkey_file=self.pubkey_file,
+    ref = parse_ref(reference)
+    try:
+        keychain, options = connection.settings()
+        assert isinstance(keychain, MultiKeychain)
+        answers = asyncio.run(keychain.explain_all(ref.registry, ref.repository))
+    except ImgctlError as exc:
+        fail(str(exc))
+    tls = options.tls.for_registry(ref.registry)
+    plain = ref.registry in options.insecure_registries or is_loopback(ref.registry)
+    winner = answers[-1] if answers and answers[-1].found else None
+    asked = {a.source for a in answers}
+    skipped = [getattr(k, "name", type(k).__name__) for k in keychain.keychains]
+    skipped = [name for name in skipped if name not in asked]
+    if output is Output.json:
+        print_json(
+            {
+                "registry": ref.registry,
+                "repository": ref.repository,
+                "source": winner.source if winner else None,
+                "credential": winner.credential.kind if winner else "anonymous",
+                "username": winner.credential.username if winner else None,
+                "detail": winner.detail if winner else "no source has credentials",
+                "consulted": [
+                    {"source": a.source, "found": a.found, "detail": a.detail} for a in answers
+                ],
+                "not_consulted": skipped,
+                "tls": {
+                    "verify": tls.verify,
+                    "ca_files": list(tls.ca_files),
+                    "client_cert": tls.client_cert,
+                    "plain_http_allowed": plain,
+                },
+            }
         )
-
-    def token(self) -> IssuedToken:
-        """Get a token (cached unless --no-cache); failures end the command with one line."""
-        import asyncio
-        import os
-
-        from imgctl.identity.exchange import TokenCache, default_cache_dir, obtain_token
-
-        settings = self.settings()
-        home = Path.home()
-        cache = TokenCache(default_cache_dir(os.environ, home))
-        if self.no_cache:
-            cache.clear()
-        try:
-            return asyncio.run(
-                obtain_token(
-                    settings,
-                    environ=os.environ,
-                    home=home,
-                    passphrase=_ask_passphrase,
-                    cache=cache,
-                )
-            )
-        except ImgctlError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            print("imgctl: interrupted", file=sys.stderr)
-            raise SystemExit(130) from None
+        return
+    print(f"{ref.registry}/{ref.repository}")
+    for answer in answers:
+        mark = "->" if answer is winner else "  "
+        print(f"  {mark} {answer.source:14} {answer.detail}")
+    for name in skipped:
+        print(f"     {name:14} not consulted (an earlier source answered)")
+    if winner:
+        print(f"credentials: {winner.credential.describe()} from {winner.source}")
+    else:
+        print("credentials: none; requests go anonymous")
+    http = "plain HTTP allowed" if plain else "HTTPS only"
+    print(f"tls: {http}; {tls.describe()}")
 
 
-def _ask_passphrase(prompt: str) -> str | None:
-    """Ask on the terminal; without one there is nobody to ask."""
-    import getpass
-
-    try:
-        with open("/dev/tty"):  # only probing that a terminal exists
-            pass
-    except OSError:
-        return None
-    try:
-        return getpass.getpass(prompt)
-    except (EOFError, KeyboardInterrupt):
-        return None
-
-
-def print_token(login: Login) -> None:
-    """``imgctl token``: the token alone on stdout."""
+@app.command("token")
+@login_command
+def token(login: Login) -> None:
+    """Print only an OIDC token for the caller (for scripts), from the cache or the issuer."""
     print(login.token().token)
 
 
-def login(login: Login, *, show_token: bool) -> None:
-    """``imgctl auth login``: who the issuer says we are, and until when."""
+@auth_app.command("login")
+@login_command
+def auth_login(
+    login: Login,
+    show_token: Annotated[
+        bool, typer.Option("--show-token", help="Print the token too (for debugging).")
+    ] = False,
+) -> None:
+    """Sign in with your SSH key and say who the issuer thinks you are."""
     import time
 
     from imgctl.identity.exchange import unverified_claims
@@ -121,10 +138,39 @@ def login(login: Login, *, show_token: bool) -> None:
         print(issued.token)
 
 
+IdpConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="IMGCTL_IDP_CONFIG",
+        help="Issuer config (YAML: users with SSH keys, staticClients).",
+        dir_okay=False,
+    ),
+]
+
+
+@idp_app.command("serve")
 def idp_serve(
-    config: Path, address: str, issuer: str | None, tls_cert: Path | None, tls_key: Path | None
+    config: IdpConfigOpt,
+    address: Annotated[
+        str, typer.Option("--address", help="HOST:PORT to listen on.")
+    ] = "127.0.0.1:5556",
+    issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--issuer", help="Issuer URL (default: the config's, else http(s)://ADDRESS)."
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="PEM certificate: serve HTTPS.", dir_okay=False),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="PEM key of --tls-cert.", dir_okay=False)
+    ] = None,
 ) -> None:
-    """``imgctl idp serve``."""
+    """Run the issuer until interrupted."""
     from imgctl.identity.issuer import load_issuer_config, serve
 
     try:
@@ -140,8 +186,9 @@ def idp_serve(
         fail(str(exc))
 
 
-def idp_rotate_key(config: Path) -> None:
-    """``imgctl idp rotate-key``."""
+@idp_app.command("rotate-key")
+def idp_rotate_key(config: IdpConfigOpt) -> None:
+    """Start signing with a new key; the old one stays published until its tokens expire."""
     from imgctl.identity.issuer import KeyStore, load_issuer_config
 
     try:

@@ -1,45 +1,98 @@
-"""Client commands of the server: ``imgctl promote``, ``imgctl auth-check``, ``imgctl server``.
+"""The promotion server's clients: ``imgctl promote`` and ``imgctl auth-check`` (gRPC).
 
 Settings come from flags, then environment variables (both through Typer), then the user's
 ``~/.config/imgctl/config.toml`` ``[client]`` table, then defaults baked into the wheel at build
-time (``IMGCTL_BUILD_DEFAULT_*``, see ``imgctl._defaults``).
+time (``IMGCTL_BUILD_DEFAULT_*``, see ``imgctl._defaults``). The server's answers become exit
+codes through ``imgctl.cli._exit.exit_code`` (README: "Exit codes").
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-from imgctl.cli._identity import Login, _ask_passphrase
-from imgctl.cli._registry import (
-    EXIT_DENIED,
+import typer
+
+from imgctl.cli._exit import (
     EXIT_FAILED,
     EXIT_INVALID,
-    EXIT_NOT_FOUND,
     EXIT_UNAUTHENTICATED,
     EXIT_UNAVAILABLE,
+    exit_code,
     fail,
+    interrupted,
 )
-from imgctl.cli._settings import resolve, user_config
+from imgctl.cli._flags import Login, OutputOpt, ask_passphrase, login_command
+from imgctl.cli._output import Output, print_json, transfer_progress
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
     import grpc
 
-_EXIT_FOR_STATUS = {
-    "INVALID_ARGUMENT": EXIT_INVALID,
-    "UNAUTHENTICATED": EXIT_UNAUTHENTICATED,
-    "PERMISSION_DENIED": EXIT_DENIED,
-    "NOT_FOUND": EXIT_NOT_FOUND,
-    "UNAVAILABLE": EXIT_UNAVAILABLE,
-    "DEADLINE_EXCEEDED": EXIT_UNAVAILABLE,
-}
+__all__ = ["app"]
+
+app = typer.Typer()
+
+_SERVER_PANEL = "imgctl server"
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        "-s",
+        envvar="IMGCTL_SERVER",
+        help="gRPC address of the imgctl server (default: localhost:9999).",
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+TlsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--tls/--no-tls",
+        envvar="IMGCTL_TLS",
+        help="Talk TLS to the server (default: plaintext, as the server's default).",
+        show_default=False,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ServerCaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-cert",
+        help="PEM CA bundle for the server's certificate (with --tls).",
+        dir_okay=False,
+        exists=True,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ClientCertOptForServer = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-cert",
+        envvar="IMGCTL_SERVER_CLIENT_CERT",
+        help="PEM client certificate, for a server started with --client-ca (with --tls).",
+        dir_okay=False,
+        exists=True,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ClientKeyOptForServer = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-key",
+        envvar="IMGCTL_SERVER_CLIENT_KEY",
+        help="PEM key of --client-cert.",
+        dir_okay=False,
+        exists=True,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ShowTokenOpt = Annotated[
+    bool, typer.Option("--show-token", help="Print the OIDC token on stderr (for debugging).")
+]
 
 
 @dataclass(frozen=True)
@@ -55,8 +108,162 @@ class ClientFlags:
     client_key: Path | None = None
 
 
+@app.command()
+@login_command
+def promote(
+    login: Login,
+    reference: Annotated[
+        str | None, typer.Argument(help="REPO:TAG, REPO@DIGEST or spa:NAME:VERSION.")
+    ] = None,
+    ref: Annotated[
+        str | None, typer.Option("--ref", "-r", help="The same as REFERENCE.", show_default=False)
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            envvar="IMGCTL_DEFAULT_SOURCE",
+            help="Source environment (default: the server's IMGCTL_DEFAULT_SOURCE).",
+        ),
+    ] = None,
+    destination: Annotated[
+        str | None,
+        typer.Option(
+            "--destination",
+            "-d",
+            envvar="IMGCTL_DEFAULT_DESTINATION",
+            help="Destination environment.",
+        ),
+    ] = None,
+    server: ServerOpt = None,
+    tls: TlsOpt = None,
+    ca_cert: ServerCaOpt = None,
+    client_cert: ClientCertOptForServer = None,
+    client_key: ClientKeyOptForServer = None,
+    show_token: ShowTokenOpt = False,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Promote an image (or SPA bundle) from one environment to another, through the server."""
+    from imgctl.cli._settings import resolve, user_config
+
+    if reference and ref and reference != ref:
+        fail("give the reference once: as REFERENCE or --ref")
+    flags = ClientFlags(
+        server, tls, ca_cert, show_token, output is Output.json, client_cert, client_key
+    )
+    ref = reference or ref
+    if not ref:
+        fail("promote needs REF (or --ref)", EXIT_INVALID)
+    try:
+        source = resolve(source, "source", "")
+        destination = resolve(destination, "destination", "")
+        user_config()  # a bad config file is one clear error before anything else happens
+    except ImgctlError as exc:
+        fail(str(exc), EXIT_INVALID)
+    if not destination:
+        fail(
+            "no destination: pass --destination (or set IMGCTL_DEFAULT_DESTINATION)",
+            EXIT_INVALID,
+        )
+
+    async def run() -> Any:
+        import grpc
+
+        from imgctl.v1 import imgctl_pb2 as pb
+
+        async with _session(login, flags) as (stub, metadata, server):
+            request = pb.PromoteRequest(ref=ref, source=source, destination=destination)
+            result = None
+            terminal = not flags.json_output and sys.stderr.isatty()
+            with transfer_progress("promoting", enabled=terminal) as show:
+                try:
+                    async for event in stub.PromoteStream(request, metadata=metadata):
+                        if event.HasField("progress"):
+                            show(event.progress.bytes_copied)
+                        elif event.HasField("result"):
+                            result = event.result
+                except grpc.aio.AioRpcError as error:
+                    _statusfail(error, server)
+            if result is None:
+                fail("the server closed the stream without a result", EXIT_FAILED)
+            return result
+
+    result = _run(run)
+    if flags.json_output:
+        _print_message(result)
+        return
+    what = "unchanged" if result.unchanged else "promoted"
+    print(f"{what} {ref}: {result.source_environment} -> {result.destination_environment}")
+    print(f"  from {result.source_ref}")
+    print(f"  to   {result.destination_ref}")
+    if result.kind == "image":
+        print(
+            f"  {result.blobs_copied} blobs copied ({result.bytes_copied / (1 << 20):.1f} MiB), "
+            f"{result.blobs_mounted} mounted, {result.blobs_skipped} already there, "
+            f"{result.duration_ms} ms"
+        )
+    else:
+        print(
+            f"  {result.objects_copied} objects copied, {result.objects_skipped} unchanged, "
+            f"{result.duration_ms} ms"
+        )
+    print(f"  request {result.request_id} by {result.promoted_by}")
+
+
+@app.command("auth-check")
+@login_command
+def auth_check(
+    login: Login,
+    server: ServerOpt = None,
+    tls: TlsOpt = None,
+    ca_cert: ServerCaOpt = None,
+    client_cert: ClientCertOptForServer = None,
+    client_key: ClientKeyOptForServer = None,
+    show_token: ShowTokenOpt = False,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Check your login with the server: who you are, your groups, where you may promote."""
+    from imgctl.cli._settings import user_config
+
+    flags = ClientFlags(
+        server, tls, ca_cert, show_token, output is Output.json, client_cert, client_key
+    )
+    try:
+        user_config()
+    except ImgctlError as exc:
+        fail(str(exc), EXIT_INVALID)
+
+    async def run() -> Any:
+        import grpc
+
+        from imgctl.v1 import imgctl_pb2 as pb
+
+        async with _session(login, flags) as (stub, metadata, server):
+            try:
+                return await stub.AuthCheck(pb.AuthCheckRequest(), metadata=metadata)
+            except grpc.aio.AioRpcError as error:
+                _statusfail(error, server)
+
+    answer = _run(run)
+    if flags.json_output:
+        _print_message(answer)
+        return
+    print(f"authenticated as {answer.email or answer.subject}")
+    print(f"groups: {', '.join(answer.groups) or 'none'}")
+    print(f"may promote to: {', '.join(answer.destinations) or 'nothing'}")
+
+
+def _print_message(message: Any) -> None:
+    """A protobuf answer as JSON, every field shown (proto3 JSON mapping)."""
+    from google.protobuf.json_format import MessageToDict
+
+    print_json(MessageToDict(message, always_print_fields_with_no_presence=True))
+
+
 def _channel(flags: ClientFlags) -> tuple[grpc.aio.Channel, str]:
     import grpc
+
+    from imgctl.cli._settings import resolve
 
     server = resolve(flags.server, "server", "localhost:9999")
     tls = resolve(flags.tls, "tls", False)
@@ -86,20 +293,19 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _statusfail(error: grpc.aio.AioRpcError, server: str) -> NoReturn:
+    """The server's answer as one line; its gRPC status picks the exit code."""
     name = error.code().name
     details = error.details() or name
     if name == "UNAVAILABLE":
-        fail(
-            f"cannot reach the imgctl server at {server}: {details}",
-            EXIT_UNAVAILABLE,
-        )
-    fail(f"{details} ({name})", _EXIT_FOR_STATUS.get(name, EXIT_FAILED))
+        fail(f"cannot reach the imgctl server at {server}: {details}", EXIT_UNAVAILABLE)
+    fail(f"{details} ({name})", exit_code(error))
 
 
 async def _token(login: Login, info: Any) -> str:
     """An OIDC token for the server's audience, from the cache or by logging in."""
     import os
 
+    from imgctl.cli._settings import resolve
     from imgctl.identity.exchange import (
         LoginSettings,
         TokenCache,
@@ -124,9 +330,10 @@ async def _token(login: Login, info: Any) -> str:
         cache.clear()
     try:
         issued = await obtain_token(
-            settings, environ=os.environ, home=Path.home(), passphrase=_ask_passphrase, cache=cache
+            settings, environ=os.environ, home=Path.home(), passphrase=ask_passphrase, cache=cache
         )
     except ImgctlError as exc:
+        # docs/server.md: signing in that fails exits 3, whatever stopped it (issuer down too).
         fail(str(exc), EXIT_UNAUTHENTICATED)
     return issued.token
 
@@ -157,181 +364,12 @@ async def _server_info(stub: Any, server: str) -> Any:
         _statusfail(error, server)
 
 
-def promote(
-    login: Login,
-    flags: ClientFlags,
-    ref: str | None,
-    source: str | None,
-    destination: str | None,
-) -> None:
-    """``imgctl promote``."""
-    if not ref:
-        fail("promote needs REF (or --ref)", EXIT_INVALID)
-    try:
-        source = resolve(source, "source", "")
-        destination = resolve(destination, "destination", "")
-        user_config()  # a bad config file is one clear error before anything else happens
-    except ImgctlError as exc:
-        fail(str(exc), EXIT_INVALID)
-    if not destination:
-        fail(
-            "no destination: pass --destination (or set IMGCTL_DEFAULT_DESTINATION)",
-            EXIT_INVALID,
-        )
+def _run(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    import asyncio
 
-    async def run() -> Any:
-        import grpc
-
-        from imgctl.v1 import imgctl_pb2 as pb
-
-        async with _session(login, flags) as (stub, metadata, server):
-            request = pb.PromoteRequest(ref=ref, source=source, destination=destination)
-            result = None
-            with _progress(enabled=not flags.json_output and sys.stderr.isatty()) as show:
-                try:
-                    async for event in stub.PromoteStream(request, metadata=metadata):
-                        if event.HasField("progress"):
-                            show(event.progress)
-                        elif event.HasField("result"):
-                            result = event.result
-                except grpc.aio.AioRpcError as error:
-                    _statusfail(error, server)
-            if result is None:
-                fail("the server closed the stream without a result", EXIT_FAILED)
-            return result
-
-    result = _run(run)
-    if flags.json_output:
-        from google.protobuf.json_format import MessageToDict
-
-        print(
-            json.dumps(MessageToDict(result, always_print_fields_with_no_presence=True), indent=2)
-        )
-        return
-    what = "unchanged" if result.unchanged else "promoted"
-    print(f"{what} {ref}: {result.source_environment} -> {result.destination_environment}")
-    print(f"  from {result.source_ref}")
-    print(f"  to   {result.destination_ref}")
-    if result.kind == "image":
-        print(
-            f"  {result.blobs_copied} blobs copied ({result.bytes_copied / (1 << 20):.1f} MiB), "
-            f"{result.blobs_mounted} mounted, {result.blobs_skipped} already there, "
-            f"{result.duration_ms} ms"
-        )
-    else:
-        print(
-            f"  {result.objects_copied} objects copied, {result.objects_skipped} unchanged, "
-            f"{result.duration_ms} ms"
-        )
-    print(f"  request {result.request_id} by {result.promoted_by}")
-
-
-def auth_check(login: Login, flags: ClientFlags) -> None:
-    """``imgctl auth-check``."""
-    try:
-        user_config()
-    except ImgctlError as exc:
-        fail(str(exc), EXIT_INVALID)
-
-    async def run() -> Any:
-        import grpc
-
-        from imgctl.v1 import imgctl_pb2 as pb
-
-        async with _session(login, flags) as (stub, metadata, server):
-            try:
-                return await stub.AuthCheck(pb.AuthCheckRequest(), metadata=metadata)
-            except grpc.aio.AioRpcError as error:
-                _statusfail(error, server)
-
-    answer = _run(run)
-    if flags.json_output:
-        from google.protobuf.json_format import MessageToDict
-
-        print(
-            json.dumps(MessageToDict(answer, always_print_fields_with_no_presence=True), indent=2)
-        )
-        return
-    print(f"authenticated as {answer.email or answer.subject}")
-    print(f"groups: {', '.join(answer.groups) or 'none'}")
-    print(f"may promote to: {', '.join(answer.destinations) or 'nothing'}")
-
-
-def _run(work: Any) -> Any:
     try:
         return asyncio.run(work())
     except ImgctlError as exc:
-        fail(str(exc), EXIT_FAILED)
+        fail(str(exc), exit_code(exc))
     except KeyboardInterrupt:
-        print("imgctl: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-
-
-class _progress:  # a context manager named like the function it replaces
-    """A Rich progress bar fed with PromoteProgress events, on a terminal only."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return lambda event: None
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
-
-        self._bar = Progress(
-            "promoting", BarColumn(), DownloadColumn(), TimeElapsedColumn(), transient=True
-        )
-        self._bar.__enter__()
-        self._task = self._bar.add_task("promote", total=None)
-
-        def show(event: Any) -> None:
-            self._bar.update(self._task, completed=event.bytes_copied)
-
-        return show
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-
-
-def server(
-    bind_address: str,
-    http_address: str | None,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    client_ca: Path | None,
-    policy_file: Path | None,
-    grace: float,
-    tokens_file: Path | None = None,
-    watches_file: Path | None = None,
-    allow_anonymous_catalog_writes: bool = False,
-) -> None:
-    """``imgctl server``."""
-    from imgctl.server.app import ServerSettings, run_server
-
-    settings = ServerSettings(
-        bind_address=bind_address,
-        http_address=http_address or None,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        client_ca=client_ca,
-        policy_file=policy_file,
-        grace=grace,
-        tokens_file=tokens_file,
-        watches_file=watches_file,
-        allow_anonymous_catalog_writes=allow_anonymous_catalog_writes,
-    )
-    try:
-        import uvloop  # uvicorn[standard]: the faster event loop for gRPC and HTTP alike
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
-        pass
-    try:
-        asyncio.run(run_server(settings))
-    except ImgctlError as exc:
-        fail(str(exc), EXIT_FAILED)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        interrupted()

@@ -1,16 +1,48 @@
-"""``imgctl registry serve``: the embedded registry from the command line."""
+"""``imgctl registry serve``: the embedded registry from the command line.
+
+SIGTERM stops it with exit status 0, Ctrl-C with 130; a mistake at start is one line and exit
+status 2 (docs/registry.md).
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
-from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, fail, warn
-from imgctl.errors import ImgctlError, UsageError
+import typer
+
+from imgctl.cli._exit import EXIT_INTERRUPTED, exit_code, fail, warn
+from imgctl.errors import ImgctlError
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="registry",
+    help="An embedded OCI registry on the filesystem, for demos, development and tests.",
+    no_args_is_help=True,
+)
 
 
-def serve(root: Path, address: str, htpasswd: Path | None) -> None:
-    """Run the registry until SIGTERM (exit 0) or Ctrl-C (exit 130)."""
+@app.command("serve")
+def registry_serve(
+    root: Annotated[
+        Path,
+        typer.Option("--root", help="Directory holding the registry's blobs, manifests and tags."),
+    ],
+    address: Annotated[
+        str, typer.Option("--address", help="HOST:PORT to listen on.")
+    ] = "127.0.0.1:5000",
+    htpasswd: Annotated[
+        Path | None,
+        typer.Option(
+            "--htpasswd",
+            help="Require Basic auth with these bcrypt users (htpasswd -B).",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve an OCI distribution registry (spec v1.1) from --root until Ctrl-C or SIGTERM."""
     import asyncio
 
     from imgctl import registryd
@@ -37,9 +69,8 @@ def serve(root: Path, address: str, htpasswd: Path | None) -> None:
 
     try:
         asyncio.run(registryd.serve(root, address, htpasswd=htpasswd, on_ready=ready))
-    except UsageError as exc:
-        fail(str(exc), EXIT_INVALID)
     except ImgctlError as exc:
-        fail(str(exc), EXIT_FAILED)
+        # docs/registry.md: a mistake at start (a UsageError) exits 2.
+        fail(str(exc), exit_code(exc))
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None

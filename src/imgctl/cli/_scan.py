@@ -6,16 +6,73 @@ in force without a restart, and one that does not load is logged while the last 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from imgctl.cli._registry import EXIT_FAILED, EXIT_INVALID, fail
+import typer
+
+from imgctl.cli._catalog import call
+from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, fail
+from imgctl.cli._flags import CatalogUrlOpt, OutputOpt
+from imgctl.cli._output import Output, print_json
 from imgctl.errors import ImgctlError
+
+__all__ = ["app", "print_watches"]
+
+app = typer.Typer(
+    name="scan",
+    help="Scan repositories for tags and apply tag policies (Flux semantics).",
+    invoke_without_command=True,
+)
+
+
+@app.callback()
+def scan(
+    context: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="IMGCTL_WATCHES_FILE",
+            help="Watches YAML (see docs/scanning.md).",
+            dir_okay=False,
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Scan every watch once, print the result, exit.")
+    ] = False,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Scan the watches of --config: once (--once), or on their intervals until Ctrl-C."""
+    if context.invoked_subcommand is not None:
+        return
+    if config is None:
+        fail("give the watches file: imgctl scan --config watches.yaml [--once]", EXIT_INVALID)
+    _scan(config, once=once, json_output=output is Output.json)
+
+
+@app.command("status")
+def scan_status(
+    url: CatalogUrlOpt = "http://localhost:8080",
+    output: OutputOpt = Output.text,
+) -> None:
+    """Show the watches of a running server (its GET /scan)."""
+    document = call(url, "GET", "/scan")
+    watches = document.get("watches") if isinstance(document, dict) else None
+    if not isinstance(watches, list):
+        fail(f"{url}/scan did not answer a watch list; is it an imgctl server?", EXIT_FAILED)
+    watches_file = document.get("watchesFile")
+    if output is Output.json:
+        body = {"watchesFile": watches_file} if isinstance(watches_file, dict) else {}
+        print_json(body | {"watches": watches})
+        return
+    print_watches(watches, json_output=False)
+    if isinstance(watches_file, dict):
+        for condition in watches_file.get("conditions") or []:
+            if condition.get("type") == "Loaded" and condition.get("status") != "True":
+                print(str(condition.get("message")), file=sys.stderr)
 
 
 def _load(config: Path, *, follow: bool) -> Any:
@@ -28,8 +85,11 @@ def _load(config: Path, *, follow: bool) -> Any:
         fail(str(exc), EXIT_INVALID)
 
 
-def scan(config: Path, *, once: bool, json_output: bool) -> None:
-    """``imgctl scan --config FILE [--once]``."""
+def _scan(config: Path, *, once: bool, json_output: bool) -> None:
+    """Scan once and print the table, or scan on the intervals until a signal."""
+    import asyncio
+    import logging
+
     watches = _load(config, follow=not once)
     if once:
         # The table and its notes say what failed; the scanner's log lines would repeat it.
@@ -51,7 +111,7 @@ def scan(config: Path, *, once: bool, json_output: bool) -> None:
     try:
         asyncio.run(_scan_forever(watches))
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 async def _scan_once(watches: Any) -> list[dict[str, Any]]:
@@ -62,6 +122,9 @@ async def _scan_once(watches: Any) -> list[dict[str, Any]]:
 
 
 async def _scan_forever(watches_file: Any) -> None:
+    import asyncio
+    import signal
+
     from imgctl.scan.scanner import Scanner
 
     stop = asyncio.Event()
@@ -70,26 +133,6 @@ async def _scan_forever(watches_file: Any) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with Scanner(watches_file.config, watches_file=watches_file) as scanner:
         await scanner.run(stop)
-
-
-def status(url: str, *, json_output: bool) -> None:
-    """``imgctl scan status``: the watches of the server whose HTTP side is at ``url``."""
-    from imgctl.cli._catalog import _call
-
-    document = _call(url, "GET", "/scan")
-    watches = document.get("watches") if isinstance(document, dict) else None
-    if not isinstance(watches, list):
-        fail(f"{url}/scan did not answer a watch list; is it an imgctl server?", EXIT_FAILED)
-    watches_file = document.get("watchesFile")
-    if json_output:
-        body = {"watchesFile": watches_file} if isinstance(watches_file, dict) else {}
-        print(json.dumps(body | {"watches": watches}, indent=2))
-        return
-    print_watches(watches, json_output)
-    if isinstance(watches_file, dict):
-        for condition in watches_file.get("conditions") or []:
-            if condition.get("type") == "Loaded" and condition.get("status") != "True":
-                print(str(condition.get("message")), file=sys.stderr)
 
 
 def _ready(status: dict[str, Any]) -> str:
@@ -109,7 +152,7 @@ def _reason(status: dict[str, Any]) -> tuple[str, str]:
 def print_watches(statuses: list[dict[str, Any]], json_output: bool) -> None:
     """A table (name, image, ready, tags, latest) or ``{"watches": [...]}`` as JSON."""
     if json_output:
-        print(json.dumps({"watches": statuses}, indent=2))
+        print_json({"watches": statuses})
         return
     rows = [("NAME", "IMAGE", "READY", "TAGS", "LATEST", "DIGEST", "LAST SCAN")]
     notes: list[str] = []

@@ -1,0 +1,559 @@
+"""The flags several commands share, and what they turn into.
+
+Registry access (``Connection``: keychain, TLS, retries -> a registry client), login
+(``Login``: SSH key -> OIDC token), ``-o``, rate limits. A command takes a whole set with one
+decorator (``@registry_command``, ``@login_command``) and receives it as one value, so every
+command lists the same flags, in the same order, under the same --help panel.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+
+import typer
+
+from imgctl.cli._exit import EXIT_FAILED, fail, interrupted, warn
+from imgctl.cli._output import Output
+from imgctl.errors import ImgctlError
+
+if TYPE_CHECKING:
+    from imgctl.authn import Keychain
+    from imgctl.identity.exchange import IssuedToken, LoginSettings
+    from imgctl.oci import Reference
+    from imgctl.remote import ClientOptions, RegistryClient
+
+_T = TypeVar("_T")
+
+
+def per_second(value: float | None) -> float | None:
+    """A request rate: a finite number above 0 (click itself lets 0, -1, nan and inf through)."""
+    if value is not None and not 0 < value < float("inf"):
+        raise typer.BadParameter(
+            f"{value:g} is not a rate: give requests per second above 0, e.g. 50"
+        )
+    return value
+
+
+def seconds(value: float) -> float:
+    """A duration in seconds: finite and not negative."""
+    if not 0 <= value < float("inf"):
+        raise typer.BadParameter(f"{value:g} is not a duration: give seconds, 0 or more")
+    return value
+
+
+# Shared registry flags are listed together in --help, after the command's own.
+_PANEL = "Registry access"
+
+InsecureOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--registry-insecure",
+        envvar="IMGCTL_INSECURE_REGISTRIES",
+        help="Registry host[:port] that may use plain HTTP or unverified TLS (repeatable, or "
+        "comma-separated). Loopback registries may always use plain HTTP.",
+        show_default=False,
+        rich_help_panel=_PANEL,
+    ),
+]
+CaCertOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--registry-ca-cert-path",
+        envvar="IMGCTL_TLS_CA_CERT_PATH",
+        help="PEM file of extra CA certificates to trust for registries (repeatable).",
+        exists=True,
+        dir_okay=False,
+        show_default=False,
+        rich_help_panel=_PANEL,
+    ),
+]
+ClientCertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--registry-client-cert",
+        envvar="IMGCTL_TLS_CLIENT_CERT",
+        help="PEM client certificate for registries that require mutual TLS.",
+        exists=True,
+        dir_okay=False,
+        rich_help_panel=_PANEL,
+    ),
+]
+ClientKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--registry-client-key",
+        envvar="IMGCTL_TLS_CLIENT_KEY",
+        help="PEM key of --registry-client-cert (if the certificate file does not hold it).",
+        exists=True,
+        dir_okay=False,
+        rich_help_panel=_PANEL,
+    ),
+]
+VerifyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-verify-certs",
+        envvar="IMGCTL_TLS_VERIFY_CERTS",
+        metavar="true|false",
+        help="Verify registry TLS certificates (default: true). false is unsafe and warns.",
+        show_default=False,
+        rich_help_panel=_PANEL,
+    ),
+]
+UsernameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-username",
+        envvar="IMGCTL_USERNAME",
+        help="Username for registries that no IMGCTL_CREDS_* entry or cloud keychain covers.",
+        rich_help_panel=_PANEL,
+    ),
+]
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-password",
+        envvar="IMGCTL_PASSWORD",
+        help="Password for --registry-username.",
+        rich_help_panel=_PANEL,
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-token",
+        envvar="IMGCTL_TOKEN",
+        help="Bearer token sent to registries as is (instead of a username/password).",
+        rich_help_panel=_PANEL,
+    ),
+]
+AnonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--registry-anon",
+        envvar="IMGCTL_ANON",
+        help="Anonymous access: skip flags and docker config (env entries and cloud "
+        "keychains still apply).",
+        rich_help_panel=_PANEL,
+    ),
+]
+AnonymousWritesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-anonymous-catalog-writes",
+        envvar="IMGCTL_ALLOW_ANONYMOUS_CATALOG_WRITES",
+        help="Without --tokens-file, let ANYONE who can reach the HTTP address PUT and DELETE "
+        "catalog entries (imagelist's no-token mode). Without either, writes are refused.",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="IMGCTL_CONFIG",
+        help="Config file (default: ~/.config/imgctl/config.toml).",
+        dir_okay=False,
+        rich_help_panel=_PANEL,
+    ),
+]
+RetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        min=0,
+        help="Retries on connection errors, 429 and 5xx.",
+        rich_help_panel=_PANEL,
+    ),
+]
+OutputOpt = Annotated[
+    Output, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
+]
+RateOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rate-limit",
+        callback=per_second,
+        help="Requests per second across all registries (default: no limit).",
+    ),
+]
+BurstOpt = Annotated[
+    int, typer.Option("--burst", min=1, help="Requests allowed at once above the rate.")
+]
+# The server's HTTP side: the catalog API and GET /scan.
+CatalogUrlOpt = Annotated[
+    str,
+    typer.Option(
+        "--catalog-url",
+        envvar="IMGCTL_CATALOG_URL",
+        help="Base URL of the catalog API (the server's HTTP side).",
+    ),
+]
+
+# The flags every command that talks to registries takes, in --help order.
+_CONNECTION_FLAGS: tuple[tuple[str, Any, Any], ...] = (
+    ("registry_username", UsernameOpt, None),
+    ("registry_password", PasswordOpt, None),
+    ("registry_token", TokenOpt, None),
+    ("registry_anon", AnonOpt, False),
+    ("registry_ca_cert_path", CaCertOpt, None),
+    ("registry_client_cert", ClientCertOpt, None),
+    ("registry_client_key", ClientKeyOpt, None),
+    ("registry_insecure", InsecureOpt, None),
+    ("registry_verify_certs", VerifyOpt, None),
+    ("config", ConfigOpt, None),
+    ("retries", RetriesOpt, 5),
+)
+
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _with_shared_flags(
+    flags: tuple[tuple[str, Any, Any], ...], param: str, build: Callable[[dict[str, Any]], Any]
+) -> Callable[[_F], _F]:
+    """Add ``flags`` to a Typer command, which receives ``build(values)`` as ``param``."""
+
+    def decorate(func: _F) -> _F:
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != param]
+        shared = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind
+            )
+            for name, kind, default in flags
+        ]
+
+        def command(**kwargs: Any) -> None:
+            values = {name: kwargs.pop(name) for name, _, _ in flags}
+            func(**{param: build(values)}, **kwargs)
+
+        parameters = [*own, *shared]
+        command.__name__ = func.__name__
+        command.__doc__ = func.__doc__
+        command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return cast(_F, command)
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Flags every registry command shares (their env variables are resolved by Typer)."""
+
+    insecure_registries: list[str] = field(default_factory=list)
+    ca_cert_paths: list[Path] = field(default_factory=list)
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    verify_certs: bool | None = None
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    anonymous: bool = False
+    config: Path | None = None
+    rate_limit: float | None = None
+    burst: int = 5
+    retries: int = 5
+
+    def settings(self) -> tuple[Keychain, ClientOptions]:
+        """The keychain and client options: flags and env over the config file."""
+        import os
+
+        from imgctl.authn import default_keychain, flag_credential
+        from imgctl.remote import ClientOptions
+        from imgctl.remote.config import (
+            default_config_path,
+            insecure_hosts,
+            load_registry_config,
+            resolve_tls,
+        )
+
+        home = Path.home()
+        path = self.config or default_config_path(os.environ, home)
+        config = load_registry_config(path, required=self.config is not None)
+        tls = resolve_tls(
+            config,
+            ca_cert_paths=[str(p) for p in self.ca_cert_paths],
+            client_cert=str(self.client_cert) if self.client_cert else None,
+            client_key=str(self.client_key) if self.client_key else None,
+            verify_certs=self.verify_certs,
+        )
+        unverified = [h for h, c in tls.hosts.items() if not c.verify]
+        if not tls.default.verify or unverified:
+            where = "any registry" if not tls.default.verify else ", ".join(unverified)
+            warn(
+                f"TLS certificates are NOT verified for {where}: anyone on the network path "
+                "can read and change what is copied, and see the credentials sent"
+            )
+        keychain = default_keychain(
+            os.environ,
+            home,
+            flags=flag_credential(self.username, self.password, self.token),
+            anonymous=self.anonymous,
+        )
+        options = ClientOptions(
+            insecure_registries=insecure_hosts(config, self.insecure_registries),
+            tls=tls,
+            rate_limit=self.rate_limit,
+            burst=self.burst,
+            retries=self.retries,
+        )
+        return keychain, options
+
+    def client(self) -> RegistryClient:
+        """Build the registry client these flags describe."""
+        from imgctl.remote import RegistryClient
+
+        keychain, options = self.settings()
+        return RegistryClient(keychain, options)
+
+    def run(self, work: Callable[[RegistryClient], Awaitable[_T]]) -> _T:
+        """Run ``work`` with a client; an error is one line on stderr.
+
+        Registry commands exit 1 on any failure, whatever its kind (README: a copy that failed
+        exits 1; tests pin it for bad references and refused credentials too), so they do not
+        use ``exit_code``'s finer table.
+        """
+        import asyncio
+
+        async def main() -> _T:
+            async with self.client() as client:
+                return await work(client)
+
+        try:
+            return asyncio.run(main())
+        except ImgctlError as exc:
+            fail(str(exc), EXIT_FAILED)
+        except KeyboardInterrupt:
+            interrupted()
+
+
+def parse_bool(flag: str, value: str | None) -> bool | None:
+    """A true/false flag value (None when not given); anything else fails with one line."""
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    fail(f"{flag} takes true or false, not {value!r}")
+
+
+def parse_ref(value: str, *, repository: bool = False) -> Reference:
+    """Parse a reference from the command line, failing with one clear line."""
+    from imgctl.oci import Reference
+
+    try:
+        return Reference.parse_repository(value) if repository else Reference.parse(value)
+    except ImgctlError as exc:
+        fail(str(exc))
+
+
+def _connection(flags: dict[str, Any]) -> Connection:
+    return Connection(
+        insecure_registries=flags["registry_insecure"] or [],
+        ca_cert_paths=flags["registry_ca_cert_path"] or [],
+        client_cert=flags["registry_client_cert"],
+        client_key=flags["registry_client_key"],
+        verify_certs=parse_bool("--registry-verify-certs", flags["registry_verify_certs"]),
+        username=flags["registry_username"],
+        password=flags["registry_password"],
+        token=flags["registry_token"],
+        anonymous=flags["registry_anon"],
+        config=flags["config"],
+        retries=flags["retries"],
+    )
+
+
+# Every command that talks to registries takes the registry flags, as ``connection``.
+registry_command = _with_shared_flags(_CONNECTION_FLAGS, "connection", _connection)
+
+_LOGIN_PANEL = "Login (SSH key -> OIDC token)"
+_LOGIN_FLAGS: tuple[tuple[str, Any, Any], ...] = (
+    (
+        "dex_url",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--dex-url",
+                envvar="DEX_URL",
+                help="Issuer URL: Dex, or `imgctl idp serve`.",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "client_id",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--client-id",
+                envvar="IMGCTL_CLIENT_ID",
+                help="OAuth2 client id at the issuer (default: imgctl).",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "client_secret",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--client-secret",
+                envvar="IMGCTL_CLIENT_SECRET",
+                help="OAuth2 client secret.",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "pubkey_file",
+        Annotated[
+            Path | None,
+            typer.Option(
+                "--pubkey-file",
+                "-f",
+                help="SSH key to use (its .pub or the private key); default: ssh-agent's keys, "
+                "then ~/.ssh/id_ed25519, id_ecdsa, id_rsa.",
+                dir_okay=False,
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "username",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--username",
+                "-u",
+                envvar="KUBECTL_SSH_USER",
+                help="User name at the issuer (default: $USER).",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "audience",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--audience",
+                envvar="IMGCTL_AUDIENCE",
+                help="Audience of the token: the imgctl server's OIDC_AUDIENCE (default: the "
+                "client id).",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        None,
+    ),
+    (
+        "no_cache",
+        Annotated[
+            bool,
+            typer.Option(
+                "--no-cache",
+                help="Get a fresh token instead of a cached one.",
+                rich_help_panel=_LOGIN_PANEL,
+            ),
+        ],
+        False,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Login:
+    """The login flags every command that needs a token shares."""
+
+    dex_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    pubkey_file: Path | None = None
+    username: str | None = None
+    audience: str | None = None
+    no_cache: bool = False
+
+    def settings(self) -> LoginSettings:
+        """The exchange settings these flags describe."""
+        import os
+
+        from imgctl.cli._settings import resolve
+        from imgctl.identity.exchange import LoginSettings, default_username
+
+        try:
+            dex_url = resolve(self.dex_url, "dex_url")
+            client_id = resolve(self.client_id, "client_id", "imgctl")
+            client_secret = resolve(self.client_secret, "client_secret")
+            audience = resolve(self.audience, "audience")
+        except ImgctlError as exc:
+            fail(str(exc))
+        if not dex_url:
+            fail("no issuer: pass --dex-url or set DEX_URL (Dex, or `imgctl idp serve`)")
+        return LoginSettings(
+            dex_url=dex_url,
+            username=self.username or default_username(os.environ),
+            client_id=client_id,
+            client_secret=client_secret,
+            audience=audience,
+            pubkey_file=self.pubkey_file,
+        )
+
+    def token(self) -> IssuedToken:
+        """Get a token (cached unless --no-cache); failures end the command with one line."""
+        import asyncio
+        import os
+
+        from imgctl.identity.exchange import TokenCache, default_cache_dir, obtain_token
+
+        settings = self.settings()
+        home = Path.home()
+        cache = TokenCache(default_cache_dir(os.environ, home))
+        if self.no_cache:
+            cache.clear()
+        try:
+            return asyncio.run(
+                obtain_token(
+                    settings,
+                    environ=os.environ,
+                    home=home,
+                    passphrase=ask_passphrase,
+                    cache=cache,
+                )
+            )
+        except ImgctlError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            interrupted()
+
+
+def ask_passphrase(prompt: str) -> str | None:
+    """Ask on the terminal; without one there is nobody to ask."""
+    import getpass
+
+    try:
+        with open("/dev/tty"):  # only probing that a terminal exists
+            pass
+    except OSError:
+        return None
+    try:
+        return getpass.getpass(prompt)
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
+def _login(flags: dict[str, Any]) -> Login:
+    return Login(**flags)
+
+
+# Every command that needs an OIDC token takes the login flags, as ``login``.
+login_command = _with_shared_flags(_LOGIN_FLAGS, "login", _login)

@@ -1,0 +1,110 @@
+"""``imgctl server``: the promotion server, configured by flags and the environment.
+
+Everything it runs is assembled by ``imgctl.server.app``; this module only turns flags into
+``ServerSettings``. A configuration that cannot work stops it with one line and exit status 1
+(docs/server.md), Ctrl-C with 130.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, fail
+from imgctl.cli._flags import AnonymousWritesOpt, seconds
+from imgctl.errors import ImgctlError
+
+__all__ = ["app"]
+
+app = typer.Typer()
+
+
+@app.command("server")
+def server_command(
+    bind_address: Annotated[
+        str, typer.Option("--bind-address", help="gRPC HOST:PORT to listen on.")
+    ] = "0.0.0.0:9999",
+    http_address: Annotated[
+        str,
+        typer.Option(
+            "--http-address", help="HTTP HOST:PORT for health and metrics ('' to turn it off)."
+        ),
+    ] = "0.0.0.0:8080",
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="PEM certificate: serve gRPC over TLS.", dir_okay=False),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="PEM key of --tls-cert.", dir_okay=False)
+    ] = None,
+    client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--client-ca", help="Require client certificates signed by this CA.", dir_okay=False
+        ),
+    ] = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy-file",
+            envvar="IMGCTL_POLICY_FILE",
+            help="YAML: destinations and the groups allowed to promote there.",
+            dir_okay=False,
+        ),
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace", callback=seconds, help="Seconds running promotions get to finish on stop."
+        ),
+    ] = 60.0,
+    tokens_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokens-file",
+            envvar="IMGCTL_TOKENS_FILE",
+            help="imagelist tokens YAML: bearer tokens for catalog writes (watched).",
+        ),
+    ] = None,
+    watches: Annotated[
+        Path | None,
+        typer.Option(
+            "--watches",
+            envvar="IMGCTL_WATCHES_FILE",
+            help="Watches YAML: repositories to scan, tag policies, auto-promotions.",
+            dir_okay=False,
+        ),
+    ] = None,
+    allow_anonymous_catalog_writes: AnonymousWritesOpt = False,
+) -> None:
+    """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables)."""
+    import asyncio
+
+    from imgctl.server.app import ServerSettings, run_server
+
+    settings = ServerSettings(
+        bind_address=bind_address,
+        http_address=http_address or None,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        client_ca=client_ca,
+        policy_file=policy_file,
+        grace=grace,
+        tokens_file=tokens_file,
+        watches_file=watches,
+        allow_anonymous_catalog_writes=allow_anonymous_catalog_writes,
+    )
+    try:
+        import uvloop  # uvicorn[standard]: the faster event loop for gRPC and HTTP alike
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
+        pass
+    try:
+        asyncio.run(run_server(settings))
+    except ImgctlError as exc:
+        fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None
