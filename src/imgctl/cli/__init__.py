@@ -8,14 +8,19 @@ lines. Heavy modules (httpx, rich, the registry client) are imported inside the 
 
 from __future__ import annotations
 
+import os
+
 __all__ = ["main"]
 
 
 def main() -> None:
     """Entry point of the ``imgctl`` console script."""
     from imgctl.cli._app import app
+    from imgctl.cli._completion import COMPLETE_VAR, PROG_NAME, enable
 
-    app(prog_name="imgctl")
+    if os.environ.get(COMPLETE_VAR):  # a completion script asking what to offer
+        enable()
+    app(prog_name=PROG_NAME)
 
 
 if __name__ == "__main__":  # pragma: no cover

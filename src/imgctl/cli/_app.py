@@ -2,7 +2,7 @@
 
 Each group lives in its own module with its Typer definitions (``_registry``: copy, digest,
 manifest, ls; ``_identity``: token, auth, idp; ``_promote``: promote, auth-check; ``_server``;
-``_cip``; ``demo``; ``_catalog``; ``_scan``; ``_registry_serve``). A group
+``_cip``; ``demo``; ``_completion``; ``_catalog``; ``_scan``; ``_registry_serve``). A group
 module imports only the CLI's own light modules at start-up; what a command needs (httpx, the
 registry client, grpc, FastAPI, SQLAlchemy...) is imported when it runs, so ``--help`` is fast.
 The order of ``add_typer`` calls is the order of ``imgctl --help``.
@@ -17,6 +17,7 @@ import typer
 from imgctl import __version__
 from imgctl.cli._catalog import app as catalog_group
 from imgctl.cli._cip import app as cip_command
+from imgctl.cli._completion import app as completion_command
 from imgctl.cli._identity import app as identity_commands
 from imgctl.cli._identity import auth_app as auth_group
 from imgctl.cli._identity import idp_app as idp_group
@@ -62,6 +63,7 @@ app.add_typer(promote_commands)  # promote, auth-check
 app.add_typer(server_command)
 app.add_typer(cip_command)
 app.add_typer(demo_command)
+app.add_typer(completion_command)
 app.add_typer(auth_group)
 app.add_typer(idp_group)
 app.add_typer(catalog_group)
