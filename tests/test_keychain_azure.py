@@ -836,6 +836,10 @@ IMGPKG_DOCUMENTED_SAMPLE = {
         ),
         ({"aadClientSecret": [CLIENT_SECRET]}, "aadClientSecret (line 2) is a list, not a string"),
         (
+            f"tenantId: 2024-01-01\naadClientId: {CLIENT_ID}\n",
+            "tenantId (line 1) is a date, not a string",
+        ),
+        (
             {"cloud": "AzureGermanCloud", "useManagedIdentityExtension": True},
             "closed in October 2021",
         ),

@@ -810,6 +810,28 @@ async def test_helper_bad_answer_is_an_error_without_the_output(
     assert raised.value.__context__ is None
 
 
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        ({"Username": "u", "Secret": [SECRET]}, "printed Secret as an array, not a string"),
+        ({"Username": "u", "Secret": {"k": SECRET}}, "printed Secret as an object, not a string"),
+        ({"Username": 7, "Secret": SECRET}, "printed Username as a number, not a string"),
+        ({"Username": True, "Secret": SECRET}, "printed Username as a boolean, not a string"),
+    ],
+)
+async def test_helper_answer_of_another_type_names_the_type(
+    home: Path, make: Any, helpers: Helpers, answer: dict[str, object], says: str
+) -> None:
+    helpers.reply("test", "ghcr.io", stdout=json.dumps(answer))
+    write(docker_config(home), {"credHelpers": {"ghcr.io": "test"}})
+
+    with pytest.raises(CredentialError) as raised:
+        await make().explain("ghcr.io", "org/app")
+
+    assert says in str(raised.value)
+    assert_no_secret(raised.value)
+
+
 async def test_helper_errors_are_not_cached(home: Path, make: Any, helpers: Helpers) -> None:
     helpers.reply("test", "ghcr.io", exit=2, stderr="transient\n")
     write(docker_config(home), {"credHelpers": {"ghcr.io": "test"}})

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from imgctl._internal.files import read_text
+from imgctl._internal.messages import yaml_kind
 from imgctl._internal.strict_yaml import StrictYAMLError, load_document
 from imgctl.errors import CredentialError, UsageError
 
@@ -168,18 +169,6 @@ _BOOL_FIELDS = ("useManagedIdentityExtension",)
 _CANONICAL = {name.lower(): name for name in (*_STRING_FIELDS, *_BOOL_FIELDS)}
 
 
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return "a string" if isinstance(value, str) else type(value).__name__
-
-
 def _read_fields(path: Path, variable: str) -> dict[str, Any]:
     """The AzureAuthConfig fields of the file, typed; other keys dropped."""
     what = f"Azure config ({variable})"
@@ -197,7 +186,7 @@ def _read_fields(path: Path, variable: str) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise CredentialError(
-            f"{what} {path} is {_type_name(data)}, not a mapping of settings",
+            f"{what} {path} is {yaml_kind(data)}, not a mapping of settings",
             hint="it is a JSON object (or YAML mapping) with tenantId, aadClientId... as in "
             "Kubernetes' azure.json",
         )
@@ -209,7 +198,7 @@ def _read_fields(path: Path, variable: str) -> dict[str, Any]:
         expected = bool if name in _BOOL_FIELDS else str
         if not isinstance(value, expected):
             raise CredentialError(
-                f"{what} {path}: {key}{document.key_at(data, key)} is {_type_name(value)}, "
+                f"{what} {path}: {key}{document.key_at(data, key)} is {yaml_kind(value)}, "
                 f"not {'a boolean (true or false)' if expected is bool else 'a string'}",
                 hint=_HINT,
             )

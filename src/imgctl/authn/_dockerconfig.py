@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgctl._internal.messages import json_kind
 from imgctl.authn._keychain import ANONYMOUS, Credential, Resolution, SourceKeychain
 from imgctl.errors import CredentialError
 from imgctl.oci.reference import DEFAULT_REGISTRY, canonical_registry
@@ -102,21 +103,6 @@ class _ConfigFile:
     entries: tuple[_AuthEntry, ...]
     cred_helpers: Mapping[str, _HelperRef]  # normalised host -> helper
     creds_store: _HelperRef | None
-
-
-def _json_type(value: object) -> str:
-    """The JSON name of a parsed value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def _quoted(key: str) -> str:
@@ -338,7 +324,7 @@ class DockerConfigKeychain(SourceKeychain):
 
         def wrong(what: str, expected: str, value: object) -> CredentialError:
             return CredentialError(
-                f"{where}: {what} must be {expected}, not {_json_type(value)}",
+                f"{where}: {what} must be {expected}, not {json_kind(value, article=False)}",
                 hint="fix the file or remove it to use no credentials",
             )
 
@@ -585,12 +571,12 @@ class DockerConfigKeychain(SourceKeychain):
             problem = "printed something that is not JSON"
         if problem is None:
             if not isinstance(document, dict):
-                problem = f"printed a JSON {_json_type(document)}, not an object"
+                problem = f"printed a JSON {json_kind(document, article=False)}, not an object"
             else:
                 for name in ("Username", "Secret"):
                     value = document.get(name)
                     if value is not None and not isinstance(value, str):
-                        problem = f"printed {name} as a {_json_type(value)}, not a string"
+                        problem = f"printed {name} as {json_kind(value)}, not a string"
                         break
         if problem is not None:
             message = f"credential helper {helper.program} {problem} for {server_url} ({asked_by})"

@@ -22,6 +22,7 @@ from typing import Any, Final, NoReturn, TypeAlias
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from imgctl._internal.messages import json_kind
 from imgctl.errors import (
     InvalidReferenceError,
     MalformedReview,
@@ -191,24 +192,8 @@ def _split_list(value: str) -> list[str]:
 
 def _mapping(value: Any, path: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise MalformedReview(path, f"must be an object, got {_json_type(value)}")
+        raise MalformedReview(path, f"must be an object, got {json_kind(value)}")
     return value
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
 
 
 def _optional_str(request: Mapping[str, Any], key: str) -> str:
@@ -216,7 +201,7 @@ def _optional_str(request: Mapping[str, Any], key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise MalformedReview(f"request.{key}", f"must be a string, got {_json_type(value)}")
+        raise MalformedReview(f"request.{key}", f"must be a string, got {json_kind(value)}")
     return value
 
 
@@ -241,7 +226,7 @@ def images_of(request: Mapping[str, Any]) -> list[tuple[str, str]]:
     gvk = _mapping(request.get("kind"), "request.kind")
     group, kind = gvk.get("group", ""), gvk.get("kind")
     if not isinstance(group, str):
-        raise MalformedReview("request.kind.group", f"must be a string, got {_json_type(group)}")
+        raise MalformedReview("request.kind.group", f"must be a string, got {json_kind(group)}")
     if not isinstance(kind, str) or not kind:
         raise MalformedReview("request.kind.kind", "must be a non-empty string")
     operation = _operation(request)
@@ -302,7 +287,7 @@ def images_of(request: Mapping[str, Any]) -> list[tuple[str, str]]:
 def _list(value: Any, path: str) -> list[Any]:
     """``value``, which must be a list, at ``request.object.<path>``."""
     if not isinstance(value, list):
-        raise MalformedReview(f"request.object.{path}", f"must be a list, got {_json_type(value)}")
+        raise MalformedReview(f"request.object.{path}", f"must be a list, got {json_kind(value)}")
     return value
 
 
@@ -310,9 +295,7 @@ def _not_a_string(node: Mapping[str, Any], key: str, path: str) -> NoReturn:
     """Raise the error for ``node[key]``, missing or not a string, at ``request.object.<path>``."""
     if key not in node:
         raise MalformedReview(f"request.object.{path}", "is missing")
-    raise MalformedReview(
-        f"request.object.{path}", f"must be a string, got {_json_type(node[key])}"
-    )
+    raise MalformedReview(f"request.object.{path}", f"must be a string, got {json_kind(node[key])}")
 
 
 def _containers_in(obj: Mapping[str, Any]) -> str | None:

@@ -6,9 +6,9 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from imgctl._internal.messages import yaml_kind
 from imgctl.errors import UsageError
 from imgctl.scan._fields import show
-from imgctl.scan.policy import describe_kind
 
 __all__ = [
     "DURATION_HINT",
@@ -102,7 +102,7 @@ def parse_duration(
     imgctl's words.
     """
     if not isinstance(value, str):
-        detail = f"a duration is a string with a unit, not {describe_kind(value)}"
+        detail = f"a duration is a string with a unit, not {yaml_kind(value)}"
         raise UsageError(f"{field}: {show(value)} is not a duration; {DURATION_HINT} ({detail})")
     try:
         nanoseconds = _duration_nanoseconds(value)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Final
 
 from imgctl._internal import strict_yaml
+from imgctl._internal.messages import yaml_kind
 from imgctl.errors import ImgctlError, UsageError
-from imgctl.scan.policy import describe_kind
 
 __all__ = ["FieldReader", "show"]
 
@@ -32,7 +32,7 @@ def show(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    return describe_kind(value)
+    return yaml_kind(value)
 
 
 # A field path as messages name it: watches[2].policy.semver.range, serviceIdentity.groups[0].
@@ -105,7 +105,7 @@ class FieldReader:
     ) -> Mapping[str, object] | None:
         """The mapping's known keys, or None (reported) when ``value`` is not a mapping."""
         if not isinstance(value, Mapping):
-            self.add(where, f"must be a mapping, not {describe_kind(value)}")
+            self.add(where, f"must be a mapping, not {yaml_kind(value)}")
             return None
         known: dict[str, object] = {}
         for key, item in value.items():
@@ -135,7 +135,7 @@ class FieldReader:
                 self.add(path, "is required")
             return None
         if not isinstance(value, str):
-            shown = describe_kind(value) if secret else show(value)
+            shown = yaml_kind(value) if secret else show(value)
             self.add(path, f"must be a string, not {shown}")
             return None
         if not value:

@@ -36,11 +36,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, TypeVar, cast
 
+from imgctl._internal.messages import yaml_kind
 from imgctl.errors import PolicyError, UsageError
 from imgctl.scan._goregex import compile_go_regex, expand, unknown_references
 from imgctl.scan._semver import compile_constraint, parse_tag
 
-__all__ = ["ImagePolicy", "compile_go_regex", "describe_kind"]
+__all__ = ["ImagePolicy", "compile_go_regex"]
 
 _KINDS: Final = ("semver", "alphabetical", "numerical")
 _ORDERS: Final = ("asc", "desc")
@@ -114,28 +115,11 @@ def _select(scored: Iterable[tuple[_K, str]], *, highest: bool) -> str | None:
     return None if best is None else best[1]
 
 
-def describe_kind(value: object) -> str:
-    """A parsed YAML value's kind for messages ("a mapping", "null"), never its content."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
 def _show(value: object) -> str:
     """A value as messages quote it: JSON for strings, the kind of anything else."""
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    return describe_kind(value)
+    return yaml_kind(value)
 
 
 def _filter_path(where: str) -> str:

@@ -24,6 +24,7 @@ from typing import Final
 
 from imgctl._internal import strict_yaml
 from imgctl._internal.files import read_text
+from imgctl._internal.messages import yaml_kind
 from imgctl.errors import ImgctlError, InvalidReferenceError, UsageError
 from imgctl.oci.reference import Reference
 from imgctl.scan._durations import (
@@ -38,7 +39,7 @@ from imgctl.scan._fields import FieldReader, show
 
 # Exclusion lists are Go regexes, like filterTags patterns: one RE2-to-Python translation (which
 # also refuses what RE2 refuses, such as lookarounds) serves both.
-from imgctl.scan.policy import ImagePolicy, compile_go_regex, describe_kind
+from imgctl.scan.policy import ImagePolicy, compile_go_regex
 
 __all__ = [
     "DEFAULT_EXCLUSION_LIST",
@@ -229,7 +230,7 @@ class _Reader(FieldReader):
         if not isinstance(data, Mapping):
             self.add(
                 "",
-                f"the document must be a mapping with a 'watches' key, not {describe_kind(data)}",
+                f"the document must be a mapping with a 'watches' key, not {yaml_kind(data)}",
             )
             return None
         top = self.mapping(data, "", _TOP_KEYS)
@@ -242,7 +243,7 @@ class _Reader(FieldReader):
         if "watches" not in top:
             self.add("watches", "is required (use [] for none)")
         elif not isinstance(top["watches"], list):
-            self.add("watches", f"must be a list, not {describe_kind(top['watches'])}")
+            self.add("watches", f"must be a list, not {yaml_kind(top['watches'])}")
         else:
             first_use: dict[str, str] = {}
             for index, item in enumerate(top["watches"]):
@@ -290,9 +291,7 @@ class _Reader(FieldReader):
         if raw_groups is None:
             self.add(f"{where}.groups", "is required: the groups promotions are authorised by")
         elif not isinstance(raw_groups, list):
-            self.add(
-                f"{where}.groups", f"must be a list of strings, not {describe_kind(raw_groups)}"
-            )
+            self.add(f"{where}.groups", f"must be a list of strings, not {yaml_kind(raw_groups)}")
         elif not raw_groups:
             self.add(f"{where}.groups", "must name at least one group")
         else:
@@ -410,7 +409,7 @@ class _Reader(FieldReader):
         if value is None:
             return DEFAULT_EXCLUSION_LIST
         if not isinstance(value, list):
-            self.add(path, f"must be a list of regular expressions, not {describe_kind(value)}")
+            self.add(path, f"must be a list of regular expressions, not {yaml_kind(value)}")
             return DEFAULT_EXCLUSION_LIST
         if len(value) > MAX_EXCLUSIONS:
             self.add(path, f"has {len(value)} entries; the most is {MAX_EXCLUSIONS}")
