@@ -17,7 +17,6 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
-from imgctl.authn import Keychain
 from imgctl.errors import (
     DigestMismatchError,
     InvalidManifestError,
@@ -29,8 +28,7 @@ from imgctl.oci.digest import Digest
 from imgctl.oci.manifest import Descriptor, Index, Manifest, parse_manifest
 from imgctl.oci.reference import Reference
 from imgctl.remote._http import error_detail
-from imgctl.remote._ratelimit import RateLimiter
-from imgctl.remote._session import ClientOptions, Session
+from imgctl.remote._session import Session
 
 __all__ = ["MAX_MANIFEST_BYTES", "FetchedManifest", "RegistryClient"]
 
@@ -61,18 +59,6 @@ class RegistryClient(Session):
 
     Use as ``async with RegistryClient(keychain) as client:``.
     """
-
-    def __init__(
-        self,
-        keychain: Keychain | None = None,
-        options: ClientOptions | None = None,
-        *,
-        limiter: RateLimiter | None = None,
-    ) -> None:
-        super().__init__(keychain, options, limiter=limiter)
-        # Learned per registry: does a mount from the repository that already holds a blob
-        # answer 201? Then one POST can replace HEAD + POST before an upload (copy engine).
-        self.self_mounts: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ API
 

@@ -110,6 +110,9 @@ class Session:
         self._host_locks: dict[str, asyncio.Lock] = {}
         self._credentials: dict[tuple[str, str], Credential] = {}
         self._push_repositories: set[tuple[str, str]] = set()
+        # Learned per registry: does a mount from the repository that already holds a blob
+        # answer 201? Then one POST can replace HEAD + POST before an upload (copy engine).
+        self.self_mounts: dict[str, bool] = {}
         self._clients: dict[TLSConfig, httpx.AsyncClient] = {}
 
     async def __aenter__(self) -> Self:
