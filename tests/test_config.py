@@ -6,7 +6,11 @@ files and state directory; the store owns IMGCTL_DATABASE_URL for the server and
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,8 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from imgctl.config import setting
 from imgctl.identity.issuer import load_issuer_config
 from imgctl.identity.issuer._replay import replay_database_url
+from imgctl.remote.config import config_file
 from imgctl.server.app import ServerSettings
 from imgctl.store import database_url
+
+from .conftest import IMGCTL
 
 FIELDS = {
     "policy_file": "IMGCTL_POLICY_FILE",
@@ -117,3 +124,136 @@ def test_the_issuer_reads_the_database_url_as_the_server_does(
     assert replay_database_url(config, environ) == expected.format(keys=keys)
     server = database_url(environ, keys, "issuer.db")
     assert server == expected.format(keys=keys)
+
+
+# Variables that configure two programs or two commands, each of which reads it once.
+SHARED = {
+    # the client's default --source; the server's default source environment
+    "IMGCTL_DEFAULT_SOURCE": {"cli/_promote.py", "server/app.py"},
+    # registry flags of the client commands; the server, which has no such flags, reads them too
+    "IMGCTL_INSECURE_REGISTRIES": {"cli/_flags.py", "server/app.py"},
+    "IMGCTL_TLS_CA_CERT_PATH": {"cli/_flags.py", "server/app.py"},
+    # imgctl scan --config; imgctl server --watches
+    "IMGCTL_WATCHES_FILE": {"cli/_scan.py", "server/app.py"},
+    # imgctl catalog --token / --url; imgctl cip --catalog-token / --catalog-url
+    "IMGCTL_CATALOG_TOKEN": {"cli/_catalog.py", "cli/_cip.py"},
+    "IMGCTL_CATALOG_URL": {"cli/_cip.py", "cli/_flags.py"},
+}
+_VARIABLE = re.compile(r"^(IMGCTL|OIDC|KUBECTL|DEX)_[A-Z0-9_]*[A-Z0-9]$")
+
+
+def variable_readers(src: Path) -> dict[str, set[str]]:
+    """Where each variable is read: ``envvar=``, ``environ.get``/``[...]``, ``setting(_, NAME)``."""
+    trees = {
+        path: ast.parse(path.read_text(), str(path))
+        for path in src.rglob("*.py")
+        if "v1" not in path.relative_to(src).parts
+    }
+    constants: dict[str, str] = {}
+    for tree in trees.values():
+        for node in tree.body:
+            value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+            if isinstance(value, ast.Constant) and _VARIABLE.match(str(value.value)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                constants.update((t.id, value.value) for t in targets if isinstance(t, ast.Name))
+
+    def name(node: ast.AST) -> str | None:
+        if isinstance(node, ast.Constant) and _VARIABLE.match(str(node.value)):
+            return str(node.value)
+        return constants.get(node.id) if isinstance(node, ast.Name) else None
+
+    readers: dict[str, set[str]] = {}
+    for path, tree in trees.items():
+        where = str(path.relative_to(src))
+        for node in ast.walk(tree):
+            found: list[str | None] = []
+            if isinstance(node, ast.Call):
+                found += [name(k.value) for k in node.keywords if k.arg == "envvar"]
+                func = node.func
+                if isinstance(func, ast.Name) and func.id == "setting" and len(node.args) > 1:
+                    found.append(name(node.args[1]))
+                if isinstance(func, ast.Attribute) and func.attr in ("get", "getenv", "pop"):
+                    found += [name(node.args[0])] if node.args else []
+            if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+                found.append(name(node.slice))
+            for variable in filter(None, found):
+                readers.setdefault(variable, set()).add(where)
+    return readers
+
+
+def test_every_variable_has_one_reader() -> None:
+    readers = variable_readers(Path(__file__).resolve().parents[1] / "src" / "imgctl")
+    assert "IMGCTL_POLICY_FILE" in readers  # the scan sees the readers
+    twice = {variable: where for variable, where in readers.items() if len(where) > 1}
+    assert twice == SHARED
+
+
+@pytest.mark.parametrize(
+    ("flag", "environ", "expected", "named"),
+    [
+        (Path("/f.toml"), {"IMGCTL_CONFIG": "/e.toml"}, "/f.toml", True),
+        (None, {"IMGCTL_CONFIG": "/e.toml"}, "/e.toml", True),
+        (None, {"IMGCTL_CONFIG": "~/e.toml"}, "{home}/e.toml", True),
+        (None, {"IMGCTL_CONFIG": "", "XDG_CONFIG_HOME": "/x"}, "/x/imgctl/config.toml", False),
+        (None, {}, "{home}/.config/imgctl/config.toml", False),
+    ],
+)
+def test_config_file_flag_then_variable_then_default(
+    flag: Path | None, environ: dict[str, str], expected: str, named: bool, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    environ = {"HOME": str(home), **environ}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        assert config_file(flag, environ, home) == (Path(expected.format(home=home)), named)
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_a_named_config_file_that_is_missing_is_refused(how: str, tmp_path: Path) -> None:
+    missing = tmp_path / "absent.toml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGCTL_")}
+    env["HOME"] = str(tmp_path)
+    args = [IMGCTL, "digest", "127.0.0.1:9/app:v1"]
+    if how == "flag":
+        args += ["--config", str(missing)]
+    else:
+        env["IMGCTL_CONFIG"] = str(missing)
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1
+    assert str(missing) in result.stderr
+    assert result.stderr.startswith("imgctl: error:")
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        ("server", "IMGCTL_POLICY_FILE"),
+        ("server", "IMGCTL_TOKENS_FILE"),
+        ("server", "IMGCTL_WATCHES_FILE"),
+        ("catalog serve", "IMGCTL_TOKENS_FILE"),
+    ],
+)
+def test_the_server_reads_its_files_from_the_environment(
+    command: str, variable: str, tmp_path: Path
+) -> None:
+    # A file that does not load stops the start with its name: proof it was read, once.
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("garbage: [\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGCTL_", "OIDC_"))}
+    env.update(
+        HOME=str(tmp_path),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        OIDC_ISSUER_URL="https://idp.example.com",
+        OIDC_AUDIENCE="https://imgctl.example.com",
+        IMGCTL_REGISTRY_DEV="localhost:5000",
+        IMGCTL_REGISTRY_PROD="localhost:5001",
+    )
+    env[variable] = str(broken)
+    args = [IMGCTL, *command.split(), "--http-address", "127.0.0.1:0"]
+    if command == "server":
+        args += ["--bind-address", "127.0.0.1:0"]
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("imgctl: error:")]
+    assert len(errors) == 1
+    assert f"{broken}: line 2, column 1: invalid YAML" in errors[0]

@@ -105,16 +105,14 @@ def catalog_serve(
         Path | None,
         typer.Option(
             "--tokens-file",
-            envvar="IMGCTL_TOKENS_FILE",
-            help="imagelist tokens YAML for writes (watched).",
+            help="imagelist tokens YAML for writes (watched). Default: $IMGCTL_TOKENS_FILE.",
         ),
     ] = None,
     database_url: Annotated[
         str | None,
         typer.Option(
             "--database-url",
-            envvar="IMGCTL_DATABASE_URL",
-            help="Database (default: SQLite in the state directory).",
+            help="Database (default: $IMGCTL_DATABASE_URL, else SQLite in the state directory).",
         ),
     ] = None,
     allow_anonymous_writes: AnonymousWritesOpt = False,

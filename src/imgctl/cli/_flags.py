@@ -154,8 +154,7 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        envvar="IMGCTL_CONFIG",
-        help="Config file (default: ~/.config/imgctl/config.toml).",
+        help="Config file (default: $IMGCTL_CONFIG, else ~/.config/imgctl/config.toml).",
         dir_okay=False,
         rich_help_panel=_PANEL,
     ),
@@ -265,15 +264,15 @@ class Connection:
         from imgctl.authn import default_keychain, flag_credential
         from imgctl.remote import ClientOptions
         from imgctl.remote.config import (
-            default_config_path,
+            config_file,
             insecure_hosts,
             load_registry_config,
             resolve_tls,
         )
 
         home = Path.home()
-        path = self.config or default_config_path(os.environ, home)
-        config = load_registry_config(path, required=self.config is not None)
+        path, named = config_file(self.config, os.environ, home)
+        config = load_registry_config(path, required=named)
         tls = resolve_tls(
             config,
             ca_cert_paths=[str(p) for p in self.ca_cert_paths],
@@ -435,8 +434,7 @@ _LOGIN_FLAGS: tuple[tuple[str, Any, Any], ...] = (
             typer.Option(
                 "--username",
                 "-u",
-                envvar="KUBECTL_SSH_USER",
-                help="User name at the issuer (default: $USER).",
+                help="User name at the issuer (default: $KUBECTL_SSH_USER, else $USER).",
                 rich_help_panel=_LOGIN_PANEL,
             ),
         ],

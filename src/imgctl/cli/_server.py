@@ -49,8 +49,8 @@ def server_command(
         Path | None,
         typer.Option(
             "--policy-file",
-            envvar="IMGCTL_POLICY_FILE",
-            help="YAML: destinations and the groups allowed to promote there.",
+            help="YAML: destinations and the groups allowed to promote there. Default: "
+            "$IMGCTL_POLICY_FILE.",
             dir_okay=False,
         ),
     ] = None,
@@ -64,16 +64,16 @@ def server_command(
         Path | None,
         typer.Option(
             "--tokens-file",
-            envvar="IMGCTL_TOKENS_FILE",
-            help="imagelist tokens YAML: bearer tokens for catalog writes (watched).",
+            help="imagelist tokens YAML: bearer tokens for catalog writes (watched). Default: "
+            "$IMGCTL_TOKENS_FILE.",
         ),
     ] = None,
     watches: Annotated[
         Path | None,
         typer.Option(
             "--watches",
-            envvar="IMGCTL_WATCHES_FILE",
-            help="Watches YAML: repositories to scan, tag policies, auto-promotions.",
+            help="Watches YAML: repositories to scan, tag policies, auto-promotions. Default: "
+            "$IMGCTL_WATCHES_FILE.",
             dir_okay=False,
         ),
     ] = None,

@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgctl.config import setting
 from imgctl.errors import UsageError
 from imgctl.remote._tls import RegistryTLS, TLSConfig
 
 __all__ = [
     "HostConfig",
     "RegistryConfig",
+    "config_file",
     "default_config_path",
     "insecure_hosts",
     "load_config_document",
@@ -66,12 +68,22 @@ class RegistryConfig:
     path: str | None = None
 
 
+def config_file(flag: Path | None, environ: Mapping[str, str], home: Path) -> tuple[Path, bool]:
+    """The user config file and whether it was named (a named file must exist).
+
+    ``--config``, else ``$IMGCTL_CONFIG`` (the one place that reads it), else
+    ``$XDG_CONFIG_HOME/imgctl/config.toml`` (``~/.config``).
+    """
+    named = setting(flag, "IMGCTL_CONFIG", environ, parse=lambda raw: Path(raw).expanduser())
+    if named is not None:
+        return named, True
+    base = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else home / ".config"
+    return base / "imgctl" / "config.toml", False
+
+
 def default_config_path(environ: Mapping[str, str], home: Path) -> Path:
     """``$IMGCTL_CONFIG``, else ``$XDG_CONFIG_HOME/imgctl/config.toml`` (``~/.config``)."""
-    if environ.get("IMGCTL_CONFIG"):
-        return Path(environ["IMGCTL_CONFIG"]).expanduser()
-    base = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else home / ".config"
-    return base / "imgctl" / "config.toml"
+    return config_file(None, environ, home)[0]
 
 
 SECTIONS = frozenset({"client", "registry"})
