@@ -1,14 +1,14 @@
-"""The exit codes of every imgctl command: one table from what went wrong to a number.
+"""The exit codes of imgctl's commands: one table from what went wrong to a number.
 
 README ("Exit codes") and docs/server.md document the numbers. Errors are matched by class
 (``imgctl.errors``), answers of the promotion server by their gRPC status name (the client only
-reads them; the server's own map from errors to statuses is ``imgctl.server._status``).
+reads them; the server's own map from errors to statuses is ``imgctl.server._status``). The
+registry commands (copy, digest, ls...) exit EXIT_FAILED on any error, as README documents.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from typing import Final, NoReturn
 
 from imgctl.errors import (
@@ -37,7 +37,6 @@ __all__ = [
     "EXIT_UNAUTHENTICATED",
     "EXIT_UNAVAILABLE",
     "exit_code",
-    "exit_code_of",
     "fail",
     "interrupted",
     "status_name",
@@ -87,15 +86,6 @@ def exit_code(error: BaseException) -> int:
         if isinstance(error, classes) or status in statuses:
             return code
     return EXIT_FAILED
-
-
-def exit_code_of(errors: Iterable[BaseException]) -> int:
-    """The exit code of a command that ran several things and some failed (``imgctl copy``).
-
-    Their code when they all agree (every source missing: 5), else EXIT_FAILED.
-    """
-    codes = {exit_code(error) for error in errors}
-    return codes.pop() if len(codes) == 1 else EXIT_FAILED
 
 
 def status_name(error: BaseException) -> str | None:
