@@ -316,6 +316,23 @@ def test_policy_and_group_refusals(
     assert "unknown destination environment 'staging'" in unknown.stderr
 
 
+def test_a_source_that_does_not_exist_exits_5(
+    deployment: Deployment, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    # README "Exit codes": 5, the image does not exist at the source (NOT_FOUND on the wire).
+    name = repo("absent")
+    push_image(deployment.dev, repository=name, tag="v1", layers=1)
+    for ref in (f"{name}:v2", f"{repo('never-pushed')}:v1"):
+        result = deployment.imgctl("promote", ref, "-d", "prod")
+        assert result.returncode == 5, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith("imgctl: error: ")
+        assert lines[0].endswith("(NOT_FOUND)")
+        assert "not found" in lines[0]
+    assert not deployment.prod.has_tag(f"release/{name}", "v2")
+
+
 async def call(
     deployment: Deployment,
     method: str,
