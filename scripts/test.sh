@@ -4,7 +4,7 @@
 # .venv with imgctl and its test tools, then runs pytest. Arguments go to pytest.
 #
 #   bash scripts/test.sh                 # everything
-#   bash scripts/test.sh tests/test_copy.py -x
+#   bash scripts/test.sh tests/integration/test_copy.py -x
 #   IMGCTL_LINT=1 bash scripts/test.sh   # ruff and mypy --strict first (what .ci/run does)
 #
 # PostgreSQL: the tests use the one at 127.0.0.1:5432 (user postgres, trust, database "test")
