@@ -6,8 +6,8 @@
   Checked in-process and on real ``imgctl server`` / ``imgctl catalog serve`` processes.
 - ``PUT /images`` reads at most its 1 MiB limit of a body, whatever ``Content-Length`` says
   (chunked, honest, lying), and reads nothing before the caller is authorised. In-process, the
-  bytes the app pulls from the ASGI server are counted; tests/integration/test_input_bounds.py measures a
-  real server's memory.
+  bytes the app pulls from the ASGI server are counted; tests/integration/test_input_bounds.py
+  measures a real server's memory.
 - ``PUT /images`` answers 200 on create, as imagelist does.
 """
 

@@ -5,7 +5,8 @@ Upstream (carvel-dev/imgpkg):
 * ``pkg/imgpkg/registry/keychain_test.go`` at commit 96a99c0004b01f6403e49491044b52bf4397fbd9,
   the last version (removed with k8s-pkg-credentialprovider in 1a62d41e; HEAD 240e8789 has no
   unit test of the keychain). Its ``TestAuthProvidedViaEnvVars`` rows (HOSTNAME matching,
-  order, invalid hostnames, token kinds) are in ``tests/unit/test_keychain_env.py``; the rest is here.
+  order, invalid hostnames, token kinds) are in ``tests/unit/test_keychain_env.py``; the rest is
+  here.
 * ``pkg/imgpkg/registry/auth/iaas_keychain_test.go`` at the same commit.
 * ``pkg/imgpkg/v1/registry_test.go`` ``TestOptsFromEnv`` (``IMGPKG_ACTIVE_KEYCHAINS``) at HEAD,
   commit 240e8789fa543b7c3c4561dee85866dd6c852c44.
