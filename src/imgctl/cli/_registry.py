@@ -59,12 +59,25 @@ def copy(
             help="Upload blobs in PATCH chunks of this many MiB (default: one streamed PUT).",
         ),
     ] = None,
+    platform: Annotated[
+        str | None,
+        typer.Option(
+            "--platform",
+            help="Copy only this platform's manifest (os/arch[/variant]), not the whole index.",
+        ),
+    ] = None,
     output: OutputOpt = Output.text,
     rate_limit: RateOpt = None,
     burst: BurstOpt = 5,
 ) -> None:
     """Copy images between registries, digests unchanged (all platforms of an index)."""
+    from imgctl.oci.platform import parse_platform
     from imgctl.remote import CopyOptions, CopyProgress, copy_images
+
+    try:
+        wanted = parse_platform(platform) if platform is not None else None
+    except ImgctlError as exc:
+        fail(f"--platform: {exc}")
 
     if from_file is not None:
         if source or destination:
@@ -80,6 +93,7 @@ def copy(
         image_concurrency=jobs,
         blob_concurrency=blob_jobs,
         chunk_size=chunk_size * 1024 * 1024 if chunk_size else None,
+        platform=wanted,
     )
     progress = CopyProgress()
     connection = replace(connection, rate_limit=rate_limit, burst=burst)

@@ -13,6 +13,7 @@ Rules it keeps, whatever goes wrong:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from imgctl.errors import (
     UsageError,
 )
 from imgctl.oci.digest import Digest
-from imgctl.oci.manifest import Descriptor, Index, Manifest
+from imgctl.oci.manifest import Descriptor, Index, Manifest, Platform
+from imgctl.oci.platform import describe, matches
 from imgctl.oci.reference import Reference
 from imgctl.remote._client import FetchedManifest, RegistryClient
 
@@ -52,6 +54,12 @@ class CopyOptions:
     blob_concurrency: int = 8
     chunk_size: int | None = None
     blob_attempts: int = 3
+    # Copy only this platform's manifest (by its own digest) instead of the whole index.
+    platform: Platform | None = None
+
+
+# A config blob is small JSON; bound what --platform reads to check a single manifest.
+_MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -70,6 +78,7 @@ class CopyResult:
     bytes_copied: int = 0
     seconds: float = 0.0
     error: ImgctlError | None = None
+    platform: Platform | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,6 +100,8 @@ class CopyResult:
             "bytesCopied": self.bytes_copied,
             "seconds": round(self.seconds, 3),
         }
+        if self.platform is not None:
+            out["platform"] = str(self.platform)
         if self.error is not None:
             out["error"] = str(self.error)
         return out
@@ -180,6 +191,9 @@ class _Engine:
         if source.name == destination.name and source.identifier == destination.identifier:
             raise UsageError(f"source and destination are the same: {source}")
         fetched = await self.client.get_manifest(source)
+        if self.options.platform is not None:
+            result.platform = self.options.platform
+            fetched = await self._select_platform(source, fetched, self.options.platform)
         result.digest, result.media_type = fetched.digest, fetched.media_type
         if destination.digest is not None and destination.digest != fetched.digest:
             raise UsageError(
@@ -199,6 +213,78 @@ class _Engine:
         await self.client.put_manifest(target, fetched.data, fetched.media_type)
         result.manifests_pushed += 1
         result.status = "copied"
+
+    async def _select_platform(
+        self, source: Reference, fetched: FetchedManifest, wanted: Platform
+    ) -> FetchedManifest:
+        """The manifest of ``wanted`` in an index, or the single manifest if it is that platform."""
+        parsed = fetched.parsed
+        if isinstance(parsed, Index):
+            platforms = [d.platform for d in parsed.manifests]
+            chosen = [d for d in parsed.manifests if d.platform and matches(wanted, d.platform)]
+            if not chosen:
+                raise UsageError(
+                    f"{source} has no platform {wanted}; it has: {describe(platforms)}",
+                    hint="pick one of the platforms the index lists",
+                )
+            if len(chosen) > 1:
+                raise UsageError(
+                    f"{source} has {len(chosen)} manifests for {wanted}: "
+                    f"{describe([d.platform for d in chosen])}",
+                    hint="add the variant (os/arch/variant) to pick one",
+                )
+            child = await self.client.get_manifest(source.with_digest(chosen[0].digest))
+            if not isinstance(child.parsed, Manifest):
+                raise UsageError(
+                    f"{source}: the entry for {wanted} ({chosen[0].digest}) is an index itself",
+                    hint="copy it without --platform",
+                )
+            return child
+        have = await self._config_platform(source, parsed)
+        if not matches(wanted, have):
+            raise UsageError(
+                f"{source} is a single manifest for {have}, not {wanted}",
+                hint=f"use --platform {have}, or copy it without --platform",
+            )
+        return fetched
+
+    async def _config_platform(self, source: Reference, manifest: Manifest) -> Platform:
+        """Read the platform a single manifest's config blob declares (bounded, digest-checked)."""
+        config = manifest.config
+        if config is None:
+            raise UsageError(f"{source} has no config blob to say its platform")
+        if config.size > _MAX_CONFIG_BYTES:
+            raise UsageError(
+                f"{source}: config blob is {config.size} bytes, more than the "
+                f"{_MAX_CONFIG_BYTES} read to find its platform"
+            )
+        digester = config.digest.digester()
+        chunks: list[bytes] = []
+        async for chunk in self.client.iter_blob(source, config.digest):
+            digester.update(chunk)
+            if digester.size > config.size:
+                raise DigestMismatchError(
+                    f"config blob {config.digest} is longer than the {config.size} bytes "
+                    "its manifest says"
+                )
+            chunks.append(chunk)
+        if digester.size != config.size or digester.digest() != config.digest:
+            raise DigestMismatchError(
+                f"config blob {config.digest} of {source} arrived with another digest"
+            )
+        try:
+            value = json.loads(b"".join(chunks))
+        except (UnicodeDecodeError, ValueError):
+            value = None
+        os_ = value.get("os") if isinstance(value, dict) else None
+        arch = value.get("architecture") if isinstance(value, dict) else None
+        if not isinstance(os_, str) or not isinstance(arch, str) or not os_ or not arch:
+            raise UsageError(
+                f"{source} is a single manifest whose config names no os/architecture",
+                hint="copy it without --platform",
+            )
+        variant = value.get("variant") if isinstance(value, dict) else None
+        return Platform(os_, arch, variant if isinstance(variant, str) and variant else None)
 
     async def _copy_children(
         self,
