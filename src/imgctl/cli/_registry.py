@@ -63,7 +63,7 @@ def copy(
         str | None,
         typer.Option(
             "--platform",
-            help="Copy only this platform's manifest (os/arch[/variant]), not the whole index.",
+            help="Copy only this platform's manifest (os/arch\\[/variant]), not the whole index.",
         ),
     ] = None,
     output: OutputOpt = Output.text,
