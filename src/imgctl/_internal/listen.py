@@ -12,7 +12,7 @@ import socket
 
 from imgctl.errors import UsageError
 
-__all__ = ["bound_address", "listen", "split_address"]
+__all__ = ["bound_address", "fast_event_loop", "listen", "split_address"]
 
 
 def split_address(flag: str, address: str, example: str = "127.0.0.1:8080") -> tuple[str, int]:
@@ -57,3 +57,12 @@ def bound_address(sock: socket.socket) -> str:
     """HOST:PORT (or [v6]:PORT) the socket is bound to, with the port the kernel chose."""
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def fast_event_loop() -> None:
+    """Install uvloop, the faster event loop ``uvicorn.run`` would pick, for every daemon."""
+    try:
+        import uvloop  # a dependency through uvicorn[standard]
+    except ImportError:  # pragma: no cover
+        return
+    uvloop.install()

@@ -121,14 +121,10 @@ def catalog_serve(
     import asyncio
     import os
 
+    from imgctl._internal.listen import fast_event_loop
     from imgctl.server.app import serve_catalog
 
-    try:
-        import uvloop  # uvicorn[standard]: the faster event loop, as `uvicorn.run` would pick
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
-        pass
+    fast_event_loop()
     try:
         asyncio.run(
             serve_catalog(

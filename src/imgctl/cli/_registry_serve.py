@@ -47,13 +47,9 @@ def registry_serve(
 
     from imgctl import registryd
     from imgctl._internal.hosts import is_loopback
+    from imgctl._internal.listen import fast_event_loop
 
-    try:
-        import uvloop  # uvicorn[standard]: the faster event loop, as `uvicorn.run` would pick
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
-        pass
+    fast_event_loop()
 
     def ready(bound: str) -> None:
         if not is_loopback(bound):

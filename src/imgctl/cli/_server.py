@@ -96,12 +96,9 @@ def server_command(
         watches_file=watches,
         allow_anonymous_catalog_writes=allow_anonymous_catalog_writes,
     )
-    try:
-        import uvloop  # uvicorn[standard]: the faster event loop for gRPC and HTTP alike
+    from imgctl._internal.listen import fast_event_loop
 
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
-        pass
+    fast_event_loop()
     try:
         asyncio.run(run_server(settings))
     except ImgctlError as exc:
