@@ -22,6 +22,7 @@ __all__ = [
     "InvalidReferenceError",
     "InvalidSpaError",
     "InvalidTokenError",
+    "KeyRefError",
     "MalformedReview",
     "ManifestError",
     "NotAllowedError",
@@ -33,12 +34,14 @@ __all__ = [
     "PromotionCancelledError",
     "PromotionError",
     "RegistryError",
+    "SignatureError",
     "SourceNotFoundError",
     "SpaNotFoundError",
     "SpaS3Error",
     "StorageRefusedError",
     "StoreError",
     "TransportError",
+    "TrustError",
     "UncheckableObject",
     "UnreachableError",
     "UsageError",
@@ -274,3 +277,15 @@ class ConcurrentPromotionError(PromotionError):
 
 class PromotionCancelledError(PromotionError):
     """The caller went away (deadline, disconnect) or the server stopped before the end."""
+
+
+class TrustError(ImgctlError):
+    """Signing or verifying failed; the subclass says whether the key or the signature is at fault."""
+
+
+class KeyRefError(TrustError):
+    """A key reference cannot be used: no such file, wrong password, unknown format or KMS key."""
+
+
+class SignatureError(TrustError):
+    """A signature does not verify, or a signature manifest is malformed or too large."""

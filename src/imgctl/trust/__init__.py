@@ -1,0 +1,41 @@
+"""Keys, cosign signatures and their verification: what makes a promotion provable.
+
+``load_signer`` / ``load_public_key`` turn a key reference (a cosign key file, a PEM key, a KMS
+URI such as ``awskms://``) into something that signs or verifies (``_keys``; KMS providers in
+``_kms``). ``sign_image`` writes a cosign simple-signing signature under ``sha256-<hex>.sig``,
+appended to what is there; ``verify_image`` checks every signature of a digest against a
+``TrustPolicy`` (keys and keyless identities) and says why each one did or did not verify
+(``_cosign``). Layouts and wire formats: docs/signing.md.
+"""
+
+from imgctl.trust._cosign import (
+    SIGNATURE_MEDIA_TYPE,
+    KeylessIdentity,
+    SignatureCheck,
+    SignOutcome,
+    TrustPolicy,
+    VerificationReport,
+    sign_image,
+    simple_signing_payload,
+    verify_image,
+    verify_signature_layer,
+)
+from imgctl.trust._keys import PublicKey, Signer, generate_key_pair, load_public_key, load_signer
+
+__all__ = [
+    "SIGNATURE_MEDIA_TYPE",
+    "KeylessIdentity",
+    "PublicKey",
+    "SignOutcome",
+    "SignatureCheck",
+    "Signer",
+    "TrustPolicy",
+    "VerificationReport",
+    "generate_key_pair",
+    "load_public_key",
+    "load_signer",
+    "sign_image",
+    "simple_signing_payload",
+    "verify_image",
+    "verify_signature_layer",
+]
