@@ -13,13 +13,14 @@ import stat
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, make_url, text
 
 from imgctl._internal.bounds import MAX_ERROR, MAX_REQUEST_ID, MAX_SUBJECT
 from imgctl.errors import ImgctlError, StoreError, UsageError
@@ -87,6 +88,9 @@ def full_record(request_id: str = "req-1", time: datetime = T0) -> AuditRecord:
         error_code="UNAVAILABLE",
         error="blob upload failed 🚀 " + "x" * 200_000,
         peer="ipv6:[::1]:54321",
+        signed=False,
+        signature_key="ab" * 32,
+        signature_error="KMS key disabled 🔑 " + "y" * 5_000,
     )
 
 
@@ -111,6 +115,9 @@ def minimal_record(request_id: str, time: datetime = T0, result: str = "denied")
         error_code="PERMISSION_DENIED" if result == "denied" else None,
         error=None,
         peer=None,
+        signed=None,
+        signature_key=None,
+        signature_error=None,
     )
 
 
@@ -200,6 +207,72 @@ async def test_schema_newer_than_this_imgctl_is_a_clear_error(db_url: str) -> No
         await AuditStore.open(db_url)
     assert caught.value.hint
     assert "newer imgctl" in caught.value.hint
+
+
+def _migrate_to(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from imgctl.store._store import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+async def test_0007_adds_the_signature_columns_and_keeps_older_rows(db_url: str) -> None:
+    # A database of the imgctl before signing (revision 0006) with one promotion in it.
+    _migrate_to(db_url, "0006")
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            columns = {c["name"] for c in inspect(connection).get_columns("audit_events")}
+            assert "signed" not in columns
+            connection.execute(
+                text(
+                    "INSERT INTO audit_events (request_id, time, action, result, groups) "
+                    "VALUES ('before', :time, 'promote', 'succeeded', '[]')"
+                ),
+                {"time": T0.replace(tzinfo=None)},
+            )
+    finally:
+        engine.dispose()
+    signed = full_record("after", T0 + timedelta(seconds=1))
+    async with await AuditStore.open(db_url) as store:
+        await store.record(signed)
+        after, before = await store.recent()
+    assert (before.request_id, before.signed, before.signature_key) == ("before", None, None)
+    assert before.signature_error is None
+    assert (after.signed, after.signature_key) == (False, "ab" * 32)
+    assert (after.signature_error or "").startswith("KMS key disabled 🔑 y")
+    _, _, versions = inspect_db(db_url)
+    assert versions == [migration_head()] == ["0007"]
+
+
+async def test_signed_is_stored_as_a_boolean(db_url: str) -> None:
+    records = [
+        replace(minimal_record(name, T0 + timedelta(seconds=i)), signed=value)
+        for i, (name, value) in enumerate((("yes", True), ("no", False), ("unknown", None)))
+    ]
+    async with await AuditStore.open(db_url) as store:
+        for record in records:
+            await store.record(record)
+        recent = await store.recent()
+    assert [(r.request_id, r.signed) for r in recent] == [
+        ("unknown", None),
+        ("no", False),
+        ("yes", True),
+    ]
+    assert all(r.signed is None or isinstance(r.signed, bool) for r in recent)
 
 
 REPLICA = textwrap.dedent(

@@ -42,6 +42,8 @@ _LIMITS: Final = {
     "error_code": MAX_ERROR_CODE,
     "error": MAX_ERROR,
     "peer": MAX_PEER,
+    "signature_key": MAX_DIGEST,
+    "signature_error": MAX_ERROR,
 }
 
 
@@ -55,7 +57,9 @@ class AuditRecord:
     :meth:`AuditStore.record`, so that rows written by a newer imgctl still load).
     ``error_code`` is a gRPC status name such as ``PERMISSION_DENIED``. Every text field is
     bounded (``imgctl._internal.bounds``): a longer value is kept cut, with a mark saying how long
-    it was, and so are groups (each, and how many).
+    it was, and so are groups (each, and how many). ``signed`` is None unless the server signs
+    promotions; then True (``signature_key`` is the key id) or False: copied, not signed
+    (``signature_error`` says why; the call itself succeeded).
     """
 
     request_id: str
@@ -77,6 +81,9 @@ class AuditRecord:
     error_code: str | None = None
     error: str | None = None
     peer: str | None = None
+    signed: bool | None = None
+    signature_key: str | None = None
+    signature_error: str | None = None
 
     def __post_init__(self) -> None:
         # A naive time would be read back as UTC whatever zone it meant: refuse it here, where
@@ -117,4 +124,7 @@ class AuditRecord:
             "error_code": self.error_code,
             "error": self.error,
             "peer": self.peer,
+            "signed": self.signed,
+            "signature_key": self.signature_key,
+            "signature_error": self.signature_error,
         }

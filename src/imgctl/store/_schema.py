@@ -11,6 +11,7 @@ from typing import Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -95,6 +96,11 @@ AUDIT_EVENTS: Final = Table(
     Column("error_code", Text),
     Column("error", Text),
     Column("peer", Text),
+    # Promotions with a signing key (issue 18): true signed (or found signed by that key),
+    # false copied but not signed (signature_error says why); NULL when no key was configured.
+    Column("signed", Boolean),
+    Column("signature_key", Text),  # the key id (sha256 of the public key)
+    Column("signature_error", Text),
     Index("ix_audit_events_time", "time"),
     Index("ix_audit_events_request_id", "request_id"),
     Index("ix_audit_events_subject", "subject"),
