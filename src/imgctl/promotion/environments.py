@@ -11,7 +11,17 @@ An optional policy file narrows who may promote where::
       int: [engineering@example.com, ops@example.com]
 
 A destination listed there needs one of its groups (on top of ``OIDC_ALLOWED_GROUPS``); one not
-listed is open to every allowed caller.
+listed is open to every allowed caller. ``require_signature`` makes a destination accept only
+images whose source carries a valid signature (kpromo's validate phase)::
+
+    require_signature:
+      prod:
+        keys: [release.pub]              # key references; relative paths: from the file's directory
+        keyless:                         # and/or Fulcio identities (cosign --certificate-identity)
+          - {identity: release@example.com, issuer: https://accounts.example.com}
+        identities: [dev.example.com/team/app]  # optional: repositories a payload may name
+
+Key references are only read here; ``imgctl.promotion.signing`` loads them.
 """
 
 from __future__ import annotations
@@ -20,10 +30,14 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgctl.errors import ImgctlError, UsageError
 
-__all__ = ["Environment", "Environments", "Policy", "load_policy"]
+if TYPE_CHECKING:
+    from imgctl._internal.strict_yaml import Document
+
+__all__ = ["Environment", "Environments", "Policy", "SignatureRule", "load_policy"]
 
 _NAME_RE = re.compile(r"[A-Z0-9][A-Z0-9_]*")
 _REGISTRY_PREFIX = "IMGCTL_REGISTRY_"
@@ -138,11 +152,31 @@ def _parse_registry(variable: str, value: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureRule:
+    """What a source image must carry to be promoted into one destination: a valid signature.
+
+    ``keys`` are key references (files, KMS URIs); ``keyless`` (identity, issuer) pairs of
+    Fulcio certificates; ``identities`` the repositories a payload may name (empty: the source's
+    own). One signature verified by any key or identity is enough.
+    """
+
+    keys: tuple[str, ...] = ()
+    keyless: tuple[tuple[str, str], ...] = ()
+    identities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Which groups may promote into which destination; empty means no extra rule."""
 
     destinations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     path: str | None = None
+    # Destination environment -> the signature its images need at the source.
+    signatures: Mapping[str, SignatureRule] = field(default_factory=dict)
+
+    def signature_rule(self, destination: str) -> SignatureRule | None:
+        """The signature rule of ``destination``, if it has one."""
+        return self.signatures.get(destination.lower())
 
     def groups_for(self, destination: str) -> tuple[str, ...]:
         """The groups allowed into ``destination``; empty: every allowed caller."""
@@ -164,14 +198,18 @@ def load_policy(path: Path, environments: Environments) -> Policy:
 
     loaded = strict_yaml.load_file(path, "policy file")
     document = loaded.data
-    if not isinstance(document, dict) or set(document) - {"destinations"}:
+    known = {"destinations", "require_signature"}
+    if not isinstance(document, dict) or set(document) - known:
         detail = ""
         if isinstance(document, dict):
-            unknown = sorted(map(str, set(document) - {"destinations"}))
-            detail = f" (unknown: {', '.join(k + loaded.key_at(document, k) for k in unknown)})"
+            unknown = sorted(map(str, set(document) - known))
+            if unknown:
+                detail = f" (unknown: {', '.join(k + loaded.key_at(document, k) for k in unknown)})"
         raise UsageError(
-            f"policy file {path} must be a mapping with one key, destinations{detail}",
-            hint="destinations: {prod: [group, ...], ...}",
+            f"policy file {path} must be a mapping with the keys destinations and/or "
+            f"require_signature{detail}",
+            hint="destinations: {prod: [group, ...], ...}; require_signature: {prod: {keys: "
+            "[cosign.pub]}}",
         )
     raw = document.get("destinations") or {}
     if not isinstance(raw, dict):
@@ -200,4 +238,88 @@ def load_policy(path: Path, environments: Environments) -> Policy:
         if environment.name in destinations:
             raise UsageError(f"{path}: destination {name!r} names {environment.name} again")
         destinations[environment.name] = tuple(groups)
-    return Policy(destinations, str(path))
+    signatures = _signature_rules(path, loaded, document.get("require_signature"), environments)
+    return Policy(destinations, str(path), signatures)
+
+
+def _signature_rules(
+    path: Path, loaded: Document, raw: object, environments: Environments
+) -> dict[str, SignatureRule]:
+    """``require_signature``: environment -> {keys, keyless, identities}, read strictly."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError(
+            f"{path}{loaded.at(raw)}: require_signature must map environment names to rules",
+            hint="require_signature: {prod: {keys: [cosign.pub]}}",
+        )
+    rules: dict[str, SignatureRule] = {}
+    for name, body in raw.items():
+        environment = environments.get(name) if isinstance(name, str) else None
+        if environment is None:
+            raise UsageError(
+                f"{path}: require_signature names {name!r}, which is not a configured environment",
+                hint=f"configured: {', '.join(environments.names()) or 'none'}",
+            )
+        where = f"require_signature.{name}"
+        fields = {"keys", "keyless", "identities"}
+        if not isinstance(body, dict) or set(body) - fields:
+            unknown = sorted(map(str, set(body) - fields)) if isinstance(body, dict) else []
+            detail = f" (unknown: {', '.join(unknown)})" if unknown else ""
+            raise UsageError(
+                f"{path}{loaded.at(body)}: {where} must be a mapping of keys, keyless and "
+                f"identities{detail}",
+                hint="keys: [cosign.pub] and/or keyless: [{identity: ..., issuer: ...}]",
+            )
+        keys = _strings(path, loaded, body.get("keys"), f"{where}.keys")
+        identities = _strings(path, loaded, body.get("identities"), f"{where}.identities")
+        keyless = _keyless(path, loaded, body.get("keyless"), f"{where}.keyless")
+        if not keys and not keyless:
+            raise UsageError(
+                f"{path}{loaded.at(body)}: {where} names no key and no keyless identity: "
+                "no signature could ever satisfy it",
+                hint="give keys: [...] or keyless: [{identity: ..., issuer: ...}]",
+            )
+        if environment.name in rules:
+            raise UsageError(f"{path}: require_signature names {environment.name} again")
+        rules[environment.name] = SignatureRule(
+            tuple(_beside(path, key) for key in keys), keyless, identities
+        )
+    return rules
+
+
+def _strings(path: Path, loaded: Document, value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise UsageError(f"{path}{loaded.at(value)}: {where} must be a list of non-empty strings")
+    return tuple(v.strip() for v in value)
+
+
+def _keyless(
+    path: Path, loaded: Document, value: object, where: str
+) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    shape = f"{where} must be a list of {{identity: ..., issuer: ...}} mappings"
+    if not isinstance(value, list):
+        raise UsageError(f"{path}{loaded.at(value)}: {shape}")
+    pairs = []
+    for entry in value:
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != {"identity", "issuer"}
+            or not all(isinstance(v, str) and v.strip() for v in entry.values())
+        ):
+            raise UsageError(
+                f"{path}{loaded.at(entry)}: {shape} (both non-empty strings, nothing else)"
+            )
+        pairs.append((entry["identity"].strip(), entry["issuer"].strip()))
+    return tuple(pairs)
+
+
+def _beside(path: Path, key: str) -> str:
+    """A relative key file is found next to the policy file, not in the server's directory."""
+    if "://" in key or Path(key).is_absolute():
+        return key
+    return str(path.parent / key)
