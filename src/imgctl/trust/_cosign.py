@@ -1,17 +1,43 @@
 """cosign simple signing: the payload, the ``sha256-<hex>.sig`` manifest, signing and verifying.
 
-INTERFACE STUB (issue 18): the signatures below are fixed; the bodies are being written.
+Layout (cosign's specs/SIGNATURE_SPEC.md; docs/signing.md): the signatures of ``sha256:<hex>``
+are the layers of one OCI image manifest tagged ``sha256-<hex>.sig`` in the image's repository.
+Each layer's blob is a simple-signing payload naming the repository and the digest; its
+``dev.cosignproject.cosign/signature`` annotation is the base64 signature over those bytes.
+Keyless layers add a Fulcio certificate, its chain and a Rekor bundle (``_keyless``).
+
+Signing appends a layer and pushes the manifest again. The registry API has no compare-and-swap,
+so two signers appending at once can each push a manifest without the other's layer: after its
+push a signer reads the tag back and, if its layer is gone, appends to what is there now, up to
+``SIGN_ATTEMPTS`` times. That narrows the window; it cannot close it (a writer that read before
+our push and writes after our read-back still drops our layer), as with cosign itself.
+
+Verification is split: ``verify_signature_layer`` and ``judge_layer`` are pure and offline (a
+payload, its descriptor and annotations in, a verdict out); ``verify_image`` fetches, bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
+from imgctl.errors import (
+    InvalidDigestError,
+    InvalidManifestError,
+    InvalidReferenceError,
+    NotFoundError,
+    SignatureError,
+)
+from imgctl.oci import mediatypes as mt
 from imgctl.oci.digest import Digest
-from imgctl.oci.reference import Reference
+from imgctl.oci.manifest import Descriptor, Manifest, parse_manifest
+from imgctl.oci.reference import DEFAULT_REGISTRY, Reference
 from imgctl.remote._client import RegistryClient
+from imgctl.trust._json import Malformed, b64decode, exact_object, go_json, strict_json
+from imgctl.trust._keyless import CERTIFICATE_ANNOTATION, certificate_identity, check_keyless
 from imgctl.trust._keys import PublicKey, Signer
 
 __all__ = [
@@ -28,6 +54,21 @@ __all__ = [
 ]
 
 SIGNATURE_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+# cosign's OCI 1.1 mode pushes each signature as a referrer of this artifact type.
+SIGNATURE_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
+SIGNATURE_TYPE = "cosign container image signature"
+# Go's zero time.Time, which cosign's signature config carries.
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+# A payload is a few hundred bytes; user annotations (-a) make it larger, not 1 MiB larger.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+# A signature is < 1 KiB, a certificate chain or Rekor bundle a few KiB.
+MAX_ANNOTATION_BYTES = 64 * 1024
+MAX_SIGNATURE_MANIFEST_BYTES = 4 * 1024 * 1024
+# cosign's own limit on the layers of a signature manifest (pkg/oci/mutate maxLayers).
+MAX_SIGNATURE_LAYERS = 1000
+SIGN_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +109,12 @@ class SignatureCheck:
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready verdict."""
-        raise NotImplementedError
+        return {
+            "layer": str(self.layer),
+            "verified": self.ok,
+            "reason": self.reason,
+            "signer": self.signer,
+        }
 
 
 @dataclass(slots=True)
@@ -85,7 +131,12 @@ class VerificationReport:
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready report."""
-        raise NotImplementedError
+        return {
+            "image": str(self.image),
+            "digest": str(self.image.digest) if self.image.digest else None,
+            "verified": self.verified,
+            "signatures": [c.as_dict() for c in self.checks],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +150,121 @@ class SignOutcome:
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready summary."""
-        raise NotImplementedError
+        return {
+            "image": str(self.image),
+            "digest": str(self.image.digest) if self.image.digest else None,
+            "signature": str(self.signature),
+            "status": self.status,
+            "key_id": self.key_id,
+        }
+
+
+# ----------------------------------------------------------------------------- payload
+
+
+def cosign_repository_name(image: Reference) -> str:
+    """The repository as cosign writes it in a payload (go-containerregistry's Repository.Name).
+
+    Docker Hub is ``index.docker.io/library/alpine`` there, not ``docker.io/...``.
+    """
+    registry = "index.docker.io" if image.registry == DEFAULT_REGISTRY else image.registry
+    return f"{registry}/{image.repository}"
 
 
 def simple_signing_payload(
     docker_reference: str, digest: Digest, optional: Mapping[str, str] | None = None
 ) -> bytes:
     """The cosign simple-signing payload naming ``docker_reference`` and ``digest``."""
-    raise NotImplementedError
+    # Field order is Go's struct order; optional is a Go map (sorted keys), null when empty.
+    document: dict[str, Any] = {
+        "critical": {
+            "identity": {"docker-reference": docker_reference},
+            "image": {"docker-manifest-digest": str(digest)},
+            "type": SIGNATURE_TYPE,
+        },
+        "optional": {key: optional[key] for key in sorted(optional)} if optional else None,
+    }
+    return go_json(document)
+
+
+@dataclass(frozen=True, slots=True)
+class _Payload:
+    digest: str
+    reference: str
+
+
+def _parse_payload(payload: bytes) -> _Payload:
+    """The digest and reference of a payload, read as strictly as containers/image reads it."""
+    doc = exact_object(
+        strict_json(payload, "payload"),
+        {"critical": dict, "optional": (dict, type(None))},
+        "payload",
+    )
+    critical = exact_object(
+        doc["critical"], {"identity": dict, "image": dict, "type": str}, "critical"
+    )
+    if critical["type"] != SIGNATURE_TYPE:
+        raise Malformed(f"critical.type is {critical['type']!r}, not {SIGNATURE_TYPE!r}")
+    image = exact_object(critical["image"], {"docker-manifest-digest": str}, "critical.image")
+    identity = exact_object(critical["identity"], {"docker-reference": str}, "critical.identity")
+    digest = image["docker-manifest-digest"]
+    try:
+        Digest.parse(digest)
+    except InvalidDigestError as exc:
+        raise Malformed(f"critical.image.docker-manifest-digest: {exc.message}") from None
+    return _Payload(digest=digest, reference=identity["docker-reference"])
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+class _Refused(Exception):
+    """The signature is not accepted; the message is the reason."""
+
+
+def _check_signature(
+    payload: bytes, signature: bytes, annotations: Mapping[str, str], policy: TrustPolicy
+) -> tuple[str, str]:
+    """(signer, reason) for a signature one of the policy's keys or identities made."""
+    for key in policy.keys:
+        try:
+            key.verify(payload, signature)
+        except SignatureError:
+            continue
+        return key.ref, f"verified with key {key.ref}"
+    has_certificate = CERTIFICATE_ANNOTATION in annotations
+    keyless_reasons: list[str] = []
+    if policy.keyless and has_certificate:
+        for wanted in policy.keyless:
+            why = check_keyless(
+                payload,
+                signature,
+                annotations,
+                identity=wanted.identity,
+                issuer=wanted.issuer,
+                fulcio_roots=wanted.fulcio_roots,
+                rekor_keys=wanted.rekor_keys,
+            )
+            if why is None:
+                return wanted.identity, f"verified keyless: {wanted.identity} ({wanted.issuer})"
+            keyless_reasons.append(why)
+    if keyless_reasons:
+        reasons = "; ".join(dict.fromkeys(keyless_reasons))
+        raise _Refused(f"signed by another key; keyless: {reasons}" if policy.keys else reasons)
+    if policy.keyless and not policy.keys:
+        raise _Refused(f"not a keyless signature (no {CERTIFICATE_ANNOTATION})")
+    if not policy.keys:
+        raise _Refused("no key or keyless identity to verify with")
+    signed_by = certificate_identity(annotations) if has_certificate else None
+    if signed_by:
+        raise _Refused(f"signed by another key (a certificate for {signed_by})")
+    raise _Refused("signed by another key")
+
+
+def _allowed_names(image: Reference, policy: TrustPolicy) -> set[str]:
+    if not policy.identities:
+        return {image.name}
+    return {Reference.parse(identity).name for identity in policy.identities}
 
 
 def verify_signature_layer(
@@ -116,23 +274,189 @@ def verify_signature_layer(
     policy: TrustPolicy,
 ) -> SignatureCheck:
     """Judge one signature layer (its blob and annotations) for ``image`` (with digest); offline."""
-    raise NotImplementedError
+    if image.digest is None:
+        raise ValueError("verify_signature_layer needs an image reference with a digest")
+    layer = Digest.of(payload)
+
+    def refused(reason: str) -> SignatureCheck:
+        return SignatureCheck(layer, False, reason)
+
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return refused(
+            f"payload is {len(payload)} bytes; refusing more than {_size(MAX_PAYLOAD_BYTES)}"
+        )
+    for key, value in annotations.items():
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_ANNOTATION_BYTES:
+            return refused(
+                f"annotation {key[:100]} is {size} bytes; refusing more than "
+                f"{_size(MAX_ANNOTATION_BYTES)}"
+            )
+    encoded = annotations.get(SIGNATURE_ANNOTATION)
+    if not encoded:
+        return refused(f"no signature annotation ({SIGNATURE_ANNOTATION})")
+    try:
+        signature = b64decode(encoded, "signature annotation")
+    except Malformed as exc:
+        return refused(f"malformed {exc}")
+    try:
+        claims = _parse_payload(payload)
+    except Malformed as exc:
+        return refused(f"malformed payload: {exc}")
+    try:
+        signer, verified = _check_signature(payload, signature, annotations, policy)
+    except _Refused as exc:
+        return refused(str(exc))
+    if claims.digest != str(image.digest):
+        return refused(f"payload is for {claims.digest}")
+    if not policy.any_identity:
+        try:
+            named = Reference.parse(claims.reference)
+        except InvalidReferenceError:
+            return refused(f"payload names {claims.reference[:300]!r}, not an image reference")
+        if named.name not in _allowed_names(image, policy):
+            return refused(f"payload names {claims.reference}")
+    return SignatureCheck(layer, True, verified, signer)
 
 
-async def sign_image(
-    client: RegistryClient,
-    image: Reference,
-    signer: Signer,
-    *,
-    annotations: Mapping[str, str] | None = None,
-) -> SignOutcome:
-    """Sign ``image`` (with digest) and append the layer to its ``.sig`` manifest.
+def judge_layer(
+    descriptor: Descriptor, blob: bytes | None, image: Reference, policy: TrustPolicy
+) -> SignatureCheck:
+    """Judge a layer of a signature manifest and the blob fetched for it; offline.
 
-    A signature by the same key over the same payload already there means ``already-signed``
-    and nothing is written. The blob goes before the manifest, so a failure leaves no half
-    signature.
+    ``blob`` is None when it could not be fetched (or was not, being too large to be a payload).
     """
-    raise NotImplementedError
+
+    def refused(reason: str) -> SignatureCheck:
+        return SignatureCheck(descriptor.digest, False, reason)
+
+    if descriptor.media_type != SIGNATURE_MEDIA_TYPE:
+        return refused(f"not a signature layer ({descriptor.media_type[:200]})")
+    if descriptor.size > MAX_PAYLOAD_BYTES:
+        return refused(
+            f"payload is {descriptor.size} bytes; refusing more than {_size(MAX_PAYLOAD_BYTES)}"
+        )
+    if blob is None:
+        return refused("layer blob is missing from the registry")
+    if len(blob) != descriptor.size or Digest.of(blob, descriptor.digest.algorithm) != (
+        descriptor.digest
+    ):
+        return refused("layer blob does not match its digest")
+    return replace(
+        verify_signature_layer(blob, descriptor.annotations, image, policy),
+        layer=descriptor.digest,
+    )
+
+
+def parse_signature_manifest(data: bytes, where: str) -> tuple[dict[str, Any], Manifest]:
+    """A signature manifest's JSON and what it says; SignatureError if it is not one."""
+
+    def malformed(detail: str) -> SignatureError:
+        return SignatureError(
+            f"signature manifest {where} is malformed: {detail}",
+            hint="its signatures cannot be read; delete the tag or push a valid manifest there",
+        )
+
+    if len(data) > MAX_SIGNATURE_MANIFEST_BYTES:
+        raise SignatureError(
+            f"signature manifest {where} is {len(data)} bytes; refusing more than "
+            f"{_size(MAX_SIGNATURE_MANIFEST_BYTES)}",
+            hint="delete the tag; no real signature manifest is that large",
+        )
+    try:
+        doc = strict_json(data, "manifest")
+    except Malformed as exc:
+        raise malformed(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise malformed("not a JSON object")
+    try:
+        # Without a mediaType the manifest is read as OCI's (what cosign writes).
+        parsed = parse_manifest(data, mt.OCI_MANIFEST)
+    except InvalidManifestError as exc:
+        raise malformed(exc.message) from None
+    if not isinstance(parsed, Manifest) or parsed.media_type not in (
+        mt.OCI_MANIFEST,
+        mt.DOCKER_MANIFEST,
+    ):
+        raise malformed(f"a {parsed.media_type}, not an image manifest")
+    if len(parsed.layers) > MAX_SIGNATURE_LAYERS:
+        raise SignatureError(
+            f"signature manifest {where} has {len(parsed.layers)} layers; refusing more than "
+            f"{MAX_SIGNATURE_LAYERS}",
+            hint="cosign refuses such manifests too; delete the tag",
+        )
+    return doc, parsed
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def signature_tag(digest: Digest) -> str:
+    """The tag cosign keeps a digest's signatures under: ``sha256-<hex>.sig``."""
+    return f"{digest.tag_form}.sig"
+
+
+@dataclass(frozen=True, slots=True)
+class _SignatureManifest:
+    ref: Reference
+    doc: dict[str, Any]
+    parsed: Manifest
+
+
+async def _fetch_signature_manifest(
+    client: RegistryClient, ref: Reference
+) -> _SignatureManifest | None:
+    """The signature manifest at ``ref``, None if there is none; SignatureError if unreadable."""
+    try:
+        fetched = await client.get_manifest(ref)
+    except NotFoundError:
+        return None
+    except InvalidManifestError as exc:
+        raise SignatureError(
+            f"signature manifest {ref} is malformed: {exc.message}",
+            hint="its signatures cannot be read; delete the tag or push a valid manifest there",
+        ) from None
+    doc, parsed = parse_signature_manifest(fetched.data, str(ref))
+    return _SignatureManifest(ref, doc, parsed)
+
+
+async def _read_payload(
+    client: RegistryClient, repository: Reference, desc: Descriptor
+) -> bytes | None:
+    """A layer's blob, read no further than one byte past its declared size; None if absent."""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in client.iter_blob(repository, desc.digest):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > desc.size:
+                break
+    except NotFoundError:
+        return None
+    return b"".join(chunks)[: desc.size + 1]
+
+
+async def _referrer_manifests(
+    client: RegistryClient, subject: Reference
+) -> list[_SignatureManifest]:
+    """The cosign signatures stored as OCI 1.1 referrers of ``subject``."""
+    try:
+        found = await client.referrers(subject, SIGNATURE_ARTIFACT_TYPE)
+    except NotFoundError:
+        return []
+    except InvalidManifestError as exc:
+        raise SignatureError(f"the referrers of {subject} cannot be read: {exc.message}") from None
+    manifests = []
+    for desc in found[:MAX_SIGNATURE_LAYERS]:
+        manifest = await _fetch_signature_manifest(client, subject.with_digest(desc.digest))
+        if manifest is not None:
+            manifests.append(manifest)
+    return manifests
 
 
 async def verify_image(
@@ -148,4 +472,189 @@ async def verify_image(
     repository, or in ``signature_repositories`` (cosign's COSIGN_REPOSITORY) when given.
     A ``.sig`` manifest that is malformed or oversized raises SignatureError.
     """
-    raise NotImplementedError
+    digest = image.digest
+    if digest is None:
+        raise ValueError("verify_image needs an image reference with a digest")
+    report = VerificationReport(image)
+    seen: set[tuple[Digest, str]] = set()
+    for repository in signature_repositories or (image,):
+        manifests: list[_SignatureManifest] = []
+        tagged = await _fetch_signature_manifest(client, repository.with_tag(signature_tag(digest)))
+        if tagged is not None:
+            manifests.append(tagged)
+        manifests += await _referrer_manifests(client, repository.with_digest(digest))
+        for manifest in manifests:
+            for desc in manifest.parsed.layers:
+                # The same layer reached twice (tag and referrer) is one signature.
+                key = (desc.digest, desc.annotations.get(SIGNATURE_ANNOTATION, ""))
+                if key in seen:
+                    continue
+                seen.add(key)
+                blob = None
+                if desc.media_type == SIGNATURE_MEDIA_TYPE and desc.size <= MAX_PAYLOAD_BYTES:
+                    blob = await _read_payload(client, repository, desc)
+                report.checks.append(judge_layer(desc, blob, image, policy))
+    return report
+
+
+# ----------------------------------------------------------------------------- sign
+
+
+def _signed_by(
+    manifest: _SignatureManifest, payload: bytes, layer_digest: Digest, key: PublicKey
+) -> bool:
+    """Whether a layer holds this exact payload with a signature ``key`` made."""
+    for desc in manifest.parsed.layers:
+        if desc.media_type != SIGNATURE_MEDIA_TYPE or desc.digest != layer_digest:
+            continue
+        try:
+            key.verify(payload, b64decode(desc.annotations.get(SIGNATURE_ANNOTATION, ""), "sig"))
+        except (SignatureError, Malformed):
+            continue
+        return True
+    return False
+
+
+def _refuse_huge_annotations(manifest: _SignatureManifest) -> None:
+    """SignatureError if a layer carries an annotation no real signature has."""
+    for index, desc in enumerate(manifest.parsed.layers):
+        for key, value in desc.annotations.items():
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > MAX_ANNOTATION_BYTES:
+                raise SignatureError(
+                    f"signature manifest {manifest.ref}: layer {index} annotation {key[:100]} is "
+                    f"{size} bytes; refusing more than {_size(MAX_ANNOTATION_BYTES)}",
+                    hint="imgctl does not append to it; delete the tag or remove that layer",
+                )
+
+
+def _config_blob(layers: list[dict[str, Any]]) -> bytes:
+    """The image config cosign's signature manifests carry: one diff_id and history per layer."""
+    diff_ids = [layer["digest"] for layer in layers]
+    return go_json(
+        {
+            "architecture": "",
+            "created": _ZERO_TIME,
+            "history": [{"created": _ZERO_TIME} for _ in layers],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "config": {},
+        }
+    )
+
+
+def _manifest_bytes(
+    existing: _SignatureManifest | None, layers: list[dict[str, Any]], config: bytes
+) -> tuple[bytes, str]:
+    """The signature manifest with ``layers``; what was there besides config and layers stays."""
+    if existing is None:
+        media_type, config_type = mt.OCI_MANIFEST, mt.OCI_CONFIG
+        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
+    else:
+        media_type = existing.parsed.media_type
+        assert existing.parsed.config is not None
+        config_type = existing.parsed.config.media_type
+        doc = dict(existing.doc)
+    doc["config"] = {
+        "mediaType": config_type,
+        "size": len(config),
+        "digest": str(Digest.of(config)),
+    }
+    doc["layers"] = layers
+    return go_json(doc), media_type
+
+
+async def _push_blob(client: RegistryClient, repository: Reference, data: bytes) -> None:
+    digest = Digest.of(data)
+    if await client.head_blob(repository, digest) == len(data):
+        return
+    await client.push_blob(repository, digest, data, len(data))
+
+
+def _has_layer(manifest: _SignatureManifest | None, layer: dict[str, Any]) -> bool:
+    if manifest is None:
+        return False
+    wanted = layer["annotations"][SIGNATURE_ANNOTATION]
+    return any(
+        str(desc.digest) == layer["digest"] and desc.annotations.get(SIGNATURE_ANNOTATION) == wanted
+        for desc in manifest.parsed.layers
+    )
+
+
+async def sign_image(
+    client: RegistryClient,
+    image: Reference,
+    signer: Signer,
+    *,
+    annotations: Mapping[str, str] | None = None,
+) -> SignOutcome:
+    """Sign ``image`` (with digest) and append the layer to its ``.sig`` manifest.
+
+    A signature by the same key over the same payload already there means ``already-signed``
+    and nothing is written. The blob goes before the manifest, so a failure leaves no half
+    signature.
+    """
+    digest = image.digest
+    if digest is None:
+        raise ValueError("sign_image needs an image reference with a digest")
+    payload = simple_signing_payload(cosign_repository_name(image), digest, annotations)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise SignatureError(
+            f"the signature payload would be {len(payload)} bytes; refusing more than "
+            f"{_size(MAX_PAYLOAD_BYTES)}",
+            hint="give fewer or shorter annotations",
+        )
+    layer_digest = Digest.of(payload)
+    sig_ref = image.with_tag(signature_tag(digest))
+    public = await asyncio.to_thread(signer.public_key)
+
+    def outcome(status: Literal["signed", "already-signed"]) -> SignOutcome:
+        return SignOutcome(image.with_digest(digest), sig_ref, status, public.key_id)
+
+    existing = await _fetch_signature_manifest(client, sig_ref)
+    if existing is not None:
+        _refuse_huge_annotations(existing)
+        if _signed_by(existing, payload, layer_digest, public):
+            return outcome("already-signed")
+
+    signature = await asyncio.to_thread(signer.sign, payload)
+    # A signer that returns something its own key does not verify must not write anything.
+    public.verify(payload, signature)
+    layer_annotations = {SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()}
+    extra = getattr(signer, "layer_annotations", None)
+    if callable(extra):
+        layer_annotations.update(extra(payload, signature))
+    layer: dict[str, Any] = {
+        "mediaType": SIGNATURE_MEDIA_TYPE,
+        "size": len(payload),
+        "digest": str(layer_digest),
+        "annotations": {key: layer_annotations[key] for key in sorted(layer_annotations)},
+    }
+    await _push_blob(client, sig_ref, payload)
+    for _ in range(SIGN_ATTEMPTS):
+        kept = list(existing.doc.get("layers") or []) if existing is not None else []
+        layers = [*kept, layer]
+        if len(layers) > MAX_SIGNATURE_LAYERS:
+            raise SignatureError(
+                f"signature manifest {sig_ref} already has {len(kept)} layers; cosign reads no "
+                f"more than {MAX_SIGNATURE_LAYERS}",
+                hint="delete old signatures before adding one",
+            )
+        config = _config_blob(layers)
+        await _push_blob(client, sig_ref, config)
+        data, media_type = _manifest_bytes(existing, layers, config)
+        await client.put_manifest(sig_ref, data, media_type)
+        # Another signer may have pushed between our read and our write (see the module doc).
+        after = await _fetch_signature_manifest(client, sig_ref)
+        if _has_layer(after, layer):
+            return outcome("signed")
+        existing = after
+        if existing is not None:
+            _refuse_huge_annotations(existing)
+            if _signed_by(existing, payload, layer_digest, public):
+                return outcome("already-signed")
+    raise SignatureError(
+        f"signature manifest {sig_ref} kept changing: another writer replaced it "
+        f"{SIGN_ATTEMPTS} times while this signature was being added",
+        hint="run the command again",
+    )
