@@ -330,12 +330,13 @@ def check_keyless(
         if not keys:
             raise _Refused("no trusted Rekor key to check the bundle with")
         _check_set(set_, entry, keys)
+        # The entry first: a SET for another entry says nothing about this signature's time.
+        _check_entry(entry["body"], leaf, payload, signature)
         try:
             when = datetime.fromtimestamp(entry["integratedTime"], UTC)
         except (OverflowError, OSError, ValueError):
             raise _Refused("malformed Rekor bundle: integratedTime out of range") from None
         _check_chain(leaf, chain, roots, when)
-        _check_entry(entry["body"], leaf, payload, signature)
         _verify_with_certificate(leaf, payload, signature)
         _check_identity(leaf, identity, issuer)
     except _Refused as refused:
