@@ -1,15 +1,20 @@
 """``imgctl cip``: kpromo-compatible declarative promotion, and snapshots.
 
+With ``--verify-key`` / ``--certificate-identity`` the sources must be signed (kpromo's validate
+phase, dry runs included); with ``--sign-key`` the promoted digests are signed in their primary
+registries (kpromo's sign phase); ``cip replicate-signatures`` brings those signatures to the
+mirrors (docs/signing.md).
+
 Exit status (docs/manifests.md): 0 when the plan (and, with --confirm, every edge) succeeded;
-1 when tag moves were refused, a registry could not be read or an edge failed; 2 for invalid
-manifests or flags.
+1 when tag moves were refused, a registry could not be read, an edge failed, a source was not
+signed as required or a promoted digest could not be signed; 2 for invalid manifests or flags.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,11 +29,39 @@ from imgctl.errors import ImgctlError
 if TYPE_CHECKING:
     from imgctl.promotion.manifests import Edge, Manifest, ManifestWarning
     from imgctl.promotion.plan import EdgeOutcome, Plan
+    from imgctl.promotion.signing import SignResult, Validation
     from imgctl.remote import RegistryClient
+    from imgctl.trust import Signer, TrustPolicy
 
 __all__ = ["app"]
 
-app = typer.Typer()
+app = typer.Typer(
+    name="cip",
+    help="Promote what kpromo manifests list (dry run unless --confirm), or write snapshots.",
+    invoke_without_command=True,
+)
+_SIGNING = "Signing (kpromo's validate and sign phases)"
+# kpromo's bounds (50); 1000 at most (imgctl.promotion.signing.MAX_SIGNATURE_CONCURRENCY).
+MaxSignatureOpsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-signature-ops",
+        min=1,
+        max=1000,
+        help="Signatures made or checked at once (1 to 1000).",
+        rich_help_panel=_SIGNING,
+    ),
+]
+MaxSignatureCopiesOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-signature-copies",
+        min=1,
+        max=1000,
+        help="Signatures copied at once (1 to 1000).",
+        rich_help_panel=_SIGNING,
+    ),
+]
 
 
 class CipOutput(StrEnum):
@@ -40,9 +73,10 @@ class CipOutput(StrEnum):
     csv = "csv"
 
 
-@app.command("cip")
+@app.callback()
 @registry_command
 def cip(
+    context: typer.Context,
     connection: Connection,
     manifest: Annotated[
         Path | None,
@@ -146,8 +180,56 @@ def cip(
         str | None,
         typer.Option("--catalog-environment", help="The environment the destinations belong to."),
     ] = None,
+    sign_key: Annotated[
+        str | None,
+        typer.Option(
+            "--sign-key",
+            help="Sign each promoted digest in its primary registry (the manifest's first "
+            "destination) with this key: a cosign or PEM key file, or a KMS URI.",
+            rich_help_panel=_SIGNING,
+        ),
+    ] = None,
+    sign: Annotated[
+        str | None,
+        typer.Option(
+            "--sign",
+            metavar="true|false",
+            help="Sign promoted digests (kpromo's --sign): true whenever --sign-key is given; "
+            "--sign=false turns it off.",
+            show_default=False,
+            rich_help_panel=_SIGNING,
+        ),
+    ] = None,
+    max_signature_ops: MaxSignatureOpsOpt = 50,
+    verify_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--verify-key",
+            help="Promote only sources carrying a signature this key verifies (repeatable: "
+            "any of the keys).",
+            rich_help_panel=_SIGNING,
+        ),
+    ] = None,
+    certificate_identity: Annotated[
+        str | None,
+        typer.Option(
+            "--certificate-identity",
+            help="Or a keyless signature whose Fulcio certificate names this identity.",
+            rich_help_panel=_SIGNING,
+        ),
+    ] = None,
+    certificate_oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--certificate-oidc-issuer",
+            help="The OIDC issuer of --certificate-identity.",
+            rich_help_panel=_SIGNING,
+        ),
+    ] = None,
 ) -> None:
     """Promote what kpromo manifests list (dry run unless --confirm), or write snapshots."""
+    if context.invoked_subcommand is not None:
+        return
     _promote_or_snapshot(
         replace(connection, rate_limit=rate_limit, burst=burst),
         CipOptions(
@@ -168,6 +250,12 @@ def cip(
             catalog_url=catalog_url,
             catalog_token=catalog_token,
             catalog_environment=catalog_environment,
+            sign_key=sign_key,
+            sign=_sign_flag(sign),
+            max_signature_ops=max_signature_ops,
+            verify_keys=tuple(verify_key or ()),
+            certificate_identity=certificate_identity,
+            certificate_oidc_issuer=certificate_oidc_issuer,
         ),
     )
 
@@ -193,6 +281,12 @@ class CipOptions:
     catalog_url: str | None = None
     catalog_token: str | None = None
     catalog_environment: str | None = None
+    sign_key: str | None = None
+    sign: bool | None = None  # None: sign when a key is given (kpromo's --sign default)
+    max_signature_ops: int = 50
+    verify_keys: tuple[str, ...] = ()
+    certificate_identity: str | None = None
+    certificate_oidc_issuer: str | None = None
 
 
 def _load(options: CipOptions) -> tuple[list[Manifest], list[ManifestWarning]]:
@@ -271,21 +365,32 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
         _report_parse(manifests, warnings, edges, total, options)
         return
 
-    async def work(client: RegistryClient) -> tuple[Plan, list[EdgeOutcome]]:
+    signer, trust = _signing(options)
+
+    async def work(client: RegistryClient) -> _Run:
         from imgctl.promotion.plan import execute, make_plan
 
         plan = await make_plan(client, edges, allow_tag_moves=options.allow_tag_moves)
-        outcomes: list[EdgeOutcome] = []
+        run = _Run(plan)
+        if trust is not None:
+            await _validate(client, run, trust, options)
         if options.confirm and not plan.refused:
-            outcomes = await execute(client, plan, concurrency=options.jobs)
-        return plan, outcomes
+            allowed = [a for a in plan.actions if _source(a.edge) not in run.unsigned]
+            runnable = replace(plan, actions=allowed) if run.unsigned else plan
+            run.outcomes = await execute(client, runnable, concurrency=options.jobs)
+            run.outcomes += run.refusals()
+            if signer is not None:
+                await _sign(client, run, signer, manifests, options)
+        return run
 
     if options.catalog_url and not options.catalog_environment:
         fail(
             "--catalog-url needs --catalog-environment (the environment promoted to)", EXIT_INVALID
         )
-    plan, outcomes = connection.run(work)
+    run = connection.run(work)
+    plan, outcomes = run.plan, run.outcomes
     failed = [o for o in outcomes if not o.ok]
+    unsigned = [r for r in run.signatures if not r.ok]
     recorded = _record(plan, outcomes, options) if options.confirm else 0
     if options.output == "json":
         document: dict[str, Any] = plan.as_dict()
@@ -294,15 +399,162 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
         document["shard"] = {"index": options.shard_index or 0, "count": options.shard_count}
         if options.confirm:
             document["results"] = [o.as_dict() for o in outcomes]
+        if trust is not None:
+            document["validation"] = [v.as_dict() for v in run.validations.values()]
+        if signer is not None:
+            document["signing"] = {
+                "key_id": run.key_id,
+                "results": [r.as_dict() for r in run.signatures],
+            }
         print_json(document)
     elif options.output == "text":
         _report_text(plan, outcomes, options, total)
+        _report_signing(run, options)
         if options.catalog_url and options.confirm:
             print(f"recorded {recorded} image(s) in the catalog ({options.catalog_environment})")
     else:
         fail(f"a plan is written as text or json, not {options.output}", EXIT_INVALID)
-    if plan.refused or plan.unreadable or failed:
+    if plan.refused or plan.unreadable or failed or run.unsigned or unsigned:
         raise SystemExit(EXIT_FAILED)
+
+
+@dataclass
+class _Run:
+    """What one ``imgctl cip`` run found and did: plan, validation, outcomes, signatures."""
+
+    plan: Plan
+    outcomes: list[EdgeOutcome] = field(default_factory=list)
+    # Source image (REPO@DIGEST) -> its verdict, for the sources the plan would promote.
+    validations: dict[str, Validation] = field(default_factory=dict)
+    signatures: list[SignResult] = field(default_factory=list)
+    key_id: str | None = None
+
+    @property
+    def unsigned(self) -> set[str]:
+        """Sources refused by validation: their edges are not promoted."""
+        return {image for image, verdict in self.validations.items() if not verdict.verified}
+
+    def refusals(self) -> list[EdgeOutcome]:
+        """A failed outcome for each edge whose source was refused (the others went on)."""
+        from imgctl.promotion.plan import EdgeOutcome
+
+        refused = []
+        for action in self.plan.work():
+            verdict = self.validations.get(_source(action.edge))
+            if verdict is not None and not verdict.verified:
+                error = f"not promoted: {verdict.image}: {verdict.reason}"
+                refused.append(EdgeOutcome(action.edge, action.action, False, error))
+        return refused
+
+
+def _sign_flag(value: str | None) -> bool | None:
+    """--sign's value, read as Go's strconv.ParseBool reads kpromo's (None: not given)."""
+    if value is None:
+        return None
+    if value.strip() in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value.strip() in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    fail(f"--sign takes true or false, not {value!r}", EXIT_INVALID)
+
+
+def _source(edge: Edge) -> str:
+    return f"{edge.source_repository}@{edge.digest}"
+
+
+def _signing(options: CipOptions) -> tuple[Signer | None, TrustPolicy | None]:
+    """The signer of --sign-key and the policy of --verify-key/--certificate-*; exit 2 if bad.
+
+    Loaded before any registry is read: a bad key copies and signs nothing.
+    """
+    import os
+
+    sign = options.sign if options.sign is not None else options.sign_key is not None
+    if sign and not options.sign_key:
+        fail("--sign needs --sign-key KEY: imgctl cip signs with a key", EXIT_INVALID)
+    if (options.certificate_identity is None) != (options.certificate_oidc_issuer is None):
+        fail("--certificate-identity and --certificate-oidc-issuer go together", EXIT_INVALID)
+    signer = trust = None
+    if sign and options.sign_key:
+        from imgctl.trust import load_signer
+
+        try:
+            signer = load_signer(options.sign_key, environ=os.environ)
+        except ImgctlError as exc:
+            fail(f"--sign-key: {exc}", EXIT_INVALID)
+    keyless = []
+    if options.certificate_identity and options.certificate_oidc_issuer:
+        keyless.append((options.certificate_identity, options.certificate_oidc_issuer))
+    if options.verify_keys or keyless:
+        from imgctl.promotion.signing import trust_policy
+
+        try:
+            trust = trust_policy(options.verify_keys, keyless, environ=os.environ)
+        except ImgctlError as exc:
+            fail(f"--verify-key: {exc}", EXIT_INVALID)
+    return signer, trust
+
+
+async def _validate(
+    client: RegistryClient, run: _Run, trust: TrustPolicy, options: CipOptions
+) -> None:
+    """The validate phase (kpromo): the sources the plan would promote must be signed."""
+    from imgctl.oci import Reference
+    from imgctl.promotion.signing import validate
+
+    sources = [Reference.parse(_source(a.edge)) for a in run.plan.work()]
+    run.validations = await validate(client, sources, trust, max_ops=options.max_signature_ops)
+
+
+async def _sign(
+    client: RegistryClient,
+    run: _Run,
+    signer: Signer,
+    manifests: list[Manifest],
+    options: CipOptions,
+) -> None:
+    """The sign phase (kpromo): each promoted digest once, in its primary registry only."""
+    import asyncio
+
+    from imgctl.promotion.signing import primary_destinations, sign_images, signing_targets
+
+    run.key_id = (await asyncio.to_thread(signer.public_key)).key_id
+    promoted = [o.edge for o in run.outcomes if o.ok]
+    targets = signing_targets(promoted, primary_destinations(manifests))
+    run.signatures = await sign_images(client, targets, signer, max_ops=options.max_signature_ops)
+
+
+def _report_signing(run: _Run, options: CipOptions) -> None:
+    """The validate and sign phases in text: refusals and failures on stderr."""
+    refused = [v for v in run.validations.values() if not v.verified]
+    if run.validations:
+        print(
+            f"signatures checked on {len(run.validations)} source(s): "
+            f"{len(run.validations) - len(refused)} verified, {len(refused)} refused"
+        )
+    if not options.confirm:
+        for verdict in refused:
+            print(f"refused   {verdict.image}: {verdict.reason}", file=sys.stderr)
+    if run.key_id is None:
+        return
+    done = [r for r in run.signatures if r.status == "signed"]
+    already = [r for r in run.signatures if r.status == "already-signed"]
+    failed = [r for r in run.signatures if not r.ok]
+    print(
+        f"signed {len(done)} of {len(run.signatures)} promoted digest(s) in their primary "
+        f"registry with key {run.key_id[:12]} ({len(already)} already signed, "
+        f"{len(failed)} failed)"
+    )
+    for result in done:
+        print(f"  signed    {result.image}")
+    for result in failed:
+        print(f"unsigned  {result.image}: {result.error}", file=sys.stderr)
+    if failed:
+        print(
+            f"imgctl: error: {len(failed)} promoted digest(s) not signed (nothing half-written); "
+            "sign them with `imgctl sign`, or promote again",
+            file=sys.stderr,
+        )
 
 
 def _report_parse(
