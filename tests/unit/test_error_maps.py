@@ -127,6 +127,8 @@ def test_the_exit_table_agrees_with_the_readme() -> None:
         (errors.NotFoundError("manifest unknown", status=404), 5),
         (errors.SpaNotFoundError("no such version", bucket="b"), 5),
         (errors.TransportError("connection refused"), 6),
+        (errors.KeyRefError("cosign.key: wrong password"), 2),
+        (errors.SignatureError("no signature verified"), 7),
         (errors.RegistryError("500", status=500), 1),
         (errors.StoreError("database down"), 1),
         (errors.CredentialError("bad entry"), 1),

@@ -1,10 +1,11 @@
 """The ``imgctl`` command tree: the root app, and every command group registered on it.
 
 Each group lives in its own module with its Typer definitions (``_registry``: copy, digest,
-manifest, ls; ``_identity``: token, auth, idp; ``_promote``: promote, auth-check; ``_server``;
-``_cip``; ``demo``; ``_completion``; ``_catalog``; ``_scan``; ``_registry_serve``). A group
-module imports only the CLI's own light modules at start-up; what a command needs (httpx, the
-registry client, grpc, FastAPI, SQLAlchemy...) is imported when it runs, so ``--help`` is fast.
+manifest, ls; ``_identity``: token, auth, idp; ``_promote``: promote, auth-check; ``_sign``:
+sign, verify; ``_server``; ``_cip``; ``demo``; ``_completion``; ``_catalog``; ``_scan``;
+``_registry_serve``). A group module imports only the CLI's own light modules at start-up;
+what a command needs (httpx, the registry client, grpc, FastAPI, SQLAlchemy...) is imported
+when it runs, so ``--help`` is fast.
 The order of ``add_typer`` calls is the order of ``imgctl --help``.
 """
 
@@ -26,6 +27,7 @@ from imgctl.cli._registry import app as registry_commands
 from imgctl.cli._registry_serve import app as registry_group
 from imgctl.cli._scan import app as scan_group
 from imgctl.cli._server import app as server_command
+from imgctl.cli._sign import app as sign_commands
 from imgctl.cli.demo import app as demo_command
 
 __all__ = ["app"]
@@ -60,6 +62,7 @@ def _root(
 app.add_typer(registry_commands)  # copy, digest, manifest, ls
 app.add_typer(identity_commands)  # token
 app.add_typer(promote_commands)  # promote, auth-check
+app.add_typer(sign_commands)  # sign, verify
 app.add_typer(server_command)
 app.add_typer(cip_command)
 app.add_typer(demo_command)

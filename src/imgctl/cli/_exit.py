@@ -17,10 +17,12 @@ from imgctl.errors import (
     InvalidDigestError,
     InvalidPromotionError,
     InvalidReferenceError,
+    KeyRefError,
     NotAllowedError,
     NotAuthenticatedError,
     NotFoundError,
     PermissionDeniedError,
+    SignatureError,
     SourceNotFoundError,
     SpaNotFoundError,
     TransportError,
@@ -36,6 +38,7 @@ __all__ = [
     "EXIT_NOT_FOUND",
     "EXIT_UNAUTHENTICATED",
     "EXIT_UNAVAILABLE",
+    "EXIT_UNVERIFIED",
     "exit_code",
     "fail",
     "interrupted",
@@ -49,6 +52,8 @@ EXIT_UNAUTHENTICATED: Final = 3
 EXIT_DENIED: Final = 4
 EXIT_NOT_FOUND: Final = 5
 EXIT_UNAVAILABLE: Final = 6
+# imgctl verify (docs/signing.md): no signature verified, or the signatures cannot be read.
+EXIT_UNVERIFIED: Final = 7
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
 
 # (exit code, error classes, gRPC status names the server answered with). First match wins;
@@ -56,7 +61,13 @@ EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
 _TABLE: Final[tuple[tuple[int, tuple[type[BaseException], ...], frozenset[str]], ...]] = (
     (
         EXIT_INVALID,
-        (UsageError, InvalidReferenceError, InvalidDigestError, InvalidPromotionError),
+        (
+            UsageError,
+            InvalidReferenceError,
+            InvalidDigestError,
+            InvalidPromotionError,
+            KeyRefError,
+        ),
         frozenset({"INVALID_ARGUMENT"}),
     ),
     (
@@ -75,6 +86,7 @@ _TABLE: Final[tuple[tuple[int, tuple[type[BaseException], ...], frozenset[str]],
         (TransportError, UnreachableError),
         frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"}),
     ),
+    (EXIT_UNVERIFIED, (SignatureError,), frozenset()),
     (EXIT_INTERRUPTED, (KeyboardInterrupt,), frozenset()),
 )
 

@@ -39,6 +39,7 @@ __all__ = [
     "check_keyless",
     "load_fulcio_roots",
     "load_rekor_keys",
+    "trusted_root_material",
 ]
 
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
@@ -91,10 +92,13 @@ def load_fulcio_roots(pem: bytes) -> tuple[x509.Certificate, ...]:
     return certs
 
 
+RekorKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
 @functools.lru_cache(maxsize=32)
-def load_rekor_keys(pems: tuple[bytes, ...]) -> tuple[ec.EllipticCurvePublicKey, ...]:
-    """The Rekor public keys of PEM SubjectPublicKeyInfo blocks (Rekor signs with ECDSA)."""
-    keys = []
+def load_rekor_keys(pems: tuple[bytes, ...]) -> tuple[RekorKey, ...]:
+    """The Rekor public keys of PEM SubjectPublicKeyInfo blocks (ECDSA, or Ed25519)."""
+    keys: list[RekorKey] = []
     for pem in pems:
         try:
             key = serialization.load_pem_public_key(pem)
@@ -103,9 +107,10 @@ def load_rekor_keys(pems: tuple[bytes, ...]) -> tuple[ec.EllipticCurvePublicKey,
                 f"a Rekor public key is not a PEM public key ({exc})",
                 hint="give the Rekor log's public key as PEM (rekor.pub)",
             ) from None
-        if not isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
             raise KeyRefError(
-                "a Rekor public key is not an ECDSA key", hint="Rekor signs with ECDSA"
+                "a Rekor public key is neither ECDSA nor Ed25519",
+                hint="give the Rekor log's public key (rekor.pub)",
             )
         keys.append(key)
     return tuple(keys)
@@ -154,9 +159,7 @@ def _bundle(annotations: Mapping[str, str]) -> tuple[bytes, dict[str, Any]]:
     return _b64(doc["SignedEntryTimestamp"], "Rekor bundle SET"), payload
 
 
-def _check_set(
-    set_: bytes, payload: dict[str, Any], keys: tuple[ec.EllipticCurvePublicKey, ...]
-) -> None:
+def _check_set(set_: bytes, payload: dict[str, Any], keys: tuple[RekorKey, ...]) -> None:
     import rfc8785
 
     try:
@@ -165,7 +168,10 @@ def _check_set(
         raise _Refused(f"malformed Rekor bundle: {exc}") from None
     for key in keys:
         try:
-            key.verify(set_, canonical, ec.ECDSA(hashes.SHA256()))
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(set_, canonical, ec.ECDSA(hashes.SHA256()))
+            else:
+                key.verify(set_, canonical)
         except (InvalidSignature, ValueError):
             continue
         return
@@ -342,3 +348,50 @@ def check_keyless(
     except _Refused as refused:
         return str(refused)
     return None
+
+
+def trusted_root_material(data: bytes, where: str) -> tuple[bytes, tuple[bytes, ...]]:
+    """The Fulcio certificates (one PEM bundle) and Rekor keys (PEM) of a trusted_root.json.
+
+    The file is sigstore's TrustedRoot (protobuf-specs, JSON form): ``certificateAuthorities[]
+    .certChain.certificates[].rawBytes`` (DER) and ``tlogs[].publicKey.rawBytes`` (DER SPKI).
+    """
+    try:
+        doc = strict_json(data, where)
+        if not isinstance(doc, dict):
+            raise Malformed(f"{where} is not a JSON object")
+        authorities = doc.get("certificateAuthorities") or []
+        tlogs = doc.get("tlogs") or []
+        if not isinstance(authorities, list) or not isinstance(tlogs, list):
+            raise Malformed(f"{where}: certificateAuthorities and tlogs must be lists")
+        pems: list[bytes] = []
+        for authority in authorities:
+            chain = authority.get("certChain") if isinstance(authority, dict) else None
+            certs = chain.get("certificates") if isinstance(chain, dict) else None
+            if not isinstance(certs, list):
+                raise Malformed(f"{where}: a certificate authority has no certChain")
+            for cert in certs:
+                raw = cert.get("rawBytes") if isinstance(cert, dict) else None
+                if not isinstance(raw, str):
+                    raise Malformed(f"{where}: a certificate has no rawBytes")
+                parsed = x509.load_der_x509_certificate(b64decode(raw, f"{where} certificate"))
+                pems.append(parsed.public_bytes(serialization.Encoding.PEM))
+        keys: list[bytes] = []
+        for tlog in tlogs:
+            public = tlog.get("publicKey") if isinstance(tlog, dict) else None
+            raw = public.get("rawBytes") if isinstance(public, dict) else None
+            if not isinstance(raw, str):
+                raise Malformed(f"{where}: a transparency log has no publicKey.rawBytes")
+            key = serialization.load_der_public_key(b64decode(raw, f"{where} Rekor key"))
+            keys.append(
+                key.public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+    except (Malformed, ValueError) as exc:
+        raise KeyRefError(
+            f"trusted root {where} cannot be read: {exc}",
+            hint="give sigstore's trusted_root.json, or --certificate-chain and "
+            "--rekor-public-key as PEM files",
+        ) from None
+    return b"".join(pems), tuple(keys)

@@ -1,0 +1,353 @@
+"""``imgctl sign`` and ``imgctl verify``: cosign-compatible signatures (imgctl.trust).
+
+An image given by tag is resolved to its digest first; what is signed and verified is always
+the digest. Failures exit by class (``imgctl.cli._exit``): a bad key reference 2, a registry's
+refusal 3/4/5/6, no signature that verifies (or an unreadable signature manifest) 7.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+
+import typer
+
+from imgctl.cli._exit import exit_code, fail, interrupted
+from imgctl.cli._flags import Connection, OutputOpt, parse_ref, registry_command
+from imgctl.cli._output import Output, print_json
+from imgctl.errors import ImgctlError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from imgctl.oci import Reference
+    from imgctl.remote import RegistryClient
+    from imgctl.trust import KeylessIdentity, Signer, SignOutcome, VerificationReport
+
+__all__ = ["app"]
+
+app = typer.Typer()
+_T = TypeVar("_T")
+
+# Trust material files (PEM bundles, trusted_root.json) are small; anything larger is refused.
+MAX_TRUST_FILE_BYTES = 1024 * 1024
+
+
+def _stop(error: BaseException) -> NoReturn:
+    fail(str(error), exit_code(error))
+
+
+def _run(connection: Connection, work: Callable[[RegistryClient], Awaitable[_T]]) -> _T:
+    import asyncio
+
+    async def main() -> _T:
+        async with connection.client() as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except ImgctlError as exc:
+        _stop(exc)
+    except KeyboardInterrupt:
+        interrupted()
+
+
+async def _pinned(client: RegistryClient, ref: Reference) -> Reference:
+    """``ref`` with its digest: a tag is resolved (HEAD), a digest is checked to exist."""
+    from imgctl.errors import NotFoundError
+
+    descriptor = await client.head_manifest(ref)
+    if descriptor is None:
+        raise NotFoundError(f"manifest {ref} not found", status=404)
+    if ref.digest is not None and descriptor.digest != ref.digest:
+        from imgctl.errors import DigestMismatchError
+
+        raise DigestMismatchError(f"{ref}: the registry answered with {descriptor.digest}")
+    return ref.with_digest(descriptor.digest)
+
+
+def _annotations(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            fail(f"-a {value!r}: expected key=value", 2)
+        out[key] = text
+    return out
+
+
+@app.command()
+@registry_command
+def sign(
+    connection: Connection,
+    image: Annotated[str, typer.Argument(help="Image to sign: REGISTRY/REPO:TAG or @DIGEST.")],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Signing key: cosign.key (password from $COSIGN_PASSWORD), a PEM private key, "
+            "or a KMS URI (awskms://...).",
+        ),
+    ] = None,
+    keyless: Annotated[
+        bool,
+        typer.Option(
+            "--keyless",
+            help="Sign with a Fulcio certificate for the OIDC token in $SIGSTORE_ID_TOKEN and "
+            "log it in Rekor (needs both services; see docs/signing.md).",
+        ),
+    ] = False,
+    trust_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-config",
+            envvar="SIGSTORE_TRUST_CONFIG",
+            help="With --keyless: the sigstore ClientTrustConfig JSON naming Fulcio, Rekor and "
+            "their keys (default: the public-good instance, fetched with TUF).",
+            dir_okay=False,
+        ),
+    ] = None,
+    annotation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotation",
+            "-a",
+            help="key=value written into the payload's optional section (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Sign an image's digest, cosign-compatibly: a layer appended to its sha256-HEX.sig tag."""
+    ref = parse_ref(image)
+    if (key is None) == (not keyless):
+        fail("give --key REF or --keyless (one of them)", 2)
+    extra = _annotations(annotation or [])
+    signer: Signer
+    try:
+        if keyless:
+            from imgctl.trust._keyless_sign import keyless_signer
+
+            signer = keyless_signer(os.environ, trust_config)
+        else:
+            from imgctl.trust import load_signer
+
+            assert key is not None
+            signer = load_signer(key, environ=os.environ)
+    except ImgctlError as exc:
+        _stop(exc)
+
+    async def work(client: RegistryClient) -> SignOutcome:
+        from imgctl.trust import sign_image
+
+        pinned = await _pinned(client, ref)
+        return await sign_image(client, pinned, signer, annotations=extra or None)
+
+    result = _run(connection, work)
+    if output is Output.json:
+        print_json(result.as_dict())
+        return
+    if result.status == "signed":
+        print(f"signed {result.image} with {signer.ref}: {result.signature}")
+    else:
+        print(f"already signed {result.image} with {signer.ref}: {result.signature}")
+
+
+def _read_trust_file(path: Path, what: str) -> bytes:
+    from imgctl.errors import KeyRefError
+
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_TRUST_FILE_BYTES + 1)
+    except OSError as exc:
+        raise KeyRefError(f"{what} {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_TRUST_FILE_BYTES:
+        raise KeyRefError(f"{what} {path}: larger than 1 MiB, not a {what}")
+    return data
+
+
+def _trusted_root(path: Path) -> tuple[bytes, tuple[bytes, ...]]:
+    """Fulcio certificates and Rekor keys (PEM) of a sigstore trusted_root.json."""
+    from imgctl.trust._keyless import trusted_root_material
+
+    return trusted_root_material(_read_trust_file(path, "trusted root"), str(path))
+
+
+def _keyless_identity(
+    identity: str | None,
+    issuer: str | None,
+    chain: Path | None,
+    trusted_root: Path | None,
+    rekor_keys: list[Path],
+) -> KeylessIdentity | None:
+    from imgctl.errors import KeyRefError, UsageError
+    from imgctl.trust import KeylessIdentity
+    from imgctl.trust._keyless import load_fulcio_roots, load_rekor_keys
+
+    wanted = [identity, issuer, chain, trusted_root, *rekor_keys]
+    if not any(w is not None for w in wanted):
+        return None
+    if not identity or not issuer:
+        raise UsageError(
+            "keyless verification needs --certificate-identity and --certificate-oidc-issuer"
+        )
+    roots = b""
+    rekor: tuple[bytes, ...] = ()
+    if trusted_root is not None:
+        roots, rekor = _trusted_root(trusted_root)
+    if chain is not None:
+        roots += b"\n" + _read_trust_file(chain, "certificate chain")
+    rekor += tuple(_read_trust_file(p, "Rekor public key") for p in rekor_keys)
+    if not roots.strip():
+        raise UsageError(
+            "keyless verification needs the Fulcio roots: --certificate-chain FILE (PEM) or "
+            "--trusted-root FILE (trusted_root.json)"
+        )
+    if not rekor:
+        raise UsageError(
+            "keyless verification needs the Rekor key: --rekor-public-key FILE or "
+            "--trusted-root FILE"
+        )
+    # Parsed now, so a bad file is one error before any request, not one per signature.
+    if not load_fulcio_roots(roots):
+        raise KeyRefError("the certificate chain holds no certificate")
+    load_rekor_keys(rekor)
+    return KeylessIdentity(identity, issuer, roots, rekor)
+
+
+@app.command()
+@registry_command
+def verify(
+    connection: Connection,
+    image: Annotated[str, typer.Argument(help="Image to verify: REGISTRY/REPO:TAG or @DIGEST.")],
+    key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--key",
+            help="Public key: cosign.pub, a PEM public key or a KMS URI (repeatable: any of them).",
+            show_default=False,
+        ),
+    ] = None,
+    certificate_identity: Annotated[
+        str | None,
+        typer.Option(
+            "--certificate-identity",
+            help="Keyless: the signing certificate's identity (SAN), exactly.",
+        ),
+    ] = None,
+    certificate_oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--certificate-oidc-issuer",
+            help="Keyless: the OIDC issuer in the certificate, exactly.",
+        ),
+    ] = None,
+    certificate_chain: Annotated[
+        Path | None,
+        typer.Option(
+            "--certificate-chain",
+            help="Keyless: PEM file of the trusted Fulcio root (and intermediate) certificates.",
+            dir_okay=False,
+        ),
+    ] = None,
+    trusted_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-root",
+            help="Keyless: a sigstore trusted_root.json (its Fulcio certificates and Rekor keys).",
+            dir_okay=False,
+        ),
+    ] = None,
+    rekor_public_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rekor-public-key",
+            help="Keyless: PEM public key of the Rekor log (repeatable).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    signed_identity: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--signed-identity",
+            help="Repository a payload may name (repeatable; tags ignored). Default: the "
+            "image's own repository.",
+            show_default=False,
+        ),
+    ] = None,
+    any_identity: Annotated[
+        bool,
+        typer.Option(
+            "--any-identity",
+            help="Accept a payload naming any repository (cosign's default; not imgctl's).",
+        ),
+    ] = False,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Check every signature of an image's digest; say which verified and why others did not."""
+    from imgctl.errors import SignatureError
+
+    ref = parse_ref(image)
+    identities = [parse_ref(value).name for value in signed_identity or []]
+    if identities and any_identity:
+        fail("give --signed-identity or --any-identity, not both", 2)
+    try:
+        from imgctl.trust import TrustPolicy, load_public_key
+
+        keys = tuple(load_public_key(k, environ=os.environ) for k in key or [])
+        wanted = _keyless_identity(
+            certificate_identity,
+            certificate_oidc_issuer,
+            certificate_chain,
+            trusted_root,
+            rekor_public_key or [],
+        )
+    except ImgctlError as exc:
+        _stop(exc)
+    if not keys and wanted is None:
+        fail(
+            "give --key REF, or --certificate-identity and --certificate-oidc-issuer with the "
+            "Fulcio and Rekor trust material",
+            2,
+        )
+    policy = TrustPolicy(
+        keys=keys,
+        keyless=(wanted,) if wanted is not None else (),
+        identities=tuple(identities),
+        any_identity=any_identity,
+    )
+
+    async def work(client: RegistryClient) -> VerificationReport:
+        from imgctl.trust import verify_image
+
+        pinned = await _pinned(client, ref)
+        return await verify_image(client, pinned, policy)
+
+    report = _run(connection, work)
+    if output is Output.json:
+        print_json(report.as_dict())
+    else:
+        _print_report(report)
+    if not report.verified:
+        found = len(report.checks)
+        error = SignatureError(
+            f"no signature of {report.image} verified"
+            + (f" ({found} found)" if found else ": it has no signatures")
+        )
+        if output is Output.json:
+            raise SystemExit(exit_code(error))
+        _stop(error)
+
+
+def _print_report(report: VerificationReport) -> None:
+    for check in report.checks:
+        verdict = "verified" if check.ok else "refused "
+        print(f"{verdict}  {check.layer}  {check.reason}")
+    if report.verified:
+        good = sum(c.ok for c in report.checks)
+        print(
+            f"{report.image}: {good} of {len(report.checks)} signatures verified", file=sys.stderr
+        )
