@@ -255,6 +255,11 @@ def _key_error(exc: BaseException, what: str, endpoint: str | None) -> KeyRefErr
             f"{what}: no AWS credentials",
             hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
         )
+    if isinstance(exc, errors.SSLError):
+        return KeyRefError(
+            f"{what}: TLS verification failed for KMS at {endpoint or 'the AWS endpoint'}",
+            hint="set AWS_CA_BUNDLE to the CA that signed the endpoint's certificate",
+        )
     if isinstance(exc, (errors.EndpointConnectionError, errors.ConnectTimeoutError)):
         return KeyRefError(
             f"{what}: cannot reach KMS at {endpoint or 'the AWS endpoint'} ({type(exc).__name__})",
