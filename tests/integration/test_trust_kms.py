@@ -336,3 +336,29 @@ def test_create_kms_key_under_an_alias(moto: MotoServer) -> None:
         create_kms_key(f"awskms:///{meta['KeyId']}", env(moto.url))
     with pytest.raises(KeyRefError, match="not supported yet"):
         create_kms_key("gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k", env(moto.url))
+
+
+def test_cli_generate_key_pair_kms(moto: MotoServer, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from imgctl.cli._app import app
+
+    prefix = tmp_path / "kms"
+    ref = "awskms:///alias/cli-created"
+    result = CliRunner().invoke(
+        app,
+        ["generate-key-pair", "--kms", ref, "--output-key-prefix", str(prefix), "-o", "json"],
+        env={**env(moto.url), "COSIGN_PASSWORD": None},
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc == {
+        "private_key": None,
+        "kms": ref,
+        "public_key": f"{prefix}.pub",
+        "key_id": doc["key_id"],
+    }
+    assert not Path(f"{prefix}.key").exists()
+    signer = load_signer(ref, environ=env(moto.url))
+    assert signer.public_key().key_id == doc["key_id"]
+    load_public_key(f"{prefix}.pub").verify(PAYLOAD, signer.sign(PAYLOAD))

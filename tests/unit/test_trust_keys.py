@@ -626,3 +626,76 @@ def test_generate_key_pair_loses_the_race_cleanly(
 def test_generate_key_pair_into_a_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(KeyRefError, match="no such directory"):
         generate_key_pair(tmp_path / "nope" / "cosign", b"pw")
+
+
+# --- imgctl generate-key-pair -----------------------------------------------------------------
+
+
+def _cli(args: list[str], env: dict[str, str | None]) -> Any:
+    from typer.testing import CliRunner
+
+    from imgctl.cli._app import app
+
+    return CliRunner().invoke(app, args, env=env, prog_name="imgctl")
+
+
+def test_cli_generate_key_pair(tmp_path: Path) -> None:
+    prefix = tmp_path / "release"
+    result = _cli(
+        ["generate-key-pair", "--output-key-prefix", str(prefix)], {"COSIGN_PASSWORD": "pw"}
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Private key written to {prefix}.key" in result.output
+    assert f"Public key written to {prefix}.pub" in result.output
+    signer = load_signer(f"{prefix}.key", environ={"COSIGN_PASSWORD": "pw"})
+    load_public_key(f"{prefix}.pub").verify(PAYLOAD, signer.sign(PAYLOAD))
+    again = _cli(
+        ["generate-key-pair", "--output-key-prefix", str(prefix)], {"COSIGN_PASSWORD": "pw"}
+    )
+    assert again.exit_code == 2
+    assert "already exists: not overwriting it" in again.output
+    load_signer(f"{prefix}.key", environ={"COSIGN_PASSWORD": "pw"})
+
+
+def test_cli_generate_key_pair_json(tmp_path: Path) -> None:
+    prefix = tmp_path / "cosign"
+    result = _cli(
+        ["generate-key-pair", "--output-key-prefix", str(prefix), "-o", "json"],
+        {"COSIGN_PASSWORD": ""},
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["private_key"] == f"{prefix}.key"
+    assert doc["public_key"] == f"{prefix}.pub"
+    assert doc["kms"] is None
+    assert doc["key_id"] == load_public_key(f"{prefix}.pub").key_id
+    load_signer(f"{prefix}.key", environ={"COSIGN_PASSWORD": ""})
+
+
+def test_cli_generate_key_pair_without_password_or_terminal(tmp_path: Path) -> None:
+    # CliRunner's stdin is not a terminal: no prompt, an error naming the variable.
+    result = _cli(
+        ["generate-key-pair", "--output-key-prefix", str(tmp_path / "k")],
+        {"COSIGN_PASSWORD": None},
+    )
+    assert result.exit_code == 2
+    assert "set COSIGN_PASSWORD" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_generate_key_pair_unsupported_kms(tmp_path: Path) -> None:
+    result = _cli(
+        [
+            "generate-key-pair",
+            "--kms",
+            "hashivault://release",
+            "--output-key-prefix",
+            str(tmp_path / "k"),
+        ],
+        {"COSIGN_PASSWORD": None},
+    )
+    assert result.exit_code == 2
+    assert "hashivault key references (HashiCorp Vault transit) are not supported yet" in (
+        result.output
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -22,6 +22,7 @@ from imgctl.cli._completion import app as completion_command
 from imgctl.cli._identity import app as identity_commands
 from imgctl.cli._identity import auth_app as auth_group
 from imgctl.cli._identity import idp_app as idp_group
+from imgctl.cli._keys import app as key_commands
 from imgctl.cli._promote import app as promote_commands
 from imgctl.cli._registry import app as registry_commands
 from imgctl.cli._registry_serve import app as registry_group
@@ -63,6 +64,7 @@ app.add_typer(registry_commands)  # copy, digest, manifest, ls
 app.add_typer(identity_commands)  # token
 app.add_typer(promote_commands)  # promote, auth-check
 app.add_typer(sign_commands)  # sign, verify
+app.add_typer(key_commands)  # generate-key-pair
 app.add_typer(server_command)
 app.add_typer(cip_command)
 app.add_typer(demo_command)

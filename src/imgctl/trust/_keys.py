@@ -554,19 +554,45 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
             os.unlink(temporary)
 
 
-def generate_key_pair(prefix: Path, password: bytes) -> tuple[Path, Path]:
-    """Write ``<prefix>.key`` (cosign format, 0600) and ``<prefix>.pub``; refuse to overwrite."""
+def _exists_error(path: Path) -> KeyRefError:
+    return KeyRefError(
+        f"{path} already exists: not overwriting it",
+        hint="remove it, or choose another --output-key-prefix",
+    )
+
+
+def write_public_key(path: Path, key: PublicKey) -> Path:
+    """Write ``key`` as PEM to a new file ``path`` (0644); refuse to overwrite."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise _exists_error(path)
+    if not path.parent.is_dir():
+        raise KeyRefError(f"{path.parent}: no such directory")
+    try:
+        _write_new(path, key.pem(), 0o644)
+    except FileExistsError:
+        raise _exists_error(path) from None
+    except OSError as exc:
+        raise KeyRefError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _key_pair_paths(prefix: Path) -> tuple[Path, Path]:
+    """``<prefix>.key`` and ``<prefix>.pub``, checked to be new files in an existing folder."""
     prefix = Path(prefix)
     key_path = prefix.with_name(prefix.name + ".key")
     pub_path = prefix.with_name(prefix.name + ".pub")
     for path in (key_path, pub_path):
         if path.exists() or path.is_symlink():
-            raise KeyRefError(
-                f"{path} already exists: not overwriting it",
-                hint="remove it, or choose another --output-key-prefix",
-            )
+            raise _exists_error(path)
     if not key_path.parent.is_dir():
         raise KeyRefError(f"{key_path.parent}: no such directory")
+    return key_path, pub_path
+
+
+def generate_key_pair(prefix: Path, password: bytes) -> tuple[Path, Path]:
+    """Write ``<prefix>.key`` (cosign format, 0600) and ``<prefix>.pub``; refuse to overwrite."""
+    key_path, pub_path = _key_pair_paths(prefix)
     private = ec.generate_private_key(ec.SECP256R1())
     der = private.private_bytes(
         serialization.Encoding.DER,
@@ -578,10 +604,7 @@ def generate_key_pair(prefix: Path, password: bytes) -> tuple[Path, Path]:
     try:
         _write_new(key_path, key_pem, 0o600)
     except FileExistsError:
-        raise KeyRefError(
-            f"{key_path} already exists: not overwriting it",
-            hint="remove it, or choose another --output-key-prefix",
-        ) from None
+        raise _exists_error(key_path) from None
     except OSError as exc:
         raise KeyRefError(f"cannot write {key_path}: {exc.strerror or exc}") from None
     try:
@@ -590,9 +613,6 @@ def generate_key_pair(prefix: Path, password: bytes) -> tuple[Path, Path]:
         # Both or neither: the private key without its .pub would be half a pair.
         key_path.unlink()
         if isinstance(exc, FileExistsError):
-            raise KeyRefError(
-                f"{pub_path} already exists: not overwriting it",
-                hint="remove it, or choose another --output-key-prefix",
-            ) from None
+            raise _exists_error(pub_path) from None
         raise KeyRefError(f"cannot write {pub_path}: {exc.strerror or exc}") from None
     return key_path, pub_path
