@@ -97,6 +97,24 @@ def test_ed25519_signs_the_payload_itself() -> None:
     assert key.algorithm == "ed25519"
 
 
+def test_ed25519ph_is_accepted_rfc8032_vector() -> None:
+    # RFC 8032 section 7.3, test "abc": Ed25519ph, what cosign signs with when it uploads to
+    # a transparency log (sigstore's ED25519phVerifier: SHA-512 prehash, empty context).
+    public = ed25519.Ed25519PublicKey.from_public_bytes(
+        bytes.fromhex("ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf")
+    )
+    signature = bytes.fromhex(
+        "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41"
+        "31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406"
+    )
+    key = PublicKey(key=public, ref="rfc8032")
+    key.verify(b"abc", signature)
+    with pytest.raises(SignatureError):
+        key.verify(b"abd", signature)
+    with pytest.raises(SignatureError):
+        key.verify(b"abc", signature[:-1] + bytes([signature[-1] ^ 1]))
+
+
 def test_rsa_pkcs1v15_and_pss() -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key = PublicKey(key=private.public_key(), ref="test")

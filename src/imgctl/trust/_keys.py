@@ -140,6 +140,7 @@ class PublicKey:
 
         ECDSA: ASN.1 DER over SHA-256 of the payload (SHA-384/512 for P-384/P-521);
         Ed25519: over the payload itself; RSA: PKCS#1 v1.5 with SHA-256 (PSS accepted too).
+        Ed25519ph (what cosign signs with when it uploads to a transparency log) is accepted too.
         """
         key = self.key
         try:
@@ -150,7 +151,11 @@ class PublicKey:
                 key.verify(signature, payload, ec.ECDSA(algorithm()))
                 return
             if isinstance(key, ed25519.Ed25519PublicKey):
-                key.verify(signature, payload)
+                try:
+                    key.verify(signature, payload)
+                except InvalidSignature:
+                    if not _ed25519ph_verifies(key, payload, signature):
+                        raise
                 return
             try:
                 key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
@@ -169,6 +174,22 @@ class PublicKey:
             raise SignatureError(
                 f"signature does not verify with {self.ref} (key {self.key_id[:12]})"
             ) from exc
+
+
+def _ed25519ph_verifies(key: ed25519.Ed25519PublicKey, payload: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is Ed25519ph (RFC 8032, SHA-512 prehash, empty context) over it."""
+    import nacl.bindings
+    import nacl.exceptions
+
+    if len(signature) != nacl.bindings.crypto_sign_BYTES:
+        return False
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    state = nacl.bindings.crypto_sign_ed25519ph_state()
+    nacl.bindings.crypto_sign_ed25519ph_update(state, payload)
+    try:
+        return bool(nacl.bindings.crypto_sign_ed25519ph_final_verify(state, signature, raw))
+    except nacl.exceptions.BadSignatureError:
+        return False
 
 
 class Signer(Protocol):
