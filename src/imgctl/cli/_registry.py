@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,9 +23,29 @@ if TYPE_CHECKING:
     from imgctl.oci import Reference
     from imgctl.remote import CopyResult, RegistryClient
 
-__all__ = ["app"]
+__all__ = ["Referrers", "ReferrersOpt", "app"]
 
 app = typer.Typer()
+
+
+class Referrers(StrEnum):
+    """Which referrers travel with an image (imgctl.remote's ReferrerSelection)."""
+
+    all = "all"
+    signatures = "signatures"
+    none = "none"
+
+
+# Shared with imgctl cip.
+ReferrersOpt = Annotated[
+    Referrers,
+    typer.Option(
+        "--referrers",
+        case_sensitive=False,
+        help="Referrers copied with each image: all (signatures, attestations, SBOMs, OCI "
+        "referrers), signatures (.sig tags and signature referrers) or none.",
+    ),
+]
 
 
 @app.command()
@@ -66,11 +87,16 @@ def copy(
             help="Copy only this platform's manifest (os/arch\\[/variant]), not the whole index.",
         ),
     ] = None,
+    referrers: ReferrersOpt = Referrers.all,
     output: OutputOpt = Output.text,
     rate_limit: RateOpt = None,
     burst: BurstOpt = 5,
 ) -> None:
-    """Copy images between registries, digests unchanged (all platforms of an index)."""
+    """Copy images between registries, digests unchanged (all platforms of an index).
+
+    Each image's referrers (cosign's .sig/.att/.sbom tags, OCI 1.1 referrers) follow it,
+    written before its tag; --referrers narrows that down.
+    """
     from imgctl.oci.platform import parse_platform
     from imgctl.remote import CopyOptions, CopyProgress, copy_images
 
@@ -94,6 +120,7 @@ def copy(
         blob_concurrency=blob_jobs,
         chunk_size=chunk_size * 1024 * 1024 if chunk_size else None,
         platform=wanted,
+        referrers=referrers.value,
     )
     progress = CopyProgress()
     connection = replace(connection, rate_limit=rate_limit, burst=burst)
@@ -137,6 +164,7 @@ def _report(results: list[CopyResult], json_output: bool) -> None:
         print_json([r.as_dict() for r in results])
         return
     if len(results) == 1 and not results[0].ok:
+        _report_referrers(results[0])
         print(f"imgctl: error: {results[0].error}", file=sys.stderr)
         return
     for r in results:
@@ -150,9 +178,27 @@ def _report(results: list[CopyResult], json_output: bool) -> None:
             print(f"{r.status:9} {r.source} -> {r.destination} {r.digest}  {detail}")
         else:
             print(f"failed    {r.source} -> {r.destination}: {r.error}", file=sys.stderr)
+        _report_referrers(r)
     failed = sum(not r.ok for r in results)
     if failed and len(results) > 1:
         print(f"imgctl: error: {failed} of {len(results)} copies failed", file=sys.stderr)
+
+
+def _report_referrers(result: CopyResult) -> None:
+    """One line per referrer that was written, merged, skipped or failed (not the unchanged)."""
+    counts: dict[str, int] = {}
+    for referrer in result.referrers:
+        counts[referrer.status] = counts.get(referrer.status, 0) + 1
+        if referrer.status == "unchanged":
+            continue
+        reason = f": {referrer.reason}" if referrer.reason else ""
+        stream = sys.stderr if referrer.status == "failed" else sys.stdout
+        print(
+            f"  referrer {referrer.status:9} {referrer.label} ({referrer.kind}){reason}",
+            file=stream,
+        )
+    if counts.get("unchanged"):
+        print(f"  referrers already there: {counts['unchanged']}")
 
 
 @app.command()

@@ -3,8 +3,10 @@
 ``RegistryClient`` talks to any number of registries (``_client``: manifests, blobs, uploads,
 tags, catalog, referrers) over a ``Session`` (``_session``: hosts and ping, connections, the one
 retry policy, credentials from an ``imgctl.authn`` keychain and bearer tokens per scope).
-``copy_images`` is the copy engine (``_copy``). ``imgctl.remote.config`` reads the user config
-file's ``[registry]`` table.
+``copy_images`` is the copy engine (``_copy``); it copies each image's referrers too
+(``_referrers``: the referrers API, its fallback tag and cosign's ``.sig``/``.att``/``.sbom``
+tags), and ``plan_referrers`` says what it would copy. ``imgctl.remote.config`` reads the user
+config file's ``[registry]`` table.
 """
 
 from imgctl.remote._client import FetchedManifest, RegistryClient
@@ -14,24 +16,32 @@ from imgctl.remote._copy import (
     CopyResult,
     copy_image,
     copy_images,
+    plan_referrers,
     resolve_destination,
 )
 from imgctl.remote._ratelimit import RateLimiter
+from imgctl.remote._referrers import SELECTIONS as REFERRER_SELECTIONS
+from imgctl.remote._referrers import ReferrerCopy
+from imgctl.remote._referrers import Selection as ReferrerSelection
 from imgctl.remote._session import ClientOptions, TransferStats
 from imgctl.remote._tls import RegistryTLS, TLSConfig
 
 __all__ = [
+    "REFERRER_SELECTIONS",
     "ClientOptions",
     "CopyOptions",
     "CopyProgress",
     "CopyResult",
     "FetchedManifest",
     "RateLimiter",
+    "ReferrerCopy",
+    "ReferrerSelection",
     "RegistryClient",
     "RegistryTLS",
     "TLSConfig",
     "TransferStats",
     "copy_image",
     "copy_images",
+    "plan_referrers",
     "resolve_destination",
 ]

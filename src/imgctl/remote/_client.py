@@ -437,36 +437,91 @@ class RegistryClient(Session):
 
     async def referrers(self, ref: Reference, artifact_type: str | None = None) -> list[Descriptor]:
         """Manifests whose ``subject`` is ``ref``'s digest (referrers API, else the tag schema)."""
+        found = await self.referrers_from_api(ref, artifact_type)
+        if found is None:
+            found = await self.referrers_from_tag(ref, artifact_type)
+        return found
+
+    async def referrers_from_api(
+        self, ref: Reference, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        """The referrers API's list; None where the registry has no such API.
+
+        Whether it has one is learned from its first answer and kept in ``referrers_api``, so a
+        registry without the API is asked once per client, however many digests follow.
+        """
         if ref.digest is None:
             raise ValueError("referrers needs a reference with a digest")
+        registry = ref.registry
+        if registry not in self.referrers_api:
+            # The first question is the probe: others wait for its answer instead of probing too.
+            lock = self._referrers_probes.setdefault(registry, asyncio.Lock())
+            async with lock:
+                if registry not in self.referrers_api:
+                    return await self._ask_referrers(ref, artifact_type)
+        if not self.referrers_api[registry]:
+            return None
+        return await self._ask_referrers(ref, artifact_type)
+
+    async def _ask_referrers(
+        self, ref: Reference, artifact_type: str | None
+    ) -> list[Descriptor] | None:
+        assert ref.digest is not None
         path = f"/v2/{ref.repository}/referrers/{ref.digest}"
         if artifact_type:
             path += "?" + urlencode({"artifactType": artifact_type})
         response = await self._request(
-            "GET", ref.registry, ref.repository, path, headers={"Accept": mt.OCI_INDEX}
+            "GET",
+            ref.registry,
+            ref.repository,
+            path,
+            headers={"Accept": mt.OCI_INDEX},
+            stream=True,
         )
-        filtered = False
-        is_index = response.headers.get("content-type", "").startswith(mt.OCI_INDEX)
-        if response.status_code == 200 and is_index:
-            await response.aread()
-            index = parse_manifest(response.content, mt.OCI_INDEX)
-            filtered = "artifactType" in response.headers.get("oci-filters-applied", "")
-        elif response.status_code in (200, 400, 404, 405):
-            # No referrers API here: read the index kept under the sha256-<hex> tag.
+        try:
+            status = response.status_code
+            is_index = response.headers.get("content-type", "").startswith(mt.OCI_INDEX)
+            if status == 200 and is_index:
+                data = await _read_bounded(response, MAX_MANIFEST_BYTES, f"referrers of {ref}")
+            elif status in (200, 400, 404, 405):
+                code = None
+                if status != 200:
+                    await response.aread()
+                    code, _ = error_detail(response)
+                if code != "NAME_UNKNOWN":
+                    # No referrers API (distribution 2.8 answers 404 "page not found"); a
+                    # repository the registry does not know says nothing about the API.
+                    self.referrers_api[ref.registry] = False
+                return None
+            else:
+                await self._raise_for_status(
+                    response, f"referrers of {ref}", ref.registry, ref.repository
+                )
+                return None
+        finally:
             await response.aclose()
-            fallback_tag = ref.with_tag(ref.digest.tag_form)
-            fallback = await self._referrers_index(fallback_tag)
-            if fallback is None:
-                return []
-            index = fallback
-        else:
-            await self._raise_for_status(
-                response, f"referrers of {ref}", ref.registry, ref.repository
-            )
-            return []
-        assert isinstance(index, Index)
+        self.referrers_api[ref.registry] = True
+        self.stats.bytes_downloaded += len(data)
+        index = _parse(data, mt.OCI_INDEX, f"referrers of {ref}")
+        if not isinstance(index, Index):
+            raise InvalidManifestError(f"referrers of {ref}: the registry sent no index")
         found = list(index.manifests)
+        filtered = "artifactType" in response.headers.get("oci-filters-applied", "")
         if artifact_type and not filtered:
+            found = [d for d in found if d.artifact_type == artifact_type]
+        return found
+
+    async def referrers_from_tag(
+        self, ref: Reference, artifact_type: str | None = None
+    ) -> list[Descriptor]:
+        """The referrers listed in the index under the ``sha256-<hex>`` tag (none without it)."""
+        if ref.digest is None:
+            raise ValueError("referrers needs a reference with a digest")
+        index = await self._referrers_index(ref.with_tag(ref.digest.tag_form))
+        if index is None:
+            return []
+        found = list(index.manifests)
+        if artifact_type:
             found = [d for d in found if d.artifact_type == artifact_type]
         return found
 
@@ -497,6 +552,21 @@ class RegistryClient(Session):
             separators=(",", ":"),
         ).encode()
         await self.put_manifest(tag_ref, body, mt.OCI_INDEX)
+
+
+async def _read_bounded(response: httpx.Response, limit: int, what: str) -> bytes:
+    """A streamed response's body, refusing more than ``limit`` bytes."""
+    length = int(response.headers.get("content-length") or 0)
+    if length > limit:
+        raise InvalidManifestError(f"{what} is {length} bytes; refusing more than {limit}")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_raw():
+        total += len(chunk)
+        if total > limit:
+            raise InvalidManifestError(f"{what} is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _config_type(manifest: Manifest | Index) -> str | None:

@@ -3,8 +3,9 @@
 Rules it keeps, whatever goes wrong:
 
 * manifests are pushed as the exact bytes fetched, so every digest is preserved;
-* children go before parents (blobs, then platform manifests, then the index), and the tag is
-  written last, so a failed copy never leaves a tag pointing at an incomplete image;
+* children go before parents (blobs, then platform manifests, then the index), then the
+  image's referrers (signatures, attestations, SBOMs: ``_referrers``), and the tag is written
+  last, so a failed copy never leaves a tag pointing at an incomplete or unsigned image;
 * blobs already in the destination are skipped, blobs on the same registry are mounted, and the
   rest stream from source to destination with the digest checked on the fly — the last chunk is
   held back until the digest matches, so a corrupt stream never completes an upload.
@@ -15,15 +16,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import httpx
 
 from imgctl.errors import (
     DigestMismatchError,
     ImgctlError,
+    NotFoundError,
     RegistryError,
     TransportError,
     UsageError,
@@ -33,6 +34,14 @@ from imgctl.oci.manifest import Descriptor, Index, Manifest, Platform
 from imgctl.oci.platform import describe, matches
 from imgctl.oci.reference import Reference
 from imgctl.remote._client import FetchedManifest, RegistryClient
+from imgctl.remote._gather import gather_all
+from imgctl.remote._referrers import (
+    Found,
+    ReferrerCopier,
+    ReferrerCopy,
+    ReferrerFinder,
+    Selection,
+)
 
 __all__ = [
     "CopyOptions",
@@ -40,10 +49,9 @@ __all__ = [
     "CopyResult",
     "copy_image",
     "copy_images",
+    "plan_referrers",
     "resolve_destination",
 ]
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,9 @@ class CopyOptions:
     blob_attempts: int = 3
     # Copy only this platform's manifest (by its own digest) instead of the whole index.
     platform: Platform | None = None
+    # Referrers copied with each image: all, signatures only (.sig tags, signature
+    # artifact types), or none.
+    referrers: Selection = "all"
 
 
 # A config blob is small JSON; bound what --platform reads to check a single manifest.
@@ -79,6 +90,7 @@ class CopyResult:
     seconds: float = 0.0
     error: ImgctlError | None = None
     platform: Platform | None = None
+    referrers: list[ReferrerCopy] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -102,6 +114,7 @@ class CopyResult:
         }
         if self.platform is not None:
             out["platform"] = str(self.platform)
+        out["referrers"] = [r.as_dict() for r in self.referrers]
         if self.error is not None:
             out["error"] = str(self.error)
         return out
@@ -146,6 +159,28 @@ async def copy_images(
     return list(await asyncio.gather(*(engine.copy(src, dst) for src, dst in pairs)))
 
 
+async def plan_referrers(
+    client: RegistryClient,
+    pairs: Sequence[tuple[Reference, Reference]],
+    selection: Selection = "all",
+    *,
+    concurrency: int = 16,
+) -> list[list[ReferrerCopy] | ImgctlError]:
+    """What copying each pair would do to its referrers, writing nothing (a dry run).
+
+    Each answer lists the referrers with the status a copy would give them, or is the error
+    that kept them from being read. A source that no longer holds the image has none.
+    """
+    engine = _Engine(client, CopyOptions(referrers=selection), CopyProgress(), dry_run=True)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(source: Reference, destination: Reference) -> list[ReferrerCopy] | ImgctlError:
+        async with gate:
+            return await engine.plan_referrers(source, destination)
+
+    return list(await asyncio.gather(*(one(s, d) for s, d in pairs)))
+
+
 def resolve_destination(source: Reference, destination: Reference) -> Reference:
     """A destination without tag or digest takes the source's tag (or digest)."""
     if destination.tag is None and destination.digest is None:
@@ -156,7 +191,14 @@ def resolve_destination(source: Reference, destination: Reference) -> Reference:
 
 
 class _Engine:
-    def __init__(self, client: RegistryClient, options: CopyOptions, progress: CopyProgress):
+    def __init__(
+        self,
+        client: RegistryClient,
+        options: CopyOptions,
+        progress: CopyProgress,
+        *,
+        dry_run: bool = False,
+    ):
         self.client = client
         self.options = options
         self.progress = progress
@@ -167,6 +209,12 @@ class _Engine:
         self._manifest_work: dict[tuple[str, str, Digest], asyncio.Task[None]] = {}
         # Repositories of a destination registry known to hold a blob, to mount from.
         self._held: dict[tuple[str, Digest], str] = {}
+        self._finder = ReferrerFinder(client, options.referrers)
+        self._copier = ReferrerCopier(client, self, dry_run=dry_run)
+        # Referrers found per source image, and copied per (source, destination repository,
+        # image): two tags of one image share the work.
+        self._found: dict[tuple[str, str, Digest], asyncio.Task[list[Found]]] = {}
+        self._referrer_work: dict[tuple[str, ...], asyncio.Task[_Referrers]] = {}
 
     async def copy(self, source: Reference, destination: Reference) -> CopyResult:
         destination = resolve_destination(source, destination)
@@ -201,18 +249,129 @@ class _Engine:
                 f"is {fetched.digest}",
                 hint="drop the digest from the destination or copy the matching source",
             )
+        # Found while the image is copied; copied once it is in place, before its tag.
+        found = self._find(source, fetched)
         # REPO:TAG@DIGEST (checked above) means: write the tag, pointing at exactly that digest.
         target = destination.with_tag(destination.tag) if destination.tag else destination
         existing = await self.client.head_manifest(target)
         if existing is not None and existing.digest == fetched.digest:
             result.status = "unchanged"
+            await self._copy_referrers(result, fetched, found, stage="present")
             return
         self.client.want_push(destination.registry, destination.repository)
-        await self._copy_children(source, destination, fetched, result)
-        # The tag goes last: everything it points at is already in place.
+        await self.copy_content(source, destination, fetched, result)
+        if target.digest is not None:
+            # No tag: the manifest by digest is the image's last write, its referrers follow.
+            await self.client.put_manifest(target, fetched.data, fetched.media_type)
+            result.manifests_pushed += 1
+            await self._copy_referrers(result, fetched, found, stage="present")
+            result.status = "copied"
+            return
+        if await self._has_referrers(result, found):
+            # The subject in place by digest first, so its referrers never precede it.
+            pinned = destination.with_digest(fetched.digest)
+            await self.client.put_manifest(pinned, fetched.data, fetched.media_type)
+            result.manifests_pushed += 1
+            await self._copy_referrers(result, fetched, found, stage="untagged")
+        # The tag goes last: everything it points at (referrers too) is already in place.
         await self.client.put_manifest(target, fetched.data, fetched.media_type)
         result.manifests_pushed += 1
         result.status = "copied"
+
+    # ------------------------------------------------------------------ referrers
+
+    def _find(self, source: Reference, fetched: FetchedManifest) -> asyncio.Task[list[Found]]:
+        """Start finding the referrers of an image and of its index's children (once a run)."""
+        key = (source.registry, source.repository, fetched.digest)
+        task = self._found.get(key)
+        if task is None:
+            subjects = [fetched.digest]
+            if isinstance(fetched.parsed, Index):
+                subjects += [child.digest for child in fetched.parsed.manifests]
+            task = asyncio.ensure_future(self._finder.find(source, subjects))
+            # Whoever awaits sees a failure; an image whose copy failed first never does.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._found[key] = task
+        return task
+
+    async def _has_referrers(self, result: CopyResult, found: asyncio.Task[list[Found]]) -> bool:
+        try:
+            return bool(await asyncio.shield(found))
+        except ImgctlError as exc:
+            raise _referrer_failure(result, exc, stage="unwritten") from None
+
+    async def _copy_referrers(
+        self,
+        result: CopyResult,
+        fetched: FetchedManifest,
+        found: asyncio.Task[list[Found]],
+        *,
+        stage: str,
+    ) -> None:
+        """Copy the referrers found (the image is in place); a failure fails the pair."""
+        source, destination = result.source, result.destination
+        key = (
+            source.registry,
+            source.repository,
+            destination.registry,
+            destination.repository,
+            str(fetched.digest),
+        )
+        task = self._referrer_work.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._referrers(result, found))
+            self._referrer_work[key] = task
+        outcome = await asyncio.shield(task)
+        result.referrers.extend(outcome.copies)
+        if outcome.error is not None:
+            raise _referrer_failure(result, outcome.error, stage=stage)
+
+    async def _referrers(self, result: CopyResult, found: asyncio.Task[list[Found]]) -> _Referrers:
+        outcome = _Referrers()
+        try:
+            items = await asyncio.shield(found)
+            failures = await self._copier.copy(
+                result.source, result.destination, items, result, outcome.copies
+            )
+        except ImgctlError as exc:
+            outcome.error = exc
+        except httpx.HTTPError as exc:
+            outcome.error = TransportError(f"{exc or type(exc).__name__}")
+        else:
+            if failures:
+                item, first = failures[0]
+                more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+                outcome.error = _reworded(first, f"referrer {item.label}: {first.message}{more}")
+        return outcome
+
+    async def plan_referrers(
+        self, source: Reference, destination: Reference
+    ) -> list[ReferrerCopy] | ImgctlError:
+        """What copying would do to the referrers of ``source`` (pinned); writes nothing."""
+        if self.options.referrers == "none":
+            return []
+        destination = resolve_destination(source, destination)
+        result = CopyResult(source, destination)
+        try:
+            subjects = [source.digest] if source.digest is not None else []
+            if not subjects or await self._finder.may_have(source, subjects[0]):
+                # The manifest only when referrers may exist: its children may have some too.
+                fetched = await self.client.get_manifest(source)
+                subjects = [fetched.digest]
+                if isinstance(fetched.parsed, Index):
+                    subjects += [child.digest for child in fetched.parsed.manifests]
+            found = await self._finder.find(source, subjects) if subjects else []
+            failures = await self._copier.copy(source, destination, found, result, result.referrers)
+        except NotFoundError:
+            return []  # the source no longer has it: nothing of it to copy
+        except ImgctlError as exc:
+            return exc
+        except httpx.HTTPError as exc:
+            return TransportError(f"reading referrers of {source}: {exc or type(exc).__name__}")
+        if failures:
+            item, first = failures[0]
+            return _reworded(first, f"referrer {item.label} of {source}: {first.message}")
+        return result.referrers
 
     async def _select_platform(
         self, source: Reference, fetched: FetchedManifest, wanted: Platform
@@ -258,22 +417,9 @@ class _Engine:
                 f"{source}: config blob is {config.size} bytes, more than the "
                 f"{_MAX_CONFIG_BYTES} read to find its platform"
             )
-        digester = config.digest.digester()
-        chunks: list[bytes] = []
-        async for chunk in self.client.iter_blob(source, config.digest):
-            digester.update(chunk)
-            if digester.size > config.size:
-                raise DigestMismatchError(
-                    f"config blob {config.digest} is longer than the {config.size} bytes "
-                    "its manifest says"
-                )
-            chunks.append(chunk)
-        if digester.size != config.size or digester.digest() != config.digest:
-            raise DigestMismatchError(
-                f"config blob {config.digest} of {source} arrived with another digest"
-            )
+        data = await self.read_blob(source, config, _MAX_CONFIG_BYTES)
         try:
-            value = json.loads(b"".join(chunks))
+            value = json.loads(data)
         except (UnicodeDecodeError, ValueError):
             value = None
         os_ = value.get("os") if isinstance(value, dict) else None
@@ -286,21 +432,22 @@ class _Engine:
         variant = value.get("variant") if isinstance(value, dict) else None
         return Platform(os_, arch, variant if isinstance(variant, str) and variant else None)
 
-    async def _copy_children(
+    async def copy_content(
         self,
         source: Reference,
         destination: Reference,
         fetched: FetchedManifest,
         result: CopyResult,
     ) -> None:
+        """Put everything ``fetched`` points at (blobs, child manifests) into the destination."""
         parsed = fetched.parsed
         if isinstance(parsed, Index):
-            await _gather_all(
+            await gather_all(
                 self._copy_child_manifest(source, destination, child, result)
                 for child in parsed.manifests
             )
         else:
-            await self._copy_blobs(source, destination, parsed, result)
+            await self.copy_blobs(source, destination, parsed.blobs, result)
 
     async def _copy_child_manifest(
         self, source: Reference, destination: Reference, child: Descriptor, result: CopyResult
@@ -321,15 +468,20 @@ class _Engine:
         if await self.client.head_manifest(target) is not None:
             return
         fetched = await self.client.get_manifest(source.with_digest(child.digest))
-        await self._copy_children(source, destination, fetched, result)
+        await self.copy_content(source, destination, fetched, result)
         await self.client.put_manifest(target, fetched.data, fetched.media_type)
         result.manifests_pushed += 1
 
-    async def _copy_blobs(
-        self, source: Reference, destination: Reference, manifest: Manifest, result: CopyResult
+    async def copy_blobs(
+        self,
+        source: Reference,
+        destination: Reference,
+        descriptors: Sequence[Descriptor],
+        result: CopyResult,
     ) -> None:
-        blobs = [d for d in manifest.blobs if d.distributable]
-        outcomes = await _gather_all(self._blob(source, destination, d) for d in blobs)
+        """Put these blobs into the destination (skipped, mounted or streamed), counting them."""
+        blobs = [d for d in descriptors if d.distributable]
+        outcomes = await gather_all(self._blob(source, destination, d) for d in blobs)
         for outcome, desc in zip(outcomes, blobs, strict=True):
             if outcome == "copied":
                 result.blobs_copied += 1
@@ -433,6 +585,25 @@ class _Engine:
         except (TransportError, RegistryError):
             pass  # only an optimisation: without it, presence is checked with HEAD
 
+    async def read_blob(self, ref: Reference, desc: Descriptor, limit: int) -> bytes:
+        """A small blob's bytes (at most ``limit``), checked against its digest and size."""
+        if desc.size > limit:
+            raise UsageError(f"blob {desc.digest} is {desc.size} bytes; reading at most {limit}")
+        digester = desc.digest.digester()
+        chunks: list[bytes] = []
+        async for chunk in self.client.iter_blob(ref, desc.digest):
+            digester.update(chunk)
+            if digester.size > desc.size:
+                raise DigestMismatchError(
+                    f"blob {desc.digest} is longer than the {desc.size} bytes its manifest says"
+                )
+            chunks.append(chunk)
+        if digester.size != desc.size or digester.digest() != desc.digest:
+            raise DigestMismatchError(
+                f"blob {desc.digest} of {ref.name} arrived with another digest"
+            )
+        return b"".join(chunks)
+
     async def _verified(
         self, source: Reference, chunks: AsyncIterator[bytes], desc: Descriptor
     ) -> AsyncIterator[bytes]:
@@ -471,17 +642,6 @@ class _Engine:
             progress._changed()
 
 
-async def _gather_all(awaitables: Iterable[Awaitable[_T]]) -> list[_T]:
-    """Run awaitables together; if any fails, wait for the rest, then raise the first error."""
-    results = await asyncio.gather(*awaitables, return_exceptions=True)
-    values: list[_T] = []
-    for outcome in results:
-        if isinstance(outcome, BaseException):
-            raise outcome
-        values.append(outcome)
-    return values
-
-
 async def _source_errors(
     source: Reference, desc: Descriptor, chunks: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes]:
@@ -493,3 +653,41 @@ async def _source_errors(
         raise TransportError(
             f"reading blob {desc.digest} from {source.registry} failed: {exc or type(exc).__name__}"
         ) from None
+
+
+@dataclass(slots=True)
+class _Referrers:
+    """The referrers one image's copy wrote (or would write), and the first failure."""
+
+    copies: list[ReferrerCopy] = field(default_factory=list)
+    error: ImgctlError | None = None
+
+
+def _reworded(exc: ImgctlError, message: str) -> ImgctlError:
+    """The same error (class, status, hint) with another message."""
+    out = exc.__class__.__new__(exc.__class__)
+    out.__dict__.update(exc.__dict__)
+    out.args = (message,)
+    out.message = message
+    return out
+
+
+def _referrer_failure(result: CopyResult, exc: ImgctlError, *, stage: str) -> ImgctlError:
+    """A referrer failure as the pair's error: what is in place, what is not, what to do.
+
+    ``stage``: ``present`` (the image is complete at the destination), ``untagged`` (in place
+    by digest, its tag not written) or ``unwritten`` (its manifest not written at all).
+    """
+    if stage == "present":
+        done = f"{result.destination} holds {result.digest}, but its referrers were not copied"
+    elif stage == "untagged":
+        done = (
+            f"copied {result.destination.name}@{result.digest} but did not tag it, because its "
+            "referrers were not copied"
+        )
+    else:
+        done = f"did not write {result.destination}: the referrers of {result.source} were not read"
+    failure = _reworded(exc, f"{done}: {exc.message}")
+    if failure.hint is None:
+        failure.hint = "run again to finish, or copy with --referrers signatures (or none)"
+    return failure

@@ -113,6 +113,10 @@ class Session:
         # Learned per registry: does a mount from the repository that already holds a blob
         # answer 201? Then one POST can replace HEAD + POST before an upload (copy engine).
         self.self_mounts: dict[str, bool] = {}
+        # Learned per registry: does it serve the referrers API? A registry without it is asked
+        # once for the client's lifetime; the sha256-<hex> tag index stands in afterwards.
+        self.referrers_api: dict[str, bool] = {}
+        self._referrers_probes: dict[str, asyncio.Lock] = {}
         self._clients: dict[TLSConfig, httpx.AsyncClient] = {}
 
     async def __aenter__(self) -> Self:
