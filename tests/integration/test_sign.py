@@ -633,3 +633,52 @@ def test_sign_and_verify_on_the_embedded_registry(
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert [s["verified"] for s in report["signatures"]] == [True, False]
+
+
+def test_verify_reads_cosign_referrers_on_the_embedded_registry(
+    embedded: EmbeddedRegistry,
+    layouts: Callable[..., Any],
+    repo: Callable[[str], str],
+    keys: Callable[[str], KeyPair],
+) -> None:
+    built = layouts(tag="v1", layers=1, layer_size=410)
+    repository = repo("referred")
+    ref = f"{embedded.host}/{repository}:v1"
+    push_layout(built.oci_ref, ref)
+    host = embedded.host
+    # Key b's signature as cosign --experimental-oci11 stores it: a referrer of the image whose
+    # config media type and artifactType are cosign's signature artifact type.
+    assert sign(ref, keys("b")).returncode == 0
+    _, referrer = manifest_at(host, repository, sig_tag(built.digest))
+    subject_raw, subject = manifest_at(host, repository, "v1")
+    artifact_type = "application/vnd.dev.cosign.artifact.sig.v1+json"
+    referrer["config"]["mediaType"] = artifact_type
+    referrer["artifactType"] = artifact_type
+    referrer["subject"] = {
+        "mediaType": subject["mediaType"],
+        "digest": built.digest,
+        "size": len(subject_raw),
+    }
+    body = json.dumps(referrer).encode()
+    put_manifest(host, repository, "sha256:" + hashlib.sha256(body).hexdigest(), body, OCI_MANIFEST)
+    # The .sig tag then holds key a's signature only.
+    tagged = dict(referrer)
+    del tagged["artifactType"], tagged["subject"]
+    tagged["config"] = dict(tagged["config"], mediaType="application/vnd.oci.image.config.v1+json")
+    tagged["layers"] = []
+    put_manifest(host, repository, sig_tag(built.digest), json.dumps(tagged).encode(), OCI_MANIFEST)
+    assert sign(ref, keys("a")).returncode == 0
+    assert spec_verdicts(host, repository, built.digest, keys("a")) == [True]
+
+    result = verify(
+        ref, "--key", str(keys("a").public), "--key", str(keys("b").public), "-o", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [s["reason"] for s in report["signatures"]] == [
+        f"verified with key {keys('a').public}",
+        f"verified with key {keys('b').public}",
+    ]
+    only_b = verify(ref, "--key", str(keys("b").public))
+    assert only_b.returncode == 0
+    assert only_b.stdout.splitlines()[1].startswith("verified")
