@@ -24,11 +24,13 @@ import typer
 from imgctl.cli._exit import EXIT_FAILED, EXIT_INVALID, fail, warn
 from imgctl.cli._flags import BurstOpt, Connection, per_second, registry_command
 from imgctl.cli._output import print_json
+from imgctl.cli._registry import Referrers, ReferrersOpt
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
     from imgctl.promotion.manifests import Edge, Manifest, ManifestWarning
     from imgctl.promotion.plan import EdgeOutcome, Plan
+    from imgctl.promotion.replicate import Replication
     from imgctl.promotion.signing import SignResult, Validation
     from imgctl.remote import RegistryClient
     from imgctl.trust import Signer, TrustPolicy
@@ -155,6 +157,7 @@ def cip(
         ),
     ] = CipOutput.text,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Images copied at once.")] = 8,
+    referrers: ReferrersOpt = Referrers.all,
     rate_limit: Annotated[
         float,
         typer.Option(
@@ -247,6 +250,7 @@ def cip(
             snapshot_tag=snapshot_tag,
             output=output.value,
             jobs=jobs,
+            referrers=referrers.value,
             catalog_url=catalog_url,
             catalog_token=catalog_token,
             catalog_environment=catalog_environment,
@@ -258,6 +262,88 @@ def cip(
             certificate_oidc_issuer=certificate_oidc_issuer,
         ),
     )
+
+
+@app.command("replicate-signatures")
+@registry_command
+def replicate_signatures(
+    connection: Connection,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest", help="A plain promoter manifest (registries + images).", dir_okay=False
+        ),
+    ] = None,
+    thin_manifest_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--thin-manifest-dir",
+            help="A thin manifest tree: images/<x>/images.yaml and "
+            "manifests/<x>/promoter-manifest.yaml.",
+            file_okay=False,
+        ),
+    ] = None,
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Copy (default: a dry run that writes nothing).")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Thin trees: refuse the tree when an entry fails validation."
+        ),
+    ] = False,
+    max_signature_copies: MaxSignatureCopiesOpt = 50,
+    output: Annotated[
+        CipOutput, typer.Option("--output", "-o", case_sensitive=False, help="text or json.")
+    ] = CipOutput.text,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            "--rate-limit", callback=per_second, help="Requests per second across all registries."
+        ),
+    ] = 50.0,
+    burst: BurstOpt = 5,
+) -> None:
+    """Copy each manifest's primary signatures to its mirrors (dry run unless --confirm)."""
+    if output not in (CipOutput.text, CipOutput.json):
+        fail(f"replicate-signatures writes text or json, not {output.value}", EXIT_INVALID)
+    manifests, _ = _load(
+        CipOptions(manifest=manifest, thin_manifest_dir=thin_manifest_dir, strict=strict)
+    )
+
+    async def work(client: RegistryClient) -> Replication:
+        from imgctl.promotion.replicate import plan_replication, replicate
+
+        plan = await plan_replication(client, manifests)
+        if confirm:
+            return await replicate(client, plan, max_copies=max_signature_copies)
+        return plan
+
+    done = replace(connection, rate_limit=rate_limit, burst=burst).run(work)
+    if output is CipOutput.json:
+        print_json({"confirm": confirm, **done.as_dict()})
+    else:
+        _report_replication(done, confirm=confirm)
+    if done.count("failed"):
+        raise SystemExit(EXIT_FAILED)
+
+
+def _report_replication(done: Replication, *, confirm: bool) -> None:
+    mode = "replicated signatures" if confirm else "dry run (add --confirm to copy)"
+    signed = done.groups - done.unsigned
+    print(
+        f"{mode}: {done.groups} digest(s) with mirrors, {signed} signed in their primary; "
+        f"{done.count('copied') if confirm else done.count('copy')} "
+        f"{'copied' if confirm else 'to copy'}, {done.count('skipped')} already there, "
+        f"{done.count('failed')} failed; {done.listings} repositories listed, "
+        f"{done.requests} registry requests"
+    )
+    for copy in done.copies:
+        if copy.status in ("copy", "copied"):
+            print(f"  {copy.status:9} {copy.source} -> {copy.destination}")
+    for copy in done.copies:
+        if copy.status == "failed":
+            print(f"failed    {copy.source} -> {copy.destination}: {copy.error}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -278,6 +364,7 @@ class CipOptions:
     snapshot_tag: str | None = None
     output: str = "text"
     jobs: int = 8
+    referrers: str = "all"  # which referrers the plan reads and the promotion copies
     catalog_url: str | None = None
     catalog_token: str | None = None
     catalog_environment: str | None = None
@@ -370,7 +457,12 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
     async def work(client: RegistryClient) -> _Run:
         from imgctl.promotion.plan import execute, make_plan
 
-        plan = await make_plan(client, edges, allow_tag_moves=options.allow_tag_moves)
+        plan = await make_plan(
+            client,
+            edges,
+            allow_tag_moves=options.allow_tag_moves,
+            referrers=options.referrers,  # type: ignore[arg-type]
+        )
         run = _Run(plan)
         if trust is not None:
             await _validate(client, run, trust, options)
@@ -596,10 +688,11 @@ def _report_text(plan: Plan, outcomes: list[EdgeOutcome], options: CipOptions, t
     print(
         f"{mode}: {summary['edges']} edges{shard}; {summary['present']} present, "
         f"{summary['copy']} to copy, {summary['add_tag']} to tag, {summary['lost']} lost, "
-        f"{summary['tag_move']} tag moves; {plan.requests} registry requests"
+        f"{summary['tag_move']} tag moves, {summary['referrers']} referrers to copy; "
+        f"{plan.requests} registry requests"
     )
     for action in plan.actions:
-        if action.action == "present":
+        if action.action == "present" and not action.referrer_lines():
             continue
         edge = action.edge
         where = edge.destination
@@ -612,9 +705,13 @@ def _report_text(plan: Plan, outcomes: list[EdgeOutcome], options: CipOptions, t
             line = f"  tag move  {where}: {action.current} -> {edge.digest} {verdict}"
         elif action.action == "add_tag":
             line = f"  add tag   {where} ({edge.digest})"
+        elif action.action == "present":
+            line = f"  present   {where} ({edge.digest}), not all its referrers"
         else:
             line = f"  copy      {edge.source_repository}@{edge.digest} -> {where}"
         print(line)
+        for referrer in action.referrer_lines():
+            print(referrer)
     if options.confirm and plan.refused:
         print(f"nothing promoted: {len(plan.refused)} tag move(s) refused", file=sys.stderr)
     failed = [o for o in outcomes if not o.ok]
