@@ -4,7 +4,9 @@ A ValidatingAdmissionWebhook posts an AdmissionReview v1 to ``POST /admission/{e
 :func:`review` finds every image of the object (:func:`images_of`), asks the catalog through a
 :data:`Lookup` whether it was promoted to that environment, and answers with an AdmissionReview
 response. Errors never allow: an unparseable image, an object that cannot be fully parsed, a
-failing or slow lookup, all deny.
+failing or slow lookup, all deny. An optional :class:`Signatures` rule (see
+``imgctl.catalog.signatures``) then also requires, in the environments it names, that every
+promoted image carries a valid signature; a registry that cannot be read denies too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import Any, Final, NoReturn, TypeAlias
+from typing import Any, Final, NoReturn, Protocol, TypeAlias
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -41,6 +43,7 @@ __all__ = [
     "Cached",
     "Exemptions",
     "Lookup",
+    "Signatures",
     "images_of",
     "review",
 ]
@@ -58,6 +61,23 @@ Lookup: TypeAlias = Callable[[str, str, str | None, str | None], Awaitable[bool]
 Cached: TypeAlias = Callable[[str, str, str | None, str | None], bool]
 """Same arguments as :data:`Lookup`, answered from memory without I/O: True only for a recent
 "yes"; False means "ask the :data:`Lookup`", never "denied"."""
+
+
+class Signatures(Protocol):
+    """The signature rule (``imgctl.catalog.signatures.SignatureRule``), asked after the catalog."""
+
+    def applies(self, environment: str) -> bool:
+        """Whether images admitted to ``environment`` must be signed."""
+        ...
+
+    def known(self, environment: str, image: Reference) -> bool:
+        """True only for a recent "signed" verdict, without I/O; False means "ask check"."""
+        ...
+
+    async def check(self, environment: str, image: Reference) -> str | None:
+        """None if ``image`` is signed as ``environment`` requires, else why not."""
+        ...
+
 
 _ENV_NAMESPACES = "IMGCTL_ADMISSION_EXEMPT_NAMESPACES"
 _ENV_IMAGES = "IMGCTL_ADMISSION_EXEMPT_IMAGES"
@@ -344,6 +364,7 @@ class _Check:
     path: str
     image: str
     key: _Key
+    reference: Reference
 
 
 # The longest valid reference: a 255-character name, a 128-character tag and a digest.
@@ -425,6 +446,44 @@ async def _ask_all(
     return answers
 
 
+async def _verify(signatures: Signatures, environment: str, image: Reference) -> str | None:
+    """None if signed, else why not; never raises for a failing check."""
+    try:
+        reason = await signatures.check(environment, image)
+    except Exception as exc:
+        logger.warning("admission signature check of %s failed", image, exc_info=True)
+        return f"signature check failed ({type(exc).__name__}), denied to be safe"
+    # Only a real None allows, as only a real True does in _ask.
+    return None if reason is None else str(reason) or "signature check failed, denied to be safe"
+
+
+async def _verify_all(
+    signatures: Signatures, environment: str, images: dict[_Key, Reference], seconds: float
+) -> dict[_Key, str | None]:
+    answers: dict[_Key, str | None] = {}
+    for key, image in images.items():
+        if signatures.known(environment, image) is True:
+            answers[key] = None
+    if len(answers) == len(images):
+        return answers  # every verdict remembered: no task, no timer
+    tasks = {
+        key: asyncio.ensure_future(_verify(signatures, environment, image))
+        for key, image in images.items()
+        if key not in answers
+    }
+    _, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, seconds))
+    for task in pending:
+        task.cancel()
+    for key, task in tasks.items():
+        if task in pending:
+            answers[key] = f"signature check timed out after {LOOKUP_TIMEOUT_SECONDS:g}s"
+        elif task.cancelled():
+            answers[key] = "signature check was cancelled"
+        else:
+            answers[key] = task.result()
+    return answers
+
+
 def _answer(uid: str, reasons: list[str], warnings: list[str]) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": uid, "allowed": not reasons}
     if reasons:
@@ -440,16 +499,18 @@ async def review(
     lookup: Lookup,
     exemptions: Exemptions = Exemptions(),
     cached: Cached | None = None,
+    signatures: Signatures | None = None,
 ) -> dict[str, Any]:
     """Decide an AdmissionReview v1 and return the AdmissionReview response object.
 
     ``cached`` (optional) answers from memory first; only what it does not confirm goes to
-    ``lookup``.
+    ``lookup``. With ``signatures`` applying to ``environment``, a promoted image must also be
+    signed; catalog and signature checks share the one :data:`LOOKUP_TIMEOUT_SECONDS`.
     """
     request = _request_of(body)
     uid: str = request["uid"]
     try:
-        return await _decide(uid, request, environment, lookup, exemptions, cached)
+        return await _decide(uid, request, environment, lookup, exemptions, cached, signatures)
     except MalformedReview as exc:
         # The review can be answered (its uid is known) but not checked: denied, so that a
         # webhook registered with failurePolicy: Ignore does not let it through either.
@@ -465,6 +526,7 @@ async def _decide(
     lookup: Lookup,
     exemptions: Exemptions,
     cached: Cached | None,
+    signatures: Signatures | None,
 ) -> dict[str, Any]:
     if _operation(request) in ("DELETE", "CONNECT"):
         return _answer(uid, [], [])
@@ -484,9 +546,17 @@ async def _decide(
         if key is None:
             reasons.append(f"{path} {image!r}: not a valid image reference ({invalid})")
             continue
-        checks.append(_Check(path, image, key))
+        assert reference is not None  # a key is only made for a parsed reference
+        checks.append(_Check(path, image, key, reference))
 
+    started = asyncio.get_running_loop().time()
     answers = await _ask_all(lookup, environment, {check.key for check in checks}, cached)
+    if signatures is not None and signatures.applies(environment):
+        # Only promoted images are verified: an unpromoted one is denied whatever it carries.
+        promoted = {check.key: check.reference for check in checks if answers[check.key] is None}
+        if promoted:
+            left = LOOKUP_TIMEOUT_SECONDS - (asyncio.get_running_loop().time() - started)
+            answers.update(await _verify_all(signatures, environment, promoted, left))
     for check in checks:
         reason = answers[check.key]
         if reason is not None:
@@ -522,11 +592,13 @@ class AdmissionWebhook:
         lookup: Lookup,
         exemptions: Exemptions = Exemptions(),
         cached: Cached | None = None,
+        signatures: Signatures | None = None,
     ) -> None:
         self.app = app
         self.lookup = lookup
         self.exemptions = exemptions
         self.cached = cached
+        self.signatures = signatures
         _document(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -562,7 +634,9 @@ class AdmissionWebhook:
         except (ValueError, RecursionError) as exc:
             return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}")
         try:
-            return 200, await review(body, environment, self.lookup, self.exemptions, self.cached)
+            return 200, await review(
+                body, environment, self.lookup, self.exemptions, self.cached, self.signatures
+            )
         except MalformedReview as exc:
             return 400, error_body("malformed_review", str(exc))
         except Exception:
@@ -635,7 +709,8 @@ _ERROR_SCHEMA: Final = {
 _OPENAPI_OPERATION: Final = {
     "summary": "Decide a Kubernetes AdmissionReview",
     "description": "A ValidatingAdmissionWebhook endpoint (admission.k8s.io/v1): allowed only "
-    "if every image of the object was promoted to the environment.",
+    "if every image of the object was promoted to the environment (and, where the server "
+    "requires it, carries a valid signature by one of the environment's keys).",
     "operationId": "admission_review",
     "parameters": [
         {"name": "environment", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, exit_code, fail
-from imgctl.cli._flags import AnonymousWritesOpt, CatalogUrlOpt, OutputOpt
+from imgctl.cli._flags import AnonymousWritesOpt, CatalogUrlOpt, OutputOpt, RequireSignatureOpt
 from imgctl.cli._output import Output, print_json
 from imgctl.errors import ImgctlError, NotFoundError, TransportError, UsageError
 
@@ -116,6 +116,7 @@ def catalog_serve(
         ),
     ] = None,
     allow_anonymous_writes: AnonymousWritesOpt = False,
+    require_signature: RequireSignatureOpt = None,
 ) -> None:
     """Serve the catalog API and the admission webhook alone (no gRPC)."""
     import asyncio
@@ -128,7 +129,12 @@ def catalog_serve(
     try:
         asyncio.run(
             serve_catalog(
-                http_address, tokens_file, database_url, os.environ, allow_anonymous_writes
+                http_address,
+                tokens_file,
+                database_url,
+                os.environ,
+                allow_anonymous_writes,
+                require_signature=tuple(require_signature or ()),
             )
         )
     except ImgctlError as exc:

@@ -150,6 +150,17 @@ AnonymousWritesOpt = Annotated[
         "catalog entries (imagelist's no-token mode). Without either, writes are refused.",
     ),
 ]
+RequireSignatureOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--require-signature",
+        metavar="ENV=KEYREF",
+        help="Admission in ENV (POST /admission/ENV) also requires a valid cosign signature by "
+        "KEYREF (cosign.pub, PEM key, KMS URI) on every promoted image. Repeatable; several "
+        "keys for one ENV mean any of them. Default: $IMGCTL_ADMISSION_REQUIRE_SIGNATURE "
+        "(comma-separated).",
+    ),
+]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, fail
-from imgctl.cli._flags import AnonymousWritesOpt, seconds
+from imgctl.cli._flags import AnonymousWritesOpt, RequireSignatureOpt, seconds
 from imgctl.errors import ImgctlError
 
 __all__ = ["app"]
@@ -78,6 +78,7 @@ def server_command(
         ),
     ] = None,
     allow_anonymous_catalog_writes: AnonymousWritesOpt = False,
+    require_signature: RequireSignatureOpt = None,
 ) -> None:
     """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables)."""
     import asyncio
@@ -95,6 +96,7 @@ def server_command(
         tokens_file=tokens_file,
         watches_file=watches,
         allow_anonymous_catalog_writes=allow_anonymous_catalog_writes,
+        require_signature=tuple(require_signature or ()),
     )
     from imgctl._internal.listen import fast_event_loop
 

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp
 from imgctl.server.core import ServerCore
 
 if TYPE_CHECKING:
-    from imgctl.catalog.admission import Exemptions
+    from imgctl.catalog.admission import Exemptions, Signatures
     from imgctl.catalog.tokens import TokenFile
 
 __all__ = ["create_http_app"]
@@ -24,11 +24,13 @@ def create_http_app(
     *,
     anonymous_writes: bool = False,
     exemptions: Exemptions | None = None,
+    signatures: Signatures | None = None,
 ) -> ASGIApp:
     """The ASGI app served on --http-address.
 
     Catalog writes need a token of ``tokens``, or, without one, ``anonymous_writes``; the
-    admission webhook's ``exemptions`` default to those of the process environment.
+    admission webhook's ``exemptions`` default to those of the process environment, and
+    ``signatures`` (--require-signature) is its optional signature rule.
     """
     from imgctl.catalog.admission import AdmissionWebhook, Exemptions
     from imgctl.catalog.api import create_catalog_router
@@ -78,4 +80,6 @@ def create_http_app(
         return app
     if exemptions is None:
         exemptions = Exemptions.from_environment(os.environ)
-    return AdmissionWebhook(app, core.catalog.promoted, exemptions, core.catalog.known)
+    return AdmissionWebhook(
+        app, core.catalog.promoted, exemptions, core.catalog.known, signatures=signatures
+    )

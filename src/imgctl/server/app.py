@@ -27,7 +27,10 @@ from imgctl.config import setting
 from imgctl.errors import UsageError
 
 if TYPE_CHECKING:
+    from imgctl.authn import Keychain
     from imgctl.catalog.admission import Exemptions
+    from imgctl.catalog.signatures import SignatureRule
+    from imgctl.remote import ClientOptions
 
 __all__ = ["ServerSettings", "build_core", "run_server", "serve_catalog"]
 
@@ -53,6 +56,9 @@ class ServerSettings:
     tokens_file: Path | None = None
     watches_file: Path | None = None
     allow_anonymous_catalog_writes: bool = False
+    # --require-signature ENV=KEYREF items; none: IMGCTL_ADMISSION_REQUIRE_SIGNATURE, read with
+    # the keys by imgctl.catalog.signatures.
+    require_signature: tuple[str, ...] = ()
 
     def resolve(self, environ: Mapping[str, str]) -> ServerSettings:
         """These settings with every file and directory no flag gave taken from ``environ``.
@@ -78,17 +84,10 @@ class ServerSettings:
 
 async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> object:
     """Everything the server needs, from the environment; errors name what is wrong."""
-    from imgctl.authn import default_keychain
     from imgctl.identity.verifier import TokenVerifier, VerifierSettings
     from imgctl.promotion.environments import Environments, load_policy
     from imgctl.promotion.service import Promoter
-    from imgctl.remote import ClientOptions, RegistryClient
-    from imgctl.remote.config import (
-        default_config_path,
-        insecure_hosts,
-        load_registry_config,
-        resolve_tls,
-    )
+    from imgctl.remote import RegistryClient
     from imgctl.server._intents import Intents, lease_from_environment
     from imgctl.server.core import ServerCore
     from imgctl.server.notify import notifier_from_environment
@@ -110,15 +109,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         )
     policy = load_policy(settings.policy_file, environments) if settings.policy_file else None
     lease = lease_from_environment(environ)
-    registry_config = load_registry_config(default_config_path(environ, Path.home()))
-    ca_paths = environ.get("IMGCTL_TLS_CA_CERT_PATH", "").split()
-    options = ClientOptions(
-        insecure_registries=insecure_hosts(
-            registry_config, [environ.get("IMGCTL_INSECURE_REGISTRIES", "")]
-        ),
-        tls=resolve_tls(registry_config, ca_cert_paths=ca_paths),
-    )
-    registry = RegistryClient(default_keychain(environ, Path.home()), options)
+    registry = RegistryClient(*_registry_settings(environ))
     promoter = Promoter(
         environments,
         registry,
@@ -144,6 +135,47 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         intents=Intents(store, catalog, promoter, lease=lease),
         catalog=catalog,
     )
+
+
+def _registry_settings(environ: Mapping[str, str]) -> tuple[Keychain, ClientOptions]:
+    """The keychain and client options of the server's registry clients, from ``environ``."""
+    from imgctl.authn import default_keychain
+    from imgctl.remote import ClientOptions
+    from imgctl.remote.config import (
+        default_config_path,
+        insecure_hosts,
+        load_registry_config,
+        resolve_tls,
+    )
+
+    registry_config = load_registry_config(default_config_path(environ, Path.home()))
+    ca_paths = environ.get("IMGCTL_TLS_CA_CERT_PATH", "").split()
+    options = ClientOptions(
+        insecure_registries=insecure_hosts(
+            registry_config, [environ.get("IMGCTL_INSECURE_REGISTRIES", "")]
+        ),
+        tls=resolve_tls(registry_config, ca_cert_paths=ca_paths),
+    )
+    return default_keychain(environ, Path.home()), options
+
+
+def _signature_rule(
+    flags: tuple[str, ...],
+    environ: Mapping[str, str],
+    environments: list[str] | None,
+) -> SignatureRule | None:
+    """Admission's signature rule (--require-signature), keys loaded; UsageError before serving."""
+    from imgctl.catalog.signatures import load_signature_rule
+    from imgctl.remote import RegistryClient
+
+    def client() -> RegistryClient:
+        keychain, options = _registry_settings(environ)
+        # The webhook answers within 5 s: one retry, short timeouts, and a denial otherwise.
+        return RegistryClient(
+            keychain, replace(options, retries=1, connect_timeout=2.0, read_timeout=3.0)
+        )
+
+    return load_signature_rule(flags, environ, client, environments=environments)
 
 
 def _configure_logging() -> None:
@@ -209,6 +241,11 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         settings.tokens_file, settings.allow_anonymous_catalog_writes
     )
     exemptions = _exemptions(environ)
+    from imgctl.promotion.environments import Environments
+
+    signatures = _signature_rule(
+        settings.require_signature, environ, Environments.from_environment(environ).names()
+    )
     # Bound before anything starts, so that a port in use stops the server before it serves.
     http_socket = listen("--http-address", settings.http_address) if settings.http_address else None
     server = grpc.aio.server(
@@ -296,6 +333,7 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
                     tokens,  # type: ignore[arg-type]
                     anonymous_writes=anonymous_writes,
                     exemptions=exemptions,
+                    signatures=signatures,
                 ),
                 log_level="warning",
                 lifespan="off",
@@ -336,6 +374,8 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     if http_server is not None and http_task is not None:
         http_server.should_exit = True
         await http_task
+    if signatures is not None:
+        await signatures.aclose()
     intents_stop.set()
     await intents_task
     if core.intents.unsettled:
@@ -396,6 +436,8 @@ async def serve_catalog(
     url: str | None,
     environ: Mapping[str, str],
     allow_anonymous_writes: bool = False,
+    *,
+    require_signature: tuple[str, ...] = (),
 ) -> None:
     """``imgctl catalog serve``: the catalog API and admission webhook, without gRPC."""
     import uvicorn
@@ -408,6 +450,8 @@ async def serve_catalog(
     settings = ServerSettings(http_address=http_address, tokens_file=tokens_file).resolve(environ)
     tokens, anonymous_writes = _catalog_writes(settings.tokens_file, allow_anonymous_writes)
     exemptions = _exemptions(environ)
+    # No environments are configured here: a rule may name any.
+    signatures = _signature_rule(require_signature, environ, None)
     sock = listen("--http-address", http_address)
     assert settings.state_dir is not None
     store = await CatalogStore.open(url or database_url(environ, settings.state_dir))
@@ -416,6 +460,7 @@ async def serve_catalog(
         store.promoted,
         exemptions,
         store.known,
+        signatures=signatures,
     )
     # One log line per admission review would cost more than the decision itself.
     config = uvicorn.Config(app, log_level="warning", access_log=False)
@@ -424,6 +469,8 @@ async def serve_catalog(
     try:
         await server.serve(sockets=[sock])
     finally:
+        if signatures is not None:
+            await signatures.aclose()
         await store.aclose()
 
 
