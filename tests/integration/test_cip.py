@@ -104,8 +104,9 @@ def test_thin_manifest_promotes_once_and_then_finds_everything(
     document = plan_json(again)
     assert document["summary"]["present"] == 2 * IMAGES
     assert document["results"] == []
-    # A plan that finds everything costs one HEAD per edge (plus the ping and token).
-    assert document["requests"] <= 2 * IMAGES + 4
+    # A plan that finds everything costs one HEAD per edge (plus the ping and token), and for
+    # the referrers one tag listing per source repository and one referrers-API probe.
+    assert document["requests"] <= 2 * IMAGES + IMAGES + 5
 
     # Snapshot of a mirror -> images.yaml -> a plan that finds everything present.
     snapshot = cip("--snapshot", f"{setup.mirrors[0].host}/prod")

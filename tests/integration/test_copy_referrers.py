@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +25,7 @@ from imgctl.oci import mediatypes as mt
 from imgctl.oci.manifest import Descriptor
 from imgctl.remote import CopyOptions, RegistryClient, copy_image, copy_images
 
-from ..conftest import FAST_RETRIES, PushedImage
+from ..conftest import FAST_RETRIES, IMGCTL, PushedImage
 from ..support.embedded import EmbeddedRegistry, start_embedded
 from ..support.proxy import FaultProxy
 from ..support.registry import Registry
@@ -559,3 +561,120 @@ async def test_an_image_without_referrers_costs_one_tag_listing_per_repository(
     assert len(probes) == 1
     assert extra == len(listings) + len(probes)
     assert extra - len(probes) <= len(images)  # at most one extra request per image
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def imgctl(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    env["IMGCTL_ENABLE_IAAS_AUTH"] = "false"
+    return subprocess.run([IMGCTL, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+async def test_copy_cli_reports_referrers_in_json_and_text(
+    client: RegistryClient,
+    registry: Registry,
+    registry2: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+) -> None:
+    image = push_image(registry, layers=1, platforms=None)
+    source = ref(image.ref)
+    digest = Digest.parse(image.digest)
+    await push_cosign_tag(client, source, digest, ".sig", [signature_payload(source, digest)])
+    await push_cosign_tag(client, source, digest, ".sbom", [b'{"spdxVersion":"2.3"}'], SPDX)
+    name = repo("cli")
+    done = imgctl(
+        "copy", "--referrers", "signatures", image.ref, f"{registry2.host}/{name}", "-o", "json"
+    )
+    assert done.returncode == 0, done.stderr
+    [summary] = json.loads(done.stdout)
+    assert summary["referrers"] == [
+        {
+            "subject": image.digest,
+            "tag": f"{digest.tag_form}.sig",
+            "digest": digest_of(f"{image.ref.rsplit(':', 1)[0]}:{digest.tag_form}.sig"),
+            "kind": "signature",
+            "artifactType": mt.OCI_CONFIG,
+            "status": "copied",
+            "reason": None,
+        }
+    ]
+    assert registry2.has_tag(name, f"{digest.tag_form}.sig")
+    assert not registry2.has_tag(name, f"{digest.tag_form}.sbom")
+    text = imgctl("copy", image.ref, f"{registry2.host}/{name}")
+    assert text.returncode == 0, text.stderr
+    assert f"referrer copied    {digest.tag_form}.sbom (sbom)" in text.stdout
+    assert "referrers already there: 1" in text.stdout
+    bad = imgctl("copy", "--referrers", "some", image.ref, f"{registry2.host}/{name}")
+    assert bad.returncode == 2
+    assert "'some' is not one of" in bad.stderr
+
+
+async def test_cip_plan_lists_the_referrers_it_would_copy_and_confirm_copies_them(
+    client: RegistryClient,
+    registry: Registry,
+    registry2: Registry,
+    push_image: Callable[..., PushedImage],
+    tmp_path: Path,
+) -> None:
+    staging = f"staging-{os.urandom(4).hex()}"
+    image = push_image(registry, repository=f"{staging}/app", layers=1, platforms=None)
+    source = ref(image.ref)
+    digest = Digest.parse(image.digest)
+    tag = digest.tag_form
+    await push_cosign_tag(client, source, digest, ".sig", [signature_payload(source, digest)])
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        json.dumps(
+            {
+                "registries": [
+                    {"name": f"{registry.host}/{staging}", "src": True},
+                    {"name": f"{registry2.host}/{staging}-prod"},
+                ],
+                "images": [{"name": "app", "dmap": {image.digest: ["v1"]}}],
+            }
+        )
+    )
+    cip = ("cip", "--manifest", str(manifest), "--rate-limit", "2000")
+    dry = imgctl(*cip, "-o", "json")
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    [edge] = plan["edges"]
+    assert edge["action"] == "copy"
+    assert [(r["tag"], r["kind"], r["action"]) for r in edge["referrers"]] == [
+        (f"{tag}.sig", "signature", "copy")
+    ]
+    assert plan["summary"]["referrers"] == 1
+    text = imgctl(*cip)
+    assert f"    referrer copy  {tag}.sig (signature)" in text.stdout
+    assert not registry2.has_tag(f"{staging}-prod/app", f"{tag}.sig")  # a dry run writes nothing
+
+    done = imgctl(*cip, "--confirm")
+    assert done.returncode == 0, done.stderr
+    destination = f"{registry2.host}/{staging}-prod/app"
+    assert inspect_raw(f"{destination}:{tag}.sig") == inspect_raw(
+        f"{image.ref.rsplit(':', 1)[0]}:{tag}.sig"
+    )
+    assert digest_of(f"{destination}:v1") == image.digest
+
+    # Signed again at the source after the promotion: the present edge has work again.
+    await push_cosign_tag(
+        client, source, digest, ".att", [b'{"payloadType":"application/vnd.in-toto+json"}'], DSSE
+    )
+    again = imgctl(*cip, "-o", "json")
+    [edge] = json.loads(again.stdout)["edges"]
+    assert edge["action"] == "present"
+    assert {r["tag"]: r["action"] for r in edge["referrers"]} == {
+        f"{tag}.sig": "present",
+        f"{tag}.att": "copy",
+    }
+    confirmed = imgctl(*cip, "--confirm", "-o", "json")
+    assert confirmed.returncode == 0, confirmed.stderr
+    [outcome] = json.loads(confirmed.stdout)["results"]
+    assert outcome["ok"] is True
+    assert registry2.has_tag(f"{staging}-prod/app", f"{tag}.att")
+    final = json.loads(imgctl(*cip, "-o", "json").stdout)
+    assert final["summary"]["referrers"] == 0
+    assert final["summary"]["present"] == 1

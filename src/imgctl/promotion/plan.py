@@ -10,6 +10,11 @@ and the source — and gives every edge one action:
 * ``lost``: the digest is in neither (reported, not fatal, as in kpromo);
 * ``tag_move``: the destination tag points at another digest — refused unless allowed.
 
+Unless ``referrers`` is ``none``, the plan also reads which referrers of each edge's digest
+(signatures, attestations, SBOMs; ``imgctl.remote.plan_referrers``) the destination lacks: one
+tag listing per source repository, and more only where referrers exist or the registry serves
+the referrers API. An edge whose image is present but whose referrers are not is work too.
+
 ``execute`` performs copies and tag additions with the copy engine; a failing edge does not stop
 the others, and nothing is ever deleted. ``shard_of`` splits edges between parallel runs by a
 stable hash, so every edge belongs to exactly one shard.
@@ -20,13 +25,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from imgctl.errors import ImgctlError
-from imgctl.oci import Digest, Reference
+from imgctl.oci import Reference
 from imgctl.promotion.manifests import Edge
-from imgctl.remote import CopyOptions, CopyProgress, RegistryClient, copy_images
+from imgctl.remote import (
+    CopyOptions,
+    CopyProgress,
+    CopyResult,
+    ReferrerCopy,
+    ReferrerSelection,
+    RegistryClient,
+    copy_images,
+    plan_referrers,
+)
 
 __all__ = [
     "ACTIONS",
@@ -40,6 +54,8 @@ __all__ = [
 ]
 
 ACTIONS = ("present", "copy", "add_tag", "lost", "tag_move")
+# What a copy would do to a referrer, in the plan's words.
+_REFERRER_ACTIONS = {"copied": "copy", "merged": "merge", "unchanged": "present", "skipped": "skip"}
 
 
 def shard_of(edge: Edge, count: int) -> int:
@@ -61,6 +77,21 @@ class EdgeAction:
     action: str
     current: str | None = None
     error: str | None = None  # the destination or source could not be read
+    referrers: tuple[ReferrerCopy, ...] = ()  # with the status a copy would give them
+
+    @property
+    def pending_referrers(self) -> list[ReferrerCopy]:
+        """Referrers the destination lacks: a copy would write them (copy or merge)."""
+        return [r for r in self.referrers if r.status in ("copied", "merged")]
+
+    def referrer_lines(self) -> list[str]:
+        """One line per referrer that is not already at the destination, for text output."""
+        return [
+            f"    referrer {_REFERRER_ACTIONS.get(r.status, r.status):5} {r.label} ({r.kind})"
+            + (f": {r.reason}" if r.reason and r.status == "skipped" else "")
+            for r in self.referrers
+            if r.status != "unchanged"
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -76,6 +107,14 @@ class EdgeAction:
             out["current"] = self.current
         if self.error:
             out["error"] = self.error
+        if self.referrers:
+            out["referrers"] = [
+                {
+                    **r.as_dict(),
+                    "action": _REFERRER_ACTIONS.get(r.status, r.status),
+                }
+                for r in self.referrers
+            ]
         return out
 
 
@@ -86,6 +125,7 @@ class Plan:
     actions: list[EdgeAction]
     requests: int = 0
     allow_tag_moves: bool = False
+    referrers: ReferrerSelection = "none"  # what execute copies along with each image
 
     def count(self, action: str) -> int:
         """How many edges need ``action``."""
@@ -102,15 +142,21 @@ class Plan:
         return [a for a in self.actions if a.error]
 
     def work(self) -> list[EdgeAction]:
-        """The edges ``execute`` acts on."""
+        """The edges ``execute`` acts on (present ones too when referrers are missing)."""
         wanted = {"copy", "add_tag"} | ({"tag_move"} if self.allow_tag_moves else set())
-        return [a for a in self.actions if a.action in wanted and not a.error]
+        return [
+            a
+            for a in self.actions
+            if not a.error
+            and (a.action in wanted or (a.action == "present" and a.pending_referrers))
+        ]
 
     def summary(self) -> dict[str, int]:
-        """Edges per action."""
+        """Edges per action, and the referrers to copy or merge."""
         counts = {action: self.count(action) for action in ACTIONS}
         counts["edges"] = len(self.actions)
         counts["unreadable"] = len(self.unreadable)
+        counts["referrers"] = sum(len(a.pending_referrers) for a in self.actions)
         return counts
 
     def as_dict(self) -> dict[str, Any]:
@@ -118,6 +164,7 @@ class Plan:
         return {
             "summary": self.summary(),
             "allow_tag_moves": self.allow_tag_moves,
+            "referrers": self.referrers,
             "requests": self.requests,
             "edges": [a.as_dict() for a in self.actions],
         }
@@ -180,12 +227,44 @@ async def make_plan(
     *,
     allow_tag_moves: bool = False,
     concurrency: int = 16,
+    referrers: ReferrerSelection = "all",
 ) -> Plan:
-    """Classify every edge by reading the registries; writes nothing."""
+    """Classify every edge, and find the referrers each would copy; writes nothing."""
     before = client.stats.requests
     reader = _Reader(client, concurrency)
     actions = list(await asyncio.gather(*(_classify(reader, edge) for edge in edges)))
-    return Plan(actions, client.stats.requests - before, allow_tag_moves)
+    if referrers != "none":
+        actions = await _with_referrers(client, actions, referrers, concurrency)
+    return Plan(actions, client.stats.requests - before, allow_tag_moves, referrers)
+
+
+async def _with_referrers(
+    client: RegistryClient,
+    actions: list[EdgeAction],
+    selection: ReferrerSelection,
+    concurrency: int,
+) -> list[EdgeAction]:
+    """The actions with the referrers of their source digest (lost edges have none)."""
+    readable = [i for i, a in enumerate(actions) if a.action != "lost" and not a.error]
+    pairs = [(_source(actions[i].edge), _destination(actions[i].edge)) for i in readable]
+    answers = await plan_referrers(client, pairs, selection, concurrency=concurrency)
+    out = list(actions)
+    for i, answer in zip(readable, answers, strict=True):
+        if isinstance(answer, ImgctlError):
+            out[i] = replace(actions[i], error=f"referrers: {answer}")
+        else:
+            out[i] = replace(actions[i], referrers=tuple(answer))
+    return out
+
+
+def _source(edge: Edge) -> Reference:
+    return _reference(edge.source_repository, digest=edge.digest)
+
+
+def _destination(edge: Edge) -> Reference:
+    if edge.tag is None:
+        return _reference(edge.destination_repository, digest=edge.digest)
+    return _reference(edge.destination_repository, tag=edge.tag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +276,11 @@ class EdgeOutcome:
     ok: bool
     error: str | None = None
     bytes_copied: int = 0
+    referrers: tuple[ReferrerCopy, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return {
+        out: dict[str, Any] = {
             "destination": self.edge.destination,
             "digest": self.edge.digest,
             "action": self.action,
@@ -208,13 +288,9 @@ class EdgeOutcome:
             "error": self.error,
             "bytes_copied": self.bytes_copied,
         }
-
-
-@dataclass
-class _Pairs:
-    sources: list[Reference] = field(default_factory=list)
-    destinations: list[Reference] = field(default_factory=list)
-    actions: list[EdgeAction] = field(default_factory=list)
+        if self.referrers:
+            out["referrers"] = [r.as_dict() for r in self.referrers]
+        return out
 
 
 async def execute(
@@ -224,43 +300,50 @@ async def execute(
     concurrency: int = 8,
     progress: CopyProgress | None = None,
 ) -> list[EdgeOutcome]:
-    """Do the plan's copies, tag additions (and allowed tag moves); failures are per edge."""
-    pairs = _Pairs()
+    """Do the plan's copies, tag additions (and allowed tag moves); failures are per edge.
+
+    Edges the plan found referrers to copy for are copied from their source with those
+    referrers; the others without looking for referrers again.
+    """
+    plain: list[tuple[EdgeAction, Reference, Reference]] = []
+    signed: list[tuple[EdgeAction, Reference, Reference]] = []
     for action in plan.work():
         edge = action.edge
-        if action.action == "add_tag":
+        if action.pending_referrers:
+            signed.append((action, _source(edge), _destination(edge)))
+        elif action.action == "add_tag":
             # The bytes are already in the destination: tag them from there, not the source.
             source = _reference(edge.destination_repository, digest=edge.digest)
+            plain.append((action, source, _destination(edge)))
         else:
-            source = _reference(edge.source_repository, digest=edge.digest)
-        destination = _reference(edge.destination_repository, tag=edge.tag, digest=None)
-        if edge.tag is None:
-            destination = destination.with_digest(Digest.parse(edge.digest))
-        pairs.sources.append(source)
-        pairs.destinations.append(destination)
-        pairs.actions.append(action)
-    if not pairs.actions:
-        return []
-    options = CopyOptions(image_concurrency=concurrency)
-    results = await copy_images(
-        client, list(zip(pairs.sources, pairs.destinations, strict=True)), options, progress
-    )
-    outcomes = []
-    for action, result in zip(pairs.actions, results, strict=True):
-        if result.error is None and str(result.digest) != action.edge.digest:
-            error = f"copied {result.digest}, expected {action.edge.digest}"
-            outcomes.append(EdgeOutcome(action.edge, action.action, False, error))
+            plain.append((action, _source(edge), _destination(edge)))
+    outcomes: dict[int, EdgeOutcome] = {}
+    batches: list[tuple[list[tuple[EdgeAction, Reference, Reference]], ReferrerSelection]] = [
+        (plain, "none"),
+        (signed, plan.referrers),
+    ]
+    for batch, selection in batches:
+        if not batch:
             continue
-        outcomes.append(
-            EdgeOutcome(
-                action.edge,
-                action.action,
-                result.error is None,
-                str(result.error) if result.error else None,
-                result.bytes_copied,
-            )
-        )
-    return outcomes
+        options = CopyOptions(image_concurrency=concurrency, referrers=selection)
+        results = await copy_images(client, [(s, d) for _, s, d in batch], options, progress)
+        for (action, _, _), result in zip(batch, results, strict=True):
+            outcomes[id(action)] = _outcome(action, result)
+    return [outcomes[id(a)] for a in plan.work() if id(a) in outcomes]
+
+
+def _outcome(action: EdgeAction, result: CopyResult) -> EdgeOutcome:
+    if result.error is None and str(result.digest) != action.edge.digest:
+        error = f"copied {result.digest}, expected {action.edge.digest}"
+        return EdgeOutcome(action.edge, action.action, False, error)
+    return EdgeOutcome(
+        action.edge,
+        action.action,
+        result.error is None,
+        str(result.error) if result.error else None,
+        result.bytes_copied,
+        tuple(result.referrers),
+    )
 
 
 def select_shard(edges: Iterable[Edge], index: int, count: int) -> list[Edge]:
