@@ -20,7 +20,8 @@ from imgctl.trust import PublicKey, generate_key_pair, load_public_key, load_sig
 from imgctl.trust._kms import parse_awskms
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cosign"
-CONTAINERS_IMAGE = DATA / "containers-image"
+# Real cosign output from containers/image (origin and licence: that folder's README).
+CONTAINERS_IMAGE = DATA.parent / "containers-image-cosign"
 PAYLOAD = b'{"critical":{"identity":{"docker-reference":"r.example/app"}},"optional":null}'
 
 
@@ -46,7 +47,7 @@ def _cosign_fixture(name: str) -> tuple[bytes, bytes]:
 
 
 @pytest.mark.parametrize(
-    "fixture", ["dir-img-cosign-valid.signature-1", "dir-img-cosign-valid-2.signature-2"]
+    "fixture", ["dir-img-cosign-valid/signature-1", "dir-img-cosign-valid-2/signature-2"]
 )
 def test_real_cosign_signatures_verify_with_cosign_pub(fixture: str) -> None:
     payload, signature = _cosign_fixture(fixture)
