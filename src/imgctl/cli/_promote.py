@@ -189,8 +189,12 @@ def promote(
             return result
 
     result = _run(run)
+    # A server that signs says whether it could; the copy stands either way (docs/server.md).
+    unsigned = result.HasField("signed") and not result.signed
     if flags.json_output:
         _print_message(result)
+        if unsigned:
+            raise SystemExit(EXIT_FAILED)
         return
     what = "unchanged" if result.unchanged else "promoted"
     print(f"{what} {ref}: {result.source_environment} -> {result.destination_environment}")
@@ -208,6 +212,14 @@ def promote(
             f"{result.duration_ms} ms"
         )
     print(f"  request {result.request_id} by {result.promoted_by}")
+    if result.HasField("signed") and result.signed:
+        print(f"  signed with key {result.signature_key[:12]}")
+    if unsigned:
+        fail(
+            f"promoted, but the server could not sign it ({result.signature_error}); "
+            "promote again to sign it",
+            EXIT_FAILED,
+        )
 
 
 @app.command("auth-check")

@@ -77,6 +77,26 @@ def server_command(
             dir_okay=False,
         ),
     ] = None,
+    sign_key: Annotated[
+        str | None,
+        typer.Option(
+            "--sign-key",
+            help="Sign every promoted image with this key (a cosign or PEM key file, or a KMS "
+            "URI), in the destination registry. Default: $IMGCTL_SIGN_KEY.",
+            show_default=False,
+        ),
+    ] = None,
+    max_signature_ops: Annotated[
+        int | None,
+        typer.Option(
+            "--max-signature-ops",
+            min=1,
+            max=1000,
+            help="Signatures made at once across promotions (1 to 1000). Default: "
+            "$IMGCTL_MAX_SIGNATURE_OPS, else 50.",
+            show_default=False,
+        ),
+    ] = None,
     allow_anonymous_catalog_writes: AnonymousWritesOpt = False,
     require_signature: RequireSignatureOpt = None,
 ) -> None:
@@ -95,6 +115,8 @@ def server_command(
         grace=grace,
         tokens_file=tokens_file,
         watches_file=watches,
+        sign_key=sign_key,
+        max_signature_ops=max_signature_ops,
         allow_anonymous_catalog_writes=allow_anonymous_catalog_writes,
         require_signature=tuple(require_signature or ()),
     )

@@ -2,18 +2,24 @@
 
 ``Promoter.plan`` turns (ref, source, destination) into a checked ``Promotion`` or raises
 ``InvalidPromotionError``; ``Promoter.allowed`` applies the policy file (``NotAllowedError``);
-``Promoter.run`` does the copy. Failures are the ``PromotionError`` kinds of ``imgctl.errors``,
-which say what went wrong, not how to answer it. Who is asking, the audit trail and
-notifications belong to the server (``imgctl.server``); this module knows nothing about gRPC.
+``Promoter.check_signature`` its ``require_signature`` rule (the source must be signed: kpromo's
+validate phase, ``NotAllowedError`` too); ``Promoter.run`` does the copy, then signs the promoted
+digest when the server has a signing key (kpromo's sign phase; a signing failure is reported in
+the result, never raised: the copy stands). Failures are the ``PromotionError`` kinds of
+``imgctl.errors``, which say what went wrong, not how to answer it. Who is asking, the audit
+trail and notifications belong to the server (``imgctl.server``); this module knows nothing about
+gRPC.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from imgctl.errors import (
     ImgctlError,
@@ -32,7 +38,12 @@ from imgctl.oci import Digest, Reference
 from imgctl.promotion.environments import Environment, Environments, Policy
 from imgctl.remote import CopyOptions, CopyProgress, RegistryClient, copy_images
 
+if TYPE_CHECKING:
+    from imgctl.trust import Signer, TrustPolicy
+
 __all__ = ["Promoter", "Promotion", "PromotionResult", "landed_result"]
+
+log = logging.getLogger("imgctl.promotion")
 
 Progress = Callable[[int, int, int], None]  # (bytes copied, done, total)
 
@@ -69,6 +80,10 @@ class PromotionResult:
     objects_copied: int = 0
     objects_skipped: int = 0
     promoted_by: str = ""  # filled in by the server: email, else subject
+    # With a signing key (images): whether the digest carries its signature now; None without.
+    signed: bool | None = None
+    signature_key: str = ""  # the key id
+    signature_error: str = ""  # why not signed (the copy itself succeeded)
 
 
 class Promoter:
@@ -83,6 +98,9 @@ class Promoter:
         default_source: str | None = None,
         environ: Mapping[str, str] | None = None,
         copy_options: CopyOptions | None = None,
+        signer: Signer | None = None,
+        trust: Mapping[str, TrustPolicy] | None = None,
+        max_signature_ops: int = 50,
     ) -> None:
         self.environments = environments
         self.policy = policy or Policy()
@@ -90,6 +108,12 @@ class Promoter:
         self._registry = registry
         self._environ = dict(environ or {})
         self._copy_options = copy_options or CopyOptions()
+        # Signs every promoted image (kpromo's sign phase); its key id is read once, at start.
+        self.signer = signer
+        self.signature_key = signer.public_key().key_id if signer is not None else ""
+        self._signing = asyncio.Semaphore(max_signature_ops)
+        # Destination environment -> what its source images must be signed with.
+        self.trust = dict(trust or {})
         # Weak: a lock lives only while some promotion holds or waits for it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -169,6 +193,36 @@ class Promoter:
                 hint="ask an admin to add you to one of them",
             )
 
+    async def check_signature(self, promotion: Promotion) -> Promotion:
+        """Apply the destination's ``require_signature`` rule; the promotion pinned if it has one.
+
+        The source is pinned to its digest first and that digest is what is checked (and, the
+        pinned promotion being what is copied, what is copied). NotAllowedError names the image
+        and why no signature verified; nothing is copied then.
+        """
+        policy = self.trust.get(promotion.destination.name)
+        if policy is None or promotion.kind != "image":
+            return promotion
+        from imgctl.promotion.signing import refusal_reason
+        from imgctl.trust import verify_image
+
+        pinned = await self.pin(promotion)
+        source = pinned.image_source
+        assert source is not None
+        try:
+            report = await verify_image(self._registry, source, policy)
+        except ImgctlError as exc:
+            reason = f"its signatures cannot be checked: {exc}"
+        else:
+            if report.verified:
+                return pinned
+            reason = refusal_reason(report)
+        raise NotAllowedError(
+            f"{promotion.destination.name!r} takes only signed images: {source}: {reason}",
+            hint=f"sign it (imgctl sign {source} --key ...) with a key the server's policy "
+            f"file accepts for {promotion.destination.name}",
+        )
+
     def destinations_for(self, groups: Iterable[str]) -> list[str]:
         """The environments these groups may promote into."""
         groups = tuple(groups)
@@ -245,7 +299,7 @@ class Promoter:
         if result.error is not None:
             raise _as_promotion_error(result.error, source)
         digest = str(result.digest)
-        return PromotionResult(
+        promoted = PromotionResult(
             kind="image",
             source_environment=promotion.source.name,
             destination_environment=promotion.destination.name,
@@ -259,6 +313,33 @@ class Promoter:
             blobs_mounted=result.blobs_mounted,
             blobs_skipped=result.blobs_skipped,
         )
+        return await self.sign(promoted)
+
+    async def sign(self, result: PromotionResult) -> PromotionResult:
+        """``result`` with its digest signed in the destination, when this server signs.
+
+        Signed also when the copy found everything there (``unchanged``): promoting again is how
+        a digest whose signing failed gets its signature. Already signed by this key: nothing is
+        written. A failure is logged and kept in the result; the copy stands.
+        """
+        if self.signer is None or result.kind != "image" or not result.digest:
+            return result
+        from imgctl.trust import sign_image
+
+        image = Reference.parse(result.destination_ref)
+        image = replace(image, tag=None, digest=Digest.parse(result.digest))
+        async with self._signing:
+            try:
+                await sign_image(self._registry, image, self.signer)
+            except ImgctlError as exc:
+                log.warning("promoted %s, but could not sign it: %s", image, exc)
+                return replace(
+                    result,
+                    signed=False,
+                    signature_key=self.signature_key,
+                    signature_error=f"not signed: {exc}",
+                )
+        return replace(result, signed=True, signature_key=self.signature_key)
 
     async def _run_spa(
         self, promotion: Promotion, started: float, on_progress: Progress | None

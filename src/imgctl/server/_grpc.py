@@ -59,6 +59,9 @@ def _response(result: PromotionResult, request_id: str) -> pb.PromoteResponse:
         objects_copied=result.objects_copied,
         objects_skipped=result.objects_skipped,
         promoted_by=result.promoted_by,
+        signed=result.signed,
+        signature_key=result.signature_key,
+        signature_error=result.signature_error,
     )
 
 

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from imgctl.authn import Keychain
     from imgctl.catalog.admission import Exemptions
     from imgctl.catalog.signatures import SignatureRule
+    from imgctl.promotion.environments import Policy
     from imgctl.remote import ClientOptions
+    from imgctl.trust import Signer, TrustPolicy
 
 __all__ = ["ServerSettings", "build_core", "run_server", "serve_catalog"]
 
@@ -53,6 +55,10 @@ class ServerSettings:
     policy_file: Path | None = None
     state_dir: Path | None = None
     grace: float = 60.0
+    # Sign every promoted image with this key (kpromo's sign phase); IMGCTL_SIGN_KEY.
+    sign_key: str | None = None
+    # Signatures made at once across promotions; IMGCTL_MAX_SIGNATURE_OPS, default 50.
+    max_signature_ops: int | None = None
     tokens_file: Path | None = None
     watches_file: Path | None = None
     allow_anonymous_catalog_writes: bool = False
@@ -63,15 +69,28 @@ class ServerSettings:
     def resolve(self, environ: Mapping[str, str]) -> ServerSettings:
         """These settings with every file and directory no flag gave taken from ``environ``.
 
-        The one place that reads IMGCTL_POLICY_FILE, IMGCTL_TOKENS_FILE, IMGCTL_WATCHES_FILE and
-        IMGCTL_STATE_DIR (flag > variable > built-in).
+        The one place that reads IMGCTL_POLICY_FILE, IMGCTL_TOKENS_FILE, IMGCTL_WATCHES_FILE,
+        IMGCTL_STATE_DIR, IMGCTL_SIGN_KEY and IMGCTL_MAX_SIGNATURE_OPS (flag > variable >
+        built-in).
         """
+        from imgctl.promotion.signing import DEFAULT_SIGNATURE_OPS
+
         base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         return replace(
             self,
             policy_file=setting(self.policy_file, "IMGCTL_POLICY_FILE", environ, parse=Path),
             tokens_file=setting(self.tokens_file, "IMGCTL_TOKENS_FILE", environ, parse=Path),
             watches_file=setting(self.watches_file, "IMGCTL_WATCHES_FILE", environ, parse=Path),
+            sign_key=setting(self.sign_key, "IMGCTL_SIGN_KEY", environ, parse=str),
+            max_signature_ops=_signature_ops(
+                setting(
+                    self.max_signature_ops,
+                    "IMGCTL_MAX_SIGNATURE_OPS",
+                    environ,
+                    parse=_integer("IMGCTL_MAX_SIGNATURE_OPS"),
+                    default=DEFAULT_SIGNATURE_OPS,
+                )
+            ),
             state_dir=setting(
                 self.state_dir,
                 "IMGCTL_STATE_DIR",
@@ -108,6 +127,8 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
             hint=f"configured: {', '.join(environments.names())}",
         )
     policy = load_policy(settings.policy_file, environments) if settings.policy_file else None
+    # Keys are loaded before anything serves: a bad reference stops the start (KeyRefError).
+    signer, trust = _signing(settings, policy, environ)
     lease = lease_from_environment(environ)
     registry = RegistryClient(*_registry_settings(environ))
     promoter = Promoter(
@@ -116,6 +137,9 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         policy=policy,
         default_source=default_source,
         environ=environ,
+        signer=signer,
+        trust=trust,
+        max_signature_ops=settings.max_signature_ops or 50,
     )
     assert settings.state_dir is not None
     url = database_url(environ, settings.state_dir)
@@ -176,6 +200,58 @@ def _signature_rule(
         )
 
     return load_signature_rule(flags, environ, client, environments=environments)
+
+
+def _integer(variable: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise UsageError(f"{variable}={text!r} is not a whole number") from None
+
+    return parse
+
+
+def _signature_ops(value: int | None) -> int | None:
+    from imgctl.promotion.signing import check_concurrency
+
+    if value is None:
+        return None
+    return check_concurrency("--max-signature-ops (IMGCTL_MAX_SIGNATURE_OPS)", value)
+
+
+def _signing(
+    settings: ServerSettings, policy: Policy | None, environ: Mapping[str, str]
+) -> tuple[Signer | None, dict[str, TrustPolicy]]:
+    """The signing key (--sign-key) and the policy file's require_signature rules, keys loaded.
+
+    A reference that cannot be used is a UsageError naming the flag or the rule: the server
+    does not start rather than promote unsigned.
+    """
+    from imgctl.errors import KeyRefError
+    from imgctl.promotion.signing import rule_policy
+
+    signer = None
+    if settings.sign_key:
+        from imgctl.trust import load_signer
+
+        try:
+            signer = load_signer(settings.sign_key, environ=environ)
+            # A KMS key is asked for its public half now, not at the first promotion.
+            signer.public_key()
+        except KeyRefError as exc:
+            raise UsageError(
+                f"--sign-key (IMGCTL_SIGN_KEY): {exc.message}", hint=exc.hint
+            ) from None
+    trust: dict[str, TrustPolicy] = {}
+    if policy is not None:
+        for environment, rule in policy.signatures.items():
+            trust[environment] = rule_policy(
+                rule,
+                where=f"policy file {policy.path}: require_signature.{environment}",
+                environ=environ,
+            )
+    return signer, trust
 
 
 def _configure_logging() -> None:

@@ -161,6 +161,9 @@ class ServerCore:
             promotion = self.promoter.plan(ref, source, destination)
             record.promotion = promotion
             self.promoter.allowed(principal.groups, promotion)
+            # The destination's require_signature rule, on the pinned source, before any intent.
+            promotion = await self.promoter.check_signature(promotion)
+            record.promotion = promotion
             # Identical promotions in this process wait here; across replicas, at the intent.
             async with self.intents.turn(promotion):
                 return await self._promote(record, promotion, on_progress)
@@ -255,6 +258,7 @@ class ServerCore:
         principal = record.principal
         assert principal is not None
         result = landed_result(record.promotion, int((time.monotonic() - record.started) * 1000))
+        result = await self.promoter.sign(result)
         record.result = replace(result, promoted_by=principal.email or principal.subject)
         log.warning(
             "promotion %s: the copy reported %s, but its destination holds the image: recorded "
@@ -448,4 +452,7 @@ class _Record:
             error_code=status_name(error) if error else None,
             error=str(error) if error else None,
             peer=self.caller.peer,
+            signed=result.signed if result else None,
+            signature_key=(result.signature_key or None) if result else None,
+            signature_error=(result.signature_error or None) if result else None,
         )

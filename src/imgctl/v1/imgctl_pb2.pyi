@@ -17,7 +17,7 @@ class PromoteRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ...) -> None: ...
 
 class PromoteResponse(_message.Message):
-    __slots__ = ("request_id", "kind", "source_environment", "destination_environment", "source_ref", "destination_ref", "digest", "unchanged", "bytes_copied", "duration_ms", "blobs_copied", "blobs_mounted", "blobs_skipped", "objects_copied", "objects_skipped", "promoted_by")
+    __slots__ = ("request_id", "kind", "source_environment", "destination_environment", "source_ref", "destination_ref", "digest", "unchanged", "bytes_copied", "duration_ms", "blobs_copied", "blobs_mounted", "blobs_skipped", "objects_copied", "objects_skipped", "promoted_by", "signed", "signature_key", "signature_error")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,9 @@ class PromoteResponse(_message.Message):
     OBJECTS_COPIED_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     PROMOTED_BY_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_ERROR_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     kind: str
     source_environment: str
@@ -50,7 +53,10 @@ class PromoteResponse(_message.Message):
     objects_copied: int
     objects_skipped: int
     promoted_by: str
-    def __init__(self, request_id: _Optional[str] = ..., kind: _Optional[str] = ..., source_environment: _Optional[str] = ..., destination_environment: _Optional[str] = ..., source_ref: _Optional[str] = ..., destination_ref: _Optional[str] = ..., digest: _Optional[str] = ..., unchanged: _Optional[bool] = ..., bytes_copied: _Optional[int] = ..., duration_ms: _Optional[int] = ..., blobs_copied: _Optional[int] = ..., blobs_mounted: _Optional[int] = ..., blobs_skipped: _Optional[int] = ..., objects_copied: _Optional[int] = ..., objects_skipped: _Optional[int] = ..., promoted_by: _Optional[str] = ...) -> None: ...
+    signed: bool
+    signature_key: str
+    signature_error: str
+    def __init__(self, request_id: _Optional[str] = ..., kind: _Optional[str] = ..., source_environment: _Optional[str] = ..., destination_environment: _Optional[str] = ..., source_ref: _Optional[str] = ..., destination_ref: _Optional[str] = ..., digest: _Optional[str] = ..., unchanged: _Optional[bool] = ..., bytes_copied: _Optional[int] = ..., duration_ms: _Optional[int] = ..., blobs_copied: _Optional[int] = ..., blobs_mounted: _Optional[int] = ..., blobs_skipped: _Optional[int] = ..., objects_copied: _Optional[int] = ..., objects_skipped: _Optional[int] = ..., promoted_by: _Optional[str] = ..., signed: _Optional[bool] = ..., signature_key: _Optional[str] = ..., signature_error: _Optional[str] = ...) -> None: ...
 
 class PromoteProgress(_message.Message):
     __slots__ = ("bytes_copied", "done", "total")
