@@ -394,3 +394,49 @@ def test_a_bad_verify_key_is_refused_before_anything(
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("imgctl: error: --verify-key: ")
     assert tags_of(destination.host, "good") == []
+
+
+def test_keyless_validation_reads_the_trust_material_like_imgctl_verify(
+    registries: Callable[..., Registry], layouts: Callable[..., Any], tmp_path: Path
+) -> None:
+    """containers/image's real keyless layer under a source's .sig tag, judged through cip.
+
+    Certificate, chain, Rekor bundle and identity check out with the right trust material; the
+    payload is for the image containers/image signed, so the edge is refused for that reason,
+    which only a verifier that got the roots, the Rekor key and the identity can reach.
+    """
+    from .test_sign import DATA, _plant_fixture_keyless_layer
+
+    source, destination = registries(), registries()
+    built = layouts(tag="v1", platforms=None, layers=1, layer_size=7_000)
+    push_layout(built.oci_ref, f"{source.host}/staging/keyless:v1")
+    _plant_fixture_keyless_layer(source.host, "staging/keyless", built.digest)
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        f"{source.host}/staging",
+        [destination.host],
+        {"keyless": {built.digest: ["v1"]}},
+    )
+    material = [
+        "--certificate-chain",
+        str(DATA / "fulcio_v1.crt.pem"),
+        "--rekor-public-key",
+        str(DATA / "rekor.pub"),
+        "--certificate-oidc-issuer",
+        "https://github.com/login/oauth",
+    ]
+    right = cip("--manifest", str(manifest), *material, "--certificate-identity", "mitr@redhat.com")
+    assert right.returncode == 1, right.stderr
+    assert right.stderr.strip().endswith(
+        "(signature 1: payload is for "
+        "sha256:0489474da8ea22426ece86ace6c1c0026ab2fd3cdfbbd62b7e94650266c37d9a)"
+    ), right.stderr
+    wrong = cip(
+        "--manifest", str(manifest), *material, "--certificate-identity", "someone@example.com"
+    )
+    assert wrong.returncode == 1, wrong.stderr
+    assert "certificate identity refused" in wrong.stderr
+    half = cip("--manifest", str(manifest), "--certificate-identity", "mitr@redhat.com")
+    assert half.returncode == 2
+    assert "needs --certificate-identity and --certificate-oidc-issuer" in half.stderr
+    assert tags_of(destination.host, "keyless") == []

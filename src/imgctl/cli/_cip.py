@@ -229,6 +229,34 @@ def cip(
             rich_help_panel=_SIGNING,
         ),
     ] = None,
+    certificate_chain: Annotated[
+        Path | None,
+        typer.Option(
+            "--certificate-chain",
+            help="Keyless: PEM file of the trusted Fulcio root (and intermediate) certificates.",
+            dir_okay=False,
+            rich_help_panel=_SIGNING,
+        ),
+    ] = None,
+    trusted_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-root",
+            help="Keyless: a sigstore trusted_root.json (its Fulcio certificates and Rekor keys).",
+            dir_okay=False,
+            rich_help_panel=_SIGNING,
+        ),
+    ] = None,
+    rekor_public_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rekor-public-key",
+            help="Keyless: PEM public key of the Rekor log (repeatable).",
+            dir_okay=False,
+            show_default=False,
+            rich_help_panel=_SIGNING,
+        ),
+    ] = None,
 ) -> None:
     """Promote what kpromo manifests list (dry run unless --confirm), or write snapshots."""
     if context.invoked_subcommand is not None:
@@ -260,6 +288,9 @@ def cip(
             verify_keys=tuple(verify_key or ()),
             certificate_identity=certificate_identity,
             certificate_oidc_issuer=certificate_oidc_issuer,
+            certificate_chain=certificate_chain,
+            trusted_root=trusted_root,
+            rekor_public_keys=tuple(rekor_public_key or ()),
         ),
     )
 
@@ -374,6 +405,9 @@ class CipOptions:
     verify_keys: tuple[str, ...] = ()
     certificate_identity: str | None = None
     certificate_oidc_issuer: str | None = None
+    certificate_chain: Path | None = None
+    trusted_root: Path | None = None
+    rekor_public_keys: tuple[Path, ...] = ()
 
 
 def _load(options: CipOptions) -> tuple[list[Manifest], list[ManifestWarning]]:
@@ -564,8 +598,6 @@ def _signing(options: CipOptions) -> tuple[Signer | None, TrustPolicy | None]:
     sign = options.sign if options.sign is not None else options.sign_key is not None
     if sign and not options.sign_key:
         fail("--sign needs --sign-key KEY: imgctl cip signs with a key", EXIT_INVALID)
-    if (options.certificate_identity is None) != (options.certificate_oidc_issuer is None):
-        fail("--certificate-identity and --certificate-oidc-issuer go together", EXIT_INVALID)
     signer = trust = None
     if sign and options.sign_key:
         from imgctl.trust import load_signer
@@ -574,16 +606,26 @@ def _signing(options: CipOptions) -> tuple[Signer | None, TrustPolicy | None]:
             signer = load_signer(options.sign_key, environ=os.environ)
         except ImgctlError as exc:
             fail(f"--sign-key: {exc}", EXIT_INVALID)
-    keyless = []
-    if options.certificate_identity and options.certificate_oidc_issuer:
-        keyless.append((options.certificate_identity, options.certificate_oidc_issuer))
-    if options.verify_keys or keyless:
-        from imgctl.promotion.signing import trust_policy
+    # The same keyless flags, read the same way, as imgctl verify's.
+    from imgctl.cli._sign import _keyless_identity
+    from imgctl.trust import TrustPolicy, load_public_key
 
-        try:
-            trust = trust_policy(options.verify_keys, keyless, environ=os.environ)
-        except ImgctlError as exc:
-            fail(f"--verify-key: {exc}", EXIT_INVALID)
+    try:
+        keyless = _keyless_identity(
+            options.certificate_identity,
+            options.certificate_oidc_issuer,
+            options.certificate_chain,
+            options.trusted_root,
+            list(options.rekor_public_keys),
+        )
+    except ImgctlError as exc:
+        fail(str(exc), EXIT_INVALID)
+    try:
+        keys = tuple(load_public_key(ref, environ=os.environ) for ref in options.verify_keys)
+    except ImgctlError as exc:
+        fail(f"--verify-key: {exc}", EXIT_INVALID)
+    if keys or keyless is not None:
+        trust = TrustPolicy(keys=keys, keyless=(keyless,) if keyless is not None else ())
     return signer, trust
 
 
