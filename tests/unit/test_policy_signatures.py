@@ -34,6 +34,7 @@ def test_rules_are_read_per_destination(tmp_path: Path) -> None:
         "    keys: [release.pub, /etc/imgctl/other.pub, 'awskms:///alias/release']\n"
         "    keyless:\n"
         "      - {identity: ci@example.com, issuer: 'https://accounts.example.com'}\n"
+        "    trusted_root: sigstore/trusted_root.json\n"
         "    identities: [dev.example.com/team/app]\n",
     )
     policy = load_policy(path, ENVIRONMENTS)
@@ -42,6 +43,7 @@ def test_rules_are_read_per_destination(tmp_path: Path) -> None:
         keys=(str(tmp_path / "release.pub"), "/etc/imgctl/other.pub", "awskms:///alias/release"),
         keyless=(("ci@example.com", "https://accounts.example.com"),),
         identities=("dev.example.com/team/app",),
+        trusted_root=str(tmp_path / "sigstore" / "trusted_root.json"),
     )
     assert policy.signature_rule("dev") is None
     assert policy.groups_for("prod") == ("ops@example.com",)
@@ -80,8 +82,8 @@ def test_a_file_with_only_signature_rules(tmp_path: Path) -> None:
         ),
         pytest.param(
             "require_signature:\n  prod: {key: [k.pub]}\n",
-            "require_signature.prod must be a mapping of keys, keyless and identities (unknown:"
-            " key)",
+            "require_signature.prod must be a mapping of keys, keyless, trusted_root and "
+            "identities (unknown: key)",
             id="misspelt-field",
         ),
         pytest.param(
@@ -121,6 +123,16 @@ def test_a_file_with_only_signature_rules(tmp_path: Path) -> None:
             id="keyless-mapping",
         ),
         pytest.param(
+            "require_signature:\n  prod: {keyless: [{identity: a, issuer: b}]}\n",
+            "require_signature.prod.keyless needs trusted_root",
+            id="keyless-without-trusted-root",
+        ),
+        pytest.param(
+            "require_signature:\n  prod: {keys: [k.pub], trusted_root: [r.json]}\n",
+            "require_signature.prod.trusted_root must be a file name",
+            id="trusted-root-list",
+        ),
+        pytest.param(
             "require_signature:\n  prod: {keys: [a.pub]}\n  PROD: {keys: [b.pub]}\n",
             "differing only in case",
             id="twice-in-two-spellings",
@@ -138,3 +150,42 @@ def test_bad_rules_are_refused_naming_the_file(tmp_path: Path, text: str, proble
         load_policy(path, ENVIRONMENTS)
     assert str(path) in str(caught.value)
     assert problem in str(caught.value)
+
+
+def _public_good_trusted_root() -> Path:
+    import sigstore
+
+    root = Path(sigstore.__file__).parent / "_store" / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev"
+    return root / "trusted_root.json"
+
+
+def test_a_keyless_rule_takes_its_roots_and_rekor_keys_from_the_trusted_root(
+    tmp_path: Path,
+) -> None:
+    from cryptography import x509
+
+    from imgctl.promotion.signing import rule_policy
+
+    rule = SignatureRule(
+        keyless=(("ci@example.com", "https://accounts.example.com"),),
+        trusted_root=str(_public_good_trusted_root()),
+    )
+    [keyless] = rule_policy(rule, where="policy.yaml: require_signature.prod").keyless
+    assert (keyless.identity, keyless.issuer) == ("ci@example.com", "https://accounts.example.com")
+    assert x509.load_pem_x509_certificates(keyless.fulcio_roots)
+    assert keyless.rekor_keys
+    assert all(key.startswith(b"-----BEGIN PUBLIC KEY-----") for key in keyless.rekor_keys)
+
+    missing = SignatureRule(keyless=rule.keyless, trusted_root=str(tmp_path / "nowhere.json"))
+    with pytest.raises(UsageError) as caught:
+        rule_policy(missing, where="policy.yaml: require_signature.prod")
+    assert str(caught.value).startswith(
+        f"policy.yaml: require_signature.prod: trusted root {tmp_path / 'nowhere.json'}: "
+    )
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text("{}")
+    with pytest.raises(UsageError, match=r"^policy\.yaml: require_signature\.prod: trusted root"):
+        rule_policy(
+            SignatureRule(keyless=rule.keyless, trusted_root=str(bogus)),
+            where="policy.yaml: require_signature.prod",
+        )

@@ -19,6 +19,7 @@ images whose source carries a valid signature (kpromo's validate phase)::
         keys: [release.pub]              # key references; relative paths: from the file's directory
         keyless:                         # and/or Fulcio identities (cosign --certificate-identity)
           - {identity: release@example.com, issuer: https://accounts.example.com}
+        trusted_root: trusted_root.json  # keyless: sigstore's Fulcio roots and Rekor keys
         identities: [dev.example.com/team/app]  # optional: repositories a payload may name
 
 Key references are only read here; ``imgctl.promotion.signing`` loads them.
@@ -156,13 +157,15 @@ class SignatureRule:
     """What a source image must carry to be promoted into one destination: a valid signature.
 
     ``keys`` are key references (files, KMS URIs); ``keyless`` (identity, issuer) pairs of
-    Fulcio certificates; ``identities`` the repositories a payload may name (empty: the source's
-    own). One signature verified by any key or identity is enough.
+    Fulcio certificates, checked offline against ``trusted_root`` (a sigstore trusted_root.json);
+    ``identities`` the repositories a payload may name (empty: the source's own). One signature
+    verified by any key or identity is enough.
     """
 
     keys: tuple[str, ...] = ()
     keyless: tuple[tuple[str, str], ...] = ()
     identities: tuple[str, ...] = ()
+    trusted_root: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,13 +265,13 @@ def _signature_rules(
                 hint=f"configured: {', '.join(environments.names()) or 'none'}",
             )
         where = f"require_signature.{name}"
-        fields = {"keys", "keyless", "identities"}
+        fields = {"keys", "keyless", "identities", "trusted_root"}
         if not isinstance(body, dict) or set(body) - fields:
             unknown = sorted(map(str, set(body) - fields)) if isinstance(body, dict) else []
             detail = f" (unknown: {', '.join(unknown)})" if unknown else ""
             raise UsageError(
-                f"{path}{loaded.at(body)}: {where} must be a mapping of keys, keyless and "
-                f"identities{detail}",
+                f"{path}{loaded.at(body)}: {where} must be a mapping of keys, keyless, "
+                f"trusted_root and identities{detail}",
                 hint="keys: [cosign.pub] and/or keyless: [{identity: ..., issuer: ...}]",
             )
         keys = _strings(path, loaded, body.get("keys"), f"{where}.keys")
@@ -280,10 +283,21 @@ def _signature_rules(
                 "no signature could ever satisfy it",
                 hint="give keys: [...] or keyless: [{identity: ..., issuer: ...}]",
             )
+        root = body.get("trusted_root")
+        if root is not None and (not isinstance(root, str) or not root.strip()):
+            raise UsageError(f"{path}{loaded.at(root)}: {where}.trusted_root must be a file name")
+        if keyless and root is None:
+            raise UsageError(
+                f"{path}{loaded.at(body)}: {where}.keyless needs trusted_root: the sigstore "
+                "trusted_root.json whose Fulcio roots and Rekor keys vouch for the certificates",
+            )
         if environment.name in rules:
             raise UsageError(f"{path}: require_signature names {environment.name} again")
         rules[environment.name] = SignatureRule(
-            tuple(_beside(path, key) for key in keys), keyless, identities
+            tuple(_beside(path, key) for key in keys),
+            keyless,
+            identities,
+            _beside(path, root.strip()) if root else None,
         )
     return rules
 
