@@ -21,6 +21,13 @@ Timed, each cold measurement against its own fresh, empty destination registry:
   connections, 4 threads, one monolithic ``POST`` + ``PUT`` per blob. Nothing that copies
   images through the distribution API can be expected to beat it by much.
 
+Counted, once, untimed: the requests ``imgctl copy --from-file`` sends per image, cold and
+no-op, with ``--referrers none`` and ``--referrers all`` (the default; the images have no
+referrers), each into a fresh destination, through counting proxies in front of the source and
+the destination, one image and one blob at a time so the counts repeat exactly. The difference
+is what looking for referrers costs an image that has none: its repository's tag listing, plus
+the referrers-API probe once per registry per run.
+
 After each imgctl cold copy every destination digest is read back with skopeo (an independent
 client) and compared with the source digest; any mismatch or any failed command ends the run
 with a non-zero exit status. Missed performance targets are reported, not treated as errors.
@@ -62,6 +69,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from urllib.parse import urlencode, urljoin, urlsplit  # noqa: E402
 
 from tests.support.layout import BuiltImage, build_image  # noqa: E402
+from tests.support.proxy import FaultProxy  # noqa: E402
 from tests.support.registry import Registry, require_binary  # noqa: E402
 from tests.support.skopeo import digest_of, push_layout  # noqa: E402
 
@@ -289,8 +297,8 @@ def write_pairs(path: Path, images: Iterable[Image], source: str, destination: s
     path.write_text("\n".join(lines) + "\n")
 
 
-def imgctl_copy(imgctl: str, pairs: Path, outcome: ImgctlRun) -> None:
-    result = run_command([imgctl, "copy", "--from-file", str(pairs)], "imgctl copy")
+def imgctl_copy(imgctl: str, pairs: Path, outcome: ImgctlRun, *extra: str) -> None:
+    result = run_command([imgctl, "copy", "--from-file", str(pairs), *extra], "imgctl copy")
     # Text output: one line per pair, starting with its status (copied | unchanged).
     outcome.statuses.update(line.split(None, 1)[0] for line in result.stdout.splitlines() if line)
     outcome.stderr = result.stderr.strip()
@@ -457,6 +465,103 @@ def run_round(
     registries.discard(destination)
 
 
+# ---------------------------------------------------------------------------------- requests
+
+REFERRER_SELECTIONS = ("none", "all")
+
+
+@dataclass
+class RequestCounts:
+    """Requests per selection and phase (cold, noop), and the referrer lookups among them."""
+
+    total: dict[tuple[str, str], int] = field(default_factory=dict)
+    listings: dict[tuple[str, str], int] = field(default_factory=dict)
+    probes: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def count_requests(
+    registries: Registries,
+    images: Sequence[Image],
+    source: Registry,
+    imgctl: str,
+    workdir: Path,
+    samples: Samples,
+) -> RequestCounts:
+    """Requests per image with --referrers none and all, cold and no-op (untimed)."""
+    counts = RequestCounts()
+    source_proxy = FaultProxy(source.host).start()
+    try:
+        for selection in REFERRER_SELECTIONS:
+            destination = registries.start(f"requests-{selection}")
+            destination_proxy = FaultProxy(destination.host).start()
+            try:
+                pairs = workdir / f"pairs-{selection}.txt"
+                write_pairs(pairs, images, source_proxy.host, destination_proxy.host)
+                for phase, expected in (("cold", "copied"), ("noop", "unchanged")):
+                    source_proxy.log.clear()
+                    destination_proxy.log.clear()
+                    outcome = ImgctlRun()
+                    flags = ("--referrers", selection, "-j", "1", "--blob-jobs", "1")
+                    imgctl_copy(imgctl, pairs, outcome, *flags)
+                    what = f"imgctl {phase} copy --referrers {selection} (counted)"
+                    samples.problems += check_imgctl(outcome, expected, len(images), what)
+                    seen = [*source_proxy.log, *destination_proxy.log]
+                    key = (selection, phase)
+                    counts.total[key] = len(seen)
+                    counts.listings[key] = sum(1 for _, path, _ in seen if "/tags/list" in path)
+                    counts.probes[key] = sum(1 for _, path, _ in seen if "/referrers/" in path)
+                    log(f"  {what}: {len(seen)} requests")
+            finally:
+                destination_proxy.stop()
+                registries.discard(destination)
+    finally:
+        source_proxy.stop()
+    return counts
+
+
+def report_requests(counts: RequestCounts, images: int) -> dict[str, dict[str, float]]:
+    """Print requests per image and what looking for referrers adds; the JSON part."""
+    print()
+    print("requests per image (counting proxies; -j 1 --blob-jobs 1; images without referrers)")
+    header = f"{'imgctl copy':<36} {'cold':>8} {'no-op':>8}"
+    print(header)
+    print("-" * len(header))
+    for selection in REFERRER_SELECTIONS:
+        per_cold = counts.total[(selection, "cold")] / images
+        per_noop = counts.total[(selection, "noop")] / images
+        print(f"{'--referrers ' + selection:<36} {per_cold:8.2f} {per_noop:8.2f}")
+    out: dict[str, dict[str, float]] = {}
+    for phase in ("cold", "noop"):
+        none, everything = counts.total[("none", phase)], counts.total[("all", phase)]
+        probes = counts.probes[("all", phase)]
+        out[phase] = {
+            "requests_none": none,
+            "requests_all": everything,
+            "extra": everything - none,
+            "tag_listings": counts.listings[("all", phase)],
+            "referrers_api_probes": probes,
+            "extra_per_image_besides_probes": round((everything - none - probes) / images, 4),
+            "ratio_all_to_none": round(everything / none, 4),
+        }
+    cold, noop = out["cold"], out["noop"]
+    print(
+        f"{'extra per image (all - none)':<36} "
+        f"{cold['extra'] / images:8.2f} {noop['extra'] / images:8.2f}"
+    )
+    print(
+        f"{'  of which per-run API probes':<36} "
+        f"{cold['referrers_api_probes']:8.0f} {noop['referrers_api_probes']:8.0f}"
+    )
+    print(
+        f"{'ratio all / none':<36} "
+        f"{cold['ratio_all_to_none']:7.3f}x {noop['ratio_all_to_none']:7.3f}x"
+    )
+    worst = max(cold["extra_per_image_besides_probes"], noop["extra_per_image_besides_probes"])
+    verdict = "yes" if worst <= 1 else "NO"
+    print(f"at most one extra request per image besides the probe: {verdict} ({worst:.2f})")
+    return out
+
+
 # ---------------------------------------------------------------------------------- report
 
 
@@ -609,7 +714,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_number in range(1, args.repeat + 1):
             log(f"round {round_number} of {args.repeat}")
             run_round(registries, images, source, args.imgctl, workdir, samples)
+        log("counting requests (untimed)")
+        counts = count_requests(registries, images, source, args.imgctl, workdir, samples)
         summary = report(args, images, samples)
+        summary["requests"] = report_requests(counts, len(images))
         if args.json:
             print()
             print(json.dumps(summary, indent=2))
