@@ -10,6 +10,7 @@ pushed the way cosign lays it out (INTEROP.md section 10); what arrives is read 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import subprocess
@@ -508,6 +509,46 @@ async def copy_image_result(
 ) -> Any:
     [result] = await copy_images(client, [(source, destination)])
     return result
+
+
+async def test_referrers_are_followed_three_deep_and_absurd_counts_refused(
+    client: RegistryClient,
+    registry: Registry,
+    registry2: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = push_image(registry, layers=1, platforms=None)
+    source = ref(image.ref)
+    chain = [await subject_of(client, source)]
+    for _ in range(4):  # the image <- r1 <- r2 <- r3 <- r4
+        digest, _ = await attach(client, source, chain[-1], BUNDLE)
+        chain.append(await subject_of(client, source.with_digest(digest)))
+    name = repo("deep")
+    result = await copy_image(client, source, ref(f"{registry2.host}/{name}:v1"))
+    assert result.status == "copied", result.error
+    for subject, referrer in itertools.pairwise(chain[:4]):
+        assert listed(registry2.host, name, subject.digest) == {str(referrer.digest)}
+    assert listed(registry2.host, name, chain[3].digest) == set()  # r4 is a fourth level
+    assert [r.digest for r in result.referrers] == [d.digest for d in chain[1:4]]
+
+    from imgctl.remote import _referrers
+
+    monkeypatch.setattr(_referrers, "MAX_PER_DIGEST", 2)
+    subject = chain[0]
+    for _ in range(2):  # three referrers of the image now
+        await attach(client, source, subject, SPDX)
+    refused = repo("refused")
+    [result] = await copy_images(client, [(source, ref(f"{registry2.host}/{refused}:v1"))])
+    assert result.status == "failed"
+    message = str(result.error)
+    assert f"did not write {registry2.host}/{refused}:v1" in message
+    assert f"{source.name}@{subject.digest} has 3 referrers" in message
+    assert "at most 2 per digest" in message
+    assert "--referrers signatures" in message
+    assert not registry2.has_tag(refused, "v1")
+    assert listed(registry2.host, refused, subject.digest) == set()
 
 
 # ---------------------------------------------------------------------- cost
