@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -31,7 +32,12 @@ from ..conftest import IMGCTL
 
 USER = "demo-tester"
 DIGEST = r"sha256:[0-9a-f]{64}"
-MAX_SECONDS = 30
+# CPU seconds the whole demo (its children and the clients it runs included) may use: about 7
+# on this project's 2-core VM. Its wall-clock time is that CPU time shared with whatever else
+# the machine runs (31 s with a load of 12 on 2 cores, 5 s alone), so time is not what is
+# asserted; it only bounds how long a test waits for a demo that hangs.
+MAX_CPU_SECONDS = 20
+TIMEOUT = 120
 
 
 def bare_env(tmp_path: Path, path: str) -> dict[str, str]:
@@ -73,16 +79,20 @@ def reaper(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def run_demo(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.monotonic()
+    """Run ``imgctl demo``; return its result and the CPU seconds its process tree used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(
-        [IMGCTL, "demo", *args], env=env, capture_output=True, text=True, timeout=120
+        [IMGCTL, "demo", *args], env=env, capture_output=True, text=True, timeout=TIMEOUT
     )
-    return result, time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The demo waits for every child it starts, so their time is in its children's usage.
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result, cpu
 
 
 def check_story(output: str) -> str:
     """Every step is there with consistent values; return the promoted digest."""
-    for number in range(1, 9):
+    for number in range(1, 10):
         assert re.search(rf"^{number}\. ", output, re.MULTILINE), f"step {number} missing"
     pushed = re.search(rf"^   demo/hello:1\.0\.0 +({DIGEST})$", output, re.MULTILINE)
     assert pushed, output
@@ -97,6 +107,27 @@ def check_story(output: str) -> str:
     assert re.search(r"^   Pod using 127\.0\.0\.1:\d+/demo/hello:1\.0\.0 +allowed$", output, re.M)
     assert re.search(r"^   Pod using 127\.0\.0\.1:\d+/demo/unvetted:0\.1\.0 +denied$", output, re.M)
     assert "tag not resolvable: no image promoted to prod is tagged '0.1.0'" in output
+    # Signatures: a new key; the promotion signed, the audit row says so with the same key id;
+    # imgctl verify passes; admission admits the signed image and denies the unsigned one.
+    assert re.search(r"^   signing key    cosign\.pub +new, cosign format", output, re.M)
+    unsigned = re.search(rf"^   demo/unsigned:0\.1\.0 +({DIGEST})  \(never signed\)$", output, re.M)
+    assert unsigned, output
+    signed = re.search(r"^   signed in prod with key ([0-9a-f]{12}) ", output, re.M)
+    assert signed, output
+    assert f"   signed: yes, key {signed.group(1)}\n" in output
+    assert re.search(
+        r"^   \$ imgctl verify 127\.0\.0\.1:\d+/demo/hello:1\.0\.0 --key cosign\.pub -o json\n"
+        r"   ok: verified with key cosign\.pub$",
+        output,
+        re.M,
+    ), output
+    assert re.search(r"^   Pod using 127\.0\.0\.1:\d+/demo/unsigned:0\.1\.0 +denied$", output, re.M)
+    assert re.search(
+        r"spec\.containers\[0\]\.image '127\.0\.0\.1:\d+/demo/unsigned:0\.1\.0': no valid "
+        rf"signature by key cosign\.pub on {unsigned.group(1)}: no signatures$",
+        output,
+        re.M,
+    ), output
     email = f"{USER}@demo.imgctl.local"
     assert f"user {USER} <{email}>" in output
     assert f"$ imgctl auth-check -u {USER} -o json" in output
@@ -118,13 +149,15 @@ def check_clean(tmp_path: Path) -> None:
 def test_demo_tells_the_whole_story(tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
     if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
         pytest.fail("OpenSSH's ssh-agent and ssh-add are needed for this test")
-    result, seconds = run_demo(bare_env(tmp_path, os.environ["PATH"]))
+    result, cpu_seconds = run_demo(bare_env(tmp_path, os.environ["PATH"]))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert seconds < MAX_SECONDS
+    assert cpu_seconds < MAX_CPU_SECONDS, cpu_seconds
     output = result.stdout
     check_story(output)
     assert "held by a private ssh-agent (added with ssh-add)" in output
-    assert re.search(r"^Done in \d+\.\d s: promoted, recorded, admitted\.$", output, re.M)
+    assert re.search(
+        r"^Done in \d+\.\d s: promoted, signed, verified, recorded, admitted\.$", output, re.M
+    )
     root = re.search(r"started under (\S+)$", output, re.M)
     assert root
     assert root.group(1).startswith(str(tmp_path / "t"))
@@ -139,9 +172,9 @@ def test_demo_without_ssh_agent_uses_the_key_file(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").symlink_to(sys.executable)
-    result, seconds = run_demo(bare_env(tmp_path, str(bin_dir)))
+    result, cpu_seconds = run_demo(bare_env(tmp_path, str(bin_dir)))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert seconds < MAX_SECONDS
+    assert cpu_seconds < MAX_CPU_SECONDS, cpu_seconds
     check_story(result.stdout)
     assert "/home/.ssh/id_ed25519 (no ssh-agent on PATH)" in result.stdout
     check_clean(tmp_path)
@@ -178,7 +211,7 @@ def test_keep_serves_the_printed_commands_until_sigint(
     reaper.append(demo)
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=read_lines, args=(demo.stdout, lines), daemon=True).start()
-    output = "".join(read_until(lines, "Ctrl-C stops everything", MAX_SECONDS))
+    output = "".join(read_until(lines, "Ctrl-C stops everything", TIMEOUT))
     check_story(output)
     children = psutil.Process(demo.pid).children(recursive=True)
     names = {" ".join(child.cmdline()) for child in children}
@@ -194,6 +227,7 @@ def test_keep_serves_the_printed_commands_until_sigint(
     assert [c.split()[:2] for c in runs] == [
         ["imgctl", "ls"],
         ["imgctl", "digest"],
+        ["imgctl", "verify"],
         ["imgctl", "auth-check"],
         ["curl", "-s"],
         ["imgctl", "promote"],
@@ -214,6 +248,9 @@ def test_keep_serves_the_printed_commands_until_sigint(
     assert by_name["ls"] == "1.0.0\n"
     digest = check_story(output)
     assert by_name["digest"] == f"{digest}\n"
+    assert re.fullmatch(
+        rf"verified  {DIGEST}  verified with key /\S+/cosign\.pub\n", by_name["verify"]
+    )
     assert by_name["auth-check"].startswith(f"authenticated as {USER}@demo.imgctl.local\n")
     assert by_name["promote"].startswith("promoted demo/unvetted:0.1.0: dev -> prod\n")
     assert "/demo/unvetted" in by_name["catalog"]
@@ -241,7 +278,7 @@ def test_ctrl_c_during_start_up_cleans_up(
         [IMGCTL, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     reaper.append(demo)
-    deadline = time.monotonic() + MAX_SECONDS
+    deadline = time.monotonic() + TIMEOUT
     children: list[psutil.Process] = []
     while len(children) < 4:  # the servers are starting, not ready
         assert demo.poll() is None

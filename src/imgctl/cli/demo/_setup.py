@@ -39,6 +39,7 @@ __all__ = [
     "GROUP",
     "HELLO",
     "START_STEP",
+    "UNSIGNED",
     "UNVETTED",
     "Demo",
     "Key",
@@ -53,6 +54,9 @@ AUDIENCE = "imgctl-demo"
 CLIENT_ID = "imgctl"
 HELLO = ("demo/hello", "1.0.0")
 UNVETTED = ("demo/unvetted", "0.1.0")
+# Copied into prod by hand and recorded in the catalog, but never signed: what the signature
+# rule of admission is for.
+UNSIGNED = ("demo/unsigned", "0.1.0")
 # sun_path is 108 bytes on Linux and 104 on macOS; stay under both.
 MAX_SOCKET_PATH = 100
 START_STEP = "1 (start the registries, issuer, ssh-agent and server)"
@@ -91,6 +95,8 @@ class Demo:
     ports: dict[str, int] = field(default_factory=dict)
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     catalog_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # The password of the signing key (cosign format); only the server gets it (COSIGN_PASSWORD).
+    cosign_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     # -- paths and addresses ------------------------------------------------------------------
 
@@ -113,6 +119,16 @@ class Demo:
     def key_file(self) -> Path:
         """The fresh private key (where ``imgctl`` looks by default, under the demo's HOME)."""
         return self.home / ".ssh" / "id_ed25519"
+
+    @property
+    def sign_key(self) -> Path:
+        """The server's signing key, cosign's encrypted format (what generate-key-pair writes)."""
+        return self.root / "cosign.key"
+
+    @property
+    def verify_key(self) -> Path:
+        """Its public half: what ``imgctl verify --key`` and the admission rule check against."""
+        return self.root / "cosign.pub"
 
     @property
     def database(self) -> Path:
@@ -173,6 +189,7 @@ class Demo:
             "IMGCTL_DATABASE_URL": f"sqlite:///{self.database}",
             "IMGCTL_STATE_DIR": str(self.database.parent),
             "IMGCTL_ENABLE_IAAS_AUTH": "false",
+            "COSIGN_PASSWORD": self.cosign_password,
         }
 
     # -- children -----------------------------------------------------------------------------
@@ -353,6 +370,9 @@ def start(demo: Demo) -> Started:
     demo.ports = dict(zip(("dev", "prod", "idp", "grpc", "http"), ports, strict=True))
     key = make_key(demo)
     idp_config, policy = write_configs(demo, key.line)
+    from imgctl.trust import generate_key_pair
+
+    generate_key_pair(demo.root / "cosign", demo.cosign_password.encode())
     registries = {
         env: demo.imgctl(
             f"registry-{env}",
@@ -372,6 +392,9 @@ def start(demo: Demo) -> Started:
             # A short grace period: nobody else is calling, and cleanup should be quick.
             *("--policy-file", str(policy), "--grace", "1"),
             *("--tokens-file", str(demo.catalog_tokens)),
+            # Every promotion is signed, and admission to prod wants that signature.
+            *("--sign-key", demo.sign_key.name),
+            *("--require-signature", f"prod={demo.verify_key.name}"),
         ],
         demo.server_env(),
     )

@@ -1,4 +1,4 @@
-"""The story ``imgctl demo`` tells: push, sign in, promote, and show what every part recorded.
+"""The story ``imgctl demo`` tells: push, sign in, promote and sign, verify, admit or deny.
 
 Each step runs the real thing (the ``imgctl`` client as a subprocess, HTTP requests to the
 server, the registries' digests, the audit database) and checks what it shows; a step that
@@ -20,6 +20,7 @@ from imgctl.cli.demo._setup import (
     GROUP,
     HELLO,
     START_STEP,
+    UNSIGNED,
     UNVETTED,
     Demo,
     Started,
@@ -51,7 +52,12 @@ def _say(text: str = "") -> None:
 
 def _client(demo: Demo, label: str, *args: str) -> tuple[str, dict[str, Any]]:
     """Run the real ``imgctl`` client with ``-o json``; return its command line and answer."""
-    argv = [*args, "-u", demo.user, "-o", "json"]
+    return _imgctl(demo, label, *args, "-u", demo.user)
+
+
+def _imgctl(demo: Demo, label: str, *args: str) -> tuple[str, dict[str, Any]]:
+    """Run ``imgctl ARGS -o json`` in the work directory; return its command line and answer."""
+    argv = [*args, "-o", "json"]
     shown = "imgctl " + " ".join(argv)
     result = subprocess.run(
         [sys.executable, "-m", "imgctl", *argv],
@@ -80,16 +86,18 @@ def _client(demo: Demo, label: str, *args: str) -> tuple[str, dict[str, Any]]:
 
 
 async def _push_images(demo: Demo) -> dict[str, DemoImage]:
-    """Push the demo images to dev; return them by repository."""
+    """Push the demo images to dev (and one straight to prod); return them by repository."""
     from imgctl.cli.demo._image import build_image, push_image
     from imgctl.remote import RegistryClient
 
     hello = build_image(*HELLO, "Hello from imgctl demo: promoted from dev to prod")
     unvetted = build_image(*UNVETTED, "Nobody promoted me")
+    unsigned = build_image(*UNSIGNED, "Copied to prod by hand, never signed")
     async with RegistryClient(options=registry_options()) as client:
         for image in (hello, unvetted):
             await push_image(client, demo.address("dev"), image)
-    return {"hello": hello, "unvetted": unvetted}
+        await push_image(client, demo.address("prod"), unsigned)
+    return {"hello": hello, "unvetted": unvetted, "unsigned": unsigned}
 
 
 def registry_options() -> ClientOptions:
@@ -164,16 +172,22 @@ def _show_started(demo: Demo, started: Started, seconds: float) -> None:
     )
     _say(f"   server HTTP    {demo.http_url:<22}  its catalog API and admission webhook")
     _say(f"   ssh key        ssh-ed25519 {fingerprint(blob)}, new, {held}")
+    _say(
+        f"   signing key    {demo.verify_key.name:<22}  new, cosign format; the server signs "
+        "every promotion with cosign.key and admission to prod wants that signature"
+    )
 
 
 def _show_pushed(demo: Demo, images: dict[str, DemoImage]) -> None:
-    hello, unvetted = images["hello"], images["unvetted"]
+    hello, unvetted, unsigned = images["hello"], images["unvetted"], images["unsigned"]
     _say(
         f"2. Pushed to dev {demo.address('dev')}: OCI indexes for "
         f"{' and '.join(hello.platforms)}, built in memory"
     )
     _say(f"   {HELLO[0]}:{HELLO[1]}      {hello.digest}")
     _say(f"   {UNVETTED[0]}:{UNVETTED[1]}   {unvetted.digest}  (never promoted)")
+    _say(f"   and straight to prod {demo.address('prod')}, bypassing imgctl:")
+    _say(f"   {UNSIGNED[0]}:{UNSIGNED[1]}   {unsigned.digest}  (never signed)")
 
 
 def _identity(demo: Demo, server: Child) -> None:
@@ -199,7 +213,7 @@ def _promote(demo: Demo, server: Child, digest: str) -> dict[str, Any]:
     ref = f"{HELLO[0]}:{HELLO[1]}"
     with step(label, server.log):
         shown, promoted = _client(demo, label, "promote", ref, "--source", "dev", "-d", "prod")
-    _say("4. Promoted over gRPC: the server checked the token and the policy, then copied")
+    _say("4. Promoted over gRPC: the server checked the token and the policy, copied, then signed")
     _say(f"   $ {shown}")
     _say(
         f"   {promoted.get('blobsCopied')} blobs copied ({promoted.get('bytesCopied')} bytes) "
@@ -208,6 +222,13 @@ def _promote(demo: Demo, server: Child, digest: str) -> dict[str, Any]:
     )
     if promoted.get("digest") != digest:
         raise StepFailed(label, f"the server promoted {promoted.get('digest')}", server.log)
+    if promoted.get("signed") is not True:
+        why = promoted.get("signatureError") or "the server does not sign"
+        raise StepFailed(label, f"the promoted image is not signed: {why}", server.log)
+    _say(
+        f"   signed in prod with key {str(promoted.get('signatureKey'))[:12]} "
+        f"(cosign signature under {digest.replace(':', '-')[:19]}….sig)"
+    )
     return promoted
 
 
@@ -240,14 +261,32 @@ def _audit(demo: Demo, server: Child, request_id: str) -> None:
         f"{row.reference} {row.source_env} -> {row.destination_env}, {row.duration_ms} ms"
     )
     _say(f"   request {row.request_id}, digest {row.digest}")
+    if row.signed is not True:
+        raise StepFailed(label, f"the audit row says signed={row.signed}", server.log)
+    _say(f"   signed: yes, key {str(row.signature_key)[:12]}")
 
 
-def _catalog_and_admission(demo: Demo, server: Child, digest: str) -> None:
+def _verify(demo: Demo, digest: str) -> None:
+    label = "8 (verify: imgctl verify)"
+    image = f"{demo.address('prod')}/{HELLO[0]}:{HELLO[1]}"
+    shown, report = _imgctl(demo, label, "verify", image, "--key", demo.verify_key.name)
+    _say("8. Verified in prod: every cosign signature of the digest, checked with cosign.pub")
+    _say(f"   $ {shown}")
+    for signature in report.get("signatures", []):
+        verdict = "ok" if signature.get("verified") else "refused"
+        _say(f"   {verdict}: {signature.get('reason')}")
+    if report.get("verified") is not True or report.get("digest") != digest:
+        raise StepFailed(label, f"the signature did not verify: {report}", demo.logs / "client.log")
+
+
+def _catalog_and_admission(demo: Demo, server: Child, images: dict[str, DemoImage]) -> None:
     import httpx
 
     label = "7 (catalog entry)"
+    digest = str(images["hello"].digest)
     prod_image = f"{demo.address('prod')}/{HELLO[0]}:{HELLO[1]}"
     dev_unvetted = f"{demo.address('dev')}/{UNVETTED[0]}:{UNVETTED[1]}"
+    prod_unsigned = f"{demo.address('prod')}/{UNSIGNED[0]}:{UNSIGNED[1]}"
     with step(label, server.log), httpx.Client(trust_env=False, timeout=10.0) as http:
         response = http.get(f"{demo.http_url}/images", params={"environment": "prod"})
         response.raise_for_status()
@@ -259,9 +298,33 @@ def _catalog_and_admission(demo: Demo, server: Child, digest: str) -> None:
         _say(f"   {entry.get('name')}:{','.join(entry.get('tags', []))}  id {entry.get('id')}")
         _say(f"   promoted by {entry.get('promoted_by')} at {entry.get('promoted_at')}")
 
-        label = "8 (admission decisions)"
-        _say("8. Admission webhook (POST /admission/prod with a Pod's AdmissionReview)")
-        pods = (("hello", prod_image, True), ("unvetted", dev_unvetted, False))
+        _verify(demo, digest)
+
+        label = "9 (admission decisions)"
+        # Someone records the hand-copied image as promoted (PUT /images, with the catalog
+        # token): the catalog alone would let it through; its missing signature does not.
+        unsigned = {
+            "id": str(images["unsigned"].digest),
+            "name": f"{demo.address('prod')}/{UNSIGNED[0]}",
+            "tags": [UNSIGNED[1]],
+            "environment": "prod",
+        }
+        recorded = http.put(
+            f"{demo.http_url}/images",
+            json=unsigned,
+            headers={"Authorization": f"Bearer {demo.catalog_token}"},
+        )
+        recorded.raise_for_status()
+        _say(
+            "9. Admission webhook (POST /admission/prod with a Pod's AdmissionReview): promoted "
+            "and signed with cosign.pub's key"
+        )
+        _say(f"   ({UNSIGNED[0]} was recorded in the catalog with PUT /images, unsigned)")
+        pods = (
+            ("hello", prod_image, True),
+            ("unvetted", dev_unvetted, False),
+            ("unsigned", prod_unsigned, False),
+        )
         for name, image, expected in pods:
             review = admission_review(name, image)
             # Kept for --keep's curl example: the exact request the cluster would send.
@@ -308,8 +371,10 @@ def _story(demo: Demo, started_at: float) -> None:
     _identity(demo, started.server)
     promoted = _promote(demo, started.server, str(images["hello"].digest))
     digest = _compare_digests(demo)
+    if digest != str(images["hello"].digest):
+        raise StepFailed("5 (digests in both registries)", f"prod has {digest}")
     _audit(demo, started.server, str(promoted.get("requestId")))
-    _catalog_and_admission(demo, started.server, digest)
+    _catalog_and_admission(demo, started.server, images)
 
 
 def _print_commands(demo: Demo) -> None:
@@ -341,6 +406,7 @@ def _print_commands(demo: Demo) -> None:
         "",
         f"imgctl ls {demo.address('dev')}/{HELLO[0]}",
         f"imgctl digest {demo.address('prod')}/{HELLO[0]}:{HELLO[1]}",
+        f"imgctl verify {demo.address('prod')}/{HELLO[0]}:{HELLO[1]} --key {demo.verify_key}",
         f"imgctl auth-check{key}",
         f"{curl}    # denied: {prod_unvetted} was never promoted",
         f"imgctl promote {UNVETTED[0]}:{UNVETTED[1]} --source dev -d prod{key}",
@@ -382,7 +448,10 @@ def run(keep: bool = False, workdir: Path | None = None) -> None:
             demo = Demo(root, owns_root, signals, user=user_name())
         _story(demo, started_at)
         _say()
-        _say(f"Done in {time.monotonic() - started_at:.1f} s: promoted, recorded, admitted.")
+        _say(
+            f"Done in {time.monotonic() - started_at:.1f} s: promoted, signed, verified, "
+            "recorded, admitted."
+        )
         if keep:
             _print_commands(demo)
             holding = True
