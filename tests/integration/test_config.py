@@ -257,3 +257,23 @@ def test_the_server_reads_its_files_from_the_environment(
     errors = [line for line in result.stderr.splitlines() if line.startswith("imgctl: error:")]
     assert len(errors) == 1
     assert f"{broken}: line 2, column 1: invalid YAML" in errors[0]
+
+
+def test_server_signing_settings_flag_then_variable_then_built_in() -> None:
+    environ = {"IMGCTL_SIGN_KEY": "awskms:///alias/env", "IMGCTL_MAX_SIGNATURE_OPS": " 7 "}
+    flagged = ServerSettings(sign_key="cosign.key", max_signature_ops=3).resolve(environ)
+    assert (flagged.sign_key, flagged.max_signature_ops) == ("cosign.key", 3)
+    from_env = ServerSettings().resolve(environ)
+    assert (from_env.sign_key, from_env.max_signature_ops) == ("awskms:///alias/env", 7)
+    built_in = ServerSettings().resolve({"IMGCTL_SIGN_KEY": "", "IMGCTL_MAX_SIGNATURE_OPS": ""})
+    assert (built_in.sign_key, built_in.max_signature_ops) == (None, 50)
+    assert built_in.resolve({}) == built_in
+
+
+@pytest.mark.parametrize("value", ["0", "1001", "-5", "fifty", "2.5"])
+def test_a_bad_max_signature_ops_variable_is_refused(value: str) -> None:
+    from imgctl.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        ServerSettings().resolve({"IMGCTL_MAX_SIGNATURE_OPS": value})
+    assert "IMGCTL_MAX_SIGNATURE_OPS" in str(caught.value)
