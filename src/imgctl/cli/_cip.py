@@ -686,7 +686,8 @@ def _report_signing(run: _Run, options: CipOptions) -> None:
     if failed:
         print(
             f"imgctl: error: {len(failed)} promoted digest(s) not signed (nothing half-written); "
-            "sign them with `imgctl sign`, or promote again",
+            "sign each with `imgctl sign IMAGE --key KEY` (a rerun finds them promoted and signs "
+            "only what it promotes)",
             file=sys.stderr,
         )
 
