@@ -607,16 +607,15 @@ def _signing(options: CipOptions) -> tuple[Signer | None, TrustPolicy | None]:
         except ImgctlError as exc:
             fail(f"--sign-key: {exc}", EXIT_INVALID)
     # The same keyless flags, read the same way, as imgctl verify's.
-    from imgctl.cli._sign import _keyless_identity
-    from imgctl.trust import TrustPolicy, load_public_key
+    from imgctl.trust import TrustPolicy, keyless_identity, load_public_key
 
     try:
-        keyless = _keyless_identity(
+        keyless = keyless_identity(
             options.certificate_identity,
             options.certificate_oidc_issuer,
-            options.certificate_chain,
-            options.trusted_root,
-            list(options.rekor_public_keys),
+            certificate_chain=options.certificate_chain,
+            trusted_root=options.trusted_root,
+            rekor_public_keys=options.rekor_public_keys,
         )
     except ImgctlError as exc:
         fail(str(exc), EXIT_INVALID)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from imgctl.oci import Reference
     from imgctl.remote import RegistryClient
-    from imgctl.trust import KeylessIdentity, Signer, SignOutcome, VerificationReport
+    from imgctl.trust import Signer, SignOutcome, VerificationReport
 
 __all__ = ["app"]
 
@@ -32,7 +32,6 @@ app = typer.Typer()
 _T = TypeVar("_T")
 
 # Trust material files (PEM bundles, trusted_root.json) are small; anything larger is refused.
-MAX_TRUST_FILE_BYTES = 1024 * 1024
 
 
 def _stop(error: BaseException) -> NoReturn:
@@ -155,68 +154,6 @@ def sign(
         print(f"already signed {result.image} with {signer.ref}: {result.signature}")
 
 
-def _read_trust_file(path: Path, what: str) -> bytes:
-    from imgctl.errors import KeyRefError
-
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_TRUST_FILE_BYTES + 1)
-    except OSError as exc:
-        raise KeyRefError(f"{what} {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_TRUST_FILE_BYTES:
-        raise KeyRefError(f"{what} {path}: larger than 1 MiB, not a {what}")
-    return data
-
-
-def _trusted_root(path: Path) -> tuple[bytes, tuple[bytes, ...]]:
-    """Fulcio certificates and Rekor keys (PEM) of a sigstore trusted_root.json."""
-    from imgctl.trust._keyless import trusted_root_material
-
-    return trusted_root_material(_read_trust_file(path, "trusted root"), str(path))
-
-
-def _keyless_identity(
-    identity: str | None,
-    issuer: str | None,
-    chain: Path | None,
-    trusted_root: Path | None,
-    rekor_keys: list[Path],
-) -> KeylessIdentity | None:
-    from imgctl.errors import KeyRefError, UsageError
-    from imgctl.trust import KeylessIdentity
-    from imgctl.trust._keyless import load_fulcio_roots, load_rekor_keys
-
-    wanted = [identity, issuer, chain, trusted_root, *rekor_keys]
-    if not any(w is not None for w in wanted):
-        return None
-    if not identity or not issuer:
-        raise UsageError(
-            "keyless verification needs --certificate-identity and --certificate-oidc-issuer"
-        )
-    roots = b""
-    rekor: tuple[bytes, ...] = ()
-    if trusted_root is not None:
-        roots, rekor = _trusted_root(trusted_root)
-    if chain is not None:
-        roots += b"\n" + _read_trust_file(chain, "certificate chain")
-    rekor += tuple(_read_trust_file(p, "Rekor public key") for p in rekor_keys)
-    if not roots.strip():
-        raise UsageError(
-            "keyless verification needs the Fulcio roots: --certificate-chain FILE (PEM) or "
-            "--trusted-root FILE (trusted_root.json)"
-        )
-    if not rekor:
-        raise UsageError(
-            "keyless verification needs the Rekor key: --rekor-public-key FILE or "
-            "--trusted-root FILE"
-        )
-    # Parsed now, so a bad file is one error before any request, not one per signature.
-    if not load_fulcio_roots(roots):
-        raise KeyRefError("the certificate chain holds no certificate")
-    load_rekor_keys(rekor)
-    return KeylessIdentity(identity, issuer, roots, rekor)
-
-
 @app.command()
 @registry_command
 def verify(
@@ -295,15 +232,15 @@ def verify(
     if identities and any_identity:
         fail("give --signed-identity or --any-identity, not both", 2)
     try:
-        from imgctl.trust import TrustPolicy, load_public_key
+        from imgctl.trust import TrustPolicy, keyless_identity, load_public_key
 
         keys = tuple(load_public_key(k, environ=os.environ) for k in key or [])
-        wanted = _keyless_identity(
+        wanted = keyless_identity(
             certificate_identity,
             certificate_oidc_issuer,
-            certificate_chain,
-            trusted_root,
-            rekor_public_key or [],
+            certificate_chain=certificate_chain,
+            trusted_root=trusted_root,
+            rekor_public_keys=rekor_public_key or [],
         )
     except ImgctlError as exc:
         _stop(exc)

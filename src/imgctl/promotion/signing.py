@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from imgctl.errors import ImgctlError, KeyRefError, UsageError
@@ -51,7 +52,6 @@ MAX_SIGNATURE_CONCURRENCY: Final = 1000
 # A refusal quotes at most this many signatures' reasons (an image may carry hundreds).
 _MAX_REASONS: Final = 3
 # sigstore's public-good trusted_root.json is about 10 KiB.
-_MAX_TRUSTED_ROOT_BYTES: Final = 1024 * 1024
 
 
 def check_concurrency(name: str, value: int) -> int:
@@ -103,9 +103,11 @@ def rule_policy(
     environ: Mapping[str, str] | None = None,
 ) -> TrustPolicy:
     """The TrustPolicy of a policy file's ``require_signature`` rule; errors name ``where``."""
+    from imgctl.trust import read_trusted_root
+
     try:
         if rule.trusted_root is not None:
-            fulcio_roots, rekor_keys = _trusted_root(rule.trusted_root)
+            fulcio_roots, rekor_keys = read_trusted_root(Path(rule.trusted_root))
         return trust_policy(
             rule.keys,
             rule.keyless,
@@ -116,27 +118,6 @@ def rule_policy(
         )
     except KeyRefError as exc:
         raise UsageError(f"{where}: {exc.message}", hint=exc.hint) from None
-
-
-def _trusted_root(path: str) -> tuple[bytes, tuple[bytes, ...]]:
-    """The Fulcio roots and Rekor keys of a sigstore trusted_root.json, read bounded."""
-    from imgctl.trust._keyless import load_fulcio_roots, load_rekor_keys, trusted_root_material
-
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(_MAX_TRUSTED_ROOT_BYTES + 1)
-    except OSError as exc:
-        raise KeyRefError(f"trusted root {path}: {exc.strerror or exc}") from None
-    if len(data) > _MAX_TRUSTED_ROOT_BYTES:
-        raise KeyRefError(f"trusted root {path}: larger than 1 MiB, not a trusted_root.json")
-    roots, rekor = trusted_root_material(data, path)
-    # Checked now: a root that vouches for nothing would refuse every keyless signature.
-    if not roots.strip() or not load_fulcio_roots(roots):
-        raise KeyRefError(f"trusted root {path} holds no Fulcio certificate authority")
-    if not rekor:
-        raise KeyRefError(f"trusted root {path} holds no Rekor transparency log key")
-    load_rekor_keys(rekor)
-    return roots, rekor
 
 
 # ----------------------------------------------------------------------------- validate

@@ -21,6 +21,7 @@ from imgctl.trust._cosign import (
     verify_signature_layer,
 )
 from imgctl.trust._keys import PublicKey, Signer, generate_key_pair, load_public_key, load_signer
+from imgctl.trust._material import keyless_identity, read_trusted_root
 
 __all__ = [
     "SIGNATURE_MEDIA_TYPE",
@@ -32,8 +33,10 @@ __all__ = [
     "TrustPolicy",
     "VerificationReport",
     "generate_key_pair",
+    "keyless_identity",
     "load_public_key",
     "load_signer",
+    "read_trusted_root",
     "sign_image",
     "simple_signing_payload",
     "verify_image",
