@@ -311,3 +311,51 @@ def test_a_policy_file_naming_a_bad_key_stops_the_start(
     assert f"imgctl: error: policy file {policy}: require_signature.prod: " in text
     assert "missing.pub" in text
     assert "Traceback" not in text
+
+
+def test_a_server_promotion_brings_the_source_signature_and_appends_its_own(
+    identity: Identity,
+    registries: Callable[..., Registry],
+    push_image: Callable[..., PushedImage],
+    keys: dict[str, Key],
+    tmp_path: Path,
+) -> None:
+    # The build signed the image in dev; promotion must carry that signature to prod (referrers
+    # travel with the image) and add the server's own to the same .sig manifest, not replace it.
+    dev, prod = registries(), registries()
+    image = push_image(dev, platforms=None)
+    repository = image.ref.split("/", 1)[1].rsplit(":", 1)[0]
+    build, release = keys["other"], keys["release"]
+    signed = subprocess.run(
+        [IMGCTL, "sign", image.ref, "--key", str(build.private)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert signed.returncode == 0, signed.stderr
+    [dev_layer] = signature_layers(
+        dev.host, image.ref.split("/", 1)[1].rsplit(":", 1)[0], image.digest
+    )
+    env = server_env(identity.idp, dev, prod) | {
+        "IMGCTL_DATABASE_URL": f"sqlite:///{tmp_path}/audit.db",
+        "IMGCTL_SIGN_KEY": str(release.private),
+    }
+    process, address, _, _ = start_server(tmp_path, env)
+    try:
+        result = promote_cli(identity, address, f"{repository}:v1")
+    finally:
+        stop_process(process)
+    assert result.returncode == 0, result.stdout + result.stderr
+    layers = signature_layers(prod.host, f"release/{repository}", image.digest)
+    assert len(layers) == 2, layers
+    first, second = layers
+    # The build's signature came first, byte for byte.
+    assert (first.raw, first.signature) == (dev_layer.raw, dev_layer.signature)
+    assert first.signed_by(build.key)
+    assert not first.signed_by(release.key)
+    assert second.signed_by(release.key)
+    assert second.docker_reference == f"{prod.host}/release/{repository}"
+    assert {first.manifest_digest, second.manifest_digest} == {image.digest}
+    assert sorted(tags_of(prod.host, f"release/{repository}")) == sorted(
+        ["v1", image.digest.replace(":", "-") + ".sig"]
+    )
