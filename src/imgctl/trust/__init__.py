@@ -8,6 +8,19 @@ appended to what is there; ``verify_image`` checks every signature of a digest a
 (``_cosign``). Layouts and wire formats: docs/signing.md.
 """
 
+from imgctl.trust._attest import (
+    DSSE_MEDIA_TYPE,
+    IN_TOTO_PAYLOAD_TYPE,
+    PROMOTION_PREDICATE_TYPE,
+    SLSA_PROVENANCE_V1,
+    AttestationCheck,
+    AttestOutcome,
+    PromotionFacts,
+    attest_image,
+    list_attestations,
+    promotion_statement,
+    verify_envelope,
+)
 from imgctl.trust._cosign import (
     SIGNATURE_MEDIA_TYPE,
     KeylessIdentity,
@@ -24,21 +37,32 @@ from imgctl.trust._keys import PublicKey, Signer, generate_key_pair, load_public
 from imgctl.trust._material import keyless_identity, read_trusted_root
 
 __all__ = [
+    "DSSE_MEDIA_TYPE",
+    "IN_TOTO_PAYLOAD_TYPE",
+    "PROMOTION_PREDICATE_TYPE",
     "SIGNATURE_MEDIA_TYPE",
+    "SLSA_PROVENANCE_V1",
+    "AttestOutcome",
+    "AttestationCheck",
     "KeylessIdentity",
+    "PromotionFacts",
     "PublicKey",
     "SignOutcome",
     "SignatureCheck",
     "Signer",
     "TrustPolicy",
     "VerificationReport",
+    "attest_image",
     "generate_key_pair",
     "keyless_identity",
+    "list_attestations",
     "load_public_key",
     "load_signer",
+    "promotion_statement",
     "read_trusted_root",
     "sign_image",
     "simple_signing_payload",
+    "verify_envelope",
     "verify_image",
     "verify_signature_layer",
 ]
