@@ -6,11 +6,8 @@ Each layer's blob is a simple-signing payload naming the repository and the dige
 ``dev.cosignproject.cosign/signature`` annotation is the base64 signature over those bytes.
 Keyless layers add a Fulcio certificate, its chain and a Rekor bundle (``_keyless``).
 
-Signing appends a layer and pushes the manifest again. The registry API has no compare-and-swap,
-so two signers appending at once can each push a manifest without the other's layer: after its
-push a signer reads the tag back and, if its layer is gone, appends to what is there now, up to
-``SIGN_ATTEMPTS`` times. That narrows the window; it cannot close it (a writer that read before
-our push and writes after our read-back still drops our layer), as with cosign itself.
+Signing appends a layer and pushes the manifest again, read back and retried as ``_attach``
+describes (the same machinery attestations use).
 
 Verification is split: ``verify_signature_layer`` and ``judge_layer`` are pure and offline (a
 payload, its descriptor and annotations in, a verdict out); ``verify_image`` fetches, bounded.
@@ -31,11 +28,21 @@ from imgctl.errors import (
     NotFoundError,
     SignatureError,
 )
-from imgctl.oci import mediatypes as mt
 from imgctl.oci.digest import Digest
-from imgctl.oci.manifest import Descriptor, Manifest, parse_manifest
+from imgctl.oci.manifest import Descriptor, Manifest
 from imgctl.oci.reference import DEFAULT_REGISTRY, Reference
 from imgctl.remote._client import RegistryClient
+from imgctl.trust._attach import (
+    MAX_ANNOTATION_BYTES,
+    MAX_ATTACHMENT_LAYERS,
+    AttachedManifest,
+    append_layer,
+    fetch_attachment_manifest,
+    fetch_for_append,
+    parse_attachment_manifest,
+    read_layer,
+    size_text,
+)
 from imgctl.trust._json import Malformed, b64decode, exact_object, go_json, strict_json
 from imgctl.trust._keyless import CERTIFICATE_ANNOTATION, certificate_identity, check_keyless
 from imgctl.trust._keys import PublicKey, Signer
@@ -58,17 +65,10 @@ SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 # cosign's OCI 1.1 mode pushes each signature as a referrer of this artifact type.
 SIGNATURE_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 SIGNATURE_TYPE = "cosign container image signature"
-# Go's zero time.Time, which cosign's signature config carries.
-_ZERO_TIME = "0001-01-01T00:00:00Z"
 
 # A payload is a few hundred bytes; user annotations (-a) make it larger, not 1 MiB larger.
 MAX_PAYLOAD_BYTES = 1024 * 1024
-# A signature is < 1 KiB, a certificate chain or Rekor bundle a few KiB.
-MAX_ANNOTATION_BYTES = 64 * 1024
-MAX_SIGNATURE_MANIFEST_BYTES = 4 * 1024 * 1024
-# cosign's own limit on the layers of a signature manifest (pkg/oci/mutate maxLayers).
-MAX_SIGNATURE_LAYERS = 1000
-SIGN_ATTEMPTS = 5
+MAX_SIGNATURE_LAYERS = MAX_ATTACHMENT_LAYERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,14 +283,14 @@ def verify_signature_layer(
 
     if len(payload) > MAX_PAYLOAD_BYTES:
         return refused(
-            f"payload is {len(payload)} bytes; refusing more than {_size(MAX_PAYLOAD_BYTES)}"
+            f"payload is {len(payload)} bytes; refusing more than {size_text(MAX_PAYLOAD_BYTES)}"
         )
     for key, value in annotations.items():
         size = len(value.encode("utf-8", "surrogatepass"))
         if size > MAX_ANNOTATION_BYTES:
             return refused(
                 f"annotation {key[:100]} is {size} bytes; refusing more than "
-                f"{_size(MAX_ANNOTATION_BYTES)}"
+                f"{size_text(MAX_ANNOTATION_BYTES)}"
             )
     encoded = annotations.get(SIGNATURE_ANNOTATION)
     if not encoded:
@@ -334,7 +334,7 @@ def judge_layer(
         return refused(f"not a signature layer ({descriptor.media_type[:200]})")
     if descriptor.size > MAX_PAYLOAD_BYTES:
         return refused(
-            f"payload is {descriptor.size} bytes; refusing more than {_size(MAX_PAYLOAD_BYTES)}"
+            f"payload is {descriptor.size} bytes; refusing more than {size_text(MAX_PAYLOAD_BYTES)}"
         )
     if blob is None:
         return refused("layer blob is missing from the registry")
@@ -350,46 +350,7 @@ def judge_layer(
 
 def parse_signature_manifest(data: bytes, where: str) -> tuple[dict[str, Any], Manifest]:
     """A signature manifest's JSON and what it says; SignatureError if it is not one."""
-
-    def malformed(detail: str) -> SignatureError:
-        return SignatureError(
-            f"signature manifest {where} is malformed: {detail}",
-            hint="its signatures cannot be read; delete the tag or push a valid manifest there",
-        )
-
-    if len(data) > MAX_SIGNATURE_MANIFEST_BYTES:
-        raise SignatureError(
-            f"signature manifest {where} is {len(data)} bytes; refusing more than "
-            f"{_size(MAX_SIGNATURE_MANIFEST_BYTES)}",
-            hint="delete the tag; no real signature manifest is that large",
-        )
-    try:
-        doc = strict_json(data, "manifest")
-    except Malformed as exc:
-        raise malformed(str(exc)) from None
-    if not isinstance(doc, dict):
-        raise malformed("not a JSON object")
-    try:
-        # Without a mediaType the manifest is read as OCI's (what cosign writes).
-        parsed = parse_manifest(data, mt.OCI_MANIFEST)
-    except InvalidManifestError as exc:
-        raise malformed(exc.message) from None
-    if not isinstance(parsed, Manifest) or parsed.media_type not in (
-        mt.OCI_MANIFEST,
-        mt.DOCKER_MANIFEST,
-    ):
-        raise malformed(f"a {parsed.media_type}, not an image manifest")
-    if len(parsed.layers) > MAX_SIGNATURE_LAYERS:
-        raise SignatureError(
-            f"signature manifest {where} has {len(parsed.layers)} layers; refusing more than "
-            f"{MAX_SIGNATURE_LAYERS}",
-            hint="cosign refuses such manifests too; delete the tag",
-        )
-    return doc, parsed
-
-
-def _size(limit: int) -> str:
-    return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+    return parse_attachment_manifest(data, where, "signature")
 
 
 # ----------------------------------------------------------------------------- registry
@@ -400,50 +361,14 @@ def signature_tag(digest: Digest) -> str:
     return f"{digest.tag_form}.sig"
 
 
-@dataclass(frozen=True, slots=True)
-class _SignatureManifest:
-    ref: Reference
-    doc: dict[str, Any]
-    parsed: Manifest
-
-
 async def _fetch_signature_manifest(
     client: RegistryClient, ref: Reference
-) -> _SignatureManifest | None:
+) -> AttachedManifest | None:
     """The signature manifest at ``ref``, None if there is none; SignatureError if unreadable."""
-    try:
-        fetched = await client.get_manifest(ref)
-    except NotFoundError:
-        return None
-    except InvalidManifestError as exc:
-        raise SignatureError(
-            f"signature manifest {ref} is malformed: {exc.message}",
-            hint="its signatures cannot be read; delete the tag or push a valid manifest there",
-        ) from None
-    doc, parsed = parse_signature_manifest(fetched.data, str(ref))
-    return _SignatureManifest(ref, doc, parsed)
+    return await fetch_attachment_manifest(client, ref, "signature")
 
 
-async def _read_payload(
-    client: RegistryClient, repository: Reference, desc: Descriptor
-) -> bytes | None:
-    """A layer's blob, read no further than one byte past its declared size; None if absent."""
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        async for chunk in client.iter_blob(repository, desc.digest):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > desc.size:
-                break
-    except NotFoundError:
-        return None
-    return b"".join(chunks)[: desc.size + 1]
-
-
-async def _referrer_manifests(
-    client: RegistryClient, subject: Reference
-) -> list[_SignatureManifest]:
+async def _referrer_manifests(client: RegistryClient, subject: Reference) -> list[AttachedManifest]:
     """The cosign signatures stored as OCI 1.1 referrers of ``subject``."""
     try:
         found = await client.referrers(subject, SIGNATURE_ARTIFACT_TYPE)
@@ -478,7 +403,7 @@ async def verify_image(
     report = VerificationReport(image)
     seen: set[tuple[Digest, str]] = set()
     for repository in signature_repositories or (image,):
-        manifests: list[_SignatureManifest] = []
+        manifests: list[AttachedManifest] = []
         tagged = await _fetch_signature_manifest(client, repository.with_tag(signature_tag(digest)))
         if tagged is not None:
             manifests.append(tagged)
@@ -492,7 +417,7 @@ async def verify_image(
                 seen.add(key)
                 blob = None
                 if desc.media_type == SIGNATURE_MEDIA_TYPE and desc.size <= MAX_PAYLOAD_BYTES:
-                    blob = await _read_payload(client, repository, desc)
+                    blob = await read_layer(client, repository, desc)
                 report.checks.append(judge_layer(desc, blob, image, policy))
     return report
 
@@ -501,7 +426,7 @@ async def verify_image(
 
 
 def _signed_by(
-    manifest: _SignatureManifest, payload: bytes, layer_digest: Digest, key: PublicKey
+    manifest: AttachedManifest, payload: bytes, layer_digest: Digest, key: PublicKey
 ) -> bool:
     """Whether a layer holds this exact payload with a signature ``key`` made."""
     for desc in manifest.parsed.layers:
@@ -513,72 +438,6 @@ def _signed_by(
             continue
         return True
     return False
-
-
-def _refuse_huge_annotations(manifest: _SignatureManifest) -> None:
-    """SignatureError if a layer carries an annotation no real signature has."""
-    for index, desc in enumerate(manifest.parsed.layers):
-        for key, value in desc.annotations.items():
-            size = len(value.encode("utf-8", "surrogatepass"))
-            if size > MAX_ANNOTATION_BYTES:
-                raise SignatureError(
-                    f"signature manifest {manifest.ref}: layer {index} annotation {key[:100]} is "
-                    f"{size} bytes; refusing more than {_size(MAX_ANNOTATION_BYTES)}",
-                    hint="imgctl does not append to it; delete the tag or remove that layer",
-                )
-
-
-def _config_blob(layers: list[dict[str, Any]]) -> bytes:
-    """The image config cosign's signature manifests carry: one diff_id and history per layer."""
-    diff_ids = [layer["digest"] for layer in layers]
-    return go_json(
-        {
-            "architecture": "",
-            "created": _ZERO_TIME,
-            "history": [{"created": _ZERO_TIME} for _ in layers],
-            "os": "",
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "config": {},
-        }
-    )
-
-
-def _manifest_bytes(
-    existing: _SignatureManifest | None, layers: list[dict[str, Any]], config: bytes
-) -> tuple[bytes, str]:
-    """The signature manifest with ``layers``; what was there besides config and layers stays."""
-    if existing is None:
-        media_type, config_type = mt.OCI_MANIFEST, mt.OCI_CONFIG
-        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
-    else:
-        media_type = existing.parsed.media_type
-        assert existing.parsed.config is not None
-        config_type = existing.parsed.config.media_type
-        doc = dict(existing.doc)
-    doc["config"] = {
-        "mediaType": config_type,
-        "size": len(config),
-        "digest": str(Digest.of(config)),
-    }
-    doc["layers"] = layers
-    return go_json(doc), media_type
-
-
-async def _push_blob(client: RegistryClient, repository: Reference, data: bytes) -> None:
-    digest = Digest.of(data)
-    if await client.head_blob(repository, digest) == len(data):
-        return
-    await client.push_blob(repository, digest, data, len(data))
-
-
-def _has_layer(manifest: _SignatureManifest | None, layer: dict[str, Any]) -> bool:
-    if manifest is None:
-        return False
-    wanted = layer["annotations"][SIGNATURE_ANNOTATION]
-    return any(
-        str(desc.digest) == layer["digest"] and desc.annotations.get(SIGNATURE_ANNOTATION) == wanted
-        for desc in manifest.parsed.layers
-    )
 
 
 async def sign_image(
@@ -601,7 +460,7 @@ async def sign_image(
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise SignatureError(
             f"the signature payload would be {len(payload)} bytes; refusing more than "
-            f"{_size(MAX_PAYLOAD_BYTES)}",
+            f"{size_text(MAX_PAYLOAD_BYTES)}",
             hint="give fewer or shorter annotations",
         )
     layer_digest = Digest.of(payload)
@@ -611,11 +470,9 @@ async def sign_image(
     def outcome(status: Literal["signed", "already-signed"]) -> SignOutcome:
         return SignOutcome(image.with_digest(digest), sig_ref, status, public.key_id)
 
-    existing = await _fetch_signature_manifest(client, sig_ref)
-    if existing is not None:
-        _refuse_huge_annotations(existing)
-        if _signed_by(existing, payload, layer_digest, public):
-            return outcome("already-signed")
+    existing = await fetch_for_append(client, sig_ref, "signature")
+    if existing is not None and _signed_by(existing, payload, layer_digest, public):
+        return outcome("already-signed")
 
     signature = await asyncio.to_thread(signer.sign, payload)
     # A signer that returns something its own key does not verify must not write anything.
@@ -630,31 +487,11 @@ async def sign_image(
         "digest": str(layer_digest),
         "annotations": {key: layer_annotations[key] for key in sorted(layer_annotations)},
     }
-    await _push_blob(client, sig_ref, payload)
-    for _ in range(SIGN_ATTEMPTS):
-        kept = list(existing.doc.get("layers") or []) if existing is not None else []
-        layers = [*kept, layer]
-        if len(layers) > MAX_SIGNATURE_LAYERS:
-            raise SignatureError(
-                f"signature manifest {sig_ref} already has {len(kept)} layers; cosign reads no "
-                f"more than {MAX_SIGNATURE_LAYERS}",
-                hint="delete old signatures before adding one",
-            )
-        config = _config_blob(layers)
-        await _push_blob(client, sig_ref, config)
-        data, media_type = _manifest_bytes(existing, layers, config)
-        await client.put_manifest(sig_ref, data, media_type)
-        # Another signer may have pushed between our read and our write (see the module doc).
-        after = await _fetch_signature_manifest(client, sig_ref)
-        if _has_layer(after, layer):
-            return outcome("signed")
-        existing = after
-        if existing is not None:
-            _refuse_huge_annotations(existing)
-            if _signed_by(existing, payload, layer_digest, public):
-                return outcome("already-signed")
-    raise SignatureError(
-        f"signature manifest {sig_ref} kept changing: another writer replaced it "
-        f"{SIGN_ATTEMPTS} times while this signature was being added",
-        hint="run the command again",
+
+    async def present(manifest: AttachedManifest) -> bool:
+        return _signed_by(manifest, payload, layer_digest, public)
+
+    appended = await append_layer(
+        client, sig_ref, payload, layer, existing=existing, present=present, kind="signature"
     )
+    return outcome("signed" if appended else "already-signed")
