@@ -470,3 +470,44 @@ async def test_an_answer_read_before_a_write_is_not_remembered(store: CatalogSto
     assert await question is True  # it was true when read
     assert store.known("prod", "reg.io/app", DIGEST_A) is False  # but not remembered
     assert await store.promoted("prod", "reg.io/app", DIGEST_A) is False
+
+
+async def test_a_promotion_records_signed_and_attested(store: CatalogStore) -> None:
+    # What the server said of its promotion: kept per entry, returned by the API's JSON.
+    first = await store.record_promotion(
+        digest=DIGEST_A,
+        name="registry.prod/app",
+        tags=["v1"],
+        environment="prod",
+        promoted_by="alice@example.com",
+        source="registry.dev/app:v1",
+        signed=True,
+        attested=False,
+    )
+    assert (first.signed, first.attested) == (True, False)
+    assert (first.as_json()["signed"], first.as_json()["attested"]) == (True, False)
+    # Promoted again, attested now: the new word replaces the old.
+    second = await store.record_promotion(
+        digest=DIGEST_A,
+        name="registry.prod/app",
+        tags=["v1"],
+        environment="prod",
+        promoted_by="alice@example.com",
+        source="registry.dev/app:v1",
+        signed=True,
+        attested=True,
+    )
+    assert (second.signed, second.attested) == (True, True)
+    # A promotion that cannot tell (a server without a key, a recovered promotion) keeps them.
+    third = await promote(store, DIGEST_A, "registry.prod/app", ["v1.0"])
+    assert (third.signed, third.attested) == (True, True)
+    [listed] = await store.list(environment="prod")
+    assert (listed.signed, listed.attested) == (True, True)
+    # Another environment's entry of the same digest knows nothing of it.
+    other = await promote(store, DIGEST_A, "registry.stage/app", ["rc"], environment="stage")
+    assert (other.signed, other.attested) == (None, None)
+    assert "signed" not in other.as_json()
+    assert "attested" not in other.as_json()
+    # PUT /images writes neither.
+    put, _ = await store.put(DIGEST_B, "registry.prod/app", ["v2"], environment="prod")
+    assert (put.signed, put.attested) == (None, None)

@@ -30,6 +30,7 @@ from imgctl.store import (
     MAX_RECENT,
     AuditRecord,
     AuditStore,
+    CatalogStore,
     database_url,
     redact_url,
 )
@@ -91,6 +92,8 @@ def full_record(request_id: str = "req-1", time: datetime = T0) -> AuditRecord:
         signed=False,
         signature_key="ab" * 32,
         signature_error="KMS key disabled 🔑 " + "y" * 5_000,
+        attested=False,
+        attestation_error="not attested: .att refused 📜 " + "z" * 5_000,
     )
 
 
@@ -118,6 +121,8 @@ def minimal_record(request_id: str, time: datetime = T0, result: str = "denied")
         signed=None,
         signature_key=None,
         signature_error=None,
+        attested=None,
+        attestation_error=None,
     )
 
 
@@ -255,7 +260,67 @@ async def test_0007_adds_the_signature_columns_and_keeps_older_rows(db_url: str)
     assert (after.signed, after.signature_key) == (False, "ab" * 32)
     assert (after.signature_error or "").startswith("KMS key disabled 🔑 y")
     _, _, versions = inspect_db(db_url)
-    assert versions == [migration_head()] == ["0007"]
+    assert versions == [migration_head()]
+
+
+async def test_0008_adds_the_attestation_columns_and_keeps_older_rows(db_url: str) -> None:
+    # A database of the imgctl before attestations (revision 0007): a signed promotion in the
+    # audit table and a promoted image in the catalog.
+    _migrate_to(db_url, "0007")
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            inspector = inspect(connection)
+            assert "attested" not in {c["name"] for c in inspector.get_columns("audit_events")}
+            assert "signed" not in {c["name"] for c in inspector.get_columns("catalog_images")}
+            connection.execute(
+                text(
+                    "INSERT INTO audit_events (request_id, time, action, result, groups, signed) "
+                    "VALUES ('before', :time, 'promote', 'succeeded', '[]', :signed)"
+                ),
+                {"time": T0.replace(tzinfo=None), "signed": True},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO catalog_images (id, environment, name, tags, created_at, "
+                    "updated_at) VALUES (:id, 'prod', 'reg.io/app', '[\"v1\"]', :t, :t)"
+                ),
+                {"id": "sha256:" + "cd" * 32, "t": T0.replace(tzinfo=None)},
+            )
+    finally:
+        engine.dispose()
+    attested = full_record("after", T0 + timedelta(seconds=1))
+    async with await AuditStore.open(db_url) as store:
+        await store.record(attested)
+        after, before = await store.recent()
+    assert (before.request_id, before.signed, before.attested) == ("before", True, None)
+    assert before.attestation_error is None
+    assert after.attested is False
+    assert (after.attestation_error or "").startswith("not attested: .att refused 📜 z")
+    assert len(after.attestation_error or "") < 5_000  # bounded like the other errors
+    async with await CatalogStore.open(db_url) as catalog:
+        [entry] = await catalog.list()
+    assert (entry.tags, entry.signed, entry.attested) == (("v1",), None, None)
+    assert "signed" not in entry.as_json()
+    _, _, versions = inspect_db(db_url)
+    assert versions == [migration_head()] == ["0008"]
+
+
+async def test_attested_is_stored_as_a_boolean(db_url: str) -> None:
+    records = [
+        replace(minimal_record(name, T0 + timedelta(seconds=i)), attested=value)
+        for i, (name, value) in enumerate((("yes", True), ("no", False), ("unknown", None)))
+    ]
+    async with await AuditStore.open(db_url) as store:
+        for record in records:
+            await store.record(record)
+        recent = await store.recent()
+    assert [(r.request_id, r.attested) for r in recent] == [
+        ("unknown", None),
+        ("no", False),
+        ("yes", True),
+    ]
+    assert all(r.attested is None or isinstance(r.attested, bool) for r in recent)
 
 
 async def test_signed_is_stored_as_a_boolean(db_url: str) -> None:

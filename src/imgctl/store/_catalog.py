@@ -57,6 +57,10 @@ class CatalogImage:
     source: str | None = None
     promoted_by: str | None = None
     promoted_at: datetime | None = None
+    # Whether the promotion that recorded the entry was signed / attested by the server's key;
+    # None: not known (a server without a signing key, an entry written with PUT /images).
+    signed: bool | None = None
+    attested: bool | None = None
 
     def as_json(self) -> dict[str, object]:
         """Return imagelist's object, plus the promotion fields that are set."""
@@ -75,6 +79,10 @@ class CatalogImage:
             body["promoted_by"] = self.promoted_by
         if self.promoted_at is not None:
             body["promoted_at"] = _rfc3339(self.promoted_at)
+        if self.signed is not None:
+            body["signed"] = self.signed
+        if self.attested is not None:
+            body["attested"] = self.attested
         return body
 
 
@@ -255,18 +263,24 @@ class CatalogStore(_SyncStore):
         environment: str,
         promoted_by: str | None,
         source: str | None,
+        signed: bool | None = None,
+        attested: bool | None = None,
     ) -> CatalogImage:
         """Upsert the promotion of ``digest`` of repository ``name`` to ``environment``.
 
         The entry's tags become old + new. A promoted tag names this digest in the
         environment's registry now, so it is taken off the repository's other entries there
-        (their digests stay promoted).
+        (their digests stay promoted). ``signed`` / ``attested`` replace what the entry says
+        when given; None (this promotion cannot tell) keeps what an earlier one recorded.
         """
-        values = {
+        values: dict[str, Any] = {
             "name": _clean(name),
             "source": None if source is None else _clean(source),
             "promoted_by": None if promoted_by is None else _clean(promoted_by),
         }
+        for column, value in (("signed", signed), ("attested", attested)):
+            if value is not None:
+                values[column] = bool(value)
         return await self._write(
             self._record_promotion, _clean(digest), _clean(environment), _tags(tags), values
         )

@@ -44,6 +44,7 @@ _LIMITS: Final = {
     "peer": MAX_PEER,
     "signature_key": MAX_DIGEST,
     "signature_error": MAX_ERROR,
+    "attestation_error": MAX_ERROR,
 }
 
 
@@ -59,7 +60,9 @@ class AuditRecord:
     bounded (``imgctl._internal.bounds``): a longer value is kept cut, with a mark saying how long
     it was, and so are groups (each, and how many). ``signed`` is None unless the server signs
     promotions; then True (``signature_key`` is the key id) or False: copied, not signed
-    (``signature_error`` says why; the call itself succeeded).
+    (``signature_error`` says why; the call itself succeeded). ``attested`` likewise: None
+    unless the server signs, then whether the digest carries the server's promotion attestation
+    (made with the key ``signature_key`` names; ``attestation_error`` says why not).
     """
 
     request_id: str
@@ -84,6 +87,8 @@ class AuditRecord:
     signed: bool | None = None
     signature_key: str | None = None
     signature_error: str | None = None
+    attested: bool | None = None
+    attestation_error: str | None = None
 
     def __post_init__(self) -> None:
         # A naive time would be read back as UTC whatever zone it meant: refuse it here, where
@@ -127,4 +132,6 @@ class AuditRecord:
             "signed": self.signed,
             "signature_key": self.signature_key,
             "signature_error": self.signature_error,
+            "attested": self.attested,
+            "attestation_error": self.attestation_error,
         }

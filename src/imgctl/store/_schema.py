@@ -101,6 +101,11 @@ AUDIT_EVENTS: Final = Table(
     Column("signed", Boolean),
     Column("signature_key", Text),  # the key id (sha256 of the public key)
     Column("signature_error", Text),
+    # Promotions with a signing key (issue 19): true when the digest carries the server's
+    # promotion attestation (written, or found), false when it could not be written
+    # (attestation_error says why); NULL when no key was configured. Its key is signature_key.
+    Column("attested", Boolean),
+    Column("attestation_error", Text),
     Index("ix_audit_events_time", "time"),
     Index("ix_audit_events_request_id", "request_id"),
     Index("ix_audit_events_subject", "subject"),
@@ -122,6 +127,10 @@ CATALOG_IMAGES: Final = Table(
     Column("source", Text),
     Column("promoted_by", Text),
     Column("promoted_at", UTCDateTime),
+    # What the server said of the promotion that recorded the entry (issue 19): signed with
+    # its key, attested by it; NULL when it does not sign, or for entries written with PUT.
+    Column("signed", Boolean),
+    Column("attested", Boolean),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_catalog_images_name", "name"),
