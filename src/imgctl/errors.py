@@ -45,6 +45,7 @@ __all__ = [
     "UncheckableObject",
     "UnreachableError",
     "UsageError",
+    "VulnerabilityReportError",
 ]
 
 
@@ -289,3 +290,7 @@ class KeyRefError(TrustError):
 
 class SignatureError(TrustError):
     """A signature does not verify, or a signature manifest is malformed or too large."""
+
+
+class VulnerabilityReportError(ImgctlError):
+    """A vulnerability report cannot be judged: malformed, too large, or its scanner failed."""
