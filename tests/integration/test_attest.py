@@ -348,3 +348,110 @@ async def test_attest_and_list_on_the_embedded_registry(
     policy = TrustPolicy(keys=(load_public_key(str(keys("a")[1])),))
     [check] = await list_attestations(client, image, policy)
     assert check.ok
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def test_cli_attest_lists_grouped_by_predicate_type_filters_and_exits_7_when_none_verifies(
+    registry: Registry,
+    push_image: Callable[..., PushedImage],
+    keys: Callable[[str], tuple[Path, Path]],
+    tmp_path: Path,
+) -> None:
+    pushed = push_image(registry, layers=1, layer_size=320)
+    host, repository = Reference.parse(pushed.ref).registry, Reference.parse(pushed.ref).repository
+    put_att_manifest(
+        host,
+        repository,
+        pushed.digest,
+        [build_time_layer(host, repository, pushed.digest, keys("ci")[0])],
+    )
+    predicate = tmp_path / "vuln.json"
+    predicate.write_text(json.dumps({"scanner": {"uri": "pkg:github/aquasecurity/trivy"}}))
+    attested = imgctl(
+        "attest",
+        pushed.ref,
+        "--key",
+        str(keys("a")[0]),
+        "--predicate",
+        str(predicate),
+        "--type",
+        "vuln",
+        "-o",
+        "json",
+    )
+    assert attested.returncode == 0, attested.stderr
+    outcome = json.loads(attested.stdout)
+    vuln = "https://cosign.sigstore.dev/attestation/vuln/v1"
+    assert (outcome["status"], outcome["predicate_type"], outcome["digest"]) == (
+        "attested",
+        vuln,
+        pushed.digest,
+    )
+    again = imgctl(
+        "attest",
+        pushed.ref,
+        "--key",
+        str(keys("a")[0]),
+        "--predicate",
+        str(predicate),
+        "--type",
+        vuln,
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"already attested {host}/{repository}@{pushed.digest}")
+
+    listed = imgctl(
+        "attestations",
+        pushed.ref,
+        "--key",
+        str(keys("a")[1]),
+        "--key",
+        str(keys("ci")[1]),
+        "-o",
+        "json",
+    )
+    assert listed.returncode == 0, listed.stderr
+    report = json.loads(listed.stdout)
+    assert report["digest"] == pushed.digest
+    assert report["predicate_types"] == [
+        {"predicate_type": SLSA_V02, "count": 1, "verified": 1},
+        {"predicate_type": vuln, "count": 1, "verified": 1},
+    ]
+    [build, scan] = report["attestations"]
+    assert scan["statement"]["predicate"] == {"scanner": {"uri": "pkg:github/aquasecurity/trivy"}}
+    assert scan["statement"]["subject"] == [
+        {"name": f"{host}/{repository}", "digest": {"sha256": pushed.digest[7:]}}
+    ]
+    assert build["reason"] == f"verified with key {keys('ci')[1]}"
+
+    only = imgctl(
+        "attestations",
+        pushed.ref,
+        "--predicate-type",
+        "vuln",
+        "--key",
+        str(keys("ci")[1]),
+        "-o",
+        "json",
+    )
+    # The vulnerability report is a's, not ci's: nothing of that type verifies.
+    assert only.returncode == 7, only.stderr
+    [refused] = json.loads(only.stdout)["attestations"]
+    assert refused["predicate_type"] == vuln
+    assert not refused["verified"]
+
+    unkeyed = imgctl("attestations", pushed.ref)
+    assert unkeyed.returncode == 0, unkeyed.stderr
+    assert unkeyed.stdout.splitlines() == [
+        f"{SLSA_V02}  (1)",
+        f"  unchecked  {build['layer']}  not verified: no key given",
+        f"{vuln}  (1)",
+        f"  unchecked  {scan['layer']}  not verified: no key given",
+    ]
+    none = imgctl(
+        "attestations", pushed.ref, "--predicate-type", "spdxjson", "--key", str(keys("a")[1])
+    )
+    assert none.returncode == 7
+    assert "no attestation of" in none.stderr

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from imgctl import __version__
+from imgctl.cli._attest import app as attest_commands
 from imgctl.cli._catalog import app as catalog_group
 from imgctl.cli._cip import app as cip_command
 from imgctl.cli._completion import app as completion_command
@@ -64,6 +65,7 @@ app.add_typer(registry_commands)  # copy, digest, manifest, ls
 app.add_typer(identity_commands)  # token
 app.add_typer(promote_commands)  # promote, auth-check
 app.add_typer(sign_commands)  # sign, verify
+app.add_typer(attest_commands)  # attestations, attest
 app.add_typer(key_commands)  # generate-key-pair
 app.add_typer(server_command)
 app.add_typer(cip_command)
