@@ -1,13 +1,15 @@
 """``imgctl cip``: kpromo-compatible declarative promotion, and snapshots.
 
-With ``--verify-key`` / ``--certificate-identity`` the sources must be signed (kpromo's validate
-phase, dry runs included); with ``--sign-key`` the promoted digests are signed in their primary
+With ``--verify-key`` / ``--certificate-identity`` the sources must be signed, and with
+``--vuln-severity-threshold`` they must pass the vulnerability gate (kpromo's validate phase, dry
+runs included; docs/cip.md); with ``--sign-key`` the promoted digests are signed in their primary
 registries (kpromo's sign phase); ``cip replicate-signatures`` brings those signatures to the
 mirrors (docs/signing.md).
 
 Exit status (docs/manifests.md): 0 when the plan (and, with --confirm, every edge) succeeded;
 1 when tag moves were refused, a registry could not be read, an edge failed, a source was not
-signed as required or a promoted digest could not be signed; 2 for invalid manifests or flags.
+signed as required, the vulnerability gate refused or could not judge a source, or a promoted
+digest could not be signed; 2 for invalid manifests or flags.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from imgctl.promotion.plan import EdgeOutcome, Plan
     from imgctl.promotion.replicate import Replication
     from imgctl.promotion.signing import SignResult, Validation
+    from imgctl.promotion.vulns import Scanner, VulnVerdict
     from imgctl.remote import RegistryClient
     from imgctl.trust import Signer, TrustPolicy
 
@@ -43,6 +46,7 @@ app = typer.Typer(
     invoke_without_command=True,
 )
 _SIGNING = "Signing (kpromo's validate and sign phases)"
+_VULNS = "Vulnerability gate (kpromo's validate phase)"
 # kpromo's bounds (50); 1000 at most (imgctl.promotion.signing.MAX_SIGNATURE_CONCURRENCY).
 MaxSignatureOpsOpt = Annotated[
     int,
@@ -257,6 +261,38 @@ def cip(
             rich_help_panel=_SIGNING,
         ),
     ] = None,
+    vuln_severity_threshold: Annotated[
+        int,
+        typer.Option(
+            "--vuln-severity-threshold",
+            min=0,
+            max=5,
+            help="Refuse a source with a vulnerability at or above this severity: 1 MINIMAL, "
+            "2 LOW, 3 MEDIUM, 4 HIGH, 5 CRITICAL (kpromo's scale; 0 turns the gate off).",
+            rich_help_panel=_VULNS,
+        ),
+    ] = 0,
+    vuln_scanner: Annotated[
+        str | None,
+        typer.Option(
+            "--vuln-scanner",
+            metavar="COMMAND",
+            help="Also run this scanner on each source, {ref} standing for REPOSITORY@DIGEST "
+            "(no shell), e.g. 'trivy image --format json {ref}'; it prints Trivy, Grype or SARIF "
+            "JSON.",
+            rich_help_panel=_VULNS,
+        ),
+    ] = None,
+    vuln_scanner_timeout: Annotated[
+        float,
+        typer.Option(
+            "--vuln-scanner-timeout",
+            min=0.001,
+            max=86400.0,
+            help="Seconds the scanner may take per image before it is stopped.",
+            rich_help_panel=_VULNS,
+        ),
+    ] = 300.0,
 ) -> None:
     """Promote what kpromo manifests list (dry run unless --confirm), or write snapshots."""
     if context.invoked_subcommand is not None:
@@ -291,6 +327,9 @@ def cip(
             certificate_chain=certificate_chain,
             trusted_root=trusted_root,
             rekor_public_keys=tuple(rekor_public_key or ()),
+            vuln_threshold=vuln_severity_threshold,
+            vuln_scanner=vuln_scanner,
+            vuln_scanner_timeout=vuln_scanner_timeout,
         ),
     )
 
@@ -408,6 +447,9 @@ class CipOptions:
     certificate_chain: Path | None = None
     trusted_root: Path | None = None
     rekor_public_keys: tuple[Path, ...] = ()
+    vuln_threshold: int = 0  # 0: no vulnerability gate (kpromo)
+    vuln_scanner: str | None = None
+    vuln_scanner_timeout: float = 300.0
 
 
 def _load(options: CipOptions) -> tuple[list[Manifest], list[ManifestWarning]]:
@@ -487,6 +529,7 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
         return
 
     signer, trust = _signing(options)
+    scanner = _scanner(options)
 
     async def work(client: RegistryClient) -> _Run:
         from imgctl.promotion.plan import execute, make_plan
@@ -500,9 +543,12 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
         run = _Run(plan)
         if trust is not None:
             await _validate(client, run, trust, options)
+        if options.vuln_threshold:
+            await _scan_vulnerabilities(client, run, scanner, options)
         if options.confirm and not plan.refused:
-            allowed = [a for a in plan.actions if _source(a.edge) not in run.unsigned]
-            runnable = replace(plan, actions=allowed) if run.unsigned else plan
+            held = run.unsigned | run.gated
+            allowed = [a for a in plan.actions if _source(a.edge) not in held]
+            runnable = replace(plan, actions=allowed) if held else plan
             run.outcomes = await execute(client, runnable, concurrency=options.jobs)
             run.outcomes += run.refusals()
             if signer is not None:
@@ -527,6 +573,12 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
             document["results"] = [o.as_dict() for o in outcomes]
         if trust is not None:
             document["validation"] = [v.as_dict() for v in run.validations.values()]
+        if options.vuln_threshold:
+            document["vulnerabilities"] = {
+                "threshold": options.vuln_threshold,
+                "scanner": options.vuln_scanner,
+                "images": [v.as_dict() for v in run.vulns.values()],
+            }
         if signer is not None:
             document["signing"] = {
                 "key_id": run.key_id,
@@ -536,11 +588,12 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
     elif options.output == "text":
         _report_text(plan, outcomes, options, total)
         _report_signing(run, options)
+        _report_vulnerabilities(run, options)
         if options.catalog_url and options.confirm:
             print(f"recorded {recorded} image(s) in the catalog ({options.catalog_environment})")
     else:
         fail(f"a plan is written as text or json, not {options.output}", EXIT_INVALID)
-    if plan.refused or plan.unreadable or failed or run.unsigned or unsigned:
+    if plan.refused or plan.unreadable or failed or run.unsigned or run.gated or unsigned:
         raise SystemExit(EXIT_FAILED)
 
 
@@ -554,11 +607,18 @@ class _Run:
     validations: dict[str, Validation] = field(default_factory=dict)
     signatures: list[SignResult] = field(default_factory=list)
     key_id: str | None = None
+    # Source image (REPO@DIGEST) -> the vulnerability gate's verdict.
+    vulns: dict[str, VulnVerdict] = field(default_factory=dict)
 
     @property
     def unsigned(self) -> set[str]:
         """Sources refused by validation: their edges are not promoted."""
         return {image for image, verdict in self.validations.items() if not verdict.verified}
+
+    @property
+    def gated(self) -> set[str]:
+        """Sources the vulnerability gate refused or could not judge: not promoted."""
+        return {image for image, verdict in self.vulns.items() if not verdict.ok}
 
     def refusals(self) -> list[EdgeOutcome]:
         """A failed outcome for each edge whose source was refused (the others went on)."""
@@ -566,10 +626,16 @@ class _Run:
 
         refused = []
         for action in self.plan.work():
-            verdict = self.validations.get(_source(action.edge))
+            source = _source(action.edge)
+            verdict = self.validations.get(source)
+            gate = self.vulns.get(source)
             if verdict is not None and not verdict.verified:
                 error = f"not promoted: {verdict.image}: {verdict.reason}"
-                refused.append(EdgeOutcome(action.edge, action.action, False, error))
+            elif gate is not None and not gate.ok:
+                error = f"not promoted: {gate.image}: vulnerability gate: {gate.reason}"
+            else:
+                continue
+            refused.append(EdgeOutcome(action.edge, action.action, False, error))
         return refused
 
 
@@ -637,6 +703,60 @@ async def _validate(
 
     sources = [Reference.parse(_source(a.edge)) for a in run.plan.work()]
     run.validations = await validate(client, sources, trust, max_ops=options.max_signature_ops)
+
+
+def _scanner(options: CipOptions) -> Scanner | None:
+    """--vuln-scanner's command, checked before any registry is read; exit 2 if unusable."""
+    if options.vuln_scanner is None:
+        return None
+    if not options.vuln_threshold:
+        fail(
+            "--vuln-scanner needs --vuln-severity-threshold 1..5 (0 turns the gate off)",
+            EXIT_INVALID,
+        )
+    from imgctl.promotion.vulns import scanner_command
+
+    try:
+        return scanner_command(options.vuln_scanner, timeout=options.vuln_scanner_timeout)
+    except ImgctlError as exc:
+        fail(str(exc), EXIT_INVALID)
+
+
+async def _scan_vulnerabilities(
+    client: RegistryClient, run: _Run, scanner: Scanner | None, options: CipOptions
+) -> None:
+    """The vulnerability gate (kpromo's validate phase): sources the plan would promote."""
+    from imgctl.oci import Reference
+    from imgctl.promotion.vulns import scan_edges
+
+    sources = [Reference.parse(_source(a.edge)) for a in run.plan.work()]
+    run.vulns = await scan_edges(client, sources, options.vuln_threshold, scanner)
+
+
+def _report_vulnerabilities(run: _Run, options: CipOptions) -> None:
+    """Each scanned source's counts by severity; refusals and errors on stderr."""
+    if not options.vuln_threshold or not run.vulns:
+        return
+    from imgctl.promotion.vulns import severity_label
+
+    verdicts = list(run.vulns.values())
+    refused = [v for v in verdicts if v.status == "refused"]
+    errors = [v for v in verdicts if v.status == "error"]
+    print(
+        f"vulnerability gate (at or above {severity_label(options.vuln_threshold)}): "
+        f"{len(verdicts)} source(s) scanned, {len(verdicts) - len(refused) - len(errors)} "
+        f"passed, {len(refused)} refused, {len(errors)} could not be judged"
+    )
+    for verdict in verdicts:
+        highest = f", highest {verdict.highest.name}" if verdict.highest is not None else ""
+        reports = len(verdict.reports)
+        print(
+            f"  {verdict.status:8}  {verdict.image}: {verdict.count_text()}{highest} "
+            f"({reports} report{'' if reports == 1 else 's'})"
+        )
+    if not options.confirm:
+        for verdict in refused + errors:
+            print(f"refused   {verdict.image}: {verdict.reason}", file=sys.stderr)
 
 
 async def _sign(
