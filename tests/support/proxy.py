@@ -61,6 +61,8 @@ class FaultProxy:
     corrupt_blob_gets: bool = False
     latency: float = 0.0  # seconds added before forwarding each request (a far-away registry)
     log: list[tuple[str, str, int]] = field(default_factory=list)
+    # (time.time() on arrival, method, path) of every request, for rates per second.
+    arrivals: list[tuple[float, str, str]] = field(default_factory=list)
     bytes_up: Counter[str] = field(default_factory=Counter)  # request body bytes per method
     bytes_down: Counter[str] = field(default_factory=Counter)  # response body bytes per method
     port: int = 0
@@ -118,6 +120,8 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 method = self.command
+                with proxy._lock:
+                    proxy.arrivals.append((time.time(), method, self.path))
                 if proxy.latency:
                     time.sleep(proxy.latency)
                 body = self._read_body()

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from imgctl.authn import Keychain
     from imgctl.identity.exchange import IssuedToken, LoginSettings
     from imgctl.oci import Reference
-    from imgctl.remote import ClientOptions, RegistryClient
+    from imgctl.remote import ClientOptions, Limiter, RegistryClient
 
 _T = TypeVar("_T")
 
@@ -313,15 +313,19 @@ class Connection:
         )
         return keychain, options
 
-    def client(self) -> RegistryClient:
-        """Build the registry client these flags describe."""
+    def client(self, limiter: Limiter | None = None) -> RegistryClient:
+        """Build the registry client these flags describe (``limiter``: instead of the rate)."""
         from imgctl.remote import RegistryClient
 
         keychain, options = self.settings()
-        return RegistryClient(keychain, options)
+        return RegistryClient(keychain, options, limiter=limiter)
 
-    def run(self, work: Callable[[RegistryClient], Awaitable[_T]]) -> _T:
+    def run(
+        self, work: Callable[[RegistryClient], Awaitable[_T]], *, limiter: Limiter | None = None
+    ) -> _T:
         """Run ``work`` with a client; an error is one line on stderr.
+
+        ``limiter`` (imgctl cip's request budget) replaces the client's own rate limiter.
 
         Registry commands exit 1 on any failure, whatever its kind (README: a copy that failed
         exits 1; tests pin it for bad references and refused credentials too), so they do not
@@ -330,7 +334,7 @@ class Connection:
         import asyncio
 
         async def main() -> _T:
-            async with self.client() as client:
+            async with self.client(limiter) as client:
                 return await work(client)
 
         try:

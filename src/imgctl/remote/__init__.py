@@ -19,7 +19,7 @@ from imgctl.remote._copy import (
     plan_referrers,
     resolve_destination,
 )
-from imgctl.remote._ratelimit import RateLimiter
+from imgctl.remote._ratelimit import Limiter, RateLimiter, RequestBudget
 from imgctl.remote._referrers import SELECTIONS as REFERRER_SELECTIONS
 from imgctl.remote._referrers import ReferrerCopy
 from imgctl.remote._referrers import Selection as ReferrerSelection
@@ -33,11 +33,13 @@ __all__ = [
     "CopyProgress",
     "CopyResult",
     "FetchedManifest",
+    "Limiter",
     "RateLimiter",
     "ReferrerCopy",
     "ReferrerSelection",
     "RegistryClient",
     "RegistryTLS",
+    "RequestBudget",
     "TLSConfig",
     "TransferStats",
     "copy_image",

@@ -41,7 +41,7 @@ from imgctl.remote._http import (
     proxy_routes,
     transport_error,
 )
-from imgctl.remote._ratelimit import RateLimiter
+from imgctl.remote._ratelimit import Limiter, RateLimiter
 from imgctl.remote._tls import RegistryTLS, TLSConfig
 from imgctl.remote._transport import StreamTransport
 
@@ -99,11 +99,11 @@ class Session:
         keychain: Keychain | None = None,
         options: ClientOptions | None = None,
         *,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.options = options or ClientOptions()
         self.keychain: Keychain = keychain or AnonymousKeychain()
-        self.limiter = limiter or RateLimiter(self.options.rate_limit, self.options.burst)
+        self.limiter: Limiter = limiter or RateLimiter(self.options.rate_limit, self.options.burst)
         self.stats = TransferStats()
         self._insecure = frozenset(self.options.insecure_registries)
         self._hosts: dict[str, Host] = {}
