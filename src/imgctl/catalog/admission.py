@@ -70,8 +70,12 @@ class Signatures(Protocol):
         """Whether images admitted to ``environment`` must be signed."""
         ...
 
-    def known(self, environment: str, image: Reference) -> bool:
-        """True only for a recent "signed" verdict, without I/O; False means "ask check"."""
+    def known(self, environment: str, name: str, digest: str | None, tag: str | None) -> bool:
+        """True only for a recent "signed" verdict, without I/O; False means "ask check".
+
+        The arguments are the catalog's (canonical name, digest or tag): plain strings, so that
+        the remembered case costs a few dictionary reads.
+        """
         ...
 
     async def check(self, environment: str, image: Reference) -> str | None:
@@ -460,16 +464,11 @@ async def _verify(signatures: Signatures, environment: str, image: Reference) ->
 async def _verify_all(
     signatures: Signatures, environment: str, images: dict[_Key, Reference], seconds: float
 ) -> dict[_Key, str | None]:
+    """Why each of ``images`` (none of them remembered as signed) is not signed, or None."""
     answers: dict[_Key, str | None] = {}
-    for key, image in images.items():
-        if signatures.known(environment, image) is True:
-            answers[key] = None
-    if len(answers) == len(images):
-        return answers  # every verdict remembered: no task, no timer
     tasks = {
         key: asyncio.ensure_future(_verify(signatures, environment, image))
         for key, image in images.items()
-        if key not in answers
     }
     _, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, seconds))
     for task in pending:
@@ -549,14 +548,21 @@ async def _decide(
         assert reference is not None  # a key is only made for a parsed reference
         checks.append(_Check(path, image, key, reference))
 
-    started = asyncio.get_running_loop().time()
+    if signatures is not None and not signatures.applies(environment):
+        signatures = None
+    started = asyncio.get_running_loop().time() if signatures is not None else 0.0
     answers = await _ask_all(lookup, environment, {check.key for check in checks}, cached)
-    if signatures is not None and signatures.applies(environment):
+    if signatures is not None:
         # Only promoted images are verified: an unpromoted one is denied whatever it carries.
-        promoted = {check.key: check.reference for check in checks if answers[check.key] is None}
-        if promoted:
+        # Remembered "signed" verdicts are read here, without a task (the common case).
+        unknown = {
+            check.key: check.reference
+            for check in checks
+            if answers[check.key] is None and signatures.known(environment, *check.key) is not True
+        }
+        if unknown:
             left = LOOKUP_TIMEOUT_SECONDS - (asyncio.get_running_loop().time() - started)
-            answers.update(await _verify_all(signatures, environment, promoted, left))
+            answers.update(await _verify_all(signatures, environment, unknown, left))
     for check in checks:
         reason = answers[check.key]
         if reason is not None:

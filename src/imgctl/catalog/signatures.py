@@ -245,8 +245,11 @@ class SignatureRule:
             for environment, environment_keys in keys.items()
         }
         self._labels = {environment: _key_label(k) for environment, k in keys.items()}
-        self._verdicts: _Memory[_VerdictKey, str | None] = _Memory(max_entries, clock)
-        self._digests: _Memory[_TagKey, Digest] = _Memory(max_entries, clock)
+        # Values keep the reference a background re-check asks the registry about.
+        self._verdicts: _Memory[_VerdictKey, tuple[str | None, Reference]] = _Memory(
+            max_entries, clock
+        )
+        self._digests: _Memory[_TagKey, tuple[Digest, str, Reference]] = _Memory(max_entries, clock)
         self._running: dict[Hashable, asyncio.Future[object]] = {}
         self._background: set[asyncio.Task[object]] = set()
 
@@ -263,35 +266,39 @@ class SignatureRule:
         """Whether images admitted to ``environment`` must be signed."""
         return environment in self._policies
 
-    def known(self, environment: str, image: Reference) -> bool:
-        """True only if a recent verdict says ``image`` is signed; no I/O (call it on the loop)."""
-        if image.digest is not None:
-            digest: Digest | None = image.digest
-        else:
-            digest = self._known_digest(image)
+    def known(self, environment: str, name: str, digest: str | None, tag: str | None) -> bool:
+        """True only if a recent verdict says the image is signed; no I/O (call it on the loop).
+
+        ``name`` is the canonical repository name and ``digest`` (else ``tag``) what the image
+        names, as the catalog is asked: plain strings, so that this costs dictionary reads.
+        """
         if digest is None:
-            return False
-        key = (environment, image.name, str(digest))
-        found = self._verdicts.get(key)
+            found_tag = self._digests.get((name, tag or DEFAULT_TAG))
+            if found_tag is None:
+                return False
+            (_, digest, reference), refresh = found_tag
+            if refresh:
+                self._in_background(self._resolve(reference))
+        found = self._verdicts.get((environment, name, digest))
         if found is None:
             return False
-        verdict, refresh = found
+        (verdict, pinned), refresh = found
         if refresh:
-            self._in_background(self._verdict_of(key, image.with_digest(digest)))
+            self._in_background(self._verdict_of(environment, pinned))
         return verdict is None
 
     async def check(self, environment: str, image: Reference) -> str | None:
         """None if ``image`` carries a signature by one of ``environment``'s keys, else why not."""
         try:
             digest = image.digest or await self._digest_of(image)
-            key = (environment, image.name, str(digest))
-            found = self._verdicts.get(key)
+            pinned = image.with_digest(digest)
+            found = self._verdicts.get((environment, image.name, str(digest)))
             if found is not None:
-                verdict, refresh = found
+                (verdict, _), refresh = found
                 if refresh:
-                    self._in_background(self._verdict_of(key, image.with_digest(digest)))
+                    self._in_background(self._verdict_of(environment, pinned))
             else:
-                verdict = await self._verdict_of(key, image.with_digest(digest))
+                verdict = await self._verdict_of(environment, pinned)
         except _Unreadable as exc:
             return exc.reason
         if verdict is None:
@@ -306,29 +313,21 @@ class SignatureRule:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.client.aclose()
 
-    # --- tags -------------------------------------------------------------------------------
-
-    def _known_digest(self, image: Reference) -> Digest | None:
-        key = (image.name, image.tag or DEFAULT_TAG)
-        found = self._digests.get(key)
-        if found is None:
-            return None
-        digest, refresh = found
-        if refresh:
-            self._in_background(self._resolve(key, image))
-        return digest
+    # --- tags ---------------------------------------------------------------------------------
 
     async def _digest_of(self, image: Reference) -> Digest:
-        key = (image.name, image.tag or DEFAULT_TAG)
-        found = self._digests.get(key)
+        found = self._digests.get((image.name, image.tag or DEFAULT_TAG))
         if found is not None:
-            digest, refresh = found
+            (digest, _, reference), refresh = found
             if refresh:
-                self._in_background(self._resolve(key, image))
+                self._in_background(self._resolve(reference))
             return digest
-        return await self._resolve(key, image)
+        return await self._resolve(image)
 
-    async def _resolve(self, key: _TagKey, image: Reference) -> Digest:
+    async def _resolve(self, image: Reference) -> Digest:
+        """The digest ``image``'s tag names in its registry, remembered; raises _Unreadable."""
+        key = (image.name, image.tag or DEFAULT_TAG)
+
         async def resolve() -> Digest:
             try:
                 descriptor = await self.client.head_manifest(image)
@@ -337,7 +336,8 @@ class SignatureRule:
             if descriptor is None:
                 self._digests.drop(key)
                 raise _Unreadable(f"tag {key[1]!r} is not in {image.name}, so nothing to verify")
-            self._digests.put(key, descriptor.digest, self.tag_ttl, refresh=True)
+            resolved = descriptor.digest
+            self._digests.put(key, (resolved, str(resolved), image), self.tag_ttl, refresh=True)
             return descriptor.digest
 
         result = await self._once(("tag", key), resolve)
@@ -346,11 +346,14 @@ class SignatureRule:
 
     # --- verdicts -----------------------------------------------------------------------------
 
-    async def _verdict_of(self, key: _VerdictKey, image: Reference) -> str | None:
-        """None if signed, else the reason; remembered. Raises _Unreadable (not remembered)."""
+    async def _verdict_of(self, environment: str, image: Reference) -> str | None:
+        """None if ``image`` (with digest) is signed, else why not; remembered.
+
+        Raises _Unreadable (not remembered) when the registry cannot be read.
+        """
         from imgctl.trust import verify_image
 
-        environment = key[0]
+        key = (environment, image.name, str(image.digest))
 
         async def verify() -> str | None:
             try:
@@ -363,7 +366,7 @@ class SignatureRule:
             else:
                 verdict = None if report.verified else _why_not(report)
             ttl = self.positive_ttl if verdict is None else self.negative_ttl
-            self._verdicts.put(key, verdict, ttl, refresh=verdict is None)
+            self._verdicts.put(key, (verdict, image), ttl, refresh=verdict is None)
             return verdict
 
         result = await self._once(("verdict", key), verify)
