@@ -167,7 +167,7 @@ def scanner_command(
         raise UsageError("--vuln-scanner is empty", hint="e.g. 'trivy image --format json {ref}'")
     if not any("{ref}" in part for part in argv[1:]):
         raise UsageError(
-            f"--vuln-scanner {template[:200]!r} has no {{ref}}",
+            f"--vuln-scanner {template[:200]!r} has no {{ref}} argument",
             hint="{ref} is where the image (REPOSITORY@DIGEST) goes: "
             "'trivy image --format json {ref}'",
         )
