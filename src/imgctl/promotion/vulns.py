@@ -178,6 +178,10 @@ def scanner_command(
     return Scanner(template, argv, timeout, max_output)
 
 
+def _size(count: int) -> str:
+    return f"{count // (1 << 20)} MiB" if count >= 1 << 20 else f"{count} bytes"
+
+
 def _kill(process: asyncio.subprocess.Process) -> None:
     """Kill the scanner and whatever it started (its own session and process group)."""
     if process.returncode is not None:
@@ -251,7 +255,7 @@ async def run_scanner(scanner: Scanner, image: Reference) -> Report:
                 await process.wait()
                 raise VulnerabilityReportError(
                     f"scanner {name!r} on {image} printed more than "
-                    f"{scanner.max_output // (1 << 20)} MiB; stopped it",
+                    f"{_size(scanner.max_output)}; stopped it",
                     hint="a scanner must print one JSON report on stdout (logs go to stderr)",
                 )
             code = await process.wait()
@@ -299,7 +303,7 @@ async def _read_blob(
     """A layer's bytes, no more than its descriptor says (at most MAX_REPORT_BYTES), verified."""
     if desc.size > MAX_REPORT_BYTES:
         raise VulnerabilityReportError(
-            f"{where} is {desc.size} bytes; refusing more than {MAX_REPORT_BYTES // (1 << 20)} MiB"
+            f"{where} is {desc.size} bytes; refusing more than {_size(MAX_REPORT_BYTES)}"
         )
     chunks: list[bytes] = []
     total = 0
