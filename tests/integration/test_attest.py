@@ -455,3 +455,124 @@ def test_cli_attest_lists_grouped_by_predicate_type_filters_and_exits_7_when_non
     )
     assert none.returncode == 7
     assert "no attestation of" in none.stderr
+
+
+# ------------------------------------------------------- a real cosign attestation, listed
+
+COSIGN = Path(__file__).resolve().parents[1] / "data" / "cosign" / "sigstore-cosign"
+BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+# go-containerregistry's empty.Image, byte for byte: the image the cosign fixture attests.
+EMPTY_CONFIG = (
+    b'{"architecture":"","created":"0001-01-01T00:00:00Z","os":"",'
+    b'"rootfs":{"type":"layers","diff_ids":null},"config":{}}'
+)
+
+
+def push_cosign_attested_image(host: str, repository: str, *, fallback_tag: bool) -> str:
+    """The empty image and cosign's bundle as cosign's WriteAttestationNewBundleFormat stores it."""
+    config_digest = push_blob(host, repository, EMPTY_CONFIG)
+    manifest = (
+        b'{"schemaVersion":2,"mediaType":"' + DOCKER_MANIFEST.encode() + b'","config":'
+        b'{"mediaType":"application/vnd.docker.container.image.v1+json","size":'
+        + str(len(EMPTY_CONFIG)).encode()
+        + b',"digest":"'
+        + config_digest.encode()
+        + b'"},"layers":[]}'
+    )
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    assert digest == "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4"
+    response = httpx.put(
+        f"http://{host}/v2/{repository}/manifests/v1",
+        content=manifest,
+        headers={"Content-Type": DOCKER_MANIFEST},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    bundle = (COSIGN / "oci-attestation.sigstore.json").read_bytes()
+    bundle_digest = push_blob(host, repository, bundle)
+    empty_digest = push_blob(host, repository, b"{}")
+    annotations = {
+        "org.opencontainers.image.created": "2025-02-28T19:18:11Z",
+        "dev.sigstore.bundle.content": "dsse-envelope",
+        "dev.sigstore.bundle.predicateType": "https://cosign.sigstore.dev/attestation/v1",
+    }
+    referrer = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": BUNDLE_TYPE,
+            "config": {
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "size": 2,
+                "digest": empty_digest,
+            },
+            "layers": [{"mediaType": BUNDLE_TYPE, "size": len(bundle), "digest": bundle_digest}],
+            "subject": {"mediaType": DOCKER_MANIFEST, "size": len(manifest), "digest": digest},
+            "annotations": annotations,
+        }
+    ).encode()
+    referrer_digest = "sha256:" + hashlib.sha256(referrer).hexdigest()
+    put_manifest(host, repository, referrer_digest, referrer)
+    if fallback_tag:
+        # A registry without the referrers API: the OCI tag schema's index, as cosign writes it.
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "size": len(referrer),
+                    "digest": referrer_digest,
+                    "artifactType": BUNDLE_TYPE,
+                    "annotations": annotations,
+                }
+            ],
+        }
+        response = httpx.put(
+            f"http://{host}/v2/{repository}/manifests/{digest.replace(':', '-')}",
+            content=json.dumps(index).encode(),
+            headers={"Content-Type": OCI_INDEX},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+    return digest
+
+
+@pytest.mark.parametrize("where", ["docker-registry", "embedded"])
+def test_a_cosign_made_attestation_is_listed_and_verified_keyless(
+    where: str,
+    registry: Registry,
+    embedded: EmbeddedRegistry,
+    repo: Callable[[str], str],
+) -> None:
+    host = registry.host if where == "docker-registry" else embedded.host
+    repository = repo("cosign-attested")
+    digest = push_cosign_attested_image(host, repository, fallback_tag=where == "docker-registry")
+    keyless = [
+        "--certificate-identity",
+        "cody@soyland.com",
+        "--certificate-oidc-issuer",
+        "https://github.com/login/oauth",
+        "--trusted-root",
+        str(COSIGN / "trusted_root_pgi.json"),
+    ]
+    listed = imgctl("attestations", f"{host}/{repository}:v1", *keyless, "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    report = json.loads(listed.stdout)
+    assert report["digest"] == digest
+    [attestation] = report["attestations"]
+    assert attestation["verified"], attestation["reason"]
+    assert attestation["reason"] == (
+        "verified keyless: cody@soyland.com (https://github.com/login/oauth)"
+    )
+    assert attestation["predicate_type"] == "https://cosign.sigstore.dev/attestation/v1"
+    assert attestation["statement"]["subject"][0]["digest"] == {"sha256": digest[7:]}
+
+    other = [*keyless]
+    other[1] = "mallory@example.com"
+    refused = imgctl("attestations", f"{host}/{repository}:v1", *other, "-o", "json")
+    assert refused.returncode == 7
+    assert json.loads(refused.stdout)["attestations"][0]["reason"].startswith(
+        "certificate identity refused"
+    )

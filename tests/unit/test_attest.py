@@ -441,3 +441,95 @@ def test_as_dict_is_json_ready(keys: Callable[[str], tuple[Signer, PublicKey]]) 
     assert document["predicate_type"] == "x:y"
     assert document["statement"]["subject"][0]["digest"]["sha256"] == DIGEST.hex
     assert DSSE_MEDIA_TYPE == "application/vnd.dsse.envelope.v1+json"
+
+
+# ------------------------------------------------------------- a real cosign attestation
+
+COSIGN = Path(__file__).resolve().parents[1] / "data" / "cosign" / "sigstore-cosign"
+EMPTY_IMAGE = Digest.parse(
+    "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4"
+)
+CODY, GITHUB = "cody@soyland.com", "https://github.com/login/oauth"
+
+
+def cosign_policy(identity: str = CODY, issuer: str = GITHUB) -> TrustPolicy:
+    from imgctl.trust import keyless_identity
+
+    wanted = keyless_identity(identity, issuer, trusted_root=COSIGN / "trusted_root_pgi.json")
+    assert wanted is not None
+    return TrustPolicy(keyless=(wanted,))
+
+
+def cosign_check(
+    bundle: bytes, policy: TrustPolicy, digest: Digest = EMPTY_IMAGE
+) -> AttestationCheck:
+    from imgctl.oci import Descriptor
+    from imgctl.trust._attest import _judge_layer
+
+    media_type = "application/vnd.dev.sigstore.bundle.v0.3+json"
+    descriptor = Descriptor(media_type, Digest.of(bundle), len(bundle))
+    image = Reference.parse("127.0.0.1:60943/repo").with_digest(digest)
+    annotations = {
+        "dev.sigstore.bundle.predicateType": "https://cosign.sigstore.dev/attestation/v1"
+    }
+    return _judge_layer(descriptor, bundle, image, policy, annotations)
+
+
+def test_a_cosign_made_keyless_attestation_verifies_offline() -> None:
+    bundle = (COSIGN / "oci-attestation.sigstore.json").read_bytes()
+    check = cosign_check(bundle, cosign_policy())
+    assert (check.ok, check.reason, check.signer) == (
+        True,
+        f"verified keyless: {CODY} ({GITHUB})",
+        CODY,
+    )
+    assert check.predicate_type == "https://cosign.sigstore.dev/attestation/v1"
+    assert check.statement is not None
+    assert check.statement["_type"] == "https://in-toto.io/Statement/v0.1"
+    assert check.layer == Digest.of(bundle)
+
+
+def test_the_cosign_attestation_is_refused_for_another_identity_digest_or_changed_byte() -> None:
+    bundle = (COSIGN / "oci-attestation.sigstore.json").read_bytes()
+    other = cosign_check(bundle, cosign_policy(identity="mallory@example.com"))
+    assert not other.ok
+    assert other.reason.startswith("certificate identity refused")
+    issuer = cosign_check(bundle, cosign_policy(issuer="https://accounts.google.com"))
+    assert not issuer.ok
+    digest = cosign_check(bundle, cosign_policy(), digest=DIGEST)
+    assert (digest.ok, digest.reason) == (False, f"statement is for {EMPTY_IMAGE}")
+
+    doc = json.loads(bundle)
+    envelope = doc["dsseEnvelope"]
+    payload = base64.b64decode(envelope["payload"])
+    # The predicate's data, one byte: the statement still parses and names the same digest.
+    index = payload.index(b'\\"foo') + 3
+    changed = payload[:index] + b"g" + payload[index + 1 :]
+    envelope["payload"] = base64.b64encode(changed).decode()
+    tampered = cosign_check(json.dumps(doc).encode(), cosign_policy())
+    assert not tampered.ok
+    # The entry is checked before the signature: the log names another payload.
+    assert tampered.reason == "the Rekor entry is for another payload"
+
+    doc = json.loads(bundle)
+    entry = doc["verificationMaterial"]["tlogEntries"][0]
+    entry["integratedTime"] = str(int(entry["integratedTime"]) + 1)
+    late = cosign_check(json.dumps(doc).encode(), cosign_policy())
+    assert (late.ok, late.reason) == (
+        False,
+        "the Rekor bundle is not signed by a trusted Rekor key",
+    )
+
+    unjudged = cosign_check(bundle, TrustPolicy())
+    assert (unjudged.ok, unjudged.reason) == (False, "not verified: no key given")
+
+
+def test_a_bundle_without_an_envelope_is_reported_malformed() -> None:
+    doc = json.loads((COSIGN / "oci-attestation.sigstore.json").read_bytes())
+    del doc["dsseEnvelope"]
+    doc["messageSignature"] = {"messageDigest": {}, "signature": ""}
+    check = cosign_check(json.dumps(doc).encode(), cosign_policy())
+    assert (check.ok, check.reason) == (
+        False,
+        "malformed bundle holds no DSSE envelope (a message signature, not an attestation)",
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -44,7 +45,13 @@ from imgctl.trust._attach import (
 )
 from imgctl.trust._cosign import SIGNATURE_ANNOTATION, TrustPolicy
 from imgctl.trust._json import Malformed, b64decode, exact_object, go_json, strict_json
-from imgctl.trust._keyless import CERTIFICATE_ANNOTATION, certificate_identity, check_keyless
+from imgctl.trust._keyless import (
+    BUNDLE_ANNOTATION,
+    CERTIFICATE_ANNOTATION,
+    CHAIN_ANNOTATION,
+    certificate_identity,
+    check_keyless,
+)
 from imgctl.trust._keys import PublicKey, Signer
 
 __all__ = [
@@ -76,6 +83,11 @@ PROMOTION_BUILD_TYPE = "urn:imgctl:promotion:v1"
 PREDICATE_TYPE_ANNOTATION = "predicateType"
 # Artifact types of referrers that hold DSSE envelopes (cosign's OCI 1.1 mode, oras, ...).
 ATTESTATION_ARTIFACT_TYPES = frozenset({DSSE_MEDIA_TYPE, IN_TOTO_PAYLOAD_TYPE})
+# Sigstore bundles (``application/vnd.dev.sigstore.bundle.v0.3+json`` and the older
+# ``...bundle+json;version=0.x``): what cosign's new bundle format and kpromo attach as referrers,
+# the predicate type in the manifest's annotation.
+SIGSTORE_BUNDLE_PREFIX = "application/vnd.dev.sigstore.bundle"
+BUNDLE_PREDICATE_TYPE_ANNOTATION = "dev.sigstore.bundle.predicateType"
 
 # Build-time provenance with many resolved dependencies runs to hundreds of KiB; an SBOM
 # attestation to a few MiB. Larger is refused, unread.
@@ -422,6 +434,7 @@ def _check_envelope_signature(
                     issuer=wanted.issuer,
                     fulcio_roots=wanted.fulcio_roots,
                     rekor_keys=wanted.rekor_keys,
+                    dsse_payload=envelope.payload,
                 )
                 if why is None:
                     return (
@@ -515,18 +528,124 @@ def verify_envelope(
     return replace(check, ok=True, signer=signer)
 
 
+def _is_bundle(media_type: str | None) -> bool:
+    return bool(media_type) and str(media_type).startswith(SIGSTORE_BUNDLE_PREFIX)
+
+
+def _pem(der_b64: Any, where: str) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    if not isinstance(der_b64, str):
+        raise Malformed(f"{where} has no rawBytes")
+    try:
+        certificate = x509.load_der_x509_certificate(b64decode(der_b64, where))
+    except ValueError:
+        raise Malformed(f"{where} is not a DER certificate") from None
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _whole_number(value: Any, where: str) -> int:
+    """A protobuf JSON int64: a decimal string (or a plain number)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise Malformed(f"{where} is not a number")
+    if isinstance(value, str) and not value.isdigit():
+        raise Malformed(f"{where} is not a number")
+    return int(value)
+
+
+def bundle_layer(data: bytes) -> tuple[bytes, dict[str, str]]:
+    """A sigstore bundle's DSSE envelope, and its certificate and log entry as annotations.
+
+    The annotations are cosign's keyless layer annotations, which ``_keyless`` checks; Malformed
+    if the bundle holds no envelope.
+    """
+    doc = strict_json(data, "bundle")
+    if not isinstance(doc, dict):
+        raise Malformed("bundle is not a JSON object")
+    envelope = doc.get("dsseEnvelope")
+    if not isinstance(envelope, dict):
+        raise Malformed("bundle holds no DSSE envelope (a message signature, not an attestation)")
+    signatures = envelope.get("signatures")
+    if not isinstance(signatures, list):
+        raise Malformed("bundle's envelope has no signatures")
+    entries = [
+        {"keyid": item.get("keyid", ""), "sig": item.get("sig")} if isinstance(item, dict) else item
+        for item in signatures[: MAX_ENVELOPE_SIGNATURES + 1]
+    ]
+    rebuilt = go_json(
+        {
+            "payloadType": envelope.get("payloadType"),
+            "payload": envelope.get("payload"),
+            "signatures": entries,
+        }
+    )
+    annotations: dict[str, str] = {}
+    material = doc.get("verificationMaterial")
+    if not isinstance(material, dict):
+        raise Malformed("bundle has no verificationMaterial")
+    certificate = material.get("certificate")
+    chain = material.get("x509CertificateChain")
+    if isinstance(certificate, dict):
+        annotations[CERTIFICATE_ANNOTATION] = _pem(certificate.get("rawBytes"), "certificate")
+    elif isinstance(chain, dict) and isinstance(chain.get("certificates"), list):
+        certificates = chain["certificates"][:10]
+        if certificates:
+            pems = [
+                _pem(c.get("rawBytes") if isinstance(c, dict) else None, "chain certificate")
+                for c in certificates
+            ]
+            annotations[CERTIFICATE_ANNOTATION] = pems[0]
+            if len(pems) > 1:
+                annotations[CHAIN_ANNOTATION] = "".join(pems[1:])
+    for entry in material.get("tlogEntries") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("inclusionPromise"), dict):
+            continue
+        log_id = entry.get("logId")
+        key_id = log_id.get("keyId") if isinstance(log_id, dict) else None
+        promise = entry["inclusionPromise"].get("signedEntryTimestamp")
+        body = entry.get("canonicalizedBody")
+        if not isinstance(key_id, str) or not isinstance(promise, str) or not isinstance(body, str):
+            raise Malformed("bundle's log entry lacks logId, signedEntryTimestamp or body")
+        # The old cosign bundle annotation: what the log's SET signs, as Rekor v1 returned it.
+        annotations[BUNDLE_ANNOTATION] = json.dumps(
+            {
+                "SignedEntryTimestamp": promise,
+                "Payload": {
+                    "body": body,
+                    "integratedTime": _whole_number(entry.get("integratedTime"), "integratedTime"),
+                    "logIndex": _whole_number(entry.get("logIndex"), "logIndex"),
+                    "logID": b64decode(key_id, "logId.keyId").hex(),
+                },
+            }
+        )
+        break
+    return rebuilt, annotations
+
+
 def _judge_layer(
-    descriptor: Descriptor, blob: bytes | None, image: Reference, policy: TrustPolicy
+    descriptor: Descriptor,
+    blob: bytes | None,
+    image: Reference,
+    policy: TrustPolicy,
+    manifest_annotations: Mapping[str, str] | None = None,
 ) -> AttestationCheck:
-    """Judge a layer of an attestation manifest and the blob fetched for it; offline."""
+    """Judge a layer of an attestation manifest and the blob fetched for it; offline.
+
+    A layer is a DSSE envelope (cosign's ``.att``) or a sigstore bundle holding one (a
+    referrer, its predicate type in ``manifest_annotations``).
+    """
+    bundled = _is_bundle(descriptor.media_type)
     annotated = descriptor.annotations.get(PREDICATE_TYPE_ANNOTATION)
+    if bundled and manifest_annotations:
+        annotated = manifest_annotations.get(BUNDLE_PREDICATE_TYPE_ANNOTATION) or annotated
 
     def refused(reason: str) -> AttestationCheck:
         return AttestationCheck(
             descriptor.digest, annotated[:1000] if annotated else None, False, reason
         )
 
-    if descriptor.media_type != DSSE_MEDIA_TYPE:
+    if descriptor.media_type != DSSE_MEDIA_TYPE and not bundled:
         return refused(f"not a DSSE envelope layer ({descriptor.media_type[:200]})")
     if descriptor.size > MAX_ENVELOPE_BYTES:
         return refused(
@@ -539,9 +658,16 @@ def _judge_layer(
         descriptor.digest
     ):
         return refused("layer blob does not match its digest")
-    return replace(
-        verify_envelope(blob, descriptor.annotations, image, policy), layer=descriptor.digest
-    )
+    envelope, annotations = blob, dict(descriptor.annotations)
+    if bundled:
+        try:
+            envelope, material = bundle_layer(blob)
+        except Malformed as exc:
+            return refused(f"malformed {exc}")
+        annotations.update(material)
+        if annotated:
+            annotations[PREDICATE_TYPE_ANNOTATION] = annotated
+    return replace(verify_envelope(envelope, annotations, image, policy), layer=descriptor.digest)
 
 
 # ----------------------------------------------------------------------------- registry
@@ -555,7 +681,9 @@ def attestation_tag(digest: Digest) -> str:
 async def _layer_blob(
     client: RegistryClient, repository: Reference, desc: Descriptor
 ) -> bytes | None:
-    if desc.media_type != DSSE_MEDIA_TYPE or desc.size > MAX_ENVELOPE_BYTES:
+    if (desc.media_type != DSSE_MEDIA_TYPE and not _is_bundle(desc.media_type)) or (
+        desc.size > MAX_ENVELOPE_BYTES
+    ):
         return None
     return await read_layer(client, repository, desc)
 
@@ -568,7 +696,11 @@ async def _referrer_manifests(client: RegistryClient, subject: Reference) -> lis
         return []
     except InvalidManifestError as exc:
         raise SignatureError(f"the referrers of {subject} cannot be read: {exc.message}") from None
-    wanted = [d for d in found if d.artifact_type in ATTESTATION_ARTIFACT_TYPES]
+    wanted = [
+        d
+        for d in found
+        if d.artifact_type in ATTESTATION_ARTIFACT_TYPES or _is_bundle(d.artifact_type)
+    ]
     manifests = []
     for desc in wanted[:MAX_ATTESTATION_REFERRERS]:
         manifest = await fetch_attachment_manifest(
@@ -608,7 +740,16 @@ async def list_attestations(
                 continue
             seen.add(desc.digest)
             blob = await _layer_blob(client, manifest.ref, desc)
-            checks.append(_judge_layer(desc, blob, image, judging))
+            annotations = manifest.doc.get("annotations")
+            checks.append(
+                _judge_layer(
+                    desc,
+                    blob,
+                    image,
+                    judging,
+                    annotations if isinstance(annotations, dict) else None,
+                )
+            )
     return checks
 
 

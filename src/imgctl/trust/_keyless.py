@@ -240,19 +240,71 @@ def _verify_with_certificate(leaf: x509.Certificate, payload: bytes, signature: 
         raise _Refused("the signature does not verify with the certificate's key") from None
 
 
-def _check_entry(body_b64: str, leaf: x509.Certificate, payload: bytes, signature: bytes) -> None:
-    """The log entry (hashedrekord or rekord 0.0.1) names this signature, payload and cert."""
+def _check_dsse_entry(
+    spec: dict[str, Any], leaf: x509.Certificate, dsse_payload: bytes, signature: bytes
+) -> None:
+    """A dsse 0.0.1 entry names this envelope payload, and this signature by this certificate.
+
+    The signature covers the envelope's PAE (payload type and payload), so the payload hash and
+    the signature together bind the entry to the envelope.
+    """
+    payload_hash = spec.get("payloadHash")
+    signatures = spec.get("signatures")
+    if not isinstance(payload_hash, dict) or not isinstance(signatures, list):
+        raise _Refused("malformed Rekor entry: no payloadHash or signatures")
+    if payload_hash.get("algorithm") != "sha256" or not isinstance(payload_hash.get("value"), str):
+        raise _Refused("the Rekor entry's payload hash is not sha256")
+    if payload_hash["value"].lower() != hashlib.sha256(dsse_payload).hexdigest():
+        raise _Refused("the Rekor entry is for another payload")
+    for item in signatures[:MAX_CHAIN_CERTIFICATES]:
+        if not isinstance(item, dict):
+            continue
+        content, verifier = item.get("signature"), item.get("verifier")
+        if not isinstance(content, str) or not isinstance(verifier, str):
+            continue
+        if _b64(content, "Rekor entry signature") != signature:
+            continue
+        try:
+            logged = x509.load_pem_x509_certificates(_b64(verifier, "Rekor entry verifier"))
+        except ValueError:
+            raise _Refused("the Rekor entry does not hold a certificate") from None
+        if len(logged) != 1 or logged[0] != leaf:
+            raise _Refused("the Rekor entry is for another certificate")
+        return
+    raise _Refused("the Rekor entry is for another signature")
+
+
+def _check_entry(
+    body_b64: str,
+    leaf: x509.Certificate,
+    payload: bytes,
+    signature: bytes,
+    dsse_payload: bytes | None = None,
+) -> None:
+    """The log entry names this signature, payload and certificate.
+
+    A hashedrekord or rekord 0.0.1 entry; for a DSSE envelope (``payload`` its PAE,
+    ``dsse_payload`` its payload) a dsse 0.0.1 entry too.
+    """
     if len(body_b64) > MAX_REKOR_BODY_BYTES * 4 // 3 + 4:
         raise _Refused("malformed Rekor entry: body too large")
     body = _object(
         _b64(body_b64, "Rekor entry"), {"apiVersion": str, "kind": str, "spec": dict}, "Rekor entry"
     )
     kind, version = body["kind"], body["apiVersion"]
-    if kind not in ("hashedrekord", "rekord") or version != "0.0.1":
-        raise _Refused(f"the Rekor entry is a {kind} {version}, not a hashedrekord 0.0.1")
     spec = body["spec"]
     if not isinstance(spec, dict):
         raise _Refused("malformed Rekor entry: spec is not an object")
+    if dsse_payload is not None and (kind, version) == ("dsse", "0.0.1"):
+        _check_dsse_entry(spec, leaf, dsse_payload, signature)
+        return
+    if kind not in ("hashedrekord", "rekord") or version != "0.0.1":
+        wanted = (
+            "a hashedrekord 0.0.1 or dsse 0.0.1"
+            if dsse_payload is not None
+            else ("a hashedrekord 0.0.1")
+        )
+        raise _Refused(f"the Rekor entry is a {kind} {version}, not {wanted}")
     sig = spec.get("signature")
     data = spec.get("data")
     if not isinstance(sig, dict) or not isinstance(data, dict):
@@ -325,8 +377,13 @@ def check_keyless(
     issuer: str,
     fulcio_roots: bytes,
     rekor_keys: tuple[bytes, ...],
+    dsse_payload: bytes | None = None,
 ) -> str | None:
-    """None when the layer is a valid keyless signature by ``identity``; else why not."""
+    """None when the layer is a valid keyless signature by ``identity``; else why not.
+
+    For a DSSE envelope ``payload`` is its PAE and ``dsse_payload`` the envelope's payload: the
+    log entry may then also be a dsse 0.0.1 entry (what cosign attest logs).
+    """
     roots = load_fulcio_roots(fulcio_roots) if fulcio_roots else ()
     keys = load_rekor_keys(rekor_keys)
     try:
@@ -337,7 +394,7 @@ def check_keyless(
             raise _Refused("no trusted Rekor key to check the bundle with")
         _check_set(set_, entry, keys)
         # The entry first: a SET for another entry says nothing about this signature's time.
-        _check_entry(entry["body"], leaf, payload, signature)
+        _check_entry(entry["body"], leaf, payload, signature, dsse_payload)
         try:
             when = datetime.fromtimestamp(entry["integratedTime"], UTC)
         except (OverflowError, OSError, ValueError):
