@@ -313,6 +313,41 @@ async def test_a_build_time_attestation_is_kept_and_another_destination_is_attes
     assert checks[0].reason == f"verified with key {keys('ci')[1]}"
 
 
+async def test_a_promotion_layer_by_another_key_or_garbled_does_not_count_as_attested(
+    registry: Registry,
+    push_image: Callable[..., PushedImage],
+    keys: Callable[[str], tuple[Path, Path]],
+    client: RegistryClient,
+) -> None:
+    pushed = push_image(registry, layers=1, layer_size=330)
+    image = Reference.parse(pushed.ref).with_digest(Digest.parse(pushed.digest))
+    host, repository = image.registry, image.repository
+    statement = promotion_statement(facts(image))
+    # Key b's promotion attestation of this very digest and destination...
+    by_b = await attest_image(client, image, load_signer(str(keys("b")[0])), statement)
+    assert by_b.status == "attested"
+    # ...and a garbled layer carrying the promoter's predicate type.
+    garbage = b'{"payloadType": "application/vnd.in-toto+json", "payload": "bm90IGpzb24="}'
+    _, manifest = manifest_at(host, repository, att_tag(pushed.digest))
+    stray = {
+        "mediaType": DSSE_MEDIA_TYPE,
+        "size": len(garbage),
+        "digest": push_blob(host, repository, garbage),
+        "annotations": {"predicateType": PROMOTION_PREDICATE_TYPE},
+    }
+    put_att_manifest(host, repository, pushed.digest, [*manifest["layers"], stray])
+
+    by_a = await attest_image(client, image, load_signer(str(keys("a")[0])), statement)
+    assert by_a.status == "attested"
+    _, after = manifest_at(host, repository, att_tag(pushed.digest))
+    assert len(after["layers"]) == 3
+    assert after["layers"][:2] == [manifest["layers"][0], stray]
+    policy = TrustPolicy(keys=(load_public_key(str(keys("a")[1])),))
+    checks = await list_attestations(client, image, policy)
+    assert [c.ok for c in checks] == [False, False, True]
+    assert checks[1].reason == "malformed envelope has no signatures"
+
+
 # ------------------------------------------------------------------- embedded registry
 
 
