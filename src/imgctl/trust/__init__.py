@@ -5,7 +5,11 @@ URI such as ``awskms://``) into something that signs or verifies (``_keys``; KMS
 ``_kms``). ``sign_image`` writes a cosign simple-signing signature under ``sha256-<hex>.sig``,
 appended to what is there; ``verify_image`` checks every signature of a digest against a
 ``TrustPolicy`` (keys and keyless identities) and says why each one did or did not verify
-(``_cosign``). Layouts and wire formats: docs/signing.md.
+(``_cosign``). ``attest_image`` signs an in-toto statement (``promotion_statement``: SLSA v1
+provenance of a promotion) into a DSSE envelope appended under ``sha256-<hex>.att``;
+``verify_envelope`` / ``list_attestations`` judge attestations from ``.att`` and referrers
+(``_attest``; the append and read-back shared with signatures in ``_attach``). Layouts and wire
+formats: docs/signing.md.
 """
 
 from imgctl.trust._attest import (
