@@ -239,6 +239,22 @@ async def test_openapi(make_client: MakeClient) -> None:
     assert response.json()["info"]["title"] == "imgctl catalog"
 
 
+async def test_openapi_documents_the_image_object(make_client: MakeClient) -> None:
+    schema = (await make_client(None).get("/openapi.json")).json()
+    listed = schema["paths"]["/images"]["get"]["responses"]["200"]["content"]
+    assert listed["application/json"]["schema"]["items"] == {
+        "$ref": "#/components/schemas/ImageOut"
+    }
+    one = schema["paths"]["/images/{id}"]["get"]["responses"]["200"]["content"]
+    assert one["application/json"]["schema"] == {"$ref": "#/components/schemas/ImageOut"}
+    image = schema["components"]["schemas"]["ImageOut"]
+    # imagelist's fields are required; imgctl's are optional, signed/attested among them.
+    assert set(image["required"]) == {"created_at", "updated_at", "id", "name", "tags"}
+    for field in ("environment", "promoted_by", "signed", "attested"):
+        assert field in image["properties"]
+    assert {"type": "boolean"} in image["properties"]["attested"]["anyOf"]
+
+
 # --- auth ---------------------------------------------------------------------------------
 
 

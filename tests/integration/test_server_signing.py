@@ -356,6 +356,7 @@ def test_a_server_promotion_brings_the_source_signature_and_appends_its_own(
     assert second.signed_by(release.key)
     assert second.docker_reference == f"{prod.host}/release/{repository}"
     assert {first.manifest_digest, second.manifest_digest} == {image.digest}
+    # Beside the signatures, only the server's promotion attestation (issue 19).
     assert sorted(tags_of(prod.host, f"release/{repository}")) == sorted(
-        ["v1", image.digest.replace(":", "-") + ".sig"]
+        ["v1", image.digest.replace(":", "-") + ".sig", image.digest.replace(":", "-") + ".att"]
     )

@@ -66,6 +66,40 @@ class ImageIn(BaseModel):
     environment: Annotated[StrictStr, Field(max_length=MAX_ENVIRONMENT)] = ""
 
 
+class ImageOut(BaseModel):
+    """One catalog entry as the API answers it (documentation: the answers are built by hand).
+
+    imagelist's five fields always; imgctl's own only when they are set: ``environment`` for
+    entries of one, the promotion fields for entries the promotion server recorded.
+    """
+
+    created_at: str = Field(description="RFC 3339, UTC (imagelist)")
+    updated_at: str = Field(description="RFC 3339, UTC (imagelist)")
+    id: str = Field(description="The image id: a digest for promoted images (imagelist)")
+    name: str = Field(description="The repository, REGISTRY/PATH (imagelist)")
+    tags: list[str] = Field(description="Tags of this id in that repository (imagelist)")
+    environment: str | None = Field(None, description="Where it was promoted; absent: none")
+    source: str | None = Field(None, description="What was promoted, REGISTRY/REPO:TAG@DIGEST")
+    promoted_by: str | None = Field(None, description="Who promoted it (email, else subject)")
+    promoted_at: str | None = Field(None, description="When it was last promoted, RFC 3339")
+    signed: bool | None = Field(
+        None,
+        description="Whether the promotion that recorded the entry left the digest signed "
+        "with the server's key (--sign-key); absent: not known (no key, or written with PUT)",
+    )
+    attested: bool | None = Field(
+        None,
+        description="Whether that promotion left the digest with the server's promotion "
+        "attestation (in-toto statement in a DSSE envelope under .att); absent: not known",
+    )
+
+
+class ErrorOut(BaseModel):
+    """The error body of every endpoint: ``{"error": {"code", "message"}}``."""
+
+    error: dict[str, str]
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     """The JSON error body every catalog endpoint (and the admission webhook) answers with."""
     return {"error": {"code": code, "message": message}}
@@ -108,7 +142,12 @@ def create_catalog_router(
             headers={"WWW-Authenticate": 'Bearer realm="imgctl catalog"'},
         )
 
-    @router.get("/images", summary="List images", response_model=None)
+    @router.get(
+        "/images",
+        summary="List images",
+        response_model=None,
+        responses={200: {"model": list[ImageOut]}, 400: {"model": ErrorOut}},
+    )
     async def list_images(
         name: str | None = None,
         sort: str = "updated_at",
@@ -125,7 +164,12 @@ def create_catalog_router(
         )
         return JSONResponse([image.as_json() for image in images])
 
-    @router.get("/images/{id:path}", summary="Get an image", response_model=None)
+    @router.get(
+        "/images/{id:path}",
+        summary="Get an image",
+        response_model=None,
+        responses={200: {"model": ImageOut}, 404: {"model": ErrorOut}},
+    )
     async def get_image(
         id: str,
         environment: Annotated[str | None, Query()] = None,
@@ -143,7 +187,12 @@ def create_catalog_router(
             return error_response(404, "not_found", f"no image with id {id!r}{where}")
         return JSONResponse(image.as_json())
 
-    @router.put("/images", summary="Create an image or update its tags", response_model=None)
+    @router.put(
+        "/images",
+        summary="Create an image or update its tags",
+        response_model=None,
+        responses={200: {"model": ImageOut}, 422: {"model": ErrorOut}},
+    )
     async def put_image(request: Request) -> Response:
         denied = unauthorized(request)
         if denied is not None:

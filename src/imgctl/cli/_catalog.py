@@ -220,4 +220,11 @@ def _print_images(images: list[dict[str, Any]], json_output: bool) -> None:
     for image in images:
         env = f" [{image['environment']}]" if image.get("environment") else ""
         tags = ", ".join(image.get("tags") or []) or "-"
-        print(f"{image['name']}@{image['id']}{env}  {tags}  {image.get('updated_at', '')}")
+        line = f"{image['name']}@{image['id']}{env}  {tags}  {image.get('updated_at', '')}"
+        # What the promotion server said of its promotion; absent (not known) shows nothing.
+        trust = [
+            word if image[field] else f"not {word}"
+            for field, word in (("signed", "signed"), ("attested", "attested"))
+            if isinstance(image.get(field), bool)
+        ]
+        print(f"{line}  {', '.join(trust)}" if trust else line)

@@ -189,11 +189,13 @@ def promote(
             return result
 
     result = _run(run)
-    # A server that signs says whether it could; the copy stands either way (docs/server.md).
+    # A server that signs says whether it could sign and attest; the copy stands either way
+    # (docs/server.md).
     unsigned = result.HasField("signed") and not result.signed
+    unattested = result.HasField("attested") and not result.attested
     if flags.json_output:
         _print_message(result)
-        if unsigned:
+        if unsigned or unattested:
             raise SystemExit(EXIT_FAILED)
         return
     what = "unchanged" if result.unchanged else "promoted"
@@ -214,10 +216,18 @@ def promote(
     print(f"  request {result.request_id} by {result.promoted_by}")
     if result.HasField("signed") and result.signed:
         print(f"  signed with key {result.signature_key[:12]}")
+    if result.HasField("attested") and result.attested:
+        print(f"  attested with key {result.signature_key[:12]} (promotion attestation)")
+    failures = []
     if unsigned:
+        failures.append(("sign", result.signature_error))
+    if unattested:
+        failures.append(("attest", result.attestation_error))
+    if failures:
+        what = " nor ".join(f"{verb} it ({why})" for verb, why in failures)
+        verbs = " and ".join(verb for verb, _ in failures)
         fail(
-            f"promoted, but the server could not sign it ({result.signature_error}); "
-            "promote again to sign it",
+            f"promoted, but the server could not {what}; promote again to {verbs} it",
             EXIT_FAILED,
         )
 

@@ -3,12 +3,13 @@
 ``Promoter.plan`` turns (ref, source, destination) into a checked ``Promotion`` or raises
 ``InvalidPromotionError``; ``Promoter.allowed`` applies the policy file (``NotAllowedError``);
 ``Promoter.check_signature`` its ``require_signature`` rule (the source must be signed: kpromo's
-validate phase, ``NotAllowedError`` too); ``Promoter.run`` does the copy, then signs the promoted
-digest when the server has a signing key (kpromo's sign phase; a signing failure is reported in
-the result, never raised: the copy stands). Failures are the ``PromotionError`` kinds of
-``imgctl.errors``, which say what went wrong, not how to answer it. Who is asking, the audit
-trail and notifications belong to the server (``imgctl.server``); this module knows nothing about
-gRPC.
+validate phase, ``NotAllowedError`` too); ``Promoter.run`` does the copy, then, when the server
+has a signing key, signs the promoted digest and attests its promotion (kpromo's sign and attest
+phases; a failure of either is reported in the result, never raised: the copy stands). Failures
+are the ``PromotionError`` kinds of ``imgctl.errors``, which say what went wrong, not how to
+answer it. Who is asking, the audit trail and notifications belong to the server
+(``imgctl.server``, which passes the caller and request id on for the attestation); this module
+knows nothing about gRPC.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from imgctl.errors import (
@@ -84,6 +86,10 @@ class PromotionResult:
     signed: bool | None = None
     signature_key: str = ""  # the key id
     signature_error: str = ""  # why not signed (the copy itself succeeded)
+    # With a signing key (images): whether the digest carries this server's promotion
+    # attestation now (written, or found); None without a key.
+    attested: bool | None = None
+    attestation_error: str = ""  # why not attested (the copy itself succeeded)
 
 
 class Promoter:
@@ -101,6 +107,7 @@ class Promoter:
         signer: Signer | None = None,
         trust: Mapping[str, TrustPolicy] | None = None,
         max_signature_ops: int = 50,
+        builder: str | None = None,
     ) -> None:
         self.environments = environments
         self.policy = policy or Policy()
@@ -111,6 +118,8 @@ class Promoter:
         # Signs every promoted image (kpromo's sign phase); its key id is read once, at start.
         self.signer = signer
         self.signature_key = signer.public_key().key_id if signer is not None else ""
+        # Who the promotion attestations name as their builder: this server, by its key.
+        self.builder = builder or f"imgctl-server/{self.signature_key}"
         self._signing = asyncio.Semaphore(max_signature_ops)
         # Destination environment -> what its source images must be signed with.
         self.trust = dict(trust or {})
@@ -269,10 +278,19 @@ class Promoter:
         return descriptor is not None and str(descriptor.digest) == digest
 
     async def run(
-        self, promotion: Promotion, on_progress: Progress | None = None
+        self,
+        promotion: Promotion,
+        on_progress: Progress | None = None,
+        *,
+        requested_by: str | None = None,
+        request_id: str | None = None,
     ) -> PromotionResult:
-        """Copy; raise a PromotionError (SourceNotFoundError, UnreachableError...) on failure."""
+        """Copy, then sign and attest; raise a PromotionError (SourceNotFoundError...) on failure.
+
+        ``requested_by`` and ``request_id`` (the caller, the call) go into the attestation.
+        """
         started = time.monotonic()
+        caller = _Caller(requested_by, request_id, datetime.now(UTC))
         # Identical promotions in this process take turns: the second finds the work done
         # (unchanged) instead of pushing the same bytes again at the same moment.
         key = f"{promotion.kind}:{promotion.destination.name}:{promotion.reference}"
@@ -282,10 +300,14 @@ class Promoter:
         async with lock:
             if promotion.kind == "spa":
                 return await self._run_spa(promotion, started, on_progress)
-            return await self._run_image(promotion, started, on_progress)
+            return await self._run_image(promotion, started, on_progress, caller)
 
     async def _run_image(
-        self, promotion: Promotion, started: float, on_progress: Progress | None
+        self,
+        promotion: Promotion,
+        started: float,
+        on_progress: Progress | None,
+        caller: _Caller,
     ) -> PromotionResult:
         source, destination = promotion.image_source, promotion.image_destination
         assert source is not None
@@ -313,14 +335,28 @@ class Promoter:
             blobs_mounted=result.blobs_mounted,
             blobs_skipped=result.blobs_skipped,
         )
-        return await self.sign(promoted)
+        return await self.sign(
+            promoted,
+            requested_by=caller.requested_by,
+            request_id=caller.request_id,
+            started=caller.started,
+        )
 
-    async def sign(self, result: PromotionResult) -> PromotionResult:
-        """``result`` with its digest signed in the destination, when this server signs.
+    async def sign(
+        self,
+        result: PromotionResult,
+        *,
+        requested_by: str | None = None,
+        request_id: str | None = None,
+        started: datetime | None = None,
+    ) -> PromotionResult:
+        """``result`` with its digest signed and its promotion attested, when this server signs.
 
-        Signed also when the copy found everything there (``unchanged``): promoting again is how
-        a digest whose signing failed gets its signature. Already signed by this key: nothing is
-        written. A failure is logged and kept in the result; the copy stands.
+        Both also when the copy found everything there (``unchanged``): promoting again is how
+        a digest whose signing or attesting failed gets what it lacks. Already signed by this
+        key, already carrying this server's promotion attestation for this destination: nothing
+        is written. Either failure is logged and kept in the result; the copy stands, and one
+        failing does not keep the other from being tried.
         """
         if self.signer is None or result.kind != "image" or not result.digest:
             return result
@@ -333,13 +369,40 @@ class Promoter:
                 await sign_image(self._registry, image, self.signer)
             except ImgctlError as exc:
                 log.warning("promoted %s, but could not sign it: %s", image, exc)
-                return replace(
-                    result,
-                    signed=False,
-                    signature_key=self.signature_key,
-                    signature_error=f"not signed: {exc}",
-                )
-        return replace(result, signed=True, signature_key=self.signature_key)
+                result = replace(result, signed=False, signature_error=f"not signed: {exc}")
+            else:
+                result = replace(result, signed=True)
+            result = replace(result, signature_key=self.signature_key)
+            return await self._attest(result, image, requested_by, request_id, started)
+
+    async def _attest(
+        self,
+        result: PromotionResult,
+        image: Reference,
+        requested_by: str | None,
+        request_id: str | None,
+        started: datetime | None,
+    ) -> PromotionResult:
+        """The attest phase (kpromo's) of one promoted digest: its attestation under ``.att``."""
+        from imgctl.trust import PromotionFacts, attest_image, promotion_statement
+
+        assert self.signer is not None
+        finished = datetime.now(UTC)
+        try:
+            facts = PromotionFacts(
+                source=Reference.parse(result.source_ref),
+                destination=Reference.parse(result.destination_ref),
+                builder=self.builder,
+                started=started or finished,
+                finished=finished,
+                requested_by=requested_by or None,
+                request_id=request_id or None,
+            )
+            await attest_image(self._registry, image, self.signer, promotion_statement(facts))
+        except ImgctlError as exc:
+            log.warning("promoted %s, but could not attest its promotion: %s", image, exc)
+            return replace(result, attested=False, attestation_error=f"not attested: {exc}")
+        return replace(result, attested=True)
 
     async def _run_spa(
         self, promotion: Promotion, started: float, on_progress: Progress | None
@@ -382,6 +445,15 @@ class Promoter:
             objects_copied=synced.copied,
             objects_skipped=synced.skipped,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    """Who asked for a promotion, and when it started: what its attestation records."""
+
+    requested_by: str | None
+    request_id: str | None
+    started: datetime
 
 
 def landed_result(promotion: Promotion, duration_ms: int = 0) -> PromotionResult:

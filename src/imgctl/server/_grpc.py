@@ -62,6 +62,8 @@ def _response(result: PromotionResult, request_id: str) -> pb.PromoteResponse:
         signed=result.signed,
         signature_key=result.signature_key,
         signature_error=result.signature_error,
+        attested=result.attested,
+        attestation_error=result.attestation_error,
     )
 
 

@@ -210,7 +210,7 @@ class Intents:
         Raises ImgctlError when the database cannot take them; :meth:`keep` them then.
         """
         if record.result == "succeeded":
-            await self._record_in_catalog(pending)
+            await self._record_in_catalog(pending, record)
         settled = await self.store.settle(pending.id, record)
         self._active.pop(pending.id, None)
         self._kept.pop(pending.id, None)
@@ -368,7 +368,7 @@ class Intents:
                 error_code=None,
                 error=None,
             )
-            await self._record_in_catalog(pending)
+            await self._record_in_catalog(pending, record)
             settled = await self.store.settle(pending.id, record)
             outcome = "promoted"
         else:
@@ -400,7 +400,12 @@ class Intents:
         if self.on_settled is not None:
             self.on_settled(record)
 
-    async def _record_in_catalog(self, pending: PendingIntent) -> None:
+    async def _record_in_catalog(self, pending: PendingIntent, record: AuditRecord) -> None:
+        """The catalog entry of a promoted image, signed/attested as its audit record says.
+
+        A recovered promotion's record was written before the copy: it says nothing about
+        signing (None), and the entry keeps what an earlier promotion recorded.
+        """
         entry, digest = pending.intent.catalog, pending.intent.digest
         if self.catalog is None or entry is None or not digest:
             return
@@ -411,6 +416,8 @@ class Intents:
             environment=entry.environment,
             promoted_by=entry.promoted_by,
             source=entry.source,
+            signed=record.signed,
+            attested=record.attested,
         )
 
 

@@ -213,7 +213,12 @@ class ServerCore:
             ) from None
         record.promotion, record.intent = promotion, pending
         try:
-            result = await self.promoter.run(promotion, on_progress)
+            result = await self.promoter.run(
+                promotion,
+                on_progress,
+                requested_by=promoted_by,
+                request_id=record.caller.request_id,
+            )
         except asyncio.CancelledError:
             cancelled = PromotionCancelledError("cancelled before it finished")
             await asyncio.shield(self._after_failure(record, cancelled))
@@ -258,8 +263,14 @@ class ServerCore:
         principal = record.principal
         assert principal is not None
         result = landed_result(record.promotion, int((time.monotonic() - record.started) * 1000))
-        result = await self.promoter.sign(result)
-        record.result = replace(result, promoted_by=principal.email or principal.subject)
+        promoted_by = principal.email or principal.subject
+        result = await self.promoter.sign(
+            result,
+            requested_by=promoted_by,
+            request_id=record.caller.request_id,
+            started=record.started_at,
+        )
+        record.result = replace(result, promoted_by=promoted_by)
         log.warning(
             "promotion %s: the copy reported %s, but its destination holds the image: recorded "
             "as promoted",
@@ -413,6 +424,7 @@ class _Record:
         self.intent: PendingIntent | None = None
         self.finished = False  # its audit record was written (or handed to recovery)
         self.started = time.monotonic()
+        self.started_at = datetime.now(UTC)
 
     def pending(self, promotion: Promotion) -> AuditRecord:
         """The record as known before the copy of ``promotion``: what its intent carries."""
@@ -455,4 +467,6 @@ class _Record:
             signed=result.signed if result else None,
             signature_key=(result.signature_key or None) if result else None,
             signature_error=(result.signature_error or None) if result else None,
+            attested=result.attested if result else None,
+            attestation_error=(result.attestation_error or None) if result else None,
         )

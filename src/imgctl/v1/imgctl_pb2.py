@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16imgctl/v1/imgctl.proto\x12\timgctl.v1\"B\n\x0ePromoteRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\"\xc5\x03\n\x0fPromoteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x1a\n\x12source_environment\x18\x03 \x01(\t\x12\x1f\n\x17\x64\x65stination_environment\x18\x04 \x01(\t\x12\x12\n\nsource_ref\x18\x05 \x01(\t\x12\x17\n\x0f\x64\x65stination_ref\x18\x06 \x01(\t\x12\x0e\n\x06\x64igest\x18\x07 \x01(\t\x12\x11\n\tunchanged\x18\x08 \x01(\x08\x12\x14\n\x0c\x62ytes_copied\x18\t \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\n \x01(\x03\x12\x14\n\x0c\x62lobs_copied\x18\x0b \x01(\x05\x12\x15\n\rblobs_mounted\x18\x0c \x01(\x05\x12\x15\n\rblobs_skipped\x18\r \x01(\x05\x12\x16\n\x0eobjects_copied\x18\x0e \x01(\x05\x12\x17\n\x0fobjects_skipped\x18\x0f \x01(\x05\x12\x13\n\x0bpromoted_by\x18\x10 \x01(\t\x12\x13\n\x06signed\x18\x11 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\rsignature_key\x18\x12 \x01(\t\x12\x17\n\x0fsignature_error\x18\x13 \x01(\tB\t\n\x07_signed\"D\n\x0fPromoteProgress\x12\x14\n\x0c\x62ytes_copied\x18\x01 \x01(\x03\x12\x0c\n\x04\x64one\x18\x02 \x01(\x05\x12\r\n\x05total\x18\x03 \x01(\x05\"u\n\x0cPromoteEvent\x12.\n\x08progress\x18\x01 \x01(\x0b\x32\x1a.imgctl.v1.PromoteProgressH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.imgctl.v1.PromoteResponseH\x00\x42\x07\n\x05\x65vent\"\x12\n\x10\x41uthCheckRequest\"{\n\x11\x41uthCheckResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\x12\x14\n\x0c\x64\x65stinations\x18\x06 \x03(\t\"\x13\n\x11ServerInfoRequest\"Y\n\x0b\x45nvironment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08registry\x18\x02 \x01(\t\x12\x12\n\nspa_suffix\x18\x03 \x01(\t\x12\x16\n\x0e\x61llowed_groups\x18\x04 \x03(\t\"\x91\x01\n\x12ServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nissuer_url\x18\x02 \x01(\t\x12\x10\n\x08\x61udience\x18\x03 \x01(\t\x12,\n\x0c\x65nvironments\x18\x04 \x03(\x0b\x32\x16.imgctl.v1.Environment\x12\x16\n\x0e\x64\x65\x66\x61ult_source\x18\x05 \x01(\t2\xac\x02\n\x06ImgCtl\x12\x42\n\x07Promote\x12\x19.imgctl.v1.PromoteRequest\x1a\x1a.imgctl.v1.PromoteResponse\"\x00\x12G\n\rPromoteStream\x12\x19.imgctl.v1.PromoteRequest\x1a\x17.imgctl.v1.PromoteEvent\"\x00\x30\x01\x12H\n\tAuthCheck\x12\x1b.imgctl.v1.AuthCheckRequest\x1a\x1c.imgctl.v1.AuthCheckResponse\"\x00\x12K\n\nServerInfo\x12\x1c.imgctl.v1.ServerInfoRequest\x1a\x1d.imgctl.v1.ServerInfoResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16imgctl/v1/imgctl.proto\x12\timgctl.v1\"B\n\x0ePromoteRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\"\x84\x04\n\x0fPromoteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x1a\n\x12source_environment\x18\x03 \x01(\t\x12\x1f\n\x17\x64\x65stination_environment\x18\x04 \x01(\t\x12\x12\n\nsource_ref\x18\x05 \x01(\t\x12\x17\n\x0f\x64\x65stination_ref\x18\x06 \x01(\t\x12\x0e\n\x06\x64igest\x18\x07 \x01(\t\x12\x11\n\tunchanged\x18\x08 \x01(\x08\x12\x14\n\x0c\x62ytes_copied\x18\t \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\n \x01(\x03\x12\x14\n\x0c\x62lobs_copied\x18\x0b \x01(\x05\x12\x15\n\rblobs_mounted\x18\x0c \x01(\x05\x12\x15\n\rblobs_skipped\x18\r \x01(\x05\x12\x16\n\x0eobjects_copied\x18\x0e \x01(\x05\x12\x17\n\x0fobjects_skipped\x18\x0f \x01(\x05\x12\x13\n\x0bpromoted_by\x18\x10 \x01(\t\x12\x13\n\x06signed\x18\x11 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\rsignature_key\x18\x12 \x01(\t\x12\x17\n\x0fsignature_error\x18\x13 \x01(\t\x12\x15\n\x08\x61ttested\x18\x14 \x01(\x08H\x01\x88\x01\x01\x12\x19\n\x11\x61ttestation_error\x18\x15 \x01(\tB\t\n\x07_signedB\x0b\n\t_attested\"D\n\x0fPromoteProgress\x12\x14\n\x0c\x62ytes_copied\x18\x01 \x01(\x03\x12\x0c\n\x04\x64one\x18\x02 \x01(\x05\x12\r\n\x05total\x18\x03 \x01(\x05\"u\n\x0cPromoteEvent\x12.\n\x08progress\x18\x01 \x01(\x0b\x32\x1a.imgctl.v1.PromoteProgressH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.imgctl.v1.PromoteResponseH\x00\x42\x07\n\x05\x65vent\"\x12\n\x10\x41uthCheckRequest\"{\n\x11\x41uthCheckResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\x12\x14\n\x0c\x64\x65stinations\x18\x06 \x03(\t\"\x13\n\x11ServerInfoRequest\"Y\n\x0b\x45nvironment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08registry\x18\x02 \x01(\t\x12\x12\n\nspa_suffix\x18\x03 \x01(\t\x12\x16\n\x0e\x61llowed_groups\x18\x04 \x03(\t\"\x91\x01\n\x12ServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nissuer_url\x18\x02 \x01(\t\x12\x10\n\x08\x61udience\x18\x03 \x01(\t\x12,\n\x0c\x65nvironments\x18\x04 \x03(\x0b\x32\x16.imgctl.v1.Environment\x12\x16\n\x0e\x64\x65\x66\x61ult_source\x18\x05 \x01(\t2\xac\x02\n\x06ImgCtl\x12\x42\n\x07Promote\x12\x19.imgctl.v1.PromoteRequest\x1a\x1a.imgctl.v1.PromoteResponse\"\x00\x12G\n\rPromoteStream\x12\x19.imgctl.v1.PromoteRequest\x1a\x17.imgctl.v1.PromoteEvent\"\x00\x30\x01\x12H\n\tAuthCheck\x12\x1b.imgctl.v1.AuthCheckRequest\x1a\x1c.imgctl.v1.AuthCheckResponse\"\x00\x12K\n\nServerInfo\x12\x1c.imgctl.v1.ServerInfoRequest\x1a\x1d.imgctl.v1.ServerInfoResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROMOTEREQUEST']._serialized_start=37
   _globals['_PROMOTEREQUEST']._serialized_end=103
   _globals['_PROMOTERESPONSE']._serialized_start=106
-  _globals['_PROMOTERESPONSE']._serialized_end=559
-  _globals['_PROMOTEPROGRESS']._serialized_start=561
-  _globals['_PROMOTEPROGRESS']._serialized_end=629
-  _globals['_PROMOTEEVENT']._serialized_start=631
-  _globals['_PROMOTEEVENT']._serialized_end=748
-  _globals['_AUTHCHECKREQUEST']._serialized_start=750
-  _globals['_AUTHCHECKREQUEST']._serialized_end=768
-  _globals['_AUTHCHECKRESPONSE']._serialized_start=770
-  _globals['_AUTHCHECKRESPONSE']._serialized_end=893
-  _globals['_SERVERINFOREQUEST']._serialized_start=895
-  _globals['_SERVERINFOREQUEST']._serialized_end=914
-  _globals['_ENVIRONMENT']._serialized_start=916
-  _globals['_ENVIRONMENT']._serialized_end=1005
-  _globals['_SERVERINFORESPONSE']._serialized_start=1008
-  _globals['_SERVERINFORESPONSE']._serialized_end=1153
-  _globals['_IMGCTL']._serialized_start=1156
-  _globals['_IMGCTL']._serialized_end=1456
+  _globals['_PROMOTERESPONSE']._serialized_end=622
+  _globals['_PROMOTEPROGRESS']._serialized_start=624
+  _globals['_PROMOTEPROGRESS']._serialized_end=692
+  _globals['_PROMOTEEVENT']._serialized_start=694
+  _globals['_PROMOTEEVENT']._serialized_end=811
+  _globals['_AUTHCHECKREQUEST']._serialized_start=813
+  _globals['_AUTHCHECKREQUEST']._serialized_end=831
+  _globals['_AUTHCHECKRESPONSE']._serialized_start=833
+  _globals['_AUTHCHECKRESPONSE']._serialized_end=956
+  _globals['_SERVERINFOREQUEST']._serialized_start=958
+  _globals['_SERVERINFOREQUEST']._serialized_end=977
+  _globals['_ENVIRONMENT']._serialized_start=979
+  _globals['_ENVIRONMENT']._serialized_end=1068
+  _globals['_SERVERINFORESPONSE']._serialized_start=1071
+  _globals['_SERVERINFORESPONSE']._serialized_end=1216
+  _globals['_IMGCTL']._serialized_start=1219
+  _globals['_IMGCTL']._serialized_end=1519
 # @@protoc_insertion_point(module_scope)

@@ -17,7 +17,7 @@ class PromoteRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ...) -> None: ...
 
 class PromoteResponse(_message.Message):
-    __slots__ = ("request_id", "kind", "source_environment", "destination_environment", "source_ref", "destination_ref", "digest", "unchanged", "bytes_copied", "duration_ms", "blobs_copied", "blobs_mounted", "blobs_skipped", "objects_copied", "objects_skipped", "promoted_by", "signed", "signature_key", "signature_error")
+    __slots__ = ("request_id", "kind", "source_environment", "destination_environment", "source_ref", "destination_ref", "digest", "unchanged", "bytes_copied", "duration_ms", "blobs_copied", "blobs_mounted", "blobs_skipped", "objects_copied", "objects_skipped", "promoted_by", "signed", "signature_key", "signature_error", "attested", "attestation_error")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class PromoteResponse(_message.Message):
     SIGNED_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_KEY_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ATTESTED_FIELD_NUMBER: _ClassVar[int]
+    ATTESTATION_ERROR_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     kind: str
     source_environment: str
@@ -56,7 +58,9 @@ class PromoteResponse(_message.Message):
     signed: bool
     signature_key: str
     signature_error: str
-    def __init__(self, request_id: _Optional[str] = ..., kind: _Optional[str] = ..., source_environment: _Optional[str] = ..., destination_environment: _Optional[str] = ..., source_ref: _Optional[str] = ..., destination_ref: _Optional[str] = ..., digest: _Optional[str] = ..., unchanged: _Optional[bool] = ..., bytes_copied: _Optional[int] = ..., duration_ms: _Optional[int] = ..., blobs_copied: _Optional[int] = ..., blobs_mounted: _Optional[int] = ..., blobs_skipped: _Optional[int] = ..., objects_copied: _Optional[int] = ..., objects_skipped: _Optional[int] = ..., promoted_by: _Optional[str] = ..., signed: _Optional[bool] = ..., signature_key: _Optional[str] = ..., signature_error: _Optional[str] = ...) -> None: ...
+    attested: bool
+    attestation_error: str
+    def __init__(self, request_id: _Optional[str] = ..., kind: _Optional[str] = ..., source_environment: _Optional[str] = ..., destination_environment: _Optional[str] = ..., source_ref: _Optional[str] = ..., destination_ref: _Optional[str] = ..., digest: _Optional[str] = ..., unchanged: _Optional[bool] = ..., bytes_copied: _Optional[int] = ..., duration_ms: _Optional[int] = ..., blobs_copied: _Optional[int] = ..., blobs_mounted: _Optional[int] = ..., blobs_skipped: _Optional[int] = ..., objects_copied: _Optional[int] = ..., objects_skipped: _Optional[int] = ..., promoted_by: _Optional[str] = ..., signed: _Optional[bool] = ..., signature_key: _Optional[str] = ..., signature_error: _Optional[str] = ..., attested: _Optional[bool] = ..., attestation_error: _Optional[str] = ...) -> None: ...
 
 class PromoteProgress(_message.Message):
     __slots__ = ("bytes_copied", "done", "total")
