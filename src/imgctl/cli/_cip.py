@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field, replace
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,12 +33,15 @@ from imgctl.cli._registry import Referrers, ReferrersOpt
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
+    from imgctl.oci import Reference
     from imgctl.promotion.manifests import Edge, Manifest, ManifestWarning
-    from imgctl.promotion.plan import EdgeOutcome, Plan
+    from imgctl.promotion.pipeline import Phase, PhaseResult, Pipeline
+    from imgctl.promotion.plan import EdgeAction, EdgeOutcome, Plan
+    from imgctl.promotion.provenance import AttestResult, ProvenanceVerdict
     from imgctl.promotion.replicate import Replication
     from imgctl.promotion.signing import SignResult, Validation
     from imgctl.promotion.vulns import Scanner, VulnVerdict
-    from imgctl.remote import RegistryClient
+    from imgctl.remote import RegistryClient, RequestBudget
     from imgctl.trust import Signer, TrustPolicy
 
 __all__ = ["app"]
@@ -45,7 +51,7 @@ app = typer.Typer(
     help="Promote what kpromo manifests list (dry run unless --confirm), or write snapshots.",
     invoke_without_command=True,
 )
-_SIGNING = "Signing (kpromo's validate and sign phases)"
+_SIGNING = "Signing and provenance (kpromo's provenance, validate, sign and attest phases)"
 _VULNS = "Vulnerability gate (kpromo's validate phase)"
 # kpromo's bounds (50); 1000 at most (imgctl.promotion.signing.MAX_SIGNATURE_CONCURRENCY).
 MaxSignatureOpsOpt = Annotated[
@@ -208,6 +214,27 @@ def cip(
         ),
     ] = None,
     max_signature_ops: MaxSignatureOpsOpt = 50,
+    attest: Annotated[
+        str | None,
+        typer.Option(
+            "--attest",
+            metavar="true|false",
+            help="Write a promotion attestation (in-toto, SLSA provenance v1, signed with "
+            "--sign-key) for each promoted digest in its primary registry: as --sign unless "
+            "given.",
+            show_default=False,
+            rich_help_panel=_SIGNING,
+        ),
+    ] = None,
+    require_provenance: Annotated[
+        bool,
+        typer.Option(
+            "--require-provenance",
+            help="Refuse sources without a valid SLSA provenance attestation (default: "
+            "verify-if-present: an attestation must verify, none is a warning).",
+            rich_help_panel=_SIGNING,
+        ),
+    ] = False,
     verify_key: Annotated[
         list[str] | None,
         typer.Option(
@@ -320,6 +347,8 @@ def cip(
             catalog_environment=catalog_environment,
             sign_key=sign_key,
             sign=_sign_flag(sign),
+            attest=_sign_flag(attest, "--attest"),
+            require_provenance=require_provenance,
             max_signature_ops=max_signature_ops,
             verify_keys=tuple(verify_key or ()),
             certificate_identity=certificate_identity,
@@ -440,6 +469,8 @@ class CipOptions:
     catalog_environment: str | None = None
     sign_key: str | None = None
     sign: bool | None = None  # None: sign when a key is given (kpromo's --sign default)
+    attest: bool | None = None  # None: attest when signing
+    require_provenance: bool = False
     max_signature_ops: int = 50
     verify_keys: tuple[str, ...] = ()
     certificate_identity: str | None = None
@@ -480,7 +511,7 @@ def _print_snapshot(inventory: dict[str, dict[str, list[str]]], output: str) -> 
 
 
 def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
-    """Parse, plan, and with --confirm promote; or write a snapshot."""
+    """Write a snapshot, or run the promotion pipeline (parse, plan ... attest)."""
     if options.snapshot:
         if options.manifest or options.thin_manifest_dir or options.manifest_based_snapshot_of:
             fail("--snapshot reads a registry; it takes no manifests", EXIT_INVALID)
@@ -496,20 +527,108 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
         _print_snapshot(connection.run(snap), options.output)
         return
 
-    manifests, warnings = _load(options)
     if options.manifest_based_snapshot_of:
         from imgctl.promotion.snapshot import manifest_snapshot
 
+        manifests, _ = _load(options)
         try:
             inventory = manifest_snapshot(manifests, options.manifest_based_snapshot_of)
         except ImgctlError as exc:
             fail(str(exc), EXIT_INVALID)
         _print_snapshot(inventory, options.output)
         return
+    _promote(connection, options)
 
+
+@dataclass(frozen=True)
+class _Setup:
+    """What the setup phase read: manifests, this shard's edges, keys, trust, the scanner."""
+
+    manifests: list[Manifest]
+    warnings: list[ManifestWarning]
+    edges: list[Edge]
+    total: int  # edges in all shards
+    signer: Signer | None = None
+    trust: TrustPolicy | None = None
+    scanner: Scanner | None = None
+    sign: bool = False  # the sign phase runs (with --confirm)
+    attest: bool = False  # the attest phase runs (with --confirm)
+
+
+def _phases() -> list[Phase]:
+    """Kpromo's phases in order, each with the request budget share its requests draw from.
+
+    The vulnerability gate (promotion.vulns, --vuln-severity-threshold) runs inside validate,
+    after the signatures: a dry run, which stops after validate, shows its verdicts too.
+    """
+    from imgctl.promotion.pipeline import Phase
+
+    return [
+        Phase("setup"),
+        Phase("plan"),
+        Phase("provenance"),
+        Phase("validate"),
+        Phase("promote"),
+        Phase("sign", share="signing"),
+        Phase("attest", share="signing"),
+    ]
+
+
+def _promote(connection: Connection, options: CipOptions) -> None:
+    """Kpromo's pipeline: setup, plan, provenance, validate, promote, sign, attest."""
+    from imgctl.cli._phases import phase_display
+    from imgctl.promotion.pipeline import PhaseResult, Pipeline
+
+    if options.output not in ("text", "json"):
+        fail(f"a plan is written as text or json, not {options.output}", EXIT_INVALID)
+    stop_after, stop_reason = None, ""
+    if options.parse_only:
+        stop_after, stop_reason = "setup", "--parse-only: stopped after parsing"
+    elif not options.confirm:
+        stop_after, stop_reason = "validate", "dry run (add --confirm to promote)"
+    with phase_display(options.output) as show:
+        pipeline = Pipeline(
+            _phases(),
+            show,
+            label=_edge_label,
+            stop_after=stop_after,
+            stop_reason=stop_reason,
+        )
+        pipeline.begin("setup")
+        try:
+            setup = _setup(options)
+        except SystemExit:  # the reason is already on stderr
+            pipeline.end("setup", PhaseResult(error="invalid manifests or flags"))
+            raise
+        pipeline.end(
+            "setup",
+            PhaseResult(_setup_summary(setup, options), warnings=[str(w) for w in setup.warnings]),
+        )
+        if options.parse_only:
+            pipeline.skip_remaining()
+            _report_parse(setup.manifests, setup.warnings, setup.edges, setup.total, options)
+            return
+        pipeline.budget = _budget(connection, setup, options)
+        run = _Run(pipeline, setup, options)
+        connection.run(run.go, limiter=pipeline.budget)
+    _report(run, options)
+    if pipeline.failed:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _edge_label(edge: Any) -> str:
+    return str(edge.destination)
+
+
+def _setup(options: CipOptions) -> _Setup:
+    """The setup phase: parse the manifests, pick the shard's edges, load keys; exit 2 if bad.
+
+    Keys are loaded before any registry is read: a bad key copies and signs nothing.
+    """
     from imgctl.promotion.manifests import edges_of
     from imgctl.promotion.plan import select_shard
 
+    manifests, warnings = _load(options)
     try:
         edges = edges_of(manifests)
     except ImgctlError as exc:
@@ -524,54 +643,416 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
                 EXIT_INVALID,
             )
         edges = select_shard(edges, index, options.shard_count)
-    if options.parse_only:
-        _report_parse(manifests, warnings, edges, total, options)
-        return
-
-    signer, trust = _signing(options)
-    scanner = _scanner(options)
-
-    async def work(client: RegistryClient) -> _Run:
-        from imgctl.promotion.plan import execute, make_plan
-
-        plan = await make_plan(
-            client,
-            edges,
-            allow_tag_moves=options.allow_tag_moves,
-            referrers=options.referrers,  # type: ignore[arg-type]
+    if options.parse_only:  # parsing only: no key is read
+        return _Setup(manifests, warnings, edges, total)
+    signer, trust, sign, attest = _signing(options)
+    if options.require_provenance and trust is None:
+        fail(
+            "--require-provenance needs --verify-key or --certificate-identity to verify the "
+            "attestations with",
+            EXIT_INVALID,
         )
-        run = _Run(plan)
-        if trust is not None:
-            await _validate(client, run, trust, options)
-        if options.vuln_threshold:
-            await _scan_vulnerabilities(client, run, scanner, options)
-        if options.confirm and not plan.refused:
-            held = run.unsigned | run.gated
-            allowed = [a for a in plan.actions if _source(a.edge) not in held]
-            runnable = replace(plan, actions=allowed) if held else plan
-            run.outcomes = await execute(client, runnable, concurrency=options.jobs)
-            run.outcomes += run.refusals()
-            if signer is not None:
-                await _sign(client, run, signer, manifests, options)
-        return run
-
+    scanner = _scanner(options)
     if options.catalog_url and not options.catalog_environment:
         fail(
             "--catalog-url needs --catalog-environment (the environment promoted to)", EXIT_INVALID
         )
-    run = connection.run(work)
-    plan, outcomes = run.plan, run.outcomes
-    failed = [o for o in outcomes if not o.ok]
-    unsigned = [r for r in run.signatures if not r.ok]
+    return _Setup(manifests, warnings, edges, total, signer, trust, scanner, sign, attest)
+
+
+def _setup_summary(setup: _Setup, options: CipOptions) -> str:
+    images = sum(len(m.images) for m in setup.manifests)
+    shard = ""
+    if len(setup.edges) != setup.total:
+        shard = f", {len(setup.edges)} in shard {options.shard_index or 0} of {options.shard_count}"
+    return f"{len(setup.manifests)} manifest(s), {images} image(s), {setup.total} edge(s){shard}"
+
+
+def _budget(connection: Connection, setup: _Setup, options: CipOptions) -> RequestBudget:
+    """--rate-limit as kpromo splits it: 70 % promotion, 30 % signing, when the run signs."""
+    from imgctl.promotion.pipeline import KPROMO_BUDGET
+    from imgctl.remote import RequestBudget
+
+    signs = options.confirm and (setup.sign or setup.attest)
+    weights = KPROMO_BUDGET if signs else {"promotion": 1.0}
+    return RequestBudget(connection.rate_limit, connection.burst, weights)
+
+
+class _Run:
+    """One ``imgctl cip`` run's phases after setup, and what each found and did."""
+
+    def __init__(self, pipeline: Pipeline, setup: _Setup, options: CipOptions) -> None:
+        self.pipeline = pipeline
+        self.setup = setup
+        self.options = options
+        self._client: RegistryClient | None = None
+        self._plan: Plan | None = None
+        self.outcomes: list[EdgeOutcome] = []
+        # Source image (REPO@DIGEST) -> its verdict, for the sources the plan would promote.
+        self.provenance: dict[str, ProvenanceVerdict] = {}
+        self.validations: dict[str, Validation] = {}
+        self.vulns: dict[str, VulnVerdict] = {}
+        self.signatures: list[SignResult] | None = None  # None: the sign phase did not run
+        self.attestations: list[AttestResult] | None = None  # None: attest did not run
+        self.key_id: str | None = None
+        self.builder: str | None = None
+        self._promoted: tuple[datetime, datetime] | None = None  # the promote phase's span
+
+    @property
+    def client(self) -> RegistryClient:
+        """The registry client of the run (the phases run inside ``go``)."""
+        assert self._client is not None
+        return self._client
+
+    @property
+    def plan(self) -> Plan:
+        """The plan phase's plan."""
+        assert self._plan is not None
+        return self._plan
+
+    async def go(self, client: RegistryClient) -> _Run:
+        """Run the phases after setup, in order; each edge stops at its first failure."""
+        self._client = client
+        self.pipeline.requests = lambda: client.stats.requests
+        steps: dict[str, tuple[Callable[[], str | None], Callable[[], Awaitable[PhaseResult]]]]
+        steps = {
+            "plan": (lambda: None, self._plan_phase),
+            "provenance": (lambda: None, self._provenance_phase),
+            "validate": (self._validate_skip, self._validate_phase),
+            "promote": (self._promote_skip, self._promote_phase),
+            "sign": (self._sign_skip, self._sign_phase),
+            "attest": (self._attest_skip, self._attest_phase),
+        }
+        for name in self.pipeline.phases:
+            if name == "setup":
+                continue
+            skip, work = steps[name]
+            await self.pipeline.run(
+                name, work, skip=None if self.pipeline.stops_before(name) else skip()
+            )
+        return self
+
+    def _work(self) -> list[EdgeAction]:
+        """The plan's work whose edges have not failed yet."""
+        return [a for a in self.plan.work() if self.pipeline.alive(a.edge)]
+
+    def _sources(self, actions: list[EdgeAction]) -> dict[Edge, Reference]:
+        from imgctl.oci import Reference
+
+        parsed: dict[str, Reference] = {}
+        return {
+            a.edge: parsed.setdefault(_source(a.edge), Reference.parse(_source(a.edge)))
+            for a in actions
+        }
+
+    # ------------------------------------------------------------------ plan
+
+    async def _plan_phase(self) -> PhaseResult:
+        from imgctl.promotion.pipeline import PhaseResult
+        from imgctl.promotion.plan import make_plan
+
+        plan = self._plan = await make_plan(
+            self.client,
+            self.setup.edges,
+            allow_tag_moves=self.options.allow_tag_moves,
+            referrers=self.options.referrers,  # type: ignore[arg-type]
+        )
+        failed: dict[Hashable, str] = {a.edge: f"unreadable: {a.error}" for a in plan.unreadable}
+        for action in plan.refused:
+            failed[action.edge] = (
+                f"tag move refused: the tag points at {action.current} (--allow-tag-moves)"
+            )
+        warnings = [
+            f"lost: {a.edge.destination}: {a.edge.digest} is not in {a.edge.source_repository}"
+            for a in plan.actions
+            if a.action == "lost" and not a.error
+        ]
+        s = plan.summary()
+        return PhaseResult(
+            f"{s['edges']} edge(s): {s['present']} present, {s['copy']} to copy, "
+            f"{s['add_tag']} to tag, {s['lost']} lost, {s['tag_move']} tag move(s), "
+            f"{s['referrers']} referrer(s) to copy",
+            failed,
+            warnings,
+        )
+
+    # ------------------------------------------------------------------ provenance
+
+    async def _provenance_phase(self) -> PhaseResult:
+        """Verify-if-present: each source's attestations must verify; none is a warning."""
+        from imgctl.promotion.pipeline import PhaseResult
+        from imgctl.promotion.provenance import check_provenance
+
+        actions = self._work()
+        sources = self._sources(actions)
+        self.provenance = verdicts = await check_provenance(
+            self.client,
+            sources.values(),
+            self.setup.trust,
+            require=self.options.require_provenance,
+            without_attestations=_without_attestations(self.plan, sources),
+            max_ops=self.options.max_signature_ops,
+        )
+        failed: dict[Hashable, str] = {}
+        for edge, source in sources.items():
+            verdict = verdicts[str(source)]
+            if not verdict.ok:
+                failed[edge] = f"{verdict.image}: provenance: {verdict.reason}"
+        counts = Counter(v.status for v in verdicts.values())
+        return PhaseResult(
+            f"{len(verdicts)} source(s): {counts['verified']} verified, "
+            f"{counts['absent']} without attestation, {counts['unverified']} not verifiable, "
+            f"{len(verdicts) - sum(counts[k] for k in ('verified', 'absent', 'unverified'))} "
+            "refused",
+            failed,
+            [f"{v.image}: {v.reason}" for v in verdicts.values() if v.warning],
+        )
+
+    # ------------------------------------------------------------------ validate
+
+    def _validate_skip(self) -> str | None:
+        if self.setup.trust is None and not self.options.vuln_threshold:
+            return "no --verify-key, --certificate-identity or --vuln-severity-threshold"
+        return None
+
+    async def _validate_phase(self) -> PhaseResult:
+        """The sources must be signed (--verify-key ...) and pass the vulnerability gate."""
+        from imgctl.promotion.pipeline import PhaseResult
+        from imgctl.promotion.signing import validate
+
+        sources = self._sources(self._work())
+        failed: dict[Hashable, str] = {}
+        summary = []
+        if self.setup.trust is not None:
+            self.validations = await validate(
+                self.client,
+                sources.values(),
+                self.setup.trust,
+                max_ops=self.options.max_signature_ops,
+            )
+            for edge, source in sources.items():
+                verdict = self.validations[str(source)]
+                if not verdict.verified:
+                    failed[edge] = f"{verdict.image}: {verdict.reason}"
+            refused = sum(1 for v in self.validations.values() if not v.verified)
+            summary.append(
+                f"signatures of {len(self.validations)} source(s): "
+                f"{len(self.validations) - refused} verified, {refused} refused"
+            )
+        if self.options.vuln_threshold:
+            from imgctl.promotion.vulns import scan_edges
+
+            self.vulns = await scan_edges(
+                self.client,
+                sources.values(),
+                self.options.vuln_threshold,
+                self.setup.scanner,
+            )
+            for edge, source in sources.items():
+                gate = self.vulns[str(source)]
+                if not gate.ok and edge not in failed:
+                    failed[edge] = f"{gate.image}: vulnerability gate: {gate.reason}"
+            gated = sum(1 for v in self.vulns.values() if not v.ok)
+            summary.append(
+                f"vulnerability gate on {len(self.vulns)} source(s): "
+                f"{len(self.vulns) - gated} passed, {gated} refused"
+            )
+        return PhaseResult("; ".join(summary), failed)
+
+    # ------------------------------------------------------------------ promote
+
+    def _promote_skip(self) -> str | None:
+        if self.plan.refused:
+            return (
+                f"{len(self.plan.refused)} tag move(s) refused: nothing promoted, as in kpromo "
+                "(--allow-tag-moves moves them)"
+            )
+        return None
+
+    async def _promote_phase(self) -> PhaseResult:
+        from imgctl.promotion.pipeline import PhaseResult
+        from imgctl.promotion.plan import execute
+
+        allowed = [a for a in self.plan.actions if self.pipeline.alive(a.edge)]
+        started = datetime.now(UTC)
+        outcomes = await execute(
+            self.client, replace(self.plan, actions=allowed), concurrency=self.options.jobs
+        )
+        self._promoted = (started, datetime.now(UTC))
+        self.outcomes = outcomes + self._refusals()
+        failed: dict[Hashable, str] = {o.edge: o.error or "failed" for o in outcomes if not o.ok}
+        done = len(outcomes) - len(failed)
+        copied = sum(o.bytes_copied for o in outcomes)
+        return PhaseResult(
+            f"promoted {done} of {len(outcomes)} edge(s) ({copied / (1 << 20):.1f} MiB copied)",
+            failed,
+        )
+
+    def _refusals(self) -> list[EdgeOutcome]:
+        """A failed outcome for each edge a phase before promote refused (the others went on)."""
+        from imgctl.promotion.plan import EdgeOutcome
+
+        refused = []
+        for action in self.plan.work():
+            failure = self.pipeline.failure(action.edge)
+            if failure is not None and failure[0] != "plan":
+                error = f"not promoted: {failure[1]}"
+                refused.append(EdgeOutcome(action.edge, action.action, False, error))
+        return refused
+
+    def _targets(self) -> dict[str, tuple[Reference, list[Edge]]]:
+        """Promoted digests to sign and attest: in primary registries, tagged edges only.
+
+        kpromo signs (and attests) neither tagless edges (children of an index, listed by
+        digest) nor mirrors; an edge that failed a phase is left out.
+        """
+        from imgctl.promotion.signing import is_primary, primary_destinations
+
+        primaries = primary_destinations(self.setup.manifests)
+        targets: dict[str, tuple[Reference, list[Edge]]] = {}
+        for outcome in self.outcomes:
+            edge = outcome.edge
+            if not outcome.ok or not self.pipeline.alive(edge) or edge.tag is None:
+                continue
+            if not is_primary(edge, primaries):
+                continue
+            from imgctl.oci import Reference
+
+            ref = Reference.parse(f"{edge.destination_repository}@{edge.digest}")
+            targets.setdefault(str(ref), (ref, []))[1].append(edge)
+        return targets
+
+    async def _key(self) -> str:
+        import asyncio
+
+        assert self.setup.signer is not None
+        if self.key_id is None:
+            self.key_id = (await asyncio.to_thread(self.setup.signer.public_key)).key_id
+        return self.key_id
+
+    # ------------------------------------------------------------------ sign
+
+    def _sign_skip(self) -> str | None:
+        if self.setup.sign:
+            return None
+        return "--sign=false" if self.options.sign_key else "no --sign-key"
+
+    async def _sign_phase(self) -> PhaseResult:
+        """Each promoted digest once, in its primary registry only (kpromo)."""
+        from imgctl.promotion.pipeline import PhaseResult
+        from imgctl.promotion.signing import sign_images
+
+        assert self.setup.signer is not None
+        targets = self._targets()
+        key_id = await self._key()
+        self.signatures = results = await sign_images(
+            self.client,
+            [ref for ref, _ in targets.values()],
+            self.setup.signer,
+            max_ops=self.options.max_signature_ops,
+        )
+        failed: dict[Hashable, str] = {}
+        for result in results:
+            if not result.ok:
+                for edge in targets[result.image][1]:
+                    failed[edge] = f"{result.image}: not signed: {result.error}"
+        already = sum(1 for r in results if r.status == "already-signed")
+        signed = sum(1 for r in results if r.status == "signed")
+        return PhaseResult(
+            f"signed {signed} of {len(results)} promoted digest(s) with key {key_id[:12]} "
+            f"({already} already signed)",
+            failed,
+        )
+
+    # ------------------------------------------------------------------ attest
+
+    def _attest_skip(self) -> str | None:
+        if self.setup.attest:
+            return None
+        if not self.options.sign_key:
+            return "no --sign-key"
+        return "--attest=false" if self.options.attest is False else "--sign=false"
+
+    async def _attest_phase(self) -> PhaseResult:
+        """A promotion attestation for each promoted digest, in its primary registry."""
+        from imgctl.oci import Reference
+        from imgctl.promotion.pipeline import PhaseResult
+        from imgctl.promotion.provenance import attest_promotions, promotion_builder
+        from imgctl.trust import PromotionFacts
+
+        assert self.setup.signer is not None
+        targets = self._targets()
+        self.builder = builder = promotion_builder(await self._key())
+        now = datetime.now(UTC)
+        started, finished = self._promoted or (now, now)
+        facts = [
+            PromotionFacts(
+                source=Reference.parse(_source(edges[0])),
+                destination=ref,
+                builder=builder,
+                started=started,
+                finished=finished,
+            )
+            for ref, edges in targets.values()
+        ]
+        self.attestations = results = await attest_promotions(
+            self.client, facts, self.setup.signer, max_ops=self.options.max_signature_ops
+        )
+        failed: dict[Hashable, str] = {}
+        for result in results:
+            if not result.ok:
+                for edge in targets[result.image][1]:
+                    failed[edge] = f"{result.image}: not attested: {result.error}"
+        already = sum(1 for r in results if r.status == "already-attested")
+        attested = sum(1 for r in results if r.status == "attested")
+        return PhaseResult(
+            f"attested {attested} of {len(results)} promoted digest(s) as {builder[:24]} "
+            f"({already} already attested)",
+            failed,
+        )
+
+
+def _without_attestations(plan: Plan, sources: dict[Edge, Reference]) -> set[str]:
+    """Sources the plan's referrer listing shows to carry no attestation (no request needed).
+
+    Only a plan that read every referrer (--referrers all) knows; a referrer of an unknown
+    kind might be an attestation, so it is looked at.
+    """
+    if plan.referrers != "all":
+        return set()
+    carrying: set[str] = set()
+    listed: set[str] = set()
+    for action in plan.actions:
+        source = sources.get(action.edge)
+        if source is None:
+            continue
+        listed.add(str(source))
+        for referrer in action.referrers:
+            if str(referrer.subject) == action.edge.digest and referrer.kind in (
+                "attestation",
+                "referrer",
+            ):
+                carrying.add(str(source))
+    return listed - carrying
+
+
+def _report(run: _Run, options: CipOptions) -> None:
+    """The run's report on stdout: one JSON document, or text."""
+    plan, outcomes, setup = run.plan, run.outcomes, run.setup
     recorded = _record(plan, outcomes, options) if options.confirm else 0
     if options.output == "json":
         document: dict[str, Any] = plan.as_dict()
-        document["warnings"] = [str(w) for w in warnings]
+        document["warnings"] = [str(w) for w in setup.warnings]
         document["confirm"] = options.confirm
         document["shard"] = {"index": options.shard_index or 0, "count": options.shard_count}
         if options.confirm:
             document["results"] = [o.as_dict() for o in outcomes]
-        if trust is not None:
+        document["provenance"] = {
+            "trusted": setup.trust is not None,
+            "required": options.require_provenance,
+            "results": [v.as_dict() for v in run.provenance.values()],
+        }
+        if setup.trust is not None:
             document["validation"] = [v.as_dict() for v in run.validations.values()]
         if options.vuln_threshold:
             document["vulnerabilities"] = {
@@ -579,93 +1060,70 @@ def _promote_or_snapshot(connection: Connection, options: CipOptions) -> None:
                 "scanner": options.vuln_scanner,
                 "images": [v.as_dict() for v in run.vulns.values()],
             }
-        if signer is not None:
+        if setup.sign:
             document["signing"] = {
                 "key_id": run.key_id,
-                "results": [r.as_dict() for r in run.signatures],
+                "results": [r.as_dict() for r in run.signatures or []],
             }
+        if setup.attest:
+            from imgctl.trust import PROMOTION_PREDICATE_TYPE
+
+            document["attestation"] = {
+                "builder": run.builder,
+                "predicate_type": PROMOTION_PREDICATE_TYPE,
+                "results": [r.as_dict() for r in run.attestations or []],
+            }
+        document["phases"] = [
+            {"phase": e.phase, "status": e.status, "duration": e.duration}
+            for e in run.pipeline.events
+            if e.status != "started"
+        ]
+        document["failed"] = [
+            {"edge": _edge_label(edge), "phase": phase, "reason": reason}
+            for edge, (phase, reason) in run.pipeline.failures.items()
+        ]
         print_json(document)
-    elif options.output == "text":
-        _report_text(plan, outcomes, options, total)
-        _report_signing(run, options)
-        _report_vulnerabilities(run, options)
-        if options.catalog_url and options.confirm:
-            print(f"recorded {recorded} image(s) in the catalog ({options.catalog_environment})")
-    else:
-        fail(f"a plan is written as text or json, not {options.output}", EXIT_INVALID)
-    if plan.refused or plan.unreadable or failed or run.unsigned or run.gated or unsigned:
-        raise SystemExit(EXIT_FAILED)
+        return
+    _report_text(plan, outcomes, options, setup.total)
+    _report_provenance(run, options)
+    _report_signing(run, options)
+    _report_vulnerabilities(run, options)
+    _report_attestations(run)
+    if options.catalog_url and options.confirm:
+        print(f"recorded {recorded} image(s) in the catalog ({options.catalog_environment})")
 
 
-@dataclass
-class _Run:
-    """What one ``imgctl cip`` run found and did: plan, validation, outcomes, signatures."""
-
-    plan: Plan
-    outcomes: list[EdgeOutcome] = field(default_factory=list)
-    # Source image (REPO@DIGEST) -> its verdict, for the sources the plan would promote.
-    validations: dict[str, Validation] = field(default_factory=dict)
-    signatures: list[SignResult] = field(default_factory=list)
-    key_id: str | None = None
-    # Source image (REPO@DIGEST) -> the vulnerability gate's verdict.
-    vulns: dict[str, VulnVerdict] = field(default_factory=dict)
-
-    @property
-    def unsigned(self) -> set[str]:
-        """Sources refused by validation: their edges are not promoted."""
-        return {image for image, verdict in self.validations.items() if not verdict.verified}
-
-    @property
-    def gated(self) -> set[str]:
-        """Sources the vulnerability gate refused or could not judge: not promoted."""
-        return {image for image, verdict in self.vulns.items() if not verdict.ok}
-
-    def refusals(self) -> list[EdgeOutcome]:
-        """A failed outcome for each edge whose source was refused (the others went on)."""
-        from imgctl.promotion.plan import EdgeOutcome
-
-        refused = []
-        for action in self.plan.work():
-            source = _source(action.edge)
-            verdict = self.validations.get(source)
-            gate = self.vulns.get(source)
-            if verdict is not None and not verdict.verified:
-                error = f"not promoted: {verdict.image}: {verdict.reason}"
-            elif gate is not None and not gate.ok:
-                error = f"not promoted: {gate.image}: vulnerability gate: {gate.reason}"
-            else:
-                continue
-            refused.append(EdgeOutcome(action.edge, action.action, False, error))
-        return refused
-
-
-def _sign_flag(value: str | None) -> bool | None:
-    """--sign's value, read as Go's strconv.ParseBool reads kpromo's (None: not given)."""
+def _sign_flag(value: str | None, flag: str = "--sign") -> bool | None:
+    """A --sign/--attest value, read as Go's strconv.ParseBool reads kpromo's (None: not given)."""
     if value is None:
         return None
     if value.strip() in ("1", "t", "T", "true", "TRUE", "True"):
         return True
     if value.strip() in ("0", "f", "F", "false", "FALSE", "False"):
         return False
-    fail(f"--sign takes true or false, not {value!r}", EXIT_INVALID)
+    fail(f"{flag} takes true or false, not {value!r}", EXIT_INVALID)
 
 
 def _source(edge: Edge) -> str:
     return f"{edge.source_repository}@{edge.digest}"
 
 
-def _signing(options: CipOptions) -> tuple[Signer | None, TrustPolicy | None]:
-    """The signer of --sign-key and the policy of --verify-key/--certificate-*; exit 2 if bad.
+def _signing(options: CipOptions) -> tuple[Signer | None, TrustPolicy | None, bool, bool]:
+    """--sign-key's signer, --verify-key/--certificate-*'s policy, sign?, attest?; exit 2 if bad.
 
-    Loaded before any registry is read: a bad key copies and signs nothing.
+    Loaded before any registry is read: a bad key copies and signs nothing. --sign defaults to
+    true when --sign-key is given (kpromo), --attest to what --sign is.
     """
     import os
 
     sign = options.sign if options.sign is not None else options.sign_key is not None
+    attest = options.attest if options.attest is not None else sign
     if sign and not options.sign_key:
         fail("--sign needs --sign-key KEY: imgctl cip signs with a key", EXIT_INVALID)
+    if attest and not options.sign_key:
+        fail("--attest needs --sign-key KEY: attestations are signed with it", EXIT_INVALID)
     signer = trust = None
-    if sign and options.sign_key:
+    if (sign or attest) and options.sign_key:
         from imgctl.trust import load_signer
 
         try:
@@ -691,18 +1149,7 @@ def _signing(options: CipOptions) -> tuple[Signer | None, TrustPolicy | None]:
         fail(f"--verify-key: {exc}", EXIT_INVALID)
     if keys or keyless is not None:
         trust = TrustPolicy(keys=keys, keyless=(keyless,) if keyless is not None else ())
-    return signer, trust
-
-
-async def _validate(
-    client: RegistryClient, run: _Run, trust: TrustPolicy, options: CipOptions
-) -> None:
-    """The validate phase (kpromo): the sources the plan would promote must be signed."""
-    from imgctl.oci import Reference
-    from imgctl.promotion.signing import validate
-
-    sources = [Reference.parse(_source(a.edge)) for a in run.plan.work()]
-    run.validations = await validate(client, sources, trust, max_ops=options.max_signature_ops)
+    return signer, trust, sign, attest
 
 
 def _scanner(options: CipOptions) -> Scanner | None:
@@ -720,17 +1167,6 @@ def _scanner(options: CipOptions) -> Scanner | None:
         return scanner_command(options.vuln_scanner, timeout=options.vuln_scanner_timeout)
     except ImgctlError as exc:
         fail(str(exc), EXIT_INVALID)
-
-
-async def _scan_vulnerabilities(
-    client: RegistryClient, run: _Run, scanner: Scanner | None, options: CipOptions
-) -> None:
-    """The vulnerability gate (kpromo's validate phase): sources the plan would promote."""
-    from imgctl.oci import Reference
-    from imgctl.promotion.vulns import scan_edges
-
-    sources = [Reference.parse(_source(a.edge)) for a in run.plan.work()]
-    run.vulns = await scan_edges(client, sources, options.vuln_threshold, scanner)
 
 
 def _report_vulnerabilities(run: _Run, options: CipOptions) -> None:
@@ -759,24 +1195,6 @@ def _report_vulnerabilities(run: _Run, options: CipOptions) -> None:
             print(f"refused   {verdict.image}: {verdict.reason}", file=sys.stderr)
 
 
-async def _sign(
-    client: RegistryClient,
-    run: _Run,
-    signer: Signer,
-    manifests: list[Manifest],
-    options: CipOptions,
-) -> None:
-    """The sign phase (kpromo): each promoted digest once, in its primary registry only."""
-    import asyncio
-
-    from imgctl.promotion.signing import primary_destinations, sign_images, signing_targets
-
-    run.key_id = (await asyncio.to_thread(signer.public_key)).key_id
-    promoted = [o.edge for o in run.outcomes if o.ok]
-    targets = signing_targets(promoted, primary_destinations(manifests))
-    run.signatures = await sign_images(client, targets, signer, max_ops=options.max_signature_ops)
-
-
 def _report_signing(run: _Run, options: CipOptions) -> None:
     """The validate and sign phases in text: refusals and failures on stderr."""
     refused = [v for v in run.validations.values() if not v.verified]
@@ -788,7 +1206,7 @@ def _report_signing(run: _Run, options: CipOptions) -> None:
     if not options.confirm:
         for verdict in refused:
             print(f"refused   {verdict.image}: {verdict.reason}", file=sys.stderr)
-    if run.key_id is None:
+    if run.signatures is None or run.key_id is None:
         return
     done = [r for r in run.signatures if r.status == "signed"]
     already = [r for r in run.signatures if r.status == "already-signed"]
@@ -807,6 +1225,65 @@ def _report_signing(run: _Run, options: CipOptions) -> None:
             f"imgctl: error: {len(failed)} promoted digest(s) not signed (nothing half-written); "
             "sign each with `imgctl sign IMAGE --key KEY` (a rerun finds them promoted and signs "
             "only what it promotes)",
+            file=sys.stderr,
+        )
+
+
+def _report_provenance(run: _Run, options: CipOptions) -> None:
+    """The provenance phase in text: counts; warnings, and dry-run refusals, on stderr."""
+    verdicts = list(run.provenance.values())
+    if not verdicts:
+        return
+    refused = [v for v in verdicts if not v.ok]
+    verified = sum(1 for v in verdicts if v.status == "verified")
+    print(
+        f"provenance checked on {len(verdicts)} source(s): {verified} verified, "
+        f"{len(verdicts) - verified - len(refused)} without verified attestation (promoted "
+        f"anyway: verify-if-present), {len(refused)} refused"
+    )
+    absent = [v.image for v in verdicts if v.status == "absent"]
+    unverified = [v.image for v in verdicts if v.status == "unverified"]
+    if absent:
+        warn(
+            f"no attestation on {len(absent)} source(s), promoted anyway (verify-if-present; "
+            f"--require-provenance refuses them): {_some(absent)}"
+        )
+    if unverified:
+        warn(
+            f"attestations on {len(unverified)} source(s) not verified: no --verify-key or "
+            f"--certificate-identity given: {_some(unverified)}"
+        )
+    if not options.confirm:
+        for verdict in refused:
+            print(f"refused   {verdict.image}: {verdict.reason}", file=sys.stderr)
+
+
+def _some(images: list[str], shown: int = 5) -> str:
+    """A few of ``images``, and how many more (-o json lists them all)."""
+    more = len(images) - shown
+    return ", ".join(images[:shown]) + (f" and {more} more (-o json lists all)" if more > 0 else "")
+
+
+def _report_attestations(run: _Run) -> None:
+    """The attest phase in text: what was attested; failures on stderr."""
+    if run.attestations is None:
+        return
+    done = [r for r in run.attestations if r.status == "attested"]
+    already = [r for r in run.attestations if r.status == "already-attested"]
+    failed = [r for r in run.attestations if not r.ok]
+    print(
+        f"attested {len(done)} of {len(run.attestations)} promoted digest(s) in their primary "
+        f"registry as {run.builder} ({len(already)} already attested, {len(failed)} failed)"
+    )
+    for result in done:
+        print(f"  attested  {result.image} ({result.attestation})")
+    for result in failed:
+        print(f"unattested {result.image}: {result.error}", file=sys.stderr)
+    if failed:
+        print(
+            f"imgctl: error: {len(failed)} promoted digest(s) without a promotion attestation "
+            "(nothing half-written); a rerun finds them promoted and attests only what it "
+            "promotes",
             file=sys.stderr,
         )
 
