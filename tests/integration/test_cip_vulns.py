@@ -561,3 +561,32 @@ async def test_a_scanner_that_cannot_start_is_one_error(tmp_path: Path) -> None:
     command = scanner_command(f"{tmp_path / 'no-such-scanner'} {{ref}}")
     with pytest.raises(VulnerabilityReportError, match="'no-such-scanner' cannot be started for"):
         await run_scanner(command, IMAGE)
+
+
+ESCAPING = """#!{python}
+import subprocess, sys, time
+# A helper that leaves the scanner's session and keeps its stdout open, then the scanner hangs:
+# killing the scanner's group does not close the pipe.
+child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+with open({pids!r}, "w") as pids:
+    pids.write(str(child.pid))
+print("{{", end="", flush=True)
+time.sleep(60)
+"""
+
+
+async def test_a_process_escaping_the_scanners_group_cannot_hold_the_gate(tmp_path: Path) -> None:
+    pids = tmp_path / "escaped.pid"
+    script = tmp_path / "escaping"
+    script.write_text(ESCAPING.format(python=sys.executable, pids=str(pids)))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    command = scanner_command(f"{script} {{ref}}", timeout=2)
+    began = time.monotonic()
+    try:
+        with pytest.raises(VulnerabilityReportError, match="did not finish in 2 s; stopped it"):
+            await run_scanner(command, IMAGE)
+        assert time.monotonic() - began < 15
+    finally:
+        escaped = int(pids.read_text())
+        if not gone(escaped):
+            os.kill(escaped, 9)

@@ -182,32 +182,57 @@ def _size(count: int) -> str:
     return f"{count // (1 << 20)} MiB" if count >= 1 << 20 else f"{count} bytes"
 
 
-def _kill(process: asyncio.subprocess.Process) -> None:
-    """Kill the scanner and whatever it started (its own session and process group)."""
-    if process.returncode is not None:
-        return
+class _Collector(asyncio.SubprocessProtocol):
+    """A scanner's stdout (up to a limit) and the tail of its stderr, as they arrive."""
+
+    def __init__(self, limit: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.limit = limit
+        self.stdout = bytearray()
+        self.stderr = b""
+        self.overflow = False
+        # Done: the process exited and stdout reached EOF, or stdout passed the limit.
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self._eof = False
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 2:
+            self.stderr = (self.stderr + data)[-_STDERR_TAIL:]
+            return
+        if self.overflow:
+            return
+        if len(self.stdout) + len(data) > self.limit:
+            self.overflow = True
+            self._finish()
+            return
+        self.stdout += data
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:
+            self._eof = True
+            if self.exited.done():
+                self._finish()
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+        if self._eof:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def _kill(transport: asyncio.SubprocessTransport) -> None:
+    """Kill the scanner and whatever it started (its own session and process group).
+
+    Also once the scanner has exited: what it left running in its group goes too (the group's
+    id is not handed out again while a member lives).
+    """
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-async def _read_capped(stream: asyncio.StreamReader, limit: int) -> bytes | None:
-    """Everything ``stream`` gives until EOF; None once it passes ``limit`` bytes."""
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := await stream.read(65536):
-        total += len(chunk)
-        if total > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
-    """The last ``keep`` bytes of ``stream`` (a scanner's log can be long)."""
-    tail = b""
-    while chunk := await stream.read(65536):
-        tail = (tail + chunk)[-keep:]
-    return tail
+        os.killpg(transport.get_pid(), signal.SIGKILL)
 
 
 def _last_words(stderr: bytes) -> str:
@@ -224,13 +249,16 @@ async def run_scanner(scanner: Scanner, image: Reference) -> Report:
 
     VulnerabilityReportError when it cannot start, fails, times out or prints no report.
 
-    No shell; stdin is /dev/null; the scanner and what it starts are killed at the time limit
-    or when it prints more than ``max_output`` bytes.
+    No shell; stdin is /dev/null. At the time limit, or once it has printed more than
+    ``max_output`` bytes, the scanner and what it started are killed and its pipes closed, so
+    a process that escaped its group and still holds them cannot keep the gate waiting.
     """
     name = scanner.name
     argv = scanner.command(str(image))
+    loop = asyncio.get_running_loop()
     try:
-        process = await asyncio.create_subprocess_exec(
+        transport, collector = await loop.subprocess_exec(
+            lambda: _Collector(scanner.max_output),
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -242,43 +270,42 @@ async def run_scanner(scanner: Scanner, image: Reference) -> Report:
             f"scanner {name!r} cannot be started for {image}: {exc.strerror or exc}",
             hint="--vuln-scanner's first word must be a program on PATH or a path to one",
         ) from None
-    assert process.stdout is not None
-    assert process.stderr is not None
+    timed_out = False
     try:
-        async with asyncio.timeout(scanner.timeout):
-            output, stderr = await asyncio.gather(
-                _read_capped(process.stdout, scanner.max_output),
-                _read_tail(process.stderr, _STDERR_TAIL),
-            )
-            if output is None:
-                _kill(process)
-                await process.wait()
-                raise VulnerabilityReportError(
-                    f"scanner {name!r} on {image} printed more than "
-                    f"{_size(scanner.max_output)}; stopped it",
-                    hint="a scanner must print one JSON report on stdout (logs go to stderr)",
-                )
-            code = await process.wait()
-    except TimeoutError:
-        _kill(process)
-        await process.wait()
+        try:
+            async with asyncio.timeout(scanner.timeout):
+                await asyncio.shield(collector.done)
+        except TimeoutError:
+            timed_out = True
+    finally:
+        # Finished, cancelled (Ctrl-C) or stopped: no scanner outlives the gate.
+        _kill(transport)
+        transport.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await asyncio.shield(collector.exited)
+    if collector.overflow:
+        raise VulnerabilityReportError(
+            f"scanner {name!r} on {image} printed more than {_size(scanner.max_output)}; "
+            "stopped it",
+            hint="a scanner must print one JSON report on stdout (logs go to stderr)",
+        )
+    if timed_out:
         raise VulnerabilityReportError(
             f"scanner {name!r} on {image} did not finish in {scanner.timeout:g} s; stopped it",
             hint="raise --vuln-scanner-timeout, or check that the scanner reaches the registry",
-        ) from None
-    finally:
-        # Cancelled (Ctrl-C) or failed while reading: no scanner outlives the gate.
-        if process.returncode is None:
-            _kill(process)
-            await process.wait()
+        )
+    code = transport.get_returncode()
     if code != 0:
-        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-        said = _last_words(stderr)
+        how = (
+            f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        )
+        said = _last_words(collector.stderr)
         raise VulnerabilityReportError(
             f"scanner {name!r} failed on {image}: {how}" + (f": {said}" if said else ""),
             hint="run the command by hand to see why; it must exit 0 and print its JSON report",
         )
-    return parse_report(output, f"the output of scanner {name!r} on {image}")
+    return parse_report(bytes(collector.stdout), f"the output of scanner {name!r} on {image}")
 
 
 # ----------------------------------------------------------------------------- attached reports
