@@ -2,14 +2,21 @@
 
 They are other projects' test data (Trivy's and Grype's golden outputs, cosign's envelopes):
 looked for in ``$IMGCTL_VULN_FIXTURES``, ``tests/data/vulns/`` and ``shared/data/vulns/`` beside
-the repository, in that order. Where none holds them the tests fail saying how to get them; they
+the repository, in that order, and else taken from the workplace's fetched git copies of
+Trivy, Grype and cosign (``/work/.mirror``) into a temporary folder. Where none holds them the tests fail saying how to get them; they
 never skip.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import os
+import re
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -42,6 +49,68 @@ FILES = {
 }
 
 
+# file -> (mirror folder, commit, path): where README.md says each file comes from, so the files
+# can be taken from the workplace's fetched git copies (/work/.mirror/OWNER+NAME/repo) when no
+# folder holds them. The Trivy cosign-vuln record is the first ```json block of that page.
+_TRIVY = ("aquasecurity+trivy", "dc3c56eed58ab21c7e08d26757c517bc946a86c5")
+_GRYPE = ("anchore+grype", "4562c55cebba5fe50a0c5afc7cec50a3b2392a87")
+_COSIGN = ("sigstore+cosign", "d6d86c224e5899b54f56cbb063b79dc43abc11c2")
+SOURCES = {
+    "trivy-alpine-310.json": (*_TRIVY, "integration/testdata/alpine-310.json.golden"),
+    "trivy-alpine-310.sarif": (*_TRIVY, "integration/testdata/alpine-310.sarif.golden"),
+    "trivy-alpine-39-high-critical.json": (
+        *_TRIVY,
+        "integration/testdata/alpine-39-high-critical.json.golden",
+    ),
+    "trivy-alpine-39-skip.json": (*_TRIVY, "integration/testdata/alpine-39-skip.json.golden"),
+    "trivy-cosign-vuln-alpine-310.json": (*_TRIVY, "docs/guide/supply-chain/attestation/vuln.md"),
+    "trivy-gomod-vex.json": (*_TRIVY, "integration/testdata/gomod-vex.json.golden"),
+    "trivy-mariner-1.0.json": (*_TRIVY, "integration/testdata/mariner-1.0.json.golden"),
+    "trivy-secrets.json": (*_TRIVY, "integration/testdata/secrets.json.golden"),
+    "grype-image.json": (
+        *_GRYPE,
+        "grype/presenter/json/testdata/snapshot/TestJsonImgsPresenter.golden",
+    ),
+    "grype-empty.json": (
+        *_GRYPE,
+        "grype/presenter/json/testdata/snapshot/TestEmptyJsonPresenter.golden",
+    ),
+    "grype-image.sarif": (
+        *_GRYPE,
+        "grype/presenter/sarif/testdata/snapshot/TestSarifPresenter_image.golden",
+    ),
+    "cosign-vuln-envelope.json": (*_COSIGN, "pkg/policy/testdata/valid/vuln"),
+    "cosign-vuln-envelope-wrong-type.json": (*_COSIGN, "pkg/policy/testdata/malformed/vuln"),
+}
+
+
+def _from_mirrors() -> Path | None:
+    """Write every file from the fetched git copies into a temporary folder, if they are here."""
+    mirrors = [m for m in {REPO.parent / ".mirror", Path("/work/.mirror")} if m.is_dir()]
+    out = Path(tempfile.mkdtemp(prefix="imgctl-vulns-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    for name, (folder, commit, path) in SOURCES.items():
+        for mirror in mirrors:
+            shown = subprocess.run(
+                ["git", "--git-dir", str(mirror / folder / "repo"), "show", f"{commit}:{path}"],
+                capture_output=True,
+                check=False,
+            )
+            if shown.returncode == 0:
+                break
+        else:
+            return None
+        data = shown.stdout
+        if path.endswith(".md"):
+            block = re.search(rb"```json\n(.*?)```", data, re.DOTALL)
+            if block is None:
+                return None
+            data = block.group(1)
+        (out / name).write_bytes(data)
+    return out
+
+
+@functools.cache
 def fixture_dir() -> Path:
     """The directory holding every file of FILES; a test failure saying how to get them if none."""
     candidates = [
@@ -52,6 +121,9 @@ def fixture_dir() -> Path:
     for candidate in candidates:
         if candidate and all((Path(candidate) / name).is_file() for name in FILES):
             return Path(candidate)
+    extracted = _from_mirrors()
+    if extracted is not None:
+        return extracted
     pytest.fail(
         "the real vulnerability reports are not at hand: see tests/data/vulns/README.md for "
         "where each comes from (Trivy, Grype and cosign test data at pinned commits) and put "
