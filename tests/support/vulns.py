@@ -3,8 +3,8 @@
 They are other projects' test data (Trivy's and Grype's golden outputs, cosign's envelopes):
 looked for in ``$IMGCTL_VULN_FIXTURES``, ``tests/data/vulns/`` and ``shared/data/vulns/`` beside
 the repository, in that order, and else taken from the workplace's fetched git copies of
-Trivy, Grype and cosign (``/work/.mirror``) into a temporary folder. Where none holds them the tests fail saying how to get them; they
-never skip.
+Trivy, Grype and cosign (``/work/.mirror``) into a temporary folder. Where none holds them the
+tests fail saying how to get them; they never skip.
 """
 
 from __future__ import annotations
