@@ -375,3 +375,78 @@ def test_a_server_without_a_key_attests_nothing(
     assert "attested" not in entry
     [row] = [r for r in audit_rows(url) if r.action == "promote"]
     assert (row.attested, row.attestation_error) == (None, None)
+
+
+# ----------------------------------------------------------------------------- admission
+
+
+def admission_review(image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "uid-1",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "operation": "CREATE",
+            "namespace": "apps",
+            "object": {"spec": {"containers": [{"name": "c", "image": image}]}},
+        },
+    }
+
+
+def test_the_server_admits_what_it_attested_and_denies_the_rest(
+    identity: Identity,
+    registries: Callable[..., Registry],
+    push_image: Callable[..., PushedImage],
+    keys: dict[str, Key],
+    db_url: str,
+    tmp_path: Path,
+) -> None:
+    dev, prod = registries(), registries()
+    promoted = push_image(dev, platforms=None)
+    # Copied to prod by hand (no promotion, so no attestation), then recorded in the catalog.
+    by_hand = push_image(prod, platforms=None, repository="release/by-hand")
+    release = keys["release"]
+    env = server_env(identity.idp, dev, prod) | {"IMGCTL_DATABASE_URL": db_url}
+    process, address, http, log = start_server(
+        tmp_path,
+        env,
+        *("--sign-key", str(release.private)),
+        *("--require-attestation", f"prod={release.public}"),
+        "--allow-anonymous-catalog-writes",
+    )
+    try:
+        result = promote_cli(identity, address, f"{repository_of(promoted)}:v1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        recorded = httpx.put(
+            f"http://{http}/images",
+            json={
+                "id": by_hand.digest,
+                "name": f"{prod.host}/release/by-hand",
+                "tags": ["v1"],
+                "environment": "prod",
+            },
+            timeout=30,
+        )
+        assert recorded.status_code == 200, recorded.text
+        answers = {}
+        for name, image in (
+            ("promoted", f"{prod.host}/release/{repository_of(promoted)}:v1"),
+            ("by-hand", f"{prod.host}/release/by-hand:v1"),
+        ):
+            answer = httpx.post(
+                f"http://{http}/admission/prod", json=admission_review(image), timeout=30
+            )
+            assert answer.status_code == 200, answer.text
+            answers[name] = answer.json()["response"]
+    finally:
+        stop_process(process)
+    assert answers["promoted"]["allowed"] is True, answers["promoted"]
+    denied = answers["by-hand"]
+    assert denied["allowed"] is False
+    assert denied["status"]["message"] == (
+        f"imgctl denied 1 image(s) in prod: spec.containers[0].image "
+        f"'{prod.host}/release/by-hand:v1': no valid promotion attestation by key "
+        f"{release.public} on {by_hand.digest}: no attestations"
+    )
+    assert "Traceback" not in log.read_text()

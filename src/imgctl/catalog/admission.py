@@ -6,7 +6,8 @@ A ValidatingAdmissionWebhook posts an AdmissionReview v1 to ``POST /admission/{e
 response. Errors never allow: an unparseable image, an object that cannot be fully parsed, a
 failing or slow lookup, all deny. An optional :class:`Signatures` rule (see
 ``imgctl.catalog.signatures``) then also requires, in the environments it names, that every
-promoted image carries a valid signature; a registry that cannot be read denies too.
+promoted image carries a valid signature, a valid promoter's attestation, or both; a registry
+that cannot be read denies too.
 """
 
 from __future__ import annotations
@@ -64,14 +65,21 @@ Cached: TypeAlias = Callable[[str, str, str | None, str | None], bool]
 
 
 class Signatures(Protocol):
-    """The signature rule (``imgctl.catalog.signatures.SignatureRule``), asked after the catalog."""
+    """The signature and attestation rule (``imgctl.catalog.signatures.SignatureRule``).
+
+    Asked after the catalog, about promoted images only.
+    """
 
     def applies(self, environment: str) -> bool:
-        """Whether images admitted to ``environment`` must be signed."""
+        """Whether images admitted to ``environment`` must be signed or attested."""
+        ...
+
+    def label(self, environment: str) -> str:
+        """What ``environment`` checks, for messages: "signature", "attestation" or both."""
         ...
 
     def known(self, environment: str, name: str, digest: str | None, tag: str | None) -> bool:
-        """True only for a recent "signed" verdict, without I/O; False means "ask check".
+        """True only for recent "signed"/"attested" verdicts, without I/O; False: "ask check".
 
         The arguments are the catalog's (canonical name, digest or tag): plain strings, so that
         the remembered case costs a few dictionary reads.
@@ -79,7 +87,7 @@ class Signatures(Protocol):
         ...
 
     async def check(self, environment: str, image: Reference) -> str | None:
-        """None if ``image`` is signed as ``environment`` requires, else why not."""
+        """None if ``image`` is signed / attested as ``environment`` requires, else why not."""
         ...
 
 
@@ -451,20 +459,23 @@ async def _ask_all(
 
 
 async def _verify(signatures: Signatures, environment: str, image: Reference) -> str | None:
-    """None if signed, else why not; never raises for a failing check."""
+    """None if signed / attested as required, else why not; never raises for a failing check."""
     try:
         reason = await signatures.check(environment, image)
     except Exception as exc:
-        logger.warning("admission signature check of %s failed", image, exc_info=True)
-        return f"signature check failed ({type(exc).__name__}), denied to be safe"
+        logger.warning("admission check of %s failed", image, exc_info=True)
+        what = signatures.label(environment)
+        return f"{what} check failed ({type(exc).__name__}), denied to be safe"
     # Only a real None allows, as only a real True does in _ask.
-    return None if reason is None else str(reason) or "signature check failed, denied to be safe"
+    if reason is None:
+        return None
+    return str(reason) or f"{signatures.label(environment)} check failed, denied to be safe"
 
 
 async def _verify_all(
     signatures: Signatures, environment: str, images: dict[_Key, Reference], seconds: float
 ) -> dict[_Key, str | None]:
-    """Why each of ``images`` (none of them remembered as signed) is not signed, or None."""
+    """Why each of ``images`` (none of them remembered as passing) is refused, or None."""
     answers: dict[_Key, str | None] = {}
     tasks = {
         key: asyncio.ensure_future(_verify(signatures, environment, image))
@@ -473,11 +484,12 @@ async def _verify_all(
     _, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, seconds))
     for task in pending:
         task.cancel()
+    what = signatures.label(environment) if tasks else ""
     for key, task in tasks.items():
         if task in pending:
-            answers[key] = f"signature check timed out after {LOOKUP_TIMEOUT_SECONDS:g}s"
+            answers[key] = f"{what} check timed out after {LOOKUP_TIMEOUT_SECONDS:g}s"
         elif task.cancelled():
-            answers[key] = "signature check was cancelled"
+            answers[key] = f"{what} check was cancelled"
         else:
             answers[key] = task.result()
     return answers
@@ -504,7 +516,8 @@ async def review(
 
     ``cached`` (optional) answers from memory first; only what it does not confirm goes to
     ``lookup``. With ``signatures`` applying to ``environment``, a promoted image must also be
-    signed; catalog and signature checks share the one :data:`LOOKUP_TIMEOUT_SECONDS`.
+    signed and/or attested; catalog and registry checks share the one
+    :data:`LOOKUP_TIMEOUT_SECONDS`.
     """
     request = _request_of(body)
     uid: str = request["uid"]
@@ -716,7 +729,8 @@ _OPENAPI_OPERATION: Final = {
     "summary": "Decide a Kubernetes AdmissionReview",
     "description": "A ValidatingAdmissionWebhook endpoint (admission.k8s.io/v1): allowed only "
     "if every image of the object was promoted to the environment (and, where the server "
-    "requires it, carries a valid signature by one of the environment's keys).",
+    "requires it, carries a valid signature and/or promotion attestation by one of the "
+    "environment's keys).",
     "operationId": "admission_review",
     "parameters": [
         {"name": "environment", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -12,7 +12,13 @@ from typing import Annotated, Any
 import typer
 
 from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, exit_code, fail
-from imgctl.cli._flags import AnonymousWritesOpt, CatalogUrlOpt, OutputOpt, RequireSignatureOpt
+from imgctl.cli._flags import (
+    AnonymousWritesOpt,
+    CatalogUrlOpt,
+    OutputOpt,
+    RequireAttestationOpt,
+    RequireSignatureOpt,
+)
 from imgctl.cli._output import Output, print_json
 from imgctl.errors import ImgctlError, NotFoundError, TransportError, UsageError
 
@@ -117,6 +123,7 @@ def catalog_serve(
     ] = None,
     allow_anonymous_writes: AnonymousWritesOpt = False,
     require_signature: RequireSignatureOpt = None,
+    require_attestation: RequireAttestationOpt = None,
 ) -> None:
     """Serve the catalog API and the admission webhook alone (no gRPC)."""
     import asyncio
@@ -135,6 +142,7 @@ def catalog_serve(
                 os.environ,
                 allow_anonymous_writes,
                 require_signature=tuple(require_signature or ()),
+                require_attestation=tuple(require_attestation or ()),
             )
         )
     except ImgctlError as exc:

@@ -161,6 +161,17 @@ RequireSignatureOpt = Annotated[
         "(comma-separated).",
     ),
 ]
+RequireAttestationOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--require-attestation",
+        metavar="ENV=KEYREF",
+        help="Admission in ENV also requires a valid promotion attestation (predicate type "
+        "https://k8s.io/promo-tools/promotion/v1, as imgctl server --sign-key writes) signed by "
+        "KEYREF on every promoted image. Repeatable, like --require-signature. Default: "
+        "$IMGCTL_ADMISSION_REQUIRE_ATTESTATION (comma-separated).",
+    ),
+]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(

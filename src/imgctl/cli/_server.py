@@ -13,7 +13,12 @@ from typing import Annotated
 import typer
 
 from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, fail
-from imgctl.cli._flags import AnonymousWritesOpt, RequireSignatureOpt, seconds
+from imgctl.cli._flags import (
+    AnonymousWritesOpt,
+    RequireAttestationOpt,
+    RequireSignatureOpt,
+    seconds,
+)
 from imgctl.errors import ImgctlError
 
 __all__ = ["app"]
@@ -99,6 +104,7 @@ def server_command(
     ] = None,
     allow_anonymous_catalog_writes: AnonymousWritesOpt = False,
     require_signature: RequireSignatureOpt = None,
+    require_attestation: RequireAttestationOpt = None,
 ) -> None:
     """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables)."""
     import asyncio
@@ -119,6 +125,7 @@ def server_command(
         max_signature_ops=max_signature_ops,
         allow_anonymous_catalog_writes=allow_anonymous_catalog_writes,
         require_signature=tuple(require_signature or ()),
+        require_attestation=tuple(require_attestation or ()),
     )
     from imgctl._internal.listen import fast_event_loop
 

@@ -65,6 +65,8 @@ class ServerSettings:
     # --require-signature ENV=KEYREF items; none: IMGCTL_ADMISSION_REQUIRE_SIGNATURE, read with
     # the keys by imgctl.catalog.signatures.
     require_signature: tuple[str, ...] = ()
+    # --require-attestation ENV=KEYREF items; none: IMGCTL_ADMISSION_REQUIRE_ATTESTATION (same).
+    require_attestation: tuple[str, ...] = ()
 
     def resolve(self, environ: Mapping[str, str]) -> ServerSettings:
         """These settings with every file and directory no flag gave taken from ``environ``.
@@ -187,8 +189,12 @@ def _signature_rule(
     flags: tuple[str, ...],
     environ: Mapping[str, str],
     environments: list[str] | None,
+    attestation_flags: tuple[str, ...] = (),
 ) -> SignatureRule | None:
-    """Admission's signature rule (--require-signature), keys loaded; UsageError before serving."""
+    """Admission's rule (--require-signature, --require-attestation), keys loaded.
+
+    UsageError before serving.
+    """
     from imgctl.catalog.signatures import load_signature_rule
     from imgctl.remote import RegistryClient
 
@@ -199,7 +205,9 @@ def _signature_rule(
             keychain, replace(options, retries=1, connect_timeout=2.0, read_timeout=3.0)
         )
 
-    return load_signature_rule(flags, environ, client, environments=environments)
+    return load_signature_rule(
+        flags, environ, client, environments=environments, attestation_flags=attestation_flags
+    )
 
 
 def _integer(variable: str) -> Callable[[str], int]:
@@ -320,7 +328,10 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     from imgctl.promotion.environments import Environments
 
     signatures = _signature_rule(
-        settings.require_signature, environ, Environments.from_environment(environ).names()
+        settings.require_signature,
+        environ,
+        Environments.from_environment(environ).names(),
+        settings.require_attestation,
     )
     # Bound before anything starts, so that a port in use stops the server before it serves.
     http_socket = listen("--http-address", settings.http_address) if settings.http_address else None
@@ -514,6 +525,7 @@ async def serve_catalog(
     allow_anonymous_writes: bool = False,
     *,
     require_signature: tuple[str, ...] = (),
+    require_attestation: tuple[str, ...] = (),
 ) -> None:
     """``imgctl catalog serve``: the catalog API and admission webhook, without gRPC."""
     import uvicorn
@@ -527,7 +539,7 @@ async def serve_catalog(
     tokens, anonymous_writes = _catalog_writes(settings.tokens_file, allow_anonymous_writes)
     exemptions = _exemptions(environ)
     # No environments are configured here: a rule may name any.
-    signatures = _signature_rule(require_signature, environ, None)
+    signatures = _signature_rule(require_signature, environ, None, require_attestation)
     sock = listen("--http-address", http_address)
     assert settings.state_dir is not None
     store = await CatalogStore.open(url or database_url(environ, settings.state_dir))
