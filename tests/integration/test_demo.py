@@ -92,7 +92,7 @@ def run_demo(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProce
 
 def check_story(output: str) -> str:
     """Every step is there with consistent values; return the promoted digest."""
-    for number in range(1, 10):
+    for number in range(1, 11):
         assert re.search(rf"^{number}\. ", output, re.MULTILINE), f"step {number} missing"
     pushed = re.search(rf"^   demo/hello:1\.0\.0 +({DIGEST})$", output, re.MULTILINE)
     assert pushed, output
@@ -102,7 +102,8 @@ def check_story(output: str) -> str:
     assert dev, output
     assert prod, output
     assert dev.group(1) == prod.group(1) == digest
-    assert re.search(rf"^   request [0-9a-f]{{32}}, digest {digest}$", output, re.MULTILINE)
+    audited = re.search(rf"^   request ([0-9a-f]{{32}}), digest {digest}$", output, re.MULTILINE)
+    assert audited, output
     assert re.search(rf"^   127\.0\.0\.1:\d+/demo/hello:1\.0\.0  id {digest}$", output, re.M)
     assert re.search(r"^   Pod using 127\.0\.0\.1:\d+/demo/hello:1\.0\.0 +allowed$", output, re.M)
     assert re.search(r"^   Pod using 127\.0\.0\.1:\d+/demo/unvetted:0\.1\.0 +denied$", output, re.M)
@@ -110,6 +111,7 @@ def check_story(output: str) -> str:
     # Signatures: a new key; the promotion signed, the audit row says so with the same key id;
     # imgctl verify passes; admission admits the signed image and denies the unsigned one.
     assert re.search(r"^   signing key    cosign\.pub +new, cosign format", output, re.M)
+    assert "the server signs and attests every promotion with cosign.key" in output
     unsigned = re.search(rf"^   demo/unsigned:0\.1\.0 +({DIGEST})  \(never signed\)$", output, re.M)
     assert unsigned, output
     signed = re.search(r"^   signed in prod with key ([0-9a-f]{12}) ", output, re.M)
@@ -124,7 +126,26 @@ def check_story(output: str) -> str:
     assert re.search(r"^   Pod using 127\.0\.0\.1:\d+/demo/unsigned:0\.1\.0 +denied$", output, re.M)
     assert re.search(
         r"spec\.containers\[0\]\.image '127\.0\.0\.1:\d+/demo/unsigned:0\.1\.0': no valid "
-        rf"signature by key cosign\.pub on {unsigned.group(1)}: no signatures$",
+        rf"signature by key cosign\.pub on {unsigned.group(1)}: no signatures; no valid "
+        rf"promotion attestation by key cosign\.pub on {unsigned.group(1)}: no attestations$",
+        output,
+        re.M,
+    ), output
+    # Attestations (issue 19): the promotion attested with the same key, the audit row and the
+    # catalog entry say so, imgctl attestations verifies it and it names this request.
+    hex12 = digest.removeprefix("sha256:")[:12]
+    assert (
+        f"   attested in prod with the same key (promotion attestation under sha256-{hex12}….att)\n"
+    ) in output
+    assert "   attested: yes (its promotion attestation names this request)\n" in output
+    assert "   signed: true, attested: true (what the server recorded of its promotion)\n" in output
+    assert re.search(
+        r"^   \$ imgctl attestations 127\.0\.0\.1:\d+/demo/hello:1\.0\.0 --key cosign\.pub "
+        r"-o json\n"
+        r"   https://k8s\.io/promo-tools/promotion/v1: verified with key cosign\.pub\n"
+        rf"   statement https://slsa\.dev/provenance/v1 about sha256:{hex12}…\n"
+        rf"   builder imgctl-server/{signed.group(1)}…, requested by {USER}@demo\.imgctl\.local, "
+        rf"request {audited.group(1)}$",
         output,
         re.M,
     ), output
@@ -156,7 +177,9 @@ def test_demo_tells_the_whole_story(tmp_path: Path, reaper: list[subprocess.Pope
     check_story(output)
     assert "held by a private ssh-agent (added with ssh-add)" in output
     assert re.search(
-        r"^Done in \d+\.\d s: promoted, signed, verified, recorded, admitted\.$", output, re.M
+        r"^Done in \d+\.\d s: promoted, signed, attested, verified, recorded, admitted\.$",
+        output,
+        re.M,
     )
     root = re.search(r"started under (\S+)$", output, re.M)
     assert root
@@ -228,6 +251,7 @@ def test_keep_serves_the_printed_commands_until_sigint(
         ["imgctl", "ls"],
         ["imgctl", "digest"],
         ["imgctl", "verify"],
+        ["imgctl", "attestations"],
         ["imgctl", "auth-check"],
         ["curl", "-s"],
         ["imgctl", "promote"],
@@ -251,6 +275,11 @@ def test_keep_serves_the_printed_commands_until_sigint(
     assert re.fullmatch(
         rf"verified  {DIGEST}  verified with key /\S+/cosign\.pub\n", by_name["verify"]
     )
+    assert re.fullmatch(
+        r"https://k8s\.io/promo-tools/promotion/v1  \(1 of 1 verified\)\n"
+        r"  verified  sha256:[0-9a-f]{64}  verified with key /\S+/cosign\.pub\n",
+        by_name["attestations"],
+    ), by_name["attestations"]
     assert by_name["auth-check"].startswith(f"authenticated as {USER}@demo.imgctl.local\n")
     assert by_name["promote"].startswith("promoted demo/unvetted:0.1.0: dev -> prod\n")
     assert "/demo/unvetted" in by_name["catalog"]

@@ -392,9 +392,10 @@ def start(demo: Demo) -> Started:
             # A short grace period: nobody else is calling, and cleanup should be quick.
             *("--policy-file", str(policy), "--grace", "1"),
             *("--tokens-file", str(demo.catalog_tokens)),
-            # Every promotion is signed, and admission to prod wants that signature.
+            # Every promotion is signed and attested, and admission to prod wants both.
             *("--sign-key", demo.sign_key.name),
             *("--require-signature", f"prod={demo.verify_key.name}"),
+            *("--require-attestation", f"prod={demo.verify_key.name}"),
         ],
         demo.server_env(),
     )

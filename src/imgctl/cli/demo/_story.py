@@ -1,4 +1,4 @@
-"""The story ``imgctl demo`` tells: push, sign in, promote and sign, verify, admit or deny.
+"""The story ``imgctl demo`` tells: push, sign in, promote, sign and attest, verify, admit or deny.
 
 Each step runs the real thing (the ``imgctl`` client as a subprocess, HTTP requests to the
 server, the registries' digests, the audit database) and checks what it shows; a step that
@@ -173,8 +173,8 @@ def _show_started(demo: Demo, started: Started, seconds: float) -> None:
     _say(f"   server HTTP    {demo.http_url:<22}  its catalog API and admission webhook")
     _say(f"   ssh key        ssh-ed25519 {fingerprint(blob)}, new, {held}")
     _say(
-        f"   signing key    {demo.verify_key.name:<22}  new, cosign format; the server signs "
-        "every promotion with cosign.key and admission to prod wants that signature"
+        f"   signing key    {demo.verify_key.name:<22}  new, cosign format; the server signs and "
+        "attests every promotion with cosign.key, and admission to prod wants both"
     )
 
 
@@ -213,7 +213,10 @@ def _promote(demo: Demo, server: Child, digest: str) -> dict[str, Any]:
     ref = f"{HELLO[0]}:{HELLO[1]}"
     with step(label, server.log):
         shown, promoted = _client(demo, label, "promote", ref, "--source", "dev", "-d", "prod")
-    _say("4. Promoted over gRPC: the server checked the token and the policy, copied, then signed")
+    _say(
+        "4. Promoted over gRPC: the server checked the token and the policy, copied, then signed "
+        "and attested"
+    )
     _say(f"   $ {shown}")
     _say(
         f"   {promoted.get('blobsCopied')} blobs copied ({promoted.get('bytesCopied')} bytes) "
@@ -228,6 +231,13 @@ def _promote(demo: Demo, server: Child, digest: str) -> dict[str, Any]:
     _say(
         f"   signed in prod with key {str(promoted.get('signatureKey'))[:12]} "
         f"(cosign signature under {digest.replace(':', '-')[:19]}….sig)"
+    )
+    if promoted.get("attested") is not True:
+        why = promoted.get("attestationError") or "the server does not attest"
+        raise StepFailed(label, f"the promotion is not attested: {why}", server.log)
+    _say(
+        f"   attested in prod with the same key (promotion attestation under "
+        f"{digest.replace(':', '-')[:19]}….att)"
     )
     return promoted
 
@@ -264,6 +274,10 @@ def _audit(demo: Demo, server: Child, request_id: str) -> None:
     if row.signed is not True:
         raise StepFailed(label, f"the audit row says signed={row.signed}", server.log)
     _say(f"   signed: yes, key {str(row.signature_key)[:12]}")
+    if row.attested is not True:
+        why = row.attestation_error or "nothing recorded"
+        raise StepFailed(label, f"the audit row says attested={row.attested} ({why})", server.log)
+    _say("   attested: yes (its promotion attestation names this request)")
 
 
 def _verify(demo: Demo, digest: str) -> None:
@@ -279,7 +293,55 @@ def _verify(demo: Demo, digest: str) -> None:
         raise StepFailed(label, f"the signature did not verify: {report}", demo.logs / "client.log")
 
 
-def _catalog_and_admission(demo: Demo, server: Child, images: dict[str, DemoImage]) -> None:
+def _attestations(demo: Demo, digest: str, promoted: dict[str, Any]) -> None:
+    from imgctl.trust import PROMOTION_PREDICATE_TYPE
+
+    label = "9 (attestation: imgctl attestations)"
+    image = f"{demo.address('prod')}/{HELLO[0]}:{HELLO[1]}"
+    shown, listing = _imgctl(demo, label, "attestations", image, "--key", demo.verify_key.name)
+    _say(
+        "9. The promotion's attestation in prod: an in-toto statement, DSSE-signed with cosign.key"
+    )
+    _say(f"   $ {shown}")
+    found = [
+        a
+        for a in listing.get("attestations", [])
+        if a.get("predicate_type") == PROMOTION_PREDICATE_TYPE and a.get("verified") is True
+    ]
+    if not found or listing.get("digest") != digest:
+        raise StepFailed(
+            label, f"no verified promotion attestation: {listing}", demo.logs / "client.log"
+        )
+    statement = found[0].get("statement") or {}
+    predicate = statement.get("predicate") or {}
+    build = predicate.get("buildDefinition") or {}
+    internal = build.get("internalParameters") or {}
+    builder = ((predicate.get("runDetails") or {}).get("builder") or {}).get("id")
+    _say(f"   {PROMOTION_PREDICATE_TYPE}: {found[0].get('reason')}")
+    # The builder is the server by its key id; the first 12 hex digits say which one.
+    shown_builder = str(builder)
+    if len(shown_builder) > 26:
+        shown_builder = shown_builder[:26] + "…"
+    _say(f"   statement {statement.get('predicateType')} about {digest[:19]}…")
+    _say(
+        f"   builder {shown_builder}, requested by {internal.get('requestedBy')}, "
+        f"request {internal.get('requestId')}"
+    )
+    if (internal.get("requestId"), internal.get("requestedBy")) != (
+        promoted.get("requestId"),
+        promoted.get("promotedBy"),
+    ):
+        raise StepFailed(
+            label,
+            f"the attestation names request {internal.get('requestId')} by "
+            f"{internal.get('requestedBy')}, not the promotion's",
+            demo.logs / "client.log",
+        )
+
+
+def _catalog_and_admission(
+    demo: Demo, server: Child, images: dict[str, DemoImage], promoted: dict[str, Any]
+) -> None:
     import httpx
 
     label = "7 (catalog entry)"
@@ -297,12 +359,17 @@ def _catalog_and_admission(demo: Demo, server: Child, images: dict[str, DemoImag
         _say("7. Catalog entry (GET /images?environment=prod on the server's HTTP side)")
         _say(f"   {entry.get('name')}:{','.join(entry.get('tags', []))}  id {entry.get('id')}")
         _say(f"   promoted by {entry.get('promoted_by')} at {entry.get('promoted_at')}")
+        if (entry.get("signed"), entry.get("attested")) != (True, True):
+            raise StepFailed(label, f"the entry is not signed and attested: {entry}", server.log)
+        _say("   signed: true, attested: true (what the server recorded of its promotion)")
 
         _verify(demo, digest)
+        _attestations(demo, digest, promoted)
 
-        label = "9 (admission decisions)"
+        label = "10 (admission decisions)"
         # Someone records the hand-copied image as promoted (PUT /images, with the catalog
-        # token): the catalog alone would let it through; its missing signature does not.
+        # token): the catalog alone would let it through; its missing signature and
+        # attestation do not.
         unsigned = {
             "id": str(images["unsigned"].digest),
             "name": f"{demo.address('prod')}/{UNSIGNED[0]}",
@@ -316,10 +383,12 @@ def _catalog_and_admission(demo: Demo, server: Child, images: dict[str, DemoImag
         )
         recorded.raise_for_status()
         _say(
-            "9. Admission webhook (POST /admission/prod with a Pod's AdmissionReview): promoted "
-            "and signed with cosign.pub's key"
+            "10. Admission webhook (POST /admission/prod with a Pod's AdmissionReview): promoted, "
+            "signed and attested with cosign.pub's key"
         )
-        _say(f"   ({UNSIGNED[0]} was recorded in the catalog with PUT /images, unsigned)")
+        _say(
+            f"   ({UNSIGNED[0]} was recorded in the catalog with PUT /images: unsigned, unattested)"
+        )
         pods = (
             ("hello", prod_image, True),
             ("unvetted", dev_unvetted, False),
@@ -374,7 +443,7 @@ def _story(demo: Demo, started_at: float) -> None:
     if digest != str(images["hello"].digest):
         raise StepFailed("5 (digests in both registries)", f"prod has {digest}")
     _audit(demo, started.server, str(promoted.get("requestId")))
-    _catalog_and_admission(demo, started.server, images)
+    _catalog_and_admission(demo, started.server, images, promoted)
 
 
 def _print_commands(demo: Demo) -> None:
@@ -407,6 +476,7 @@ def _print_commands(demo: Demo) -> None:
         f"imgctl ls {demo.address('dev')}/{HELLO[0]}",
         f"imgctl digest {demo.address('prod')}/{HELLO[0]}:{HELLO[1]}",
         f"imgctl verify {demo.address('prod')}/{HELLO[0]}:{HELLO[1]} --key {demo.verify_key}",
+        f"imgctl attestations {demo.address('prod')}/{HELLO[0]}:{HELLO[1]} --key {demo.verify_key}",
         f"imgctl auth-check{key}",
         f"{curl}    # denied: {prod_unvetted} was never promoted",
         f"imgctl promote {UNVETTED[0]}:{UNVETTED[1]} --source dev -d prod{key}",
@@ -449,7 +519,7 @@ def run(keep: bool = False, workdir: Path | None = None) -> None:
         _story(demo, started_at)
         _say()
         _say(
-            f"Done in {time.monotonic() - started_at:.1f} s: promoted, signed, verified, "
+            f"Done in {time.monotonic() - started_at:.1f} s: promoted, signed, attested, verified, "
             "recorded, admitted."
         )
         if keep:
