@@ -1,15 +1,18 @@
 """``imgctl cip``: kpromo-compatible declarative promotion, and snapshots.
 
-With ``--verify-key`` / ``--certificate-identity`` the sources must be signed, and with
-``--vuln-severity-threshold`` they must pass the vulnerability gate (kpromo's validate phase, dry
-runs included; docs/cip.md); with ``--sign-key`` the promoted digests are signed in their primary
-registries (kpromo's sign phase); ``cip replicate-signatures`` brings those signatures to the
-mirrors (docs/signing.md).
+A promotion runs kpromo's phases in order through ``imgctl.promotion.pipeline`` (docs/cip.md):
+setup (manifests, shard, keys), plan, provenance (verify-if-present: every attestation of a
+source must verify with ``--verify-key`` / the keyless flags; ``--require-provenance``),
+validate (``--verify-key`` / ``--certificate-identity``: the sources must be signed;
+``--vuln-severity-threshold``: the vulnerability gate), promote, sign (``--sign-key``: each
+promoted digest in its primary registry) and attest (a promotion attestation for each). Without
+``--confirm`` the run stops after validate, with ``--parse-only`` after setup; an edge failing a
+phase skips the later ones, the others go on. ``cip replicate-signatures`` brings the
+signatures to the mirrors (docs/signing.md).
 
-Exit status (docs/manifests.md): 0 when the plan (and, with --confirm, every edge) succeeded;
-1 when tag moves were refused, a registry could not be read, an edge failed, a source was not
-signed as required, the vulnerability gate refused or could not judge a source, or a promoted
-digest could not be signed; 2 for invalid manifests or flags.
+Exit status (docs/cip.md): 0 when every phase succeeded for every edge (lost images and
+sources without attestations are warnings); 1 when tag moves were refused, a registry could not
+be read, or an edge failed a phase; 2 for invalid manifests or flags.
 """
 
 from __future__ import annotations
@@ -213,7 +216,6 @@ def cip(
             rich_help_panel=_SIGNING,
         ),
     ] = None,
-    max_signature_ops: MaxSignatureOpsOpt = 50,
     attest: Annotated[
         str | None,
         typer.Option(
@@ -226,15 +228,7 @@ def cip(
             rich_help_panel=_SIGNING,
         ),
     ] = None,
-    require_provenance: Annotated[
-        bool,
-        typer.Option(
-            "--require-provenance",
-            help="Refuse sources without a valid SLSA provenance attestation (default: "
-            "verify-if-present: an attestation must verify, none is a warning).",
-            rich_help_panel=_SIGNING,
-        ),
-    ] = False,
+    max_signature_ops: MaxSignatureOpsOpt = 50,
     verify_key: Annotated[
         list[str] | None,
         typer.Option(
@@ -288,6 +282,15 @@ def cip(
             rich_help_panel=_SIGNING,
         ),
     ] = None,
+    require_provenance: Annotated[
+        bool,
+        typer.Option(
+            "--require-provenance",
+            help="Refuse sources without a valid SLSA provenance attestation (default: "
+            "verify-if-present: an attestation must verify, none is a warning).",
+            rich_help_panel=_SIGNING,
+        ),
+    ] = False,
     vuln_severity_threshold: Annotated[
         int,
         typer.Option(
@@ -1006,8 +1009,8 @@ class _Run:
         already = sum(1 for r in results if r.status == "already-attested")
         attested = sum(1 for r in results if r.status == "attested")
         return PhaseResult(
-            f"attested {attested} of {len(results)} promoted digest(s) as {builder[:24]} "
-            f"({already} already attested)",
+            f"attested {attested} of {len(results)} promoted digest(s) with key "
+            f"{self.key_id[:12] if self.key_id else '?'} ({already} already attested)",
             failed,
         )
 
@@ -1074,7 +1077,11 @@ def _report(run: _Run, options: CipOptions) -> None:
                 "results": [r.as_dict() for r in run.attestations or []],
             }
         document["phases"] = [
-            {"phase": e.phase, "status": e.status, "duration": e.duration}
+            {
+                "phase": e.phase,
+                "status": e.status,
+                "duration": None if e.duration is None else round(e.duration, 3),
+            }
             for e in run.pipeline.events
             if e.status != "started"
         ]
