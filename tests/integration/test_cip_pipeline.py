@@ -239,6 +239,31 @@ def test_phases_are_printed_in_order_with_durations_and_a_dry_run_stops_after_va
     assert {r["status"] for r in document["provenance"]["results"]} == {"absent"}
 
 
+def test_on_a_terminal_the_phases_are_a_rich_display(
+    registries: Callable[..., Registry], layouts: Callable[..., Any], tmp_path: Path
+) -> None:
+    from .test_cli_keys import _run_on_a_terminal
+
+    staging = Staging(registries(), {})
+    staging.digests = push_images(staging.registry, layouts, ["tty"], 16_000)
+    primary = registries()
+    manifest = staging.manifest(tmp_path / "m.yaml", [primary.host], "tty")
+    code, seen = _run_on_a_terminal(
+        ["cip", "--manifest", str(manifest), "--rate-limit", "2000"], [], tmp_path
+    )
+    assert code == 0, seen
+    text = seen.decode(errors="replace")
+    # Rich drew on the terminal (escape sequences: colours, the spinner's cursor moves)...
+    assert "\x1b[" in text
+    # ...and left each ended phase's line, in order; no plain "started" lines.
+    ended_at = [text.index(f"phase {p}: ") for p in PHASES]
+    assert ended_at == sorted(ended_at)
+    assert "phase plan: ok (" in text
+    assert "phase promote: skipped: dry run (add --confirm to promote)" in text
+    assert "phase setup: started" not in text
+    assert "dry run (add --confirm to promote): 1 edges" in text
+
+
 def test_parse_only_stops_after_setup(registries: Callable[..., Registry], tmp_path: Path) -> None:
     missing = "sha256:" + "ab" * 32
     manifest = write_manifest(
