@@ -285,6 +285,8 @@ class SignatureRule:
                 kinds.setdefault(environment, []).append(kind)
         # Environment -> the kinds it requires, signatures first (the order denials name them).
         self._kinds: dict[str, tuple[Kind, ...]] = {e: tuple(k) for e, k in kinds.items()}
+        if required["attestation"]:
+            _load_envelope_libraries()
         # Values keep the reference a background re-check asks the registry about.
         self._verdicts: _Memory[_VerdictKey, tuple[str | None, Reference]] = _Memory(
             max_entries, clock
@@ -502,6 +504,19 @@ def _why_not(report: VerificationReport) -> str:
     if len(reasons) > _MAX_REASONS:
         shown += f" (and {len(reasons) - _MAX_REASONS} more)"
     return shown
+
+
+def _load_envelope_libraries() -> None:
+    """Import what verifying a DSSE envelope needs now, at start, not in the first review.
+
+    trust imports securesystemslib when it first verifies an envelope: about 0.2 s on this
+    project's machine, on the event loop, which held the first review (and every review queued
+    behind it) for up to 170 ms in bench/catalog.py's cold decisions.
+    """
+    import importlib
+
+    for module in ("securesystemslib.dsse", "securesystemslib.signer"):
+        importlib.import_module(module)
 
 
 def _why_not_attested(checks: Sequence[AttestationCheck]) -> str | None:
