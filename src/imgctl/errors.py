@@ -281,7 +281,7 @@ class PromotionCancelledError(PromotionError):
 
 
 class TrustError(ImgctlError):
-    """Signing or verifying failed; the subclass says whether the key or the signature is at fault."""
+    """Signing or verifying failed; the subclass says whether the key or the signature failed."""
 
 
 class KeyRefError(TrustError):
