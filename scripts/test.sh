@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a Debian machine, fresh or not: installs the system packages the tests
-# use as referees (docker-registry, skopeo, ssh-agent, PostgreSQL) and strace, a virtualenv in
+# use as referees (docker-registry, skopeo, ssh-agent, PostgreSQL), strace and Chromium (the web
+# pages' browser tests drive Debian's chromium through Playwright), a virtualenv in
 # .venv with imgctl and its test tools, then runs pytest. Arguments go to pytest.
 #
 #   bash scripts/test.sh                 # everything
@@ -20,6 +21,7 @@ command -v docker-registry >/dev/null || needed+=(docker-registry)
 command -v skopeo >/dev/null || needed+=(skopeo)
 command -v ssh-agent >/dev/null || needed+=(openssh-client)
 command -v strace >/dev/null || needed+=(strace)
+[ -x /usr/bin/chromium ] || needed+=(chromium)
 pg_answers() {
     python3 -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 2).close()' 2>/dev/null
 }
@@ -32,6 +34,8 @@ if [ "${CI:-}" = "true" ] || [ ${#needed[@]} -gt 0 ]; then
 fi
 
 # --- Python ----------------------------------------------------------------------------------
+# Playwright drives /usr/bin/chromium (above); it must never fetch a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 activate_venv -e ".[dev]"
 
 # --- PostgreSQL ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from imgctl.cli._flags import (
     AnonymousWritesOpt,
     CatalogUrlOpt,
     OutputOpt,
+    PublicPagesOpt,
     RequireAttestationOpt,
     RequireSignatureOpt,
 )
@@ -124,8 +125,9 @@ def catalog_serve(
     allow_anonymous_writes: AnonymousWritesOpt = False,
     require_signature: RequireSignatureOpt = None,
     require_attestation: RequireAttestationOpt = None,
+    public_pages: PublicPagesOpt = False,
 ) -> None:
-    """Serve the catalog API and the admission webhook alone (no gRPC)."""
+    """Serve the catalog API, the admission webhook and the web pages (no gRPC)."""
     import asyncio
     import os
 
@@ -143,6 +145,7 @@ def catalog_serve(
                 allow_anonymous_writes,
                 require_signature=tuple(require_signature or ()),
                 require_attestation=tuple(require_attestation or ()),
+                public_pages=public_pages,
             )
         )
     except ImgctlError as exc:

@@ -150,6 +150,15 @@ AnonymousWritesOpt = Annotated[
         "catalog entries (imagelist's no-token mode). Without either, writes are refused.",
     ),
 ]
+PublicPagesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--public-pages",
+        envvar="IMGCTL_PUBLIC_PAGES",
+        help="Serve the web pages (release matrix, audit, watches) and their /api/ JSON to "
+        "ANYONE who can reach the HTTP address, without a token (docs/web.md).",
+    ),
+]
 RequireSignatureOpt = Annotated[
     list[str] | None,
     typer.Option(

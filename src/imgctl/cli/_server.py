@@ -15,6 +15,7 @@ import typer
 from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, fail
 from imgctl.cli._flags import (
     AnonymousWritesOpt,
+    PublicPagesOpt,
     RequireAttestationOpt,
     RequireSignatureOpt,
     seconds,
@@ -105,6 +106,7 @@ def server_command(
     allow_anonymous_catalog_writes: AnonymousWritesOpt = False,
     require_signature: RequireSignatureOpt = None,
     require_attestation: RequireAttestationOpt = None,
+    public_pages: PublicPagesOpt = False,
 ) -> None:
     """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables)."""
     import asyncio
@@ -126,6 +128,7 @@ def server_command(
         allow_anonymous_catalog_writes=allow_anonymous_catalog_writes,
         require_signature=tuple(require_signature or ()),
         require_attestation=tuple(require_attestation or ()),
+        public_pages=public_pages,
     )
     from imgctl._internal.listen import fast_event_loop
 

@@ -1,4 +1,4 @@
-"""The server's HTTP side: health, readiness, metrics, the catalog API and admission."""
+"""The server's HTTP side: health, readiness, metrics, the catalog API, admission and the pages."""
 
 from __future__ import annotations
 
@@ -25,21 +25,42 @@ def create_http_app(
     anonymous_writes: bool = False,
     exemptions: Exemptions | None = None,
     signatures: Signatures | None = None,
+    public_pages: bool = False,
+    pipeline: tuple[str, ...] = (),
+    grpc_address: str | None = None,
 ) -> ASGIApp:
     """The ASGI app served on --http-address.
 
     Catalog writes need a token of ``tokens``, or, without one, ``anonymous_writes``; the
     admission webhook's ``exemptions`` default to those of the process environment, and
-    ``signatures`` (--require-signature) is its optional signature rule.
+    ``signatures`` (--require-signature) is its optional signature rule. The pages
+    (:mod:`imgctl.web`) need the gRPC API's tokens unless ``public_pages``; ``pipeline`` is
+    IMGCTL_PIPELINE's order.
     """
     from imgctl.catalog.admission import AdmissionWebhook, Exemptions
     from imgctl.catalog.api import create_catalog_router
+    from imgctl.web import OidcAccess, WebContext, create_web_router
 
     app = FastAPI(title="imgctl server", docs_url=None, redoc_url=None)
     if core.catalog is not None:
         app.include_router(
             create_catalog_router(core.catalog, tokens, anonymous_writes=anonymous_writes)
         )
+    promoter = core.promoter
+    access = OidcAccess(core.verifier, promoter.policy, public=public_pages)
+    access.set_environments(promoter.environments.names())
+    context = WebContext(
+        catalog=core.catalog,
+        audit=core.store,
+        environments=promoter.environments,
+        policy=promoter.policy,
+        pipeline=pipeline,
+        default_source=promoter.default_source,
+        scanner=lambda: core.scanner,
+        grpc_address=grpc_address,
+        title="imgctl",
+    )
+    app.include_router(create_web_router(context, access))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -67,6 +67,8 @@ class ServerSettings:
     require_signature: tuple[str, ...] = ()
     # --require-attestation ENV=KEYREF items; none: IMGCTL_ADMISSION_REQUIRE_ATTESTATION (same).
     require_attestation: tuple[str, ...] = ()
+    # --public-pages (IMGCTL_PUBLIC_PAGES, read by Typer): the web pages need no token.
+    public_pages: bool = False
 
     def resolve(self, environ: Mapping[str, str]) -> ServerSettings:
         """These settings with every file and directory no flag gave taken from ``environ``.
@@ -333,6 +335,9 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         Environments.from_environment(environ).names(),
         settings.require_attestation,
     )
+    from imgctl.web import read_pipeline
+
+    pipeline = read_pipeline(environ, Environments.from_environment(environ).names())
     # Bound before anything starts, so that a port in use stops the server before it serves.
     http_socket = listen("--http-address", settings.http_address) if settings.http_address else None
     server = grpc.aio.server(
@@ -421,6 +426,9 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
                     anonymous_writes=anonymous_writes,
                     exemptions=exemptions,
                     signatures=signatures,
+                    public_pages=settings.public_pages,
+                    pipeline=pipeline,
+                    grpc_address=settings.bind_address,
                 ),
                 log_level="warning",
                 lifespan="off",
@@ -526,13 +534,16 @@ async def serve_catalog(
     *,
     require_signature: tuple[str, ...] = (),
     require_attestation: tuple[str, ...] = (),
+    public_pages: bool = False,
 ) -> None:
-    """``imgctl catalog serve``: the catalog API and admission webhook, without gRPC."""
+    """``imgctl catalog serve``: the catalog API, admission webhook and pages, without gRPC."""
     import uvicorn
 
     from imgctl.catalog.admission import AdmissionWebhook
     from imgctl.catalog.api import create_catalog_app
-    from imgctl.store import CatalogStore, database_url
+    from imgctl.promotion.environments import Environments
+    from imgctl.store import AuditStore, CatalogStore, ScanStore, database_url
+    from imgctl.web import CatalogTokenAccess, WebContext, create_web_router, read_pipeline
 
     _configure_logging()
     settings = ServerSettings(http_address=http_address, tokens_file=tokens_file).resolve(environ)
@@ -540,11 +551,31 @@ async def serve_catalog(
     exemptions = _exemptions(environ)
     # No environments are configured here: a rule may name any.
     signatures = _signature_rule(require_signature, environ, None, require_attestation)
+    # The pages name environments by IMGCTL_REGISTRY_* when they are set here too.
+    environments = Environments.from_environment(environ)
+    pipeline = read_pipeline(environ, environments.names())
     sock = listen("--http-address", http_address)
     assert settings.state_dir is not None
-    store = await CatalogStore.open(url or database_url(environ, settings.state_dir))
+    url = url or database_url(environ, settings.state_dir)
+    store = await CatalogStore.open(url)
+    audit = await AuditStore.open(url)
+    scans = await ScanStore.open(url)
+    catalog_app = create_catalog_app(store, tokens, anonymous_writes=anonymous_writes)  # type: ignore[arg-type]
+    catalog_app.include_router(
+        create_web_router(
+            WebContext(
+                catalog=store,
+                audit=audit,
+                environments=environments,
+                pipeline=pipeline,
+                scan_store=scans,
+                title="imgctl catalog",
+            ),
+            CatalogTokenAccess(tokens, public=public_pages),  # type: ignore[arg-type]
+        )
+    )
     app = AdmissionWebhook(
-        create_catalog_app(store, tokens, anonymous_writes=anonymous_writes),  # type: ignore[arg-type]
+        catalog_app,
         store.promoted,
         exemptions,
         store.known,
@@ -559,6 +590,8 @@ async def serve_catalog(
     finally:
         if signatures is not None:
             await signatures.aclose()
+        await scans.aclose()
+        await audit.aclose()
         await store.aclose()
 
 
