@@ -13,11 +13,11 @@ import hashlib
 import importlib.resources
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import quote, urlencode
 
 import jinja2
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
@@ -32,6 +32,7 @@ __all__ = [
     "NAV_LINKS",
     "SECURITY_HEADERS",
     "BadFilter",
+    "CurrentViewer",
     "Web",
     "WebRoute",
     "relative_time",
@@ -140,6 +141,7 @@ class WebRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             web = self.web
+            request.scope["imgctl.web"] = web
             try:
                 response = await original(request)
             except AccessDenied as denied:
@@ -152,6 +154,17 @@ class WebRoute(APIRoute):
             return response
 
         return handler
+
+
+async def current_viewer(request: Request) -> Viewer:
+    """The caller of a web route (AccessDenied if none): use it as :data:`CurrentViewer`."""
+    web = request.scope.get("imgctl.web")
+    assert isinstance(web, Web), "a web route is built by create_web_router"
+    return await web.viewer(request)
+
+
+CurrentViewer = Annotated[Viewer, Depends(current_viewer)]
+"""The parameter type of a page or API route that needs a reader: ``viewer: CurrentViewer``."""
 
 
 def secure(response: Response, request: Request) -> None:
