@@ -10,6 +10,7 @@ same time.
 
 from __future__ import annotations
 
+from ._audit_query import DEFAULT_PAGE, MAX_EXPORT, MAX_PAGE, AuditCursor, AuditPage, AuditQuery
 from ._catalog import SORT_KEYS, CatalogImage, CatalogStore
 from ._intents import CatalogPromotion, IntentStore, PendingIntent, PromotionIntent, Settled
 from ._jti import JtiStore
@@ -22,11 +23,17 @@ __all__ = [
     "ACTIONS",
     "DATABASE_FILENAME",
     "DATABASE_URL_ENV",
+    "DEFAULT_PAGE",
     "KINDS",
+    "MAX_EXPORT",
     "MAX_INDEXED_CHARS",
+    "MAX_PAGE",
     "MAX_RECENT",
     "RESULTS",
     "SORT_KEYS",
+    "AuditCursor",
+    "AuditPage",
+    "AuditQuery",
     "AuditRecord",
     "AuditStore",
     "CatalogImage",

@@ -110,6 +110,10 @@ AUDIT_EVENTS: Final = Table(
     Index("ix_audit_events_request_id", "request_id"),
     Index("ix_audit_events_subject", "subject"),
     Index("ix_audit_events_result", "result"),
+    # Migration 0009: the audit trail's filters by user (subject or email) and environment.
+    Index("ix_audit_events_email", "email"),
+    Index("ix_audit_events_source_env", "source_env"),
+    Index("ix_audit_events_destination_env", "destination_env"),
 )
 
 # The image catalog (imagelist's API): one row per image id (a digest, for promotions),

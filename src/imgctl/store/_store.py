@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from imgctl.errors import StoreError
 
+from ._audit_query import DEFAULT_PAGE, MAX_EXPORT, MAX_PAGE, AuditCursor, AuditPage, AuditQuery
 from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
 from ._schema import AUDIT_EVENTS
 from ._url import DATABASE_URL_ENV, parse_url, redact_url, scrub
@@ -233,6 +234,64 @@ class AuditStore(_SyncStore):
             if not isinstance(value, str):
                 raise TypeError(f"count({name}=...) needs a str, got {type(value).__name__}")
         return await self._submit(self._count, filters)
+
+    async def search(
+        self, query: AuditQuery, *, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> AuditPage:
+        """Return up to ``limit`` records matching ``query`` after ``cursor``, newest first.
+
+        ``cursor`` is a previous page's ``next_cursor`` (a :class:`UsageError` if it is not one);
+        ``limit`` is 1 to :data:`MAX_PAGE` (ValueError otherwise).
+        """
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+        after = AuditCursor.decode(cursor) if cursor is not None else None
+        return await self._submit(self._search, query, after, limit)
+
+    async def export(
+        self, query: AuditQuery, *, max_rows: int = MAX_EXPORT
+    ) -> AsyncIterator[AuditRecord]:
+        """Yield up to ``max_rows`` records matching ``query``, newest first.
+
+        Read a page of :data:`MAX_PAGE` at a time: no connection is held between pages, so a
+        slow reader of a long export keeps no database resource.
+        """
+        cursor: AuditCursor | None = None
+        left = max_rows
+        while left > 0:
+            size = min(left, MAX_PAGE)
+            page = await self._submit(self._search, query, cursor, size)
+            for record in page.records:
+                yield record
+            left -= len(page.records)
+            if page.next_cursor is None:
+                return
+            cursor = AuditCursor.decode(page.next_cursor)
+
+    async def count_matching(self, query: AuditQuery, *, up_to: int) -> int:
+        """How many records match ``query``, counting no further than ``up_to``."""
+        if up_to < 0:
+            raise ValueError(f"up_to must not be negative, got {up_to}")
+        return await self._submit(self._count_matching, query, up_to)
+
+    def _search(self, query: AuditQuery, cursor: AuditCursor | None, limit: int) -> AuditPage:
+        # One row more than asked says whether a next page exists without a second query.
+        statement = query.select(cursor, limit + 1)
+        with self._engine.connect() as connection:
+            rows = list(connection.execute(statement))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = None
+        if more:
+            last = rows[-1]._mapping
+            next_cursor = AuditCursor(last["time"], int(last["id"])).encode()
+        return AuditPage([_from_row(row) for row in rows], next_cursor)
+
+    def _count_matching(self, query: AuditQuery, up_to: int) -> int:
+        inner = query.select(None, up_to).with_only_columns(AUDIT_EVENTS.c.id).subquery()
+        statement = select(func.count()).select_from(inner)
+        with self._engine.connect() as connection:
+            return int(connection.execute(statement).scalar_one())
 
     def _insert(self, record: AuditRecord) -> None:
         values = _row_values(record)
