@@ -212,7 +212,7 @@ async def push_and_sign(registry: str, count: int, key: Path) -> list[tuple[str,
             facts = PromotionFacts(
                 source=pinned,
                 destination=pinned,
-                builder="imgctl-server/bench",
+                builder="urn:imgctl:server:bench",
                 started=now,
                 finished=now,
                 requested_by="bench@example.com",

@@ -74,7 +74,7 @@ async def attest(
     facts = PromotionFacts(
         source=pinned,
         destination=Reference.parse(f"{image.by_tag}@{image.digest}"),
-        builder="imgctl-server/test",
+        builder="urn:imgctl:server:test",
         started=now,
         finished=now,
         requested_by="alice@example.com",

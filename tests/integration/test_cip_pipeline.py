@@ -520,7 +520,7 @@ def test_attest_writes_one_promotion_attestation_per_digest_and_a_rerun_adds_non
     done = cip(*args)
     assert done.returncode == 0, done.stdout + done.stderr
     key_id = load_public_key(str(release.public)).key_id
-    builder = f"imgctl-cip/{key_id}"
+    builder = f"urn:imgctl:cip:{key_id}"
     assert f"attested 2 of 2 promoted digest(s) in their primary registry as {builder}" in (
         done.stdout
     )

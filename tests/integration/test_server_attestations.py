@@ -215,7 +215,7 @@ def test_a_signing_server_attests_each_promotion_once(
         named = strings_in(statement["predicate"])
         assert "alice@example.com" in named
         assert request_id in named
-        assert f"imgctl-server/{key_id(release)}" in named
+        assert f"urn:imgctl:server:{key_id(release)}" in named
         att_manifest = attestation_manifest(prod.host, f"release/{repository}", image.digest)
 
         # Again: unchanged, attested (found for this destination), nothing written.

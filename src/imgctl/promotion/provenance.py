@@ -203,7 +203,7 @@ async def check_provenance(
 
 def promotion_builder(key_id: str) -> str:
     """The builder identity ``imgctl cip`` writes in its promotion attestations."""
-    return f"imgctl-cip/{key_id}"
+    return f"urn:imgctl:cip:{key_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,7 @@ class Promoter:
         self.signer = signer
         self.signature_key = signer.public_key().key_id if signer is not None else ""
         # Who the promotion attestations name as their builder: this server, by its key.
-        self.builder = builder or f"imgctl-server/{self.signature_key}"
+        self.builder = builder or f"urn:imgctl:server:{self.signature_key}"
         self._signing = asyncio.Semaphore(max_signature_ops)
         # Destination environment -> what its source images must be signed with.
         self.trust = dict(trust or {})
