@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -156,7 +157,8 @@ def check_story(output: str) -> str:
     assert "groups release-managers; may promote to dev, prod" in output
     assert f"promote succeeded: {email}, demo/hello:1.0.0 dev -> prod" in output
     assert f"promoted by {email}" in output
-    assert "eyJ" not in output  # no token (a JWT starts with eyJ) is ever printed
+    # No token (a JWT starts with eyJ) is printed by the story; only --keep prints one, after it.
+    assert "eyJ" not in output.partition("\nEverything keeps running.")[0]
     return digest
 
 
@@ -288,6 +290,7 @@ def test_keep_serves_the_printed_commands_until_sigint(
     admissions = [json.loads(out)["response"] for c, out in said.items() if c.startswith("curl")]
     if admissions:
         assert [a["allowed"] for a in admissions] == [False, True]  # before and after promote
+    check_web_lines(output)
 
     demo.send_signal(signal.SIGINT)
     assert demo.wait(timeout=30) == 130
@@ -297,6 +300,33 @@ def test_keep_serves_the_printed_commands_until_sigint(
     assert alive == []
     assert not Path(root.group(1)).exists()
     check_clean(tmp_path)
+
+
+def check_web_lines(output: str) -> None:
+    """--keep names the web pages, the login page and a token that opens them, printed once."""
+    http = re.search(r"^   server HTTP +(http://127\.0\.0\.1:\d+) ", output, re.M)
+    assert http, output
+    url = http.group(1)
+    assert f"\nThe web pages: {url}/  (releases, audit trail, watches, charts)\n" in output
+    assert f"Sign in at {url}/login by pasting this token, {USER}'s OIDC token. " in output
+    assert "It is a secret of this demo only (its issuer stops with it)" in output
+    tokens = re.findall(r"^   (eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$", output, re.M)
+    assert len(tokens) == 1, output
+    token = tokens[0]
+    assert output.count(token) == 1
+    assert output.index(token) > output.index("Everything keeps running.")
+    with httpx.Client(trust_env=False, timeout=30.0) as client:
+        page = client.get(f"{url}/", headers={"Authorization": f"Bearer {token}"})
+        assert page.status_code == 200, page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert "<h1" in page.text
+        # Without the token the page sends a browser to the login page, which is there.
+        anonymous = client.get(f"{url}/")
+        assert anonymous.status_code == 303
+        assert anonymous.headers["location"].startswith("/login")
+        assert client.get(f"{url}/login").status_code == 200
+        wrong = client.get(f"{url}/", headers={"Authorization": f"Bearer {token[:-4]}AAAA"})
+        assert wrong.status_code == 303
 
 
 def test_ctrl_c_during_start_up_cleans_up(

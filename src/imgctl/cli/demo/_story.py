@@ -170,7 +170,7 @@ def _show_started(demo: Demo, started: Started, seconds: float) -> None:
         f"   server gRPC    {demo.address('grpc'):<22}  imgctl server with SQLite; prod only for "
         f"group {GROUP}"
     )
-    _say(f"   server HTTP    {demo.http_url:<22}  its catalog API and admission webhook")
+    _say(f"   server HTTP    {demo.http_url:<22}  its web pages, catalog API and admission webhook")
     _say(f"   ssh key        ssh-ed25519 {fingerprint(blob)}, new, {held}")
     _say(
         f"   signing key    {demo.verify_key.name:<22}  new, cosign format; the server signs and "
@@ -490,7 +490,53 @@ def _print_commands(demo: Demo) -> None:
     for line in lines:
         _say(f"  {line}" if line else "")
     _say()
+    _print_web(demo)
     _say(f"Logs are in {demo.logs}. Ctrl-C stops everything and removes {demo.root}.")
+
+
+def _user_token(demo: Demo) -> str:
+    """The demo user's OIDC token, as ``imgctl token`` prints it (from the cache promote filled).
+
+    Not written to client.log: the logs are kept when the demo fails, the token is a secret.
+    """
+    argv = ["token", "-u", demo.user]
+    result = subprocess.run(
+        [sys.executable, "-m", "imgctl", *argv],
+        env=demo.client_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT,
+        cwd=demo.root,
+        start_new_session=True,
+    )
+    log = demo.logs / "client.log"
+    with log.open("a") as handle:
+        handle.write(f"$ imgctl {' '.join(argv)}\n(the token is not logged)\n")
+        handle.write(f"{result.stderr}exit {result.returncode}\n")
+    token = result.stdout.strip()
+    if result.returncode != 0 or not token or len(token.split()) != 1:
+        raise StepFailed(
+            "--keep (imgctl token)",
+            f"`imgctl {' '.join(argv)}` exited with status {result.returncode}: "
+            f"{last_line(result.stderr)}",
+            log,
+        )
+    return token
+
+
+def _print_web(demo: Demo) -> None:
+    """Where the web pages are and the token that opens them (printed once, here)."""
+    token = _user_token(demo)
+    _say(f"The web pages: {demo.http_url}/  (releases, audit trail, watches, charts)")
+    _say(
+        f"Sign in at {demo.http_url}/login by pasting this token, {demo.user}'s OIDC token. It "
+        "is a secret of this demo only (its issuer stops with it) and lasts an hour; "
+        "`imgctl token` with the exports above prints a new one:"
+    )
+    _say()
+    _say(f"   {token}")
+    _say()
 
 
 def _hold(demo: Demo) -> None:
