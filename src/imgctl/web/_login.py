@@ -3,9 +3,9 @@
 ``POST /login`` checks the token exactly as a page would (:meth:`Access.identify`), then keeps
 it in the :data:`~._access.COOKIE` cookie: ``Secure; HttpOnly; SameSite=Strict; Path=/``, for
 as long as the token lives (a catalog token: :data:`~._access.CATALOG_SESSION_SECONDS`). Both
-forms are POST only and refused unless the browser's ``Origin`` is this server (and
-``Sec-Fetch-Site``, when sent, says same-origin): with SameSite=Strict that keeps another site
-from signing a browser in or out.
+forms are POST only and refused unless the browser says the form came from this server's own
+pages (:func:`same_origin`: ``Sec-Fetch-Site: same-origin``, an ``Origin`` naming this host):
+with SameSite=Strict that keeps another site from signing a browser in or out.
 """
 
 from __future__ import annotations
@@ -34,16 +34,22 @@ def safe_next(value: str | None) -> str:
 
 
 def same_origin(request: Request) -> bool:
-    """True when the browser says the form was sent by a page of this server."""
+    """True when the browser says the form was sent by a page of this server.
+
+    ``Sec-Fetch-Site: same-origin`` is what browsers say (every current one sends it); an
+    ``Origin`` must then name this host too, when it is not ``null`` (the pages' Referrer-Policy,
+    no-referrer, makes browsers send ``Origin: null`` on a POST). Without Sec-Fetch-Site, the
+    Origin alone must name this host.
+    """
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site != "same-origin":
-        return False
     origin = request.headers.get("origin", "")
     host = request.headers.get("host", "")
-    if not origin or origin == "null" or not host:
+    if site is not None and site != "same-origin":
         return False
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+    if origin and origin != "null":
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower() != ""
+    return site == "same-origin"
 
 
 async def _form(request: Request) -> dict[str, str] | None:

@@ -168,10 +168,10 @@ CurrentViewer = Annotated[Viewer, Depends(current_viewer)]
 
 
 def secure(response: Response, request: Request) -> None:
-    """Add the security headers; no caching of anything but static files."""
+    """Add the security headers; nothing is cached but what says so itself (static files)."""
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
-    if not request.url.path.startswith("/static/"):
+    if "cache-control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
         response.headers.setdefault("Vary", "Cookie, Authorization")
 

@@ -26,6 +26,11 @@ def create_web_router(context: WebContext, access: Access) -> APIRouter:
     async def static(name: str) -> Response:
         return web.static(name)
 
+    @router.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        # No icon: an answer, so that browsers do not log a 404 on every page.
+        return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
     from . import _login
 
     _login.register(router, web)

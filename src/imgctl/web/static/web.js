@@ -8,6 +8,21 @@ document.addEventListener("DOMContentLoaded", () => {
     select.addEventListener("change", () => select.form && select.form.requestSubmit());
   }
 
+  // Filter forms send only the fields that are set, so a shared URL says just the filter.
+  for (const form of document.querySelectorAll("form[data-clean-query]")) {
+    form.addEventListener("submit", () => {
+      for (const field of form.elements) {
+        if (field.name && field.value === "") field.disabled = true;
+      }
+    });
+  }
+  // A page shown again from the back/forward cache gets its fields back.
+  window.addEventListener("pageshow", () => {
+    for (const field of document.querySelectorAll("form[data-clean-query] [disabled]")) {
+      field.disabled = false;
+    }
+  });
+
   // Copy buttons: <button data-copy="text">; says "Copied" for a moment.
   for (const button of document.querySelectorAll("button[data-copy]")) {
     button.hidden = false;
