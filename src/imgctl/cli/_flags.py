@@ -150,6 +150,57 @@ AnonymousWritesOpt = Annotated[
         "catalog entries (imagelist's no-token mode). Without either, writes are refused.",
     ),
 ]
+
+
+# What verifies a signature or attestation: keys, or a keyless identity with its trust material
+# (cosign verify's flag names; imgctl verify and imgctl attestations share them).
+PublicKeyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--key",
+        help="Public key: cosign.pub, a PEM public key or a KMS URI (repeatable: any of them).",
+        show_default=False,
+    ),
+]
+CertificateIdentityOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--certificate-identity",
+        help="Keyless: the signing certificate's identity (SAN), exactly.",
+    ),
+]
+CertificateIssuerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--certificate-oidc-issuer",
+        help="Keyless: the OIDC issuer in the certificate, exactly.",
+    ),
+]
+CertificateChainOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--certificate-chain",
+        help="Keyless: PEM file of the trusted Fulcio root (and intermediate) certificates.",
+        dir_okay=False,
+    ),
+]
+TrustedRootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--trusted-root",
+        help="Keyless: a sigstore trusted_root.json (its Fulcio certificates and Rekor keys).",
+        dir_okay=False,
+    ),
+]
+RekorPublicKeyOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--rekor-public-key",
+        help="Keyless: PEM public key of the Rekor log (repeatable).",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
 PublicPagesOpt = Annotated[
     bool,
     typer.Option(

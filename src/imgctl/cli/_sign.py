@@ -15,7 +15,18 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import typer
 
 from imgctl.cli._exit import exit_code, fail, interrupted
-from imgctl.cli._flags import Connection, OutputOpt, parse_ref, registry_command
+from imgctl.cli._flags import (
+    CertificateChainOpt,
+    CertificateIdentityOpt,
+    CertificateIssuerOpt,
+    Connection,
+    OutputOpt,
+    PublicKeyOpt,
+    RekorPublicKeyOpt,
+    TrustedRootOpt,
+    parse_ref,
+    registry_command,
+)
 from imgctl.cli._output import Output, print_json
 from imgctl.errors import ImgctlError
 
@@ -159,53 +170,12 @@ def sign(
 def verify(
     connection: Connection,
     image: Annotated[str, typer.Argument(help="Image to verify: REGISTRY/REPO:TAG or @DIGEST.")],
-    key: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--key",
-            help="Public key: cosign.pub, a PEM public key or a KMS URI (repeatable: any of them).",
-            show_default=False,
-        ),
-    ] = None,
-    certificate_identity: Annotated[
-        str | None,
-        typer.Option(
-            "--certificate-identity",
-            help="Keyless: the signing certificate's identity (SAN), exactly.",
-        ),
-    ] = None,
-    certificate_oidc_issuer: Annotated[
-        str | None,
-        typer.Option(
-            "--certificate-oidc-issuer",
-            help="Keyless: the OIDC issuer in the certificate, exactly.",
-        ),
-    ] = None,
-    certificate_chain: Annotated[
-        Path | None,
-        typer.Option(
-            "--certificate-chain",
-            help="Keyless: PEM file of the trusted Fulcio root (and intermediate) certificates.",
-            dir_okay=False,
-        ),
-    ] = None,
-    trusted_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--trusted-root",
-            help="Keyless: a sigstore trusted_root.json (its Fulcio certificates and Rekor keys).",
-            dir_okay=False,
-        ),
-    ] = None,
-    rekor_public_key: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--rekor-public-key",
-            help="Keyless: PEM public key of the Rekor log (repeatable).",
-            dir_okay=False,
-            show_default=False,
-        ),
-    ] = None,
+    key: PublicKeyOpt = None,
+    certificate_identity: CertificateIdentityOpt = None,
+    certificate_oidc_issuer: CertificateIssuerOpt = None,
+    certificate_chain: CertificateChainOpt = None,
+    trusted_root: TrustedRootOpt = None,
+    rekor_public_key: RekorPublicKeyOpt = None,
     signed_identity: Annotated[
         list[str] | None,
         typer.Option(
