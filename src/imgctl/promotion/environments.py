@@ -22,6 +22,12 @@ images whose source carries a valid signature (kpromo's validate phase)::
         trusted_root: trusted_root.json  # keyless: sigstore's Fulcio roots and Rekor keys
         identities: [dev.example.com/team/app]  # optional: repositories a payload may name
 
+``provenance`` checks the SLSA provenance attestations of a destination's sources (kpromo's
+provenance phase) with the same keys, keyless identities and trusted_root::
+
+    provenance:
+      prod: {keys: [builder.pub], required: true}   # required: false (default) = verify-if-present
+
 Key references are only read here; ``imgctl.promotion.signing`` loads them.
 """
 
@@ -38,7 +44,14 @@ from imgctl.errors import ImgctlError, UsageError
 if TYPE_CHECKING:
     from imgctl._internal.strict_yaml import Document
 
-__all__ = ["Environment", "Environments", "Policy", "SignatureRule", "load_policy"]
+__all__ = [
+    "Environment",
+    "Environments",
+    "Policy",
+    "ProvenanceRule",
+    "SignatureRule",
+    "load_policy",
+]
 
 _NAME_RE = re.compile(r"[A-Z0-9][A-Z0-9_]*")
 _REGISTRY_PREFIX = "IMGCTL_REGISTRY_"
@@ -169,6 +182,26 @@ class SignatureRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvenanceRule:
+    """How one destination checks its sources' attestations (the policy file's ``provenance``).
+
+    ``keys``, ``keyless`` and ``trusted_root`` as in :class:`SignatureRule`. Every attestation a
+    source carries must verify; ``required`` also refuses a source without a verified SLSA
+    provenance (false: verify-if-present, a source without any is promoted with a warning).
+    """
+
+    keys: tuple[str, ...] = ()
+    keyless: tuple[tuple[str, str], ...] = ()
+    trusted_root: str | None = None
+    required: bool = False
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """No payload identities: an attestation names its subject by digest."""
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Which groups may promote into which destination; empty means no extra rule."""
 
@@ -176,6 +209,12 @@ class Policy:
     path: str | None = None
     # Destination environment -> the signature its images need at the source.
     signatures: Mapping[str, SignatureRule] = field(default_factory=dict)
+    # Destination environment -> how its sources' attestations are checked.
+    provenance: Mapping[str, ProvenanceRule] = field(default_factory=dict)
+
+    def provenance_rule(self, destination: str) -> ProvenanceRule | None:
+        """The provenance rule of ``destination``, if it has one."""
+        return self.provenance.get(destination.lower())
 
     def signature_rule(self, destination: str) -> SignatureRule | None:
         """The signature rule of ``destination``, if it has one."""
@@ -201,7 +240,7 @@ def load_policy(path: Path, environments: Environments) -> Policy:
 
     loaded = strict_yaml.load_file(path, "policy file")
     document = loaded.data
-    known = {"destinations", "require_signature"}
+    known = {"destinations", "require_signature", "provenance"}
     if not isinstance(document, dict) or set(document) - known:
         detail = ""
         if isinstance(document, dict):
@@ -209,10 +248,10 @@ def load_policy(path: Path, environments: Environments) -> Policy:
             if unknown:
                 detail = f" (unknown: {', '.join(k + loaded.key_at(document, k) for k in unknown)})"
         raise UsageError(
-            f"policy file {path} must be a mapping with the keys destinations and/or "
-            f"require_signature{detail}",
+            f"policy file {path} must be a mapping with the keys destinations, "
+            f"require_signature and/or provenance{detail}",
             hint="destinations: {prod: [group, ...], ...}; require_signature: {prod: {keys: "
-            "[cosign.pub]}}",
+            "[cosign.pub]}}; provenance: {prod: {keys: [builder.pub], required: true}}",
         )
     raw = document.get("destinations") or {}
     if not isinstance(raw, dict):
@@ -242,63 +281,109 @@ def load_policy(path: Path, environments: Environments) -> Policy:
             raise UsageError(f"{path}: destination {name!r} names {environment.name} again")
         destinations[environment.name] = tuple(groups)
     signatures = _signature_rules(path, loaded, document.get("require_signature"), environments)
-    return Policy(destinations, str(path), signatures)
+    provenance = _provenance_rules(path, loaded, document.get("provenance"), environments)
+    return Policy(destinations, str(path), signatures, provenance)
+
+
+def _rules(
+    path: Path, loaded: Document, raw: object, environments: Environments, section: str
+) -> Iterator[tuple[str, str, dict[object, object]]]:
+    """Each (environment, where, body) of a section mapping environments to rule mappings."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise UsageError(
+            f"{path}{loaded.at(raw)}: {section} must map environment names to rules",
+            hint=f"{section}: {{prod: {{keys: [cosign.pub]}}}}",
+        )
+    seen: set[str] = set()
+    for name, body in raw.items():
+        environment = environments.get(name) if isinstance(name, str) else None
+        if environment is None:
+            raise UsageError(
+                f"{path}: {section} names {name!r}, which is not a configured environment",
+                hint=f"configured: {', '.join(environments.names()) or 'none'}",
+            )
+        if environment.name in seen:
+            raise UsageError(f"{path}: {section} names {environment.name} again")
+        seen.add(environment.name)
+        yield environment.name, f"{section}.{name}", body
+
+
+def _checked_body(
+    path: Path, loaded: Document, body: object, where: str, fields: tuple[str, ...]
+) -> dict[object, object]:
+    """``body`` when it is a mapping of ``fields`` only; UsageError naming the others."""
+    if not isinstance(body, dict) or set(body) - set(fields):
+        unknown = sorted(map(str, set(body) - set(fields))) if isinstance(body, dict) else []
+        detail = f" (unknown: {', '.join(unknown)})" if unknown else ""
+        raise UsageError(
+            f"{path}{loaded.at(body)}: {where} must be a mapping of "
+            f"{', '.join(fields[:-1])} and {fields[-1]}{detail}",
+            hint="keys: [cosign.pub] and/or keyless: [{identity: ..., issuer: ...}]",
+        )
+    return body
+
+
+def _trust(
+    path: Path, loaded: Document, body: dict[object, object], where: str, what: str
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None]:
+    """A rule's keys (beside the file), keyless pairs and trusted_root, checked together."""
+    keys = _strings(path, loaded, body.get("keys"), f"{where}.keys")
+    keyless = _keyless(path, loaded, body.get("keyless"), f"{where}.keyless")
+    if not keys and not keyless:
+        raise UsageError(
+            f"{path}{loaded.at(body)}: {where} names no key and no keyless identity: "
+            f"no {what} could ever satisfy it",
+            hint="give keys: [...] or keyless: [{identity: ..., issuer: ...}]",
+        )
+    root = body.get("trusted_root")
+    if root is not None and (not isinstance(root, str) or not root.strip()):
+        raise UsageError(f"{path}{loaded.at(root)}: {where}.trusted_root must be a file name")
+    if keyless and root is None:
+        raise UsageError(
+            f"{path}{loaded.at(body)}: {where}.keyless needs trusted_root: the sigstore "
+            "trusted_root.json whose Fulcio roots and Rekor keys vouch for the certificates",
+        )
+    return (
+        tuple(_beside(path, key) for key in keys),
+        keyless,
+        _beside(path, root.strip()) if isinstance(root, str) else None,
+    )
 
 
 def _signature_rules(
     path: Path, loaded: Document, raw: object, environments: Environments
 ) -> dict[str, SignatureRule]:
     """``require_signature``: environment -> {keys, keyless, identities}, read strictly."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise UsageError(
-            f"{path}{loaded.at(raw)}: require_signature must map environment names to rules",
-            hint="require_signature: {prod: {keys: [cosign.pub]}}",
-        )
     rules: dict[str, SignatureRule] = {}
-    for name, body in raw.items():
-        environment = environments.get(name) if isinstance(name, str) else None
-        if environment is None:
-            raise UsageError(
-                f"{path}: require_signature names {name!r}, which is not a configured environment",
-                hint=f"configured: {', '.join(environments.names()) or 'none'}",
-            )
-        where = f"require_signature.{name}"
-        fields = {"keys", "keyless", "identities", "trusted_root"}
-        if not isinstance(body, dict) or set(body) - fields:
-            unknown = sorted(map(str, set(body) - fields)) if isinstance(body, dict) else []
-            detail = f" (unknown: {', '.join(unknown)})" if unknown else ""
-            raise UsageError(
-                f"{path}{loaded.at(body)}: {where} must be a mapping of keys, keyless, "
-                f"trusted_root and identities{detail}",
-                hint="keys: [cosign.pub] and/or keyless: [{identity: ..., issuer: ...}]",
-            )
-        keys = _strings(path, loaded, body.get("keys"), f"{where}.keys")
+    fields = ("keys", "keyless", "trusted_root", "identities")
+    for environment, where, raw_body in _rules(
+        path, loaded, raw, environments, "require_signature"
+    ):
+        body = _checked_body(path, loaded, raw_body, where, fields)
+        keys, keyless, root = _trust(path, loaded, body, where, "signature")
         identities = _strings(path, loaded, body.get("identities"), f"{where}.identities")
-        keyless = _keyless(path, loaded, body.get("keyless"), f"{where}.keyless")
-        if not keys and not keyless:
+        rules[environment] = SignatureRule(keys, keyless, identities, root)
+    return rules
+
+
+def _provenance_rules(
+    path: Path, loaded: Document, raw: object, environments: Environments
+) -> dict[str, ProvenanceRule]:
+    """``provenance``: environment -> {keys, keyless, trusted_root, required}, read strictly."""
+    rules: dict[str, ProvenanceRule] = {}
+    fields = ("keys", "keyless", "trusted_root", "required")
+    for environment, where, raw_body in _rules(path, loaded, raw, environments, "provenance"):
+        body = _checked_body(path, loaded, raw_body, where, fields)
+        keys, keyless, root = _trust(path, loaded, body, where, "attestation")
+        required = body.get("required", False)
+        if not isinstance(required, bool):
             raise UsageError(
-                f"{path}{loaded.at(body)}: {where} names no key and no keyless identity: "
-                "no signature could ever satisfy it",
-                hint="give keys: [...] or keyless: [{identity: ..., issuer: ...}]",
+                f"{path}{loaded.at(required)}: {where}.required must be true or false",
+                hint="true refuses sources without a verified SLSA provenance",
             )
-        root = body.get("trusted_root")
-        if root is not None and (not isinstance(root, str) or not root.strip()):
-            raise UsageError(f"{path}{loaded.at(root)}: {where}.trusted_root must be a file name")
-        if keyless and root is None:
-            raise UsageError(
-                f"{path}{loaded.at(body)}: {where}.keyless needs trusted_root: the sigstore "
-                "trusted_root.json whose Fulcio roots and Rekor keys vouch for the certificates",
-            )
-        if environment.name in rules:
-            raise UsageError(f"{path}: require_signature names {environment.name} again")
-        rules[environment.name] = SignatureRule(
-            tuple(_beside(path, key) for key in keys),
-            keyless,
-            identities,
-            _beside(path, root.strip()) if root else None,
-        )
+        rules[environment] = ProvenanceRule(keys, keyless, root, required)
     return rules
 
 

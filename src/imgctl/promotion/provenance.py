@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROVENANCE_PREDICATE_TYPES",
     "AttestResult",
+    "ProvenanceGate",
     "ProvenanceVerdict",
     "attest_promotions",
     "check_provenance",
@@ -83,6 +84,14 @@ class ProvenanceVerdict:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ProvenanceGate:
+    """One destination's provenance check: the trust its sources' attestations need."""
+
+    policy: TrustPolicy
+    required: bool = False
+
+
 def _statement_type(check: AttestationCheck) -> str | None:
     statement = check.statement
     value = statement.get("predicateType") if statement is not None else None
@@ -106,13 +115,12 @@ def _judge(
     checks: Sequence[AttestationCheck],
     policy: TrustPolicy | None,
     require: bool,
+    required_by: str = "--require-provenance",
 ) -> ProvenanceVerdict:
     found = tuple(checks)
     if not found:
         if require:
-            return ProvenanceVerdict(
-                image, "refused", "it has no attestation (--require-provenance)"
-            )
+            return ProvenanceVerdict(image, "refused", f"it has no attestation ({required_by})")
         return ProvenanceVerdict(
             image, "absent", "no attestation found; promoted anyway (verify-if-present)"
         )
@@ -142,7 +150,7 @@ def _judge(
             image,
             "refused",
             f"none of its {len(found)} verified attestation(s) is SLSA provenance "
-            f"({', '.join(types)}) (--require-provenance)",
+            f"({', '.join(types)}) ({required_by})",
             found,
         )
     signers = sorted({c.signer for c in found if c.signer})
@@ -158,6 +166,7 @@ async def _check_one(
     policy: TrustPolicy | None,
     require: bool,
     gate: asyncio.Semaphore,
+    required_by: str,
 ) -> ProvenanceVerdict:
     from imgctl.trust import list_attestations
 
@@ -168,7 +177,7 @@ async def _check_one(
             return ProvenanceVerdict(
                 str(image), "unreadable", f"its attestations cannot be read: {exc}"
             )
-    return _judge(str(image), checks, policy, require)
+    return _judge(str(image), checks, policy, require, required_by)
 
 
 async def check_provenance(
@@ -179,11 +188,13 @@ async def check_provenance(
     require: bool = False,
     without_attestations: Collection[str] = (),
     max_ops: int = 50,
+    required_by: str = "--require-provenance",
 ) -> dict[str, ProvenanceVerdict]:
     """Judge each image (with digest) once, ``max_ops`` at a time; keyed by ``str(image)``.
 
     ``without_attestations`` names images already known to carry none (the plan listed their
-    referrers): they are judged without a request.
+    referrers): they are judged without a request. ``required_by`` says, in a refusal, what
+    required provenance (the flag, or the server's policy file).
     """
     unique = {str(image): image for image in images}
     gate = asyncio.Semaphore(max_ops)
@@ -191,8 +202,8 @@ async def check_provenance(
 
     async def one(key: str, image: Reference) -> ProvenanceVerdict:
         if key in known:
-            return _judge(key, (), policy, require)
-        return await _check_one(client, image, policy, require, gate)
+            return _judge(key, (), policy, require, required_by)
+        return await _check_one(client, image, policy, require, gate, required_by)
 
     verdicts = await asyncio.gather(*(one(key, image) for key, image in unique.items()))
     return {verdict.image: verdict for verdict in verdicts}

@@ -3,7 +3,9 @@
 ``Promoter.plan`` turns (ref, source, destination) into a checked ``Promotion`` or raises
 ``InvalidPromotionError``; ``Promoter.allowed`` applies the policy file (``NotAllowedError``);
 ``Promoter.check_signature`` its ``require_signature`` rule (the source must be signed: kpromo's
-validate phase, ``NotAllowedError`` too); ``Promoter.run`` does the copy, then, when the server
+validate phase, ``NotAllowedError`` too), ``Promoter.check_provenance`` its ``provenance`` rule
+(kpromo's provenance phase: the source's attestations must verify, ``NotAllowedError``; none is
+a logged warning unless required); ``Promoter.run`` does the copy, then, when the server
 has a signing key, signs the promoted digest and attests its promotion (kpromo's sign and attest
 phases; a failure of either is reported in the result, never raised: the copy stands). Failures
 are the ``PromotionError`` kinds of ``imgctl.errors``, which say what went wrong, not how to
@@ -41,6 +43,7 @@ from imgctl.promotion.environments import Environment, Environments, Policy
 from imgctl.remote import CopyOptions, CopyProgress, RegistryClient, copy_images
 
 if TYPE_CHECKING:
+    from imgctl.promotion.provenance import ProvenanceGate
     from imgctl.trust import Signer, TrustPolicy
 
 __all__ = ["Promoter", "Promotion", "PromotionResult", "landed_result"]
@@ -108,6 +111,7 @@ class Promoter:
         trust: Mapping[str, TrustPolicy] | None = None,
         max_signature_ops: int = 50,
         builder: str | None = None,
+        provenance: Mapping[str, ProvenanceGate] | None = None,
     ) -> None:
         self.environments = environments
         self.policy = policy or Policy()
@@ -123,6 +127,8 @@ class Promoter:
         self._signing = asyncio.Semaphore(max_signature_ops)
         # Destination environment -> what its source images must be signed with.
         self.trust = dict(trust or {})
+        # Destination environment -> how its source images' attestations are checked.
+        self.provenance = dict(provenance or {})
         # Weak: a lock lives only while some promotion holds or waits for it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -231,6 +237,46 @@ class Promoter:
             hint=f"sign it (imgctl sign {source} --key ...) with a key the server's policy "
             f"file accepts for {promotion.destination.name}",
         )
+
+    async def check_provenance(self, promotion: Promotion) -> Promotion:
+        """Apply the destination's ``provenance`` rule; the promotion pinned if it has one.
+
+        Every attestation of the pinned source must verify; a source without one is refused
+        when the rule requires provenance, else promoted with a warning in the server's log.
+        NotAllowedError names the image and each attestation's reason; nothing is copied then.
+        """
+        gate = self.provenance.get(promotion.destination.name)
+        if gate is None or promotion.kind != "image":
+            return promotion
+        from imgctl.promotion.provenance import check_provenance
+
+        pinned = await self.pin(promotion)
+        source = pinned.image_source
+        assert source is not None
+        verdicts = await check_provenance(
+            self._registry,
+            [source],
+            gate.policy,
+            require=gate.required,
+            required_by=f"the server's provenance rule for {promotion.destination.name}",
+            max_ops=1,
+        )
+        verdict = verdicts[str(source)]
+        if not verdict.ok:
+            raise NotAllowedError(
+                f"{promotion.destination.name!r} takes only images whose provenance verifies: "
+                f"{source}: {verdict.reason}",
+                hint="attest it (imgctl attest) with a key the server's policy file accepts for "
+                f"{promotion.destination.name}",
+            )
+        if verdict.warning:
+            log.warning(
+                "promoting %s to %s without verified provenance: %s",
+                source,
+                promotion.destination.name,
+                verdict.reason,
+            )
+        return pinned
 
     def destinations_for(self, groups: Iterable[str]) -> list[str]:
         """The environments these groups may promote into."""

@@ -22,7 +22,7 @@ from imgctl.errors import ImgctlError, KeyRefError, UsageError
 from imgctl.oci import Reference
 
 if TYPE_CHECKING:
-    from imgctl.promotion.environments import SignatureRule
+    from imgctl.promotion.environments import ProvenanceRule, SignatureRule
     from imgctl.promotion.manifests import Edge, Manifest
     from imgctl.remote import RegistryClient
     from imgctl.trust import Signer, TrustPolicy, VerificationReport
@@ -95,14 +95,17 @@ def trust_policy(
 
 
 def rule_policy(
-    rule: SignatureRule,
+    rule: SignatureRule | ProvenanceRule,
     *,
     where: str,
     fulcio_roots: bytes = b"",
     rekor_keys: Sequence[bytes] = (),
     environ: Mapping[str, str] | None = None,
 ) -> TrustPolicy:
-    """The TrustPolicy of a policy file's ``require_signature`` rule; errors name ``where``."""
+    """The TrustPolicy of a policy file's ``require_signature`` or ``provenance`` rule.
+
+    Errors name ``where``.
+    """
     from imgctl.trust import read_trusted_root
 
     try:

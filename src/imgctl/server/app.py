@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from imgctl.catalog.admission import Exemptions
     from imgctl.catalog.signatures import SignatureRule
     from imgctl.promotion.environments import Policy
+    from imgctl.promotion.provenance import ProvenanceGate
     from imgctl.remote import ClientOptions
     from imgctl.trust import Signer, TrustPolicy
 
@@ -133,6 +134,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
     policy = load_policy(settings.policy_file, environments) if settings.policy_file else None
     # Keys are loaded before anything serves: a bad reference stops the start (KeyRefError).
     signer, trust = _signing(settings, policy, environ)
+    provenance = _provenance(policy, environ)
     lease = lease_from_environment(environ)
     registry = RegistryClient(*_registry_settings(environ))
     promoter = Promoter(
@@ -144,6 +146,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         signer=signer,
         trust=trust,
         max_signature_ops=settings.max_signature_ops or 50,
+        provenance=provenance,
     )
     assert settings.state_dir is not None
     url = database_url(environ, settings.state_dir)
@@ -262,6 +265,22 @@ def _signing(
                 environ=environ,
             )
     return signer, trust
+
+
+def _provenance(policy: Policy | None, environ: Mapping[str, str]) -> dict[str, ProvenanceGate]:
+    """The policy file's provenance rules, keys and trusted roots loaded (UsageError naming one)."""
+    from imgctl.promotion.provenance import ProvenanceGate
+    from imgctl.promotion.signing import rule_policy
+
+    gates: dict[str, ProvenanceGate] = {}
+    if policy is None:
+        return gates
+    for environment, rule in policy.provenance.items():
+        trust = rule_policy(
+            rule, where=f"policy file {policy.path}: provenance.{environment}", environ=environ
+        )
+        gates[environment] = ProvenanceGate(trust, rule.required)
+    return gates
 
 
 def _configure_logging() -> None:

@@ -164,6 +164,9 @@ class ServerCore:
             # The destination's require_signature rule, on the pinned source, before any intent.
             promotion = await self.promoter.check_signature(promotion)
             record.promotion = promotion
+            # Its provenance rule too: every attestation of the pinned source must verify.
+            promotion = await self.promoter.check_provenance(promotion)
+            record.promotion = promotion
             # Identical promotions in this process wait here; across replicas, at the intent.
             async with self.intents.turn(promotion):
                 return await self._promote(record, promotion, on_progress)
