@@ -2,9 +2,12 @@
 
 Nothing here downloads a browser: Chromium is Debian's package (``apt-get install chromium``,
 which scripts/test.sh does) and Playwright is told where it is (``executable_path``). Use the
-fixtures from a test module with ``pytest_plugins``-free imports::
+fixtures by binding them in a test module::
 
-    from ..support.browser import browser, page, screenshot, csp_violations  # noqa: F401
+    from ..support import browser as browsers
+    from ..support.browser import csp_violations, screenshot
+
+    browser, page = browsers.browser, browsers.page
 
 ``page`` is a fresh browser context (no cookies) with a desktop viewport that records every
 Content-Security-Policy violation (:func:`csp_violations`) and console error. :func:`screenshot`
@@ -40,9 +43,14 @@ document.addEventListener("securitypolicyviolation", (event) => {
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium for the whole session (``--no-sandbox`` when running as root)."""
+    """Headless Chromium for one test module (``--no-sandbox`` when running as root).
+
+    Module-scoped: each module that imports the fixture has its own definition, and two
+    Playwright instances cannot live in one thread at once (each holds the thread's event
+    loop; so ``asyncio.run`` there fails too: see webdeploy.run_async).
+    """
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.exists(), "install Debian's chromium: apt-get install chromium"
