@@ -30,6 +30,7 @@ __all__ = [
     "CATALOG_IMAGES",
     "ISSUER_JTI",
     "METADATA",
+    "PROMOTED_ROWS",
     "PROMOTION_INTENTS",
     "SCAN_WATCHES",
     "UTCDateTime",
@@ -69,6 +70,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY; elsewhere 64 bits
 # so that an audit table that lives for years cannot run out of ids.
 ID_TYPE: Final = BigInteger().with_variant(Integer(), "sqlite")
+
+# The rows the statistics' partial indexes hold; a query must say it in these words (literal
+# values, not parameters) for the planner to know it may use them.
+PROMOTED_ROWS: Final = "action = 'promote' AND result = 'succeeded'"
 
 METADATA: Final = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
 
@@ -110,10 +115,26 @@ AUDIT_EVENTS: Final = Table(
     Index("ix_audit_events_request_id", "request_id"),
     Index("ix_audit_events_subject", "subject"),
     Index("ix_audit_events_result", "result"),
-    # Migration 0009: the audit trail's filters by user (subject or email) and environment.
+    # Migration 0009: the audit trail's filter by user (subject or email).
     Index("ix_audit_events_email", "email"),
-    Index("ix_audit_events_source_env", "source_env"),
-    Index("ix_audit_events_destination_env", "destination_env"),
+    # Migration 0010: the charts' statistics (store/_stats.py), over successful promotions only.
+    Index(
+        "ix_audit_events_promoted_into",
+        "destination_env",
+        "time",
+        "digest",
+        sqlite_where=text(PROMOTED_ROWS),
+        postgresql_where=text(PROMOTED_ROWS),
+    ),
+    Index(
+        "ix_audit_events_promoted_digest",
+        "digest",
+        "time",
+        "destination_env",
+        "source_env",
+        sqlite_where=text(f"{PROMOTED_ROWS} AND digest IS NOT NULL"),
+        postgresql_where=text(f"{PROMOTED_ROWS} AND digest IS NOT NULL"),
+    ),
 )
 
 # The image catalog (imagelist's API): one row per image id (a digest, for promotions),
