@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, Select, bindparam, or_, select, text
+from sqlalchemy import Connection, Row, Select, bindparam, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -330,6 +330,15 @@ class CatalogStore(_SyncStore):
         """Raise :class:`StoreError` unless the database answers."""
         await self._submit(self._ping)
 
+    async def version(self) -> tuple[int, datetime | None]:
+        """A cheap mark of the table's content: (entries, newest ``updated_at``).
+
+        Every write sets ``updated_at`` to now and a delete changes the count, so a reader that
+        keeps what it read with this mark knows when to read again (the web pages do), whichever
+        replica wrote.
+        """
+        return await self._submit(self._version)
+
     # --- on the store's threads ------------------------------------------------------------
 
     def _list(
@@ -507,6 +516,14 @@ class CatalogStore(_SyncStore):
                 (environment, name, None, tag) in found
             )
         return answers
+
+    def _version(self) -> tuple[int, datetime | None]:
+        query = select(func.count(), func.max(_TABLE.c.updated_at))
+        with self._engine.connect() as connection:
+            count, newest = connection.execute(query).one()
+        if isinstance(newest, datetime) and newest.tzinfo is None:
+            newest = newest.replace(tzinfo=UTC)
+        return int(count), newest
 
     def _ping(self) -> None:
         with self._engine.connect() as connection:
