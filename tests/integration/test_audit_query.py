@@ -234,6 +234,5 @@ async def test_0009_indexes_the_filters_and_keeps_rows(db_url: str) -> None:
     finally:
         engine.dispose()
     assert indexes["ix_audit_events_email"] == ["email"]
-    assert indexes["ix_audit_events_source_env"] == ["source_env"]
-    assert indexes["ix_audit_events_destination_env"] == ["destination_env"]
+    assert not any("_env" in name for name in indexes)
     assert version == migration_head()
