@@ -55,6 +55,7 @@ NAV_LINKS: list[tuple[str, str]] = [
     ("/", "Releases"),
     ("/audit", "Audit"),
     ("/watches", "Watches"),
+    ("/charts", "Charts"),
 ]
 """The header's links, in order: a page that belongs in it appends (path, label) here."""
 
