@@ -225,6 +225,8 @@ def test_charts_page_in_chromium(charted: WebDeployment, page: Any) -> None:  # 
     assert "ci" not in [e["name"] for e in drawn]
     assert "No promotion into ci in this period." in page.locator("main").inner_text()
 
+    screenshot(page, "charts")
+
     # The table under the charts says the same numbers.
     page.get_by_text("Promotions per day as a table").click()
     table = page.get_by_role("table", name="Successful promotions per UTC day and environment")
@@ -234,7 +236,6 @@ def test_charts_page_in_chromium(charted: WebDeployment, page: Any) -> None:  # 
     today = table.locator("tbody tr").last
     cells = today.locator("td").all_inner_texts()
     assert [int(c) for c in cells] == [e["per_day"][-1] for e in answer["environments"]]
-    screenshot(page, "charts")
 
     # The period select submits itself; the URL keeps it.
     page.get_by_label("Period", exact=True).select_option("7")

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["contrast_ratio", "parse_colour", "relative_luminance"]
+__all__ = ["blend", "contrast_ratio", "parse_colour", "parse_css_colour", "relative_luminance"]
 
 _HEX = re.compile(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+_RGB = re.compile(r"rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)(?:\s*[,/]\s*([\d.]+%?))?\s*\)")
+
+RGBA = tuple[float, float, float, float]
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:
@@ -40,3 +43,31 @@ def contrast_ratio(foreground: str, background: str) -> float:
     a, b = relative_luminance(foreground), relative_luminance(background)
     lighter, darker = max(a, b), min(a, b)
     return (lighter + 0.05) / (darker + 0.05)
+
+
+def parse_css_colour(text: str) -> RGBA:
+    """A computed CSS colour (``rgb()``, ``rgba()``, ``#hex``, ``transparent``) as RGBA."""
+    text = text.strip().lower()
+    if text in ("transparent", "none", ""):
+        return (0.0, 0.0, 0.0, 0.0)
+    if text.startswith("#"):
+        r, g, b = parse_colour(text)
+        return (float(r), float(g), float(b), 1.0)
+    match = _RGB.fullmatch(text)
+    if not match:
+        raise ValueError(f"not a CSS colour this parser knows: {text!r}")
+    alpha = match.group(4)
+    a = 1.0 if alpha is None else float(alpha[:-1]) / 100 if alpha.endswith("%") else float(alpha)
+    return (float(match.group(1)), float(match.group(2)), float(match.group(3)), a)
+
+
+def blend(layers: list[RGBA]) -> str:
+    """The colour seen through ``layers`` (innermost first) over a white canvas, as #rrggbb."""
+    r, g, b = 255.0, 255.0, 255.0
+    for lr, lg, lb, alpha in reversed(layers):
+        r, g, b = (
+            alpha * lr + (1 - alpha) * r,
+            alpha * lg + (1 - alpha) * g,
+            alpha * lb + (1 - alpha) * b,
+        )
+    return "#{:02x}{:02x}{:02x}".format(*(round(c) for c in (r, g, b)))
