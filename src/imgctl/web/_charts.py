@@ -1,9 +1,9 @@
 """The charts at ``/charts`` and their numbers at ``/api/stats`` (issue 20 item 5).
 
-From the audit trail (:func:`imgctl.store.promotion_stats`, where the definitions are): the
+From the audit trail (:func:`imgctl.store._stats.promotion_stats`, where the definitions are): the
 successful promotions into each environment per UTC day, and the lead time from the first to the
 last environment in pipeline order (median, p90 and a distribution), over ``days`` days ending
-today (1 to :data:`~imgctl.store.MAX_DAYS`, default :data:`DEFAULT_DAYS`). A caller sees the
+today (1 to :data:`~imgctl.store._stats.MAX_DAYS`, default :data:`DEFAULT_DAYS`). A caller sees the
 environments they may read (:meth:`Viewer.readable`), and the lead time between the first and
 the last of those. The charts are SVG drawn here (:mod:`._svg`), each with a table of the same
 numbers under it.
