@@ -145,7 +145,8 @@ def check_story(output: str) -> str:
         r"-o json\n"
         r"   https://k8s\.io/promo-tools/promotion/v1: verified with key cosign\.pub\n"
         rf"   statement https://slsa\.dev/provenance/v1 about sha256:{hex12}…\n"
-        rf"   builder urn:imgctl:server:{signed.group(1)}…, requested by {USER}@demo\.imgctl\.local, "
+        rf"   builder urn:imgctl:server:{signed.group(1)}…, "
+        rf"requested by {USER}@demo\.imgctl\.local, "
         rf"request {audited.group(1)}$",
         output,
         re.M,

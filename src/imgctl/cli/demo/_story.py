@@ -320,8 +320,8 @@ def _attestations(demo: Demo, digest: str, promoted: dict[str, Any]) -> None:
     _say(f"   {PROMOTION_PREDICATE_TYPE}: {found[0].get('reason')}")
     # The builder is the server by its key id; the first 12 hex digits say which one.
     shown_builder = str(builder)
-    if len(shown_builder) > 26:
-        shown_builder = shown_builder[:26] + "…"
+    if len(shown_builder) > 30:  # urn:imgctl:server: and the key id's first 12 hex digits
+        shown_builder = shown_builder[:30] + "…"
     _say(f"   statement {statement.get('predicateType')} about {digest[:19]}…")
     _say(
         f"   builder {shown_builder}, requested by {internal.get('requestedBy')}, "
