@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._audit_query import DEFAULT_PAGE, MAX_EXPORT, MAX_PAGE, AuditCursor, AuditPage, AuditQuery
 from ._catalog import SORT_KEYS, CatalogImage, CatalogStore
+from ._history import RepositoryQuery
 from ._intents import CatalogPromotion, IntentStore, PendingIntent, PromotionIntent, Settled
 from ._jti import JtiStore
 from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
@@ -43,6 +44,7 @@ __all__ = [
     "JtiStore",
     "PendingIntent",
     "PromotionIntent",
+    "RepositoryQuery",
     "ScanStore",
     "Settled",
     "WatchState",
