@@ -17,6 +17,7 @@ import typer
 
 from imgctl import __version__
 from imgctl.cli._attest import app as attest_commands
+from imgctl.cli._audit import app as audit_group
 from imgctl.cli._catalog import app as catalog_group
 from imgctl.cli._cip import app as cip_command
 from imgctl.cli._completion import app as completion_command
@@ -74,5 +75,6 @@ app.add_typer(completion_command)
 app.add_typer(auth_group)
 app.add_typer(idp_group)
 app.add_typer(catalog_group)
+app.add_typer(audit_group)
 app.add_typer(scan_group)
 app.add_typer(registry_group)
