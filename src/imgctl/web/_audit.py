@@ -45,8 +45,7 @@ from imgctl.store import (
 )
 
 from ._access import Viewer
-from ._context import pipeline_order
-from ._matrix import snapshot
+from ._matrix import environment_order
 from ._render import BadFilter, CurrentViewer, Web, rfc3339
 
 __all__ = ["CSV_COLUMNS", "EXPORT_FILTERS", "FILTERS", "AuditFilters", "csv_cell", "register"]
@@ -287,10 +286,7 @@ async def _scope(web: Web, viewer: Viewer) -> tuple[list[str], frozenset[str] | 
     """The environments ``viewer`` may read (pipeline order), and the rows' limit (None: all)."""
     # The release matrix's reading of the catalog (kept until it changes), as the charts do:
     # every page lets a caller read the same environments.
-    kept = await snapshot(web)
-    order = pipeline_order(
-        set(web.context.configured()) | kept.environments, web.context.pipeline, kept.edges
-    )
+    order = await environment_order(web)
     readable = viewer.readable(order)
     # Who may read every environment there is reads every row, those naming none included.
     if viewer.promotes_to is None or set(order) <= set(readable):

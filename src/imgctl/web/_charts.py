@@ -22,8 +22,7 @@ from pydantic import BaseModel, Field
 from imgctl.store._stats import MAX_DAYS, PromotionStats, promotion_stats
 
 from ._access import Viewer
-from ._context import pipeline_order
-from ._matrix import ErrorOut, snapshot
+from ._matrix import ErrorOut, environment_order
 from ._render import BadFilter, CurrentViewer, Web
 from ._svg import duration, histogram_svg, nice_ceiling, per_day_svg
 
@@ -94,10 +93,7 @@ def parse_days(value: str | None) -> int:
 
 async def read_stats(web: Web, viewer: Viewer, days: int) -> PromotionStats:
     """The statistics of the environments ``viewer`` may read, in the matrix's pipeline order."""
-    kept = await snapshot(web)  # the release matrix's reading of the catalog, shared
-    order = pipeline_order(
-        set(web.context.configured()) | kept.environments, web.context.pipeline, kept.edges
-    )
+    order = await environment_order(web)
     readable = viewer.readable(order)
     lead = (readable[0], readable[-1]) if len(readable) >= 2 else None
     if web.context.audit is None:

@@ -349,6 +349,17 @@ async def snapshot(web: Web) -> Snapshot:
         return fresh
 
 
+async def environment_order(web: Web) -> list[str]:
+    """Every environment in pipeline order: IMGCTL_PIPELINE, else along the catalog's promotions.
+
+    Every page reads it here, from the same kept snapshot, so every page lets a caller read the
+    same environments (:meth:`Viewer.readable`) and names the same next environment.
+    """
+    kept = await snapshot(web)
+    names = set(web.context.configured()) | kept.environments
+    return pipeline_order(names, web.context.pipeline, kept.edges)
+
+
 def group(web: Web, version: object, entries: Sequence[CatalogImage]) -> Snapshot:
     """Group ``entries`` by repository and environment; read the promotions' edges."""
     context = web.context
@@ -386,10 +397,8 @@ def _repository_of(source: str) -> str:
 
 async def build_matrix(web: Web, viewer: Viewer, filters: Filters) -> Matrix:
     """Make the page ``filters`` ask for; BadFilter for what cannot be."""
-    context = web.context
     kept = await snapshot(web)
-    names = set(context.configured()) | kept.environments
-    order = pipeline_order(names, context.pipeline, kept.edges)
+    order = await environment_order(web)
     readable = viewer.readable(order)
     allowed = set(readable)
     for environment in filters.environments:

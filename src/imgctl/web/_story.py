@@ -33,7 +33,7 @@ from imgctl.store import AuditRecord, RepositoryQuery
 
 from ._access import Viewer
 from ._context import WebContext
-from ._pipeline import pipeline
+from ._matrix import environment_order
 from ._render import BadFilter, CurrentViewer, Web, rfc3339
 
 __all__ = [
@@ -363,7 +363,7 @@ async def build_story(
     audit = web.context.audit
     if audit is None:
         raise UnknownRepository(repository)
-    order = await pipeline(web.context)
+    order = await environment_order(web)
     readable = viewer.readable(order)
     limited = None if viewer.promotes_to is None else frozenset(readable)
     query = RepositoryQuery(readable=limited, repository=repository)

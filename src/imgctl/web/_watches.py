@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from imgctl.scan.state import EPOCH, WatchState
 
 from ._access import Viewer
-from ._pipeline import pipeline
+from ._matrix import environment_order
 from ._render import CurrentViewer, Web, rfc3339
 
 __all__ = ["NoWatches", "WatchRow", "WatchesView", "build_watches", "register"]
@@ -261,7 +261,7 @@ async def build_watches(web: Web, viewer: Viewer) -> WatchesView:
         raise NoWatches
     readable: Sequence[str] | None = None
     if viewer.promotes_to is not None:
-        readable = viewer.readable(await pipeline(context))
+        readable = viewer.readable(await environment_order(web))
     rows: list[WatchRow] = []
     hidden = 0
     for status in statuses:
