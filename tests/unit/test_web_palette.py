@@ -68,5 +68,9 @@ def test_header_and_buttons_reach_aa() -> None:
     assert (
         contrast_ratio(colour(skip["color"], palette), colour(skip["background"], palette)) >= 4.5
     )
-    # The focus ring against the header, where the navigation's links are (1.4.11: 3:1).
+    # The focus ring against the header, where the navigation's links are, and against the
+    # page and its panels, where every other control is (1.4.11: 3:1).
     assert contrast_ratio(palette["focus"], header["background"]) >= 3.0
+    for background in ("bg", "panel", "ok-bg", "warn-bg", "bad-bg"):
+        ratio = contrast_ratio(palette["focus"], palette[background])
+        assert ratio >= 3.0, f"focus ring on --{background}: {ratio:.2f}:1"
