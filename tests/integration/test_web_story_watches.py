@@ -178,6 +178,32 @@ def get(d: WebDeployment, path: str, user: str | None = "olga") -> tuple[int, An
         return error.code, json.load(error)
 
 
+def fetch_as(d: WebDeployment, path: str, accept: str, user: str | None) -> tuple[int, str, str]:
+    """(status, Content-Type, body) of GET ``path`` asking for ``accept``."""
+    request = urllib.request.Request(d.url + path, headers={"Accept": accept})
+    if user is not None:
+        request.add_header("Authorization", f"Bearer {d.tokens[user]}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def check_images_path(d: WebDeployment, user: str | None) -> None:
+    """/images/REPO: the story page for a browser, the catalog API's answer for anyone else."""
+    status, kind, body = fetch_as(d, f"/images/{REPOSITORY}", "text/html,*/*;q=0.8", user)
+    assert status == 200, body[:300]
+    assert kind.startswith("text/html")
+    assert f"<h1>The story of <code>{REPOSITORY}</code></h1>" in body
+    _, _, story = fetch_as(d, f"/story/{REPOSITORY}", "text/html", user)
+    assert body == story
+    for accept in ("application/json", "*/*"):
+        status, kind, body = fetch_as(d, f"/images/{REPOSITORY}", accept, user)
+        assert kind.startswith("application/json"), (accept, status, body[:300])
+        assert "<html" not in body
+
+
 def response_schema(d: WebDeployment, path: str, status: int) -> dict[str, Any]:
     """The OpenAPI document's schema of ``path``'s GET answer ``status``, resolvable."""
     document = get(d, "/openapi.json", None)[1]
@@ -355,6 +381,15 @@ def test_copy_button_by_keyboard_puts_the_exact_command_in_the_clipboard(
     assert (newest.result, newest.digest, newest.destination_env) == ("succeeded", digest, "prod")
     tab.reload()
     assert row.locator(".next-step").inner_text().strip() == "in the last environment"
+
+
+def test_images_path_is_the_story_for_a_browser_and_the_catalog_api_for_clients(
+    story: Story,
+) -> None:
+    check_images_path(story.d, "olga")
+    # The release matrix names each repository with a link to its story.
+    _, _, releases = fetch_as(story.d, "/", "text/html", "olga")
+    assert f'<a href="/images/{REPOSITORY}" title="The story of {REPOSITORY}">' in releases
 
 
 def test_a_reader_sees_only_environments_they_may_read(story: Story, tab: Any) -> None:
@@ -601,6 +636,7 @@ def test_catalog_serve_shows_what_the_server_saved(story: Story) -> None:
 
         status, history = get(catalog, f"/api/images/{REPOSITORY}/history", None)
         assert status == 200, history
+        check_images_path(catalog, None)
         _, theirs = get(d, f"/api/images/{REPOSITORY}/history")
         assert history["events"] == theirs["events"]
         assert history["environments"] == ["ci", "dev", "staging", "prod"]

@@ -296,9 +296,19 @@ def _environment_name_problem(image: ImageIn) -> str | None:
 
 
 def create_catalog_app(
-    store: CatalogStore, tokens: TokenFile | None, *, anonymous_writes: bool = False
+    store: CatalogStore,
+    tokens: TokenFile | None,
+    *,
+    anonymous_writes: bool = False,
+    pages: APIRouter | None = None,
 ) -> FastAPI:
-    """Return a standalone app serving :func:`create_catalog_router` (OpenAPI at /openapi.json)."""
+    """Return a standalone app serving :func:`create_catalog_router` (OpenAPI at /openapi.json).
+
+    ``pages`` (imgctl.web's router) goes before the catalog's routes, so that its HTML-only
+    ``/images/<repository>`` page sees a browser's request first.
+    """
     app = FastAPI(title="imgctl catalog", openapi_url="/openapi.json")
+    if pages is not None:
+        app.include_router(pages)
     app.include_router(create_catalog_router(store, tokens, anonymous_writes=anonymous_writes))
     return app

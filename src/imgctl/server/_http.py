@@ -42,10 +42,6 @@ def create_http_app(
     from imgctl.web import OidcAccess, WebContext, create_web_router
 
     app = FastAPI(title="imgctl server", docs_url=None, redoc_url=None)
-    if core.catalog is not None:
-        app.include_router(
-            create_catalog_router(core.catalog, tokens, anonymous_writes=anonymous_writes)
-        )
     promoter = core.promoter
     access = OidcAccess(core.verifier, promoter.policy, public=public_pages)
     access.set_environments(promoter.environments.names())
@@ -60,7 +56,13 @@ def create_http_app(
         grpc_address=grpc_address,
         title="imgctl",
     )
+    # The pages go first: /images/<repository> is a story page for a browser (text/html) and
+    # passes every other request on to the catalog API's GET /images/{id} behind it.
     app.include_router(create_web_router(context, access))
+    if core.catalog is not None:
+        app.include_router(
+            create_catalog_router(core.catalog, tokens, anonymous_writes=anonymous_writes)
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

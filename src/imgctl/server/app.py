@@ -579,19 +579,22 @@ async def serve_catalog(
     store = await CatalogStore.open(url)
     audit = await AuditStore.open(url)
     scans = await ScanStore.open(url)
-    catalog_app = create_catalog_app(store, tokens, anonymous_writes=anonymous_writes)  # type: ignore[arg-type]
-    catalog_app.include_router(
-        create_web_router(
-            WebContext(
-                catalog=store,
-                audit=audit,
-                environments=environments,
-                pipeline=pipeline,
-                scan_store=scans,
-                title="imgctl catalog",
-            ),
-            CatalogTokenAccess(tokens, public=public_pages),  # type: ignore[arg-type]
-        )
+    pages = create_web_router(
+        WebContext(
+            catalog=store,
+            audit=audit,
+            environments=environments,
+            pipeline=pipeline,
+            scan_store=scans,
+            title="imgctl catalog",
+        ),
+        CatalogTokenAccess(tokens, public=public_pages),  # type: ignore[arg-type]
+    )
+    catalog_app = create_catalog_app(
+        store,
+        tokens,  # type: ignore[arg-type]
+        anonymous_writes=anonymous_writes,
+        pages=pages,
     )
     app = AdmissionWebhook(
         catalog_app,

@@ -21,6 +21,8 @@ from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
 
 from ._access import COOKIE, MAX_WEB_TOKEN, Access, AccessDenied, Viewer
 
@@ -157,6 +159,29 @@ class WebRoute(APIRoute):
         return handler
 
 
+def wants_html(scope: Scope) -> bool:
+    """True when the request's Accept names text/html: a browser navigating, not an API client."""
+    for name, value in scope.get("headers", ()):
+        if name == b"accept":
+            return b"text/html" in value.lower()
+    return False
+
+
+class HtmlOnlyWebRoute(WebRoute):
+    """A page route that matches only requests asking for HTML.
+
+    ``/images/<repository>`` is both the catalog API's image (JSON, imagelist-compatible) and a
+    repository's story page: a browser asks for text/html and gets the page, every API client
+    (``*/*``, ``application/json``) passes on to the catalog route behind it.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Starlette's match, refused for a request that does not ask for HTML."""
+        if scope.get("type") == "http" and not wants_html(scope):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
 async def current_viewer(request: Request) -> Viewer:
     """The caller of a web route (AccessDenied if none): use it as :data:`CurrentViewer`."""
     web = request.scope.get("imgctl.web")
@@ -204,9 +229,9 @@ class Web:
             name: hashlib.sha256(data).hexdigest()[:12] for name, (data, _) in self._static.items()
         }
 
-    def route_class(self) -> type[WebRoute]:
-        """The route class of this web's router."""
-        return type("BoundWebRoute", (WebRoute,), {"web": self})
+    def route_class(self, base: type[WebRoute] = WebRoute) -> type[WebRoute]:
+        """The route class of this web's router (``base``, bound to this web)."""
+        return type(f"Bound{base.__name__}", (base,), {"web": self})
 
     # ------------------------------------------------------------------ who
 

@@ -34,7 +34,7 @@ from imgctl.store import AuditRecord, RepositoryQuery
 from ._access import Viewer
 from ._context import WebContext
 from ._matrix import environment_order
-from ._render import BadFilter, CurrentViewer, Web, rfc3339
+from ._render import BadFilter, CurrentViewer, HtmlOnlyWebRoute, Web, rfc3339
 
 __all__ = [
     "MAX_PAGE_SIZE",
@@ -396,9 +396,12 @@ async def build_story(
 
 
 def register(router: APIRouter, web: Web) -> None:
-    """Add ``/story/<repository>`` (the page) and ``/api/images/<repository>/history``."""
+    """Add ``/images/<repository>`` and ``/story/<repository>`` (the page) and its JSON.
 
-    @router.get("/story/{repository:path}", include_in_schema=False)
+    ``/images/<repository>`` answers only requests asking for HTML (:class:`HtmlOnlyWebRoute`):
+    the catalog API's ``GET /images/{id}`` keeps every other request.
+    """
+
     async def story_page(
         request: Request,
         repository: str,
@@ -415,6 +418,17 @@ def register(router: APIRouter, web: Web) -> None:
             "story.html",
             {"heading": repository, "story": story},
             viewer=viewer,
+        )
+
+    for path in ("/images/{repository:path}", "/story/{repository:path}"):
+        router.add_api_route(
+            path,
+            story_page,
+            methods=["GET"],
+            include_in_schema=False,
+            route_class_override=web.route_class(HtmlOnlyWebRoute)
+            if path.startswith("/images/")
+            else None,
         )
 
     @router.get(
