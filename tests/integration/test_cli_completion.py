@@ -56,7 +56,7 @@ def _bash_complete(*words: str) -> list[str]:
     ("words", "expected"),
     [
         (("imgctl", "co"), ["copy", "completion"]),
-        (("imgctl", "au"), ["auth-check", "auth"]),
+        (("imgctl", "au"), ["auth-check", "auth", "audit"]),
         (("imgctl", "catalog", ""), ["ls", "get", "put", "rm", "serve"]),
         (("imgctl", "registry", "s"), ["serve"]),
         (("imgctl", "copy", "--ret"), ["--retries"]),
