@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from imgctl.cli._exit import exit_code, fail
+from imgctl.cli._exit import exit_code, fail, stop
 from imgctl.cli._flags import (
     CertificateChainOpt,
     CertificateIdentityOpt,
@@ -27,10 +27,10 @@ from imgctl.cli._flags import (
     RekorPublicKeyOpt,
     TrustedRootOpt,
     parse_ref,
+    pin_digest,
     registry_command,
 )
 from imgctl.cli._output import Output, print_json
-from imgctl.cli._sign import _pinned, _run, _stop
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def attestations(
             rekor_public_keys=rekor_public_key or [],
         )
     except ImgctlError as exc:
-        _stop(exc)
+        stop(exc)
     judging = bool(keys) or wanted is not None
     policy = (
         TrustPolicy(keys=keys, keyless=(wanted,) if wanted is not None else ()) if judging else None
@@ -119,10 +119,10 @@ def attestations(
     async def work(client: RegistryClient) -> tuple[str, list[AttestationCheck]]:
         from imgctl.trust import list_attestations
 
-        pinned = await _pinned(client, ref)
+        pinned = await pin_digest(client, ref)
         return str(pinned), await list_attestations(client, pinned, policy)
 
-    pinned, checks = _run(connection, work)
+    pinned, checks = connection.run(work, exit_codes=True)
     if wanted_types:
         checks = [c for c in checks if _types_of(c) & wanted_types]
     groups = _grouped(checks)
@@ -152,7 +152,7 @@ def attestations(
         )
         if output is Output.json:
             raise SystemExit(exit_code(error))
-        _stop(error)
+        stop(error)
 
 
 def _types_of(check: AttestationCheck) -> set[str]:
@@ -241,14 +241,14 @@ def attest(
 
         signer = load_signer(key, environ=os.environ)
     except ImgctlError as exc:
-        _stop(exc)
+        stop(exc)
 
     async def work(client: RegistryClient) -> AttestOutcome:
         from imgctl.trust import attest_image
         from imgctl.trust._attest import STATEMENT_V1
         from imgctl.trust._cosign import cosign_repository_name
 
-        pinned = await _pinned(client, ref)
+        pinned = await pin_digest(client, ref)
         assert pinned.digest is not None
         statement = {
             "_type": STATEMENT_V1,
@@ -263,7 +263,7 @@ def attest(
         }
         return await attest_image(client, pinned, signer, statement, predicate_type=uri)
 
-    result = _run(connection, work)
+    result = connection.run(work, exit_codes=True)
     if output is Output.json:
         print_json(result.as_dict())
         return

@@ -88,26 +88,31 @@ class CipOutput(StrEnum):
     csv = "csv"
 
 
+# What cip and cip replicate-signatures read: kpromo's two manifest forms.
+ManifestOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest", help="A plain promoter manifest (registries + images).", dir_okay=False
+    ),
+]
+ThinManifestDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--thin-manifest-dir",
+        help="A thin manifest tree: images/<x>/images.yaml and "
+        "manifests/<x>/promoter-manifest.yaml.",
+        file_okay=False,
+    ),
+]
+
+
 @app.callback()
 @registry_command
 def cip(
     context: typer.Context,
     connection: Connection,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest", help="A plain promoter manifest (registries + images).", dir_okay=False
-        ),
-    ] = None,
-    thin_manifest_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--thin-manifest-dir",
-            help="A thin manifest tree: images/<x>/images.yaml and "
-            "manifests/<x>/promoter-manifest.yaml.",
-            file_okay=False,
-        ),
-    ] = None,
+    manifest: ManifestOpt = None,
+    thin_manifest_dir: ThinManifestDirOpt = None,
     confirm: Annotated[
         bool, typer.Option("--confirm", help="Promote (default: a dry run that writes nothing).")
     ] = False,
@@ -370,21 +375,8 @@ def cip(
 @registry_command
 def replicate_signatures(
     connection: Connection,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest", help="A plain promoter manifest (registries + images).", dir_okay=False
-        ),
-    ] = None,
-    thin_manifest_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--thin-manifest-dir",
-            help="A thin manifest tree: images/<x>/images.yaml and "
-            "manifests/<x>/promoter-manifest.yaml.",
-            file_okay=False,
-        ),
-    ] = None,
+    manifest: ManifestOpt = None,
+    thin_manifest_dir: ThinManifestDirOpt = None,
     confirm: Annotated[
         bool, typer.Option("--confirm", help="Copy (default: a dry run that writes nothing).")
     ] = False,

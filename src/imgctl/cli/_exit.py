@@ -118,6 +118,11 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise SystemExit(code)
 
 
+def stop(error: BaseException) -> NoReturn:
+    """Print ``error`` as one line and exit with its code from the table."""
+    fail(str(error), exit_code(error))
+
+
 def warn(message: str) -> None:
     """Print one warning line on stderr."""
     print(f"imgctl: warning: {message}", file=sys.stderr)

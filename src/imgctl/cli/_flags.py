@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
-from imgctl.cli._exit import EXIT_FAILED, fail, interrupted, warn
+from imgctl.cli._exit import EXIT_FAILED, fail, interrupted, stop, warn
 from imgctl.cli._output import Output
 from imgctl.errors import ImgctlError
 
@@ -392,7 +392,11 @@ class Connection:
         return RegistryClient(keychain, options, limiter=limiter)
 
     def run(
-        self, work: Callable[[RegistryClient], Awaitable[_T]], *, limiter: Limiter | None = None
+        self,
+        work: Callable[[RegistryClient], Awaitable[_T]],
+        *,
+        limiter: Limiter | None = None,
+        exit_codes: bool = False,
     ) -> _T:
         """Run ``work`` with a client; an error is one line on stderr.
 
@@ -400,7 +404,8 @@ class Connection:
 
         Registry commands exit 1 on any failure, whatever its kind (README: a copy that failed
         exits 1; tests pin it for bad references and refused credentials too), so they do not
-        use ``exit_code``'s finer table.
+        use ``exit_code``'s finer table; ``exit_codes`` does (sign, verify, attestations: 2 for
+        a bad key, 7 for nothing verified).
         """
         import asyncio
 
@@ -411,9 +416,23 @@ class Connection:
         try:
             return asyncio.run(main())
         except ImgctlError as exc:
+            if exit_codes:
+                stop(exc)
             fail(str(exc), EXIT_FAILED)
         except KeyboardInterrupt:
             interrupted()
+
+
+async def pin_digest(client: RegistryClient, ref: Reference) -> Reference:
+    """``ref`` with its digest: a tag is resolved (HEAD), a digest is checked to exist."""
+    from imgctl.errors import DigestMismatchError, NotFoundError
+
+    descriptor = await client.head_manifest(ref)
+    if descriptor is None:
+        raise NotFoundError(f"manifest {ref} not found", status=404)
+    if ref.digest is not None and descriptor.digest != ref.digest:
+        raise DigestMismatchError(f"{ref}: the registry answered with {descriptor.digest}")
+    return ref.with_digest(descriptor.digest)
 
 
 def parse_bool(flag: str, value: str | None) -> bool | None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from imgctl.cli._exit import exit_code, fail, interrupted
+from imgctl.cli._exit import exit_code, fail, stop
 from imgctl.cli._flags import (
     CertificateChainOpt,
     CertificateIdentityOpt,
@@ -25,57 +25,19 @@ from imgctl.cli._flags import (
     RekorPublicKeyOpt,
     TrustedRootOpt,
     parse_ref,
+    pin_digest,
     registry_command,
 )
 from imgctl.cli._output import Output, print_json
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
-    from imgctl.oci import Reference
     from imgctl.remote import RegistryClient
     from imgctl.trust import Signer, SignOutcome, VerificationReport
 
 __all__ = ["app"]
 
 app = typer.Typer()
-_T = TypeVar("_T")
-
-# Trust material files (PEM bundles, trusted_root.json) are small; anything larger is refused.
-
-
-def _stop(error: BaseException) -> NoReturn:
-    fail(str(error), exit_code(error))
-
-
-def _run(connection: Connection, work: Callable[[RegistryClient], Awaitable[_T]]) -> _T:
-    import asyncio
-
-    async def main() -> _T:
-        async with connection.client() as client:
-            return await work(client)
-
-    try:
-        return asyncio.run(main())
-    except ImgctlError as exc:
-        _stop(exc)
-    except KeyboardInterrupt:
-        interrupted()
-
-
-async def _pinned(client: RegistryClient, ref: Reference) -> Reference:
-    """``ref`` with its digest: a tag is resolved (HEAD), a digest is checked to exist."""
-    from imgctl.errors import NotFoundError
-
-    descriptor = await client.head_manifest(ref)
-    if descriptor is None:
-        raise NotFoundError(f"manifest {ref} not found", status=404)
-    if ref.digest is not None and descriptor.digest != ref.digest:
-        from imgctl.errors import DigestMismatchError
-
-        raise DigestMismatchError(f"{ref}: the registry answered with {descriptor.digest}")
-    return ref.with_digest(descriptor.digest)
 
 
 def _annotations(values: list[str]) -> dict[str, str]:
@@ -147,15 +109,15 @@ def sign(
             assert key is not None
             signer = load_signer(key, environ=os.environ)
     except ImgctlError as exc:
-        _stop(exc)
+        stop(exc)
 
     async def work(client: RegistryClient) -> SignOutcome:
         from imgctl.trust import sign_image
 
-        pinned = await _pinned(client, ref)
+        pinned = await pin_digest(client, ref)
         return await sign_image(client, pinned, signer, annotations=extra or None)
 
-    result = _run(connection, work)
+    result = connection.run(work, exit_codes=True)
     if output is Output.json:
         print_json(result.as_dict())
         return
@@ -213,7 +175,7 @@ def verify(
             rekor_public_keys=rekor_public_key or [],
         )
     except ImgctlError as exc:
-        _stop(exc)
+        stop(exc)
     if not keys and wanted is None:
         fail(
             "give --key REF, or --certificate-identity and --certificate-oidc-issuer with the "
@@ -230,10 +192,10 @@ def verify(
     async def work(client: RegistryClient) -> VerificationReport:
         from imgctl.trust import verify_image
 
-        pinned = await _pinned(client, ref)
+        pinned = await pin_digest(client, ref)
         return await verify_image(client, pinned, policy)
 
-    report = _run(connection, work)
+    report = connection.run(work, exit_codes=True)
     if output is Output.json:
         print_json(report.as_dict())
     else:
@@ -246,7 +208,7 @@ def verify(
         )
         if output is Output.json:
             raise SystemExit(exit_code(error))
-        _stop(error)
+        stop(error)
 
 
 def _print_report(report: VerificationReport) -> None:
