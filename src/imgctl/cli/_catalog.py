@@ -6,8 +6,10 @@ image 5, a refused request 2, a catalog that cannot be reached 6, anything else 
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +24,9 @@ from imgctl.cli._flags import (
 )
 from imgctl.cli._output import Output, print_json
 from imgctl.errors import ImgctlError, NotFoundError, TransportError, UsageError
+
+if TYPE_CHECKING:
+    from imgctl.store import ImportImage, ImportResult
 
 __all__ = ["app", "call"]
 
@@ -101,6 +106,114 @@ def catalog_rm(
     from urllib.parse import quote
 
     call(url, "DELETE", f"/images/{quote(image_id, safe='/@:')}", token=token)
+
+
+@app.command("import")
+def catalog_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON lines of catalog objects, GET /images's JSON list, or a cip --snapshot "
+            "(YAML, JSON or CSV).",
+            dir_okay=False,
+        ),
+    ],
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--environment",
+            "-e",
+            help="Environment of entries that name none (snapshots); entries naming another "
+            "one are refused.",
+        ),
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="REGISTRY[/PATH] a snapshot was taken of (as given to cip --snapshot); put "
+            "before its names.",
+        ),
+    ] = None,
+    file_format: Annotated[
+        str,
+        typer.Option("--format", help="auto, jsonl, json, snapshot (YAML) or csv."),
+    ] = "auto",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the file and count; write nothing.")
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Database (default: $IMGCTL_DATABASE_URL, else SQLite in the state directory).",
+        ),
+    ] = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Import many images into the catalog's database at once: all of them, or none."""
+    import asyncio
+    import os
+
+    from imgctl.catalog.imports import ImportFileError, read_import_file
+
+    try:
+        read = read_import_file(
+            file, environment=environment, registry=registry, format=file_format
+        )
+    except ImportFileError as exc:
+        for bad in exc.bad:
+            print(f"{exc.path}:{bad.line}: {bad.message}", file=sys.stderr)
+        if exc.count > len(exc.bad):
+            print(f"... and {exc.count - len(exc.bad)} more bad lines", file=sys.stderr)
+        fail(str(exc), exit_code(exc))
+    except ImgctlError as exc:
+        fail(str(exc), exit_code(exc))
+    try:
+        result = asyncio.run(_import(read.images, database_url, os.environ, dry_run))
+    except ImgctlError as exc:
+        fail(str(exc), exit_code(exc))
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    if output is Output.json:
+        print_json({"file": str(file), "format": read.format, **result.as_json()})
+        return
+    into = ", ".join(result.environments) or (environment or "-")
+    changes = [
+        f"{count} {what}"
+        for count, what in (
+            (result.tagged, "gained tags"),
+            (result.untagged, "lost a tag to another digest"),
+        )
+        if count
+    ]
+    detail = f"{result.new} new, {result.present} already present"
+    detail += f"; {', '.join(changes)}" if changes else ""
+    verb = "would import" if dry_run else "imported"
+    tail = " (dry run: nothing written)" if dry_run else ""
+    print(f"{verb} {result.images} images ({detail}) into {into}{tail}")
+
+
+async def _import(
+    images: Sequence[ImportImage],
+    database_url: str | None,
+    environ: Mapping[str, str],
+    dry_run: bool,
+) -> ImportResult:
+    """Open the database (migrating it, as every imgctl process does) and import."""
+    from imgctl.server.app import ServerSettings
+    from imgctl.store import CatalogStore
+    from imgctl.store import database_url as default_url
+
+    if database_url is None:
+        state_dir = ServerSettings().resolve(environ).state_dir
+        assert state_dir is not None
+        database_url = default_url(environ, state_dir)
+    store = await CatalogStore.open(database_url)
+    try:
+        return await store.import_images(images, dry_run=dry_run)
+    finally:
+        await store.aclose()
 
 
 @app.command("serve")

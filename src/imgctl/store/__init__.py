@@ -11,7 +11,7 @@ same time.
 from __future__ import annotations
 
 from ._audit_query import DEFAULT_PAGE, MAX_EXPORT, MAX_PAGE, AuditCursor, AuditPage, AuditQuery
-from ._catalog import SORT_KEYS, CatalogImage, CatalogStore
+from ._catalog import SORT_KEYS, CatalogImage, CatalogStore, ImportImage, ImportResult
 from ._history import RepositoryQuery
 from ._intents import CatalogPromotion, IntentStore, PendingIntent, PromotionIntent, Settled
 from ._jti import JtiStore
@@ -40,6 +40,8 @@ __all__ = [
     "CatalogImage",
     "CatalogPromotion",
     "CatalogStore",
+    "ImportImage",
+    "ImportResult",
     "IntentStore",
     "JtiStore",
     "PendingIntent",

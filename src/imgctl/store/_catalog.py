@@ -25,10 +25,11 @@ from sqlalchemy import Connection, Row, Select, bindparam, func, or_, select, te
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from ._catalog_import import ImportImage, ImportResult, check_images, import_rows
 from ._schema import CATALOG_IMAGES
 from ._store import _T, _clean, _SyncStore
 
-__all__ = ["SORT_KEYS", "CatalogImage", "CatalogStore"]
+__all__ = ["SORT_KEYS", "CatalogImage", "CatalogStore", "ImportImage", "ImportResult"]
 
 _Key = tuple[str, str, str | None, str | None]  # (environment, name, digest, tag)
 
@@ -293,6 +294,32 @@ class CatalogStore(_SyncStore):
         Returns how many entries were removed.
         """
         return await self._write(self._delete, _clean(id), _optional(environment), _optional(name))
+
+    # --- bulk import (issue 21 target 4; the rows' rules are in _catalog_import) -------------
+
+    async def import_images(
+        self, images: Sequence[ImportImage], *, dry_run: bool = False
+    ) -> ImportResult:
+        """Import many entries in one transaction: all of them, or none on any error.
+
+        New entries are created; entries already present keep what they have and gain the
+        tags they lack; a tag given to a digest leaves the repository's other entries in that
+        environment. Importing the same images again writes nothing. ``dry_run`` reads and
+        counts without writing. Raises ValueError for a key given twice, or one tag of a
+        repository given to two digests.
+        """
+        images = tuple(images)
+        check_images(images)
+        if dry_run:
+            return await self._submit(self._import_images, images, True)
+        return await self._write(self._import_images, images, False)
+
+    def _import_images(self, images: tuple[ImportImage, ...], dry_run: bool) -> ImportResult:
+        if dry_run:
+            with self._engine.connect() as connection:
+                return import_rows(connection, images, sqlite=self._sqlite, dry_run=True)
+        with self._write_lock, self._writer.begin() as connection:
+            return import_rows(connection, images, sqlite=self._sqlite, dry_run=False)
 
     async def _write(self, function: Callable[..., _T], *args: Any) -> _T:
         """Run a write on the store's threads, then forget every remembered answer.
