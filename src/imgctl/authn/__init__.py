@@ -7,6 +7,7 @@ config files with their credential helpers. ``default_keychain`` alone knows the
 never the secret); ``imgctl auth explain`` prints that.
 """
 
+from imgctl._internal import lean_httpx  # noqa: F401  (before any import of httpx)
 from imgctl.authn._acr import AzureKeychain, is_acr_host
 from imgctl.authn._default import (
     active_keychains,

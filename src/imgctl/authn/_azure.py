@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 from imgctl._internal.files import read_text
 from imgctl._internal.messages import yaml_kind
-from imgctl._internal.strict_yaml import StrictYAMLError, load_document
 from imgctl.errors import CredentialError, UsageError
 
 __all__ = [
@@ -176,6 +175,10 @@ def _read_fields(path: Path, variable: str) -> dict[str, Any]:
         text = read_text(path, what, limit=_CONFIG_LIMIT)
     except UsageError as exc:
         raise CredentialError(str(exc), hint=_HINT) from None
+    # PyYAML only when an Azure config file is read: every registry command builds this
+    # keychain, and importing yaml is about a twentieth of their start-up.
+    from imgctl._internal.strict_yaml import StrictYAMLError, load_document
+
     try:
         document = load_document(text)
     except StrictYAMLError as exc:

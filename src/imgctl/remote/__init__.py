@@ -9,6 +9,7 @@ tags), and ``plan_referrers`` says what it would copy. ``imgctl.remote.config`` 
 config file's ``[registry]`` table.
 """
 
+from imgctl._internal import lean_httpx  # noqa: F401  (before any import of httpx)
 from imgctl.remote._client import FetchedManifest, RegistryClient
 from imgctl.remote._copy import (
     CopyOptions,
