@@ -42,6 +42,7 @@ from imgctl.remote._referrers import (
     ReferrerFinder,
     Selection,
 )
+from imgctl.remote._upload import upload_resumable, wants_chunks
 
 __all__ = [
     "CopyOptions",
@@ -544,21 +545,32 @@ class _Engine:
                     if location is None:
                         self.client.self_mounts[registry] = True
                         return "mounted"
-                async with client.open_blob(source, desc.digest) as response:
-                    length = response.headers.get("content-length")
-                    if length is not None and int(length) != desc.size:
-                        raise DigestMismatchError(
-                            f"blob {desc.digest} in {source.name} is {length} bytes, "
-                            f"the manifest says {desc.size}"
-                        )
-                    await client.upload_blob(
+                if wants_chunks(desc.size, self.options.chunk_size, attempt):
+                    # Big blobs (and a retry of a cut PUT): PATCH chunks that resume (_upload).
+                    await upload_resumable(
+                        client,
+                        source,
                         destination,
                         location,
-                        desc.digest,
-                        self._verified(source, response.aiter_raw(), desc),
-                        desc.size,
-                        chunk_size=self.options.chunk_size,
+                        desc,
+                        self.options.chunk_size,
+                        self._sent,
                     )
+                else:
+                    async with client.open_blob(source, desc.digest) as response:
+                        length = response.headers.get("content-length")
+                        if length is not None and int(length) != desc.size:
+                            raise DigestMismatchError(
+                                f"blob {desc.digest} in {source.name} is {length} bytes, "
+                                f"the manifest says {desc.size}"
+                            )
+                        await client.upload_blob(
+                            destination,
+                            location,
+                            desc.digest,
+                            self._verified(source, response.aiter_raw(), desc),
+                            desc.size,
+                        )
                 if registry not in self.client.self_mounts:
                     await self._probe_self_mount(destination, desc.digest)
                 return "copied"
@@ -570,6 +582,11 @@ class _Engine:
                     raise
                 mount_from = None
                 await asyncio.sleep(client.backoff(attempt))
+
+    def _sent(self, size: int) -> None:
+        """Count bytes a chunked upload had confirmed into the progress."""
+        self.progress.bytes_copied += size
+        self.progress._changed()
 
     async def _probe_self_mount(self, destination: Reference, digest: Digest) -> None:
         """Learn once per registry whether mounting a blob it holds answers 201."""
