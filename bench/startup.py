@@ -1,0 +1,247 @@
+"""Benchmark: how fast ``imgctl --help`` and every command's ``--help`` answer, beside skopeo's.
+
+For ``imgctl --help`` and the ``--help`` of every command and subcommand (walked from the
+command tree, so a new command is measured without editing this file), ``--rounds`` rounds each
+start the installed console script once, and ``skopeo --help`` once in the same round (the
+yardstick: a Go binary's start-up), alternating which goes first. Two floors are measured the
+same way: the interpreter of the console script doing nothing (``python -c pass``) and importing
+typer (what any typer command line pays before it reads its arguments).
+
+Per command it prints the median wall time and the median CPU time of the process (user +
+system, from ``wait4``; CPU is what to trust on a busy machine), their ratio to skopeo's, and the
+target of issue 21: 100 ms of wall time for every help. The load average is printed with the
+figures. Exit status 1 when a median misses the 100 ms target (``--judge cpu`` judges the CPU
+medians instead, for a machine shared with other work), 2 when a help fails.
+
+    python bench/startup.py                    # 5 rounds, every command
+    python bench/startup.py --rounds 3 --only cip --only "catalog serve"
+    python bench/startup.py --json             # one JSON document instead of the table
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as ``python bench/startup.py``, this file's directory comes first on sys.path, where
+# bench/copy.py would shadow the standard library's ``copy``. Put the repository root there.
+_BENCH_DIR = Path(__file__).resolve().parent
+ROOT = _BENCH_DIR.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+TARGET_MS = 100.0  # issue 21 target 2: every --help within 100 ms of wall time
+
+
+@dataclass
+class Row:
+    """One measured command line: its label, argv and the samples of its rounds."""
+
+    label: str
+    argv: list[str]
+    kind: str  # "imgctl", "yardstick" or "floor"
+    wall_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+
+    def median_wall(self) -> float:
+        """Median wall time of the rounds, in ms."""
+        return statistics.median(self.wall_ms)
+
+    def median_cpu(self) -> float:
+        """Median CPU time (user + system) of the rounds, in ms."""
+        return statistics.median(self.cpu_ms)
+
+
+def run_once(argv: list[str]) -> tuple[float, float]:
+    """Run ``argv`` to its end (output discarded): its wall time and its own CPU time, in ms."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # wait4 gives this child's own rusage (RUSAGE_CHILDREN would mix in earlier children).
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = (time.perf_counter() - start) * 1000
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if process.stderr:
+        process.stderr.close()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}: {stderr.strip()[:500]}")
+    return wall, (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    """Every command path of imgctl: () for the root, then each command and subcommand."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import typer
+
+    from imgctl.cli._app import app
+
+    def walk(group: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+        found = [path]
+        for name, command in getattr(group, "commands", {}).items():
+            found.extend(walk(command, (*path, name)))
+        return found
+
+    return walk(typer.main.get_command(app), ())
+
+
+def find_imgctl(given: str | None) -> str:
+    """The console script to measure: --imgctl, else the project's venv, else PATH."""
+    if given:
+        return given
+    venv = ROOT / ".venv" / "bin" / "imgctl"
+    if venv.exists():
+        return str(venv)
+    found = shutil.which("imgctl")
+    if not found:
+        sys.exit(
+            "bench/startup.py: no imgctl console script (run scripts/test.sh or pass --imgctl)"
+        )
+    return found
+
+
+def interpreter_of(script: str) -> str:
+    """The Python interpreter named on the console script's #! line."""
+    with open(script, "rb") as handle:
+        first = handle.readline().decode(errors="replace").strip()
+    if not first.startswith("#!"):
+        sys.exit(f"bench/startup.py: {script} is not a script with a #! line (pass --imgctl)")
+    return first[2:].split()[0]
+
+
+def measure(rows: list[Row], rounds: int) -> None:
+    """Measure each imgctl row against the yardstick and floors, ``rounds`` rounds, alternating."""
+    yardsticks = [row for row in rows if row.kind != "imgctl"]
+    for round_number in range(rounds):
+        for row in rows:
+            if row.kind != "imgctl":
+                continue
+            pair = [row, *yardsticks] if round_number % 2 == 0 else [*yardsticks, row]
+            for each in pair:
+                wall, cpu = run_once(each.argv)
+                each.wall_ms.append(wall)
+                each.cpu_ms.append(cpu)
+
+
+def main() -> int:
+    """Parse the flags, measure, print the table; the exit status says whether the target holds."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per command (>= 3)")
+    parser.add_argument("--imgctl", help="console script to measure (default: .venv/bin/imgctl)")
+    parser.add_argument(
+        "--only", action="append", default=[], help='command path to measure ("" for the root)'
+    )
+    parser.add_argument(
+        "--judge",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="which median the 100 ms target judges (cpu on a busy machine)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3 (medians of at least 3 rounds)")
+    skopeo = shutil.which("skopeo")
+    if not skopeo:
+        sys.exit("bench/startup.py: skopeo not found (apt-get install skopeo): it is the yardstick")
+    imgctl = find_imgctl(args.imgctl)
+    python = interpreter_of(imgctl)
+
+    paths = command_paths()
+    if args.only:
+        wanted = {tuple(item.split()) for item in args.only}
+        unknown = wanted - set(paths)
+        if unknown:
+            sys.exit(
+                f"bench/startup.py: no such command: {', '.join(' '.join(p) for p in unknown)}"
+            )
+        paths = [path for path in paths if path in wanted]
+    rows = [
+        Row(" ".join(("imgctl", *path, "--help")), [imgctl, *path, "--help"], "imgctl")
+        for path in paths
+    ]
+    rows += [
+        Row("skopeo --help", [skopeo, "--help"], "yardstick"),
+        Row("python -c pass", [python, "-c", "pass"], "floor"),
+        Row("python -c 'import typer'", [python, "-c", "import typer"], "floor"),
+    ]
+    try:
+        measure(rows, args.rounds)
+    except RuntimeError as error:
+        print(f"bench/startup.py: {error}", file=sys.stderr)
+        return 2
+    load = os.getloadavg()
+    skopeo_row = next(row for row in rows if row.kind == "yardstick")
+    skopeo_wall, skopeo_cpu = skopeo_row.median_wall(), skopeo_row.median_cpu()
+    judged = [
+        row
+        for row in rows
+        if row.kind == "imgctl"
+        and (row.median_wall() if args.judge == "wall" else row.median_cpu()) > TARGET_MS
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "rounds": args.rounds,
+                    "load_average": load,
+                    "target_ms": TARGET_MS,
+                    "judge": args.judge,
+                    "rows": [
+                        {
+                            "command": row.label,
+                            "kind": row.kind,
+                            "wall_ms": round(row.median_wall(), 1),
+                            "cpu_ms": round(row.median_cpu(), 1),
+                            "wall_vs_skopeo": round(
+                                row.median_wall() / skopeo_row.median_wall(), 2
+                            ),
+                            "cpu_vs_skopeo": round(row.median_cpu() / skopeo_row.median_cpu(), 2),
+                        }
+                        for row in rows
+                    ],
+                    "missed": [row.label for row in judged],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(
+            f"medians of {args.rounds} rounds; load average {load[0]:.2f} {load[1]:.2f} "
+            f"{load[2]:.2f}; target: every imgctl help <= {TARGET_MS:.0f} ms wall"
+        )
+        width = max(len(row.label) for row in rows)
+        print(
+            f"{'command':<{width}}  {'wall ms':>8}  {'cpu ms':>8}  {'wall/skopeo':>11}  "
+            f"{'cpu/skopeo':>10}  {'target':>6}"
+        )
+        for row in rows:
+            verdict = ""
+            if row.kind == "imgctl":
+                value = row.median_wall() if args.judge == "wall" else row.median_cpu()
+                verdict = "ok" if value <= TARGET_MS else "MISS"
+            print(
+                f"{row.label:<{width}}  {row.median_wall():>8.1f}  {row.median_cpu():>8.1f}  "
+                f"{row.median_wall() / skopeo_wall:>10.1f}x  "
+                f"{row.median_cpu() / skopeo_cpu:>9.1f}x  {verdict:>6}"
+            )
+        imgctl_rows = [row for row in rows if row.kind == "imgctl"]
+        slowest = max(imgctl_rows, key=lambda row: row.median_wall())
+        print(
+            f"slowest: {slowest.label} {slowest.median_wall():.1f} ms wall "
+            f"({slowest.median_cpu():.1f} ms CPU) against the target {TARGET_MS:.0f} ms; "
+            f"{len(judged)} of {len(imgctl_rows)} over it by {args.judge}"
+        )
+    return 1 if judged else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
