@@ -141,7 +141,9 @@ async def test_open_creates_schema_from_empty(db_url: str, backend: str, tmp_pat
     assert tables == {
         "alembic_version",
         "audit_events",
+        "catalog_feed",
         "catalog_images",
+        "catalog_removals",
         "issuer_jti",
         "promotion_intents",
         "scan_watches",

@@ -153,6 +153,8 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
     # The audit trail with its write-ahead half: promotions are recorded before they copy.
     store = await IntentStore.open(url)
     catalog = await CatalogStore.open(url)
+    # Admission answers "promoted" from memory, following the catalog's change feed.
+    await catalog.follow()
     notifier = notifier_from_environment(environ)
     if notifier is not None:
         await notifier.start()
@@ -577,6 +579,8 @@ async def serve_catalog(
     assert settings.state_dir is not None
     url = url or database_url(environ, settings.state_dir)
     store = await CatalogStore.open(url)
+    # Admission answers "promoted" from memory, following the catalog's change feed.
+    await store.follow()
     audit = await AuditStore.open(url)
     scans = await ScanStore.open(url)
     pages = create_web_router(

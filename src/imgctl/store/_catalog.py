@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from ._catalog_import import ImportImage, ImportResult, check_images, import_rows
+from ._catalog_mirror import CatalogMirror, FeedRead, next_revision, read_feed, record_removals
 from ._schema import CATALOG_IMAGES
 from ._store import _T, _clean, _SyncStore
 
@@ -137,9 +138,12 @@ class _Answers:
             self._refresher = asyncio.ensure_future(self._refresh_stale())
         return True
 
-    async def ask(self, key: _Key) -> bool:
-        """The answer for ``key``: remembered, or from the database in the next batch."""
-        if self.known(key):
+    async def ask(self, key: _Key, *, remembered: bool = True) -> bool:
+        """The answer for ``key``: remembered, or from the database in the next batch.
+
+        ``remembered`` False skips the remembered answers (the mirror has already said no).
+        """
+        if remembered and self.known(key):
             return True
         future = self._pending.get(key)
         if future is None:
@@ -208,6 +212,31 @@ class CatalogStore(_SyncStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._answers = _Answers(lambda keys: self._submit(self._promoted_many, keys))
+        self._mirror: CatalogMirror | None = None
+
+    async def follow(self) -> None:
+        """Keep the catalog in memory for admission: read it all now, then follow its feed.
+
+        From then on :meth:`known` and :meth:`promoted` answer "promoted" from memory while the
+        mirror is fresh (see ``_catalog_mirror``); anything it does not hold, and everything
+        while its feed cannot be read, is asked of the database as before.
+        """
+        if self._mirror is None:
+            self._mirror = CatalogMirror(
+                lambda since, limit: self._submit(_read, self, since, limit)
+            )
+            await self._mirror.start()
+
+    @property
+    def mirror(self) -> CatalogMirror | None:
+        """The in-memory copy :meth:`follow` keeps, if any."""
+        return self._mirror
+
+    async def aclose(self) -> None:
+        """Stop following the feed, then close like every store."""
+        if self._mirror is not None:
+            await self._mirror.stop()
+        await super().aclose()
 
     @property
     def POSITIVE_TTL(self) -> float:
@@ -331,6 +360,8 @@ class CatalogStore(_SyncStore):
             return await self._submit(function, *args)
         finally:
             self._answers.forget()
+            if self._mirror is not None:
+                self._mirror.written()
 
     def known(
         self, environment: str, name: str, digest: str | None = None, tag: str | None = None
@@ -340,6 +371,9 @@ class CatalogStore(_SyncStore):
         False means "not known here" (ask :meth:`promoted`), not "not promoted". Call it on the
         event loop: a stale answer schedules its re-check there.
         """
+        mirror = self._mirror
+        if mirror is not None and mirror.answers():
+            return mirror.has((environment, name, digest, tag))
         return self._answers.known((environment, name, digest, tag))
 
     async def promoted(
@@ -351,7 +385,14 @@ class CatalogStore(_SyncStore):
         """
         if digest is None and tag is None:
             return False
-        return await self._answers.ask((environment, name, digest, tag))
+        key = (environment, name, digest, tag)
+        mirror = self._mirror
+        if mirror is not None and mirror.answers():
+            if mirror.has(key):
+                return True
+            # Not in memory: maybe promoted after the mirror's last read, so ask the database.
+            return await self._answers.ask(key, remembered=False)
+        return await self._answers.ask(key)
 
     async def ping(self) -> None:
         """Raise :class:`StoreError` unless the database answers."""
@@ -416,12 +457,13 @@ class CatalogStore(_SyncStore):
         # imagelist's own entries (no environment) are one per id, whatever the name.
         key_name = name if environment else None
         with self._write_lock, self._writer.begin() as connection:
+            row["revision"] = revision = next_revision(connection)
             created = self._insert_new(connection, row)
             if not created:
                 connection.execute(
                     _TABLE.update()
                     .where(*_key(id, environment, key_name))
-                    .values(tags=_dump(tags), updated_at=now)
+                    .values(tags=_dump(tags), updated_at=now, revision=revision)
                 )
             image = _select_one(connection, id, environment, key_name)
         assert image is not None  # written in this transaction
@@ -450,6 +492,7 @@ class CatalogStore(_SyncStore):
                     text("SELECT pg_advisory_xact_lock(:key)"),
                     {"key": _repository_lock(environment, name)},
                 )
+            row["revision"] = revision = next_revision(connection)
             if not self._insert_new(connection, row):
                 query = select(_TABLE.c.tags).where(*key)
                 if not self._sqlite:
@@ -459,9 +502,15 @@ class CatalogStore(_SyncStore):
                 connection.execute(
                     _TABLE.update()
                     .where(*key)
-                    .values(tags=_dump(merged), promoted_at=now, updated_at=now, **values)
+                    .values(
+                        tags=_dump(merged),
+                        promoted_at=now,
+                        updated_at=now,
+                        revision=revision,
+                        **values,
+                    )
                 )
-            self._untag_others(connection, digest, environment, name, tags, now)
+            self._untag_others(connection, digest, environment, name, tags, now, revision)
             image = _select_one(connection, digest, environment, name)
         assert image is not None  # written in this transaction
         return image
@@ -474,6 +523,7 @@ class CatalogStore(_SyncStore):
         name: str,
         tags: tuple[str, ...],
         now: datetime,
+        revision: int,
     ) -> None:
         """Take ``tags`` off the other entries of repository ``name`` in ``environment``."""
         if not tags:
@@ -494,13 +544,20 @@ class CatalogStore(_SyncStore):
                 connection.execute(
                     _TABLE.update()
                     .where(*_key(id, environment, name))
-                    .values(tags=_dump(kept), updated_at=now)
+                    .values(tags=_dump(kept), updated_at=now, revision=revision)
                 )
 
     def _delete(self, id: str, environment: str | None, name: str | None) -> int:
-        statement = _TABLE.delete().where(*_key(id, environment, name))
+        statement = (
+            _TABLE.delete()
+            .where(*_key(id, environment, name))
+            .returning(_TABLE.c.environment, _TABLE.c.name, _TABLE.c.id)
+        )
         with self._write_lock, self._writer.begin() as connection:
-            return int(connection.execute(statement).rowcount)
+            revision = next_revision(connection)
+            removed = [(str(e), str(n), str(i)) for e, n, i in connection.execute(statement)]
+            record_removals(connection, revision, removed)
+            return len(removed)
 
     def _promoted_many(self, keys: builtins.list[_Key]) -> dict[_Key, bool]:
         """Answer many questions at once: the digests by primary key, the tags by name.
@@ -652,7 +709,14 @@ def _select_one(
     return None if row is None else _from_row(row)
 
 
+def _read(store: CatalogStore, since: int | None, limit: int) -> FeedRead:
+    """The mirror's read of the feed, on the store's threads (a connection of its own)."""
+    with store._engine.connect() as connection:
+        return read_feed(connection, since, limit)
+
+
 def _from_row(row: Row[Any]) -> CatalogImage:
     mapping = dict(row._mapping)
+    mapping.pop("revision", None)  # the feed's, not the entry's
     mapping["tags"] = tuple(json.loads(mapping["tags"]))
     return CatalogImage(**mapping)

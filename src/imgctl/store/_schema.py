@@ -27,7 +27,9 @@ from sqlalchemy import (
 
 __all__ = [
     "AUDIT_EVENTS",
+    "CATALOG_FEED",
     "CATALOG_IMAGES",
+    "CATALOG_REMOVALS",
     "ISSUER_JTI",
     "METADATA",
     "PROMOTED_ROWS",
@@ -158,8 +160,12 @@ CATALOG_IMAGES: Final = Table(
     Column("attested", Boolean),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Migration 0011: the catalog_feed revision that last wrote the entry (admission's mirror
+    # reads the entries written after the revision it saw).
+    Column("revision", BigInteger, nullable=False, server_default=text("0")),
     Index("ix_catalog_images_name", "name"),
     Index("ix_catalog_images_updated_at", "updated_at"),
+    Index("ix_catalog_images_revision", "revision"),
     Index(
         "ux_catalog_images_id_without_environment",
         "id",
@@ -167,6 +173,29 @@ CATALOG_IMAGES: Final = Table(
         sqlite_where=text("environment = ''"),
         postgresql_where=text("environment = ''"),
     ),
+)
+
+# Migration 0011, the catalog's change feed: one row whose revision every catalog write bumps in
+# its own transaction (taking the row lock first, so PostgreSQL writers commit revisions in
+# order); pruned is the newest revision whose removals were dropped from catalog_removals. A
+# reader that saw a revision older than pruned reads the whole catalog again.
+CATALOG_FEED: Final = Table(
+    "catalog_feed",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("pruned", BigInteger, nullable=False),
+)
+
+# The entries each catalog delete removed, by revision (kept for the last revisions only).
+CATALOG_REMOVALS: Final = Table(
+    "catalog_removals",
+    METADATA,
+    Column("revision", BigInteger, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Index("ix_catalog_removals_revision", "revision"),
 )
 
 # Repository watches (imgctl scan): the last scan's tag set and status, one row per watch name.
