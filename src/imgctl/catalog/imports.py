@@ -17,6 +17,7 @@ bounded before they are read.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,7 +30,7 @@ from typing import Any, Final
 from imgctl._internal.bounds import MAX_CATALOG_TAGS, MAX_ENVIRONMENT, MAX_REFERENCE, MAX_SUBJECT
 from imgctl.errors import ImgctlError, InvalidDigestError, InvalidReferenceError, UsageError
 from imgctl.oci.digest import Digest
-from imgctl.oci.reference import Reference, valid_tag
+from imgctl.oci.reference import DEFAULT_REGISTRY, Reference, valid_repository, valid_tag
 from imgctl.store import ImportImage
 
 __all__ = [
@@ -60,6 +61,9 @@ MAX_REPORTED: Final = 20
 # Environments as promotions record them (IMGCTL_REGISTRY_<NAME>, lowercase), or a DNS label.
 _ENVIRONMENT_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
+_SHA256: Final = re.compile(r"sha256:[0-9a-f]{64}")
+# What a stored text may not hold: control characters, and lone surrogates (not UTF-8).
+_UNSTORABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CATALOG_KEYS: Final = frozenset(
     {
         "id",
@@ -410,12 +414,9 @@ def _optional_string(document: dict[str, Any], key: str, limit: int) -> str | No
         raise _Bad(f"{key!r} must be a string, not {_kind(value)}")
     if len(value) > limit:
         raise _Bad(f"{key!r} is {len(value)} characters long; the limit is {limit}")
-    if not value.isprintable():
-        raise _Bad(f"{key!r} holds a control character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Bad(f"{key!r} holds a lone surrogate (\\ud800-\\udfff)") from None
+    bad = _UNSTORABLE.search(value)
+    if bad:
+        raise _Bad(f"{key!r} holds the character U+{ord(bad.group()):04X}, which cannot be stored")
     return value
 
 
@@ -440,6 +441,8 @@ def _time(document: dict[str, Any], key: str) -> datetime | None:
 
 
 def _digest(value: str, what: str) -> str:
+    if _SHA256.fullmatch(value):
+        return value
     try:
         return str(Digest.parse(value))
     except InvalidDigestError as error:
@@ -452,6 +455,9 @@ def _digest(value: str, what: str) -> str:
 
 
 def _repository(name: str) -> str:
+    host, slash, path = name.partition("/")
+    if slash and _plain_host(host) and valid_repository(path):
+        return name  # the common case, without parsing the whole reference again
     try:
         reference = Reference.parse_repository(name)
     except InvalidReferenceError as error:
@@ -463,6 +469,20 @@ def _repository(name: str) -> str:
             f"about: use {reference.name!r}"
         )
     return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_host(host: str) -> bool:
+    """True for a registry host that names itself canonically and needs no Docker Hub rule.
+
+    Then a name is canonical exactly when its path is a valid repository path.
+    """
+    if host == DEFAULT_REGISTRY:
+        return False  # docker.io/nginx is docker.io/library/nginx
+    try:
+        return Reference.parse(f"{host}/probe").registry == host
+    except InvalidReferenceError:
+        return False
 
 
 def _tag(tag: object) -> str:
@@ -519,7 +539,7 @@ def _snapshot_yaml(shown: str, text: str, problems: _Problems) -> list[_Snapshot
     except ImgctlError as error:
         # "FILE: line N: problem": the line, when the reader names one.
         message = error.message.removeprefix(f"{shown}: ")
-        found = re.match(r"line (\d+): (.*)", message, re.DOTALL)
+        found = re.match(r"line (\d+)[:,] (.*)", message, re.DOTALL)
         if found:
             problems.add(int(found.group(1)), found.group(2))
         else:
