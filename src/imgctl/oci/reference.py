@@ -37,6 +37,9 @@ _HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
 _DOMAIN_RE = re.compile(rf"{_HOST}(?::[0-9]+)?")
 _TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _ANCHORED_HEX64_RE = re.compile(r"[a-f0-9]{64}")
+# The characters str.isspace() accepts (re's \s is defined by the same test), found in one C
+# scan: a generator over every character was a sixth of an admission decision's time.
+_WHITESPACE_RE = re.compile(r"\s")
 
 _LEGACY_DEFAULT_REGISTRIES = frozenset({"index.docker.io", "registry-1.docker.io"})
 
@@ -93,7 +96,7 @@ class Reference:
         """Parse a reference; raise InvalidReferenceError naming the part that is wrong."""
         if not isinstance(value, str) or not value:
             raise InvalidReferenceError(str(value), "reference", "is empty")
-        if value != value.strip() or any(c.isspace() for c in value):
+        if _WHITESPACE_RE.search(value) is not None:
             raise InvalidReferenceError(value, "reference", "contains whitespace")
         if "://" in value:
             raise InvalidReferenceError(
