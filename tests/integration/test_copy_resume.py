@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from imgctl.errors import RegistryError
-from imgctl.oci import Digest, Reference, mediatypes
+from imgctl.oci import Descriptor, Digest, Reference, mediatypes
 from imgctl.remote import CopyOptions, RegistryClient, copy_image
-from imgctl.remote._upload import CHUNK_SIZE, RESUMABLE_THRESHOLD
+from imgctl.remote._upload import CHUNK_SIZE, RESUMABLE_THRESHOLD, _Upload
 
 from ..conftest import FAST_RETRIES, IMGCTL
 from ..support.cutproxy import CutProxy
@@ -286,3 +286,63 @@ async def test_final_failure_leaves_no_upload_session(
     # No bytes left behind. (distribution 2.8 writes an empty hash state into the directory of a
     # session after deleting it, so the directories themselves stay until its upload purging.)
     assert [u for u in _uploads(registry2, repository) if (u / "data").exists()] == []
+
+
+async def test_source_without_range_is_read_again_and_skipped(
+    registry: Registry,
+    embedded: EmbeddedRegistry,
+    repo: Callable[[str], str],
+    cut_proxies: Callable[..., CutProxy],
+) -> None:
+    """After a cut chunk, a source that ignores Range is read from 0 up to the boundary."""
+    size, chunk = 40 * MIB, 4 * MIB
+    source_ref = Reference.parse(f"{registry.host}/{repo('src')}:v1")
+    digest, _ = await _push_image(source_ref, size)
+    source_proxy = cut_proxies(registry.host, ignore_range=True)
+    destination_proxy = cut_proxies(embedded.host, cut_upload_after=size * 9 // 10 + 999)
+    source = Reference.parse(f"{source_proxy.host}/{source_ref.repository}:v1")
+    destination = Reference.parse(f"{destination_proxy.host}/{repo('dst')}:v1")
+    async with RegistryClient(options=FAST_RETRIES) as client:
+        result = await copy_image(client, source, destination, CopyOptions(chunk_size=chunk))
+    assert result.blobs_copied == 2
+    assert destination_proxy.cuts == 1
+    assert 0 < destination_proxy.uploaded - size <= chunk
+    # The layer twice (the second time read from 0 and skipped to 36 MiB), then the config.
+    assert [s for _, _, s in source_proxy.requests("GET", "/blobs/sha256:")] == [200, 200, 200]
+    assert source_proxy.downloaded > size + size * 9 // 10
+    assert digest_of(str(destination)) == digest
+
+
+async def test_offset_inside_a_chunk_is_hashed_not_sent(
+    registry: Registry,
+    registry2: Registry,
+    repo: Callable[[str], str],
+    cut_proxies: Callable[..., CutProxy],
+) -> None:
+    """A registry holding part of the cut chunk: the source is read from the chunk's start,
+    the part it holds is hashed, and only the bytes after it are sent."""
+    size, chunk = 16 * MIB, 4 * MIB
+    source_ref = Reference.parse(f"{registry.host}/{repo('src')}:v1")
+    _, layer = await _push_image(source_ref, size)
+    source_proxy = cut_proxies(registry.host)
+    destination_proxy = cut_proxies(registry2.host)
+    source = Reference.parse(f"{source_proxy.host}/{source_ref.repository}:v1")
+    destination = Reference.parse(f"{destination_proxy.host}/{repo('dst')}:v1")
+    sent: list[int] = []
+    async with RegistryClient(options=FAST_RETRIES) as client:
+        blob = b"".join([piece async for piece in client.iter_blob(source_ref, layer)])
+        # The registry holds 6 MiB (a chunk of 4 confirmed, 2 of the next one kept from a cut).
+        location = await client.start_upload(destination)
+        assert location is not None
+        location = await client.upload_chunk(destination, location, 0, blob[: 6 * MIB])
+        uploaded_before = destination_proxy.uploaded
+        desc = Descriptor(mediatypes.OCI_LAYER, layer, size)
+        upload = _Upload(client, source, destination, location, desc, chunk, sent.append)
+        confirmed, hasher = await upload._resume(4 * MIB, 8 * MIB, hashlib.sha256(blob[: 4 * MIB]))
+        assert confirmed == 6 * MIB
+        await upload.run(confirmed, hasher)
+        assert await client.head_blob(destination, layer) == size
+    assert destination_proxy.uploaded - uploaded_before == size - 6 * MIB
+    # Read from the confirmed boundary (4 MiB), not from 0 and not from the registry's offset.
+    assert source_proxy.downloaded == size - 4 * MIB
+    assert sum(sent) == size - 4 * MIB

@@ -30,6 +30,7 @@ class CutProxy:
     cut_upload_after: int | None = None
     cut_download_after: int | None = None
     buffer_uploads: bool = False
+    ignore_range: bool = False  # drop Range from requests: a server that always sends it all
     uploaded: int = 0  # upload body bytes received from clients
     downloaded: int = 0  # blob GET body bytes sent to clients
     cuts: int = 0
@@ -119,7 +120,8 @@ class CutProxy:
                 length = int(value.strip())
             if name.strip().lower() == "transfer-encoding":
                 raise RuntimeError("the cut proxy handles Content-Length bodies only")
-        kept = [h for h in headers if h.split(":", 1)[0].strip().lower() != "connection"]
+        dropped = {"connection", "range"} if self.ignore_range else {"connection"}
+        kept = [h for h in headers if h.split(":", 1)[0].strip().lower() not in dropped]
         upstream_head = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode()
         upstream = socket.create_connection(_address(self.upstream))
         try:

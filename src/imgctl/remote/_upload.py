@@ -120,10 +120,11 @@ class _Upload:
         self.source = _Source(client, source, desc)
         self.what = f"blob {desc.digest} to {destination.name}"
 
-    async def run(self) -> None:
+    async def run(self, confirmed: int = 0, hasher: Any = None) -> None:
+        """Send the blob from ``confirmed`` on (``hasher`` holds the bytes before it), close it."""
         size = self.desc.size
-        confirmed = 0
-        hasher = hashlib.new(self.desc.digest.algorithm)
+        if hasher is None:
+            hasher = hashlib.new(self.desc.digest.algorithm)
         stalls = failures = 0
         while True:
             end = min(confirmed + self.chunk_size, size)
