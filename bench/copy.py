@@ -44,7 +44,10 @@ the referrers-API probe once per registry per run.
 After each imgctl cold copy every destination digest is read back with skopeo (an independent
 client) and compared with the source digest; any mismatch or any failed command ends the run
 with exit status 1. Otherwise the exit status is 0 when every ratio with a target meets it
-and 2 when one misses: the ratios are to peers and limits measured in the same run.
+and 2 when one misses: the ratios are to peers and limits measured in the same run. Each ratio
+is printed twice, of wall times and of the CPU seconds of all processes summed; the targets
+judge wall time, or the CPU sums with ``--judge cpu`` (on a busy machine, where waiting for a
+core swamps wall time).
 
 With ``--repeat K`` every measurement runs K times (fresh destinations each time) and the
 median is reported. All registries and temporary files live under one temporary directory,
@@ -257,6 +260,11 @@ class Cpu:
     source: float
     destination: float
     client: float
+
+    @property
+    def total(self) -> float:
+        """Every process's CPU seconds together: what 2 cores have to find time for."""
+        return self.source + self.destination + self.client
 
 
 def timed_cpu(
@@ -834,7 +842,7 @@ def report_requests(counts: RequestCounts, built: Sequence[Image]) -> dict[str, 
         per_cold = counts.total[(selection, "cold")] / images
         per_noop = counts.total[(selection, "noop")] / images
         print(f"{'--referrers ' + selection:<36} {per_cold:8.2f} {per_noop:8.2f}")
-    print(f"{'raw copy limit (its loop, counted)':<36} {raw_requests / images:8.2f} {'-':>8}")
+    print(f"{'raw copy (3 a blob, 2 a manifest)':<36} {raw_requests / images:8.2f} {'-':>8}")
     out: dict[str, dict[str, float]] = {"raw_copy": {"requests": raw_requests}}
     for phase in ("cold", "noop"):
         none, everything = counts.total[("none", phase)], counts.total[("all", phase)]
@@ -914,26 +922,41 @@ def report(
     print("-" * len(header))
     for key in measured:
         cpu = cpus[key]
-        total = cpu.source + cpu.destination + cpu.client
+        total = cpu.total
         print(
             f"{LABELS[key]:<36} {cpu.source:8.2f} {cpu.destination:8.2f} "
             f"{cpu.client:8.2f} {total:8.2f}"
         )
     print()
-    print(f"{'ratio (lower is better for imgctl)':<36} {'value':>8} {'target':>9} {'met':>5}")
-    print("-" * 61)
+    print(
+        f"{'ratio (lower is better for imgctl)':<36} {'wall':>8} {'CPU sum':>8} {'target':>9} "
+        f"{'met':>5}"
+    )
+    print("-" * 70)
     ratios: list[dict[str, object]] = []
     for ratio in RATIOS:
         if ratio.numerator not in medians or ratio.denominator not in medians:
             continue
-        value = medians[ratio.numerator] / medians[ratio.denominator]
+        wall = medians[ratio.numerator] / medians[ratio.denominator]
+        cpu_ratio = cpus[ratio.numerator].total / cpus[ratio.denominator].total
+        value = wall if args.judge == "wall" else cpu_ratio
         met = None if ratio.target is None else value <= ratio.target
         target = f"<= {ratio.target:.2f}x" if ratio.target is not None else "-"
         verdict = "-" if met is None else ("yes" if met else "NO")
-        print(f"{ratio.label:<36} {value:7.2f}x {target:>9} {verdict:>5}")
+        print(f"{ratio.label:<36} {wall:7.2f}x {cpu_ratio:7.2f}x {target:>9} {verdict:>5}")
         ratios.append(
-            {"name": ratio.label, "value": round(value, 4), "target": ratio.target, "met": met}
+            {
+                "name": ratio.label,
+                "value": round(value, 4),
+                "wall": round(wall, 4),
+                "cpu_sum": round(cpu_ratio, 4),
+                "judged_by": args.judge,
+                "target": ratio.target,
+                "met": met,
+            }
         )
+    judged = "wall time" if args.judge == "wall" else "the CPU seconds of all processes summed"
+    print(f"targets judged by {judged}")
     print()
     print("MB/s is blob data (layers + configs) divided by wall time; no-ops move no blob data.")
     print("client CPU: the imgctl or skopeo processes, or this script's threads for the raw rows.")
@@ -1001,6 +1024,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-counts", action="store_true", help="skip counting imgctl's requests (untimed)"
+    )
+    parser.add_argument(
+        "--judge",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="which ratio the targets judge: wall time (a quiet machine), or the CPU seconds of "
+        "all processes summed (a busy one, where waiting for a core swamps wall time)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
