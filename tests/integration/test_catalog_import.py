@@ -524,3 +524,47 @@ async def test_snapshot_bad_entries_name_their_lines(
     refused = imgctl(env, str(duplicate), "-e", "prod", "--registry", REGISTRY)
     assert refused.returncode == 2
     assert f"{duplicate}:4: " in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "registry.example.com/team/app",
+        "registry.example.com:5000/a/b/c",
+        "localhost:5000/app",
+        "localhost/app",
+        "127.0.0.1:5000/app",
+        "[::1]:5000/app",
+        "docker.io/library/nginx",
+        "docker.io/nginx",
+        "index.docker.io/library/nginx",
+        "Registry.example.com/app",
+        "registry.example.com/App",
+        "registry.example.com/a__b/c--d/e.f_g",
+        "registry.example.com/a___b",
+        "registry.example.com/-a",
+        "registry.example.com/a/",
+        "registry.example.com//a",
+        "registry.example.com/a:tag",
+        "registry.example.com/a@" + "sha256:" + "0" * 64,
+        "registry.example.com/" + "a" * 255,
+        "registry.example.com/" + "a" * 256,
+        "team/app",
+        "app",
+    ],
+)
+def test_fast_name_check_agrees_with_the_reference_parser(name: str) -> None:
+    from imgctl.catalog import imports
+    from imgctl.errors import InvalidReferenceError
+    from imgctl.oci.reference import Reference
+
+    try:
+        expected = Reference.parse_repository(name).name == name
+    except InvalidReferenceError:
+        expected = False
+    try:
+        imports._repository(name)
+        accepted = True
+    except imports._Bad:
+        accepted = False
+    assert accepted == expected

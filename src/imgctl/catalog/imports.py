@@ -30,7 +30,7 @@ from typing import Any, Final
 from imgctl._internal.bounds import MAX_CATALOG_TAGS, MAX_ENVIRONMENT, MAX_REFERENCE, MAX_SUBJECT
 from imgctl.errors import ImgctlError, InvalidDigestError, InvalidReferenceError, UsageError
 from imgctl.oci.digest import Digest
-from imgctl.oci.reference import DEFAULT_REGISTRY, Reference, valid_repository, valid_tag
+from imgctl.oci.reference import DEFAULT_REGISTRY, NAME_TOTAL_LENGTH_MAX, Reference, valid_tag
 from imgctl.store import ImportImage
 
 __all__ = [
@@ -62,6 +62,13 @@ MAX_REPORTED: Final = 20
 _ENVIRONMENT_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 _SHA256: Final = re.compile(r"sha256:[0-9a-f]{64}")
+_RFC3339: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_TIMES: dict[str, datetime] = {}
+# imgctl.oci.reference's repository path grammar as one expression (a test checks they agree).
+_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH: Final = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 # What a stored text may not hold: control characters, and lone surrogates (not UTF-8).
 _UNSTORABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CATALOG_KEYS: Final = frozenset(
@@ -374,9 +381,7 @@ def _catalog_entry(document: Any, environment: str | None) -> ImportImage:
             raise _Bad(f"'environment' is {own!r}, but -e/--environment says {environment!r}")
     elif environment is None:
         raise _Bad("no 'environment': give -e/--environment ENV for entries that name none")
-    for key in ("created_at", "updated_at"):
-        if key in document and not isinstance(document[key], str):
-            raise _Bad(f"{key!r} must be an RFC 3339 time, not {_kind(document[key])}")
+    _time(document, "updated_at")  # checked, not kept: the import's own time is the entry's
     return ImportImage(
         environment=own or environment or "",
         name=name,
@@ -428,15 +433,23 @@ def _flag(document: dict[str, Any], key: str) -> bool | None:
 
 
 def _time(document: dict[str, Any], key: str) -> datetime | None:
-    value = _optional_string(document, key, 64)
+    value = document.get(key)
     if value is None:
         return None
+    moment = _TIMES.get(value) if isinstance(value, str) else None
+    if moment is not None:
+        return moment
+    if not isinstance(value, str):
+        raise _Bad(f"{key!r} must be an RFC 3339 time, not {_kind(value)}")
+    if not _RFC3339.fullmatch(value):
+        raise _Bad(f"{key!r} is not an RFC 3339 time with an offset: {value[:64]!r}")
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or "T" not in value.upper() or moment.utcoffset() is None:
-        raise _Bad(f"{key!r} is not an RFC 3339 time with an offset: {value!r}")
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError as error:
+        raise _Bad(f"{key!r} is not a time: {value!r} ({error})") from None
+    if len(_TIMES) >= 4096:  # an export's entries share times; a bound keeps this small
+        _TIMES.clear()
+    _TIMES[value] = moment
     return moment
 
 
@@ -456,7 +469,7 @@ def _digest(value: str, what: str) -> str:
 
 def _repository(name: str) -> str:
     host, slash, path = name.partition("/")
-    if slash and _plain_host(host) and valid_repository(path):
+    if slash and len(path) <= NAME_TOTAL_LENGTH_MAX and _PATH.fullmatch(path) and _plain_host(host):
         return name  # the common case, without parsing the whole reference again
     try:
         reference = Reference.parse_repository(name)
