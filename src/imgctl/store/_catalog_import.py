@@ -17,7 +17,9 @@ promotion recorded with ``PUT /images`` semantics plus the promotion's tag rule:
   is taken off that repository's other entries there (their digests stay recorded), as
   ``record_promotion`` does.
 
-So importing the same file twice writes nothing the second time.
+So importing the same file twice writes nothing the second time. A write bumps the catalog's
+change feed once and stamps every entry it writes with the new revision, as every catalog
+write does (``_catalog_mirror``), so admission's in-memory copies pick the entries up.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy import Connection, Result, Row, Text, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
+from ._catalog_mirror import next_revision
 from ._schema import CATALOG_IMAGES
 
 __all__ = ["ImportImage", "ImportResult", "check_images", "import_rows"]
@@ -54,6 +57,7 @@ _COLUMNS: Final = (
     "attested",
     "created_at",
     "updated_at",
+    "revision",
 )
 
 
@@ -131,15 +135,56 @@ def check_images(images: Sequence[ImportImage]) -> None:
                 )
 
 
+@dataclass
+class _Plan:
+    """What importing changes, worked out from the entries the catalog has now."""
+
+    present: set[_Key]
+    new: builtins.list[ImportImage]
+    updates: builtins.list[dict[str, Any]]
+    tagged: int
+    untagged: int
+
+
 def import_rows(
     connection: Connection, images: Sequence[ImportImage], *, sqlite: bool, dry_run: bool
 ) -> ImportResult:
-    """Import ``images`` on ``connection``, inside the caller's transaction."""
-    if not sqlite and not dry_run:
-        # Promotions (and other imports) wait until this one commits, so what was read below
-        # is still true when it is written; reads (admission) go on. SHARE ROW EXCLUSIVE
-        # conflicts with itself and with every row write, not with SELECT.
-        connection.execute(text(f"LOCK TABLE {_TABLE.name} IN SHARE ROW EXCLUSIVE MODE"))
+    """Import ``images`` on ``connection``, inside the caller's transaction.
+
+    A write bumps the catalog's change feed and stamps what it writes with the new revision
+    (``_catalog_mirror``: admission's in-memory copies read what changed after the revision they
+    saw). An import that changes nothing writes nothing, the feed included.
+    """
+    plan = _plan(connection, images, sqlite=sqlite)
+    if not dry_run and (plan.new or plan.updates):
+        revision = next_revision(connection)  # first of every lock this write takes
+        if not sqlite:
+            # Writers that do not take the feed's turn (an older imgctl) wait too, so what is
+            # read below is still true when it is written; readers (admission) go on. SHARE ROW
+            # EXCLUSIVE conflicts with itself and with every row write, not with SELECT.
+            connection.execute(text(f"LOCK TABLE {_TABLE.name} IN SHARE ROW EXCLUSIVE MODE"))
+            # Read again under the lock: another writer may have committed since.
+            plan = _plan(connection, images, sqlite=sqlite)
+        now = datetime.now(UTC)
+        if plan.new:
+            if sqlite:
+                _insert_sqlite(connection, plan.new, now, revision)
+            else:
+                _copy_postgres(connection, plan.new, now, revision)
+        if plan.updates:
+            connection.execute(_UPDATE.values(updated_at=now, revision=revision), plan.updates)
+    return ImportResult(
+        images=len(images),
+        new=len(plan.new),
+        present=len(plan.present),
+        tagged=plan.tagged,
+        untagged=plan.untagged,
+        environments=tuple(sorted({image.environment for image in images})),
+        dry_run=dry_run,
+    )
+
+
+def _plan(connection: Connection, images: Sequence[ImportImage], *, sqlite: bool) -> _Plan:
     incoming = {image.key: image for image in images}
     owner = {
         (image.environment, image.name, tag): image.id for image in images for tag in image.tags
@@ -163,24 +208,7 @@ def import_rows(
         if tags != old:
             updates.append({"k_id": id, "k_env": environment, "k_name": name, "tags": _dump(tags)})
     new = [image for image in images if image.key not in present]
-    if not dry_run:
-        now = datetime.now(UTC)
-        if new:
-            if sqlite:
-                _insert_sqlite(connection, new, now)
-            else:
-                _copy_postgres(connection, new, now)
-        if updates:
-            connection.execute(_UPDATE.values(updated_at=now), updates)
-    return ImportResult(
-        images=len(images),
-        new=len(new),
-        present=len(present),
-        tagged=tagged,
-        untagged=untagged,
-        environments=tuple(sorted({image.environment for image in images})),
-        dry_run=dry_run,
-    )
+    return _Plan(present, new, updates, tagged, untagged)
 
 
 _UPDATE: Final = (
@@ -199,7 +227,7 @@ def _dump(tags: Sequence[str]) -> str:
     return json.dumps(list(tags), ensure_ascii=False)
 
 
-def _values(image: ImportImage, now: datetime) -> tuple[Any, ...]:
+def _values(image: ImportImage, now: datetime, revision: int) -> tuple[Any, ...]:
     return (
         image.id,
         image.environment,
@@ -212,10 +240,13 @@ def _values(image: ImportImage, now: datetime) -> tuple[Any, ...]:
         image.attested,
         image.created_at or now,
         now,
+        revision,
     )
 
 
-def _insert_sqlite(connection: Connection, images: Sequence[ImportImage], now: datetime) -> None:
+def _insert_sqlite(
+    connection: Connection, images: Sequence[ImportImage], now: datetime, revision: int
+) -> None:
     """One prepared INSERT run for every row (sqlite3's executemany): SQLite's bulk path.
 
     The driver's own executemany, with times turned into text by the column type's own bind
@@ -248,6 +279,7 @@ def _insert_sqlite(connection: Connection, images: Sequence[ImportImage], now: d
             image.attested,
             stored(image.created_at) if image.created_at is not None else when,
             when,
+            revision,
         )
         for image in images
     ]
@@ -259,7 +291,9 @@ def _insert_sqlite(connection: Connection, images: Sequence[ImportImage], now: d
     )
 
 
-def _copy_postgres(connection: Connection, images: Sequence[ImportImage], now: datetime) -> None:
+def _copy_postgres(
+    connection: Connection, images: Sequence[ImportImage], now: datetime, revision: int
+) -> None:
     """COPY the rows in: PostgreSQL's bulk path, one statement streaming every row."""
     raw = connection.connection.driver_connection
     assert raw is not None
@@ -269,7 +303,7 @@ def _copy_postgres(connection: Connection, images: Sequence[ImportImage], now: d
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
             for image in images:
-                copy.write_row(_values(image, now))
+                copy.write_row(_values(image, now, revision))
     except psycopg.Error as error:
         # As SQLAlchemy reports the driver's errors, so that the store's own handling applies.
         raise DBAPIError(statement, None, error) from None
