@@ -596,3 +596,10 @@ def test_fast_name_check_agrees_with_the_reference_parser(name: str) -> None:
     except imports._Bad:
         accepted = False
     assert accepted == expected
+
+
+def test_an_empty_file_is_no_entries(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n")
+    read = read_import_file(path, environment="prod")
+    assert (read.format, read.images) == ("jsonl", [])

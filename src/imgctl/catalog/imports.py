@@ -230,7 +230,7 @@ def _read(path: Path) -> str:
 
 def _detect(text: str) -> str:
     start = text.lstrip(" \t\r\n")[:1]
-    if start == "{":
+    if start in ("{", ""):  # an empty file is no lines
         return "jsonl"
     if start == "[":
         return "json"
