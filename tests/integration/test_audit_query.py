@@ -107,6 +107,13 @@ async def test_each_filter(audit: AuditStore) -> None:
     assert await ids(audit, window) == ["r4", "r3", "r2"]
     both = AuditQuery(user="alice@example.com", environment="prod", result="succeeded")
     assert await ids(audit, both) == ["r3", "r1"]
+    # A row whose subject and email both match, or both environments, is shown (and counted)
+    # once, though two branches of the query find it (issue 21 target 6).
+    twice = AuditQuery(user="sub-alice", environment="dev")
+    assert await ids(audit, twice) == ["r6", "r4", "r1"]
+    assert await audit.count_matching(twice, up_to=10) == 3
+    assert await audit.count_matching(AuditQuery(user="bob@example.com"), up_to=10) == 2
+    assert await audit.count_matching(AuditQuery(environment="int"), up_to=2) == 2
 
 
 async def test_readable_environments(audit: AuditStore) -> None:
@@ -233,6 +240,7 @@ async def test_0009_indexes_the_filters_and_keeps_rows(db_url: str) -> None:
             version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     finally:
         engine.dispose()
-    assert indexes["ix_audit_events_email"] == ["email"]
-    assert not any("_env" in name for name in indexes)
+    # 0012 gave each filter's index the time after it (0009's email index included).
+    assert indexes["ix_audit_events_email"] == ["email", "time"]
+    assert indexes["ix_audit_events_source_env"] == ["source_env", "time"]
     assert version == migration_head()

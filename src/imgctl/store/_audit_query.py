@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true, tuple_, union_all
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal, _TraverseInternalsType
 
 from imgctl.errors import UsageError
 
@@ -114,38 +117,88 @@ class AuditQuery:
             self.user, self.environment, self.result, self.since, self.until, readable
         )
 
-    def select(self, cursor: AuditCursor | None, limit: int) -> Select[Any]:
-        """The SELECT of up to ``limit`` matching rows after ``cursor``, newest first."""
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """Conditions every branch of the query has besides user and environment (see select)."""
         table = _TABLE
         conditions: list[ColumnElement[bool]] = []
-        if self.user is not None:
-            conditions.append(or_(table.c.subject == self.user, table.c.email == self.user))
-        if self.environment is not None:
-            conditions.append(
-                or_(
-                    table.c.source_env == self.environment,
-                    table.c.destination_env == self.environment,
-                )
-            )
         if self.result is not None:
-            conditions.append(table.c.result == self.result)
+            # A rare result (failed, denied, invalid) is the better index when nothing better
+            # is given; "succeeded" holds most rows, so the environment's index goes first.
+            rare = self.result != "succeeded"
+            lead = self.user is None and (rare or self.environment is None)
+            conditions.append(_indexed(table.c.result, lead) == self.result)
         if self.since is not None:
             conditions.append(table.c.time >= self.since)
         if self.until is not None:
             conditions.append(table.c.time < self.until)
         if self.readable is not None:
             conditions.append(_readable(self.readable))
+        return conditions
+
+    def select(
+        self, cursor: AuditCursor | None, limit: int, *, ids_only: bool = False
+    ) -> Select[Any]:
+        """The SELECT of up to ``limit`` matching rows after ``cursor``, newest first.
+
+        ``ids_only``: their ids and times alone (for counting: no row needs reading where an
+        index has both).
+
+        The user (subject or email) and the environment (source or destination) are each two
+        branches, read with a UNION ALL of up to four SELECTs, each of which reads its own
+        (column, time) index newest first and stops after ``limit`` rows; the union's newest
+        ``limit`` are the answer. One OR over two indexes instead makes the database gather
+        every matching row and sort them (an environment holds a third of the trail), and the
+        time index alone reads the whole trail when nothing matches (issue 21 target 6).
+        """
+        table = _TABLE
+        common = self.conditions()
         if cursor is not None:
             # The row comparison is the condition; "time <= t" beside it lets SQLite's planner
             # start the time index at the cursor instead of scanning from the newest row.
-            conditions.append(table.c.time <= cursor.time)
-            conditions.append(tuple_(table.c.time, table.c.id) < tuple_(cursor.time, cursor.id))
-        return (
-            select(table)
-            .where(and_(true(), *conditions))
+            common.append(table.c.time <= cursor.time)
+            common.append(tuple_(table.c.time, table.c.id) < tuple_(cursor.time, cursor.id))
+        users: list[ColumnElement[bool]] = [true()]
+        if self.user is not None:
+            # The user leads: a few thousand rows at most, where an environment has many.
+            users = [
+                table.c.subject == self.user,
+                and_(
+                    table.c.email == self.user,
+                    or_(table.c.subject.is_(None), _indexed(table.c.subject, False) != self.user),
+                ),
+            ]
+        environments: list[ColumnElement[bool]] = [true()]
+        if self.environment is not None:
+            lead = self.user is None and (self.result is None or self.result == "succeeded")
+            source, destination = (
+                _indexed(table.c.source_env, lead),
+                _indexed(table.c.destination_env, lead),
+            )
+            environments = [
+                source == self.environment,
+                and_(
+                    destination == self.environment,
+                    or_(
+                        table.c.source_env.is_(None),
+                        _indexed(table.c.source_env, False) != self.environment,
+                    ),
+                ),
+            ]
+        columns = (table.c.id, table.c.time) if ids_only else (table,)
+        branches = [
+            select(*columns)
+            .where(and_(user, environment, *common))
             .order_by(table.c.time.desc(), table.c.id.desc())
             .limit(limit)
-        )
+            for user in users
+            for environment in environments
+        ]
+        if len(branches) == 1:
+            return branches[0]
+        # SQLite allows ORDER BY and LIMIT in a compound's parts only inside subqueries.
+        parts = [select(*branch.subquery().c) for branch in branches]
+        union = union_all(*parts).subquery("matching")
+        return select(union).order_by(union.c.time.desc(), union.c.id.desc()).limit(limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +214,46 @@ def _readable(environments: frozenset[str]) -> ColumnElement[bool]:
         return false()
     table = _TABLE
     names = sorted(environments)
+    # Checked on the rows another condition (or the time index) finds: an IN over the
+    # environments' indexes would gather every readable row and sort them.
+    source = _indexed(table.c.source_env, False)
+    destination = _indexed(table.c.destination_env, False)
     return and_(
         or_(table.c.source_env.is_not(None), table.c.destination_env.is_not(None)),
-        or_(table.c.source_env.is_(None), table.c.source_env.in_(names)),
-        or_(table.c.destination_env.is_(None), table.c.destination_env.in_(names)),
+        or_(table.c.source_env.is_(None), source.in_(names)),
+        or_(table.c.destination_env.is_(None), destination.in_(names)),
     )
+
+
+class _NotIndexed(ColumnElement[Any]):
+    """A column SQLite's planner may not look up by index: ``+column`` (the column elsewhere).
+
+    SQLite has no statistics unless ANALYZE ran, and takes any equality on an indexed column
+    for selective: given a user and ``result = 'succeeded'`` it read the result's index, nine
+    rows in ten. The unary plus tells it which condition leads; PostgreSQL (whose planner has
+    statistics, and which has no unary plus on text) gets the column itself.
+    """
+
+    inherit_cache = True
+    # The column is part of the statement's cache key (SQLAlchemy caches compiled SQL).
+    _traverse_internals: _TraverseInternalsType = [  # noqa: RUF012 (SQLAlchemy's protocol)
+        ("column", InternalTraversal.dp_clauseelement)
+    ]
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+        self.type = column.type
+
+
+@compiles(_NotIndexed)
+def _compile_not_indexed(element: _NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    inner = compiler.process(element.column, **kw)
+    return f"+{inner}" if compiler.dialect.name == "sqlite" else inner
+
+
+def _indexed(column: ColumnElement[Any], lead: bool) -> ColumnElement[Any]:
+    """``column`` when its index may lead, else the column with its index hidden from SQLite."""
+    return column if lead else _NotIndexed(column)
 
 
 def _is_int(text: str) -> bool:

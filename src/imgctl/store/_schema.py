@@ -113,12 +113,21 @@ AUDIT_EVENTS: Final = Table(
     # (attestation_error says why); NULL when no key was configured. Its key is signature_key.
     Column("attested", Boolean),
     Column("attestation_error", Text),
+    # Migration 0012: the image repository a promotion names (store/_history.py repository_of),
+    # the story page's filter; NULL for other rows.
+    Column("repository", Text),
     Index("ix_audit_events_time", "time"),
     Index("ix_audit_events_request_id", "request_id"),
-    Index("ix_audit_events_subject", "subject"),
-    Index("ix_audit_events_result", "result"),
-    # Migration 0009: the audit trail's filter by user (subject or email).
-    Index("ix_audit_events_email", "email"),
+    # Migration 0012: each filter of the audit trail with the time after it, so that a filter
+    # reads its own rows newest first and stops after a page (store/_audit_query.py).
+    Index("ix_audit_events_subject", "subject", "time"),
+    Index("ix_audit_events_email", "email", "time"),
+    # The environments too (after the id, the order's tie-break): a rare result with an
+    # environment is checked in this index without reading each row.
+    Index("ix_audit_events_result", "result", "time", "id", "source_env", "destination_env"),
+    Index("ix_audit_events_source_env", "source_env", "time"),
+    Index("ix_audit_events_destination_env", "destination_env", "time"),
+    Index("ix_audit_events_repository", "repository", "time"),
     # Migration 0010: the charts' statistics (store/_stats.py), over successful promotions only.
     Index(
         "ix_audit_events_promoted_into",

@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from imgctl.errors import StoreError
 
 from ._audit_query import DEFAULT_PAGE, MAX_EXPORT, MAX_PAGE, AuditCursor, AuditPage, AuditQuery
+from ._history import repository_of
 from ._record import ACTIONS, KINDS, RESULTS, AuditRecord
 from ._schema import AUDIT_EVENTS
 from ._url import DATABASE_URL_ENV, parse_url, redact_url, scrub
@@ -288,7 +289,8 @@ class AuditStore(_SyncStore):
         return AuditPage([_from_row(row) for row in rows], next_cursor)
 
     def _count_matching(self, query: AuditQuery, up_to: int) -> int:
-        inner = query.select(None, up_to).with_only_columns(AUDIT_EVENTS.c.id).subquery()
+        # The query's own rows (its SELECT may be a union of branches), counted.
+        inner = query.select(None, up_to, ids_only=True).subquery()
         statement = select(func.count()).select_from(inner)
         with self._engine.connect() as connection:
             return int(connection.execute(statement).scalar_one())
@@ -426,12 +428,17 @@ def _row_values(record: AuditRecord) -> dict[str, object]:
         values[name] = value
     values["time"] = record.time
     values["groups"] = json.dumps([_clean(group) for group in record.groups], ensure_ascii=False)
+    reference = values["reference"]
+    values["repository"] = repository_of(
+        record.action, record.kind, reference if isinstance(reference, str) else None
+    )
     return values
 
 
 def _from_row(row: Row[Any]) -> AuditRecord:
     mapping = dict(row._mapping)
     del mapping["id"]
+    mapping.pop("repository", None)  # derived from the reference (repository_of)
     mapping["groups"] = tuple(json.loads(mapping["groups"]))
     return AuditRecord(**mapping)
 
