@@ -131,7 +131,7 @@ def catalog_import(
         str | None,
         typer.Option(
             "--registry",
-            help="REGISTRY[/PATH] a snapshot was taken of (as given to cip --snapshot); put "
+            help="REGISTRY\\[/PATH] a snapshot was taken of (as given to cip --snapshot); put "
             "before its names.",
         ),
     ] = None,
