@@ -371,12 +371,9 @@ def _request_of(body: Any) -> Mapping[str, Any]:
 _Key: TypeAlias = tuple[str, str | None, str | None]  # (canonical name, digest, tag)
 
 
-@dataclass(frozen=True, slots=True)
-class _Check:
-    path: str
-    image: str
-    key: _Key
-    reference: Reference
+# One image to check: (path in the object, image as written, catalog question, reference). A
+# plain tuple: a frozen dataclass's __init__ cost 0.6 us an image on the hot path.
+_Check: TypeAlias = tuple[str, str, _Key, Reference]
 
 
 # The longest valid reference: a 255-character name, a 128-character tag and a digest.
@@ -427,17 +424,21 @@ async def _ask(lookup: Lookup, environment: str, key: _Key) -> str | None:
     return f"tag not resolvable: no image promoted to {environment} is tagged {tag!r}"
 
 
-async def _ask_all(
-    lookup: Lookup, environment: str, keys: set[_Key], cached: Cached | None
-) -> dict[_Key, str | None]:
+def _remembered(environment: str, keys: set[_Key], cached: Cached | None) -> dict[_Key, str | None]:
+    """The answers ``cached`` gives from memory (None: promoted), without a coroutine."""
     answers: dict[_Key, str | None] = {}
     if cached is not None:
         for key in keys:
             # Only a real True allows, as in _ask.
             if cached(environment, *key) is True:
                 answers[key] = None
-        if len(answers) == len(keys):
-            return answers  # no task, no timer: the common case of a busy cluster
+    return answers
+
+
+async def _ask_all(
+    lookup: Lookup, environment: str, keys: set[_Key], answers: dict[_Key, str | None]
+) -> dict[_Key, str | None]:
+    """``answers`` (remembered) completed by ``lookup`` for the other ``keys``."""
     tasks = {
         key: asyncio.ensure_future(_ask(lookup, environment, key))
         for key in keys
@@ -559,27 +560,30 @@ async def _decide(
             reasons.append(f"{path} {image!r}: not a valid image reference ({invalid})")
             continue
         assert reference is not None  # a key is only made for a parsed reference
-        checks.append(_Check(path, image, key, reference))
+        checks.append((path, image, key, reference))
 
     if signatures is not None and not signatures.applies(environment):
         signatures = None
     started = asyncio.get_running_loop().time() if signatures is not None else 0.0
-    answers = await _ask_all(lookup, environment, {check.key for check in checks}, cached)
+    keys = {check[2] for check in checks}
+    answers = _remembered(environment, keys, cached)
+    if len(answers) < len(keys):  # else no task, no timer: the common case of a busy cluster
+        answers = await _ask_all(lookup, environment, keys, answers)
     if signatures is not None:
         # Only promoted images are verified: an unpromoted one is denied whatever it carries.
         # Remembered "signed" verdicts are read here, without a task (the common case).
         unknown = {
-            check.key: check.reference
-            for check in checks
-            if answers[check.key] is None and signatures.known(environment, *check.key) is not True
+            key: reference
+            for _, _, key, reference in checks
+            if answers[key] is None and signatures.known(environment, *key) is not True
         }
         if unknown:
             left = LOOKUP_TIMEOUT_SECONDS - (asyncio.get_running_loop().time() - started)
             answers.update(await _verify_all(signatures, environment, unknown, left))
-    for check in checks:
-        reason = answers[check.key]
+    for path, image, key, _ in checks:
+        reason = answers[key]
         if reason is not None:
-            reasons.append(f"{check.path} {check.image!r}: {reason}")
+            reasons.append(f"{path} {image!r}: {reason}")
     if reasons:
         reasons[0] = f"imgctl denied {len(reasons)} image(s) in {environment}: {reasons[0]}"
     return _answer(uid, reasons, warnings)
@@ -683,13 +687,38 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+# The answer to nearly every review, around its uid: written without walking the dictionary.
+_ALLOWED_HEAD: Final = (
+    b'{"apiVersion":"' + ADMISSION_API_VERSION.encode() + b'","kind":"AdmissionReview",'
+    b'"response":{"uid":'
+)
+_ALLOWED_TAIL: Final = b',"allowed":true}}'
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    """``body`` as compact JSON; a plain "allowed" answer from its constant parts."""
+    response = body.get("response")
+    if (
+        type(response) is dict
+        and len(response) == 2
+        and response.get("allowed") is True
+        and type(response.get("uid")) is str
+        and len(body) == 3
+        and body.get("kind") == "AdmissionReview"
+        and body.get("apiVersion") == ADMISSION_API_VERSION
+    ):
+        uid = json.dumps(response["uid"], ensure_ascii=False).encode()
+        return _ALLOWED_HEAD + uid + _ALLOWED_TAIL
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 async def _send_json(
     send: Send,
     status: int,
     body: dict[str, Any],
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    data = _encode(body)
     await send(
         {
             "type": "http.response.start",
