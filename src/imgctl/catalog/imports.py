@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 FORMATS: Final = ("auto", "jsonl", "json", "snapshot", "csv")
-MAX_IMPORT_BYTES: Final = 1 << 30
-"""Largest file read (1 GiB: about three million catalog objects)."""
+MAX_IMPORT_BYTES: Final = 512 << 20
+"""Largest file read: 512 MiB, room for a million catalog objects with every field set."""
 MAX_SNAPSHOT_BYTES: Final = 64 << 20
 """Largest YAML snapshot read: YAML is read whole, node by node (as every YAML file imgctl
 reads; ``_internal.files.MAX_CONFIG_BYTES``)."""
@@ -158,9 +158,14 @@ def read_import_file(
         _check_environment(environment, "-e/--environment")
     prefix = _registry_prefix(registry) if registry is not None else None
     shown = str(path)
-    text = _read(path)
+    text, size = _read(path)
     if format == "auto":
         format = _detect(text)
+    if format == "snapshot" and size > MAX_SNAPSHOT_BYTES:
+        raise UsageError(
+            f"{shown}: {size} bytes; a YAML snapshot may have at most {MAX_SNAPSHOT_BYTES}",
+            hint="write the snapshot as CSV (cip --snapshot ... -o csv), or split it",
+        )
     problems = _Problems()
     entries: list[tuple[int, ImportImage]] = []
     if format in ("snapshot", "csv") or (format == "json" and _json_snapshot(text)):
@@ -193,21 +198,24 @@ def read_import_file(
                 entries.append((line, _catalog_entry(document, environment)))
             except _Bad as bad:
                 problems.add(line, str(bad))
+            if len(entries) > MAX_IMPORT_IMAGES:
+                break  # refused below, before reading the rest
     if len(entries) > MAX_IMPORT_IMAGES:
         raise UsageError(
-            f"{shown}: {len(entries)} entries; one import takes at most {MAX_IMPORT_IMAGES}",
+            f"{shown}: more than {MAX_IMPORT_IMAGES} entries; one import takes at most that",
             hint="split the file",
         )
     _check_across(entries, problems)
     if problems.count:
-        raise ImportFileError(shown, problems.bad, problems.count)
+        # Problems found across lines come after those of single lines: report by line.
+        raise ImportFileError(shown, sorted(problems.bad, key=lambda bad: bad.line), problems.count)
     return ImportFile(format, [image for _, image in entries], [line for line, _ in entries])
 
 
 # --- the file ---------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> str:
+def _read(path: Path) -> tuple[str, int]:
     try:
         size = os.stat(path).st_size
         if size > MAX_IMPORT_BYTES:
@@ -222,7 +230,8 @@ def _read(path: Path) -> str:
     if len(data) > MAX_IMPORT_BYTES:  # it grew since stat
         raise UsageError(f"{path}: more than {MAX_IMPORT_BYTES} bytes", hint="split the file")
     try:
-        return data.decode("utf-8").removeprefix("\ufeff")  # a byte order mark says nothing
+        # A byte order mark says nothing.
+        return data.decode("utf-8").removeprefix("\ufeff"), len(data)
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise UsageError(f"{path}: line {line}: not UTF-8 ({error.reason})") from None
