@@ -67,6 +67,16 @@ CASES: list[tuple[str, AuditQuery, AuditCursor | None, set[str]]] = [
         {"subject", "email"},
     ),
     ("readable + user", AuditQuery(user="alice", readable=READABLE), None, {"subject", "email"}),
+    ("readable", AuditQuery(readable=READABLE), None, {"route"}),
+    ("readable, next page", AuditQuery(readable=READABLE), CURSOR, {"route"}),
+    ("readable + environment", AuditQuery(environment="dev", readable=READABLE), None, {"route"}),
+    (
+        "readable + result succeeded",
+        AuditQuery(result="succeeded", readable=READABLE),
+        None,
+        {"route"},
+    ),
+    ("readable + rare result", AuditQuery(result="failed", readable=READABLE), None, {"result"}),
     ("story", RepositoryQuery(repository="team/app"), None, {"repository"}),
     ("story, next page", RepositoryQuery(repository="team/app"), CURSOR, {"repository"}),
     (

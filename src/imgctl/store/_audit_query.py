@@ -17,6 +17,8 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true, tuple_, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import Alias
+from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import InternalTraversal, _TraverseInternalsType
 
 from imgctl.errors import UsageError
@@ -41,6 +43,9 @@ MAX_EXPORT: Final = 100_000
 _CURSOR_VERSION: Final = "a1"
 _MAX_CURSOR: Final = 200  # characters; a real one is about 30
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The most (source, destination) pairs a readable limit is read as, one lookup each (six
+# readable environments: 48); beyond, its rows are checked one by one along another index.
+MAX_ROUTES: Final = 48
 _TABLE: Final = AUDIT_EVENTS
 
 
@@ -121,19 +126,45 @@ class AuditQuery:
         """Conditions every branch of the query has besides user and environment (see select)."""
         table = _TABLE
         conditions: list[ColumnElement[bool]] = []
+        routes = self._routes()
         if self.result is not None:
             # A rare result (failed, denied, invalid) is the better index when nothing better
             # is given; "succeeded" holds most rows, so the environment's index goes first.
             rare = self.result != "succeeded"
-            lead = self.user is None and (rare or self.environment is None)
+            others = self.environment is not None or routes is not None
+            lead = not self._narrowed() and (rare or not others)
             conditions.append(_indexed(table.c.result, lead) == self.result)
         if self.since is not None:
             conditions.append(table.c.time >= self.since)
         if self.until is not None:
             conditions.append(table.c.time < self.until)
-        if self.readable is not None:
+        if self.readable is not None and routes is None:
             conditions.append(_readable(self.readable))
         return conditions
+
+    def _narrowed(self) -> bool:
+        """Whether a condition few rows meet leads: the user (a repository, in RepositoryQuery)."""
+        return self.user is not None
+
+    def _routes(self) -> list[tuple[str | None, str | None]] | None:
+        """The (source, destination) pairs of readable rows, when they lead; None: they do not.
+
+        Under a readable limit, a row is readable when each of its environments is readable or
+        absent: the pairs of those (both absent excepted), with the environment filter's among
+        them, each an ordered lookup in the (source_env, destination_env, time) index. Checked
+        row by row instead, an environment whose rows are mostly unreadable (a viewer of dev
+        and qa asking for qa, whose promotions go on to prod) read them all: 0.7 s at
+        1,000,000 rows. A user, a repository or a rare result leads instead (few rows each).
+        """
+        if not self.readable or self._narrowed():
+            return None
+        if self.result is not None and self.result != "succeeded":
+            return None
+        values: list[str | None] = [*sorted(self.readable), None]
+        routes = [(s, d) for s in values for d in values if (s, d) != (None, None)]
+        if self.environment is not None:
+            routes = [(s, d) for s, d in routes if self.environment in (s, d)]
+        return routes if 0 < len(routes) <= MAX_ROUTES else None
 
     def select(
         self, cursor: AuditCursor | None, limit: int, *, ids_only: bool = False
@@ -144,11 +175,12 @@ class AuditQuery:
         index has both).
 
         The user (subject or email) and the environment (source or destination) are each two
-        branches, read with a UNION ALL of up to four SELECTs, each of which reads its own
-        (column, time) index newest first and stops after ``limit`` rows; the union's newest
-        ``limit`` are the answer. One OR over two indexes instead makes the database gather
-        every matching row and sort them (an environment holds a third of the trail), and the
-        time index alone reads the whole trail when nothing matches (issue 21 target 6).
+        branches (the environment more under a readable limit: see _routes), read with a UNION
+        ALL of their SELECTs, each of which reads its own index newest first and stops after
+        ``limit`` rows; the union's newest ``limit`` are the answer. One OR over two indexes
+        instead makes the database gather every matching row and sort them (an environment
+        holds a third of the trail), and the time index alone reads the whole trail when
+        nothing matches (issue 21 target 6).
         """
         table = _TABLE
         common = self.conditions()
@@ -168,8 +200,14 @@ class AuditQuery:
                 ),
             ]
         environments: list[ColumnElement[bool]] = [true()]
-        if self.environment is not None:
-            lead = self.user is None and (self.result is None or self.result == "succeeded")
+        routes = self._routes()
+        if routes is not None:
+            environments = [
+                and_(_equals(table.c.source_env, s), _equals(table.c.destination_env, d))
+                for s, d in routes
+            ]
+        elif self.environment is not None:
+            lead = not self._narrowed() and (self.result is None or self.result == "succeeded")
             source, destination = (
                 _indexed(table.c.source_env, lead),
                 _indexed(table.c.destination_env, lead),
@@ -193,6 +231,11 @@ class AuditQuery:
             for user in users
             for environment in environments
         ]
+        if routes is not None:
+            # For a pair with an absent environment ("destination_env IS NULL") SQLite took the
+            # other one's (env, time) index for as good, and read every row of that env.
+            adapter = ClauseAdapter(_BY_ROUTE)
+            branches = [adapter.traverse(branch) for branch in branches]
         if len(branches) == 1:
             return branches[0]
         # SQLite allows ORDER BY and LIMIT in a compound's parts only inside subqueries.
@@ -251,9 +294,31 @@ def _compile_not_indexed(element: _NotIndexed, compiler: SQLCompiler, **kw: Any)
     return f"+{inner}" if compiler.dialect.name == "sqlite" else inner
 
 
+class _ByRoute(Alias):
+    """audit_events read through its route index: ``INDEXED BY`` on SQLite, the table elsewhere."""
+
+    inherit_cache = True
+
+
+@compiles(_ByRoute)
+def _compile_by_route(element: _ByRoute, compiler: SQLCompiler, **kw: Any) -> str:
+    if not kw.get("asfrom"):
+        return str(compiler.visit_alias(element, **kw))  # type: ignore[no-untyped-call]
+    if compiler.dialect.name == "sqlite":
+        return f"{_TABLE.name} INDEXED BY ix_audit_events_route"
+    return str(_TABLE.name)
+
+
+_BY_ROUTE: Final = _ByRoute._construct(_TABLE, name=_TABLE.name)
+
+
 def _indexed(column: ColumnElement[Any], lead: bool) -> ColumnElement[Any]:
     """``column`` when its index may lead, else the column with its index hidden from SQLite."""
     return column if lead else _NotIndexed(column)
+
+
+def _equals(column: ColumnElement[Any], value: str | None) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
 
 
 def _is_int(text: str) -> bool:

@@ -69,6 +69,10 @@ class RepositoryQuery(AuditQuery):
         if not valid_repository(self.repository):
             raise ValueError(f"not a repository path: {self.repository!r}")
 
+    def _narrowed(self) -> bool:
+        """The repository leads: its index holds its rows alone."""
+        return True
+
     def conditions(self) -> list[ColumnElement[bool]]:
         """The audit query's conditions and the repository's."""
         # AuditQuery's by name: zero-argument super() does not work in a slots dataclass.

@@ -127,6 +127,8 @@ AUDIT_EVENTS: Final = Table(
     Index("ix_audit_events_result", "result", "time", "id", "source_env", "destination_env"),
     Index("ix_audit_events_source_env", "source_env", "time"),
     Index("ix_audit_events_destination_env", "destination_env", "time"),
+    # A readable limit's (source, destination) pairs, each looked up in time order.
+    Index("ix_audit_events_route", "source_env", "destination_env", "time"),
     Index("ix_audit_events_repository", "repository", "time"),
     # Migration 0010: the charts' statistics (store/_stats.py), over successful promotions only.
     Index(

@@ -15,6 +15,9 @@ they are many or none:
 * ``source_env`` and ``destination_env`` get an index each: an environment is two branches of a
   UNION ALL, each reading its index in time order (0009 left them out because an index of the
   environment alone made SQLite sort a third of the trail);
+* ``ix_audit_events_route`` (source_env, destination_env, time): under a readable limit the
+  readable (source, destination) pairs are looked up one by one, each in time order, where
+  checking the rows one by one read every row of an environment that were mostly unreadable;
 * ``repository``, new: the image repository a promotion names, the part of its reference
   before the first ``:`` or ``@`` (store/_history.py ``repository_of``, which fills it for new
   rows; the UPDATE below fills it for rows written before), with its (repository, time) index.
@@ -64,6 +67,7 @@ def upgrade() -> None:
         op.drop_index(f"ix_audit_events_{column}", table_name=_TABLE)
     for column in _WITH_TIME:
         op.create_index(f"ix_audit_events_{column}", _TABLE, [column, "time"])
+    op.create_index("ix_audit_events_route", _TABLE, ["source_env", "destination_env", "time"])
     op.create_index(
         "ix_audit_events_result", _TABLE, ["result", "time", "id", "source_env", "destination_env"]
     )
@@ -71,7 +75,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Back to 0011: the single-column indexes, no repository column."""
-    for column in (*_WITH_TIME, "result"):
+    for column in (*_WITH_TIME, "result", "route"):
         op.drop_index(f"ix_audit_events_{column}", table_name=_TABLE)
     for column in ("subject", "email", "result"):
         op.create_index(f"ix_audit_events_{column}", _TABLE, [column])
