@@ -417,6 +417,13 @@ async def test_command_imports_atomically_and_idempotently(
     assert f"{path}:41: no 'environment': give -e/--environment ENV" in refused.stderr
     assert "1 bad line; nothing was imported" in refused.stderr
     assert (await reader.version())[0] == 0
+    many = _write(tmp_path / "many.jsonl", ["{}"] * (MAX_REPORTED + 5))
+    refused = imgctl(env, str(many), "-e", "prod")
+    assert refused.returncode == 2
+    assert f"{many}:{MAX_REPORTED}: no 'id'" in refused.stderr
+    assert f"{many}:{MAX_REPORTED + 1}:" not in refused.stderr
+    assert "... and 5 more bad lines" in refused.stderr
+    assert f"{MAX_REPORTED + 5} bad lines (the first {MAX_REPORTED} listed)" in refused.stderr
 
     dry = imgctl(env, str(path), "-e", "prod", "--dry-run")
     assert dry.returncode == 0, dry.stderr

@@ -104,7 +104,7 @@ class ImportFileError(UsageError):
     """The file has bad lines; nothing was imported. ``bad`` holds the first ones."""
 
     def __init__(self, path: str, bad: list[BadLine], count: int) -> None:
-        more = f" (the first {len(bad)} below)" if count > len(bad) else ""
+        more = f" (the first {len(bad)} listed)" if count > len(bad) else ""
         super().__init__(
             f"{path}: {count} bad line{'s' if count != 1 else ''}{more}; nothing was imported",
             hint="fix the lines and import the file again",
