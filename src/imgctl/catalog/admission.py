@@ -223,6 +223,10 @@ def _split_list(value: str) -> list[str]:
 
 
 def _mapping(value: Any, path: str) -> Mapping[str, Any]:
+    # json.loads makes dicts: checked first, as isinstance against the Mapping ABC costs
+    # 0.25 us, six times a review.
+    if type(value) is dict:
+        return value
     if not isinstance(value, Mapping):
         raise MalformedReview(path, f"must be an object, got {json_kind(value)}")
     return value
