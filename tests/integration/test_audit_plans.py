@@ -143,7 +143,12 @@ def test_each_filter_reads_its_index(
     if engine.dialect.name == "postgresql":
         assert "Seq Scan on audit_events" not in text, text
         return
-    reads = [(parent, line) for _, parent, line in lines if "audit_events" in line]
+    # The page's rows, read by id once the branches have chosen them, are no search.
+    reads = [
+        (parent, line)
+        for _, parent, line in lines
+        if "audit_events" in line and "PRIMARY KEY" not in line
+    ]
     assert reads, text
     for parent, line in reads:
         # SEARCH: a lookup by the index's leading column(s); SCAN would read every row.

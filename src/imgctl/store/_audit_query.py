@@ -222,7 +222,10 @@ class AuditQuery:
                     ),
                 ),
             ]
-        columns = (table.c.id, table.c.time) if ids_only else (table,)
+        several = len(users) * len(environments) > 1
+        # Several branches give ids and times alone (from the index where it holds the
+        # conditions' columns, as the route index does), and only the page's rows are read.
+        columns = (table.c.id, table.c.time) if ids_only or several else (table,)
         branches = [
             select(*columns)
             .where(and_(user, environment, *common))
@@ -241,7 +244,16 @@ class AuditQuery:
         # SQLite allows ORDER BY and LIMIT in a compound's parts only inside subqueries.
         parts = [select(*branch.subquery().c) for branch in branches]
         union = union_all(*parts).subquery("matching")
-        return select(union).order_by(union.c.time.desc(), union.c.id.desc()).limit(limit)
+        page = select(union.c.id, union.c.time)
+        page = page.order_by(union.c.time.desc(), union.c.id.desc()).limit(limit)
+        if ids_only:
+            return page
+        ids = select(page.subquery().c.id)
+        return (
+            select(table)
+            .where(table.c.id.in_(ids))
+            .order_by(table.c.time.desc(), table.c.id.desc())
+        )
 
 
 @dataclass(frozen=True, slots=True)
