@@ -64,9 +64,9 @@ def test_help_texts_are_plain(path: tuple[str, ...]) -> None:
         assert plain == text.replace("\\[", "["), f"markup in help text: {text!r}"
 
 
-# What only running a command needs. Every --help must work without loading any of it: the
-# command groups are imported at start-up, so one top-level import in a group module would
-# slow down every invocation of imgctl.
+# What only running a command needs. Every --help must work without loading any of it: a
+# command's group module is imported for its --help and completion, so one top-level import
+# there would slow down each of them (tests/unit/test_cli_startup.py checks each help alone).
 _HEAVY = (
     "alembic",
     "asyncio",
