@@ -223,7 +223,11 @@ class Root(PanelGroup):
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
-        self.commands = _Commands()
+        lazy = _Commands()
+        # Commands registered on the root app itself (typer built them) come after the table's.
+        for name, command in self.commands.items():
+            lazy[name] = command
+        self.commands = lazy
 
     def format_commands(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         """The commands of ``COMMANDS``, their summaries without importing their modules."""
