@@ -5,6 +5,7 @@ Run it from the repository root (it needs ``docker-registry`` and ``skopeo`` on 
     python bench/copy.py            # 20 images x 2 platforms x 3 layers of 2 MiB
     python bench/copy.py --quick    # 4 images, a quick demonstration
     python bench/copy.py --repeat 3 --json
+    python bench/copy.py --repeat 3 --work-dir /dev/shm   # registries on tmpfs
 
 Setup (not timed): a source registry is started on loopback, N multi-arch images with unique
 random content are built as OCI layouts and pushed to it with skopeo (``bench/app-NN:v1``).
@@ -41,13 +42,13 @@ the destination, one image and one blob at a time so the counts repeat exactly. 
 is what looking for referrers costs an image that has none: its repository's tag listing, plus
 the referrers-API probe once per registry per run.
 
-After each imgctl cold copy every destination digest is read back with skopeo (an independent
-client) and compared with the source digest; any mismatch or any failed command ends the run
-with exit status 1. Otherwise the exit status is 0 when every ratio with a target meets it
-and 2 when one misses: the ratios are to peers and limits measured in the same run. Each ratio
-is printed twice, of wall times and of the CPU seconds of all processes summed; the targets
-judge wall time, or the CPU sums with ``--judge cpu`` (on a busy machine, where waiting for a
-core swamps wall time).
+After each imgctl cold copy and each raw copy every destination digest is read back with
+skopeo (an independent client) and compared with the source digest; any mismatch or any
+failed command ends the run with exit status 1. Otherwise the exit status is 0 when every
+ratio with a target meets it and 2 when one misses: the ratios are to peers and limits
+measured in the same run. Each ratio is printed twice, of wall times and of the CPU seconds
+of all processes summed; the targets judge wall time, or the CPU sums with ``--judge cpu``
+(on a busy machine, where waiting for a core swamps wall time).
 
 With ``--repeat K`` every measurement runs K times (fresh destinations each time) and the
 median is reported. All registries and temporary files live under one temporary directory,
