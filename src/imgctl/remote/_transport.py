@@ -260,7 +260,12 @@ class StreamTransport(httpx.AsyncBaseTransport):
                             await writer.drain()
                 if chunked:
                     writer.write(b"0\r\n\r\n")
-            async with asyncio.timeout(write_timeout):
+            if writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(write_timeout):
+                    await writer.drain()
+            else:
+                # Everything went into the socket: drain() only checks for a lost connection,
+                # without the timer a timeout would arm and cancel for every request.
                 await writer.drain()
         except TimeoutError:
             raise httpx.WriteTimeout("sending the request timed out") from None
