@@ -409,7 +409,7 @@ def test_duplicate_names() -> None:
         (
             {"watches": [], "concurrncy": 2},
             "w.yaml: unknown key \"concurrncy\" (did you mean 'concurrency'?);"
-            " allowed keys: concurrency, serviceIdentity, watches",
+            " allowed keys: concurrency, rateLimit, serviceIdentity, watches",
         ),
         (
             doc(watch(intervall="1m", interval=None)),

@@ -1,10 +1,13 @@
 """Scanning repositories: list tags, apply the policy, keep a Flux-like status per watch.
 
 :class:`Scanner` scans one watch (:meth:`Scanner.scan`), every watch once (:meth:`scan_all`),
-or keeps scanning them on their intervals (:meth:`run`). Each watch has its own registry
-client — its own credentials, TLS and rate limiter — so a registry that throttles (429) or
-fails one watch slows that watch only; the others keep their schedule. A failed scan is retried
-with exponential backoff, never later than the watch's interval.
+or keeps scanning them on their intervals (:meth:`run`). Watches that reach a registry with
+the same credentials and TLS share a client (its connections and its limiter); a registry that
+fails one watch slows that watch only, and the others keep their schedule. A failed scan is
+retried with exponential backoff, never later than the watch's interval. With the watches
+file's ``rateLimit``, the watches of one registry share one token bucket (and a 429's pause),
+and their first scans are spread over the time that rate needs for them, instead of all
+starting at once.
 
 State goes through a :class:`ScanState` — :class:`~imgctl.store.ScanStore` in the server, so
 replicas sharing a database take turns (a claim is a lease), or :class:`MemoryScanState` for
@@ -24,6 +27,7 @@ import os
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -43,11 +47,11 @@ from imgctl.errors import (
     PermissionDeniedError,
     PolicyError,
 )
-from imgctl.remote import ClientOptions, RegistryClient, RegistryTLS, TLSConfig
+from imgctl.remote import ClientOptions, RateLimiter, RegistryClient, RegistryTLS, TLSConfig
 from imgctl.scan._status import LATEST_TAGS, WatchStatus, format_duration, tag_revision
 from imgctl.scan.policy import ImagePolicy
 from imgctl.scan.state import MemoryScanState, ScanState, WatchState
-from imgctl.scan.watches import AutoPromotion, Watch, WatchConfig
+from imgctl.scan.watches import AutoPromotion, Watch, WatchConfig, WatchCredentials, WatchTLS
 
 if TYPE_CHECKING:
     from imgctl.scan.reload import WatchesFile
@@ -68,6 +72,8 @@ __all__ = [
 log = logging.getLogger("imgctl.scan")
 
 MIN_BACKOFF = 1.0
+REQUESTS_PER_SCAN = 2  # a tag list that fits one page and the latest tag's HEAD
+RATE_BURST = 5  # requests a registry's shared bucket lets through at once
 JITTER = 0.1  # +-10% on every delay, so watches with one interval do not scan in lockstep
 # A changed watch whose row another replica holds (it is scanning it) is asked for again after
 # this, doubling up to EARLY_RETRY_MAX, until that scan has finished and it can be taken.
@@ -132,9 +138,14 @@ class Scanner:
         # A claim lasts the watch's timeout plus this; an auto-promotion (not bounded by the
         # timeout) keeps extending it, so no other replica scans and promotes the same tag.
         self.claim_margin = claim_margin
-        # By spec, not name: a changed watch gets a client with its new credentials and TLS
-        # while a scan of its old spec may still be using the old one.
-        self._clients: dict[Watch, RegistryClient] = {}
+        # By registry, credentials and TLS, not by name: watches that reach one registry the
+        # same way share a client (one ping, one pool of kept-alive connections, not 1,000),
+        # and a changed watch gets a client with its new credentials and TLS while a scan of
+        # its old spec may still be using the old one.
+        self._clients: dict[_Access, RegistryClient] = {}
+        self._client_users: Counter[_Access] = Counter()  # scan loops of run() using each
+        # With a rateLimit: one token bucket per registry, shared by its watches' clients.
+        self._limiters: dict[str, RateLimiter] = {}
         self._default_keychain: Keychain | None = None
         self._slots = asyncio.Semaphore(config.concurrency)
         self._running: dict[str, _Running] = {}  # the scan loops of run(), by watch name
@@ -412,6 +423,7 @@ class Scanner:
             await asyncio.gather(*tasks, return_exceptions=True)
             self._running.clear()
             self._retiring.clear()
+            self._client_users.clear()  # the loops are gone; aclose() closes their clients
 
     async def _follow(self, watches_file: WatchesFile, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -436,6 +448,9 @@ class Scanner:
         if config.concurrency != old.concurrency:
             # Scans running hold the old semaphore and give it back; new ones take this one.
             self._slots = asyncio.Semaphore(config.concurrency)
+        if config.rate_limit != old.rate_limit:
+            for limiter in self._limiters.values():
+                limiter.set_rate(config.rate_limit, RATE_BURST)
         if not self._scheduling:
             if self._on_config is not None:
                 self._on_config(config)
@@ -492,13 +507,12 @@ class Scanner:
         self, running: _Running, *, early: bool | None, after: asyncio.Task[None] | None
     ) -> None:
         watch, stop = running.watch, running.stop
+        self._client_users[_access(watch)] += 1
         if after is not None:
             # A scan of the watch's old spec may be running: let it finish (and save) first.
             await asyncio.wait([after])
         else:
-            # Spread the first scans of many watches instead of starting them all at once.
-            spread = random.uniform(0, min(watch.interval * JITTER, 2.0))  # noqa: S311
-            await _sleep(spread, stop)
+            await _sleep(self._first_delay(watch), stop)
         if early is None:
             # At start-up: the schedule stored is kept unless the file changed what it was for.
             early = await self._schedule_is_stale(watch)
@@ -535,10 +549,35 @@ class Scanner:
             await _sleep(max(0.05, wait), stop)
         if self._retiring.get(watch.name) is asyncio.current_task():
             del self._retiring[watch.name]
-        if not any(other.watch == watch for other in self._running.values()):
-            client = self._clients.pop(watch, None)
+        access = _access(watch)
+        self._client_users[access] -= 1
+        if self._client_users[access] <= 0:  # no loop left, running or retiring, to use it
+            del self._client_users[access]
+            client = self._clients.pop(access, None)
             if client is not None:
                 await client.aclose()
+
+    def _first_delay(self, watch: Watch) -> float:
+        """Seconds before a watch's first claim, so that many watches do not start at once.
+
+        Without a rate limit: up to 2 s at random. With one, the watches of a registry take
+        turns evenly over the time the rate needs for one scan of each (never more than the
+        interval): 1,000 watches at 40 requests a second start 50 ms apart, not in one burst
+        that would hold every concurrency slot in the bucket's queue, their timeouts running.
+        """
+        rate = self.config.rate_limit
+        if rate is None:
+            return random.uniform(0, min(watch.interval * JITTER, 2.0))  # noqa: S311
+        registry = watch.reference.registry
+        peers = [
+            w for w in self.config.watches if not w.suspend and w.reference.registry == registry
+        ]
+        try:
+            place = next(i for i, w in enumerate(peers) if w.name == watch.name)
+        except StopIteration:  # not in the file (any more): no turn to keep
+            return 0.0
+        window = min(watch.interval * (1 - JITTER), len(peers) * REQUESTS_PER_SCAN / rate)
+        return window * place / len(peers)
 
     async def _schedule_is_stale(self, watch: Watch) -> bool:
         """Whether the stored next scan was planned for another image or a longer interval."""
@@ -556,11 +595,27 @@ class Scanner:
     # ------------------------------------------------------------------ clients
 
     def _client(self, watch: Watch) -> RegistryClient:
-        client = self._clients.get(watch)
+        access = _access(watch)
+        client = self._clients.get(access)
         if client is None:
-            client = RegistryClient(self._keychain(watch), self._client_options(watch))
-            self._clients[watch] = client
+            registry = watch.reference.registry
+            client = RegistryClient(
+                self._keychain(watch),
+                self._client_options(watch),
+                limiter=_WatchLimiter(lambda: self._limiter(registry)),
+            )
+            self._clients[access] = client
         return client
+
+    def _limiter(self, registry: str) -> RateLimiter | None:
+        """The registry's shared bucket under a rateLimit; None: the client's own (no limit)."""
+        rate = self.config.rate_limit
+        if rate is None:
+            return None
+        limiter = self._limiters.get(registry)
+        if limiter is None:
+            limiter = self._limiters[registry] = RateLimiter(rate, RATE_BURST)
+        return limiter
 
     def _keychain(self, watch: Watch) -> Keychain:
         credentials = watch.credentials
@@ -595,6 +650,48 @@ class Scanner:
         if tls.insecure:
             options = replace(options, insecure_registries=options.insecure_registries | {registry})
         return options
+
+
+_Access = tuple[str, WatchCredentials, WatchTLS]
+
+
+def _access(watch: Watch) -> _Access:
+    """What a watch's client depends on: the registry, the credentials, the TLS settings."""
+    return (watch.reference.registry, watch.credentials, watch.tls)
+
+
+class _WatchLimiter:
+    """A watch client's limiter: its registry's shared bucket while a rateLimit is in force.
+
+    Without one, the client's own (no rate; a 429 pauses the watches sharing the client).
+    Asked at every request, so a watches file that sets or drops rateLimit applies to scans
+    already running.
+    """
+
+    def __init__(self, shared: Callable[[], RateLimiter | None]) -> None:
+        self._shared = shared
+        self._own = RateLimiter(None)
+
+    def _current(self) -> RateLimiter:
+        return self._shared() or self._own
+
+    @property
+    def pauses(self) -> int:
+        """Pauses of the limiter in force."""
+        return self._current().pauses
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left in the pause of the limiter in force."""
+        return self._current().paused_for
+
+    async def acquire(self) -> None:
+        """Wait for a turn of the limiter in force."""
+        await self._current().acquire()
+
+    def pause(self, seconds: float) -> None:
+        """Pause the limiter in force (under a rateLimit: every watch of the registry)."""
+        self._current().pause(seconds)
 
 
 async def _sleep(seconds: float, stop: asyncio.Event) -> None:

@@ -66,9 +66,11 @@ MAX_EXCLUSIONS: Final = 25
 
 DEFAULT_CONCURRENCY: Final = 4
 MAX_CONCURRENCY: Final = 64
+MAX_RATE_LIMIT: Final = 10_000.0
+"""The most requests per second ``rateLimit`` may allow each registry."""
 MIN_TIMEOUT: Final = 1.0
 
-_TOP_KEYS: Final = ("concurrency", "serviceIdentity", "watches")
+_TOP_KEYS: Final = ("concurrency", "rateLimit", "serviceIdentity", "watches")
 _WATCH_KEYS: Final = (
     "name",
     "image",
@@ -179,6 +181,8 @@ class WatchConfig:
     service_identity: ServiceIdentity | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     source: str = "<watches>"
+    # Requests per second to each registry, all its watches together (None: no limit).
+    rate_limit: float | None = None
     # Where each watch starts in the file, for messages about it; not part of what it means.
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -236,6 +240,7 @@ class _Reader(FieldReader):
         top = self.mapping(data, "", _TOP_KEYS)
         assert top is not None  # a mapping, checked just above
         concurrency = self.concurrency(top.get("concurrency"))
+        rate_limit = self.rate_limit(top.get("rateLimit"))
         identity_data = top.get("serviceIdentity")
         identity = None if identity_data is None else self.identity(identity_data)
 
@@ -260,6 +265,7 @@ class _Reader(FieldReader):
             service_identity=identity,
             concurrency=concurrency,
             source=self.source,
+            rate_limit=rate_limit,
             lines=self.lines,
         )
 
@@ -273,6 +279,21 @@ class _Reader(FieldReader):
             self.add("concurrency", f"must be between 1 and {MAX_CONCURRENCY}, not {value}")
             return DEFAULT_CONCURRENCY
         return value
+
+    def rate_limit(self, value: object) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.add("rateLimit", f"must be a number of requests per second, not {show(value)}")
+            return None
+        if not 0 < value <= MAX_RATE_LIMIT:
+            self.add(
+                "rateLimit",
+                f"must be more than 0 and at most {MAX_RATE_LIMIT:g} requests per second, "
+                f"not {value}",
+            )
+            return None
+        return float(value)
 
     def identity(self, value: object) -> ServiceIdentity | None:
         where = "serviceIdentity"
