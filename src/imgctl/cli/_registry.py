@@ -6,6 +6,7 @@ one line on stderr and exit status 1 (README: a copy that failed exits 1).
 
 from __future__ import annotations
 
+import gc
 import sys
 from dataclasses import replace
 from enum import StrEnum
@@ -124,6 +125,9 @@ def copy(
     )
     progress = CopyProgress()
     connection = replace(connection, rate_limit=rate_limit, burst=burst)
+    # The modules imported so far live as long as the process: the cycle collector need not
+    # walk them again and again while the copy allocates (5 % of a cold copy's perf samples).
+    gc.freeze()
     with copy_progress(progress, enabled=not json_output and sys.stderr.isatty()):
         results = connection.run(lambda client: copy_images(client, pairs, options, progress))
     _report(results, json_output)
