@@ -78,7 +78,8 @@ def copy(
         typer.Option(
             "--chunk-size",
             min=1,
-            help="Upload blobs in PATCH chunks of this many MiB (default: one streamed PUT).",
+            help="Upload every blob in resumable PATCH chunks of this many MiB (default: "
+            "32 MiB chunks for blobs of 128 MiB and more, one streamed PUT for the others).",
         ),
     ] = None,
     platform: Annotated[
