@@ -14,11 +14,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true, tuple_, union_all
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    false,
+    or_,
+    select,
+    true,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import Alias
-from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import InternalTraversal, _TraverseInternalsType
 
 from imgctl.errors import UsageError
@@ -122,9 +132,11 @@ class AuditQuery:
             self.user, self.environment, self.result, self.since, self.until, readable
         )
 
-    def conditions(self) -> list[ColumnElement[bool]]:
-        """Conditions every branch of the query has besides user and environment (see select)."""
-        table = _TABLE
+    def conditions(self, table: FromClause = _TABLE) -> list[ColumnElement[bool]]:
+        """Conditions every branch of the query has besides user and environment (see select).
+
+        ``table``: audit_events, or the name it is read by (see _ByRoute).
+        """
         conditions: list[ColumnElement[bool]] = []
         routes = self._routes()
         if self.result is not None:
@@ -182,8 +194,10 @@ class AuditQuery:
         holds a third of the trail), and the time index alone reads the whole trail when
         nothing matches (issue 21 target 6).
         """
-        table = _TABLE
-        common = self.conditions()
+        routes = self._routes()
+        # The branches of a readable limit's pairs read audit_events by the route index.
+        table = _TABLE if routes is None else _BY_ROUTE
+        common = self.conditions(table)
         if cursor is not None:
             # The row comparison is the condition; "time <= t" beside it lets SQLite's planner
             # start the time index at the cursor instead of scanning from the newest row.
@@ -200,7 +214,6 @@ class AuditQuery:
                 ),
             ]
         environments: list[ColumnElement[bool]] = [true()]
-        routes = self._routes()
         if routes is not None:
             environments = [
                 and_(_equals(table.c.source_env, s), _equals(table.c.destination_env, d))
@@ -234,11 +247,6 @@ class AuditQuery:
             for user in users
             for environment in environments
         ]
-        if routes is not None:
-            # For a pair with an absent environment ("destination_env IS NULL") SQLite took the
-            # other one's (env, time) index for as good, and read every row of that env.
-            adapter = ClauseAdapter(_BY_ROUTE)
-            branches = [adapter.traverse(branch) for branch in branches]
         if len(branches) == 1:
             return branches[0]
         # SQLite allows ORDER BY and LIMIT in a compound's parts only inside subqueries.
@@ -249,11 +257,8 @@ class AuditQuery:
         if ids_only:
             return page
         ids = select(page.subquery().c.id)
-        return (
-            select(table)
-            .where(table.c.id.in_(ids))
-            .order_by(table.c.time.desc(), table.c.id.desc())
-        )
+        rows = _TABLE
+        return select(rows).where(rows.c.id.in_(ids)).order_by(rows.c.time.desc(), rows.c.id.desc())
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +312,11 @@ def _compile_not_indexed(element: _NotIndexed, compiler: SQLCompiler, **kw: Any)
 
 
 class _ByRoute(Alias):
-    """audit_events read through its route index: ``INDEXED BY`` on SQLite, the table elsewhere."""
+    """audit_events read through its route index: ``INDEXED BY`` on SQLite, the table elsewhere.
+
+    For a pair with an absent environment (``destination_env IS NULL``) SQLite took the other
+    environment's (env, time) index for as good, and read every row of that environment.
+    """
 
     inherit_cache = True
 

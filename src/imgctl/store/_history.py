@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, FromClause
 
 from imgctl.oci.reference import NAME_TOTAL_LENGTH_MAX, valid_repository
 
@@ -73,7 +73,7 @@ class RepositoryQuery(AuditQuery):
         """The repository leads: its index holds its rows alone."""
         return True
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    def conditions(self, table: FromClause = _TABLE) -> list[ColumnElement[bool]]:
         """The audit query's conditions and the repository's."""
         # AuditQuery's by name: zero-argument super() does not work in a slots dataclass.
-        return [repository_condition(self.repository), *AuditQuery.conditions(self)]
+        return [repository_condition(self.repository), *AuditQuery.conditions(self, table)]
