@@ -42,7 +42,6 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
 
 TARGET_MS = 100.0  # issue 21 target 2: every --help within 100 ms of wall time
 
@@ -89,20 +88,29 @@ def run_once(argv: list[str]) -> tuple[float, float]:
     return wall, (usage.ru_utime + usage.ru_stime) * 1000
 
 
-def command_paths() -> list[tuple[str, ...]]:
+# Run by the console script's interpreter, which has imgctl and typer (this one may not).
+_WALK = """
+import json, typer
+from imgctl.cli._app import app
+
+def walk(group, path):
+    found = [path]
+    for name, command in getattr(group, "commands", {}).items():
+        found.extend(walk(command, [*path, name]))
+    return found
+
+print(json.dumps(walk(typer.main.get_command(app), [])))
+"""
+
+
+def command_paths(python: str) -> list[tuple[str, ...]]:
     """Every command path of imgctl: () for the root, then each command and subcommand."""
-    sys.path.insert(0, str(ROOT / "src"))
-    import typer
-
-    from imgctl.cli._app import app
-
-    def walk(group: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
-        found = [path]
-        for name, command in getattr(group, "commands", {}).items():
-            found.extend(walk(command, (*path, name)))
-        return found
-
-    return walk(typer.main.get_command(app), ())
+    result = subprocess.run(
+        [python, "-c", _WALK], capture_output=True, text=True, env=CHILD_ENV, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(f"bench/startup.py: cannot list imgctl's commands: {result.stderr.strip()[-500:]}")
+    return [tuple(path) for path in json.loads(result.stdout)]
 
 
 def find_imgctl(given: str | None) -> str:
@@ -191,7 +199,7 @@ def main() -> int:
     imgctl = find_imgctl(args.imgctl)
     python = interpreter_of(imgctl)
 
-    paths = command_paths()
+    paths = command_paths(python)
     if args.only:
         wanted = {tuple(item.split()) for item in args.only}
         unknown = wanted - set(paths)
