@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from imgctl.errors import ImgctlError
-from imgctl.oci import Reference
+from imgctl.oci import Digest, Reference, valid_tag
 from imgctl.promotion.manifests import Edge
 from imgctl.remote import (
     CopyOptions,
@@ -67,6 +67,47 @@ def shard_of(edge: Edge, count: int) -> int:
 def _reference(repository: str, *, tag: str | None = None, digest: str | None = None) -> Reference:
     text = repository + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
     return Reference.parse(text)
+
+
+class _References:
+    """``_reference`` with each repository and digest parsed once, not once per edge.
+
+    A plan of 50,000 edges names a few hundred repositories: parsing ``repository:tag`` whole
+    for every request was a tenth of the plan's CPU. Anything the fast path does not accept
+    goes through ``_reference``, so errors read as before.
+    """
+
+    def __init__(self) -> None:
+        self._bases: dict[str, Reference | None] = {}
+        self._digests: dict[str, Digest] = {}
+
+    def __call__(
+        self, repository: str, *, tag: str | None = None, digest: str | None = None
+    ) -> Reference:
+        try:
+            base = self._bases[repository]
+        except KeyError:
+            base = self._bases[repository] = _base(repository)
+        if base is None or (tag and not valid_tag(tag)):
+            return _reference(repository, tag=tag, digest=digest)
+        parsed: Digest | None = None
+        if digest:
+            parsed = self._digests.get(digest)
+            if parsed is None:
+                try:
+                    parsed = self._digests[digest] = Digest.parse(digest)
+                except ImgctlError:
+                    return _reference(repository, tag=tag, digest=digest)
+        return Reference(base.registry, base.repository, tag or None, parsed)
+
+
+def _base(repository: str) -> Reference | None:
+    """``repository`` parsed, or None when it does not parse as a bare repository."""
+    try:
+        base = Reference.parse(repository)
+    except ImgctlError:
+        return None
+    return base if base.tag is None and base.digest is None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +214,10 @@ class Plan:
 class _Reader:
     """Registry reads shared by all edges, each done once."""
 
-    def __init__(self, client: RegistryClient, concurrency: int) -> None:
+    def __init__(self, client: RegistryClient, concurrency: int, refs: _References) -> None:
         self.client = client
         self.gate = asyncio.Semaphore(concurrency)
+        self.refs = refs
         self._heads: dict[str, asyncio.Task[str | None]] = {}
 
     def _once(self, cache: dict[str, Any], key: str, work: Callable[[], Awaitable[Any]]) -> Any:
@@ -189,9 +231,9 @@ class _Reader:
 
         async def read() -> str | None:
             if identifier.startswith("sha256:"):
-                ref = _reference(repository, digest=identifier)
+                ref = self.refs(repository, digest=identifier)
             else:
-                ref = _reference(repository, tag=identifier)
+                ref = self.refs(repository, tag=identifier)
             async with self.gate:
                 descriptor = await self.client.head_manifest(ref)
             return str(descriptor.digest) if descriptor else None
@@ -231,10 +273,11 @@ async def make_plan(
 ) -> Plan:
     """Classify every edge, and find the referrers each would copy; writes nothing."""
     before = client.stats.requests
-    reader = _Reader(client, concurrency)
+    refs = _References()
+    reader = _Reader(client, concurrency, refs)
     actions = list(await asyncio.gather(*(_classify(reader, edge) for edge in edges)))
     if referrers != "none":
-        actions = await _with_referrers(client, actions, referrers, concurrency)
+        actions = await _with_referrers(client, actions, referrers, concurrency, refs)
     return Plan(actions, client.stats.requests - before, allow_tag_moves, referrers)
 
 
@@ -243,28 +286,31 @@ async def _with_referrers(
     actions: list[EdgeAction],
     selection: ReferrerSelection,
     concurrency: int,
+    refs: _References,
 ) -> list[EdgeAction]:
     """The actions with the referrers of their source digest (lost edges have none)."""
     readable = [i for i, a in enumerate(actions) if a.action != "lost" and not a.error]
-    pairs = [(_source(actions[i].edge), _destination(actions[i].edge)) for i in readable]
+    pairs = [
+        (_source(actions[i].edge, refs), _destination(actions[i].edge, refs)) for i in readable
+    ]
     answers = await plan_referrers(client, pairs, selection, concurrency=concurrency)
     out = list(actions)
     for i, answer in zip(readable, answers, strict=True):
         if isinstance(answer, ImgctlError):
             out[i] = replace(actions[i], error=f"referrers: {answer}")
-        else:
+        elif answer:  # no referrers: the action already says so (referrers=())
             out[i] = replace(actions[i], referrers=tuple(answer))
     return out
 
 
-def _source(edge: Edge) -> Reference:
-    return _reference(edge.source_repository, digest=edge.digest)
+def _source(edge: Edge, refs: Callable[..., Reference] = _reference) -> Reference:
+    return refs(edge.source_repository, digest=edge.digest)
 
 
-def _destination(edge: Edge) -> Reference:
+def _destination(edge: Edge, refs: Callable[..., Reference] = _reference) -> Reference:
     if edge.tag is None:
-        return _reference(edge.destination_repository, digest=edge.digest)
-    return _reference(edge.destination_repository, tag=edge.tag)
+        return refs(edge.destination_repository, digest=edge.digest)
+    return refs(edge.destination_repository, tag=edge.tag)
 
 
 @dataclass(frozen=True, slots=True)
