@@ -576,6 +576,48 @@ async def test_server_that_never_answers_gives_read_timeout(serve: Serve) -> Non
     assert len(server.requests) == 1
 
 
+async def test_body_stalling_mid_way_gives_read_timeout_and_closes(serve: Serve) -> None:
+    async def handler(connection: ServerConnection) -> None:
+        await connection.read_request()
+        connection.send(response(200, headers=[("Content-Length", "1000")], content_length=False))
+        connection.send(b"0123456789")
+        await connection.flush()
+        await hold_open(connection)  # the other 990 bytes never come
+
+    server = await serve(handler)
+    async with make_client(timeouts=httpx.Timeout(0.3)) as client:
+        async with client.stream("GET", server.url) as r:
+            received: list[bytes] = []
+
+            async def read_all() -> None:
+                async for piece in r.aiter_raw():
+                    received.append(piece)
+
+            with pytest.raises(httpx.ReadTimeout):
+                await read_all()
+        assert b"".join(received) == b"0123456789"
+        # The connection with a body still owed on it is closed, not pooled.
+        await server.wait_until(lambda: server.closed == 1)
+
+
+async def test_a_consumer_slower_than_the_read_timeout_is_no_timeout(serve: Serve) -> None:
+    """Only waiting for the server counts: time the caller spends between reads does not."""
+    body = payload(3 * MiB)
+    server = await serve(serve_each(lambda r: response(200, body)))
+    async with make_client(timeouts=httpx.Timeout(0.2)) as client:
+        async with client.stream("GET", f"{server.url}/blob") as r:
+            received: list[bytes] = []
+            async for piece in r.aiter_raw():
+                received.append(piece)
+                if len(received) <= 2:
+                    await asyncio.sleep(0.5)  # as an upload waiting on its destination would
+        again = await client.get(f"{server.url}/blob")
+
+    assert b"".join(received) == body
+    assert again.content == body
+    assert server.accepted == 1  # the connection was reused: the read never failed
+
+
 async def test_server_closing_mid_body_is_protocol_error(serve: Serve) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.read_request()
