@@ -138,13 +138,14 @@ def test_thresholds_are_what_the_docs_say() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("size", [256 * MIB, 1024 * MIB], ids=["256MiB", "1GiB"])
 def test_upload_cut_at_90_percent_resends_at_most_a_tenth_and_a_chunk(
     registries: Callable[..., Registry],
     repo: Callable[[str], str],
     cut_proxies: Callable[..., CutProxy],
+    size: int,
 ) -> None:
-    """256 MiB through a proxy that buffers bodies (as nginx does), cut once at 90 %."""
-    size = 256 * MIB
+    """A layer through a proxy that buffers bodies (as nginx does), cut once at 90 %."""
     source_registry, destination_registry = registries(), registries()
     try:
         source = f"{source_registry.host}/{repo('big')}:v1"
