@@ -355,12 +355,15 @@ class _Engine:
         result = CopyResult(source, destination)
         try:
             subjects = [source.digest] if source.digest is not None else []
-            if not subjects or await self._finder.may_have(source, subjects[0]):
-                # The manifest only when referrers may exist: its children may have some too.
-                fetched = await self.client.get_manifest(source)
-                subjects = [fetched.digest]
-                if isinstance(fetched.parsed, Index):
-                    subjects += [child.digest for child in fetched.parsed.manifests]
+            if subjects and not await self._finder.may_have(source, subjects[0]):
+                # Neither a digest tag nor the referrers API: nothing to find or copy (asking
+                # the finder again below doubled what a plan spends on each such edge).
+                return []
+            # The manifest only when referrers may exist: its children may have some too.
+            fetched = await self.client.get_manifest(source)
+            subjects = [fetched.digest]
+            if isinstance(fetched.parsed, Index):
+                subjects += [child.digest for child in fetched.parsed.manifests]
             found = await self._finder.find(source, subjects) if subjects else []
             failures = await self._copier.copy(source, destination, found, result, result.referrers)
         except NotFoundError:
