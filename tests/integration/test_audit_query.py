@@ -240,7 +240,7 @@ async def test_0009_indexes_the_filters_and_keeps_rows(db_url: str) -> None:
             version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     finally:
         engine.dispose()
-    # 0012 gave each filter's index the time after it (0009's email index included).
-    assert indexes["ix_audit_events_email"] == ["email", "time"]
-    assert indexes["ix_audit_events_source_env"] == ["source_env", "time"]
+    # 0012 gave each filter's index the time and id after it (0009's email index included).
+    assert indexes["ix_audit_events_email"] == ["email", "time", "id"]
+    assert indexes["ix_audit_events_source_env"] == ["source_env", "time", "id"]
     assert version == migration_head()

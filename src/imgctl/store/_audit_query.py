@@ -12,7 +12,7 @@ import binascii
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
     ColumnElement,
@@ -178,6 +178,31 @@ class AuditQuery:
             routes = [(s, d) for s, d in routes if self.environment in (s, d)]
         return routes if 0 < len(routes) <= MAX_ROUTES else None
 
+    def _branch(
+        self,
+        table: FromClause,
+        condition: ColumnElement[bool],
+        cursor: AuditCursor | None,
+        limit: int,
+        ids_only: bool,
+    ) -> Select[Any]:
+        """One branch: ``condition`` and the common ones, newest first, ``limit`` rows."""
+        conditions = [condition, *self.conditions(table)]
+        if cursor is not None:
+            # The row comparison is the condition; "time <= t" beside it lets SQLite's planner
+            # start the time index at the cursor instead of scanning from the newest row.
+            conditions.append(table.c.time <= cursor.time)
+            conditions.append(tuple_(table.c.time, table.c.id) < tuple_(cursor.time, cursor.id))
+        # Several branches give ids and times alone (from the index where it holds the
+        # conditions' columns, as the route indexes do), and only the page's rows are read.
+        columns = (table.c.id, table.c.time) if ids_only else (table,)
+        return (
+            select(*columns)
+            .where(*conditions)
+            .order_by(table.c.time.desc(), table.c.id.desc())
+            .limit(limit)
+        )
+
     def select(
         self, cursor: AuditCursor | None, limit: int, *, ids_only: bool = False
     ) -> Select[Any]:
@@ -195,58 +220,51 @@ class AuditQuery:
         nothing matches (issue 21 target 6).
         """
         routes = self._routes()
-        # The branches of a readable limit's pairs read audit_events by the route index.
-        table = _TABLE if routes is None else _BY_ROUTE
-        common = self.conditions(table)
-        if cursor is not None:
-            # The row comparison is the condition; "time <= t" beside it lets SQLite's planner
-            # start the time index at the cursor instead of scanning from the newest row.
-            common.append(table.c.time <= cursor.time)
-            common.append(tuple_(table.c.time, table.c.id) < tuple_(cursor.time, cursor.id))
-        users: list[ColumnElement[bool]] = [true()]
-        if self.user is not None:
-            # The user leads: a few thousand rows at most, where an environment has many.
-            users = [
-                table.c.subject == self.user,
-                and_(
-                    table.c.email == self.user,
-                    or_(table.c.subject.is_(None), _indexed(table.c.subject, False) != self.user),
-                ),
-            ]
-        environments: list[ColumnElement[bool]] = [true()]
         if routes is not None:
-            environments = [
-                and_(_equals(table.c.source_env, s), _equals(table.c.destination_env, d))
-                for s, d in routes
+            # A readable limit's pairs, each read by its index (see _Via).
+            wanted = [(_via(s, d), s, d) for s, d in routes]
+            branches = [
+                self._branch(
+                    table,
+                    and_(_equals(table.c.source_env, s), _equals(table.c.destination_env, d)),
+                    cursor,
+                    limit,
+                    ids_only or len(wanted) > 1,
+                )
+                for table, s, d in wanted
             ]
-        elif self.environment is not None:
-            lead = not self._narrowed() and (self.result is None or self.result == "succeeded")
-            source, destination = (
-                _indexed(table.c.source_env, lead),
-                _indexed(table.c.destination_env, lead),
-            )
-            environments = [
-                source == self.environment,
-                and_(
-                    destination == self.environment,
-                    or_(
-                        table.c.source_env.is_(None),
-                        _indexed(table.c.source_env, False) != self.environment,
+        else:
+            table = _TABLE
+            users: list[ColumnElement[bool]] = [true()]
+            if self.user is not None:
+                # The user leads: a few thousand rows at most, where an environment has many.
+                subject = _indexed(table.c.subject, False)
+                users = [
+                    table.c.subject == self.user,
+                    and_(
+                        table.c.email == self.user,
+                        or_(table.c.subject.is_(None), subject != self.user),
                     ),
-                ),
+                ]
+            environments: list[ColumnElement[bool]] = [true()]
+            if self.environment is not None:
+                lead = not self._narrowed() and self.result in (None, "succeeded")
+                source = _indexed(table.c.source_env, lead)
+                destination = _indexed(table.c.destination_env, lead)
+                other = _indexed(table.c.source_env, False)
+                environments = [
+                    source == self.environment,
+                    and_(
+                        destination == self.environment,
+                        or_(table.c.source_env.is_(None), other != self.environment),
+                    ),
+                ]
+            several = len(users) * len(environments) > 1
+            branches = [
+                self._branch(table, and_(user, environment), cursor, limit, ids_only or several)
+                for user in users
+                for environment in environments
             ]
-        several = len(users) * len(environments) > 1
-        # Several branches give ids and times alone (from the index where it holds the
-        # conditions' columns, as the route index does), and only the page's rows are read.
-        columns = (table.c.id, table.c.time) if ids_only or several else (table,)
-        branches = [
-            select(*columns)
-            .where(and_(user, environment, *common))
-            .order_by(table.c.time.desc(), table.c.id.desc())
-            .limit(limit)
-            for user in users
-            for environment in environments
-        ]
         if len(branches) == 1:
             return branches[0]
         # SQLite allows ORDER BY and LIMIT in a compound's parts only inside subqueries.
@@ -311,26 +329,53 @@ def _compile_not_indexed(element: _NotIndexed, compiler: SQLCompiler, **kw: Any)
     return f"+{inner}" if compiler.dialect.name == "sqlite" else inner
 
 
-class _ByRoute(Alias):
-    """audit_events read through its route index: ``INDEXED BY`` on SQLite, the table elsewhere.
+class _Via(Alias):
+    """audit_events read by one index: ``INDEXED BY`` it on SQLite, the table elsewhere.
 
-    For a pair with an absent environment (``destination_env IS NULL``) SQLite took the other
-    environment's (env, time) index for as good, and read every row of that environment.
+    A readable limit's pairs name their index: for a pair with an absent environment
+    (``destination_env IS NULL``) SQLite took the other environment's (env, time) index for as
+    good, and read every row of that environment. PostgreSQL, whose ``IS NULL`` on an index
+    column does not give the columns after it in order, gets partial indexes for those pairs.
     """
 
     inherit_cache = True
+    index: ClassVar[str]
 
 
-@compiles(_ByRoute)
-def _compile_by_route(element: _ByRoute, compiler: SQLCompiler, **kw: Any) -> str:
+class _ViaRoute(_Via):
+    inherit_cache = True
+    index = "ix_audit_events_route"
+
+
+class _ViaSourceOnly(_Via):
+    inherit_cache = True
+    index = "ix_audit_events_source_only"
+
+
+class _ViaDestinationOnly(_Via):
+    inherit_cache = True
+    index = "ix_audit_events_destination_only"
+
+
+@compiles(_Via)
+def _compile_via(element: _Via, compiler: SQLCompiler, **kw: Any) -> str:
     if not kw.get("asfrom"):
         return str(compiler.visit_alias(element, **kw))  # type: ignore[no-untyped-call]
     if compiler.dialect.name == "sqlite":
-        return f"{_TABLE.name} INDEXED BY ix_audit_events_route"
+        return f"{_TABLE.name} INDEXED BY {element.index}"
     return str(_TABLE.name)
 
 
-_BY_ROUTE: Final = _ByRoute._construct(_TABLE, name=_TABLE.name)
+_VIA: Final = {
+    (False, False): _ViaRoute._construct(_TABLE, name=_TABLE.name),
+    (False, True): _ViaSourceOnly._construct(_TABLE, name=_TABLE.name),
+    (True, False): _ViaDestinationOnly._construct(_TABLE, name=_TABLE.name),
+}
+
+
+def _via(source: str | None, destination: str | None) -> FromClause:
+    """audit_events read by the index of the pair (source, destination)."""
+    return _VIA[(source is None, destination is None)]
 
 
 def _indexed(column: ColumnElement[Any], lead: bool) -> ColumnElement[Any]:

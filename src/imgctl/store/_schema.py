@@ -118,18 +118,37 @@ AUDIT_EVENTS: Final = Table(
     Column("repository", Text),
     Index("ix_audit_events_time", "time"),
     Index("ix_audit_events_request_id", "request_id"),
-    # Migration 0012: each filter of the audit trail with the time after it, so that a filter
-    # reads its own rows newest first and stops after a page (store/_audit_query.py).
-    Index("ix_audit_events_subject", "subject", "time"),
-    Index("ix_audit_events_email", "email", "time"),
+    # Migration 0012: each filter of the audit trail with the time and id after it (the
+    # order), so that a filter reads its own rows newest first and stops after a page
+    # (store/_audit_query.py); PostgreSQL reads the ids of a page from the index alone.
+    Index("ix_audit_events_subject", "subject", "time", "id"),
+    Index("ix_audit_events_email", "email", "time", "id"),
     # The environments too (after the id, the order's tie-break): a rare result with an
     # environment is checked in this index without reading each row.
     Index("ix_audit_events_result", "result", "time", "id", "source_env", "destination_env"),
-    Index("ix_audit_events_source_env", "source_env", "time"),
-    Index("ix_audit_events_destination_env", "destination_env", "time"),
+    Index("ix_audit_events_source_env", "source_env", "time", "id"),
+    Index("ix_audit_events_destination_env", "destination_env", "time", "id"),
     # A readable limit's (source, destination) pairs, each looked up in time order.
-    Index("ix_audit_events_route", "source_env", "destination_env", "time"),
-    Index("ix_audit_events_repository", "repository", "time"),
+    Index("ix_audit_events_route", "source_env", "destination_env", "time", "id"),
+    # The pairs with one environment absent (PostgreSQL does not order by the columns after
+    # an IS NULL, so these are partial indexes of their own).
+    Index(
+        "ix_audit_events_source_only",
+        "source_env",
+        "time",
+        "id",
+        sqlite_where=text("destination_env IS NULL"),
+        postgresql_where=text("destination_env IS NULL"),
+    ),
+    Index(
+        "ix_audit_events_destination_only",
+        "destination_env",
+        "time",
+        "id",
+        sqlite_where=text("source_env IS NULL"),
+        postgresql_where=text("source_env IS NULL"),
+    ),
+    Index("ix_audit_events_repository", "repository", "time", "id"),
     # Migration 0010: the charts' statistics (store/_stats.py), over successful promotions only.
     Index(
         "ix_audit_events_promoted_into",

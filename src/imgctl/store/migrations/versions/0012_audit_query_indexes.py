@@ -4,23 +4,28 @@ Over 1,000,000 audit rows (bench/audit.py) a filter whose index held no time rea
 time index whenever few rows matched, or gathered and sorted every match when many did:
 ``result=succeeded`` took 1.8 s a page on SQLite (its index, then a sort of 930,000 rows), an
 environment no row names 0.3 s, a repository's story with no row 0.6 s (its reference prefix
-compared row by row). Now each filter's index is (column, time), so the query
+compared row by row). Now each filter's index is (column, time, id), the query's order after
+the column (PostgreSQL reads a page's ids from the index alone, and needs no sort), so the query
 (store/_audit_query.py) reads a filter's rows newest first and stops after a page, whether
 they are many or none:
 
-* ``subject``, ``email`` and ``result`` get the time after them (same names); ``result``
-  also the id (the order's tie-break) and the environments, so that a rare result with an
+* ``subject``, ``email`` and ``result`` get the time and id after them (same names); ``result``
+  also the environments, so that a rare result with an
   environment (read from the result's index: a rare result holds few rows, an environment
   many) checks the environment in the index, without reading each row;
 * ``source_env`` and ``destination_env`` get an index each: an environment is two branches of a
   UNION ALL, each reading its index in time order (0009 left them out because an index of the
   environment alone made SQLite sort a third of the trail);
-* ``ix_audit_events_route`` (source_env, destination_env, time): under a readable limit the
+* ``ix_audit_events_route`` (source_env, destination_env, time, id): under a readable limit the
   readable (source, destination) pairs are looked up one by one, each in time order, where
   checking the rows one by one read every row of an environment that were mostly unreadable;
+  the pairs with one environment absent have partial indexes of their own
+  (``ix_audit_events_source_only``, ``ix_audit_events_destination_only``): PostgreSQL does
+  not read the columns after an ``IS NULL`` as ordered;
 * ``repository``, new: the image repository a promotion names, the part of its reference
   before the first ``:`` or ``@`` (store/_history.py ``repository_of``, which fills it for new
-  rows; the UPDATE below fills it for rows written before), with its (repository, time) index.
+  rows; the UPDATE below fills it for rows written before), with its (repository, time, id)
+  index.
 
 Revision ID: 0012
 Revises: 0011
@@ -38,6 +43,11 @@ depends_on: str | None = None
 
 _TABLE = "audit_events"
 _WITH_TIME = ("subject", "email", "source_env", "destination_env", "repository")
+# Pairs with one environment absent: (index, its column, the absent one).
+_ONE_SIDED = (
+    ("ix_audit_events_source_only", "source_env", "destination_env"),
+    ("ix_audit_events_destination_only", "destination_env", "source_env"),
+)
 
 # The position of the reference's first ":" or "@" (0: neither); {instr} and {least} are the
 # dialect's strpos/instr and least/min. Characters, like Python's str.find.
@@ -66,8 +76,14 @@ def upgrade() -> None:
     for column in ("subject", "email", "result"):
         op.drop_index(f"ix_audit_events_{column}", table_name=_TABLE)
     for column in _WITH_TIME:
-        op.create_index(f"ix_audit_events_{column}", _TABLE, [column, "time"])
-    op.create_index("ix_audit_events_route", _TABLE, ["source_env", "destination_env", "time"])
+        op.create_index(f"ix_audit_events_{column}", _TABLE, [column, "time", "id"])
+    route = ["source_env", "destination_env", "time", "id"]
+    op.create_index("ix_audit_events_route", _TABLE, route)
+    for name, column, absent in _ONE_SIDED:
+        where = sa.text(f"{absent} IS NULL")
+        op.create_index(
+            name, _TABLE, [column, "time", "id"], sqlite_where=where, postgresql_where=where
+        )
     op.create_index(
         "ix_audit_events_result", _TABLE, ["result", "time", "id", "source_env", "destination_env"]
     )
@@ -75,6 +91,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Back to 0011: the single-column indexes, no repository column."""
+    for name, _, _ in _ONE_SIDED:
+        op.drop_index(name, table_name=_TABLE)
     for column in (*_WITH_TIME, "result", "route"):
         op.drop_index(f"ix_audit_events_{column}", table_name=_TABLE)
     for column in ("subject", "email", "result"):
