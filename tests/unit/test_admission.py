@@ -726,7 +726,7 @@ async def test_http_a_failing_decision_is_a_500_never_an_allow(
     def explode(request: Any) -> Any:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(admission, "images_of", explode)
+    monkeypatch.setattr(admission, "_images", explode)  # what a decision walks
     answer = await client.post("/admission/prod", json=admission_review("Pod", pod_spec("a")))
     assert answer.status_code == 500
     assert answer.json()["error"]["code"] == "internal"

@@ -258,6 +258,21 @@ def images_of(request: Mapping[str, Any]) -> list[tuple[str, str]]:
     missing or of the wrong type, and :class:`UncheckableObject` for an object of an unknown
     kind that holds containers anyway; other unknown kinds have no images.
     """
+    return [(_path_text(where), image) for where, image in _images(request)]
+
+
+# Where an image is in the object: (pod spec path, field, index, what follows), written out by
+# _path_text only for a message: most reviews are allowed without one.
+_Where: TypeAlias = tuple[tuple[str, ...], str, int, str]
+
+
+def _path_text(where: _Where) -> str:
+    spec_path, field, index, rest = where
+    return "".join(f"{key}." for key in spec_path) + f"{field}[{index}]{rest}"
+
+
+def _images(request: Mapping[str, Any]) -> list[tuple[_Where, str]]:
+    """:func:`images_of` with the paths left unwritten."""
     request = _mapping(request, "request")
     gvk = _mapping(request.get("kind"), "request.kind")
     group, kind = gvk.get("group", ""), gvk.get("kind")
@@ -281,42 +296,48 @@ def images_of(request: Mapping[str, Any]) -> list[tuple[str, str]]:
             raise UncheckableObject(found, f"{group}/{kind}" if group else kind)
         return []
 
-    walked: list[str] = []
-    for key in spec_path:
-        walked.append(key)
-        node = _mapping(node.get(key), "request.object." + ".".join(walked))
+    # The hot path of every review: plain loops, and paths and messages written only for an
+    # error.
+    for depth, key in enumerate(spec_path):
+        child: Any = node.get(key)
+        if type(child) is not dict:
+            _mapping(child, "request.object." + ".".join(spec_path[: depth + 1]))
+        node = child
 
-    base = "".join(f"{key}." for key in spec_path)
     required = _REQUIRED_FIELD.get((group, kind), "containers")
-    images: list[tuple[str, str]] = []
-    # The hot path of every review: plain loops, and error paths built only when needed.
+    images: list[tuple[_Where, str]] = []
     for field in _CONTAINER_FIELDS:
         containers = node.get(field)
         if containers is None:
             if field == required:
-                raise MalformedReview(f"request.object.{base}{field}", "is missing")
+                where = _path_text((spec_path, field, 0, ""))[: -len("[0]")]
+                raise MalformedReview(f"request.object.{where}", "is missing")
             continue
-        for index, container in enumerate(_list(containers, f"{base}{field}")):
-            if not isinstance(container, dict):
-                _mapping(container, f"request.object.{base}{field}[{index}]")
+        if type(containers) is not list:
+            _list(containers, _path_text((spec_path, field, 0, ""))[: -len("[0]")])
+        for index, container in enumerate(containers):
+            if type(container) is not dict:
+                _mapping(container, f"request.object.{_path_text((spec_path, field, index, ''))}")
             image = container.get("image")
             if not isinstance(image, str):
-                _not_a_string(container, "image", f"{base}{field}[{index}].image")
-            images.append((f"{base}{field}[{index}].image", image))
+                _not_a_string(container, "image", _path_text((spec_path, field, index, ".image")))
+            images.append(((spec_path, field, index, ".image"), image))
     volumes = node.get("volumes")
     if volumes is not None:
-        for index, volume in enumerate(_list(volumes, f"{base}volumes")):
-            if not isinstance(volume, dict):
-                _mapping(volume, f"request.object.{base}volumes[{index}]")
+        if type(volumes) is not list:
+            _list(volumes, _path_text((spec_path, "volumes", 0, ""))[: -len("[0]")])
+        for index, volume in enumerate(volumes):
+            if type(volume) is not dict:
+                _mapping(volume, f"request.object.{_path_text((spec_path, 'volumes', index, ''))}")
             # An image volume (Kubernetes 1.31+) mounts an image's content: it is run too.
             source = volume.get("image")
             if source is None:
                 continue
-            where = f"{base}volumes[{index}].image"
+            where = _path_text((spec_path, "volumes", index, ".image"))
             reference = _mapping(source, f"request.object.{where}").get("reference")
             if not isinstance(reference, str):
                 _not_a_string(source, "reference", f"{where}.reference")
-            images.append((f"{where}.reference", reference))
+            images.append(((spec_path, "volumes", index, ".image.reference"), reference))
     return images
 
 
@@ -377,7 +398,7 @@ _Key: TypeAlias = tuple[str, str | None, str | None]  # (canonical name, digest,
 
 # One image to check: (path in the object, image as written, catalog question, reference). A
 # plain tuple: a frozen dataclass's __init__ cost 0.6 us an image on the hot path.
-_Check: TypeAlias = tuple[str, str, _Key, Reference]
+_Check: TypeAlias = tuple["_Where", str, _Key, Reference]
 
 
 # The longest valid reference: a 255-character name, a 128-character tag and a digest.
@@ -554,17 +575,21 @@ async def _decide(
     warnings: list[str] = []
     reasons: list[str] = []
     checks: list[_Check] = []
-    for path, image in images_of(request):
+    for where, image in _images(request):
         reference, key, invalid = _parse_image(image)
-        prefix = exemptions.prefix_for(image, reference)
+        prefix = exemptions.prefix_for(image, reference) if exemptions.image_prefixes else None
         if prefix is not None:
-            warnings.append(f"imgctl: {path} {image!r} not checked (exempt prefix {prefix!r})")
+            warnings.append(
+                f"imgctl: {_path_text(where)} {image!r} not checked (exempt prefix {prefix!r})"
+            )
             continue
         if key is None:
-            reasons.append(f"{path} {image!r}: not a valid image reference ({invalid})")
+            reasons.append(
+                f"{_path_text(where)} {image!r}: not a valid image reference ({invalid})"
+            )
             continue
         assert reference is not None  # a key is only made for a parsed reference
-        checks.append((path, image, key, reference))
+        checks.append((where, image, key, reference))
 
     if signatures is not None and not signatures.applies(environment):
         signatures = None
@@ -584,10 +609,10 @@ async def _decide(
         if unknown:
             left = LOOKUP_TIMEOUT_SECONDS - (asyncio.get_running_loop().time() - started)
             answers.update(await _verify_all(signatures, environment, unknown, left))
-    for path, image, key, _ in checks:
+    for where, image, key, _ in checks:
         reason = answers[key]
         if reason is not None:
-            reasons.append(f"{path} {image!r}: {reason}")
+            reasons.append(f"{_path_text(where)} {image!r}: {reason}")
     if reasons:
         reasons[0] = f"imgctl denied {len(reasons)} image(s) in {environment}: {reasons[0]}"
     return _answer(uid, reasons, warnings)

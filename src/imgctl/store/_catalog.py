@@ -371,10 +371,12 @@ class CatalogStore(_SyncStore):
         False means "not known here" (ask :meth:`promoted`), not "not promoted". Call it on the
         event loop: a stale answer schedules its re-check there.
         """
-        mirror = self._mirror
-        if mirror is not None and mirror.answers():
-            return mirror.has((environment, name, digest, tag))
-        return self._answers.known((environment, name, digest, tag))
+        key = (environment, name, digest, tag)
+        if self._mirror is not None:
+            said = self._mirror.says(key)
+            if said is not None:
+                return said
+        return self._answers.known(key)
 
     async def promoted(
         self, environment: str, name: str, digest: str | None = None, tag: str | None = None

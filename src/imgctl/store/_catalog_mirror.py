@@ -172,6 +172,15 @@ class CatalogMirror:
         read_at = self._read_at
         return read_at > self._written_at and time.monotonic() - read_at < self.MAX_STALENESS
 
+    def says(self, key: _Key) -> bool | None:
+        """:meth:`has` when the mirror :meth:`answers`, else None (one call on the hot path)."""
+        read_at = self._read_at
+        if read_at <= self._written_at or time.monotonic() - read_at >= self.MAX_STALENESS:
+            return None
+        if key[2] is None or key[3] is None:
+            return key in self._yes
+        return self.has(key)
+
     def has(self, key: _Key) -> bool:
         """Whether an entry says ``key`` is promoted (digest, or tag; either when both given)."""
         environment, name, digest, tag = key
