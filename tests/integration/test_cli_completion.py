@@ -57,7 +57,7 @@ def _bash_complete(*words: str) -> list[str]:
     [
         (("imgctl", "co"), ["copy", "completion"]),
         (("imgctl", "au"), ["auth-check", "auth", "audit"]),
-        (("imgctl", "catalog", ""), ["ls", "get", "put", "rm", "serve"]),
+        (("imgctl", "catalog", ""), ["ls", "get", "put", "rm", "import", "serve"]),
         (("imgctl", "registry", "s"), ["serve"]),
         (("imgctl", "copy", "--ret"), ["--retries"]),
         (("imgctl", "completion", ""), ["bash", "zsh", "fish"]),
