@@ -63,6 +63,53 @@ Cached: TypeAlias = Callable[[str, str, str | None, str | None], bool]
 """Same arguments as :data:`Lookup`, answered from memory without I/O: True only for a recent
 "yes"; False means "ask the :data:`Lookup`", never "denied"."""
 
+Generation: TypeAlias = Callable[[], int | None]
+"""A number that stays the same only while :data:`Cached` gives the same answers to every
+question (None: it may not), such as ``CatalogStore.generation``: a decision that found every
+image in memory is remembered under it."""
+
+
+class _Decisions:
+    """Allowed decisions of repeated Pods, remembered under the catalog's :data:`Generation`.
+
+    A cluster admits the same few hundred Pods over and over; one whose images were all
+    found promoted in memory, none exempt, with no signature rule, is allowed again without
+    parsing or asking while the generation stands. Any change to the catalog in memory
+    changes the generation and forgets them all. Bounded: at most :attr:`MAX_ENTRIES`
+    decisions of at most :attr:`MAX_IMAGES` images each (the oldest goes first).
+    """
+
+    MAX_ENTRIES: Final = 2048
+    MAX_IMAGES: Final = 8
+
+    __slots__ = ("_allowed", "_generation", "generation")
+
+    def __init__(self, generation: Generation) -> None:
+        self.generation = generation
+        self._allowed: dict[tuple[str, tuple[str, ...]], None] = {}
+        self._generation: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._allowed)
+
+    def allowed(self, key: tuple[str, tuple[str, ...]], generation: int) -> bool:
+        """Whether ``key`` was allowed under ``generation`` (forgetting older ones)."""
+        if generation != self._generation:
+            self._allowed = {}
+            self._generation = generation
+            return False
+        return key in self._allowed
+
+    def remember(self, key: tuple[str, tuple[str, ...]], generation: int) -> None:
+        """Note that ``key`` was allowed under ``generation``."""
+        if generation != self._generation:
+            self._allowed = {}
+            self._generation = generation
+        allowed = self._allowed
+        if len(allowed) >= self.MAX_ENTRIES:
+            del allowed[next(iter(allowed))]
+        allowed[key] = None
+
 
 class Signatures(Protocol):
     """The signature and attestation rule (``imgctl.catalog.signatures.SignatureRule``).
@@ -537,6 +584,7 @@ async def review(
     exemptions: Exemptions = Exemptions(),
     cached: Cached | None = None,
     signatures: Signatures | None = None,
+    decisions: _Decisions | None = None,
 ) -> dict[str, Any]:
     """Decide an AdmissionReview v1 and return the AdmissionReview response object.
 
@@ -548,7 +596,9 @@ async def review(
     request = _request_of(body)
     uid: str = request["uid"]
     try:
-        return await _decide(uid, request, environment, lookup, exemptions, cached, signatures)
+        return await _decide(
+            uid, request, environment, lookup, exemptions, cached, signatures, decisions
+        )
     except MalformedReview as exc:
         # The review can be answered (its uid is known) but not checked: denied, so that a
         # webhook registered with failurePolicy: Ignore does not let it through either.
@@ -565,6 +615,7 @@ async def _decide(
     exemptions: Exemptions,
     cached: Cached | None,
     signatures: Signatures | None,
+    decisions: _Decisions | None,
 ) -> dict[str, Any]:
     if _operation(request) in ("DELETE", "CONNECT"):
         return _answer(uid, [], [])
@@ -572,10 +623,24 @@ async def _decide(
     if namespace and namespace in exemptions.namespaces:
         return _answer(uid, [], [f"imgctl: namespace {namespace!r} is exempt; images not checked"])
 
+    if signatures is not None and not signatures.applies(environment):
+        signatures = None
+    found = _images(request)
+    generation: int | None = None
+    memo: tuple[str, tuple[str, ...]] | None = None
+    if decisions is not None and signatures is None and len(found) <= decisions.MAX_IMAGES:
+        generation = decisions.generation()
+        if generation is not None:
+            images = tuple([image for _, image in found])
+            if all(len(image) <= _MAX_CACHED_IMAGE for image in images):
+                memo = (environment, images)
+                if decisions.allowed(memo, generation):
+                    return _answer(uid, [], [])
+
     warnings: list[str] = []
     reasons: list[str] = []
     checks: list[_Check] = []
-    for where, image in _images(request):
+    for where, image in found:
         reference, key, invalid = _parse_image(image)
         prefix = exemptions.prefix_for(image, reference) if exemptions.image_prefixes else None
         if prefix is not None:
@@ -591,13 +656,22 @@ async def _decide(
         assert reference is not None  # a key is only made for a parsed reference
         checks.append((where, image, key, reference))
 
-    if signatures is not None and not signatures.applies(environment):
-        signatures = None
     started = asyncio.get_running_loop().time() if signatures is not None else 0.0
     keys = {check[2] for check in checks}
     answers = _remembered(environment, keys, cached)
     if len(answers) < len(keys):  # else no task, no timer: the common case of a busy cluster
         answers = await _ask_all(lookup, environment, keys, answers)
+    elif (
+        memo is not None
+        and generation is not None
+        and decisions is not None
+        and not reasons
+        and not warnings
+        # Still the same catalog in memory, answering: what it said still holds.
+        and decisions.generation() == generation
+    ):
+        decisions.remember(memo, generation)
+        return _answer(uid, [], [])
     if signatures is not None:
         # Only promoted images are verified: an unpromoted one is denied whatever it carries.
         # Remembered "signed" verdicts are read here, without a task (the common case).
@@ -645,12 +719,17 @@ class AdmissionWebhook:
         exemptions: Exemptions = Exemptions(),
         cached: Cached | None = None,
         signatures: Signatures | None = None,
+        generation: Generation | None = None,
     ) -> None:
         self.app = app
         self.lookup = lookup
         self.exemptions = exemptions
         self.cached = cached
         self.signatures = signatures
+        # Remembered allowed decisions, only where ``cached`` has a generation to check them by.
+        self.decisions = (
+            _Decisions(generation) if generation is not None and cached is not None else None
+        )
         _document(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -687,7 +766,13 @@ class AdmissionWebhook:
             return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}")
         try:
             return 200, await review(
-                body, environment, self.lookup, self.exemptions, self.cached, self.signatures
+                body,
+                environment,
+                self.lookup,
+                self.exemptions,
+                self.cached,
+                self.signatures,
+                self.decisions,
             )
         except MalformedReview as exc:
             return 400, error_body("malformed_review", str(exc))

@@ -104,5 +104,10 @@ def create_http_app(
     if exemptions is None:
         exemptions = Exemptions.from_environment(os.environ)
     return AdmissionWebhook(
-        app, core.catalog.promoted, exemptions, core.catalog.known, signatures=signatures
+        app,
+        core.catalog.promoted,
+        exemptions,
+        core.catalog.known,
+        signatures=signatures,
+        generation=core.catalog.generation,
     )

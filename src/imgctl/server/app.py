@@ -606,6 +606,7 @@ async def serve_catalog(
         exemptions,
         store.known,
         signatures=signatures,
+        generation=store.generation,
     )
     # One log line per admission review would cost more than the decision itself.
     config = uvicorn.Config(app, log_level="warning", access_log=False)

@@ -378,6 +378,14 @@ class CatalogStore(_SyncStore):
                 return said
         return self._answers.known(key)
 
+    def generation(self) -> int | None:
+        """The in-memory catalog's generation while it alone answers :meth:`known`, else None.
+
+        While two calls give the same number, :meth:`known` gives the same answers (see
+        ``CatalogMirror.generation``): admission remembers allowed decisions under it.
+        """
+        return self._mirror.generation() if self._mirror is not None else None
+
     async def promoted(
         self, environment: str, name: str, digest: str | None = None, tag: str | None = None
     ) -> bool:

@@ -152,6 +152,9 @@ class CatalogMirror:
         # One string object per environment and tag however many entries repeat it.
         self._strings: dict[str, str] = {}
         self._revision: int | None = None
+        # Bumped whenever a read changes what the mirror holds: an answer drawn from it is
+        # still the answer while the generation is the same and the mirror answers.
+        self._generation = 0
         self._read_at = -float("inf")  # monotonic start of the last read applied
         self._written_at = -float("inf")  # monotonic time of this process's last write
         self._wake = asyncio.Event()
@@ -171,6 +174,17 @@ class CatalogMirror:
         """Whether the mirror may answer now (fresh, and read after this process's last write)."""
         read_at = self._read_at
         return read_at > self._written_at and time.monotonic() - read_at < self.MAX_STALENESS
+
+    def generation(self) -> int | None:
+        """A number that changes whenever what the mirror holds does, while it :meth:`answers`.
+
+        None when it does not answer. Two equal numbers mean :meth:`says` gives the same
+        answers to every question, which lets admission remember whole decisions.
+        """
+        read_at = self._read_at
+        if read_at <= self._written_at or time.monotonic() - read_at >= self.MAX_STALENESS:
+            return None
+        return self._generation
 
     def says(self, key: _Key) -> bool | None:
         """:meth:`has` when the mirror :meth:`answers`, else None (one call on the hot path)."""
@@ -241,6 +255,8 @@ class CatalogMirror:
     async def _poll(self) -> None:
         started = time.monotonic()
         found = await self._read(self._revision, self.MAX_ENTRIES)
+        if found.full or found.removed or found.entries or found.too_large:
+            self._generation += 1
         if found.full:
             self._yes, self._entries, self._strings = {}, 0, {}
         for environment, name, id in found.removed:
