@@ -975,3 +975,18 @@ async def test_allowed_iff_every_image_promoted(
     answer = await _decide_or_malformed(body, catalog)
     if answer is not None and answer["response"]["allowed"]:
         assert all(_promoted(image, records) for _, image in images_of(body["request"]))
+
+
+@pytest.mark.parametrize(
+    "uid",
+    ["705ab4f5-6393-11e8-b7cc-42010a800002", 'a"b', "a\\b", "é-ü", "tab\there", "del\x7f", "<&>/"],
+)
+def test_an_allowed_answer_is_written_as_json_dumps_writes_it(uid: str) -> None:
+    body = {
+        "apiVersion": admission.ADMISSION_API_VERSION,
+        "kind": "AdmissionReview",
+        "response": {"uid": uid, "allowed": True},
+    }
+    written = admission._encode(body)
+    assert written == json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    assert json.loads(written)["response"]["uid"] == uid
