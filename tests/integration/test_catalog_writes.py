@@ -383,7 +383,7 @@ async def test_the_webhook_and_the_api_answer_errors_in_one_shape(
         def explode(request: Any) -> Any:
             raise KeyError("a bug")
 
-        monkeypatch.setattr(admission, "images_of", explode)
+        monkeypatch.setattr(admission, "_images", explode)  # what a decision walks
         review = {
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
