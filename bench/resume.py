@@ -39,22 +39,20 @@ if str(REPO_ROOT) not in sys.path:
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
+from tests.support.bigimage import push_one_layer_image, run_watching_rss  # noqa: E402
 from tests.support.cutproxy import CutProxy  # noqa: E402
 from tests.support.embedded import IMGCTL, start_embedded  # noqa: E402
 from tests.support.registry import Registry, require_binary  # noqa: E402
 
-from imgctl.oci import Digest, Reference, mediatypes  # noqa: E402
+from imgctl.oci import Reference  # noqa: E402
 from imgctl.remote import ClientOptions, CopyOptions, RegistryClient, copy_images  # noqa: E402
 from imgctl.remote import _copy as copy_engine  # noqa: E402
 from imgctl.remote import _upload as upload  # noqa: E402
@@ -71,43 +69,8 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def pieces(size: int, blocks: list[bytes]) -> Iterator[bytes]:
-    left, i = size, 0
-    while left:
-        piece = blocks[i % len(blocks)][: min(BLOCK, left)]
-        left -= len(piece)
-        i += 1
-        yield piece
-
-
 async def push_image(target: Reference, size: int) -> None:
-    blocks = [os.urandom(BLOCK) for _ in range(4)]
-    digester = hashlib.sha256()
-    for piece in pieces(size, blocks):
-        digester.update(piece)
-    layer = Digest("sha256", digester.hexdigest())
-
-    async def stream() -> AsyncIterator[bytes]:
-        for piece in pieces(size, blocks):
-            yield piece
-
-    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": mediatypes.OCI_MANIFEST,
-            "config": {
-                "mediaType": mediatypes.OCI_CONFIG,
-                "digest": str(Digest.of(config)),
-                "size": len(config),
-            },
-            "layers": [{"mediaType": mediatypes.OCI_LAYER, "digest": str(layer), "size": size}],
-        }
-    ).encode()
-    async with RegistryClient() as client:
-        await client.push_blob(target, layer, stream(), size)
-        await client.push_blob(target, Digest.of(config), config, len(config))
-        await client.put_manifest(target, manifest, mediatypes.OCI_MANIFEST)
+    await push_one_layer_image(target, size)
 
 
 def copy_in_process(source: str, destination: str, chunk_size: int | None, chunked: bool) -> None:
@@ -134,25 +97,10 @@ def copy_in_process(source: str, destination: str, chunk_size: int | None, chunk
 
 def copy_cli(source: str, destination: str) -> float:
     """``imgctl copy`` in its own process; its peak RSS in MiB."""
-    process = subprocess.Popen(
-        [IMGCTL, "copy", source, destination, "-o", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    peak_kib = 0
-    while process.poll() is None:
-        try:
-            with open(f"/proc/{process.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        peak_kib = max(peak_kib, int(line.split()[1]))
-        except (FileNotFoundError, ProcessLookupError):
-            break
-        time.sleep(0.05)
-    _, stderr = process.communicate()
-    if process.returncode != 0:
-        raise SystemExit(f"imgctl copy failed: {stderr.decode()}")
-    return peak_kib / 1024
+    run = run_watching_rss([IMGCTL, "copy", source, destination, "-o", "json"])
+    if run.returncode != 0:
+        raise SystemExit(f"imgctl copy failed: {run.stderr.decode()}")
+    return run.peak_mib
 
 
 def main() -> int:

@@ -11,10 +11,8 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import subprocess
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from imgctl.remote import CopyOptions, RegistryClient, copy_image
 from imgctl.remote._upload import CHUNK_SIZE, RESUMABLE_THRESHOLD, _Upload
 
 from ..conftest import FAST_RETRIES, IMGCTL
+from ..support.bigimage import push_one_layer_image, run_watching_rss
 from ..support.cutproxy import CutProxy
 from ..support.embedded import EmbeddedRegistry, start_embedded
 from ..support.proxy import FaultProxy
@@ -57,67 +56,15 @@ def embedded(tmp_path: Path, request: pytest.FixtureRequest) -> EmbeddedRegistry
 
 async def _push_image(target: Reference, size: int) -> tuple[str, Digest]:
     """Push an image with one layer of ``size`` random-looking bytes, streamed (no file)."""
-    blocks = [os.urandom(BLOCK) for _ in range(4)]
-
-    def pieces() -> Iterator[bytes]:
-        left, i = size, 0
-        while left:
-            piece = blocks[i % len(blocks)][: min(BLOCK, left)]
-            left -= len(piece)
-            i += 1
-            yield piece
-
-    digester = hashlib.sha256()
-    for piece in pieces():
-        digester.update(piece)
-    layer = Digest("sha256", digester.hexdigest())
-
-    async def stream() -> AsyncIterator[bytes]:
-        for piece in pieces():
-            yield piece
-
-    config = json.dumps({"architecture": "amd64", "os": "linux", "size": size}).encode()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": mediatypes.OCI_MANIFEST,
-            "config": {
-                "mediaType": mediatypes.OCI_CONFIG,
-                "digest": str(Digest.of(config)),
-                "size": len(config),
-            },
-            "layers": [{"mediaType": mediatypes.OCI_LAYER, "digest": str(layer), "size": size}],
-        }
-    ).encode()
-    async with RegistryClient() as client:
-        await client.push_blob(target, layer, stream(), size)
-        await client.push_blob(target, Digest.of(config), config, len(config))
-        digest = await client.put_manifest(target, manifest, mediatypes.OCI_MANIFEST)
-    return str(digest), layer
+    return await push_one_layer_image(target, size)
 
 
 def _copy_cli(source: str, destination: str) -> tuple[dict[str, object], float, str]:
     """``imgctl copy`` in its own process: its summary, its peak RSS in MiB, its stderr."""
-    process = subprocess.Popen(
-        [IMGCTL, "copy", source, destination, "-o", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    # VmHWM only grows: the last reading before exit bounds the whole copy.
-    peak_kib = 0
-    while process.poll() is None:
-        try:
-            with open(f"/proc/{process.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        peak_kib = max(peak_kib, int(line.split()[1]))
-        except (FileNotFoundError, ProcessLookupError):
-            break
-        time.sleep(0.05)
-    stdout, stderr = process.communicate()
-    assert process.returncode == 0, stderr.decode()
-    [summary] = json.loads(stdout)
-    return summary, peak_kib / 1024, stderr.decode()
+    run = run_watching_rss([IMGCTL, "copy", source, destination, "-o", "json"])
+    assert run.returncode == 0, run.stderr.decode()
+    [summary] = json.loads(run.stdout)
+    return summary, run.peak_mib, run.stderr.decode()
 
 
 def _uploads(registry: Registry, repository: str) -> list[Path]:
