@@ -69,8 +69,185 @@ def test_put_ls_get_rm(catalog: str) -> None:
     got = run("get", image_id, "--catalog-url", catalog)
     assert got.returncode == 0, got.stderr
     assert "registry.example.com/team/app@" in got.stdout
-    assert run("rm", image_id, "--catalog-url", catalog, "--token", "write-me").returncode == 0
+    removed = run("rm", image_id, "-e", "prod", "--catalog-url", catalog, "--token", "write-me")
+    assert removed.returncode == 0, removed.stderr
     missing = run("get", image_id, "--catalog-url", catalog)
     assert missing.returncode == 5
     unreachable = run("ls", "--catalog-url", f"http://127.0.0.1:{free_port()}")
     assert unreachable.returncode == 6
+
+
+def put(catalog: str, image_id: str, name: str, environment: str) -> None:
+    made = run(
+        "put",
+        image_id,
+        "--name",
+        name,
+        "--tag",
+        "v1",
+        "-e",
+        environment,
+        "--catalog-url",
+        catalog,
+        "--token",
+        "write-me",
+    )
+    assert made.returncode == 0, made.stderr
+
+
+def environments(catalog: str, image_id: str) -> list[str]:
+    listed = run("ls", "--catalog-url", catalog, "--sort", "id", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    return sorted(
+        e.get("environment", "") for e in json.loads(listed.stdout) if e["id"] == image_id
+    )
+
+
+def test_rm_needs_an_environment_or_all_of_them(catalog: str) -> None:
+    put(catalog, DIGEST, "registry.example.com/team/app", "prod")
+    refused = run("rm", DIGEST, "--catalog-url", catalog, "--token", "write-me")
+    assert refused.returncode == 2
+    assert "--environment" in refused.stderr
+    assert "--all-environments" in refused.stderr
+    both = run(
+        "rm", DIGEST, "-e", "prod", "--all-environments", "--catalog-url", catalog,
+        "--token", "write-me",
+    )  # fmt: skip
+    assert both.returncode == 2
+    assert "--all-environments" in both.stderr
+    assert environments(catalog, DIGEST) == ["prod"]
+
+
+def test_rm_one_environment_says_what_it_removed(catalog: str) -> None:
+    for environment in ("dev", "staging", "prod"):
+        put(catalog, DIGEST, "registry.example.com/team/app", environment)
+    removed = run("rm", DIGEST, "-e", "prod", "--catalog-url", catalog, "--token", "write-me")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == f"removed {DIGEST} (registry.example.com/team/app) from prod\n"
+    assert environments(catalog, DIGEST) == ["dev", "staging"]
+    # Repeatable: one command withdraws it from several environments, each one said.
+    removed = run(
+        "rm", DIGEST, "-e", "dev", "-e", "staging", "--catalog-url", catalog,
+        "--token", "write-me", "-o", "json",
+    )  # fmt: skip
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(removed.stdout) == {
+        "id": DIGEST,
+        "removed": [
+            {"id": DIGEST, "name": "registry.example.com/team/app", "environment": "dev"},
+            {"id": DIGEST, "name": "registry.example.com/team/app", "environment": "staging"},
+        ],
+        "absent": [],
+    }
+    assert environments(catalog, DIGEST) == []
+
+
+def test_rm_of_something_absent_says_so_and_exits_5(catalog: str) -> None:
+    put(catalog, DIGEST, "registry.example.com/team/app", "dev")
+    absent = run("rm", DIGEST, "-e", "prod", "--catalog-url", catalog, "--token", "write-me")
+    assert absent.returncode == 5
+    assert absent.stdout == ""
+    assert f"no entry of {DIGEST} in prod" in absent.stderr
+    assert "imgctl catalog ls" in absent.stderr  # the hint
+    # One environment absent of two: the other is still withdrawn, and the command says both.
+    partly = run(
+        "rm", DIGEST, "-e", "dev", "-e", "prod", "--catalog-url", catalog,
+        "--token", "write-me",
+    )  # fmt: skip
+    assert partly.returncode == 5
+    assert partly.stdout == f"removed {DIGEST} (registry.example.com/team/app) from dev\n"
+    assert f"no entry of {DIGEST} in prod" in partly.stderr
+    nowhere = run(
+        "rm", DIGEST, "--all-environments", "--catalog-url", catalog, "--token", "write-me"
+    )
+    assert nowhere.returncode == 5
+    assert f"no entry of {DIGEST} in any environment" in nowhere.stderr
+
+
+def test_rm_all_environments_lists_each_one(catalog: str) -> None:
+    for environment in ("prod", "dev"):
+        put(catalog, DIGEST, "registry.example.com/team/app", environment)
+    put(catalog, DIGEST, "registry.example.com/team/other", "prod")
+    removed = run(
+        "rm", DIGEST, "--all-environments", "--catalog-url", catalog, "--token", "write-me"
+    )
+    assert removed.returncode == 0, removed.stderr
+    assert sorted(removed.stdout.splitlines()) == [
+        f"removed {DIGEST} (registry.example.com/team/app) from dev",
+        f"removed {DIGEST} (registry.example.com/team/app) from prod",
+        f"removed {DIGEST} (registry.example.com/team/other) from prod",
+    ]
+    assert environments(catalog, DIGEST) == []
+
+
+def test_delete_without_an_environment_keeps_imagelist_behaviour(catalog: str) -> None:
+    """API clients (imagelist's) still remove every entry of an id, answered with 204."""
+    import httpx
+
+    put(catalog, DIGEST, "registry.example.com/team/app", "prod")
+    put(catalog, DIGEST, "registry.example.com/team/app", "dev")
+    headers = {"Authorization": "Bearer write-me"}
+    answer = httpx.delete(f"{catalog}/images/{DIGEST}", headers=headers)
+    assert answer.status_code == 204
+    assert environments(catalog, DIGEST) == []
+    assert httpx.delete(f"{catalog}/images/{DIGEST}", headers=headers).status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "hint"),
+    [
+        # imgctl's error shape {"error": {"code", "message"}}
+        (("ls", "--sort", "bogus"), "sort must be one of", "imgctl catalog ls --help"),
+        (("get", "sha256:" + "34" * 32), "no image with id", "imgctl catalog ls"),
+        (
+            ("put", DIGEST, "--name", "registry.example.com/team/app"),
+            "a valid bearer token is required",
+            "--token",
+        ),
+        (
+            (
+                "put",
+                DIGEST,
+                "--name",
+                "registry.example.com/app:v1",
+                "-e",
+                "prod",
+                "--token",
+                "write-me",
+            ),
+            "must be a repository without a tag or digest",
+            "imgctl catalog put --help",
+        ),
+        (("rm", DIGEST, "--all-environments"), "a valid bearer token is required", "--token"),
+    ],
+)
+def test_api_errors_are_printed_as_their_message_with_a_hint(
+    catalog: str, args: tuple[str, ...], message: str, hint: str
+) -> None:
+    answer = run(*args, "--catalog-url", catalog)
+    assert answer.returncode != 0
+    [line] = answer.stderr.splitlines()
+    assert line.startswith("imgctl: error: ")
+    assert message in line
+    assert hint in line
+    assert "{" not in line
+    assert "'code'" not in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ls",),
+        ("get", DIGEST),
+        ("put", DIGEST, "--name", "registry.example.com/team/app", "--token", "write-me"),
+        ("rm", DIGEST, "--all-environments", "--token", "write-me"),
+    ],
+)
+def test_fastapi_errors_are_printed_as_their_message(catalog: str, args: tuple[str, ...]) -> None:
+    """A URL that is not the catalog's base: FastAPI answers {"detail": "Not Found"}."""
+    answer = run(*args, "--catalog-url", f"{catalog}/not-the-catalog")
+    assert answer.returncode != 0
+    [line] = answer.stderr.splitlines()
+    assert "{" not in line
+    assert "Not Found" in line
+    assert "--catalog-url" in line  # the hint: the URL is not a catalog's

@@ -1,10 +1,12 @@
 """imagelist's REST API on :class:`~imgctl.store.CatalogStore`, with imgctl's improvements.
 
 Kept from imagelist: ``PUT /images`` answers 200 and on an existing id changes only its tags,
-``DELETE`` answers 204 even for an unknown id, reads need no token. Improved: every error is a
-JSON body ``{"error": {"code", "message"}}``, ids may contain ``/`` and ``@``, an empty tags list
-clears the tags, tokens are compared in constant time, a body is refused as soon as it passes
-:data:`MAX_BODY_BYTES`. Different by default: without a tokens file, writes are refused unless
+``DELETE`` answers 204 even for an unknown id, reads need no token. Added: ``DELETE`` with
+``Prefer: return=representation`` answers 200 with the entries it removed (``imgctl catalog
+rm`` says what it withdrew). Improved: every error is a JSON body ``{"error": {"code",
+"message"}}``, ids may contain ``/`` and ``@``, an empty tags list clears the tags, tokens are
+compared in constant time, a body is refused as soon as it passes :data:`MAX_BODY_BYTES`.
+Different by default: without a tokens file, writes are refused unless
 the operator allows anonymous writes (imagelist's no-token mode) explicitly.
 """
 
@@ -92,6 +94,20 @@ class ImageOut(BaseModel):
         description="Whether that promotion left the digest with the server's promotion "
         "attestation (in-toto statement in a DSSE envelope under .att); absent: not known",
     )
+
+
+class RemovedEntry(BaseModel):
+    """One entry ``DELETE /images/{id}`` removed."""
+
+    id: str
+    name: str
+    environment: str | None = Field(None, description="Where it was promoted; null: none")
+
+
+class RemovedOut(BaseModel):
+    """The answer of ``DELETE /images/{id}`` with ``Prefer: return=representation``."""
+
+    removed: list[RemovedEntry]
 
 
 class ErrorOut(BaseModel):
@@ -227,20 +243,35 @@ def create_catalog_router(
         # imagelist answers 200 to a create as to an update.
         return JSONResponse(image.as_json())
 
-    @router.delete("/images/{id:path}", summary="Delete an image", status_code=204)
+    @router.delete(
+        "/images/{id:path}",
+        summary="Delete an image",
+        status_code=204,
+        response_model=None,
+        responses={200: {"model": RemovedOut}},
+    )
     async def delete_image(
         request: Request,
         id: str,
         environment: Annotated[str | None, Query()] = None,
         name: Annotated[str | None, Query()] = None,
     ) -> Response:
+        """Remove the entries of an id: 204, or 200 with them for ``Prefer: return=representation``.
+
+        imagelist's clients send no Prefer header and get its 204, also for an unknown id;
+        ``imgctl catalog rm`` asks for the removed entries to say what it withdrew.
+        """
         denied = unauthorized(request)
         if denied is not None:
             return denied
-        if id:
-            # Every entry of the id, unless the query names an environment or a repository.
-            await store.delete(id, environment, name=name)
-        return Response(status_code=204)
+        # Every entry of the id, unless the query names an environment or a repository.
+        removed = await store.remove(id, environment, name=name) if id else []
+        if not _prefers_representation(request.headers.get("prefer", "")):
+            return Response(status_code=204)
+        return JSONResponse(
+            {"removed": [{"id": i, "name": n, "environment": e or None} for e, n, i in removed]},
+            headers={"Preference-Applied": "return=representation"},
+        )
 
     @router.get("/health/ping", summary="Check the database", response_model=None)
     async def ping() -> Response:
@@ -252,6 +283,15 @@ def create_catalog_router(
         return JSONResponse({"status": "ok"})
 
     return router
+
+
+def _prefers_representation(prefer: str) -> bool:
+    """Whether a Prefer header (RFC 7240) asks for ``return=representation``."""
+    return any(
+        part.strip().replace(" ", "").lower() == "return=representation"
+        for preference in prefer[:1024].split(",")
+        for part in preference.split(";")[:1]
+    )
 
 
 async def _read_body(request: Request) -> bytes | None:

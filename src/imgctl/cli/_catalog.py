@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, exit_code, fail
+from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_FOUND, exit_code, fail
 from imgctl.cli._flags import (
     AnonymousWritesOpt,
     CatalogUrlOpt,
@@ -60,7 +60,8 @@ def catalog_ls(
     filters = {"name": name, "environment": environment, "tag": tag, "digest": digest}
     params = {k: v for k, v in filters.items() if v}
     params["sort"] = sort
-    _print_images(call(url, "GET", "/images", params=params), output is Output.json)
+    images = call(url, "GET", "/images", params=params, command="imgctl catalog ls")
+    _print_images(images, output is Output.json)
 
 
 @app.command("get")
@@ -72,7 +73,7 @@ def catalog_get(
     """Show one catalog image."""
     from urllib.parse import quote
 
-    image = call(url, "GET", f"/images/{quote(image_id, safe='/@:')}")
+    image = call(url, "GET", f"/images/{quote(image_id, safe='/@:')}", command="imgctl catalog get")
     if output is Output.json:
         print_json(image)
     else:
@@ -92,20 +93,84 @@ def catalog_put(
     body: dict[str, Any] = {"id": image_id, "name": name, "tags": tag or []}
     if environment:
         body["environment"] = environment
-    image = call(url, "PUT", "/images", token=token, body=body)
+    image = call(url, "PUT", "/images", token=token, body=body, command="imgctl catalog put")
     _print_images([image], json_output=False)
 
 
 @app.command("rm")
 def catalog_rm(
     image_id: Annotated[str, typer.Argument(help="Image id.")],
+    environment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--environment",
+            "-e",
+            help="Withdraw the image from this environment only (repeatable).",
+        ),
+    ] = None,
+    all_environments: Annotated[
+        bool,
+        typer.Option("--all-environments", help="Withdraw it from every environment."),
+    ] = False,
     url: CatalogUrlOpt = "http://localhost:8080",
     token: CatalogTokenOpt = None,
+    output: OutputOpt = Output.text,
 ) -> None:
-    """Delete an image from the catalog."""
+    """Withdraw an image from one or more environments (-e ENV) or from all of them."""
     from urllib.parse import quote
 
-    call(url, "DELETE", f"/images/{quote(image_id, safe='/@:')}", token=token)
+    if bool(environment) == all_environments:
+        raise typer.BadParameter(
+            "name the environments to withdraw the image from with --environment/-e ENV "
+            "(repeatable), or remove it from every one with --all-environments"
+            if not all_environments
+            else "--environment/-e and --all-environments exclude each other: give one",
+            param_hint="'--environment' / '--all-environments'",
+        )
+    path = f"/images/{quote(image_id, safe='/@:')}"
+    removed: list[dict[str, Any]] = []
+    absent: list[str] = []
+    told = True  # whether the server said what it removed (imagelist and older imgctl do not)
+    wheres: list[str | None] = [*environment] if environment else [None]
+    for where in wheres:
+        params = None if where is None else {"environment": where}
+        answer = call(
+            url,
+            "DELETE",
+            path,
+            token=token,
+            params=params,
+            prefer="return=representation",
+            command="imgctl catalog rm",
+        )
+        if not isinstance(answer, dict) or not isinstance(answer.get("removed"), list):
+            told = False
+            continue
+        entries = [entry for entry in answer["removed"] if isinstance(entry, dict)]
+        removed.extend(entries)
+        if not entries:
+            absent.append(where or "any environment")
+    if output is Output.json:
+        print_json(
+            {"id": image_id, "removed": removed, "absent": absent} if told else {"id": image_id}
+        )
+    else:
+        for entry in removed:
+            where = entry.get("environment") or "(no environment)"
+            print(f"removed {entry.get('id', image_id)} ({entry.get('name', '?')}) from {where}")
+        if not told:
+            print(
+                f"removed {image_id} from {', '.join(environment or ['every environment'])} "
+                f"(the catalog at {url} does not say which entries it held)"
+            )
+    if absent:
+        digest = image_id.rpartition("@")[2]
+        listing = f" --digest {digest}" if digest.startswith("sha256:") else ""
+        fail(
+            f"no entry of {image_id} in {', '.join(absent)}; see where it is with "
+            f"imgctl catalog ls{listing}",
+            EXIT_NOT_FOUND,
+        )
 
 
 @app.command("import")
@@ -276,10 +341,24 @@ def call(
     token: str | None = None,
     params: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
+    prefer: str | None = None,
+    command: str | None = None,
 ) -> Any:
-    """One request to the server's HTTP side; an error is one line and its exit code."""
+    """One request to the server's HTTP side; an error is one line and its exit code.
+
+    ``command`` (``imgctl catalog ls``) is the one whose --help a refused request points to.
+    """
     try:
-        return _request(url, method, path, token=token, params=params, body=body)
+        return _request(
+            url,
+            method,
+            path,
+            token=token,
+            params=params,
+            body=body,
+            prefer=prefer,
+            command=command,
+        )
     except ImgctlError as exc:
         fail(str(exc), exit_code(exc))
 
@@ -292,12 +371,16 @@ def _request(
     token: str | None,
     params: dict[str, str] | None,
     body: dict[str, Any] | None,
+    prefer: str | None = None,
+    command: str | None = None,
 ) -> Any:
     import httpx
 
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if prefer:
+        headers["Prefer"] = prefer
     try:
         response = httpx.request(
             method,
@@ -316,25 +399,73 @@ def _request(
     except ValueError:
         document = None
     if response.status_code >= 400:
-        detail = document.get("error") if isinstance(document, dict) else None
-        if isinstance(detail, dict):  # {"error": {"code", "message"}}
-            detail = detail.get("message")
-        raise _refusal(response.status_code, str(detail or response.reason_phrase))
+        message, ours = _error_message(document)
+        raise _refusal(
+            response.status_code,
+            message or response.reason_phrase,
+            ours,
+            url,
+            command or "imgctl COMMAND",
+        )
     return document
 
 
-def _refusal(status: int, message: str) -> ImgctlError:
-    """The error class (hence exit code) of an HTTP error answer of the catalog API."""
+_MAX_ERROR_MESSAGE: Final = 2000
+"""Longest message of an error answer printed; a longer one is cut (bounded input)."""
+
+
+def _error_message(document: Any) -> tuple[str | None, bool]:
+    """The message of an error answer, and whether it is the catalog's own error shape.
+
+    imgctl's catalog answers ``{"error": {"code", "message"}}``; FastAPI itself (a path that is
+    not the catalog's, a method it does not serve) ``{"detail": str}`` or
+    ``{"detail": [{"loc", "msg"}...]}``. Never a dict's repr: a shape not known gives None.
+    """
+    if not isinstance(document, dict):
+        return None, False
+    error = document.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"][:_MAX_ERROR_MESSAGE], True
+    if isinstance(error, str):
+        return error[:_MAX_ERROR_MESSAGE], True
+    detail = document.get("detail")
+    if isinstance(detail, str):
+        return detail[:_MAX_ERROR_MESSAGE], False
+    if isinstance(detail, list):
+        problems = [
+            f"{'.'.join(str(part) for part in item.get('loc') or ()) or 'request'}: "
+            f"{item.get('msg')}"
+            for item in detail[:20]
+            if isinstance(item, dict) and isinstance(item.get("msg"), str)
+        ]
+        return "; ".join(problems)[:_MAX_ERROR_MESSAGE] or None, False
+    return None, False
+
+
+def _refusal(
+    status: int, message: str, ours: bool, url: str, help_command: str = "imgctl COMMAND"
+) -> ImgctlError:
+    """The error (hence exit code) of an HTTP error answer of the catalog API, with a hint."""
+    if not ours and status in (404, 405):
+        # FastAPI's own answer: the URL reached a web server, but not the catalog's API.
+        return ImgctlError(
+            f"{message} ({status})",
+            hint=f"is {url} the catalog's base URL? check --catalog-url (IMGCTL_CATALOG_URL)",
+        )
     if status == 404:
-        return NotFoundError(message, status=status)
-    if status in (400, 422):
-        return UsageError(message)
+        return NotFoundError(
+            message, status=status, hint="see what the catalog holds with imgctl catalog ls"
+        )
+    if status in (400, 413, 422):
+        return UsageError(message, hint=f"see {help_command} --help")
     # 401 and 403 exit 1 as before, not the table's 3 and 4 (ImgctlError, not its subclasses).
     if status == 401:
-        return ImgctlError(f"{message} (check --token / IMGCTL_CATALOG_TOKEN)")
+        return ImgctlError(message, hint="check --token / IMGCTL_CATALOG_TOKEN")
     if status == 403:
-        return ImgctlError(message)
-    return ImgctlError(f"{message} ({status})")
+        return ImgctlError(message, hint="ask the catalog's operator for a write token")
+    return ImgctlError(
+        f"{message} ({status})", hint="the catalog server failed: see its log, then retry"
+    )
 
 
 def _print_images(images: list[dict[str, Any]], json_output: bool) -> None:

@@ -322,6 +322,12 @@ class CatalogStore(_SyncStore):
 
         Returns how many entries were removed.
         """
+        return len(await self.remove(id, environment, name=name))
+
+    async def remove(
+        self, id: str, environment: str | None = None, *, name: str | None = None
+    ) -> builtins.list[tuple[str, str, str]]:
+        """Like :meth:`delete`, but return the removed entries as (environment, name, id)."""
         return await self._write(self._delete, _clean(id), _optional(environment), _optional(name))
 
     # --- bulk import (issue 21 target 4; the rows' rules are in _catalog_import) -------------
@@ -557,7 +563,9 @@ class CatalogStore(_SyncStore):
                     .values(tags=_dump(kept), updated_at=now, revision=revision)
                 )
 
-    def _delete(self, id: str, environment: str | None, name: str | None) -> int:
+    def _delete(
+        self, id: str, environment: str | None, name: str | None
+    ) -> builtins.list[tuple[str, str, str]]:
         statement = (
             _TABLE.delete()
             .where(*_key(id, environment, name))
@@ -567,7 +575,7 @@ class CatalogStore(_SyncStore):
             revision = next_revision(connection)
             removed = [(str(e), str(n), str(i)) for e, n, i in connection.execute(statement)]
             record_removals(connection, revision, removed)
-            return len(removed)
+            return removed
 
     def _promoted_many(self, keys: builtins.list[_Key]) -> dict[_Key, bool]:
         """Answer many questions at once: the digests by primary key, the tags by name.
