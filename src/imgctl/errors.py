@@ -33,6 +33,7 @@ __all__ = [
     "PolicyError",
     "PromotionCancelledError",
     "PromotionError",
+    "RefusedConnectionError",
     "RegistryError",
     "SignatureError",
     "SourceNotFoundError",
@@ -93,7 +94,18 @@ class DigestMismatchError(ImgctlError):
 
 
 class TransportError(ImgctlError):
-    """A registry could not be reached (connection, TLS, timeout), even after retries."""
+    """A registry could not be reached (connection, TLS, timeout), even after retries.
+
+    ``host`` is the ``host[:port]`` that could not be reached, when it is known.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, host: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.host = host
+
+
+class RefusedConnectionError(TransportError):
+    """The host refused the connection (ECONNREFUSED): nothing listens there; not retried."""
 
 
 class RegistryError(ImgctlError):

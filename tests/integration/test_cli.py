@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from ..conftest import IMGCTL, PushedImage
 from ..support.proxy import FaultProxy
-from ..support.registry import Registry
+from ..support.registry import Registry, free_port
 from ..support.skopeo import digest_of, inspect_raw
 
 
@@ -118,6 +120,74 @@ def test_copy_failure_is_one_line_and_exit_1(
     assert lines[0].startswith(f"imgctl: error: manifest {registry.host}/")
     assert "not found (MANIFEST_UNKNOWN); list the tags with: imgctl ls" in lines[0]
     assert result.stdout == ""
+
+
+def test_copy_to_a_refused_port_fails_at_once_naming_the_host(
+    registry: Registry, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    # Issue 22: nothing listens there, so no retries (no "retrying" lines, no backoff) and the
+    # error names the host that refused.
+    image = push_image(registry, repository=repo("refused"), tag="v1", layers=1)
+    port = free_port()
+    result = imgctl("copy", image.ref, f"127.0.0.1:{port}/x:v1")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"127.0.0.1:{port} refused the connection" in lines[0]
+    assert "retrying" not in result.stderr
+
+
+@pytest.fixture
+def dropping_listener() -> Iterator[tuple[str, list[int]]]:
+    """A port that accepts every connection and closes it unanswered; (host, accepted count)."""
+    accepted: list[int] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            accepted.append(1)
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def test_transient_failures_say_retrying_on_stderr_only(
+    registry: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    dropping_listener: tuple[str, list[int]],
+) -> None:
+    # A connection closed without an answer is transient: retried, and the user sees each
+    # retry on stderr while the backoff runs; stdout (-o json) carries no such line.
+    host, accepted = dropping_listener
+    image = push_image(registry, repository=repo("dropped"), tag="v1", layers=1)
+    result = imgctl("copy", "--retries", "2", "-o", "json", image.ref, f"{host}/x:v1")
+    assert result.returncode == 1, result.stderr
+    assert "retrying" not in result.stdout
+    retrying = [line for line in result.stderr.splitlines() if "retrying" in line]
+    assert len(retrying) == 2, result.stderr
+    assert "retrying 1/2" in retrying[0]
+    assert host in retrying[0]
+    assert "retrying 2/2" in retrying[1]
+    # The failure itself is the JSON document's (stdout), after the last try.
+    [failed] = json.loads(result.stdout)
+    assert failed["status"] == "failed"
+    assert "tried 3 times" in failed["error"]
+    # The ping over plain HTTP, then over https (a TLS port may answer plain HTTP by closing).
+    assert len(accepted) >= 3
 
 
 @pytest.mark.parametrize(

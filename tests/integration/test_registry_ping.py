@@ -297,16 +297,21 @@ async def test_ping_persistent_resets_fail_clearly_after_the_budget(
     assert not fake.server.errors
 
 
-async def test_ping_refused_connection_uses_the_same_budget_as_any_request() -> None:
-    # Refused connections are retried like every other request's (issue 22 may change both at
-    # once); a closed plain-HTTP port is not tried again over https within the same attempt.
+async def test_ping_refused_connection_fails_at_once_naming_the_host() -> None:
+    # Issue 22: a refused connection (nothing listens on the port) is not transient the way a
+    # reset or a 503 is (a registry restarting behind a load balancer answers 502/503): it is
+    # not retried, and the error says which host refused. A closed plain-HTTP port is not tried
+    # again over https either.
     port = free_port()
     async with RegistryClient(options=FAST) as client:
         with pytest.raises(TransportError) as caught:
             await client.ping(f"127.0.0.1:{port}")
-        assert client.stats.requests == BUDGET + 1
-    assert f"127.0.0.1:{port}" in str(caught.value)
-    assert f"{BUDGET + 1} times" in str(caught.value)
+        assert client.stats.requests == 1
+        assert client.stats.retries == 0
+    message = str(caught.value)
+    assert f"127.0.0.1:{port} refused the connection" in message
+    assert "times" not in message
+    assert "running" in (caught.value.hint or "")
 
 
 async def test_fast_retries_fixture_still_pings_a_healthy_registry(registry: Registry) -> None:

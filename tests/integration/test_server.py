@@ -38,7 +38,7 @@ from ..support.deployment import (
 from ..support.idp import Idp, start_idp
 from ..support.moto import MotoServer
 from ..support.postgres import scratch_database
-from ..support.registry import Registry
+from ..support.registry import Registry, free_port
 from ..support.skopeo import digest_of
 from ..support.sshkeys import Agent, Key, keygen
 
@@ -618,6 +618,56 @@ def test_grpc_over_tls(deployment: Deployment, tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_server_whose_registry_refuses_names_it_not_itself(
+    deployment: Deployment,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    # Issue 22: the server was reached; its destination registry was not. The client must say
+    # which registry (and environment) the server could not reach, not "cannot reach the imgctl
+    # server", and exit 6 (UNAVAILABLE: trying again later can work).
+    port = free_port()
+    env = server_env(deployment.idp, deployment.dev, deployment.prod) | {
+        "IMGCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "IMGCTL_REGISTRY_PROD": f"127.0.0.1:{port}/release",
+    }
+    process, address, _, _ = start_server(tmp_path, env)
+    try:
+        name = repo("down")
+        push_image(deployment.dev, repository=name, tag="v1", layers=1)
+        result = subprocess.run(
+            [IMGCTL, "promote", f"{name}:v1", "-d", "prod", "-u", "alice"],
+            capture_output=True,
+            text=True,
+            env=deployment.env(IMGCTL_SERVER=address),
+            timeout=120,
+        )
+        assert result.returncode == 6, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert "cannot reach the imgctl server" not in lines[0]
+        assert (
+            f"the server could not reach registry 127.0.0.1:{port} (environment prod)" in (lines[0])
+        )
+        assert "refused the connection" in lines[0]
+        # Refused at once: the server's registry client did not go through its retries.
+        assert "tried" not in lines[0]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    # A server that cannot be reached at all is still told apart.
+    result = subprocess.run(
+        [IMGCTL, "promote", "x:v1", "-d", "prod", "-u", "alice"],
+        capture_output=True,
+        text=True,
+        env=deployment.env(IMGCTL_SERVER=address),
+        timeout=120,
+    )
+    assert result.returncode == 6, result.stderr
+    assert f"cannot reach the imgctl server at {address}" in result.stderr
 
 
 def test_grpc_with_client_certificates(deployment: Deployment, tmp_path: Path) -> None:

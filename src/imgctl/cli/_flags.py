@@ -375,6 +375,7 @@ class Connection:
             flags=flag_credential(self.username, self.password, self.token),
             anonymous=self.anonymous,
         )
+        show_retries()
         options = ClientOptions(
             insecure_registries=insecure_hosts(config, self.insecure_registries),
             tls=tls,
@@ -660,3 +661,22 @@ def _login(flags: dict[str, Any]) -> Login:
 
 # Every command that needs an OIDC token takes the login flags, as ``login``.
 login_command = _with_shared_flags(_LOGIN_FLAGS, "login", _login)
+
+
+def show_retries() -> None:
+    """Print the registry client's retries on stderr as warnings, while its backoff runs.
+
+    The retry policy logs each retry (``imgctl.remote.retry``); a command would otherwise sit
+    silent for seconds. Stderr only: ``-o json`` output on stdout stays one document.
+    """
+    import logging
+    import sys
+
+    logger = logging.getLogger("imgctl.remote.retry")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("imgctl: warning: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False

@@ -318,9 +318,21 @@ def _statusfail(error: grpc.aio.AioRpcError, server: str) -> NoReturn:
     """The server's answer as one line; its gRPC status picks the exit code."""
     name = error.code().name
     details = error.details() or name
-    if name == "UNAVAILABLE":
+    if name == "UNAVAILABLE" and not _answered(error):
         fail(f"cannot reach the imgctl server at {server}: {details}", EXIT_UNAVAILABLE)
+    # UNAVAILABLE from the server itself: something behind it (a registry, its database, the
+    # issuer) is down, and the details name it.
     fail(f"{details} ({name})", exit_code(error))
+
+
+def _answered(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the imgctl server itself sent this status (it sends x-request-id first).
+
+    A channel that cannot connect, or a proxy in front whose backend is down, answers
+    UNAVAILABLE without it.
+    """
+    metadata = error.initial_metadata() or ()
+    return any(key == "x-request-id" for key, _ in metadata)
 
 
 async def _token(login: Login, info: Any) -> str:

@@ -40,7 +40,7 @@ from imgctl.errors import (
 )
 from imgctl.oci import Digest, Reference
 from imgctl.promotion.environments import Environment, Environments, Policy
-from imgctl.remote import CopyOptions, CopyProgress, RegistryClient, copy_images
+from imgctl.remote import CopyOptions, CopyProgress, RegistryClient, api_host, copy_images
 
 if TYPE_CHECKING:
     from imgctl.promotion.provenance import ProvenanceGate
@@ -300,7 +300,7 @@ class Promoter:
         try:
             descriptor = await self._registry.head_manifest(source)
         except ImgctlError as exc:
-            raise _as_promotion_error(exc, source) from None
+            raise _as_promotion_error(exc, source, promotion) from None
         if descriptor is None:
             raise SourceNotFoundError(
                 f"{source} not found in {promotion.source.name}",
@@ -365,7 +365,7 @@ class Promoter:
             self._registry, [(source, destination)], self._copy_options, progress
         )
         if result.error is not None:
-            raise _as_promotion_error(result.error, source)
+            raise _as_promotion_error(result.error, source, promotion)
         digest = str(result.digest)
         promoted = PromotionResult(
             kind="image",
@@ -560,14 +560,43 @@ def _split_image_ref(ref: str) -> tuple[str, str | None, Digest | None]:
     return path, tag, digest
 
 
-def _as_promotion_error(error: ImgctlError, source: Reference) -> PromotionError:
+def _as_promotion_error(
+    error: ImgctlError, source: Reference, promotion: Promotion
+) -> PromotionError:
     if isinstance(error, NotFoundError):
         return SourceNotFoundError(error.message, hint=error.hint)
     if isinstance(error, TransportError):
-        return UnreachableError(error.message, hint=error.hint)
+        return _unreachable(error, promotion)
     if isinstance(error, RegistryError) and error.status in (401, 403):
         return StorageRefusedError(
             f"the server's registry credentials were refused: {error.message}",
             hint="check the server's registry credentials (IMGCTL_CREDS_*, ECR role)",
         )
     return PromotionError(f"copying {source} failed: {error}")
+
+
+def _unreachable(error: TransportError, promotion: Promotion) -> UnreachableError:
+    """A registry the server could not reach, named with its environment.
+
+    The caller reached the server; what failed is the server's own connection, to a registry
+    its configuration names. Saying which one keeps "the server is down" out of the picture.
+    """
+    host = error.host
+    environment = next(
+        (
+            env
+            for env in (promotion.destination, promotion.source)
+            if env.registry and host in (env.registry, api_host(env.registry))
+        ),
+        None,
+    )
+    if host is None or environment is None:
+        return UnreachableError(
+            f"the server could not reach a registry: {error.message}", hint=error.hint
+        )
+    return UnreachableError(
+        f"the server could not reach registry {host} (environment {environment.name}): "
+        f"{error.message}",
+        hint=f"check the server's IMGCTL_REGISTRY_{environment.name.upper()} and that the "
+        "registry runs; promoting again is safe",
+    )

@@ -20,6 +20,7 @@ from imgctl.remote._copy import (
     plan_referrers,
     resolve_destination,
 )
+from imgctl.remote._http import api_host
 from imgctl.remote._ratelimit import Limiter, RateLimiter, RequestBudget
 from imgctl.remote._referrers import SELECTIONS as REFERRER_SELECTIONS
 from imgctl.remote._referrers import ReferrerCopy
@@ -43,6 +44,7 @@ __all__ = [
     "RequestBudget",
     "TLSConfig",
     "TransferStats",
+    "api_host",
     "copy_image",
     "copy_images",
     "plan_referrers",

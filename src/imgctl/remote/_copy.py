@@ -25,6 +25,7 @@ from imgctl.errors import (
     DigestMismatchError,
     ImgctlError,
     NotFoundError,
+    RefusedConnectionError,
     RegistryError,
     TransportError,
     UsageError,
@@ -578,9 +579,11 @@ class _Engine:
                     await self._probe_self_mount(destination, desc.digest)
                 return "copied"
             except (TransportError, RegistryError) as exc:
-                retryable = isinstance(exc, TransportError) or (
-                    exc.status is not None and (exc.status == 429 or exc.status >= 500)
-                )
+                if isinstance(exc, TransportError):
+                    # A refused connection: nothing listens there; another try cannot help.
+                    retryable = not isinstance(exc, RefusedConnectionError)
+                else:
+                    retryable = exc.status is not None and (exc.status == 429 or exc.status >= 500)
                 if not retryable or attempt >= self.options.blob_attempts:
                     raise
                 mount_from = None

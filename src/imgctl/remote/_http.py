@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from imgctl.errors import TransportError
+from imgctl.errors import RefusedConnectionError, TransportError
 from imgctl.oci.reference import DEFAULT_REGISTRY
 from imgctl.remote._tls import CA_FLAG, CERT_FLAG, KEY_FLAG
+from imgctl.remote._transport import ConnectRefused
 
 __all__ = [
     "RegistryHTTP",
@@ -120,6 +121,14 @@ def transport_error(url: str, exc: httpx.TransportError) -> TransportError:
     """A failed connection to ``url`` as an imgctl error, with a hint when the cause is known."""
     parts = urlsplit(url)
     where = f"{parts.scheme}://{parts.netloc}"
+    if isinstance(exc, ConnectRefused):
+        # Not transient like a reset or a 503 (a registry restarting behind a load balancer
+        # answers 502/503): the address is wrong or nothing runs there. Not retried.
+        return RefusedConnectionError(
+            f"{parts.netloc} refused the connection ({where}): nothing listens there",
+            hint="check the registry address and port, and that the registry is running",
+            host=parts.netloc,
+        )
     reason = str(exc) or type(exc).__name__
     hint = None
     if "CERTIFICATE_VERIFY_FAILED" in reason:
@@ -136,4 +145,4 @@ def transport_error(url: str, exc: httpx.TransportError) -> TransportError:
         hint = "check the registry address and that it is running"
     elif isinstance(exc, httpx.TimeoutException):
         reason = f"timed out ({type(exc).__name__})"
-    return TransportError(f"cannot reach {where}: {reason}", hint=hint)
+    return TransportError(f"cannot reach {where}: {reason}", hint=hint, host=parts.netloc)

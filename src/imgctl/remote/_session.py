@@ -9,6 +9,7 @@ API on it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Self
@@ -24,6 +25,7 @@ from imgctl.errors import (
     AuthenticationError,
     NotFoundError,
     PermissionDeniedError,
+    RefusedConnectionError,
     RegistryError,
     TransportError,
 )
@@ -48,6 +50,8 @@ from imgctl.remote._transport import StreamTransport
 __all__ = ["ClientOptions", "Host", "Session", "TransferStats"]
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# One warning per retry: the CLI shows them on stderr (imgctl.cli._flags), the server logs them.
+log = logging.getLogger("imgctl.remote.retry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,11 +295,14 @@ class Session:
     ) -> httpx.Response:
         """The one retry policy of registry traffic, for every request the client sends.
 
-        A connection that fails (refused, reset, closed without an answer, timed out) and the
-        answers 429, 500, 502, 503 and 504 are retried up to ``options.retries`` times, after
-        the registry's Retry-After or else an exponential backoff with jitter; a 429 pauses
-        every request sharing the rate limiter. Only requests whose body can be sent again
-        are retried. The last answer is returned as it is; the last failure is raised.
+        A connection that fails (reset, closed without an answer, timed out) and the answers
+        429, 500, 502, 503 and 504 are retried up to ``options.retries`` times, after the
+        registry's Retry-After or else an exponential backoff with jitter; a 429 pauses every
+        request sharing the rate limiter. A refused connection is not retried: nothing listens
+        there, and waiting does not change that (a registry restarting behind a load balancer
+        answers 502/503, which are retried); crane does not retry it either. Only requests
+        whose body can be sent again are retried; each retry is one warning ("retrying n/N").
+        The last answer is returned as it is; the last failure is raised.
         """
         retries = self.options.retries if replayable else 0
         tries = 0
@@ -303,20 +310,34 @@ class Session:
             tries += 1
             try:
                 response = await attempt()
+            except RefusedConnectionError:
+                raise
             except TransportError as exc:
                 if tries <= retries:
                     self.stats.retries += 1
-                    await asyncio.sleep(self.backoff(tries))
+                    delay = self.backoff(tries)
+                    log.warning("%s; retrying %d/%d in %.1f s", exc.message, tries, retries, delay)
+                    await asyncio.sleep(delay)
                     continue
                 if tries > 1:
                     raise TransportError(
-                        f"{exc.message} (tried {tries} times)", hint=exc.hint
+                        f"{exc.message} (tried {tries} times)", hint=exc.hint, host=exc.host
                     ) from None
                 raise
             status = response.status_code
             if status in _RETRY_STATUSES and tries <= retries:
                 self.stats.retries += 1
                 delay = self._retry_after(response, tries)
+                log.warning(
+                    "%s answered %d to %s %s; retrying %d/%d in %.1f s",
+                    response.request.url.netloc.decode("ascii", "replace"),
+                    status,
+                    response.request.method,
+                    response.request.url.path,
+                    tries,
+                    retries,
+                    delay,
+                )
                 await response.aclose()
                 if status == 429:
                     self.limiter.pause(delay)

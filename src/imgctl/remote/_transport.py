@@ -15,6 +15,7 @@ pipelining. HTTP proxies from the environment still go through httpx's own proxy
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 import ssl
 import time
@@ -23,13 +24,34 @@ from dataclasses import dataclass, field
 
 import httpx
 
-__all__ = ["StreamTransport"]
+__all__ = ["ConnectRefused", "StreamTransport"]
 
 _READ_CHUNK = 1 << 20
 _WRITE_HIGH_WATER = 1 << 20
 _HEADER_LIMIT = 256 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 _HEX_RE = re.compile(rb"[0-9A-Fa-f]+")
+
+
+class ConnectRefused(httpx.ConnectError):
+    """Every address of the host refused the connection (ECONNREFUSED): nothing listens there."""
+
+
+_REFUSED = f"[Errno {errno.ECONNREFUSED}]"
+
+
+def _refused(exc: OSError) -> bool:
+    """Whether connecting failed because every address refused (asyncio joins several)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    text = str(exc)
+    # Python 3.11's create_connection: one OSError for all addresses ("localhost" -> ::1 and
+    # 127.0.0.1), its message the addresses' errors joined.
+    prefix = "Multiple exceptions: "
+    if exc.errno is not None or not text.startswith(prefix):
+        return False
+    parts = re.split(r", (?=\[Errno )", text[len(prefix) :])
+    return all(part.startswith(_REFUSED) for part in parts)
 
 
 @dataclass(eq=False)
@@ -119,7 +141,8 @@ class StreamTransport(httpx.AsyncBaseTransport):
         except ssl.SSLError as exc:
             raise httpx.ConnectError(f"TLS with {hostname}:{port} failed: {exc}") from None
         except OSError as exc:
-            raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from None
+            kind = ConnectRefused if _refused(exc) else httpx.ConnectError
+            raise kind(f"cannot connect to {hostname}:{port}: {exc}") from None
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         return _Connection(origin, reader, writer)

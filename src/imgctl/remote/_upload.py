@@ -36,6 +36,7 @@ from imgctl.errors import (
     DigestMismatchError,
     ImgctlError,
     NotFoundError,
+    RefusedConnectionError,
     RegistryError,
     TransportError,
 )
@@ -283,6 +284,8 @@ class _Upload:
 
 
 def _worth_resuming(exc: ImgctlError) -> bool:
+    if isinstance(exc, RefusedConnectionError):
+        return False  # nothing listens there any more: the registry is gone, not slow
     if isinstance(exc, TransportError):
         return True
     if not isinstance(exc, RegistryError) or exc.status is None:
