@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a Debian machine, fresh or not: installs the system packages the tests
-# use as referees (docker-registry, skopeo, ssh-agent, PostgreSQL), strace and Chromium (the web
-# pages' browser tests drive Debian's chromium through Playwright), a virtualenv in
+# use as referees (docker-registry, skopeo, ssh-agent, PostgreSQL), strace, promtool (Debian's
+# prometheus: the alert rules' tests) and Chromium (the web pages' browser tests drive Debian's
+# chromium through Playwright), a virtualenv in
 # .venv with imgctl and its test tools, then runs pytest. Arguments go to pytest.
 #
 #   bash scripts/test.sh                 # everything
@@ -22,6 +23,8 @@ command -v skopeo >/dev/null || needed+=(skopeo)
 command -v ssh-agent >/dev/null || needed+=(openssh-client)
 command -v strace >/dev/null || needed+=(strace)
 [ -x /usr/bin/chromium ] || needed+=(chromium)
+# promtool (Debian's prometheus) checks and unit-tests deploy/'s alert rules.
+command -v promtool >/dev/null || needed+=(prometheus)
 pg_answers() {
     python3 -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 2).close()' 2>/dev/null
 }
