@@ -200,7 +200,17 @@ class ScriptedServer:
             self.notify()
             self._tasks.discard(task)
 
+    def take_errors(self) -> list[BaseException]:
+        """The handlers' exceptions so far, which the test then owns (aclose no longer fails)."""
+        taken, self.errors = self.errors, []
+        return taken
+
     async def aclose(self) -> None:
+        """Stop serving; fail when a handler raised and the test did not take the errors.
+
+        A handler's exception (an assertion on the request, a bug in the script) happens in the
+        server's task, where pytest cannot see it: without this it could never fail the test.
+        """
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
@@ -208,6 +218,12 @@ class ScriptedServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+        if self.errors:
+            errors = self.take_errors()
+            raise AssertionError(
+                f"the scripted server's handler raised {len(errors)} time(s): "
+                + "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+            ) from errors[0]
 
 
 def response(

@@ -887,6 +887,10 @@ async def test_abandoned_response_connection_is_not_reused(
     assert following.content == b"/next"
     assert server.accepted == 2
     assert [(r.target, r.connection) for r in server.requests] == [("/big", 1), ("/next", 2)]
+    # The server, still sending /big, saw the client close that connection under it.
+    errors = server.take_errors()
+    assert len(errors) <= 1
+    assert all(isinstance(e, ConnectionError) for e in errors), errors
 
 
 # ------------------------------------------------------------------ TLS
