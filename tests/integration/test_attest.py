@@ -419,7 +419,7 @@ def test_cli_attest_lists_grouped_by_predicate_type_filters_and_exits_7_when_non
     assert attested.returncode == 0, attested.stderr
     outcome = json.loads(attested.stdout)
     vuln = "https://cosign.sigstore.dev/attestation/vuln/v1"
-    assert (outcome["status"], outcome["predicate_type"], outcome["digest"]) == (
+    assert (outcome["status"], outcome["predicateType"], outcome["digest"]) == (
         "attested",
         vuln,
         pushed.digest,
@@ -450,9 +450,9 @@ def test_cli_attest_lists_grouped_by_predicate_type_filters_and_exits_7_when_non
     assert listed.returncode == 0, listed.stderr
     report = json.loads(listed.stdout)
     assert report["digest"] == pushed.digest
-    assert report["predicate_types"] == [
-        {"predicate_type": SLSA_V02, "count": 1, "verified": 1},
-        {"predicate_type": vuln, "count": 1, "verified": 1},
+    assert report["predicateTypes"] == [
+        {"predicateType": SLSA_V02, "count": 1, "verified": 1},
+        {"predicateType": vuln, "count": 1, "verified": 1},
     ]
     [build, scan] = report["attestations"]
     assert scan["statement"]["predicate"] == {"scanner": {"uri": "pkg:github/aquasecurity/trivy"}}
@@ -474,7 +474,7 @@ def test_cli_attest_lists_grouped_by_predicate_type_filters_and_exits_7_when_non
     # The vulnerability report is a's, not ci's: nothing of that type verifies.
     assert only.returncode == 7, only.stderr
     [refused] = json.loads(only.stdout)["attestations"]
-    assert refused["predicate_type"] == vuln
+    assert refused["predicateType"] == vuln
     assert not refused["verified"]
 
     unkeyed = imgctl("attestations", pushed.ref)
@@ -601,7 +601,7 @@ def test_a_cosign_made_attestation_is_listed_and_verified_keyless(
     assert attestation["reason"] == (
         "verified keyless: cody@soyland.com (https://github.com/login/oauth)"
     )
-    assert attestation["predicate_type"] == "https://cosign.sigstore.dev/attestation/v1"
+    assert attestation["predicateType"] == "https://cosign.sigstore.dev/attestation/v1"
     assert attestation["statement"]["subject"][0]["digest"] == {"sha256": digest[7:]}
 
     other = [*keyless]

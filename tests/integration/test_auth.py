@@ -215,7 +215,7 @@ def test_precedence_env_then_flags_then_docker_config(
     document = json.loads(explain.stdout)
     assert document["source"] == "flags"
     assert [c["source"] for c in document["consulted"]] == ["env", "flags"]
-    assert "docker-config" in document["not_consulted"]
+    assert "docker-config" in document["notConsulted"]
     # without flags, docker config answers.
     document = json.loads(env.run("auth", "explain", ref, "-o", "json").stdout)
     assert document["source"] == "docker-config"

@@ -449,7 +449,7 @@ async def test_command_imports_atomically_and_idempotently(
         "tagged": 0,
         "untagged": 0,
         "environments": ["prod"],
-        "dry_run": False,
+        "dryRun": False,
     }
     assert await reader.version() == before
 

@@ -226,7 +226,7 @@ def test_phases_are_printed_in_order_with_durations_and_a_dry_run_stops_after_va
     assert plan["requests"] > 0
     assert plan["failed"] == []
     provenance = stream[5]
-    assert provenance["warning_count"] == 2
+    assert provenance["warningCount"] == 2
     assert sorted(provenance["warnings"]) == sorted(
         f"{staging.image(n)}: no attestation found; promoted anyway (verify-if-present)"
         for n in ("one", "two")
@@ -433,10 +433,10 @@ def test_provenance_is_verified_if_present(
     }
     [check] = verdicts["valid"]["attestations"]
     assert check["verified"] is True
-    assert check["predicate_type"] == SLSA_V1
+    assert check["predicateType"] == SLSA_V1
     phases = ended(done)
     assert phases["provenance"]["status"] == "failed"
-    assert phases["provenance"]["failed_count"] == 2
+    assert phases["provenance"]["failedCount"] == 2
     assert phases["promote"]["summary"].startswith("promoted 3 of 3 edge(s)")
     assert digest_of(f"{primary.host}/valid:v1") == attested.digests["valid"]
     assert digest_of(f"{primary.host}/bare:v1") == attested.digests["bare"]
@@ -495,7 +495,7 @@ def test_without_trust_attestations_are_reported_not_verified(
         "1 attestation(s) found but not verified: no --verify-key or --certificate-identity"
     )
     assert verdicts["bare"]["status"] == "absent"
-    assert ended(result)["provenance"]["warning_count"] == 2
+    assert ended(result)["provenance"]["warningCount"] == 2
 
 
 # ----------------------------------------------------------------------------- attest

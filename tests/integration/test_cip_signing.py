@@ -290,7 +290,7 @@ def test_a_signing_failure_in_json(
     assert signing["status"] == "failed"
     assert signing["image"] == f"{proxy.host}/app-c@{digest}"
     assert "500" in signing["error"] or "UNAVAILABLE" in signing["error"]
-    assert len(report["signing"]["key_id"]) == 64
+    assert len(report["signing"]["keyId"]) == 64
     assert signature_manifest(primary.host, "app-c", digest) is None
 
 

@@ -353,12 +353,12 @@ def test_cli_generate_key_pair_kms(moto: MotoServer, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc == {
-        "private_key": None,
+        "privateKey": None,
         "kms": ref,
-        "public_key": f"{prefix}.pub",
-        "key_id": doc["key_id"],
+        "publicKey": f"{prefix}.pub",
+        "keyId": doc["keyId"],
     }
     assert not Path(f"{prefix}.key").exists()
     signer = load_signer(ref, environ=env(moto.url))
-    assert signer.public_key().key_id == doc["key_id"]
+    assert signer.public_key().key_id == doc["keyId"]
     load_public_key(f"{prefix}.pub").verify(PAYLOAD, signer.sign(PAYLOAD))

@@ -438,7 +438,7 @@ def test_as_dict_is_json_ready(keys: Callable[[str], tuple[Signer, PublicKey]]) 
     document = json.loads(json.dumps(check.as_dict()))
     assert document["layer"] == str(Digest.of(envelope))
     assert document["verified"] is True
-    assert document["predicate_type"] == "x:y"
+    assert document["predicateType"] == "x:y"
     assert document["statement"]["subject"][0]["digest"]["sha256"] == DIGEST.hex
     assert DSSE_MEDIA_TYPE == "application/vnd.dsse.envelope.v1+json"
 

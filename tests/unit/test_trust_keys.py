@@ -684,10 +684,10 @@ def test_cli_generate_key_pair_json(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert doc["private_key"] == f"{prefix}.key"
-    assert doc["public_key"] == f"{prefix}.pub"
+    assert doc["privateKey"] == f"{prefix}.key"
+    assert doc["publicKey"] == f"{prefix}.pub"
     assert doc["kms"] is None
-    assert doc["key_id"] == load_public_key(f"{prefix}.pub").key_id
+    assert doc["keyId"] == load_public_key(f"{prefix}.pub").key_id
     load_signer(f"{prefix}.key", environ={"COSIGN_PASSWORD": ""})
 
 

@@ -30,7 +30,7 @@ from imgctl.cli._flags import (
     pin_digest,
     registry_command,
 )
-from imgctl.cli._output import Output, print_json
+from imgctl.cli._output import Output, print_document
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
@@ -126,22 +126,23 @@ def attestations(
     if wanted_types:
         checks = [c for c in checks if _types_of(c) & wanted_types]
     groups = _grouped(checks)
-    if output is Output.json:
-        print_json(
+    if output is not Output.text:
+        print_document(
             {
                 "image": pinned,
                 "digest": pinned.rpartition("@")[2],
                 "verified": any(c.ok for c in checks),
-                "predicate_types": [
+                "predicateTypes": [
                     {
-                        "predicate_type": kind,
+                        "predicateType": kind,
                         "count": len(group),
                         "verified": sum(c.ok for c in group),
                     }
                     for kind, group in groups
                 ],
                 "attestations": [c.as_dict() for _, group in groups for c in group],
-            }
+            },
+            output,
         )
     else:
         _print_groups(pinned, groups, judging)
@@ -150,7 +151,7 @@ def attestations(
             f"no attestation of {pinned} verified"
             + (f" ({len(checks)} found)" if checks else ": it has none")
         )
-        if output is Output.json:
+        if output is not Output.text:
             raise SystemExit(exit_code(error))
         stop(error)
 
@@ -264,8 +265,8 @@ def attest(
         return await attest_image(client, pinned, signer, statement, predicate_type=uri)
 
     result = connection.run(work, exit_codes=True)
-    if output is Output.json:
-        print_json(result.as_dict())
+    if output is not Output.text:
+        print_document(result.as_dict(), output)
         return
     verb = "attested" if result.status == "attested" else "already attested"
     print(f"{verb} {result.image} ({uri}) with {signer.ref}: {result.attestation}")

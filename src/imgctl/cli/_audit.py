@@ -24,7 +24,7 @@ from imgctl.cli._exit import (
     fail,
 )
 from imgctl.cli._flags import CatalogUrlOpt, Login, OutputOpt, login_command
-from imgctl.cli._output import Output, print_json
+from imgctl.cli._output import Output, camel_keys, print_document
 
 __all__ = ["app"]
 
@@ -93,8 +93,10 @@ def audit_ls(
     events = document.get("events") if isinstance(document, dict) else None
     if not isinstance(events, list):
         fail(f"{url}/api/audit did not answer audit events; is it an imgctl server?", EXIT_FAILED)
-    if output is Output.json:
-        print_json(document)
+    if output is not Output.text:
+        # The API's page (docs/web.md), its keys in machine output's camelCase: request_id is
+        # requestId, next_cursor nextCursor.
+        print_document(camel_keys(document), output)
         return
     _print_events(events)
     next_cursor = document.get("next_cursor")

@@ -22,7 +22,7 @@ from imgctl.cli._flags import (
     RequireAttestationOpt,
     RequireSignatureOpt,
 )
-from imgctl.cli._output import Output, print_json
+from imgctl.cli._output import Output, print_document
 from imgctl.errors import ImgctlError, NotFoundError, TransportError, UsageError
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def catalog_ls(
     params = {k: v for k, v in filters.items() if v}
     params["sort"] = sort
     images = call(url, "GET", "/images", params=params, command="imgctl catalog ls")
-    _print_images(images, output is Output.json)
+    _print_images(images, output)
 
 
 @app.command("get")
@@ -74,10 +74,7 @@ def catalog_get(
     from urllib.parse import quote
 
     image = call(url, "GET", f"/images/{quote(image_id, safe='/@:')}", command="imgctl catalog get")
-    if output is Output.json:
-        print_json(image)
-    else:
-        _print_images([image], json_output=False)
+    _print_images([image], output)
 
 
 @app.command("put")
@@ -94,7 +91,7 @@ def catalog_put(
     if environment:
         body["environment"] = environment
     image = call(url, "PUT", "/images", token=token, body=body, command="imgctl catalog put")
-    _print_images([image], json_output=False)
+    _print_images([image], Output.text)
 
 
 @app.command("rm")
@@ -150,9 +147,10 @@ def catalog_rm(
         removed.extend(entries)
         if not entries:
             absent.append(where or "any environment")
-    if output is Output.json:
-        print_json(
-            {"id": image_id, "removed": removed, "absent": absent} if told else {"id": image_id}
+    if output is not Output.text:
+        print_document(
+            {"id": image_id, "removed": removed, "absent": absent} if told else {"id": image_id},
+            output,
         )
     else:
         for entry in removed:
@@ -240,8 +238,8 @@ def catalog_import(
         fail(str(exc), exit_code(exc))
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None
-    if output is Output.json:
-        print_json({"file": str(file), "format": read.format, **result.as_json()})
+    if output is not Output.text:
+        print_document({"file": str(file), "format": read.format, **result.as_json()}, output)
         return
     into = ", ".join(result.environments) or (environment or "-")
     changes = [
@@ -468,9 +466,11 @@ def _refusal(
     )
 
 
-def _print_images(images: list[dict[str, Any]], json_output: bool) -> None:
-    if json_output:
-        print_json(images)
+def _print_images(images: list[dict[str, Any]], output: Output) -> None:
+    if output is not Output.text:
+        # The catalog's objects as its API answers them: imagelist's field names
+        # (created_at, updated_at), the one exception to camelCase in machine output.
+        print_document(images, output)
         return
     for image in images:
         env = f" [{image['environment']}]" if image.get("environment") else ""

@@ -17,7 +17,6 @@ be read, or an edge failed a phase; 2 for invalid manifests or flags.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable
@@ -31,7 +30,7 @@ import typer
 
 from imgctl.cli._exit import EXIT_FAILED, EXIT_INVALID, fail, warn
 from imgctl.cli._flags import BurstOpt, Connection, per_second, registry_command
-from imgctl.cli._output import print_json
+from imgctl.cli._output import print_document
 from imgctl.cli._registry import Referrers, ReferrersOpt
 from imgctl.errors import ImgctlError
 
@@ -171,7 +170,7 @@ def cip(
             "--output",
             "-o",
             case_sensitive=False,
-            help="Plan: text or json; snapshot: yaml or csv.",
+            help="Plan: text, json or yaml (the same document); snapshot: yaml or csv.",
         ),
     ] = CipOutput.text,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Images copied at once.")] = 8,
@@ -388,7 +387,8 @@ def replicate_signatures(
     ] = False,
     max_signature_copies: MaxSignatureCopiesOpt = 50,
     output: Annotated[
-        CipOutput, typer.Option("--output", "-o", case_sensitive=False, help="text or json.")
+        CipOutput,
+        typer.Option("--output", "-o", case_sensitive=False, help="text, json or yaml."),
     ] = CipOutput.text,
     rate_limit: Annotated[
         float,
@@ -399,8 +399,8 @@ def replicate_signatures(
     burst: BurstOpt = 5,
 ) -> None:
     """Copy each manifest's primary signatures to its mirrors (dry run unless --confirm)."""
-    if output not in (CipOutput.text, CipOutput.json):
-        fail(f"replicate-signatures writes text or json, not {output.value}", EXIT_INVALID)
+    if output is CipOutput.csv:
+        fail("replicate-signatures writes text, json or yaml, not csv", EXIT_INVALID)
     manifests, _ = _load(
         CipOptions(manifest=manifest, thin_manifest_dir=thin_manifest_dir, strict=strict)
     )
@@ -414,8 +414,8 @@ def replicate_signatures(
         return plan
 
     done = replace(connection, rate_limit=rate_limit, burst=burst).run(work)
-    if output is CipOutput.json:
-        print_json({"confirm": confirm, **done.as_dict()})
+    if output is not CipOutput.text:
+        print_document({"confirm": confirm, **done.as_dict()}, output)
     else:
         _report_replication(done, confirm=confirm)
     if done.count("failed"):
@@ -574,8 +574,8 @@ def _promote(connection: Connection, options: CipOptions) -> None:
     from imgctl.cli._phases import phase_display
     from imgctl.promotion.pipeline import PhaseResult, Pipeline
 
-    if options.output not in ("text", "json"):
-        fail(f"a plan is written as text or json, not {options.output}", EXIT_INVALID)
+    if options.output not in ("text", "json", "yaml"):
+        fail(f"a plan is written as text, json or yaml, not {options.output}", EXIT_INVALID)
     stop_after, stop_reason = None, ""
     if options.parse_only:
         stop_after, stop_reason = "setup", "--parse-only: stopped after parsing"
@@ -1035,7 +1035,7 @@ def _report(run: _Run, options: CipOptions) -> None:
     """The run's report on stdout: one JSON document, or text."""
     plan, outcomes, setup = run.plan, run.outcomes, run.setup
     recorded = _record(plan, outcomes, options) if options.confirm else 0
-    if options.output == "json":
+    if options.output in ("json", "yaml"):
         document: dict[str, Any] = plan.as_dict()
         document["warnings"] = [str(w) for w in setup.warnings]
         document["confirm"] = options.confirm
@@ -1057,7 +1057,7 @@ def _report(run: _Run, options: CipOptions) -> None:
             }
         if setup.sign:
             document["signing"] = {
-                "key_id": run.key_id,
+                "keyId": run.key_id,
                 "results": [r.as_dict() for r in run.signatures or []],
             }
         if setup.attest:
@@ -1065,7 +1065,7 @@ def _report(run: _Run, options: CipOptions) -> None:
 
             document["attestation"] = {
                 "builder": run.builder,
-                "predicate_type": PROMOTION_PREDICATE_TYPE,
+                "predicateType": PROMOTION_PREDICATE_TYPE,
                 "results": [r.as_dict() for r in run.attestations or []],
             }
         document["phases"] = [
@@ -1081,7 +1081,7 @@ def _report(run: _Run, options: CipOptions) -> None:
             {"edge": _edge_label(edge), "phase": phase, "reason": reason}
             for edge, (phase, reason) in run.pipeline.failures.items()
         ]
-        print_json(document)
+        print_document(document, options.output)
         return
     _report_text(plan, outcomes, options, setup.total)
     _report_provenance(run, options)
@@ -1296,7 +1296,7 @@ def _report_parse(
 ) -> None:
     images = sum(len(m.images) for m in manifests)
     digests = sum(len(i.dmap) for m in manifests for i in m.images)
-    if options.output == "json":
+    if options.output in ("json", "yaml"):
         document = {
             "manifests": len(manifests),
             "images": images,
@@ -1305,7 +1305,7 @@ def _report_parse(
             "total": total,
             "warnings": [str(w) for w in warnings],
         }
-        print(json.dumps(document))
+        print_document(document, options.output)
         return
     shard = f" (shard {options.shard_index or 0} of {options.shard_count})"
     skipped = f"; {len(warnings)} warning(s), see above" if warnings else ""

@@ -21,7 +21,7 @@ from imgctl.cli._flags import (
     parse_ref,
     registry_command,
 )
-from imgctl.cli._output import Output, print_json
+from imgctl.cli._output import Output, print_document
 from imgctl.errors import ImgctlError
 
 __all__ = ["app", "auth_app", "idp_app"]
@@ -67,8 +67,8 @@ def auth_explain(
     asked = {a.source for a in answers}
     skipped = [getattr(k, "name", type(k).__name__) for k in keychain.keychains]
     skipped = [name for name in skipped if name not in asked]
-    if output is Output.json:
-        print_json(
+    if output is not Output.text:
+        print_document(
             {
                 "registry": ref.registry,
                 "repository": ref.repository,
@@ -79,14 +79,15 @@ def auth_explain(
                 "consulted": [
                     {"source": a.source, "found": a.found, "detail": a.detail} for a in answers
                 ],
-                "not_consulted": skipped,
+                "notConsulted": skipped,
                 "tls": {
                     "verify": tls.verify,
-                    "ca_files": list(tls.ca_files),
-                    "client_cert": tls.client_cert,
-                    "plain_http_allowed": plain,
+                    "caFiles": list(tls.ca_files),
+                    "clientCert": tls.client_cert,
+                    "plainHttpAllowed": plain,
                 },
-            }
+            },
+            output,
         )
         return
     print(f"{ref.registry}/{ref.repository}")

@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from imgctl.cli._exit import EXIT_INVALID, exit_code, fail, interrupted
-from imgctl.cli._output import Output, print_json
+from imgctl.cli._output import Output, print_document
 from imgctl.errors import ImgctlError
 
 __all__ = ["app"]
@@ -99,14 +99,15 @@ def generate_key_pair(
         _stop(exc)
     except KeyboardInterrupt:
         interrupted()
-    if output is Output.json:
-        print_json(
+    if output is not Output.text:
+        print_document(
             {
-                "private_key": str(key_path) if key_path is not None else None,
+                "privateKey": str(key_path) if key_path is not None else None,
                 "kms": kms,
-                "public_key": str(pub_path),
-                "key_id": key_id,
-            }
+                "publicKey": str(pub_path),
+                "keyId": key_id,
+            },
+            output,
         )
         return
     if key_path is not None:

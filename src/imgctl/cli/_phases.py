@@ -3,9 +3,9 @@
 Every phase event becomes, in text, one line ``phase NAME: started`` and then ``phase NAME:
 STATUS (N.NN s): summary`` (``skipped: why``) on stdout; on a terminal a spinner with the
 running time stands for the phase in progress and the ended line replaces it. With ``-o json``
-stdout is the run's report alone, so each event is one JSON object on its own line on stderr
-(beside warnings and errors, which start with ``imgctl:``). Rich is imported only when a
-terminal shows the display.
+(or ``-o yaml``) stdout is the run's report alone, so each event is one JSON object on its own
+line on stderr (beside warnings and errors, which start with ``imgctl:``). Rich is imported only
+when a terminal shows the display.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def _plain_line(event: PhaseEvent) -> None:
 
 @contextmanager
 def phase_display(output: str) -> Iterator[Callable[[PhaseEvent], None]]:
-    """The callback that shows phase events for ``output`` (text or json), while in use."""
-    if output == "json":
+    """The callback that shows phase events for ``output`` (text, json or yaml), while in use."""
+    if output in ("json", "yaml"):
         yield _json_line
         return
     if not sys.stdout.isatty():

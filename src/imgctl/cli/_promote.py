@@ -27,7 +27,7 @@ from imgctl.cli._exit import (
     interrupted,
 )
 from imgctl.cli._flags import Login, OutputOpt, ask_passphrase, login_command
-from imgctl.cli._output import Output, print_json, transfer_progress
+from imgctl.cli._output import Output, print_document, proto_document, transfer_progress
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class ClientFlags:
     tls: bool | None = None
     ca_cert: Path | None = None
     show_token: bool = False
-    json_output: bool = False
+    machine_output: bool = False  # -o json or yaml: no progress bar
     client_cert: Path | None = None
     client_key: Path | None = None
 
@@ -149,7 +149,7 @@ def promote(
     if reference and ref and reference != ref:
         fail("give the reference once: as REFERENCE or --ref")
     flags = ClientFlags(
-        server, tls, ca_cert, show_token, output is Output.json, client_cert, client_key
+        server, tls, ca_cert, show_token, output is not Output.text, client_cert, client_key
     )
     ref = reference or ref
     if not ref:
@@ -174,7 +174,7 @@ def promote(
         async with _session(login, flags) as (stub, metadata, server):
             request = pb.PromoteRequest(ref=ref, source=source, destination=destination)
             result = None
-            terminal = not flags.json_output and sys.stderr.isatty()
+            terminal = not flags.machine_output and sys.stderr.isatty()
             with transfer_progress("promoting", enabled=terminal) as show:
                 try:
                     async for event in stub.PromoteStream(request, metadata=metadata):
@@ -193,8 +193,8 @@ def promote(
     # (docs/server.md).
     unsigned = result.HasField("signed") and not result.signed
     unattested = result.HasField("attested") and not result.attested
-    if flags.json_output:
-        _print_message(result)
+    if flags.machine_output:
+        print_document(proto_document(result), output)
         if unsigned or unattested:
             raise SystemExit(EXIT_FAILED)
         return
@@ -248,7 +248,7 @@ def auth_check(
     from imgctl.cli._settings import user_config
 
     flags = ClientFlags(
-        server, tls, ca_cert, show_token, output is Output.json, client_cert, client_key
+        server, tls, ca_cert, show_token, output is not Output.text, client_cert, client_key
     )
     try:
         user_config()
@@ -267,19 +267,13 @@ def auth_check(
                 _statusfail(error, server)
 
     answer = _run(run)
-    if flags.json_output:
-        _print_message(answer)
+    if flags.machine_output:
+        # expires_at is Unix seconds on the wire; people and scripts read RFC 3339.
+        print_document(proto_document(answer, times={"expires_at": "expiresAt"}), output)
         return
     print(f"authenticated as {answer.email or answer.subject}")
     print(f"groups: {', '.join(answer.groups) or 'none'}")
     print(f"may promote to: {', '.join(answer.destinations) or 'nothing'}")
-
-
-def _print_message(message: Any) -> None:
-    """A protobuf answer as JSON, every field shown (proto3 JSON mapping)."""
-    from google.protobuf.json_format import MessageToDict
-
-    print_json(MessageToDict(message, always_print_fields_with_no_presence=True))
 
 
 def _channel(flags: ClientFlags) -> tuple[grpc.aio.Channel, str]:

@@ -17,7 +17,7 @@ import typer
 
 from imgctl.cli._exit import fail
 from imgctl.cli._flags import BurstOpt, Connection, OutputOpt, RateOpt, parse_ref, registry_command
-from imgctl.cli._output import Output, copy_progress, mib, print_json
+from imgctl.cli._output import Output, copy_progress, mib, print_document
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
@@ -116,7 +116,6 @@ def copy(
     else:
         fail("copy needs SRC and DST (or --from-file FILE)")
 
-    json_output = output is Output.json
     options = CopyOptions(
         image_concurrency=jobs,
         blob_concurrency=blob_jobs,
@@ -129,9 +128,10 @@ def copy(
     # The modules imported so far live as long as the process: the cycle collector need not
     # walk them again and again while the copy allocates (5 % of a cold copy's perf samples).
     gc.freeze()
-    with copy_progress(progress, enabled=not json_output and sys.stderr.isatty()):
+    bar = output is Output.text and sys.stderr.isatty()
+    with copy_progress(progress, enabled=bar):
         results = connection.run(lambda client: copy_images(client, pairs, options, progress))
-    _report(results, json_output)
+    _report(results, output)
     if not all(r.ok for r in results):
         raise SystemExit(1)
 
@@ -164,9 +164,9 @@ def read_pairs(path: Path) -> list[tuple[Reference, Reference]]:
     return pairs
 
 
-def _report(results: list[CopyResult], json_output: bool) -> None:
-    if json_output:
-        print_json([r.as_dict() for r in results])
+def _report(results: list[CopyResult], output: Output) -> None:
+    if output is not Output.text:
+        print_document([r.as_dict() for r in results], output)
         return
     if len(results) == 1 and not results[0].ok:
         _report_referrers(results[0])
@@ -265,8 +265,8 @@ def ls(
         return await client.list_tags(ref, page_size=page_size)
 
     tags = connection.run(work)
-    if output is Output.json:
-        print_json({"name": ref.name, "tags": tags})
+    if output is not Output.text:
+        print_document({"name": ref.name, "tags": tags}, output)
         return
     for tag in tags:
         print(f"{ref.name}:{tag}" if full_ref else tag)

@@ -15,7 +15,7 @@ import typer
 from imgctl.cli._catalog import call
 from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, fail
 from imgctl.cli._flags import CatalogUrlOpt, OutputOpt
-from imgctl.cli._output import Output, print_json
+from imgctl.cli._output import Output, print_document
 from imgctl.errors import ImgctlError
 
 __all__ = ["app", "print_watches"]
@@ -50,7 +50,7 @@ def scan(
         return
     if config is None:
         fail("give the watches file: imgctl scan --config watches.yaml [--once]", EXIT_INVALID)
-    _scan(config, once=once, json_output=output is Output.json)
+    _scan(config, once=once, output=output)
 
 
 @app.command("status")
@@ -64,11 +64,11 @@ def scan_status(
     if not isinstance(watches, list):
         fail(f"{url}/scan did not answer a watch list; is it an imgctl server?", EXIT_FAILED)
     watches_file = document.get("watchesFile")
-    if output is Output.json:
+    if output is not Output.text:
         body = {"watchesFile": watches_file} if isinstance(watches_file, dict) else {}
-        print_json(body | {"watches": watches})
+        print_document(body | {"watches": watches}, output)
         return
-    print_watches(watches, json_output=False)
+    print_watches(watches, Output.text)
     if isinstance(watches_file, dict):
         for condition in watches_file.get("conditions") or []:
             if condition.get("type") == "Loaded" and condition.get("status") != "True":
@@ -85,7 +85,7 @@ def _load(config: Path, *, follow: bool) -> Any:
         fail(str(exc), EXIT_INVALID)
 
 
-def _scan(config: Path, *, once: bool, json_output: bool) -> None:
+def _scan(config: Path, *, once: bool, output: Output) -> None:
     """Scan once and print the table, or scan on the intervals until a signal."""
     import asyncio
     import logging
@@ -96,7 +96,7 @@ def _scan(config: Path, *, once: bool, json_output: bool) -> None:
         logging.getLogger("imgctl.scan").addHandler(logging.NullHandler())
         logging.getLogger("imgctl.scan").propagate = False
         statuses = asyncio.run(_scan_once(watches))
-        print_watches(statuses, json_output)
+        print_watches(statuses, output)
         failed = [s for s in statuses if not s["suspend"] and _ready(s) != "True"]
         if failed:
             raise SystemExit(EXIT_FAILED)
@@ -149,10 +149,10 @@ def _reason(status: dict[str, Any]) -> tuple[str, str]:
     return "", ""
 
 
-def print_watches(statuses: list[dict[str, Any]], json_output: bool) -> None:
-    """A table (name, image, ready, tags, latest) or ``{"watches": [...]}`` as JSON."""
-    if json_output:
-        print_json({"watches": statuses})
+def print_watches(statuses: list[dict[str, Any]], output: Output) -> None:
+    """A table (name, image, ready, tags, latest) or ``{"watches": [...]}`` (json, yaml)."""
+    if output is not Output.text:
+        print_document({"watches": statuses}, output)
         return
     rows = [("NAME", "IMAGE", "READY", "TAGS", "LATEST", "DIGEST", "LAST SCAN")]
     notes: list[str] = []

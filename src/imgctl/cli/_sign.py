@@ -28,7 +28,7 @@ from imgctl.cli._flags import (
     pin_digest,
     registry_command,
 )
-from imgctl.cli._output import Output, print_json
+from imgctl.cli._output import Output, print_document
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
@@ -118,8 +118,8 @@ def sign(
         return await sign_image(client, pinned, signer, annotations=extra or None)
 
     result = connection.run(work, exit_codes=True)
-    if output is Output.json:
-        print_json(result.as_dict())
+    if output is not Output.text:
+        print_document(result.as_dict(), output)
         return
     if result.status == "signed":
         print(f"signed {result.image} with {signer.ref}: {result.signature}")
@@ -196,8 +196,8 @@ def verify(
         return await verify_image(client, pinned, policy)
 
     report = connection.run(work, exit_codes=True)
-    if output is Output.json:
-        print_json(report.as_dict())
+    if output is not Output.text:
+        print_document(report.as_dict(), output)
     else:
         _print_report(report)
     if not report.verified:
@@ -206,7 +206,7 @@ def verify(
             f"no signature of {report.image} verified"
             + (f" ({found} found)" if found else ": it has no signatures")
         )
-        if output is Output.json:
+        if output is not Output.text:
             raise SystemExit(exit_code(error))
         stop(error)
 

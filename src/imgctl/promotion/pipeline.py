@@ -93,9 +93,9 @@ class PhaseEvent:
         out["summary"] = self.summary
         if self.status != "skipped":
             out["failed"] = [{"edge": edge, "reason": reason} for edge, reason in self.failed]
-            out["failed_count"] = self.failed_count
+            out["failedCount"] = self.failed_count
             out["warnings"] = list(self.warnings)
-            out["warning_count"] = self.warning_count
+            out["warningCount"] = self.warning_count
             if self.requests is not None:
                 out["requests"] = self.requests
             if self.error is not None:

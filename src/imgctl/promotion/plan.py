@@ -58,6 +58,12 @@ ACTIONS = ("present", "copy", "add_tag", "lost", "tag_move")
 _REFERRER_ACTIONS = {"copied": "copy", "merged": "merge", "unchanged": "present", "skipped": "skip"}
 
 
+def _camel(name: str) -> str:
+    """``add_tag`` as a machine-output key: ``addTag``."""
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
 def shard_of(edge: Edge, count: int) -> int:
     """The shard (0..count-1) an edge belongs to: a stable hash of its key."""
     digest = hashlib.sha256(edge.key.encode()).digest()
@@ -203,8 +209,10 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         """The machine-readable plan (``--output json``)."""
         return {
-            "summary": self.summary(),
-            "allow_tag_moves": self.allow_tag_moves,
+            # Machine output's keys are camelCase (add_tag -> addTag); the actions' values
+            # keep their names.
+            "summary": {_camel(key): count for key, count in self.summary().items()},
+            "allowTagMoves": self.allow_tag_moves,
             "referrers": self.referrers,
             "requests": self.requests,
             "edges": [a.as_dict() for a in self.actions],
@@ -332,7 +340,7 @@ class EdgeOutcome:
             "action": self.action,
             "ok": self.ok,
             "error": self.error,
-            "bytes_copied": self.bytes_copied,
+            "bytesCopied": self.bytes_copied,
         }
         if self.referrers:
             out["referrers"] = [r.as_dict() for r in self.referrers]

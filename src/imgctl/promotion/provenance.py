@@ -238,7 +238,7 @@ class AttestResult:
             "image": self.image,
             "status": self.status,
             "attestation": self.attestation,
-            "predicate_type": self.predicate_type,
+            "predicateType": self.predicate_type,
             "error": self.error,
         }
 

@@ -203,7 +203,7 @@ class SignResult:
         return {
             "image": self.image,
             "status": self.status,
-            "key_id": self.key_id,
+            "keyId": self.key_id,
             "error": self.error,
         }
 

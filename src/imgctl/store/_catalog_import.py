@@ -108,7 +108,7 @@ class ImportResult:
             "tagged": self.tagged,
             "untagged": self.untagged,
             "environments": list(self.environments),
-            "dry_run": self.dry_run,
+            "dryRun": self.dry_run,
         }
 
 

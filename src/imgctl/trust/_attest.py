@@ -129,7 +129,7 @@ class AttestOutcome:
             "digest": str(self.image.digest) if self.image.digest else None,
             "attestation": str(self.attestation),
             "status": self.status,
-            "predicate_type": self.predicate_type,
+            "predicateType": self.predicate_type,
         }
 
 
@@ -148,7 +148,7 @@ class AttestationCheck:
         """A JSON-ready verdict (the statement included)."""
         return {
             "layer": str(self.layer),
-            "predicate_type": self.predicate_type,
+            "predicateType": self.predicate_type,
             "verified": self.ok,
             "reason": self.reason,
             "signer": self.signer,

@@ -155,7 +155,7 @@ class SignOutcome:
             "digest": str(self.image.digest) if self.image.digest else None,
             "signature": str(self.signature),
             "status": self.status,
-            "key_id": self.key_id,
+            "keyId": self.key_id,
         }
 
 
