@@ -1,9 +1,9 @@
 """The ``imgctl`` command tree: the root app, and every command group it loads when asked.
 
 Each group lives in its own module with its Typer definitions (``_registry``: copy, digest,
-manifest, ls; ``_identity``: token, auth, idp; ``_promote``: promote, auth-check; ``_sign``:
-sign, verify; ``_server``; ``_cip``; ``demo``; ``_completion``; ``_catalog``; ``_scan``;
-``_registry_serve``). The root imports none of them: ``COMMANDS`` names each command, the
+manifest, ls; ``_append``; ``_identity``: token, auth, idp; ``_promote``: promote, auth-check;
+``_sign``: sign, verify; ``_server``; ``_cip``; ``demo``; ``_completion``; ``_catalog``;
+``_scan``; ``_registry_serve``). The root imports none of them: ``COMMANDS`` names each command, the
 module that defines it and its one-line help (``imgctl --help`` needs only those), and a
 command's module is imported when that command runs, completes or shows its help. A group
 module imports only the CLI's own light modules; what a command needs (httpx, the registry
@@ -49,6 +49,12 @@ COMMANDS: Final = (
     Entry("digest", "_registry", "app", "Print the digest of an image's manifest or index."),
     Entry("manifest", "_registry", "app", "Print a manifest exactly as the registry stores it."),
     Entry("ls", "_registry", "app", "List the tags of a repository."),
+    Entry(
+        "append",
+        "_append",
+        "app",
+        "Append tarball layers to a base image (or to nothing) and push it; print its digest.",
+    ),
     Entry(
         "token",
         "_identity",

@@ -10,6 +10,7 @@ config file's ``[registry]`` table.
 """
 
 from imgctl._internal import lean_httpx  # noqa: F401  (before any import of httpx)
+from imgctl.remote._append import AppendResult, append_layers
 from imgctl.remote._client import FetchedManifest, RegistryClient
 from imgctl.remote._copy import (
     CopyOptions,
@@ -30,6 +31,7 @@ from imgctl.remote._tls import RegistryTLS, TLSConfig
 
 __all__ = [
     "REFERRER_SELECTIONS",
+    "AppendResult",
     "ClientOptions",
     "CopyOptions",
     "CopyProgress",
@@ -45,6 +47,7 @@ __all__ = [
     "TLSConfig",
     "TransferStats",
     "api_host",
+    "append_layers",
     "copy_image",
     "copy_images",
     "plan_referrers",

@@ -7,41 +7,18 @@ keys), so the same image has the same digest on every machine and in every run; 
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import json
-import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from imgctl.oci import mediatypes as mt
+from imgctl.oci.build import Blob, canonical_json, image_config, image_manifest, layer_of_files
 from imgctl.oci.digest import Digest
+from imgctl.oci.manifest import Platform
 from imgctl.oci.reference import Reference
 from imgctl.remote import RegistryClient
 
 __all__ = ["Blob", "DemoImage", "build_image", "push_image"]
 
 PLATFORMS = (("linux", "amd64"), ("linux", "arm64"))
-
-
-@dataclass(frozen=True, slots=True)
-class Blob:
-    """Bytes and their digest."""
-
-    data: bytes
-    digest: Digest = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "digest", Digest.of(self.data))
-
-    def descriptor(self, media_type: str, **extra: object) -> dict[str, object]:
-        """An OCI descriptor of these bytes."""
-        return {
-            "mediaType": media_type,
-            "digest": str(self.digest),
-            "size": len(self.data),
-            **extra,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,63 +44,31 @@ class DemoImage:
         return sum(len(part.data) for part in parts)
 
 
-def _json(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _layer(text: str) -> tuple[Blob, str]:
-    """A gzipped tar with one file, and the diff id (digest of the uncompressed tar)."""
-    payload = text.encode()
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(payload)
-        info.mode = 0o644
-        info.mtime = 0
-        tar.addfile(info, io.BytesIO(payload))
-    tar_bytes = raw.getvalue()
-    # mtime=0 keeps the gzip header, and so the layer digest, the same on every run.
-    compressed = gzip.compress(tar_bytes, compresslevel=9, mtime=0)
-    return Blob(compressed), "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
-
-
 def build_image(repository: str, tag: str, message: str) -> DemoImage:
     """An OCI index for linux/amd64 and linux/arm64, each a config and one hello.txt layer."""
     blobs: list[Blob] = []
     manifests: list[Blob] = []
     entries: list[dict[str, object]] = []
     for os_name, arch in PLATFORMS:
-        layer, diff_id = _layer(f"{message} ({os_name}/{arch})\n")
-        config = Blob(
-            _json(
-                {
-                    "architecture": arch,
-                    "os": os_name,
-                    "created": "2026-01-01T00:00:00Z",
-                    "config": {
-                        "Cmd": ["cat", "/hello.txt"],
-                        "Labels": {"org.opencontainers.image.title": repository},
-                    },
-                    "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-                }
-            )
+        layer = layer_of_files({"hello.txt": f"{message} ({os_name}/{arch})\n".encode()})
+        config = image_config(
+            Platform(os_name, arch),
+            [layer.diff_id],
+            config={
+                "Cmd": ["cat", "/hello.txt"],
+                "Labels": {"org.opencontainers.image.title": repository},
+            },
+            created="2026-01-01T00:00:00Z",
         )
-        manifest = Blob(
-            _json(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": mt.OCI_MANIFEST,
-                    "config": config.descriptor(mt.OCI_CONFIG),
-                    "layers": [layer.descriptor(mt.OCI_LAYER_GZIP)],
-                }
-            )
-        )
-        blobs += [config, layer]
+        manifest = image_manifest(config, [layer.blob.descriptor(mt.OCI_LAYER_GZIP)])
+        blobs += [config, layer.blob]
         manifests.append(manifest)
         entries.append(
             manifest.descriptor(mt.OCI_MANIFEST, platform={"os": os_name, "architecture": arch})
         )
-    index = Blob(_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}))
+    index = Blob(
+        canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries})
+    )
     return DemoImage(
         repository,
         tag,

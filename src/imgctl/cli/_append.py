@@ -1,0 +1,92 @@
+"""``imgctl append``: crane's append, an image from tarball layers pushed with our client.
+
+The layers are read and checked before anything is sent: a file that is not a tar archive is
+one line and exit status 2. Registry failures exit 1, as for the other registry commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from imgctl.cli._exit import EXIT_INVALID, fail
+from imgctl.cli._flags import Connection, parse_ref, registry_command
+from imgctl.errors import ImgctlError
+
+if TYPE_CHECKING:
+    from imgctl.remote import AppendResult, RegistryClient
+
+__all__ = ["app"]
+
+app = typer.Typer()
+
+
+@app.command("append")
+@registry_command
+def append(
+    connection: Connection,
+    new_layers: Annotated[
+        list[Path],
+        typer.Option(
+            "--new-layer",
+            "-f",
+            help="A tarball to append as a layer (plain or gzipped); repeat for more, in order.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    new_tag: Annotated[
+        str,
+        typer.Option("--new-tag", "-t", help="Where to push the image: REGISTRY/REPO:TAG."),
+    ],
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            "-b",
+            help="Image to append to (its layers are kept); default: none, an image from scratch.",
+        ),
+    ] = None,
+    platform: Annotated[
+        str | None,
+        typer.Option(
+            "--platform",
+            help="os/arch\\[/variant] of the new image (default linux/amd64), or the one to "
+            "pick from a multi-platform --base.",
+        ),
+    ] = None,
+) -> None:
+    """Append tarball layers to a base image (or to nothing) and push it; print its digest.
+
+    As crane append: each layer is gzipped (a gzipped tarball is pushed as it is), the image
+    config lists its diff id and a history entry, and the OCI manifest is pushed to --new-tag.
+    Prints REGISTRY/REPO@sha256:... of what was pushed.
+    """
+    from imgctl.oci.build import Layer, layer_from_tar
+    from imgctl.oci.platform import parse_platform
+
+    try:
+        wanted = parse_platform(platform) if platform is not None else None
+    except ImgctlError as exc:
+        fail(f"--platform: {exc}", EXIT_INVALID)
+    target = parse_ref(new_tag)
+    base_ref = parse_ref(base) if base is not None else None
+    layers: list[tuple[Layer, str]] = []
+    for path in new_layers:
+        try:
+            layers.append((layer_from_tar(path.read_bytes(), str(path)), path.name))
+        except OSError as exc:
+            fail(f"layer {path}: {exc.strerror or exc}", EXIT_INVALID)
+        except ImgctlError as exc:
+            fail(str(exc), EXIT_INVALID)
+
+    async def work(client: RegistryClient) -> AppendResult:
+        from imgctl.remote import append_layers
+
+        return await append_layers(client, target, layers, base=base_ref, platform=wanted)
+
+    result = connection.run(work)
+    print(f"{result.reference.name}@{result.digest}")
