@@ -22,6 +22,8 @@ command -v docker-registry >/dev/null || needed+=(docker-registry)
 command -v skopeo >/dev/null || needed+=(skopeo)
 command -v ssh-agent >/dev/null || needed+=(openssh-client)
 command -v strace >/dev/null || needed+=(strace)
+# curl runs the admission commands imgctl demo --keep prints (tests/integration/test_demo.py).
+command -v curl >/dev/null || needed+=(curl)
 [ -x /usr/bin/chromium ] || needed+=(chromium)
 # promtool (Debian's prometheus) checks and unit-tests deploy/'s alert rules.
 command -v promtool >/dev/null || needed+=(prometheus)

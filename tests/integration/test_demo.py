@@ -8,7 +8,6 @@ import json
 import os
 import queue
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -33,12 +32,9 @@ from ..conftest import IMGCTL
 
 USER = "demo-tester"
 DIGEST = r"sha256:[0-9a-f]{64}"
-# CPU seconds the whole demo (its children and the clients it runs included) may use: about 7
-# on this project's 2-core VM. Its wall-clock time is that CPU time shared with whatever else
-# the machine runs (31 s with a load of 12 on 2 cores, 5 s alone), so time is not what is
-# asserted; it only bounds how long a test waits for a demo that hangs.
-MAX_CPU_SECONDS = 20
-TIMEOUT = 120
+# How long a test waits for a demo that hangs. Not a speed claim (bench/ measures speed): the
+# demo takes about 5 s alone and 31 s was seen with a load of 12 on 2 cores.
+TIMEOUT = 300
 
 
 def bare_env(tmp_path: Path, path: str) -> dict[str, str]:
@@ -79,16 +75,11 @@ def reaper(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
     psutil.wait_procs(victims, timeout=10)
 
 
-def run_demo(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run ``imgctl demo``; return its result and the CPU seconds its process tree used."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = subprocess.run(
+def run_demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``imgctl demo`` to its end."""
+    return subprocess.run(
         [IMGCTL, "demo", *args], env=env, capture_output=True, text=True, timeout=TIMEOUT
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # The demo waits for every child it starts, so their time is in its children's usage.
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return result, cpu
 
 
 def check_story(output: str) -> str:
@@ -173,9 +164,8 @@ def check_clean(tmp_path: Path) -> None:
 def test_demo_tells_the_whole_story(tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
     if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
         pytest.fail("OpenSSH's ssh-agent and ssh-add are needed for this test")
-    result, cpu_seconds = run_demo(bare_env(tmp_path, os.environ["PATH"]))
+    result = run_demo(bare_env(tmp_path, os.environ["PATH"]))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert cpu_seconds < MAX_CPU_SECONDS, cpu_seconds
     output = result.stdout
     check_story(output)
     assert "held by a private ssh-agent (added with ssh-add)" in output
@@ -198,9 +188,8 @@ def test_demo_without_ssh_agent_uses_the_key_file(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").symlink_to(sys.executable)
-    result, cpu_seconds = run_demo(bare_env(tmp_path, str(bin_dir)))
+    result = run_demo(bare_env(tmp_path, str(bin_dir)))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert cpu_seconds < MAX_CPU_SECONDS, cpu_seconds
     check_story(result.stdout)
     assert "/home/.ssh/id_ed25519 (no ssh-agent on PATH)" in result.stdout
     check_clean(tmp_path)
@@ -262,8 +251,10 @@ def test_keep_serves_the_printed_commands_until_sigint(
         ["imgctl", "catalog"],
         ["imgctl", "scan"],
     ]
+    # The printed admission commands use curl: without it they cannot be checked, and a check
+    # that drops out is no check (scripts/test.sh installs curl).
     if shutil.which("curl") is None:
-        runs = [c for c in runs if not c.startswith("curl ")]
+        pytest.fail("curl is needed to run the demo's admission commands; install Debian's curl")
     script = "\n".join(["set -e", *exports, *(f"echo '@@'; {c}" for c in runs)])
     shell_env = {"PATH": f"{Path(IMGCTL).parent}:/usr/bin:/bin", "HOME": str(tmp_path / "home")}
     shell = subprocess.run(
@@ -289,8 +280,7 @@ def test_keep_serves_the_printed_commands_until_sigint(
     assert "/demo/hello" in by_name["catalog"]
     assert re.search(r"^hello .* True +1 +1\.0\.0 ", by_name["scan"], re.M), by_name["scan"]
     admissions = [json.loads(out)["response"] for c, out in said.items() if c.startswith("curl")]
-    if admissions:
-        assert [a["allowed"] for a in admissions] == [False, True]  # before and after promote
+    assert [a["allowed"] for a in admissions] == [False, True]  # before and after promote
     check_web_lines(output)
 
     demo.send_signal(signal.SIGINT)
