@@ -67,6 +67,8 @@ print(json.dumps({"code": code, "modules": loaded}), file=sys.stderr)
 # The CLI modules every command may import at start-up (flags, exit codes, output, help).
 _SHARED = {
     "imgctl",
+    # The version constants setuptools-scm writes at build time (pyproject.toml).
+    "imgctl._version",
     "imgctl.errors",
     "imgctl.cli",
     "imgctl.cli._app",
