@@ -19,7 +19,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import jsonschema
 import pytest
+import yaml
 
+from imgctl.cli._output import camel_keys
 from imgctl.store import AuditRecord, AuditStore
 from imgctl.web._audit import csv_cell
 
@@ -28,6 +30,7 @@ from ..support import browser as browsers
 from ..support import webdeploy
 from ..support.browser import csp_violations, screenshot
 from ..support.deployment import AUDIENCE, grpc_call, promote_request
+from ..support.machine import check_document
 from ..support.webdeploy import WebDeployment, run_async
 
 # The fixtures of the support modules, used by this module.
@@ -380,7 +383,15 @@ def test_cli_lists_with_the_same_filters(deployment: WebDeployment) -> None:
     token = deployment.tokens["olga"]
     result = audit_ls(deployment, "--token", token, "-o", "json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["events"] == [r.as_dict() for r in everything]
+    page = json.loads(result.stdout)
+    # The API's page with machine output's camelCase keys (request_id is requestId).
+    assert page["events"] == [camel_keys(r.as_dict()) for r in everything]
+    check_document(page, ints=["limit"], times=["events.*.time"])
+    assert page["events"][0]["requestId"] == everything[0].request_id
+    assert "nextCursor" in page
+    as_yaml = audit_ls(deployment, "--token", token, "-o", "yaml")
+    assert as_yaml.returncode == 0, as_yaml.stderr
+    assert yaml.safe_load(as_yaml.stdout) == page
 
     result = audit_ls(
         deployment,
@@ -395,7 +406,7 @@ def test_cli_lists_with_the_same_filters(deployment: WebDeployment) -> None:
         IMGCTL_WEB_TOKEN=token,
     )
     assert result.returncode == 0, result.stderr
-    assert [e["request_id"] for e in json.loads(result.stdout)["events"]] == [
+    assert [e["requestId"] for e in json.loads(result.stdout)["events"]] == [
         r.request_id for r in everything if r.destination_env == "prod" and r.result == "succeeded"
     ]
     middle = everything[6].time.isoformat()
@@ -409,7 +420,7 @@ def test_cli_lists_with_the_same_filters(deployment: WebDeployment) -> None:
         "json",
         IMGCTL_WEB_TOKEN=token,
     )
-    assert [e["request_id"] for e in json.loads(result.stdout)["events"]] == [
+    assert [e["requestId"] for e in json.loads(result.stdout)["events"]] == [
         r.request_id for r in everything if everything[6].time <= r.time < everything[0].time
     ]
 
@@ -435,8 +446,8 @@ def test_cli_lists_with_the_same_filters(deployment: WebDeployment) -> None:
             deployment, "--limit", "4", "--cursor", cursor, "-o", "json", IMGCTL_WEB_TOKEN=token
         )
         body = json.loads(page_.stdout)
-        seen += [e["request_id"] for e in body["events"]]
-        cursor = body["next_cursor"]
+        seen += [e["requestId"] for e in body["events"]]
+        cursor = body["nextCursor"]
     assert seen == [r.request_id for r in everything]
 
 
@@ -456,7 +467,7 @@ def test_cli_signs_in_like_imgctl_token_and_reads_only_what_the_caller_may(
         "json",
     )
     assert result.returncode == 0, result.stderr
-    assert [e["request_id"] for e in json.loads(result.stdout)["events"]] == [
+    assert [e["requestId"] for e in json.loads(result.stdout)["events"]] == [
         r.request_id for r in rows(deployment) if visible_to_alice(r)
     ]
 
