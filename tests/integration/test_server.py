@@ -864,3 +864,55 @@ def test_promotions_reach_the_catalog_and_admission(
     assert f"{promoted}:v3" not in refused["status"]["message"].replace(
         f"{deployment.dev.host}/{name}:v3", ""
     )
+
+
+def test_machine_output_of_promote_auth_check_and_the_catalog(
+    deployment: Deployment, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    # Numbers as numbers (int64 too), expiresAt in RFC 3339, camelCase; -o yaml the same.
+    from datetime import UTC, datetime
+
+    import yaml
+
+    from ..support.machine import RFC3339, check_document, shape, yaml_and_json
+
+    name = repo("machine")
+    push_image(deployment.dev, repository=name, tag="v1", layers=1)
+    first = deployment.imgctl("promote", f"{name}:v1", "-d", "prod", "-o", "json")
+    assert first.returncode == 0, first.stderr
+    promoted = json.loads(first.stdout)
+    counts = ["bytesCopied", "durationMs", "blobsCopied", "blobsMounted", "blobsSkipped"]
+    check_document(promoted, ints=counts)
+    assert promoted["bytesCopied"] > 0
+    again = deployment.imgctl("promote", f"{name}:v1", "-d", "prod", "-o", "yaml")
+    assert again.returncode == 0, again.stderr
+    repeated = yaml.safe_load(again.stdout)
+    assert repeated["unchanged"] is True
+    assert repeated["bytesCopied"] == 0
+    assert shape(repeated) == shape(promoted)
+
+    checked, checked_yaml = yaml_and_json(
+        lambda out: deployment.imgctl("auth-check", "-o", out, user="bob")
+    )
+    assert checked == checked_yaml
+    check_document(checked, times=["expiresAt"])
+    assert checked["email"] == "bob@example.com"
+    assert datetime.fromisoformat(checked["expiresAt"]) > datetime.now(UTC)
+
+    def catalog_ls(out: str) -> subprocess.CompletedProcess[str]:
+        image = f"{deployment.prod.host}/release/{name}"
+        url = f"http://{deployment.http}"
+        return subprocess.run(
+            [IMGCTL, "catalog", "ls", "--catalog-url", url, "--name", image, "-o", out],
+            capture_output=True,
+            text=True,
+            env=deployment.env(),
+            timeout=60,
+        )
+
+    listed, listed_yaml = yaml_and_json(catalog_ls)
+    assert listed == listed_yaml
+    # The catalog's objects keep imagelist's names (docs/architecture.md): snake_case times.
+    [entry] = listed
+    assert RFC3339.match(entry["created_at"])
+    assert RFC3339.match(entry["updated_at"])

@@ -73,14 +73,19 @@ _SHARED = {
     "imgctl.cli",
     "imgctl.cli._app",
     "imgctl.cli._completion",
+    "imgctl.cli._examples",  # every page ends with its examples
     "imgctl.cli._exit",
     "imgctl.cli._flags",
     "imgctl.cli._help",
     "imgctl.cli._output",
 }
 # Command modules that import another's definitions (cip's --referrers is copy's, scan calls
-# the catalog as catalog's commands do).
-_ALSO = {"_cip": {"imgctl.cli._registry"}, "_scan": {"imgctl.cli._catalog"}}
+# the catalog as catalog's commands do, version takes promote's server flags).
+_ALSO = {
+    "_cip": {"imgctl.cli._registry"},
+    "_scan": {"imgctl.cli._catalog"},
+    "_version": {"imgctl.cli._promote"},
+}
 
 
 def _paths(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -185,6 +190,7 @@ def test_the_panels_are_sections_and_brackets_plain() -> None:
         "Vulnerability gate (kpromo's validate phase):",
         "Registry access:",
         "Commands:",
+        "Examples:",
     ]
     assert "REGISTRY[/PATH]" in cip
     copy = _run("copy", "--help").stdout

@@ -128,6 +128,12 @@ COMMANDS: Final = (
         "Print a shell completion script: source <(imgctl completion bash).",
     ),
     Entry(
+        "version",
+        "_version",
+        "app",
+        "Print imgctl's version, git commit and build date, Python and platform; and the server's.",
+    ),
+    Entry(
         "auth",
         "_identity",
         "auth_app",
@@ -259,11 +265,33 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _verbose(value: bool) -> None:
+    if value:
+        from imgctl.cli._flags import show_http_trace
+
+        show_http_trace()
+
+
 @app.callback()
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version (imgctl version: commit, build, server too).",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            callback=_verbose,
+            help="Trace every registry request and answer on stderr (method, URL, status, "
+            "time, headers; credentials and tokens redacted), for bug reports.",
+        ),
     ] = False,
 ) -> None:
     """Promote container images between environments with their digests unchanged."""

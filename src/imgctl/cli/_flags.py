@@ -250,6 +250,25 @@ RetriesOpt = Annotated[
         rich_help_panel=_PANEL,
     ),
 ]
+
+
+def _verbose(value: bool) -> bool:
+    if value:
+        show_http_trace()
+    return value
+
+
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        callback=_verbose,
+        help="Trace every registry request and answer on stderr (method, URL, status, time, "
+        "headers; credentials and tokens redacted), for bug reports.",
+        rich_help_panel=_PANEL,
+    ),
+]
 OutputOpt = Annotated[
     Output, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
 ]
@@ -287,6 +306,7 @@ _CONNECTION_FLAGS: tuple[tuple[str, Any, Any], ...] = (
     ("registry_verify_certs", VerifyOpt, None),
     ("config", ConfigOpt, None),
     ("retries", RetriesOpt, 5),
+    ("verbose", VerboseOpt, False),
 )
 
 _F = TypeVar("_F", bound=Callable[..., None])
@@ -673,6 +693,24 @@ def show_retries() -> None:
     import sys
 
     logger = logging.getLogger("imgctl.remote.retry")
+def show_http_trace() -> None:
+    """Print the registry client's HTTP trace on stderr (``-v``; ``imgctl.remote._trace``).
+
+    Stderr only, so what a command prints on stdout is the same with or without ``-v``.
+    """
+    import logging
+    import sys
+
+    logger = logging.getLogger("imgctl.remote.http")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("imgctl: http: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+
+
     if logger.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)

@@ -4,6 +4,7 @@ Typer renders help with rich (boxes, panels), and importing ``typer.rich_utils``
 than the 100 ms a ``--help`` may take (issue 21, docs/performance.md "Start-up"). These classes
 print click's plain layout instead, keeping what rich showed: each ``rich_help_panel`` is a
 section of its own, in rich's order (arguments, options, commands; the default panel first),
+then the command's examples (``_examples``),
 and a bracket escaped with a backslash (so that rich, which shell completion still uses, does
 not read ``[word]`` as markup) shows as ``[``. Errors keep typer's rich rendering:
 ``typer.rich_utils`` is imported only when one is printed.
@@ -25,6 +26,7 @@ __all__ = [
     "PanelCommand",
     "PanelGroup",
     "format_commands",
+    "format_examples",
     "summary",
     "use_plain_help",
 ]
@@ -124,6 +126,30 @@ def format_commands(
             formatter.write_dl(panel_rows)
 
 
+def _command_path(ctx: _click.Context) -> str:
+    # "catalog ls" for imgctl catalog ls, "" for imgctl itself (whatever the program's name).
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def format_examples(ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+    """The command's ``Examples:`` section (``_examples``), as cobra prints it: never rewrapped."""
+    from imgctl.cli._examples import examples
+
+    found = examples(_command_path(ctx))
+    if not found:
+        return
+    with formatter.section("Examples"):
+        indent = " " * formatter.current_indent
+        for number, (comment, line) in enumerate(found):
+            if number:
+                formatter.write("\n")
+            formatter.write(f"{indent}# {comment}\n{indent}{line}\n")
+
+
 def _rich_errors(ctx: _click.Context) -> bool:
     # Whether typer prints errors with rich (then without the message of NoArgsIsHelpError).
     root = ctx.find_root().command
@@ -136,8 +162,9 @@ class PanelCommand(TyperCommand):
     context_class = HelpContext
 
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
-        """Write the plain help page of click (typer would render it with rich)."""
+        """Write the plain help page of click (typer would render it with rich), then examples."""
         _click.Command.format_help(self, ctx, formatter)
+        format_examples(ctx, formatter)
 
     def format_options(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         """Arguments and options, one section per panel."""
@@ -150,8 +177,9 @@ class PanelGroup(TyperGroup):
     context_class = HelpContext
 
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
-        """Write the plain help page of click (typer would render it with rich)."""
+        """Write the plain help page of click (typer would render it with rich), then examples."""
         _click.Command.format_help(self, ctx, formatter)
+        format_examples(ctx, formatter)
 
     def format_options(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         """Arguments and options, then the commands, one section per panel."""

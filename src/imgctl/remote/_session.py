@@ -45,6 +45,8 @@ from imgctl.remote._http import (
 )
 from imgctl.remote._ratelimit import Limiter, RateLimiter
 from imgctl.remote._tls import RegistryTLS, TLSConfig
+from imgctl.remote._trace import log as trace
+from imgctl.remote._trace import traced
 from imgctl.remote._transport import StreamTransport
 
 __all__ = ["ClientOptions", "Host", "Session", "TransferStats"]
@@ -262,6 +264,12 @@ class Session:
 
     async def _send_raw(
         self,
+        if trace.isEnabledFor(logging.DEBUG):  # imgctl -v: the HTTP trace (remote._trace)
+
+            def send(request: httpx.Request) -> Awaitable[httpx.Response]:
+                return client.send(request, stream=stream, follow_redirects=follow_redirects)
+
+            return await traced(request, send)
         client: httpx.AsyncClient,
         method: str,
         url: str,
