@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from imgctl.catalog.admission import (
 )
 from imgctl.errors import ImgctlError, MalformedReview, UncheckableObject
 from imgctl.oci.reference import Reference
+from imgctl.store import CatalogStore
 
 D1 = "sha256:" + "a" * 64
 D2 = "sha256:" + "b" * 64
@@ -32,24 +34,10 @@ UID = "705ab4f5-6393-11e8-b7cc-42010a800002"
 Key = tuple[str, str, str | None, str | None]
 
 
-class FakeCatalog:
-    """Promoted (environment, name, digest) and (environment, name, tag) records, in memory."""
-
-    def __init__(self, *records: tuple[str, str, str]) -> None:
-        self.records = set(records)
-        self.calls: list[Key] = []
-
-    async def __call__(
-        self, environment: str, name: str, digest: str | None, tag: str | None
-    ) -> bool:
-        self.calls.append((environment, name, digest, tag))
-        # Like the real store: a digest hit or a tag hit.
-        if digest is not None and (environment, name, digest) in self.records:
-            return True
-        return tag is not None and (environment, name, tag) in self.records
-
-
-PROMOTED = FakeCatalog(
+# What is promoted where, as (environment, repository, digest or tag). Admission asks the real
+# CatalogStore (SQLite), never a stand-in that re-implements its lookup rules; a stand-in is
+# left only where a test needs a failure the store cannot produce (raising, hanging, sloppy).
+PROMOTED_RECORDS = (
     ("prod", "docker.io/library/nginx", "1.25"),
     ("prod", "docker.io/library/nginx", D1),
     ("prod", "registry.example.com/team/api", D2),
@@ -58,6 +46,80 @@ PROMOTED = FakeCatalog(
     ("prod", "docker.io/library/busybox", "latest"),
     ("staging", "registry.example.com/team/api", "v2.4.0"),
 )
+# The records the property tests draw subsets of; every subset is recorded in an environment of
+# its own ("subset-<mask>"), so that one database answers for all of them.
+PROMOTABLE = [
+    ("prod", "docker.io/library/nginx", "1.25"),
+    ("prod", "docker.io/library/nginx", D1),
+    ("prod", "registry.example.com/team/api", D2),
+    ("prod", "registry.example.com/team/api", "v2.4.0"),
+    ("prod", "docker.io/library/busybox", "latest"),
+]
+
+
+def _environment_of(records: Iterable[tuple[str, str, str]]) -> str:
+    return f"subset-{sum(1 << PROMOTABLE.index(record) for record in set(records))}"
+
+
+async def _record(store: CatalogStore, environment: str, name: str, digest_or_tag: str) -> None:
+    """Record a promotion the way the server does; a tag goes on a digest of its own."""
+    if digest_or_tag.startswith("sha256:"):
+        digest, tags = digest_or_tag, []
+    else:
+        digest = "sha256:" + hashlib.sha256(f"{name}:{digest_or_tag}".encode()).hexdigest()
+        tags = [digest_or_tag]
+    await store.record_promotion(
+        digest=digest, name=name, tags=tags, environment=environment, promoted_by=None, source=None
+    )
+
+
+async def _fill(url: str) -> None:
+    async with await CatalogStore.open(url) as store:
+        for environment, name, digest_or_tag in PROMOTED_RECORDS:
+            await _record(store, environment, name, digest_or_tag)
+        for mask in range(1 << len(PROMOTABLE)):
+            chosen = [r for i, r in enumerate(PROMOTABLE) if mask >> i & 1]
+            for _, name, digest_or_tag in chosen:
+                await _record(store, _environment_of(chosen), name, digest_or_tag)
+
+
+@pytest.fixture(scope="module")
+def catalog_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite catalog holding PROMOTED_RECORDS and every subset of PROMOTABLE."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('admission') / 'catalog.db'}"
+    asyncio.run(_fill(url))
+    return url
+
+
+@pytest.fixture
+async def store(catalog_url: str) -> AsyncIterator[CatalogStore]:
+    """The catalog, opened on this test's event loop."""
+    async with await CatalogStore.open(catalog_url) as opened:
+        yield opened
+
+
+class Catalog:
+    """The real store's lookup, recording every question admission asked it.
+
+    ``holds`` names the environment whose records answer, whatever environment admission asks
+    for (a subset of PROMOTABLE); None: the one asked.
+    """
+
+    def __init__(self, store: CatalogStore, holds: str | None = None) -> None:
+        self.store = store
+        self.holds = holds
+        self.calls: list[Key] = []
+
+    async def __call__(
+        self, environment: str, name: str, digest: str | None, tag: str | None
+    ) -> bool:
+        self.calls.append((environment, name, digest, tag))
+        return await self.store.promoted(self.holds or environment, name, digest, tag)
+
+    @classmethod
+    def of(cls, store: CatalogStore, *records: tuple[str, str, str]) -> Catalog:
+        """Admission's lookup where exactly ``records`` (of PROMOTABLE) are promoted."""
+        return cls(store, _environment_of(records))
 
 
 def container(name: str, image: str) -> dict[str, Any]:
@@ -286,19 +348,21 @@ def test_images_of_not_a_mapping() -> None:
 
 
 @pytest.mark.parametrize("kind", WORKLOADS)
-async def test_every_workload_kind_allowed_when_promoted(kind: str) -> None:
+async def test_every_workload_kind_allowed_when_promoted(kind: str, store: CatalogStore) -> None:
     spec = pod_spec(
         "nginx:1.25",
         "registry.example.com/team/api@" + D2,
         init=("ghcr.io/acme/migrate@" + D3,),
         ephemeral=("busybox",),
     )
-    response = response_of(await review(admission_review(kind, spec), "prod", PROMOTED))
+    response = response_of(await review(admission_review(kind, spec), "prod", Catalog(store)))
     assert response == {"uid": UID, "allowed": True}
 
 
 @pytest.mark.parametrize("kind", WORKLOADS)
-async def test_every_workload_kind_denied_naming_each_offender(kind: str) -> None:
+async def test_every_workload_kind_denied_naming_each_offender(
+    kind: str, store: CatalogStore
+) -> None:
     spec = pod_spec(
         "nginx:1.25",
         "registry.example.com/team/api:v2.4.0",
@@ -306,7 +370,7 @@ async def test_every_workload_kind_denied_naming_each_offender(kind: str) -> Non
         ephemeral=("Not A Ref",),
     )
     base = workload(kind, spec)[4]
-    response = response_of(await review(admission_review(kind, spec), "prod", PROMOTED))
+    response = response_of(await review(admission_review(kind, spec), "prod", Catalog(store)))
     assert response["allowed"] is False
     assert response["status"]["code"] == 403
     message = response["status"]["message"]
@@ -326,8 +390,8 @@ async def test_every_workload_kind_denied_naming_each_offender(kind: str) -> Non
     )
 
 
-async def test_lookup_receives_canonical_names() -> None:
-    catalog = FakeCatalog()
+async def test_lookup_receives_canonical_names(store: CatalogStore) -> None:
+    catalog = Catalog.of(store)
     spec = pod_spec(
         "nginx:1.25",
         "index.docker.io/library/nginx:1.25",
@@ -347,60 +411,62 @@ async def test_lookup_receives_canonical_names() -> None:
     )
 
 
-async def test_docker_hub_short_names_match_canonical_records() -> None:
+async def test_docker_hub_short_names_match_canonical_records(store: CatalogStore) -> None:
     for image in ("nginx:1.25", "docker.io/nginx:1.25", "index.docker.io/library/nginx:1.25"):
-        answer = await review(admission_review("Pod", pod_spec(image)), "prod", PROMOTED)
+        answer = await review(admission_review("Pod", pod_spec(image)), "prod", Catalog(store))
         assert response_of(answer)["allowed"] is True, image
 
 
-async def test_digest_decides_even_when_the_tag_is_promoted() -> None:
+async def test_digest_decides_even_when_the_tag_is_promoted(store: CatalogStore) -> None:
     # nginx:1.25 is promoted, D3 is not: the runtime pulls D3, so this must be denied.
     spec = pod_spec("nginx:1.25@" + D3)
-    response = response_of(await review(admission_review("Pod", spec), "prod", PROMOTED))
+    response = response_of(await review(admission_review("Pod", spec), "prod", Catalog(store)))
     assert response["allowed"] is False
     assert "not promoted to prod" in response["status"]["message"]
     spec = pod_spec("nginx:1.25@" + D1)
-    assert response_of(await review(admission_review("Pod", spec), "prod", PROMOTED))["allowed"]
+    assert response_of(await review(admission_review("Pod", spec), "prod", Catalog(store)))[
+        "allowed"
+    ]
 
 
-async def test_environment_matters() -> None:
+async def test_environment_matters(store: CatalogStore) -> None:
     body = admission_review("Deployment", pod_spec("registry.example.com/team/api:v2.4.0"))
-    assert response_of(await review(body, "staging", PROMOTED))["allowed"] is True
-    response = response_of(await review(body, "prod", PROMOTED))
+    assert response_of(await review(body, "staging", Catalog(store)))["allowed"] is True
+    response = response_of(await review(body, "prod", Catalog(store)))
     assert response["allowed"] is False
     assert "no image promoted to prod is tagged 'v2.4.0'" in response["status"]["message"]
 
 
-async def test_bare_name_means_latest() -> None:
+async def test_bare_name_means_latest(store: CatalogStore) -> None:
     assert response_of(
-        await review(admission_review("Pod", pod_spec("busybox")), "prod", PROMOTED)
+        await review(admission_review("Pod", pod_spec("busybox")), "prod", Catalog(store))
     )["allowed"]
     response = response_of(
-        await review(admission_review("Pod", pod_spec("nginx")), "prod", PROMOTED)
+        await review(admission_review("Pod", pod_spec("nginx")), "prod", Catalog(store))
     )
     assert response["allowed"] is False
     assert "'latest'" in response["status"]["message"]
 
 
-async def test_update_is_checked_like_create() -> None:
+async def test_update_is_checked_like_create(store: CatalogStore) -> None:
     body = admission_review("StatefulSet", pod_spec("evil.example/miner:1"), operation="UPDATE")
-    assert response_of(await review(body, "prod", PROMOTED))["allowed"] is False
+    assert response_of(await review(body, "prod", Catalog(store)))["allowed"] is False
 
 
 @pytest.mark.parametrize("operation", ["DELETE", "CONNECT"])
-async def test_delete_and_connect_allowed(operation: str) -> None:
+async def test_delete_and_connect_allowed(operation: str, store: CatalogStore) -> None:
     body = admission_review("Pod", pod_spec("evil.example/miner:1"), operation=operation)
     body["request"]["object"] = None
     body["request"]["oldObject"] = {"spec": "anything"}
-    catalog = FakeCatalog()
+    catalog = Catalog.of(store)
     assert response_of(await review(body, "prod", catalog)) == {"uid": UID, "allowed": True}
     assert catalog.calls == []
 
 
-async def test_exempt_namespace() -> None:
+async def test_exempt_namespace(store: CatalogStore) -> None:
     body = admission_review("Pod", pod_spec("evil.example/x:1"), namespace="kube-system")
     exemptions = Exemptions(namespaces=frozenset({"kube-system"}))
-    catalog = FakeCatalog()
+    catalog = Catalog.of(store)
     response = response_of(await review(body, "prod", catalog, exemptions))
     assert response["allowed"] is True
     assert response["warnings"] == ["imgctl: namespace 'kube-system' is exempt; images not checked"]
@@ -410,10 +476,10 @@ async def test_exempt_namespace() -> None:
     assert response_of(await review(body, "prod", catalog, exemptions))["allowed"] is False
 
 
-async def test_exempt_prefix_skipped_with_warning() -> None:
+async def test_exempt_prefix_skipped_with_warning(store: CatalogStore) -> None:
     spec = pod_spec("registry.k8s.io/pause:3.9", "nginx:1.25", init=("istio/proxyv2:1.22",))
     exemptions = Exemptions(image_prefixes=("registry.k8s.io/", "docker.io/istio/proxyv2"))
-    catalog = FakeCatalog(("prod", "docker.io/library/nginx", "1.25"))
+    catalog = Catalog.of(store, ("prod", "docker.io/library/nginx", "1.25"))
     response = response_of(await review(admission_review("Pod", spec), "prod", catalog, exemptions))
     assert response["allowed"] is True
     assert response["warnings"] == [
@@ -425,11 +491,11 @@ async def test_exempt_prefix_skipped_with_warning() -> None:
     assert [call[1] for call in catalog.calls] == ["docker.io/library/nginx"]
 
 
-async def test_exempt_prefix_stops_at_a_boundary() -> None:
+async def test_exempt_prefix_stops_at_a_boundary(store: CatalogStore) -> None:
     exemptions = Exemptions(image_prefixes=("registry.internal",))
     spec = pod_spec("registry.internal.evil.example/x:1", "registry.internal/ok:1")
     response = response_of(
-        await review(admission_review("Pod", spec), "prod", FakeCatalog(), exemptions)
+        await review(admission_review("Pod", spec), "prod", Catalog.of(store), exemptions)
     )
     assert response["allowed"] is False
     assert "registry.internal.evil.example/x:1" in response["status"]["message"]
@@ -437,11 +503,11 @@ async def test_exempt_prefix_stops_at_a_boundary() -> None:
     assert len(response["warnings"]) == 1
 
 
-async def test_denied_response_keeps_warnings() -> None:
+async def test_denied_response_keeps_warnings(store: CatalogStore) -> None:
     spec = pod_spec("registry.k8s.io/pause:3.9", "evil.example/x:1")
     exemptions = Exemptions(image_prefixes=("registry.k8s.io/",))
     response = response_of(
-        await review(admission_review("Pod", spec), "prod", FakeCatalog(), exemptions)
+        await review(admission_review("Pod", spec), "prod", Catalog.of(store), exemptions)
     )
     assert response["allowed"] is False
     assert len(response["warnings"]) == 1
@@ -487,7 +553,7 @@ async def test_lookup_not_returning_true_denies() -> None:
     assert response["allowed"] is False
 
 
-async def test_cached_answers_skip_the_lookup() -> None:
+async def test_cached_answers_skip_the_lookup(store: CatalogStore) -> None:
     spec = pod_spec("nginx:1.25", "registry.example.com/team/api@" + D2, "evil.example/x:1")
     remembered = {("prod", "docker.io/library/nginx", None, "1.25")}
     asked_memory: list[Key] = []
@@ -496,7 +562,7 @@ async def test_cached_answers_skip_the_lookup() -> None:
         asked_memory.append((environment, name, digest, tag))
         return (environment, name, digest, tag) in remembered
 
-    catalog = FakeCatalog(("prod", "registry.example.com/team/api", D2))
+    catalog = Catalog.of(store, ("prod", "registry.example.com/team/api", D2))
     body = admission_review("Pod", spec)
     response = response_of(await review(body, "prod", catalog, Exemptions(), cached))
     assert len(asked_memory) == 3
@@ -519,23 +585,23 @@ async def test_cached_answers_skip_the_lookup() -> None:
     assert catalog.calls == []
 
 
-async def test_overlong_images_are_denied_and_not_kept() -> None:
+async def test_overlong_images_are_denied_and_not_kept(store: CatalogStore) -> None:
     admission._parse_image_cached.cache_clear()
     huge = "registry.example.com/" + "a" * 100_000 + ":v1"
     response = response_of(
-        await review(admission_review("Pod", pod_spec(huge, "nginx:1.25")), "prod", PROMOTED)
+        await review(admission_review("Pod", pod_spec(huge, "nginx:1.25")), "prod", Catalog(store))
     )
     assert response["allowed"] is False
     assert "not a valid image reference" in response["status"]["message"]
     assert admission._parse_image_cached.cache_info().currsize == 1  # nginx:1.25 only
 
 
-async def test_cached_answer_not_true_does_not_allow() -> None:
+async def test_cached_answer_not_true_does_not_allow(store: CatalogStore) -> None:
     def sloppy(environment: str, name: str, digest: str | None, tag: str | None) -> Any:
         return "yes"
 
     body = admission_review("Pod", pod_spec("nginx:9"))
-    response = response_of(await review(body, "prod", FakeCatalog(), cached=sloppy))
+    response = response_of(await review(body, "prod", Catalog.of(store), cached=sloppy))
     assert response["allowed"] is False
 
 
@@ -571,16 +637,18 @@ async def test_lookup_timeout_denies(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
     ],
 )
-async def test_review_rejects_what_is_not_an_admission_review(body: Any, error: str) -> None:
+async def test_review_rejects_what_is_not_an_admission_review(
+    body: Any, error: str, store: CatalogStore
+) -> None:
     with pytest.raises(MalformedReview, match=error):
-        await review(body, "prod", PROMOTED)
+        await review(body, "prod", Catalog(store))
 
 
-async def test_review_missing_object_on_create_is_denied() -> None:
+async def test_review_missing_object_on_create_is_denied(store: CatalogStore) -> None:
     # The uid is known, so the review gets an answer: a denial naming what is wrong.
     body = admission_review("Pod", pod_spec("nginx:1.25"))
     del body["request"]["object"]
-    response = response_of(await review(body, "prod", PROMOTED))
+    response = response_of(await review(body, "prod", Catalog(store)))
     assert response["allowed"] is False
     assert response["status"] == {
         "code": 403,
@@ -593,14 +661,16 @@ async def test_review_missing_object_on_create_is_denied() -> None:
 
 
 @pytest.fixture
-def app() -> AdmissionWebhook:
+def app(store: CatalogStore) -> AdmissionWebhook:
+    """The webhook as the server builds it: the store's lookup and its in-memory answers."""
     inner = FastAPI()
 
     @inner.get("/admission/{environment}/other")
     async def other(environment: str) -> dict[str, str]:
         return {"from": "the wrapped app", "environment": environment}
 
-    return AdmissionWebhook(inner, PROMOTED, Exemptions(namespaces=frozenset({"kube-system"})))
+    exemptions = Exemptions(namespaces=frozenset({"kube-system"}))
+    return AdmissionWebhook(inner, store.promoted, exemptions, store.known)
 
 
 @pytest.fixture
@@ -805,13 +875,6 @@ IMAGES = [
     "UPPER/case",
 ]
 images = st.sampled_from(IMAGES) | st.text(max_size=30)
-PROMOTABLE = [
-    ("prod", "docker.io/library/nginx", "1.25"),
-    ("prod", "docker.io/library/nginx", D1),
-    ("prod", "registry.example.com/team/api", D2),
-    ("prod", "registry.example.com/team/api", "v2.4.0"),
-    ("prod", "docker.io/library/busybox", "latest"),
-]
 
 
 def _promoted(image: str, records: set[tuple[str, str, str]]) -> bool:
@@ -823,7 +886,7 @@ def _promoted(image: str, records: set[tuple[str, str, str]]) -> bool:
     return ("prod", ref.name, wanted) in records
 
 
-async def _decide_or_malformed(body: Any, catalog: FakeCatalog) -> dict[str, Any] | None:
+async def _decide_or_malformed(body: Any, catalog: Catalog) -> dict[str, Any] | None:
     try:
         return await review(body, "prod", catalog)
     except MalformedReview:
@@ -837,6 +900,11 @@ def _assert_nothing_unpromoted_allowed(body: Any, answer: dict[str, Any] | None)
     if request.get("operation") in ("DELETE", "CONNECT"):
         return
     assert images_of(request) == []
+
+
+# The property tests share one opened store across their examples: they only read it, and every
+# subset of PROMOTABLE they draw is an environment of its own there.
+READ_ONLY_STORE = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
 
 # AdmissionReview-shaped JSON: gets past the envelope often, then goes wrong anywhere.
@@ -922,19 +990,21 @@ reviews = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=READ_ONLY_STORE)
 @given(body=json_values | interesting | reviews)
-async def test_random_json_never_allows_and_never_crashes(body: Any) -> None:
-    catalog = FakeCatalog()  # nothing promoted: only an image-less object may be allowed
+async def test_random_json_never_allows_and_never_crashes(body: Any, store: CatalogStore) -> None:
+    catalog = Catalog.of(store)  # nothing promoted: only an image-less object may be allowed
     _assert_nothing_unpromoted_allowed(body, await _decide_or_malformed(body, catalog))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=READ_ONLY_STORE)
 @given(body=reviews, records=st.sets(st.sampled_from(PROMOTABLE)))
 async def test_random_reviews_allow_only_promoted_images(
-    body: Any, records: set[tuple[str, str, str]]
+    body: Any,
+    records: set[tuple[str, str, str]],
+    store: CatalogStore,
 ) -> None:
-    answer = await _decide_or_malformed(body, FakeCatalog(*records))
+    answer = await _decide_or_malformed(body, Catalog.of(store, *records))
     if answer is None or not answer["response"]["allowed"]:
         return
     request = body["request"]
@@ -943,7 +1013,7 @@ async def test_random_reviews_allow_only_promoted_images(
     assert all(_promoted(image, records) for _, image in images_of(request))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=READ_ONLY_STORE)
 @given(
     kind=st.sampled_from(WORKLOADS),
     containers=st.lists(images, min_size=1, max_size=3),
@@ -959,10 +1029,11 @@ async def test_allowed_iff_every_image_promoted(
     ephemeral: list[str],
     records: set[tuple[str, str, str]],
     noise: dict[str, Any],
+    store: CatalogStore,
 ) -> None:
     spec = pod_spec(*containers, init=tuple(init), ephemeral=tuple(ephemeral))
     body = admission_review(kind, spec)
-    catalog = FakeCatalog(*records)
+    catalog = Catalog.of(store, *records)
     response = response_of(await review(body, "prod", catalog))
     everything = containers + init + ephemeral
     assert response["allowed"] is all(_promoted(image, records) for image in everything)
