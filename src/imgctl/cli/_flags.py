@@ -683,16 +683,6 @@ def _login(flags: dict[str, Any]) -> Login:
 login_command = _with_shared_flags(_LOGIN_FLAGS, "login", _login)
 
 
-def show_retries() -> None:
-    """Print the registry client's retries on stderr as warnings, while its backoff runs.
-
-    The retry policy logs each retry (``imgctl.remote.retry``); a command would otherwise sit
-    silent for seconds. Stderr only: ``-o json`` output on stdout stays one document.
-    """
-    import logging
-    import sys
-
-    logger = logging.getLogger("imgctl.remote.retry")
 def show_http_trace() -> None:
     """Print the registry client's HTTP trace on stderr (``-v``; ``imgctl.remote._trace``).
 
@@ -711,6 +701,16 @@ def show_http_trace() -> None:
     logger.propagate = False
 
 
+def show_retries() -> None:
+    """Print the registry client's retries on stderr as warnings, while its backoff runs.
+
+    The retry policy logs each retry (``imgctl.remote.retry``); a command would otherwise sit
+    silent for seconds. Stderr only: ``-o json`` output on stdout stays one document.
+    """
+    import logging
+    import sys
+
+    logger = logging.getLogger("imgctl.remote.retry")
     if logger.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)

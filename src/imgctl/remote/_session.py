@@ -260,16 +260,16 @@ class Session:
         await self.limiter.acquire()
         self.stats.requests += 1
         request = client.build_request(method, url, headers=headers, content=content)
-        return await client.send(request, stream=stream, follow_redirects=follow_redirects)
-
-    async def _send_raw(
-        self,
         if trace.isEnabledFor(logging.DEBUG):  # imgctl -v: the HTTP trace (remote._trace)
 
             def send(request: httpx.Request) -> Awaitable[httpx.Response]:
                 return client.send(request, stream=stream, follow_redirects=follow_redirects)
 
             return await traced(request, send)
+        return await client.send(request, stream=stream, follow_redirects=follow_redirects)
+
+    async def _send_raw(
+        self,
         client: httpx.AsyncClient,
         method: str,
         url: str,
