@@ -136,3 +136,26 @@ def test_times_and_keys() -> None:
         "nextCursor": None,
         "events": [{"requestId": "r", "sourceEnv": "dev"}],
     }
+
+
+def test_the_documented_example_is_what_auth_check_prints() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
+    section = text.split("## Machine-readable output", 1)[1].split("\n## ", 1)[0]
+    as_json = section.split("```json\n", 1)[1].split("```", 1)[0]
+    as_yaml = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    document = json.loads(as_json)
+    check_document(document, times=["expiresAt"])
+    # What the command prints for such an answer, byte for byte, in both syntaxes.
+    answer = pb.AuthCheckResponse(
+        subject=document["subject"],
+        email=document["email"],
+        name=document["name"],
+        groups=document["groups"],
+        expires_at=1_796_734_800,
+        destinations=document["destinations"],
+    )
+    printed = proto_document(answer, times={"expires_at": "expiresAt"})
+    assert json.dumps(printed, indent=2) + "\n" == as_json
+    assert yaml_text(printed) == as_yaml
