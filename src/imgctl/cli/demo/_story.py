@@ -306,7 +306,7 @@ def _attestations(demo: Demo, digest: str, promoted: dict[str, Any]) -> None:
     found = [
         a
         for a in listing.get("attestations", [])
-        if a.get("predicate_type") == PROMOTION_PREDICATE_TYPE and a.get("verified") is True
+        if a.get("predicateType") == PROMOTION_PREDICATE_TYPE and a.get("verified") is True
     ]
     if not found or listing.get("digest") != digest:
         raise StepFailed(
