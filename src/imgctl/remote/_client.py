@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
 from imgctl.errors import (
     DigestMismatchError,
+    ImgctlError,
     InvalidManifestError,
     NotFoundError,
     RegistryError,
@@ -30,9 +32,20 @@ from imgctl.oci.reference import Reference
 from imgctl.remote._http import error_detail
 from imgctl.remote._session import Session
 
-__all__ = ["MAX_MANIFEST_BYTES", "FetchedManifest", "RegistryClient"]
+__all__ = ["CANCEL_UPLOAD_TIMEOUT", "MAX_MANIFEST_BYTES", "FetchedManifest", "RegistryClient"]
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+# How long abandoning upload sessions may take in all (Ctrl-C, a failed copy): enough for a
+# DELETE round trip to a far registry, short enough that an interrupted command still stops.
+CANCEL_UPLOAD_TIMEOUT = 2.0
+
+log = logging.getLogger("imgctl.remote")
+
+
+def _upload_key(location: str) -> str:
+    """What names an upload session across its locations: the URL without its query (_state)."""
+    parts = urlsplit(location)
+    return f"{parts.netloc}{parts.path}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +265,19 @@ class RegistryClient(Session):
                 status=response.status_code,
             )
         host = await self._host(ref.registry)
-        return urljoin(host.base_url + "/", str(location))
+        url = urljoin(host.base_url + "/", str(location))
+        self.upload_moved(None, url, ref)
+        return url
+
+    def upload_moved(self, old: str | None, new: str, ref: Reference) -> None:
+        """Note that an open upload session goes on at ``new`` (``old``: where it was, if known)."""
+        if old is not None:
+            self.open_uploads.pop(_upload_key(old), None)
+        self.open_uploads[_upload_key(new)] = (ref.registry, ref.repository, new)
+
+    def upload_closed(self, location: str) -> None:
+        """Note that the upload session at ``location`` was finished or deleted."""
+        self.open_uploads.pop(_upload_key(location), None)
 
     async def cancel_upload(self, ref: Reference, location: str) -> None:
         """Abandon an upload session (DELETE); registries answer 204, or 404 if it is gone."""
@@ -263,6 +288,41 @@ class RegistryClient(Session):
             await self._raise_for_status(
                 response, f"cancel upload to {ref.name}", ref.registry, ref.repository
             )
+        self.upload_closed(location)
+
+    async def discard_upload(
+        self, ref: Reference, location: str, within: float = CANCEL_UPLOAD_TIMEOUT
+    ) -> None:
+        """Delete an upload session if the registry answers ``within`` seconds (best effort)."""
+        try:
+            async with asyncio.timeout(within):
+                await self.cancel_upload(ref, location)
+        except (ImgctlError, httpx.HTTPError, TimeoutError) as exc:
+            log.debug("could not delete the upload session %s: %s", location, exc)
+
+    async def cancel_open_uploads(self, within: float = CANCEL_UPLOAD_TIMEOUT) -> None:
+        """DELETE every upload session still open, all at once, ``within`` seconds in all.
+
+        The OCI distribution spec's way to abandon an upload: without it the registry keeps the
+        bytes sent so far until its own purge (distribution: a week). Bounded, so Ctrl-C stays
+        responsive against a registry that no longer answers.
+        """
+        if not self.open_uploads:
+            return
+        pending = list(self.open_uploads.values())
+
+        async def one(registry: str, repository: str, location: str) -> None:
+            ref = Reference(registry, repository)
+            await self.discard_upload(ref, location, within)
+
+        await asyncio.gather(*(one(*entry) for entry in pending))
+
+    async def aclose(self) -> None:
+        """Delete the upload sessions still open (bounded in time), then close every connection."""
+        try:
+            await self.cancel_open_uploads()
+        finally:
+            await super().aclose()
 
     async def finish_upload(
         self,
@@ -293,6 +353,7 @@ class RegistryClient(Session):
         await self._raise_for_status(
             response, f"upload blob {digest} to {ref.name}", ref.registry, ref.repository
         )
+        self.upload_closed(location)
         if size:
             self.stats.bytes_uploaded += size
 
@@ -318,7 +379,9 @@ class RegistryClient(Session):
         self.stats.bytes_uploaded += len(chunk)
         next_location = response.headers.get("location") or location
         host = await self._host(ref.registry)
-        return urljoin(host.base_url + "/", str(next_location))
+        url = urljoin(host.base_url + "/", str(next_location))
+        self.upload_moved(location, url, ref)
+        return url
 
     async def push_blob(
         self,

@@ -158,7 +158,14 @@ async def copy_images(
     """Copy many pairs sharing connections, limits and blob work; failures are per pair."""
     engine = _Engine(client, options or CopyOptions(), progress or CopyProgress())
     engine.progress.images_total = len(pairs)
-    return list(await asyncio.gather(*(engine.copy(src, dst) for src, dst in pairs)))
+    try:
+        return list(await asyncio.gather(*(engine.copy(src, dst) for src, dst in pairs)))
+    except BaseException:
+        # Cancelled (Ctrl-C): the shared transfers run shielded from their callers; stop them
+        # now, so that their connections close and their upload sessions are deleted before
+        # the client is closed, not after.
+        await engine.abort()
+        raise
 
 
 async def plan_referrers(
@@ -217,6 +224,18 @@ class _Engine:
         # image): two tags of one image share the work.
         self._found: dict[tuple[str, str, Digest], asyncio.Task[list[Found]]] = {}
         self._referrer_work: dict[tuple[str, ...], asyncio.Task[_Referrers]] = {}
+
+    async def abort(self) -> None:
+        """Cancel every transfer, manifest and referrer task still running, and wait for them."""
+        tasks = [
+            task
+            for work in (self._blob_work, self._manifest_work, self._found, self._referrer_work)
+            for task in work.values()
+            if not task.done()
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def copy(self, source: Reference, destination: Reference) -> CopyResult:
         destination = resolve_destination(source, destination)
@@ -561,20 +580,27 @@ class _Engine:
                         self._sent,
                     )
                 else:
-                    async with client.open_blob(source, desc.digest) as response:
-                        length = response.headers.get("content-length")
-                        if length is not None and int(length) != desc.size:
-                            raise DigestMismatchError(
-                                f"blob {desc.digest} in {source.name} is {length} bytes, "
-                                f"the manifest says {desc.size}"
+                    try:
+                        async with client.open_blob(source, desc.digest) as response:
+                            length = response.headers.get("content-length")
+                            if length is not None and int(length) != desc.size:
+                                raise DigestMismatchError(
+                                    f"blob {desc.digest} in {source.name} is {length} bytes, "
+                                    f"the manifest says {desc.size}"
+                                )
+                            await client.upload_blob(
+                                destination,
+                                location,
+                                desc.digest,
+                                self._verified(source, response.aiter_raw(), desc),
+                                desc.size,
                             )
-                        await client.upload_blob(
-                            destination,
-                            location,
-                            desc.digest,
-                            self._verified(source, response.aiter_raw(), desc),
-                            desc.size,
-                        )
+                    except Exception:
+                        # The registry keeps what a failed PUT sent: abandon the session (a
+                        # retry opens another). On Ctrl-C the client deletes every open session
+                        # at once as it closes (RegistryClient.cancel_open_uploads).
+                        await client.discard_upload(destination, location)
+                        raise
                 if registry not in self.client.self_mounts:
                     await self._probe_self_mount(destination, desc.digest)
                 return "copied"

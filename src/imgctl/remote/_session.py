@@ -124,6 +124,10 @@ class Session:
         self.referrers_api: dict[str, bool] = {}
         self._referrers_probes: dict[str, asyncio.Lock] = {}
         self._clients: dict[TLSConfig, httpx.AsyncClient] = {}
+        # Blob upload sessions opened and neither finished nor cancelled yet, by their URL's
+        # path: (registry, repository, the latest location). Closing the client deletes them
+        # (RegistryClient.cancel_open_uploads), so an interrupted copy leaves none behind.
+        self.open_uploads: dict[str, tuple[str, str, str]] = {}
 
     async def __aenter__(self) -> Self:
         return self

@@ -23,10 +23,11 @@ request bodies (nginx's default) it never sees a cut chunk and resumes. See ``do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
@@ -42,7 +43,7 @@ from imgctl.errors import (
 )
 from imgctl.oci.manifest import Descriptor
 from imgctl.oci.reference import Reference
-from imgctl.remote._client import RegistryClient
+from imgctl.remote._client import CANCEL_UPLOAD_TIMEOUT, RegistryClient
 
 __all__ = ["CHUNK_SIZE", "RESUMABLE_THRESHOLD", "upload_resumable", "wants_chunks"]
 
@@ -59,7 +60,6 @@ _MAX_STALLS = 3
 _MAX_FAILURES = 16
 # Failed reads of the source in a row without a byte between them.
 _SOURCE_ATTEMPTS = 5
-_CANCEL_TIMEOUT = 10.0
 _RANGE = re.compile(r"(?:bytes=)?0-(\d+)")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 # Answers to a chunk after which the upload's status is worth asking: the session may be gone
@@ -92,6 +92,10 @@ async def upload_resumable(
     upload = _Upload(client, source, destination, location, desc, chunk_size or CHUNK_SIZE, on_sent)
     try:
         await upload.run()
+    except asyncio.CancelledError:
+        # Ctrl-C: the client deletes every open session at once when it closes, within one
+        # bound for all (RegistryClient.cancel_open_uploads), instead of one after the other.
+        raise
     except BaseException:
         await upload.cancel()
         raise
@@ -172,21 +176,28 @@ class _Upload:
             "Content-Range": f"{start}-{end - 1}",
             "Content-Length": str(end - start),
         }
-        response = await client._request(
-            "PATCH",
-            ref.registry,
-            ref.repository,
-            "",
-            url=self.location,
-            headers=headers,
-            content=self._body(start, end, hasher),
-            push=True,
-        )
-        await client._raise_for_status(
-            response, f"upload chunk {start}-{end - 1} of {self.what}", ref.registry, ref.repository
-        )
-        client.stats.bytes_uploaded += end - start
-        self.location = await self._absolute(response.headers.get("location"))
+
+        async def send() -> str:
+            response = await client._request(
+                "PATCH",
+                ref.registry,
+                ref.repository,
+                "",
+                url=self.location,
+                headers=headers,
+                content=self._body(start, end, hasher),
+                push=True,
+            )
+            await client._raise_for_status(
+                response,
+                f"upload chunk {start}-{end - 1} of {self.what}",
+                ref.registry,
+                ref.repository,
+            )
+            client.stats.bytes_uploaded += end - start
+            return await self._absolute(response.headers.get("location"))
+
+        self._moved(await _landing(send(), self._moved))
 
     async def _body(self, start: int, end: int, hasher: Any) -> AsyncIterator[bytes]:
         async for piece in self.source.read(start, end):
@@ -220,7 +231,7 @@ class _Upload:
         if isinstance(status, tuple):
             offset, location = status
             if confirmed <= offset <= attempted:
-                self.location = location
+                self._moved(location)
                 if offset > confirmed:
                     # The registry kept part of the cut chunk: hash it, do not send it again.
                     hasher = hasher.copy()
@@ -241,7 +252,7 @@ class _Upload:
         await self.cancel()
         fresh = await self.client.start_upload(self.destination)
         assert fresh is not None  # no mount was asked for
-        self.location = fresh
+        self.location = fresh  # start_upload noted it as open
         return 0, hashlib.new(self.desc.digest.algorithm)
 
     async def _finish(self) -> None:
@@ -267,20 +278,52 @@ class _Upload:
             # A retried PUT whose first answer was lost finds the session gone: the blob is in.
             if await client.head_blob(ref, self.desc.digest) != self.desc.size:
                 raise
+        client.upload_closed(self.location)
 
     async def cancel(self) -> None:
         """Delete the upload session (best effort, bounded in time)."""
-        try:
-            async with asyncio.timeout(_CANCEL_TIMEOUT):
-                await self.client.cancel_upload(self.destination, self.location)
-        except (ImgctlError, httpx.HTTPError, TimeoutError) as exc:
-            log.debug("%s: could not delete the upload session: %s", self.what, exc)
+        await self.client.discard_upload(self.destination, self.location)
+
+    def _moved(self, location: str) -> None:
+        """Go on at ``location`` (the registry's answer names the session's next state)."""
+        self.client.upload_moved(self.location, location, self.destination)
+        self.location = location
 
     async def _absolute(self, location: str | None) -> str:
         if not location:
             return self.location
         host = await self.client._host(self.destination.registry)
         return urljoin(host.base_url + "/", location)
+
+
+async def _landing(request: Awaitable[str], landed: Callable[[str], None]) -> str:
+    """Await a chunk's request; on Ctrl-C give it ``CANCEL_UPLOAD_TIMEOUT`` to land first.
+
+    A request cut in the middle of its body leaves the registry holding bytes the client cannot
+    name: distribution 2.8 then refuses every request carrying the upload's last known state,
+    the DELETE that would cancel it too, and keeps those bytes until its upload purge (a week
+    by default). A chunk that lands tells the session's next location, which the DELETE then
+    uses (``landed``). Beyond the bound, the request is cut as before.
+    """
+    task = asyncio.ensure_future(request)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            try:
+                async with asyncio.timeout(CANCEL_UPLOAD_TIMEOUT):
+                    await asyncio.shield(task)
+            except TimeoutError:
+                pass
+            except (ImgctlError, httpx.HTTPError):
+                pass  # the chunk failed: the session is deleted as it is
+        if task.done() and not task.cancelled() and task.exception() is None:
+            landed(task.result())
+        else:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        raise
 
 
 def _worth_resuming(exc: ImgctlError) -> bool:
