@@ -607,22 +607,32 @@ class Login:
     audience: str | None = None
     no_cache: bool = False
 
-    def settings(self) -> LoginSettings:
-        """The exchange settings these flags describe."""
+    def settings(
+        self, issuer: str | None = None, audience: str | None = None, *, code: int = 1
+    ) -> LoginSettings:
+        """The exchange settings these flags describe.
+
+        ``issuer`` and ``audience`` are what the imgctl server names (ServerInfo): used when
+        the flags, the environment and the config file give none. Errors exit with ``code``.
+        """
         import os
 
         from imgctl.cli._settings import resolve
         from imgctl.identity.exchange import LoginSettings, default_username
 
         try:
-            dex_url = resolve(self.dex_url, "dex_url")
+            dex_url = resolve(self.dex_url, "dex_url") or issuer
             client_id = resolve(self.client_id, "client_id", "imgctl")
             client_secret = resolve(self.client_secret, "client_secret")
-            audience = resolve(self.audience, "audience")
+            audience = resolve(self.audience, "audience") or audience
         except ImgctlError as exc:
-            fail(str(exc))
+            fail(str(exc), code)
         if not dex_url:
-            fail("no issuer: pass --dex-url or set DEX_URL (Dex, or `imgctl idp serve`)")
+            fail(
+                "no issuer: pass --dex-url or set DEX_URL (Dex, or `imgctl idp serve`), or "
+                "--server (IMGCTL_SERVER) to ask the imgctl server for it",
+                code,
+            )
         return LoginSettings(
             dex_url=dex_url,
             username=self.username or default_username(os.environ),
@@ -632,14 +642,14 @@ class Login:
             pubkey_file=self.pubkey_file,
         )
 
-    def token(self) -> IssuedToken:
+    def token(self, settings: LoginSettings | None = None) -> IssuedToken:
         """Get a token (cached unless --no-cache); failures end the command with one line."""
         import asyncio
         import os
 
         from imgctl.identity.exchange import TokenCache, default_cache_dir, obtain_token
 
-        settings = self.settings()
+        settings = settings or self.settings()
         home = Path.home()
         cache = TokenCache(default_cache_dir(os.environ, home))
         if self.no_cache:

@@ -1,4 +1,4 @@
-"""Who you are: ``imgctl token``, ``imgctl auth explain|login``, ``imgctl idp serve|rotate-key``.
+"""Who you are: ``imgctl token``, ``imgctl auth explain|login|logout``, ``imgctl idp ...``.
 
 ``auth explain`` says which source answers for a registry; ``token`` and ``auth login`` trade
 an SSH-signed JWT for an OIDC token (``Login`` in ``imgctl.cli._flags``); ``idp`` runs the
@@ -22,6 +22,13 @@ from imgctl.cli._flags import (
     registry_command,
 )
 from imgctl.cli._output import Output, print_document
+from imgctl.cli._promote import (
+    ClientCertOptForServer,
+    ClientKeyOptForServer,
+    ServerCaOpt,
+    ServerOpt,
+    TlsOpt,
+)
 from imgctl.errors import ImgctlError
 
 __all__ = ["app", "auth_app", "idp_app"]
@@ -106,9 +113,23 @@ def auth_explain(
 
 @app.command("token")
 @login_command
-def token(login: Login) -> None:
-    """Print only an OIDC token for the caller (for scripts), from the cache or the issuer."""
-    print(login.token().token)
+def token(
+    login: Login,
+    server: ServerOpt = None,
+    tls: TlsOpt = None,
+    ca_cert: ServerCaOpt = None,
+    client_cert: ClientCertOptForServer = None,
+    client_key: ClientKeyOptForServer = None,
+) -> None:
+    """Print only an OIDC token for the caller (for scripts), from the cache or the issuer.
+
+    Without --dex-url (DEX_URL), the issuer and the audience are the ones the imgctl server
+    names, when one is configured (--server, IMGCTL_SERVER), as for `imgctl promote`.
+    """
+    from imgctl.cli._promote import server_login_settings
+
+    settings, _ = server_login_settings(login, server, tls, ca_cert, client_cert, client_key)
+    print(login.token(settings).token)
 
 
 @auth_app.command("login")
@@ -118,25 +139,114 @@ def auth_login(
     show_token: Annotated[
         bool, typer.Option("--show-token", help="Print the token too (for debugging).")
     ] = False,
+    server: ServerOpt = None,
+    tls: TlsOpt = None,
+    ca_cert: ServerCaOpt = None,
+    client_cert: ClientCertOptForServer = None,
+    client_key: ClientKeyOptForServer = None,
 ) -> None:
-    """Sign in with your SSH key and say who the issuer thinks you are."""
+    """Sign in with your SSH key and say who the issuer thinks you are.
+
+    Without --dex-url (DEX_URL), the issuer and the audience are the ones the imgctl server
+    names, when one is configured (--server, IMGCTL_SERVER), as for `imgctl promote`. The
+    token is cached (0600) until a minute before it expires; `imgctl auth logout` forgets it.
+    """
     import time
 
+    from imgctl.cli._exit import warn
+    from imgctl.cli._promote import server_login_settings
+    from imgctl.identity._hints import AUDIENCE_SOURCES
     from imgctl.identity.exchange import unverified_claims
 
-    issued = login.token()
+    settings, info = server_login_settings(login, server, tls, ca_cert, client_cert, client_key)
+    issued = login.token(settings)
     claims = unverified_claims(issued.token)
-    who = claims.get("name") or login.settings().username
+    who = claims.get("name") or settings.username
     email = f" <{claims['email']}>" if claims.get("email") else ""
     groups = claims.get("groups")
     group_text = ", ".join(map(str, groups)) if isinstance(groups, list) and groups else "none"
     until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(issued.expires_at))
     how = "cached token" if issued.source == "cache" else f"signed with {issued.source}"
-    print(f"logged in as {who}{email} at {login.settings().dex_url}")
+    learned = " (named by the imgctl server)" if info is not None else ""
+    print(f"logged in as {who}{email} at {settings.dex_url}{learned}")
     print(f"groups: {group_text}")
     print(f"token for audience {claims.get('aud')!s}, valid until {until} ({how})")
+    if info is not None and info.audience and info.audience != settings.target_audience:
+        warn(
+            f"the imgctl server expects audience {info.audience!r}, not "
+            f"{settings.target_audience!r}: it will refuse this token; remove the audience "
+            f"setting ({AUDIENCE_SOURCES}) or pass --audience {info.audience}"
+        )
     if show_token:
         print(issued.token)
+
+
+@auth_app.command("logout")
+def auth_logout(
+    dex_url: Annotated[
+        str | None,
+        typer.Option("--dex-url", envvar="DEX_URL", help="Forget only the tokens of this issuer."),
+    ] = None,
+    audience: Annotated[
+        str | None,
+        typer.Option(
+            "--audience", envvar="IMGCTL_AUDIENCE", help="Forget only tokens for this audience."
+        ),
+    ] = None,
+    username: Annotated[
+        str | None,
+        typer.Option("--username", "-u", help="Forget only this user's tokens."),
+    ] = None,
+    all_tokens: Annotated[
+        bool,
+        typer.Option("--all", help="Forget every cached token, whatever its issuer."),
+    ] = False,
+) -> None:
+    """Forget cached OIDC tokens: the next command signs in again with your SSH key.
+
+    Tokens are kept in ~/.cache/imgctl/tokens.json ($XDG_CACHE_HOME/imgctl), 0600. Give
+    --dex-url (DEX_URL) and/or --audience (IMGCTL_AUDIENCE), or `dex_url`/`audience` in
+    ~/.config/imgctl/config.toml, to pick which, or --all. Says what it removed; nothing cached
+    is not an error (exit 0). Tokens already handed out stay valid at the server until they
+    expire: logout forgets them here, it cannot revoke them.
+    """
+    import os
+
+    from imgctl.cli._settings import resolve
+    from imgctl.identity.exchange import TokenCache, default_cache_dir
+
+    cache = TokenCache(default_cache_dir(os.environ, Path.home()))
+    if all_tokens:
+        if dex_url or audience or username:
+            fail("--all forgets every token: give it alone, or pick with --dex-url/--audience")
+        issuer = chosen_audience = None
+    else:
+        try:
+            issuer = resolve(dex_url, "dex_url")
+            chosen_audience = resolve(audience, "audience")
+        except ImgctlError as exc:
+            fail(str(exc))
+        if not issuer and not chosen_audience and not username:
+            fail(
+                "say which tokens to forget: --dex-url (DEX_URL), --audience, --username, or --all"
+            )
+        issuer = issuer.rstrip("/") if issuer else None
+    try:
+        removed = cache.remove(issuer, chosen_audience, username)
+    except OSError as exc:
+        fail(f"cannot rewrite {cache.path}: {exc.strerror}")
+    if not removed:
+        which = "" if all_tokens else " for " + _selection(issuer, chosen_audience, username)
+        print(f"no cached token{which} (in {cache.path})")
+        return
+    for entry in removed:
+        print(f"removed token of {entry.user} from {entry.issuer} for audience {entry.audience}")
+
+
+def _selection(issuer: str | None, audience: str | None, user: str | None) -> str:
+    parts = [f"issuer {issuer}" if issuer else "", f"audience {audience}" if audience else ""]
+    parts.append(f"user {user}" if user else "")
+    return ", ".join(p for p in parts if p)
 
 
 IdpConfigOpt = Annotated[

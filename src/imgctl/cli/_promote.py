@@ -33,6 +33,8 @@ from imgctl.errors import ImgctlError
 if TYPE_CHECKING:
     import grpc
 
+    from imgctl.identity.exchange import IssuedToken, LoginSettings
+
 __all__ = ["app"]
 
 app = typer.Typer()
@@ -312,6 +314,10 @@ def _statusfail(error: grpc.aio.AioRpcError, server: str) -> NoReturn:
     """The server's answer as one line; its gRPC status picks the exit code."""
     name = error.code().name
     details = error.details() or name
+    if name == "UNAUTHENTICATED" and _SIGNIN.issued is not None:
+        if _SIGNIN.issued.source == "cache" and not _SIGNIN.retried:
+            raise _CachedTokenRefused(details)  # _run drops it, signs in afresh, tries again
+        _explain_refusal(details, server)
     if name == "UNAVAILABLE" and not _answered(error):
         fail(f"cannot reach the imgctl server at {server}: {details}", EXIT_UNAVAILABLE)
     # UNAVAILABLE from the server itself: something behind it (a registry, its database, the
@@ -329,30 +335,87 @@ def _answered(error: grpc.aio.AioRpcError) -> bool:
     return any(key == "x-request-id" for key, _ in metadata)
 
 
+@dataclass
+class _SignIn:
+    """The command's token and what the server said it expects, for one retry and the why.
+
+    One per process: a command makes one sign-in, and at most one more after the server
+    refused a cached token (``_run``); never a loop.
+    """
+
+    settings: LoginSettings | None = None
+    issued: IssuedToken | None = None
+    info: Any = None
+    retried: bool = False
+
+
+_SIGNIN = _SignIn()
+
+
+class _CachedTokenRefused(Exception):
+    """The server answered UNAUTHENTICATED to a token from the cache (its details)."""
+
+
+def _explain_refusal(details: str, server: str) -> NoReturn:
+    """A token the server refused, though fresh: the cause named, and what to do."""
+    from imgctl.identity._hints import server_refusal
+    from imgctl.identity.exchange import unverified_claims
+
+    assert _SIGNIN.issued is not None
+    info = _SIGNIN.info
+    message, hint = server_refusal(
+        details,
+        unverified_claims(_SIGNIN.issued.token),
+        server=server,
+        expected_issuer=(info.issuer_url or None) if info is not None else None,
+        expected_audience=(info.audience or None) if info is not None else None,
+    )
+    fail(f"{message}; {hint} (UNAUTHENTICATED)", EXIT_UNAUTHENTICATED)
+
+
+def server_login_settings(
+    login: Login,
+    server: str | None = None,
+    tls: bool | None = None,
+    ca_cert: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> tuple[LoginSettings, Any]:
+    """The login settings, and the server's ServerInfo when it was asked (else None).
+
+    As ``promote`` does: when an imgctl server is configured (--server, IMGCTL_SERVER,
+    ``server`` in config.toml) and the issuer or the audience is not given, they are the ones
+    the server names. Given ones win. ``auth login`` and ``token`` share this.
+    """
+    from imgctl.cli._settings import resolve
+
+    try:
+        given = resolve(login.dex_url, "dex_url"), resolve(login.audience, "audience")
+        configured = resolve(server, "server")
+    except ImgctlError as exc:
+        fail(str(exc), EXIT_INVALID)
+    if not configured or all(given):
+        return login.settings(), None
+    flags = ClientFlags(server, tls, ca_cert, client_cert=client_cert, client_key=client_key)
+
+    async def ask() -> Any:
+        from imgctl.v1 import imgctl_pb2_grpc as pb_grpc
+
+        channel, address = _channel(flags)
+        async with channel:
+            return await _server_info(pb_grpc.ImgCtlStub(channel), address)  # type: ignore[no-untyped-call]
+
+    info = _run(ask)
+    return login.settings(info.issuer_url or None, info.audience or None), info
+
+
 async def _token(login: Login, info: Any) -> str:
     """An OIDC token for the server's audience, from the cache or by logging in."""
     import os
 
-    from imgctl.cli._settings import resolve
-    from imgctl.identity.exchange import (
-        LoginSettings,
-        TokenCache,
-        default_cache_dir,
-        default_username,
-        obtain_token,
-    )
+    from imgctl.identity.exchange import TokenCache, default_cache_dir, obtain_token
 
-    dex_url = resolve(login.dex_url, "dex_url") or info.issuer_url
-    if not dex_url:
-        fail("the server names no issuer; pass --dex-url", EXIT_INVALID)
-    settings = LoginSettings(
-        dex_url=dex_url,
-        username=login.username or default_username(os.environ),
-        client_id=resolve(login.client_id, "client_id", "imgctl"),
-        client_secret=resolve(login.client_secret, "client_secret"),
-        audience=resolve(login.audience, "audience") or info.audience,
-        pubkey_file=login.pubkey_file,
-    )
+    settings = login.settings(info.issuer_url or None, info.audience or None, code=EXIT_INVALID)
     cache = TokenCache(default_cache_dir(os.environ, Path.home()))
     if login.no_cache:
         cache.clear()
@@ -363,6 +426,7 @@ async def _token(login: Login, info: Any) -> str:
     except ImgctlError as exc:
         # docs/server.md: signing in that fails exits 3, whatever stopped it (issuer down too).
         fail(str(exc), EXIT_UNAUTHENTICATED)
+    _SIGNIN.settings, _SIGNIN.issued, _SIGNIN.info = settings, issued, info
     return issued.token
 
 
@@ -396,8 +460,33 @@ def _run(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     import asyncio
 
     try:
-        return asyncio.run(work())
+        try:
+            return asyncio.run(work())
+        except _CachedTokenRefused as refused:
+            # The cached token is no good to this server (keys rotated, issuer re-keyed, a
+            # clock...): forget it and sign in once more; a second refusal is explained.
+            _forget_cached_token(str(refused))
+            return asyncio.run(work())
     except ImgctlError as exc:
         fail(str(exc), exit_code(exc))
     except KeyboardInterrupt:
         interrupted()
+
+
+def _forget_cached_token(details: str) -> None:
+    import os
+
+    from imgctl.identity.exchange import TokenCache, default_cache_dir
+
+    settings = _SIGNIN.settings
+    assert settings is not None
+    TokenCache(default_cache_dir(os.environ, Path.home())).remove(
+        settings.issuer, settings.target_audience, settings.username
+    )
+    _SIGNIN.retried = True
+    _SIGNIN.issued = None
+    print(
+        f"imgctl: the server refused the cached token ({details}); dropped it, signing in "
+        "again with your SSH key",
+        file=sys.stderr,
+    )

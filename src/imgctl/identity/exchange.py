@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from imgctl.errors import IdentityError, UsageError
+from imgctl.identity._hints import denial_cause, issuer_denial
 from imgctl.identity._oauth import (
     CONNECTOR_ID,
     GRANT_TOKEN_EXCHANGE,
@@ -31,6 +32,7 @@ from imgctl.identity._oauth import (
 )
 
 __all__ = [
+    "CachedEntry",
     "IssuedToken",
     "LoginSettings",
     "TokenCache",
@@ -112,6 +114,16 @@ def default_cache_dir(environ: Mapping[str, str], home: Path) -> Path:
     return (Path(base) if base else home / ".cache") / "imgctl"
 
 
+@dataclass(frozen=True, slots=True)
+class CachedEntry:
+    """What a cached token is for, and until when (never the token)."""
+
+    issuer: str
+    audience: str
+    user: str
+    expires_at: float
+
+
 class TokenCache:
     """Tokens by (issuer, audience, user) in one JSON file, 0600, written atomically."""
 
@@ -157,6 +169,41 @@ class TokenCache:
             "token": token.token,
             "expires_at": token.expires_at,
         }
+        self._write(entries)
+
+    def entries(self) -> list[CachedEntry]:
+        """Every cached token's (issuer, audience, user) and expiry, expired ones too."""
+        found = []
+        for key, entry in self._read().items():
+            try:
+                issuer, audience, user = json.loads(key)
+            except (ValueError, TypeError):
+                continue
+            expires = entry.get("expires_at") if isinstance(entry, dict) else None
+            if isinstance(expires, int | float) and all(
+                isinstance(part, str) for part in (issuer, audience, user)
+            ):
+                found.append(CachedEntry(issuer, audience, user, float(expires)))
+        return found
+
+    def remove(
+        self, issuer: str | None = None, audience: str | None = None, user: str | None = None
+    ) -> list[CachedEntry]:
+        """Forget the tokens matching every given part (None matches any); the ones removed."""
+        gone = [
+            entry
+            for entry in self.entries()
+            if issuer in (None, entry.issuer)
+            and audience in (None, entry.audience)
+            and user in (None, entry.user)
+        ]
+        if gone:
+            keys = {self._key(e.issuer, e.audience, e.user) for e in gone}
+            self._write({k: v for k, v in self._read().items() if k not in keys})
+        return gone
+
+    def _write(self, entries: dict[str, Any]) -> None:
+        """Replace the file atomically; it is created 0600 in a 0700 directory."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens.")
         try:
@@ -175,7 +222,11 @@ class TokenCache:
 
 
 class _Denied(IdentityError):
-    """The issuer refused this SSH JWT (``access_denied``): the next key may do."""
+    """The issuer refused this SSH JWT (``access_denied``), with its description (maybe "")."""
+
+    def __init__(self, message: str, description: str) -> None:
+        super().__init__(message)
+        self.description = description
 
 
 async def exchange_token(
@@ -220,7 +271,7 @@ async def exchange_token(
         description = str(body.get("error_description") or "")[:300]
         detail = f"{error}" + (f": {description}" if description else "")
         if error == "access_denied":
-            raise _Denied(detail)
+            raise _Denied(detail, description)
         if error == "invalid_client":
             raise IdentityError(
                 f"the issuer refused client {settings.client_id!r} ({detail})",
@@ -270,6 +321,7 @@ async def obtain_token(
     client = http or httpx.AsyncClient(timeout=30.0)
     tried: list[str] = []
     skipped: list[str] = []
+    causes: set[str] = set()
     try:
         async for key in candidate_keys(environ, home, settings.pubkey_file, passphrase):
             if isinstance(key, Skipped):
@@ -288,6 +340,19 @@ async def obtain_token(
             try:
                 issued = await exchange_token(client, settings, ssh_jwt, clock=clock)
             except _Denied as denied:
+                cause = denial_cause(denied.description)
+                if cause not in ("key", "user", "unknown"):
+                    # About the request (audience, issuer URL, clock...), not the key: every
+                    # other key would be refused the same way, so say why now.
+                    message, hint = issuer_denial(
+                        cause,
+                        denied.description,
+                        issuer=settings.issuer,
+                        audience=settings.target_audience,
+                        user=settings.username,
+                    )
+                    raise IdentityError(message, hint=hint) from None
+                causes.add(cause)
                 tried.append(f"{label}: {denied.message}")
                 if report:
                     report(f"{label} refused: {denied.message}")
@@ -305,8 +370,23 @@ async def obtain_token(
             + (f" ({'; '.join(skipped)})" if skipped else " (no ssh-agent keys, no ~/.ssh/id_*)"),
             hint="start ssh-agent and `ssh-add` your key, or pass --pubkey-file",
         )
+    refused = f"the issuer refused every SSH key for user {settings.username!r}"
+    if causes == {"user"}:
+        raise IdentityError(
+            f"{refused}: the issuer knows them, as another user's ({'; '.join(tried)})",
+            hint="check --username (KUBECTL_SSH_USER, else $USER)",
+        )
+    if causes == {"unknown"}:
+        # Dex answers access_denied without a reason, whatever the check that failed.
+        raise IdentityError(
+            f"{refused} without saying why ({'; '.join(tried)})",
+            hint=f"check that your public key (`ssh-add -L`) is listed for {settings.username!r} "
+            f"in the issuer's config, that it issues tokens for audience "
+            f"{settings.target_audience!r} (allowed_target_audiences; set with --audience), "
+            "and this machine's clock; the issuer's log says which",
+        )
     raise IdentityError(
-        f"the issuer refused every SSH key for user {settings.username!r}: {'; '.join(tried)}",
+        f"{refused}: {'; '.join(tried)}",
         hint="check --username (KUBECTL_SSH_USER), and ask an admin to add your public key "
         "(`ssh-add -L`) for that user to the issuer's config",
     )

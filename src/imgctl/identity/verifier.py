@@ -329,18 +329,29 @@ class TokenVerifier:
             )
         except jwt.InvalidSignatureError:
             raise InvalidTokenError(
-                "signature", "token signature does not verify with the issuer's key"
+                "signature",
+                "token signature does not verify with the issuer's key",
+                hint=f"get a new token from {self._issuer} (`imgctl auth logout`, then log in)",
             ) from None
         except jwt.MissingRequiredClaimError as exc:
             reason = {"iss": "issuer", "aud": "audience"}.get(exc.claim, "malformed")
             raise InvalidTokenError(reason, f"token has no {exc.claim!r} claim") from None
         except jwt.InvalidIssuerError:
+            # The signature verified (PyJWT checks it first), so the claims are the issuer's.
             raise InvalidTokenError(
-                "issuer", f"token was not issued by {self._issuer} (iss claim differs)"
+                "issuer",
+                f"token was issued by {_brief(_claim(token, 'iss'))}, not {self._issuer} "
+                "(iss claim)",
+                hint=f"log in at {self._issuer} (imgctl asks this server when --dex-url is "
+                "not given)",
             ) from None
         except jwt.InvalidAudienceError:
             raise InvalidTokenError(
-                "audience", f"token is not meant for audience {self._audience!r} (aud claim)"
+                "audience",
+                f"token is for audience {_brief(_claim(token, 'aud'))}, not "
+                f"{self._audience!r} (aud claim)",
+                hint=f"get a token for audience {self._audience!r} (imgctl asks this server "
+                "when --audience is not given)",
             ) from None
         except (jwt.InvalidAlgorithmError, jwt.InvalidKeyError) as exc:
             raise InvalidTokenError(
@@ -352,7 +363,11 @@ class TokenVerifier:
         leeway = self._leeway
         exp = _numeric_claim(claims, "exp")
         if exp is None or exp <= now - leeway:
-            raise InvalidTokenError("expired", "token has expired (exp is in the past)")
+            raise InvalidTokenError(
+                "expired",
+                "token has expired (exp is in the past)",
+                hint="log in again; if a new token is refused too, check the clocks",
+            )
         nbf = _numeric_claim(claims, "nbf")
         if nbf is not None and nbf > now + leeway:
             raise InvalidTokenError(
@@ -438,6 +453,8 @@ class TokenVerifier:
         raise InvalidTokenError(
             "unknown_kid",
             f"token is signed with key {_brief(kid)}, which the issuer does not publish",
+            hint=f"get a new token from {self._issuer}; a token from another issuer is "
+            "refused here",
         )
 
     def _may_fetch(self, now: float) -> bool:
@@ -553,6 +570,15 @@ def _read_header(token: str) -> tuple[str, str]:
     if not isinstance(kid, str) or not kid:
         raise InvalidTokenError("malformed", "token header names no signing key (kid)")
     return alg, kid
+
+
+def _claim(token: str, name: str) -> object:
+    """One claim of a token whose signature has been checked, for a message."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return claims.get(name)
 
 
 def _numeric_claim(claims: Mapping[str, Any], name: str) -> float | None:

@@ -48,6 +48,11 @@ MAX_JTI_CHARS: Final = 256
 """Longest ``jti`` accepted (clients send 32 hex characters); it becomes a database key."""
 
 
+def _quoted(value: str) -> str:
+    """A caller's string in a description: quoted, escaped, at most 100 characters."""
+    return repr(value[:100]).encode("ascii", "backslashreplace").decode("ascii")
+
+
 def dex_subject(user_id: str, connector_id: str) -> str:
     """The ``sub`` Dex issues: base64url (no padding) of the protobuf {1: user_id, 2: conn_id}."""
 
@@ -153,7 +158,10 @@ class IssuerService:
         audience = form.get("audience") or client.id
         if form.get("audience") and audience != identity.target_audience:
             raise OAuthError(
-                401, "access_denied", "audience does not match the SSH JWT's target_audience"
+                401,
+                "access_denied",
+                f"audience does not match the SSH JWT's target_audience: {_quoted(audience)} "
+                f"!= {_quoted(identity.target_audience)}",
             )
         await self._remember(identity)
         scopes = set((form.get("scope") or "openid").split())
@@ -223,10 +231,17 @@ class IssuerService:
         if claims["aud"] != self._instance_id:
             raise deny(f"aud must be {self._instance_id}")
         allowed = self.config.allowed_target_audiences
+        # The key verified, so the caller is a configured user: naming the audiences this
+        # issuer issues for tells them what to ask for instead (clients show it as the cause).
         if allowed and target not in allowed:
-            raise deny("target_audience is not allowed")
+            raise deny(
+                f"target_audience is not allowed: {_quoted(target)} (allowed: {', '.join(allowed)})"
+            )
         if self.config.allowed_issuers and claims["iss"] not in self.config.allowed_issuers:
-            raise deny("iss is not an allowed issuer")
+            raise deny(
+                f"iss is not an allowed issuer: {_quoted(claims['iss'])} "
+                f"(allowed: {', '.join(self.config.allowed_issuers)})"
+            )
         exp = self._check_lifetime(claims, deny)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
