@@ -183,12 +183,21 @@ def test_missing_region_and_half_credentials(moto: MotoServer) -> None:
 def test_kms_specific_endpoint_wins_over_the_global_one(moto: MotoServer) -> None:
     key_id = create_key(moto.url, "ECC_NIST_P256")
     dead = f"http://127.0.0.1:{free_port()}"
+    public = independent_public_key(moto.url, key_id)
+    # AWS_ENDPOINT_URL points at a closed port: signing works only through the KMS endpoint.
     environ = env(moto.url, AWS_ENDPOINT_URL=dead)
-    load_signer(f"awskms:///{key_id}", environ=environ).sign(PAYLOAD)
+    signature = load_signer(f"awskms:///{key_id}", environ=environ).sign(PAYLOAD)
+    public.verify(signature, PAYLOAD, ec.ECDSA(hashes.SHA256()))
+    # Without a KMS endpoint, the global one is used.
     environ = env(dead)
     environ.pop("AWS_ENDPOINT_URL_KMS")
     environ["AWS_ENDPOINT_URL"] = moto.url
-    load_signer(f"awskms:///{key_id}", environ=environ).sign(PAYLOAD)
+    signature = load_signer(f"awskms:///{key_id}", environ=environ).sign(PAYLOAD)
+    public.verify(signature, PAYLOAD, ec.ECDSA(hashes.SHA256()))
+    # And with the KMS endpoint closed, the global one is not used instead.
+    environ = env(dead, AWS_ENDPOINT_URL=moto.url)
+    with pytest.raises(KeyRefError):
+        load_signer(f"awskms:///{key_id}", environ=environ).sign(PAYLOAD)
 
 
 # --- requests per operation, through a counting proxy -----------------------------------------

@@ -602,7 +602,13 @@ def test_allowed_denies_with_the_needed_groups(promoter: Promoter) -> None:
 )
 def test_allowed_passes(promoter: Promoter, groups: list[str], destination: str) -> None:
     promotion = promoter.plan("app:v1", "dev", destination)
+    groups = list(groups)
+    assert promoter.policy.allows(groups, destination)
     promoter.allowed(groups, promotion)  # no PromotionError
+    # The same call refuses a caller without those groups, where the policy lists any.
+    if promoter.policy.groups_for(destination):
+        with pytest.raises(PromotionError):
+            promoter.allowed(["nobody@example.com"], promotion)
 
 
 def test_allowed_applies_to_spa_too(promoter: Promoter) -> None:

@@ -99,9 +99,14 @@ def test_of_rejects_unsupported_algorithms(algorithm: str) -> None:
 
 
 def test_verify_accepts_matching_content() -> None:
-    Digest.of(b"abc").verify(b"abc")
-    Digest.parse(f"sha256:{ABC_SHA256}").verify(b"abc")
-    Digest.of(b"abc", "sha512").verify(b"abc")
+    for digest in (
+        Digest.of(b"abc"),
+        Digest.parse(f"sha256:{ABC_SHA256}"),
+        Digest.of(b"abc", "sha512"),
+    ):
+        digest.verify(b"abc")  # raises on a mismatch, as the next line shows
+        with pytest.raises(DigestMismatchError):
+            digest.verify(b"abd")
 
 
 def test_verify_raises_digest_mismatch() -> None:

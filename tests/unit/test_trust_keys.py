@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from imgctl.errors import KeyRefError, SignatureError
 from imgctl.trust import PublicKey, generate_key_pair, load_public_key, load_signer
@@ -389,7 +391,17 @@ def test_rsa_signatures_are_pkcs1v15_sha256(tmp_path: Path) -> None:
     path = tmp_path / "rsa.pem"
     path.write_bytes(_pem(private, serialization.PrivateFormat.PKCS8))
     signature = load_signer(str(path), environ={}).sign(PAYLOAD)
+    assert len(signature) == 256  # one RSA-2048 block
     private.public_key().verify(signature, PAYLOAD, padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(InvalidSignature):  # the check above can fail: another hash fails it
+        private.public_key().verify(signature, PAYLOAD, padding.PKCS1v15(), hashes.SHA384())
+
+
+# The order of NIST P-384's group (FIPS 186-4, D.1.2.4): r and s of a signature lie below it.
+P384_ORDER = int(
+    "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+    16,
+)
 
 
 def test_ecdsa_p384_signatures_use_sha384(tmp_path: Path) -> None:
@@ -397,7 +409,12 @@ def test_ecdsa_p384_signatures_use_sha384(tmp_path: Path) -> None:
     path = tmp_path / "p384.pem"
     path.write_bytes(_pem(private, serialization.PrivateFormat.PKCS8))
     signature = load_signer(str(path), environ={}).sign(PAYLOAD)
+    r, s = decode_dss_signature(signature)  # DER, as cosign writes ECDSA signatures
+    assert 0 < r < P384_ORDER
+    assert 0 < s < P384_ORDER
     private.public_key().verify(signature, PAYLOAD, ec.ECDSA(hashes.SHA384()))
+    with pytest.raises(InvalidSignature):  # the check above can fail: SHA-256 fails it
+        private.public_key().verify(signature, PAYLOAD, ec.ECDSA(hashes.SHA256()))
 
 
 @pytest.mark.parametrize(

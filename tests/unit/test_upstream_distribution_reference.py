@@ -291,7 +291,11 @@ INVALID_REMOTE_NAMES = [
 
 @pytest.mark.parametrize("text", VALID_REPO_NAMES + VALID_REMOTE_NAMES)
 def test_valid_names(text: str) -> None:
-    Reference.parse(text)
+    reference = Reference.parse(text)
+    # The repository's last component is the name's, and the canonical spelling (defaults
+    # added, docker.io's aliases folded) parses back to the same reference.
+    assert reference.repository.rsplit("/", 1)[-1] in text
+    assert Reference.parse(str(reference)) == reference
 
 
 @pytest.mark.parametrize("text", INVALID_REPO_NAMES + INVALID_REMOTE_NAMES, ids=_id)
