@@ -476,6 +476,7 @@ def _run(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
 def _forget_cached_token(details: str) -> None:
     import os
 
+    from imgctl.identity._hints import server_said
     from imgctl.identity.exchange import TokenCache, default_cache_dir
 
     settings = _SIGNIN.settings
@@ -486,7 +487,7 @@ def _forget_cached_token(details: str) -> None:
     _SIGNIN.retried = True
     _SIGNIN.issued = None
     print(
-        f"imgctl: the server refused the cached token ({details}); dropped it, signing in "
-        "again with your SSH key",
+        f"imgctl: the server refused the cached token ({server_said(details)}); dropped it, "
+        "signing in again with your SSH key",
         file=sys.stderr,
     )

@@ -15,10 +15,11 @@ from typing import Any
 __all__ = ["denial_cause", "server_reason", "server_refusal"]
 
 # Where each client setting comes from, for hints that say what to change.
-AUDIENCE_SOURCES = "--audience, IMGCTL_AUDIENCE or `audience` in ~/.config/imgctl/config.toml"
-ISSUER_SOURCES = "--dex-url, DEX_URL or `dex_url` in ~/.config/imgctl/config.toml"
+AUDIENCE_SOURCES = "--audience, IMGCTL_AUDIENCE, `audience` in config.toml"
+ISSUER_SOURCES = "--dex-url, DEX_URL, `dex_url` in config.toml"
 
 _REASON = re.compile(r"token rejected \(([a-z_]+)\)")
+_ALLOWED = re.compile(r"\(allowed: ([^)]*)\)")
 
 
 def denial_cause(description: str) -> str:
@@ -54,30 +55,32 @@ def issuer_denial(
     cause: str, description: str, *, issuer: str, audience: str, user: str
 ) -> tuple[str, str]:
     """(message, hint) for an issuer's refusal that is about the request, not the key."""
+    allowed = _ALLOWED.search(description)
     said = f" ({description})" if description else ""
     if cause == "instance":
         right = description.split("aud must be", 1)[1].strip()
         return (
-            f"the issuer knows itself as {right}, not {issuer}{said}",
-            f"use --dex-url {right} (set by {ISSUER_SOURCES})",
+            f"the issuer at {issuer} knows itself as {right}",
+            f"use --dex-url {right} (or DEX_URL, `dex_url` in config.toml)",
         )
     if cause == "audience":
         return (
-            f"the issuer at {issuer} does not issue tokens for audience {audience!r}{said}",
-            f"pass the imgctl server's audience with --audience (now set by {AUDIENCE_SOURCES} "
-            "or the client id), or give --server so imgctl asks the server for it",
+            f"the issuer at {issuer} does not issue tokens for audience {audience!r}"
+            + (f" (it allows: {allowed.group(1)})" if allowed else said),
+            "pass the imgctl server's audience with --audience (or IMGCTL_AUDIENCE, "
+            "`audience` in config.toml), or give --server and imgctl asks the server for it",
         )
     if cause == "issuer":
         return (
             f"the issuer at {issuer} does not accept SSH JWTs from kubectl-ssh-oidc{said}",
-            "ask the issuer's admin to add kubectl-ssh-oidc to the SSH connector's allowed_issuers",
+            "ask its admin to add kubectl-ssh-oidc to the SSH connector's allowed_issuers",
         )
     if cause == "clock":
         now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         return (
             f"the issuer at {issuer} refused the SSH JWT's times{said}: this machine's clock "
-            f"({now}) or the issuer's is wrong",
-            "compare `date -u` here and on the issuer; fix the clock that is off",
+            f"({now}) or the issuer's is off",
+            "compare `date -u` here and on the issuer; fix the clock that is wrong",
         )
     if cause == "replay":
         return (f"the issuer at {issuer} refused the SSH JWT{said}", "try again")
@@ -93,6 +96,14 @@ def server_reason(details: str) -> str | None:
     return match.group(1) if match else None
 
 
+def server_said(details: str) -> str:
+    """The server's refusal, briefly: ``token rejected (REASON)``, else its message."""
+    reason = server_reason(details)
+    if reason:
+        return f"token rejected ({reason})"
+    return details.split("; ", 1)[0]
+
+
 def server_refusal(
     details: str,
     claims: Mapping[str, Any],
@@ -101,7 +112,7 @@ def server_refusal(
     expected_issuer: str | None,
     expected_audience: str | None,
 ) -> tuple[str, str]:
-    """(message, hint) for a token the server refused, from its reason and the token's claims.
+    """(message, hint) for a fresh token the server refused, from its reason and the claims.
 
     ``claims`` are the token's, unverified (what the client asked for and got);
     ``expected_*`` are what the server said in ServerInfo (None if it was not asked).
@@ -110,25 +121,26 @@ def server_refusal(
     aud = claims.get("aud")
     auds = [aud] if isinstance(aud, str) else [a for a in aud or () if isinstance(a, str)]
     iss = claims.get("iss")
-    said = f"the server at {server} refused the token: {details}"
+    brief = server_said(details)
     if isinstance(iss, str) and expected_issuer and iss.rstrip("/") != expected_issuer.rstrip("/"):
         # Checked first: a token from another issuer also shows up as unknown_kid or signature.
         return (
             f"your token was issued by {iss}, but the server at {server} trusts tokens from "
-            f"{expected_issuer} ({said})",
+            f"{expected_issuer} ({brief})",
             f"remove the issuer setting ({ISSUER_SOURCES}) so imgctl asks the server, or "
             f"pass --dex-url {expected_issuer}",
         )
     if reason == "audience" or (
-        expected_audience and auds and expected_audience not in auds and reason is None
+        reason is None and expected_audience and expected_audience not in auds
     ):
-        expected = expected_audience or "(the server did not say)"
+        expected = expected_audience or "another audience"
         return (
             f"your token is for audience {', '.join(map(repr, auds)) or 'none'}, but the server "
-            f"at {server} expects {expected!r} ({said})",
+            f"at {server} expects {expected!r} ({brief})",
             f"remove the audience setting ({AUDIENCE_SOURCES}) so imgctl asks the server, or "
             f"pass --audience {expected}",
         )
+    full = details.split("; ", 1)[0]
     if reason in ("expired", "not_yet_valid", "issued_in_future"):
         exp = claims.get("exp")
         until = (
@@ -137,19 +149,22 @@ def server_refusal(
             else "unknown"
         )
         return (
-            f"the server at {server} finds your token's times wrong although it was just issued "
-            f"(valid until {until}): its clock or this machine's or the issuer's is off ({said})",
-            "compare `date -u` on this machine, the issuer and the server (the server allows "
+            f"the server at {server} refused a token just issued, valid until {until} ({full}): "
+            "a clock is off",
+            "compare `date -u` here, on the issuer and on the server (the server allows "
             "OIDC_LEEWAY, 30 s by default)",
         )
     if reason in ("unknown_kid", "signature"):
         return (
-            f"the server at {server} cannot verify your token with the keys its issuer "
-            f"{expected_issuer or iss} publishes ({said})",
-            "the issuer's keys changed, or another issuer answers at that URL: run "
-            "`imgctl auth logout` and try again; if it persists, ask the server's admin to "
-            "check OIDC_ISSUER_URL",
+            f"the server at {server} cannot verify a token just issued by "
+            f"{expected_issuer or iss} ({full})",
+            "its issuer's keys may have changed or another issuer answers at that URL: run "
+            "`imgctl auth logout --all` and try again; if it persists, ask the server's admin "
+            "to check OIDC_ISSUER_URL",
         )
     if reason == "groups_missing":
-        return (said, "the issuer must grant the 'groups' scope to the client")
-    return (said, "run `imgctl auth logout` and try again")
+        return (
+            f"the server at {server} refused your token ({full})",
+            "the issuer must grant the 'groups' scope to this client",
+        )
+    return (f"the server at {server} refused your token ({details})", "log in again")

@@ -373,7 +373,7 @@ async def obtain_token(
     refused = f"the issuer refused every SSH key for user {settings.username!r}"
     if causes == {"user"}:
         raise IdentityError(
-            f"{refused}: the issuer knows them, as another user's ({'; '.join(tried)})",
+            f"{refused}: they are another user's there ({'; '.join(tried)})",
             hint="check --username (KUBECTL_SSH_USER, else $USER)",
         )
     if causes == {"unknown"}:
