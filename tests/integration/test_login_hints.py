@@ -29,6 +29,14 @@ from ..support.registry import Registry
 from ..support.sshkeys import Agent, Key, keygen
 
 OTHER = "https://other.example.com"  # an audience the issuer issues for, not the server's
+DOCS = Path(__file__).parents[2] / "docs" / "authentication.md"
+
+
+def in_docs(line: str, **names: str) -> None:
+    """``line`` (real output), its test addresses replaced by the docs', is in the docs."""
+    for real, shown in names.items():
+        line = line.replace(real, shown)
+    assert line in DOCS.read_text(), line
 
 
 @dataclass
@@ -169,6 +177,8 @@ def test_the_server_refusing_the_audience_names_both_and_the_fix_without_a_loop(
     assert second.returncode == 3, second.stderr
     assert second.stderr.count("refused the cached token") == 1
     assert f"your token is for audience '{OTHER}'" in second.stderr
+    # docs/authentication.md shows this very line.
+    in_docs(first.stderr.strip(), **{setup.server: "imgctl.example.com:9999"})
 
 
 def test_a_token_from_another_issuer_is_named_as_such(setup: Setup, tmp_path: Path) -> None:
@@ -239,6 +249,8 @@ def test_a_cached_token_the_server_refuses_is_dropped_and_replaced_once(
     assert result.stdout.startswith("authenticated as alice@example.com")
     assert result.stderr.count("refused the cached token") == 1
     assert f"token rejected ({reason})" in result.stderr
+    if reason == "unknown_kid":  # the docs show this one
+        in_docs(result.stderr.strip())
     (fresh,) = cached(tmp_path).values()
     assert fresh["token"] != bad
     assert cache_mode(tmp_path) == 0o600
@@ -309,6 +321,19 @@ def test_auth_logout_forgets_what_it_is_told_and_says_so(setup: Setup, tmp_path:
     assert one.stdout == f"removed token of alice from {setup.idp.url} for audience {OTHER}\n"
     assert set(cached(tmp_path)) == {(setup.idp.url, AUDIENCE, "alice")}
     assert cache_mode(tmp_path) == 0o600
+    # The docs' example, for the server's audience: removed, then nothing left.
+    docs = {setup.idp.url: "https://dex.example.com", str(tmp_path): "/home/alice"}
+    for expected in ("removed token of", "no cached token for"):
+        shown = setup.run(
+            tmp_path, "auth", "logout", "--dex-url", setup.idp.url, "--audience", AUDIENCE
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.startswith(expected)
+        in_docs(shown.stdout.strip(), **docs)
+    relogin = setup.run(
+        tmp_path, "token", "-u", "alice", "--dex-url", setup.idp.url, "--audience", AUDIENCE
+    )
+    assert relogin.returncode == 0, relogin.stderr
 
     again = setup.run(tmp_path, "auth", "logout", "--audience", OTHER, DEX_URL=setup.idp.url)
     assert again.returncode == 0, again.stderr
@@ -317,7 +342,7 @@ def test_auth_logout_forgets_what_it_is_told_and_says_so(setup: Setup, tmp_path:
     )
 
     unsure = setup.run(tmp_path, "auth", "logout")
-    assert unsure.returncode == 1
+    assert unsure.returncode == 2
     assert "--all" in unsure.stderr
 
     everything = setup.run(tmp_path, "auth", "logout", "--all")

@@ -212,13 +212,17 @@ def auth_logout(
     """
     import os
 
+    from imgctl.cli._exit import EXIT_INVALID
     from imgctl.cli._settings import resolve
     from imgctl.identity.exchange import TokenCache, default_cache_dir
 
     cache = TokenCache(default_cache_dir(os.environ, Path.home()))
     if all_tokens:
         if dex_url or audience or username:
-            fail("--all forgets every token: give it alone, or pick with --dex-url/--audience")
+            fail(
+                "--all forgets every token: give it alone, or pick with --dex-url/--audience",
+                EXIT_INVALID,
+            )
         issuer = chosen_audience = None
     else:
         try:
@@ -228,7 +232,8 @@ def auth_logout(
             fail(str(exc))
         if not issuer and not chosen_audience and not username:
             fail(
-                "say which tokens to forget: --dex-url (DEX_URL), --audience, --username, or --all"
+                "say which tokens to forget: --dex-url (DEX_URL), --audience, --username, or --all",
+                EXIT_INVALID,
             )
         issuer = issuer.rstrip("/") if issuer else None
     try:
