@@ -12,9 +12,11 @@ import json
 import os
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jwt
@@ -158,6 +160,36 @@ def test_a_key_the_issuer_does_not_know_still_says_add_your_key(
     assert result.returncode == 1
     assert "refused every SSH key for user 'alice'" in result.stderr
     assert "ask an admin to add your public key" in result.stderr
+
+
+def test_dex_refusing_without_a_reason_gets_every_usual_cause(setup: Setup, tmp_path: Path) -> None:
+    # Dex's token exchange answers every failed SSH check with exactly this (INTEROP 2): no
+    # error_description. No Dex here, so a listener answers its bytes.
+    class DexRefusal(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b'{"error":"access_denied"}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    dex = ThreadingHTTPServer(("127.0.0.1", 0), DexRefusal)
+    threading.Thread(target=dex.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{dex.server_address[1]}"
+        result = setup.run(tmp_path, "token", "-u", "alice", "--dex-url", url)
+    finally:
+        dex.shutdown()
+    assert result.returncode == 1
+    assert "refused every SSH key for user 'alice' without saying why" in result.stderr
+    assert "`ssh-add -L`" in result.stderr
+    assert "for audience 'imgctl' (allowed_target_audiences" in result.stderr
+    assert "clock" in result.stderr
 
 
 # ------------------------------------------------------------------------- at the server
