@@ -1,0 +1,178 @@
+"""``imgctl append`` against a real docker-registry, read back by skopeo (an independent client).
+
+The digest imgctl prints must be the one skopeo computes from the manifest it pulls; the config
+and the layers skopeo copies out must be what the tarballs held.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..conftest import IMGCTL
+from ..support.registry import Registry
+from ..support.skopeo import digest_of, inspect_raw, skopeo
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def tarball(path: Path, files: dict[str, bytes]) -> bytes:
+    """Write a plain tar of ``files`` to ``path``; return its bytes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(raw.getvalue())
+    return raw.getvalue()
+
+
+def append(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [IMGCTL, "append", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def config_of(ref: str) -> dict[str, object]:
+    config = json.loads(skopeo("inspect", "--config", "--raw", "--tls-verify=false", ref).stdout)
+    assert isinstance(config, dict)
+    return config
+
+
+def pulled_files(ref: str, directory: Path) -> dict[str, bytes]:
+    """Every file of every layer, as skopeo copies the image out (all blobs must be there)."""
+    skopeo("copy", "--src-tls-verify=false", f"docker://{ref}", f"dir:{directory}")
+    manifest = json.loads((directory / "manifest.json").read_bytes())
+    files: dict[str, bytes] = {}
+    for layer in manifest["layers"]:
+        blob = (directory / layer["digest"].split(":", 1)[1]).read_bytes()
+        assert sha256(blob) == layer["digest"]
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tar:
+            for member in tar:
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    files[member.name] = extracted.read()
+    return files
+
+
+def test_an_image_from_scratch(
+    registry: Registry, repo: Callable[[str], str], tmp_path: Path
+) -> None:
+    name = f"{registry.host}/{repo('append')}"
+    layer = tarball(tmp_path / "layer.tar", {"hello.txt": b"hello\n"})
+    result = append("-f", str(tmp_path / "layer.tar"), "-t", f"{name}:v1")
+    assert result.returncode == 0, result.stderr
+    # crane's output: the repository and the digest of what was pushed.
+    printed = result.stdout.strip()
+    assert printed == f"{name}@{digest_of(f'{name}:v1')}"
+
+    manifest = json.loads(inspect_raw(f"{name}:v1"))
+    assert manifest["mediaType"] == OCI_MANIFEST
+    assert [entry["mediaType"] for entry in manifest["layers"]] == [OCI_LAYER_GZIP]
+    config = config_of(f"docker://{name}:v1")
+    assert (config["os"], config["architecture"]) == ("linux", "amd64")
+    assert config["rootfs"] == {"type": "layers", "diff_ids": [sha256(layer)]}
+    assert config["history"] == [{"created_by": "imgctl append", "comment": "layer.tar"}]
+    assert pulled_files(f"{name}:v1", tmp_path / "out") == {"hello.txt": b"hello\n"}
+
+    # The same tarball gives the same image: nothing in it is a timestamp.
+    again = append("-f", str(tmp_path / "layer.tar"), "-t", f"{name}:again")
+    assert again.stdout.strip() == printed
+
+
+def test_base_keeps_its_layers_and_config(
+    registry: Registry, repo: Callable[[str], str], tmp_path: Path
+) -> None:
+    base = f"{registry.host}/{repo('base')}:v1"
+    tarball(tmp_path / "base.tar", {"bin/app": b"#!/bin/sh\necho app\n"})
+    assert append("-f", str(tmp_path / "base.tar"), "-t", base).returncode == 0
+    base_manifest = json.loads(inspect_raw(base))
+    base_config = config_of(f"docker://{base}")
+
+    # Into another repository: the base's layer must be brought there too.
+    target = f"{registry.host}/{repo('child')}:v2"
+    second = tarball(tmp_path / "conf.tar", {"etc/app.conf": b"level=debug\n"})
+    third = tmp_path / "more.tar.gz"
+    third.write_bytes(gzip.compress(tarball(tmp_path / "more.tar", {"README": b"more\n"})))
+    result = append(
+        "--base", base, "-f", str(tmp_path / "conf.tar"), "-f", str(third), "-t", target
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("@" + digest_of(target))
+
+    manifest = json.loads(inspect_raw(target))
+    layers = manifest["layers"]
+    assert len(layers) == 3
+    assert layers[0] == base_manifest["layers"][0]
+    # A gzipped tarball is pushed as it is.
+    assert layers[2]["digest"] == sha256(third.read_bytes())
+    config = config_of(f"docker://{target}")
+    base_rootfs = base_config["rootfs"]
+    assert isinstance(base_rootfs, dict)
+    assert config["rootfs"] == {
+        "type": "layers",
+        "diff_ids": [
+            *base_rootfs["diff_ids"],
+            sha256(second),
+            sha256(gzip.decompress(third.read_bytes())),
+        ],
+    }
+    history = config["history"]
+    assert isinstance(history, list)
+    assert [entry["comment"] for entry in history] == ["base.tar", "conf.tar", "more.tar.gz"]
+    assert pulled_files(target, tmp_path / "out") == {
+        "bin/app": b"#!/bin/sh\necho app\n",
+        "etc/app.conf": b"level=debug\n",
+        "README": b"more\n",
+    }
+    # The base is unchanged.
+    assert json.loads(inspect_raw(base)) == base_manifest
+
+
+def test_platform(registry: Registry, repo: Callable[[str], str], tmp_path: Path) -> None:
+    name = f"{registry.host}/{repo('arm')}:v1"
+    tarball(tmp_path / "layer.tar", {"a": b"a"})
+    result = append("-f", str(tmp_path / "layer.tar"), "-t", name, "--platform", "linux/arm64/v8")
+    assert result.returncode == 0, result.stderr
+    config = config_of(f"docker://{name}")
+    assert (config["os"], config["architecture"], config["variant"]) == ("linux", "arm64", "v8")
+
+
+def test_a_file_that_is_not_a_tar_archive(
+    registry: Registry, repo: Callable[[str], str], tmp_path: Path
+) -> None:
+    name = f"{registry.host}/{repo('bad')}:v1"
+    good = tmp_path / "good.tar"
+    tarball(good, {"a": b"a"})
+    cases = {
+        "text.tar": b"this is not a tar archive\n" * 40,
+        "empty.tar": b"",
+        "truncated.tar.gz": gzip.compress(good.read_bytes())[:30],
+        "gzipped-text.tar.gz": gzip.compress(b"not a tar either\n" * 40),
+    }
+    for file_name, data in cases.items():
+        (tmp_path / file_name).write_bytes(data)
+        # The good layer first: nothing is pushed until every layer has been read.
+        result = append("-f", str(good), "-f", str(tmp_path / file_name), "-t", name)
+        assert result.returncode == 2, (file_name, result.stderr)
+        assert result.stdout == ""
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"imgctl: error: layer {tmp_path / file_name}"), lines
+        assert "tar archive" in lines[0] or "gzip" in lines[0], lines
+    listed = subprocess.run(
+        [IMGCTL, "ls", name.rsplit(":", 1)[0]], capture_output=True, text=True, check=False
+    )
+    assert listed.returncode != 0  # the repository was never created
