@@ -167,7 +167,8 @@ def auth_login(
     group_text = ", ".join(map(str, groups)) if isinstance(groups, list) and groups else "none"
     until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(issued.expires_at))
     how = "cached token" if issued.source == "cache" else f"signed with {issued.source}"
-    learned = " (named by the imgctl server)" if info is not None else ""
+    named = info is not None and settings.issuer == (info.issuer_url or "").rstrip("/")
+    learned = " (named by the imgctl server)" if named else ""
     print(f"logged in as {who}{email} at {settings.dex_url}{learned}")
     print(f"groups: {group_text}")
     print(f"token for audience {claims.get('aud')!s}, valid until {until} ({how})")
