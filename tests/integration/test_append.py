@@ -15,12 +15,15 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..conftest import IMGCTL
+from ..conftest import IMGCTL, PushedImage
+from ..support.layout import BuiltImage
 from ..support.registry import Registry
 from ..support.skopeo import digest_of, inspect_raw, skopeo
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
 def tarball(path: Path, files: dict[str, bytes]) -> bytes:
@@ -176,3 +179,87 @@ def test_a_file_that_is_not_a_tar_archive(
         [IMGCTL, "ls", name.rsplit(":", 1)[0]], capture_output=True, text=True, check=False
     )
     assert listed.returncode != 0  # the repository was never created
+
+
+def test_a_multi_platform_base_gives_the_chosen_platform(
+    registry: Registry,
+    push_image: Callable[..., PushedImage],
+    repo: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    base = push_image(registry)  # an index over linux/amd64 and linux/arm64
+    arm = json.loads(
+        skopeo(
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--override-arch",
+            "arm64",
+            f"docker://{base.ref}",
+        ).stdout
+    )
+    chosen = next(
+        entry for entry in arm["manifests"] if entry["platform"]["architecture"] == "arm64"
+    )
+    arm_manifest = json.loads(inspect_raw(f"{base.ref.rsplit(':', 1)[0]}@{chosen['digest']}"))
+    target = f"{registry.host}/{repo('arm-child')}:v1"
+    tarball(tmp_path / "layer.tar", {"a": b"a"})
+    result = append(
+        "-b",
+        base.ref,
+        "--platform",
+        "linux/arm64",
+        "-f",
+        str(tmp_path / "layer.tar"),
+        "-t",
+        target,
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(inspect_raw(target))
+    assert manifest["layers"][:-1] == arm_manifest["layers"]
+    assert config_of(f"docker://{target}")["architecture"] == "arm64"
+
+    missing = append(
+        "-b",
+        base.ref,
+        "--platform",
+        "linux/s390x",
+        "-f",
+        str(tmp_path / "layer.tar"),
+        "-t",
+        target,
+    )
+    assert missing.returncode == 2
+    assert "has no linux/s390x image" in missing.stderr
+
+
+def test_a_docker_base_stays_a_docker_image(
+    registry: Registry,
+    layouts: Callable[..., BuiltImage],
+    repo: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    built = layouts(tag="v1", platforms=None)
+    base = f"{registry.host}/{repo('docker')}:v1"
+    skopeo("copy", "--format", "v2s2", "--dest-tls-verify=false", built.oci_ref, f"docker://{base}")
+    assert json.loads(inspect_raw(base))["mediaType"] == DOCKER_MANIFEST
+    target = f"{registry.host}/{repo('docker-child')}:v2"
+    tarball(tmp_path / "layer.tar", {"a": b"a"})
+    result = append("-b", base, "-f", str(tmp_path / "layer.tar"), "-t", target)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(inspect_raw(target))
+    assert manifest["mediaType"] == DOCKER_MANIFEST
+    assert manifest["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {DOCKER_LAYER}
+    assert result.stdout.strip().endswith("@" + digest_of(target))
+
+
+def test_a_base_that_does_not_exist(
+    registry: Registry, repo: Callable[[str], str], tmp_path: Path
+) -> None:
+    tarball(tmp_path / "layer.tar", {"a": b"a"})
+    base = f"{registry.host}/{repo('nothing')}:v1"
+    result = append("-b", base, "-f", str(tmp_path / "layer.tar"), "-t", f"{base}-child")
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.startswith("imgctl: error: ")
+    assert len(result.stderr.splitlines()) == 1, result.stderr

@@ -1,7 +1,8 @@
 """``imgctl append``: crane's append, an image from tarball layers pushed with our client.
 
 The layers are read and checked before anything is sent: a file that is not a tar archive is
-one line and exit status 2. Registry failures exit 1, as for the other registry commands.
+one line and exit status 2. Other failures exit with the codes of README's table (5: the base
+does not exist, 6: a registry cannot be reached, 1: anything else).
 """
 
 from __future__ import annotations
@@ -88,5 +89,7 @@ def append(
 
         return await append_layers(client, target, layers, base=base_ref, platform=wanted)
 
-    result = connection.run(work)
+    # The finer exit codes (README's table): 2 for a base without --platform's image, 5 for a
+    # base that does not exist, 6 for a registry that cannot be reached, 1 for the rest.
+    result = connection.run(work, exit_codes=True)
     print(f"{result.reference.name}@{result.digest}")
