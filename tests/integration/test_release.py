@@ -40,7 +40,8 @@ from imgctl.cli._app import app
 from ..conftest import IMGCTL, PushedImage
 from ..support.registry import Registry
 
-pytestmark = pytest.mark.slow
+# The release check alone takes about a minute on the 2-core machine, more when it is busy.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "release_check.py"
