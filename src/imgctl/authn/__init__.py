@@ -31,6 +31,7 @@ from imgctl.authn._keychain import (
     SourceKeychain,
     StaticKeychain,
 )
+from imgctl.authn._sides import SideKeychain, split_creds
 
 __all__ = [
     "ANONYMOUS",
@@ -46,6 +47,7 @@ __all__ = [
     "Keychain",
     "MultiKeychain",
     "Resolution",
+    "SideKeychain",
     "SourceKeychain",
     "StaticKeychain",
     "active_keychains",
@@ -56,4 +58,5 @@ __all__ = [
     "is_acr_host",
     "is_gcp_host",
     "parse_ecr_host",
+    "split_creds",
 ]

@@ -48,7 +48,12 @@ COMMANDS: Final = (
     ),
     Entry("digest", "_registry", "app", "Print the digest of an image's manifest or index."),
     Entry("manifest", "_registry", "app", "Print a manifest exactly as the registry stores it."),
-    Entry("ls", "_registry", "app", "List the tags of a repository."),
+    Entry(
+        "ls",
+        "_registry",
+        "app",
+        "List the tags of a repository, or the repositories of a registry.",
+    ),
     Entry(
         "append",
         "_append",
@@ -165,9 +170,9 @@ COMMANDS: Final = (
     ),
     Entry(
         "registry",
-        "_registry_serve",
+        "_registry_login",  # login, logout; it imports _registry_serve's group (serve)
         "app",
-        "An embedded OCI registry on the filesystem, for demos, development and tests.",
+        "Registry logins (docker's config.json), and an embedded OCI registry for tests.",
     ),
 )
 

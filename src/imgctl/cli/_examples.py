@@ -40,6 +40,15 @@ EXAMPLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
             "imgctl copy ghcr.io/acme/app:v1 registry.internal/app:v1 "
             "--registry-ca-cert-path ca.pem",
         ),
+        (
+            "Copy every tag of a repository (crane cp --all-tags)",
+            "imgctl copy --all-tags ghcr.io/acme/app registry.example.com/acme/app",
+        ),
+        (
+            "Other credentials on each side (skopeo's flags; the password from a variable)",
+            'imgctl copy --src-creds ci:"$SRC_TOKEN" --dest-creds robot:"$DEST_TOKEN" '
+            "quay.io/acme/app:v1 registry.example.com/acme/app",
+        ),
     ),
     "digest": (
         ("Print the digest a tag points at", "imgctl digest ghcr.io/acme/app:v1.2.3"),
@@ -59,6 +68,7 @@ EXAMPLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("List the tags of a repository", "imgctl ls ghcr.io/acme/app"),
         ("Print full references, for piping into copy", "imgctl ls ghcr.io/acme/app --full-ref"),
         ("The tags as JSON", "imgctl ls localhost:5001/myapp -o json"),
+        ("List a registry's repositories (its /v2/_catalog)", "imgctl ls localhost:5001"),
     ),
     "append": (
         (
@@ -326,7 +336,24 @@ EXAMPLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
             "imgctl scan status --catalog-url http://imgctl.example.com:8080 -o json",
         ),
     ),
-    "registry": (("Serve a registry from a directory", "imgctl registry serve --root ./registry"),),
+    "registry": (
+        ("Serve a registry from a directory", "imgctl registry serve --root ./registry"),
+        (
+            "Log in to a registry, the password (or token) from a file on stdin",
+            "imgctl registry login ghcr.io -u octocat --password-stdin < token.txt",
+        ),
+    ),
+    "registry login": (
+        (
+            "Log in, the password (or token) from stdin, into docker's config.json",
+            "imgctl registry login ghcr.io -u octocat --password-stdin < token.txt",
+        ),
+        (
+            "Save the login without asking the registry first (offline)",
+            "imgctl registry login localhost:5000 -u ci --password-stdin --no-verify < pw.txt",
+        ),
+    ),
+    "registry logout": (("Remove a registry's saved login", "imgctl registry logout ghcr.io"),),
     "registry serve": (
         (
             "Serve a registry from ./registry on port 5000",

@@ -21,7 +21,7 @@ from imgctl.cli._output import Output
 from imgctl.errors import ImgctlError
 
 if TYPE_CHECKING:
-    from imgctl.authn import Keychain
+    from imgctl.authn import Credential, Keychain
     from imgctl.identity.exchange import IssuedToken, LoginSettings
     from imgctl.oci import Reference
     from imgctl.remote import ClientOptions, Limiter, RegistryClient
@@ -358,6 +358,9 @@ class Connection:
     rate_limit: float | None = None
     burst: int = 5
     retries: int = 5
+    # (registry, repository, credential, flag): copy's --src-creds/--dest-creds, before the
+    # keychain for those repositories only (authn.SideKeychain).
+    sides: tuple[tuple[str, str, Credential, str], ...] = ()
 
     def settings(self) -> tuple[Keychain, ClientOptions]:
         """The keychain and client options: flags and env over the config file."""
@@ -389,12 +392,16 @@ class Connection:
                 f"TLS certificates are NOT verified for {where}: anyone on the network path "
                 "can read and change what is copied, and see the credentials sent"
             )
-        keychain = default_keychain(
+        keychain: Keychain = default_keychain(
             os.environ,
             home,
             flags=flag_credential(self.username, self.password, self.token),
             anonymous=self.anonymous,
         )
+        if self.sides:
+            from imgctl.authn import SideKeychain
+
+            keychain = SideKeychain(self.sides, keychain)
         show_retries()
         options = ClientOptions(
             insecure_registries=insecure_hosts(config, self.insecure_registries),

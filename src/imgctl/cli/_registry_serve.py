@@ -19,7 +19,7 @@ __all__ = ["app"]
 
 app = typer.Typer(
     name="registry",
-    help="An embedded OCI registry on the filesystem, for demos, development and tests.",
+    help="Registry logins (docker's config.json), and an embedded OCI registry for tests.",
     no_args_is_help=True,
 )
 
