@@ -1,8 +1,8 @@
 """``imgctl append``: crane's append, an image from tarball layers pushed with our client.
 
 The layers are read and checked before anything is sent: a file that is not a tar archive is
-one line and exit status 2. Other failures exit with the codes of README's table (5: the base
-does not exist, 6: a registry cannot be reached, 1: anything else).
+one line and exit status 2, and so is a base without the platform asked for; any failure of a
+registry exits 1, as for the other registry commands (crane and skopeo do the same).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import typer
 
 from imgctl.cli._exit import EXIT_INVALID, fail
 from imgctl.cli._flags import Connection, parse_ref, registry_command
-from imgctl.errors import ImgctlError
+from imgctl.errors import ImgctlError, UsageError
 
 if TYPE_CHECKING:
     from imgctl.remote import AppendResult, RegistryClient
@@ -84,12 +84,17 @@ def append(
         except ImgctlError as exc:
             fail(str(exc), EXIT_INVALID)
 
-    async def work(client: RegistryClient) -> AppendResult:
+    async def work(client: RegistryClient) -> AppendResult | UsageError:
         from imgctl.remote import append_layers
 
-        return await append_layers(client, target, layers, base=base_ref, platform=wanted)
+        try:
+            return await append_layers(client, target, layers, base=base_ref, platform=wanted)
+        except UsageError as exc:
+            return exc  # a base without --platform's image: a usage error, exit 2 below
 
-    # The finer exit codes (README's table): 2 for a base without --platform's image, 5 for a
-    # base that does not exist, 6 for a registry that cannot be reached, 1 for the rest.
-    result = connection.run(work, exit_codes=True)
+    # As the other registry commands (README's exit codes): a usage error exits 2, any failure
+    # of a registry 1, as crane and skopeo do.
+    result = connection.run(work)
+    if isinstance(result, UsageError):
+        fail(str(result), EXIT_INVALID)
     print(f"{result.reference.name}@{result.digest}")
