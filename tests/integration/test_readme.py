@@ -233,3 +233,28 @@ def test_the_quick_start_runs_as_written(tmp_path: Path, agent: Agent) -> None:
     for port in ("9999", "8080", "5556", "5001", "5002"):
         assert f"127.0.0.1:{ports[port]}" in script_text, port
     assert stopped, "the README's last command left processes running"
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def test_the_quick_start_links_lead_somewhere() -> None:
+    text = README.read_text()
+    section = text[text.index("## Quick start: the promotion server") :]
+    section = section[: section.index("\n## ", 1)]
+    links = re.findall(r"\]\((docs/[\w./-]+\.md)(?:#([\w-]+))?\)", section)
+    # The issuer's config, imgctl append and the tokens file, at least.
+    assert {(path, anchor) for path, anchor in links} >= {
+        ("docs/authentication.md", "imgctls-built-in-issuer"),
+        ("docs/registry.md", "imgctl-append"),
+        ("docs/server.md", "the-tokens-file"),
+    }
+    for path, anchor in links:
+        target = README.parent / path
+        assert target.is_file(), path
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(), re.M)
+            assert anchor in {slug(heading) for heading in headings}, (path, anchor)
