@@ -360,7 +360,7 @@ def test_unverified_tls_works_and_warns_loudly(
     assert via_env.stdout.strip() == image.digest
     assert "NOT verified" in via_env.stderr
     typo = env.run("digest", image.ref, "--registry-verify-certs", "flase")
-    assert typo.returncode == 1
+    assert typo.returncode == 2  # a usage error (README "Exit codes")
     assert "--registry-verify-certs takes true or false, not 'flase'" in typo.stderr
 
 
@@ -431,7 +431,7 @@ def test_per_registry_tls_from_the_config_file(
 
     config.write_text('[registry.hosts.x]\nclient_certificate = "/nope"\n')
     bad = env.run("digest", image.ref, "--config", str(config))
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "unknown key(s) client_certificate" in bad.stderr
 
 
@@ -563,7 +563,7 @@ def test_unreadable_pem_files_are_one_clear_error(
     bogus = tmp_path / "bogus.pem"
     bogus.write_text("not a certificate\n")
     result = env.run("digest", f"{tls_registry.host}/x:y", flag, str(bogus))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert str(bogus) in result.stderr
     assert flag in result.stderr
     assert "Traceback" not in result.stderr

@@ -98,13 +98,13 @@ def test_copy_from_file_reports_the_bad_line(tmp_path: Path) -> None:
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("a/b:1 c/d:1\n\nonly-one-field\n")
     result = imgctl("copy", "--from-file", str(pairs))
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error (README "Exit codes")
     assert result.stderr.strip() == (
         f"imgctl: error: {pairs}:3: expected 'SRC DST', got 1 field(s): 'only-one-field'"
     )
     pairs.write_text("a/b:1 C/D/Bad:1\n")
     result = imgctl("copy", "--from-file", str(pairs))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"{pairs}:1: invalid reference 'C/D/Bad:1': repository 'D/Bad' must be lowercase" in (
         result.stderr
     )
@@ -201,7 +201,7 @@ def test_transient_failures_say_retrying_on_stderr_only(
 )
 def test_bad_reference_names_the_part(argument: str, message: str) -> None:
     result = imgctl("digest", argument)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith("imgctl: error: invalid reference")
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -209,7 +209,7 @@ def test_bad_reference_names_the_part(argument: str, message: str) -> None:
 
 def test_username_without_password_is_refused() -> None:
     result = imgctl("digest", "127.0.0.1:1/x:y", "--registry-username", "bob")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "--registry-username and --registry-password must be given together" in result.stderr
 
 
@@ -236,7 +236,7 @@ def test_digest_manifest_and_ls(
     assert as_json["name"] == f"{registry.host}/{name}"
     assert sorted(as_json["tags"]) == ["v1", "v2"]
     refused = imgctl("ls", image.ref)
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a usage error (README "Exit codes")
     assert "names a tag or digest where a repository was expected" in refused.stderr
 
 

@@ -219,7 +219,7 @@ def test_a_named_config_file_that_is_missing_is_refused(how: str, tmp_path: Path
     else:
         env["IMGCTL_CONFIG"] = str(missing)
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error (README "Exit codes")
     assert str(missing) in result.stderr
     assert result.stderr.startswith("imgctl: error:")
 

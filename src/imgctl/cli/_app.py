@@ -252,6 +252,18 @@ class Root(PanelGroup):
         assert isinstance(commands, _Commands)
         format_commands([(name, commands.summary(name)) for name in commands], formatter)
 
+    def invoke(self, ctx: _click.Context) -> Any:
+        """Run the command; a Ctrl-C it does not handle itself exits 130 with one line.
+
+        click would print "Aborted!" and exit 1 (README "Exit codes": 130, as shells report).
+        """
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            from imgctl.cli._exit import interrupted
+
+            interrupted()
+
 
 app = typer.Typer(
     name="imgctl",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_FOUND, exit_code, fail
+from imgctl.cli._exit import EXIT_FAILED, EXIT_NOT_FOUND, exit_code, fail, interrupted
 from imgctl.cli._flags import (
     AnonymousWritesOpt,
     CatalogUrlOpt,
@@ -237,7 +237,7 @@ def catalog_import(
     except ImgctlError as exc:
         fail(str(exc), exit_code(exc))
     except KeyboardInterrupt:
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        interrupted()
     if output is not Output.text:
         print_document({"file": str(file), "format": read.format, **result.as_json()}, output)
         return
@@ -328,7 +328,7 @@ def catalog_serve(
         # Like imgctl server: a configuration that cannot work is exit status 1.
         fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        interrupted()
 
 
 def call(

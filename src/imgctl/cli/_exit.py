@@ -2,8 +2,11 @@
 
 README ("Exit codes") and docs/server.md document the numbers. Errors are matched by class
 (``imgctl.errors``), answers of the promotion server by their gRPC status name (the client only
-reads them; the server's own map from errors to statuses is ``imgctl.server._status``). The
-registry commands (copy, digest, ls...) exit EXIT_FAILED on any error, as README documents.
+reads them; the server's own map from errors to statuses is ``imgctl.server._status``). Every
+command exits EXIT_INVALID (2) for a usage error, as click does for its own, and
+EXIT_INTERRUPTED (130) on Ctrl-C, with one line (the root catches what a command does not).
+The registry commands (copy, digest, ls...) exit EXIT_FAILED for any failure of the registry,
+as README documents.
 """
 
 from __future__ import annotations

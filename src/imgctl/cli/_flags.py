@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
-from imgctl.cli._exit import EXIT_FAILED, fail, interrupted, stop, warn
+from imgctl.cli._exit import EXIT_FAILED, EXIT_INVALID, exit_code, fail, interrupted, stop, warn
 from imgctl.cli._output import Output
 from imgctl.errors import ImgctlError
 
@@ -430,10 +430,10 @@ class Connection:
 
         ``limiter`` (imgctl cip's request budget) replaces the client's own rate limiter.
 
-        Registry commands exit 1 on any failure, whatever its kind (README: a copy that failed
-        exits 1; tests pin it for bad references and refused credentials too), so they do not
-        use ``exit_code``'s finer table; ``exit_codes`` does (sign, verify, attestations: 2 for
-        a bad key, 7 for nothing verified).
+        Registry commands exit 1 when the registry or the copy fails, whatever the reason
+        (README "Exit codes": like crane and skopeo), and 2 for a usage error (a bad reference,
+        flags that do not go together); ``exit_codes`` uses ``exit_code``'s whole table (sign,
+        verify, attestations: 2 for a bad key, 7 for nothing verified).
         """
         import asyncio
 
@@ -446,7 +446,7 @@ class Connection:
         except ImgctlError as exc:
             if exit_codes:
                 stop(exc)
-            fail(str(exc), EXIT_FAILED)
+            fail(str(exc), EXIT_INVALID if exit_code(exc) == EXIT_INVALID else EXIT_FAILED)
         except KeyboardInterrupt:
             interrupted()
 
@@ -472,7 +472,7 @@ def parse_bool(flag: str, value: str | None) -> bool | None:
         return True
     if lowered in ("false", "0", "no", "off"):
         return False
-    fail(f"{flag} takes true or false, not {value!r}")
+    fail(f"{flag} takes true or false, not {value!r}", EXIT_INVALID)
 
 
 def parse_ref(value: str, *, repository: bool = False) -> Reference:
@@ -482,7 +482,7 @@ def parse_ref(value: str, *, repository: bool = False) -> Reference:
     try:
         return Reference.parse_repository(value) if repository else Reference.parse(value)
     except ImgctlError as exc:
-        fail(str(exc))
+        fail(str(exc), EXIT_INVALID)
 
 
 def _connection(flags: dict[str, Any]) -> Connection:

@@ -149,7 +149,7 @@ def promote(
     from imgctl.cli._settings import resolve, user_config
 
     if reference and ref and reference != ref:
-        fail("give the reference once: as REFERENCE or --ref")
+        fail("give the reference once: as REFERENCE or --ref", EXIT_INVALID)
     flags = ClientFlags(
         server, tls, ca_cert, show_token, output is not Output.text, client_cert, client_key
     )

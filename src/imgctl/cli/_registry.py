@@ -1,7 +1,8 @@
 """Registry commands: ``imgctl copy``, ``digest``, ``manifest``, ``ls``.
 
 Flags in, one call to the registry client or the copy engine, the result out. Every failure is
-one line on stderr and exit status 1 (README: a copy that failed exits 1).
+one line on stderr: exit status 1 when the registry or the copy failed, 2 for a usage error (a
+bad reference or pair list, flags that do not go together), 130 on Ctrl-C (README "Exit codes").
 """
 
 from __future__ import annotations
@@ -139,12 +140,12 @@ def copy(
     try:
         wanted = parse_platform(platform) if platform is not None else None
     except ImgctlError as exc:
-        fail(f"--platform: {exc}")
+        fail(f"--platform: {exc}", EXIT_INVALID)
 
     repositories: tuple[Reference, Reference] | None = None
     if from_file is not None:
         if source or destination:
-            fail("give either SRC DST or --from-file, not both")
+            fail("give either SRC DST or --from-file, not both", EXIT_INVALID)
         if all_tags:
             fail("--all-tags copies one SRC repository to one DST, not --from-file", EXIT_INVALID)
         pairs = read_pairs(from_file)
@@ -157,7 +158,7 @@ def copy(
     elif source and destination:
         pairs = [(parse_ref(source), parse_ref(destination))]
     else:
-        fail("copy needs SRC and DST (or --from-file FILE)")
+        fail("copy needs SRC and DST (or --from-file FILE)", EXIT_INVALID)
 
     options = CopyOptions(
         image_concurrency=jobs,
@@ -263,7 +264,7 @@ def read_pairs(path: Path) -> list[tuple[Reference, Reference]]:
     try:
         text = read_text(path, "pair list")
     except ImgctlError as exc:
-        fail(str(exc))
+        fail(str(exc), EXIT_INVALID)
     pairs = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
@@ -271,15 +272,14 @@ def read_pairs(path: Path) -> list[tuple[Reference, Reference]]:
             continue
         fields = line.split()
         if len(fields) != 2:
-            fail(
-                f"{path}:{number}: expected 'SRC DST', got {len(fields)} field(s): {raw.strip()!r}"
-            )
+            found = f"got {len(fields)} field(s): {raw.strip()!r}"
+            fail(f"{path}:{number}: expected 'SRC DST', {found}", EXIT_INVALID)
         try:
             pairs.append((Reference.parse(fields[0]), Reference.parse(fields[1])))
         except ImgctlError as exc:
-            fail(f"{path}:{number}: {exc}")
+            fail(f"{path}:{number}: {exc}", EXIT_INVALID)
     if not pairs:
-        fail(f"{path}: no 'SRC DST' pairs found")
+        fail(f"{path}: no 'SRC DST' pairs found", EXIT_INVALID)
     return pairs
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from imgctl.cli._exit import EXIT_INTERRUPTED, exit_code, fail, warn
+from imgctl.cli._exit import exit_code, fail, interrupted, warn
 from imgctl.errors import ImgctlError
 
 __all__ = ["app"]
@@ -69,4 +69,4 @@ def registry_serve(
         # docs/registry.md: a mistake at start (a UsageError) exits 2.
         fail(str(exc), exit_code(exc))
     except KeyboardInterrupt:
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        interrupted()

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from imgctl.cli._catalog import call
-from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, fail
+from imgctl.cli._exit import EXIT_FAILED, EXIT_INVALID, fail, interrupted
 from imgctl.cli._flags import CatalogUrlOpt, OutputOpt
 from imgctl.cli._output import Output, print_document
 from imgctl.errors import ImgctlError
@@ -111,7 +111,7 @@ def _scan(config: Path, *, once: bool, output: Output) -> None:
     try:
         asyncio.run(_scan_forever(watches))
     except KeyboardInterrupt:
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        interrupted()
 
 
 async def _scan_once(watches: Any) -> list[dict[str, Any]]:
@@ -128,11 +128,21 @@ async def _scan_forever(watches_file: Any) -> None:
     from imgctl.scan.scanner import Scanner
 
     stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     async with Scanner(watches_file.config, watches_file=watches_file) as scanner:
         await scanner.run(stop)
+    if received[:1] == [signal.SIGINT]:
+        # Stopped cleanly either way; Ctrl-C still exits 130 (SIGTERM, how a service is
+        # stopped, exits 0).
+        raise KeyboardInterrupt
 
 
 def _ready(status: dict[str, Any]) -> str:

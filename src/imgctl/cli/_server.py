@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from imgctl.cli._exit import EXIT_FAILED, EXIT_INTERRUPTED, fail
+from imgctl.cli._exit import EXIT_FAILED, fail, interrupted
 from imgctl.cli._flags import (
     AnonymousWritesOpt,
     PublicPagesOpt,
@@ -138,4 +138,4 @@ def server_command(
     except ImgctlError as exc:
         fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        interrupted()

@@ -474,9 +474,15 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
             core.scanner.config.source,
         )
     stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
     log.info("shutting down: finishing running calls (up to %.0f s)", settings.grace)
     core.draining = True
@@ -508,6 +514,9 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     await core.verifier.aclose()
     await core.promoter.aclose()
     log.info("stopped")
+    if received[:1] == [signal.SIGINT]:
+        # Stopped as gracefully as for SIGTERM (a pod's stop, exit 0); Ctrl-C exits 130.
+        raise KeyboardInterrupt
 
 
 def _catalog_writes(chosen: Path | None, anonymous: bool) -> tuple[object, bool]:
@@ -609,8 +618,10 @@ async def serve_catalog(
         generation=store.generation,
     )
     # One log line per admission review would cost more than the decision itself.
+    from imgctl._internal.uvicorn_signals import interrupted, signalled_server
+
     config = uvicorn.Config(app, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    server = signalled_server(config)
     _freeze_heap()
     try:
         await server.serve(sockets=[sock])
@@ -620,6 +631,8 @@ async def serve_catalog(
         await scans.aclose()
         await audit.aclose()
         await store.aclose()
+    if interrupted(server):
+        raise KeyboardInterrupt  # Ctrl-C exits 130; SIGTERM (a pod's stop) 0, as for gRPC
 
 
 def _freeze_heap() -> None:

@@ -113,6 +113,7 @@ async def _serve(
 ) -> None:
     import uvicorn
 
+    from imgctl._internal.uvicorn_signals import interrupted, signalled_server
     from imgctl.identity.issuer._app import MAX_HEAD_BYTES, create_app
 
     replay = await open_replay_memory(config, environ)
@@ -131,9 +132,12 @@ async def _serve(
             http="h11",
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
-        await uvicorn.Server(server_config).serve(sockets=[sock])
+        server = signalled_server(server_config)
+        await server.serve(sockets=[sock])
     finally:
         await replay.aclose()
+    if interrupted(server):
+        raise KeyboardInterrupt  # Ctrl-C: the command exits 130 (SIGTERM, a pod's stop: 0)
 
 
 def _configure_logging() -> None:
