@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import IMGCTL
+from ..support.catalog import catalog_server
 from ..support.registry import free_port
 from ..support.sshkeys import Agent, require
 
@@ -258,3 +259,46 @@ def test_the_quick_start_links_lead_somewhere() -> None:
         if anchor:
             headings = re.findall(r"^#+ (.+)$", target.read_text(), re.M)
             assert anchor in {slug(heading) for heading in headings}, (path, anchor)
+
+
+def test_the_tokens_file_example_makes_a_file_the_server_takes(tmp_path: Path) -> None:
+    # docs/server.md "The tokens file": its sh block, run as written, then a write with its token.
+    text = (README.parent / "docs" / "server.md").read_text()
+    section = text[text.index("## The tokens file") :]
+    block = re.search(r"```sh\n(.*?)```", section[: section.index("\n## ", 1)], re.S)
+    assert block, "docs/server.md's tokens file section has no sh block"
+    work = tmp_path / "tokens"
+    work.mkdir()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    subprocess.run(
+        ["bash", "-c", "set -e\n" + block.group(1) + 'printf %s "$token" >token.txt\n'],
+        cwd=work,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    tokens_file = work / "catalog-tokens.yaml"
+    assert tokens_file.stat().st_mode & 0o777 == 0o600
+    token = (work / "token.txt").read_text()
+    assert re.fullmatch("[0-9a-f]{64}", token)
+
+    image = "docker.io/acme/app@sha256:" + "0" * 64
+    with catalog_server(IMGCTL, work, token=None, flags=["--tokens-file", str(tokens_file)]) as url:
+
+        def put(secret: str) -> subprocess.CompletedProcess[str]:
+            command = [IMGCTL, "catalog", "put", image, "--name", "docker.io/acme/app"]
+            return subprocess.run(
+                [*command, "--tag", "v1", "-e", "prod", "--catalog-url", url],
+                env={**env, "IMGCTL_CATALOG_TOKEN": secret},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+
+        written = put(token)
+        assert written.returncode == 0, written.stderr
+        refused = put("0" * 64)
+        assert refused.returncode != 0
+        assert "a valid bearer token is required" in refused.stderr
+    assert "loaded: 1 enabled" in (work / "catalog.log").read_text()
