@@ -16,11 +16,26 @@ and ``/images/<repository>`` run; p50 and p99 of each round, medians over ``--ro
 
 * ``bare``: the same SQL (compiled by the store's query) run through the driver directly, no
   thread hop and no row conversion: the imgctl/bare ratio is the store's own overhead;
+* ``hop``: the same bare SQL sent through the store's own worker threads (a pooled connection,
+  the driver, no row conversion): what the thread hop costs on this machine at this moment, which
+  a loaded machine stretches for the store as much as for this run;
 * ``pk``: a primary-key lookup of one row through the same driver, the floor of any query.
 
-The target is absolute (issue 21 target 6): p99 at most 50 ms for every case; the table prints
-it beside each p99, with the plan's full-table scans (``SCAN audit_events`` / ``Seq Scan``).
-Exit status 1 when a case misses it.
+Each query of a case runs through the store, bare and through the hop one after another, so a
+change of load hits the three alike.
+
+The exit status depends only on ratios to those yardsticks (issue 23 item 5), per case, of
+medians (p50), as 30 queries' p99 is their slowest one and a scheduling stall moves it 50-fold:
+
+* ``p50 / pk`` at most ``MAX_P50_TO_PK``: a page against the cheapest query of the same database
+  in the same run. A plan that reads the table (what issue 21 target 6 guards against) costs
+  thousands of primary-key lookups at 1,000,000 rows;
+* ``p50 / hop`` at most ``MAX_P50_TO_HOP``: the store's own cost on the same SQL through the
+  same threads (building the statement, converting rows).
+
+Exit status 1 when a case misses one. Issue 21's absolute figure (p99 at most 50 ms) is printed
+beside each p99 as "not judged", with ``p99 / bare``, ``p50 / bare`` and the plan's full-table
+scans (``SCAN audit_events`` / ``Seq Scan``), also not judged.
 
     python bench/audit.py                       # both backends, 1,000,000 rows
     python bench/audit.py --rows 200000 --backends sqlite
@@ -62,7 +77,22 @@ PG_HOST = "127.0.0.1"
 PG_PORT = int(os.environ.get("IMGCTL_TEST_PG_PORT") or 5432)
 PG_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test"
 PG_URL = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test"
-TARGET_P99_MS = 50.0
+# What decides the exit status (issue 23 item 5), from docs/performance.md "Audit queries at
+# 1,000,000 rows" (2026-12-07, quiet, medians of 3 rounds of 30 queries):
+# - p50 over the primary-key lookup: 5.5-139x on SQLite (the highest, a user with an environment:
+#   7.0 ms over 0.050 ms), 3.7-30x on PostgreSQL. Before migration 0012 a filter read its table:
+#   0.3-1.8 s a page on SQLite, 6,000-36,000x. 500x leaves 3.6x over the highest (2.2x over
+#   228x, the highest of a 20,000-row run at a load of 6-9) and is 25 ms over SQLite's lookup,
+#   88 ms over PostgreSQL's: the range of the 50 ms issue 21 stated. Not the p99: PostgreSQL's
+#   deep page measured 44 ms, 250x, for one query of 30 while its p50 was 1.7 ms;
+# - p50 over the same SQL through the store's threads: at most p50 over bare, which was
+#   1.3-8.4x on SQLite (a readable limit, whose eight branches cost 1.2 ms of CPU to build) and
+#   2.2-4.0x on PostgreSQL. 20x leaves over 2x above the highest, and fails a store that made
+#   one more query for each row of a page (50 lookups, +8.9 ms on PostgreSQL: over 20x).
+MAX_P50_TO_PK = 500.0
+MAX_P50_TO_HOP = 20.0
+# Issue 21 target 6 stated this absolutely: printed beside each p99, not judged.
+STATED_P99_MS = 50.0
 ENVIRONMENTS = ("dev", "staging", "prod", "qa")
 # (source, destination, share of promotions)
 ROUTES = (
@@ -379,32 +409,51 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
 
 
+@dataclass
+class CaseTimes:
+    """Seconds of each query of a case: the store, bare, bare through the store's threads."""
+
+    store: list[float]
+    bare: list[float]
+    hop: list[float]
+
+
 async def run_case(
     store: AuditStore, engine: Engine, case: Case, queries: int, seed: int
-) -> tuple[list[float], list[float], bool, int]:
-    """Seconds of each store query and bare query; whether any plan scanned the table; rows."""
+) -> tuple[CaseTimes, bool, int]:
+    """Seconds of each store, bare and hop query; whether any plan scanned the table; rows."""
     rng = random.Random(seed)
     made = [case.make(rng) for _ in range(queries)]
-    store_times, bare_times = [], []
+    times = CaseTimes([], [], [])
     scanned = False
     found = 0
+    loop = asyncio.get_running_loop()
+
+    def bare(sql_text: str) -> None:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(sql_text).fetchall()
+
     for query, cursor in made:
         token = cursor.encode() if cursor is not None else None
         started = time.perf_counter()
         page = await store.search(query, limit=50, cursor=token)
-        store_times.append(time.perf_counter() - started)
+        times.store.append(time.perf_counter() - started)
         found += len(page.records)
-    for query, cursor in made:
         sql_text = compiled(query.select(cursor, 51), engine.dialect.name)
         with engine.connect() as connection:
             started = time.perf_counter()
             connection.exec_driver_sql(sql_text).fetchall()
-            bare_times.append(time.perf_counter() - started)
+            times.bare.append(time.perf_counter() - started)
+        # The store's own worker threads, as its queries take them (a private attribute: the
+        # benchmark measures the hop the store pays, not one of its own).
+        started = time.perf_counter()
+        await loop.run_in_executor(store._executor, bare, sql_text)
+        times.hop.append(time.perf_counter() - started)
     for query, cursor in made[:3]:
         scanned = scanned or full_scan(
             engine, compiled(query.select(cursor, 51), engine.dialect.name)
         )
-    return store_times, bare_times, scanned, found
+    return times, scanned, found
 
 
 def pk_floor(engine: Engine, rows: int, queries: int) -> list[float]:
@@ -423,12 +472,14 @@ def pk_floor(engine: Engine, rows: int, queries: int) -> list[float]:
 
 
 async def measure(url: str, shape: Shape, queries: int, rounds: int, only: str | None) -> bool:
-    """Print the table for one database; True when every case meets the target."""
+    """Print the table for one database; True when every case's ratios are within the limits."""
     store = await AuditStore.open(url)
     engine = create_engine(url)
     try:
         selected = [c for c in cases(shape) if only is None or only in c.name]
-        results: dict[str, list[tuple[float, float, float, float]]] = {c.name: [] for c in selected}
+        results: dict[str, list[tuple[float, float, float, float, float]]] = {
+            c.name: [] for c in selected
+        }
         scans: dict[str, bool] = {}
         found: dict[str, int] = {}
         floors: list[float] = []
@@ -436,15 +487,16 @@ async def measure(url: str, shape: Shape, queries: int, rounds: int, only: str |
         for round_ in range(rounds):
             floors.append(statistics.median(pk_floor(engine, shape.rows, queries)))
             for index, case in enumerate(selected):
-                times, bare, scanned, rows = await run_case(
+                times, scanned, rows = await run_case(
                     store, engine, case, queries, index * 1000 + round_
                 )
                 results[case.name].append(
                     (
-                        statistics.median(times),
-                        percentile(times, 0.99),
-                        statistics.median(bare),
-                        percentile(bare, 0.99),
+                        statistics.median(times.store),
+                        percentile(times.store, 0.99),
+                        statistics.median(times.bare),
+                        percentile(times.bare, 0.99),
+                        statistics.median(times.hop),
                     )
                 )
                 scans[case.name] = scans.get(case.name, False) or scanned
@@ -457,8 +509,12 @@ async def measure(url: str, shape: Shape, queries: int, rounds: int, only: str |
         )
         print(f"  yardstick pk lookup: {floor * 1000:.3f} ms; bench process CPU {cpu:.1f} s")
         print(
-            f"  {'case':<40} {'rows':>4} {'p50 ms':>8} {'p99 ms':>8} {'target':>6} "
-            f"{'bare p99':>8} {'/bare':>6} {'/pk':>7} scan"
+            f"  judged: p50/pk <= {MAX_P50_TO_PK:g}x and p50/hop <= {MAX_P50_TO_HOP:g}x; "
+            f"not judged: p50/bare, p99/bare, the stated p99 <= {STATED_P99_MS:g} ms, full scans"
+        )
+        print(
+            f"  {'case':<40} {'rows':>4} {'p50 ms':>8} {'p50/pk':>7} {'p50/hop':>7} "
+            f"{'checks':>6} {'p99 ms':>8} {'<=50ms':>6} {'p50/bare':>8} {'p99/bare':>8} scan"
         )
         ok = True
         for case in selected:
@@ -467,14 +523,17 @@ async def measure(url: str, shape: Shape, queries: int, rounds: int, only: str |
             p99 = statistics.median(r[1] for r in rows) * 1000
             bare99 = statistics.median(r[3] for r in rows) * 1000
             bare50 = statistics.median(r[2] for r in rows) * 1000
-            meets = p99 <= TARGET_P99_MS
+            hop50 = statistics.median(r[4] for r in rows) * 1000
+            to_pk, to_hop = p50 / (floor * 1000), p50 / max(hop50, 1e-6)
+            meets = to_pk <= MAX_P50_TO_PK and to_hop <= MAX_P50_TO_HOP
             ok = ok and meets
             verdict = "ok" if meets else "MISS"
+            stated = "yes" if p99 <= STATED_P99_MS else "no"
             scan = "FULL" if scans[case.name] else "-"
             print(
-                f"  {case.name:<40} {found[case.name]:>4} {p50:>8.2f} {p99:>8.2f} {verdict:>6}"
-                f" {bare99:>8.2f} {p50 / max(bare50, 1e-6):>6.2f} {p50 / (floor * 1000):>7.1f}"
-                f" {scan}"
+                f"  {case.name:<40} {found[case.name]:>4} {p50:>8.2f} {to_pk:>7.1f} {to_hop:>7.2f}"
+                f" {verdict:>6} {p99:>8.2f} {stated:>6} {p50 / max(bare50, 1e-6):>8.2f}"
+                f" {p99 / max(bare99, 1e-6):>8.2f} {scan}"
             )
         return ok
     finally:
@@ -483,7 +542,7 @@ async def measure(url: str, shape: Shape, queries: int, rounds: int, only: str |
 
 
 def main() -> None:
-    """Fill, measure, print; exit 1 when a case misses the 50 ms p99 target."""
+    """Fill, measure, print; exit 1 when a case's p50/pk or p50/hop is over its limit."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -541,7 +600,11 @@ def main() -> None:
                         connection.execute(drop)
         else:
             parser.error(f"unknown backend {backend!r}: sqlite or postgresql")
-    print(f"\ntarget: p99 <= {TARGET_P99_MS:.0f} ms for every case: {'met' if ok else 'MISSED'}")
+    print(
+        f"\nchecks (decide the exit status): every case p50/pk <= {MAX_P50_TO_PK:g}x and "
+        f"p50/hop <= {MAX_P50_TO_HOP:g}x: {'met' if ok else 'NOT met'}"
+        f" (issue 21's p99 <= {STATED_P99_MS:g} ms is printed per case, not judged)"
+    )
     sys.exit(0 if ok else 1)
 
 

@@ -5,8 +5,11 @@ round), in the same run, each round on a freshly migrated, empty catalog:
 
 * imgctl: ``imgctl catalog import FILE -e prod`` as a process, FILE being 100,000 catalog objects
   as JSON lines (what ``GET /images`` answers, with every field set): start-up, reading and
-  checking every line, opening the database, one transaction. The issue's target: < 10 s;
+  checking every line, opening the database, one transaction;
 * imgctl again: the same file imported a second time (every entry present: nothing written);
+* imgctl start-up: the same command with an empty file into the same database (interpreter,
+  imports, opening the database, an empty transaction): what the process costs before its first
+  line, whatever the file holds;
 * floor: the same rows, already made, written by the driver alone in one transaction, with no
   parsing and no checks: ``sqlite3`` ``executemany`` of one INSERT, psycopg ``COPY``. No import
   can be faster than this; the ratio says what the checks and the process cost on top;
@@ -15,8 +18,13 @@ round), in the same run, each round on a freshly migrated, empty catalog:
 
 Prints medians of ``--rounds`` rounds (default 3): wall seconds, the imgctl process's CPU seconds
 (user + system, from wait4) and, for PostgreSQL, the CPU of the database's backends (the
-``postgres`` processes' /proc counters, before and after); ratios to the floor; the target side
-by side. Exit status 1 when the import misses the issue's absolute target (10 s).
+``postgres`` processes' /proc counters, before and after); ratios to the floor.
+
+The exit status depends only on a ratio to what the same run measured (issue 23 item 5): the
+import's wall time (``--judge cpu``: imgctl's plus the database server's CPU) over the floor of a
+whole import, imgctl's start-up plus the driver's write, at most ``FLOOR_LIMIT``; exit status 1
+when a database misses it. Issue 21's absolute figure (< 10 s for 100,000 images) is printed
+beside it, not judged.
 
     python bench/catalog_import.py                     # 100,000 images, SQLite and PostgreSQL
     python bench/catalog_import.py --images 20000 --rounds 1 --databases sqlite
@@ -47,7 +55,16 @@ from contextlib import contextmanager  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
-TARGET_SECONDS = 10.0
+# What decides the exit status: the import over (imgctl's start-up + the driver's write) of the
+# same run. 100,000 images at a load of 6-11 (2026-12-07 13:13): 3.1x of wall and 3.5x of CPU on
+# SQLite, 2.4x and 2.8x on PostgreSQL (start-up 0.4 s of CPU, reading and checking 1.05 s, the
+# transaction 1.2 s; the driver alone 0.6 s); the quiet figures of docs/performance.md "Bulk
+# catalog import" (2.94 s of CPU over the driver's 0.58 s) come to about 3x of CPU with that
+# start-up. Smaller files come nearer 1 (start-up dominates). 5x leaves 1.45x over the highest:
+# an import that costs half as much again as today fails it.
+FLOOR_LIMIT = 5.0
+# Issue 21 stated the import of 100,000 images absolutely; printed beside the ratio, not judged.
+STATED_SECONDS = 10.0
 ENVIRONMENT = "prod"
 REGISTRY = "registry.example.com"
 _IMGCTL = Path(sys.executable).parent / "imgctl"
@@ -268,6 +285,8 @@ def measure(
 ) -> dict[str, dict[str, list[float]]]:
     """Every row of one database, ``args.rounds`` times."""
     results: dict[str, dict[str, list[float]]] = {}
+    empty = work / "empty.jsonl"
+    empty.write_text("")
 
     def add(row: str, **values: float) -> None:
         for key, value in values.items():
@@ -294,6 +313,9 @@ def measure(
             wall, cpu, summary = run_import(path, url)
             add("imgctl import again", wall=wall, cpu=cpu, db_cpu=server_cpu() - before)
             log(f"  {summary}")
+            before = server_cpu()
+            wall, cpu, summary = run_import(empty, url)
+            add(STARTUP, wall=wall, cpu=cpu, db_cpu=server_cpu() - before)
         with database(kind, work / kind, args.pg_url) as url:
             before = server_cpu()
             wall, cpu = run_floor(kind, url, rows)
@@ -312,11 +334,15 @@ def measure(
     return results
 
 
-def report(kind: str, results: dict[str, dict[str, list[float]]], images: int) -> bool:
-    """Print one database's table; True when the import meets the target.
+STARTUP = "imgctl start-up (empty file)"
+
+
+def report(kind: str, results: dict[str, dict[str, list[float]]], images: int, judge: str) -> bool:
+    """Print one database's table; True when the import's ratio to the run's floor is in limit.
 
     Two ratios to the floor: of wall time, and of CPU (imgctl's, or the bench process's for the
-    floor, plus the database server's): on a busy machine the second is the one to read.
+    floor, plus the database server's): on a busy machine the second is the one to read. The
+    judged one divides by the floor of a whole import: imgctl's start-up plus the driver's write.
     """
     floor = results["floor (driver alone)"]
     floor_wall = median(floor["wall"])
@@ -335,17 +361,32 @@ def report(kind: str, results: dict[str, dict[str, list[float]]], images: int) -
             f"{row:26} {wall:8.2f} {cpu:13.2f} {db} {wall / floor_wall:13.1f} "
             f"{(cpu + db_cpu) / floor_cpu:12.1f}"
         )
-    wall = median(results["imgctl import"]["wall"])
-    met = wall < TARGET_SECONDS
+
+    def cost(row: str) -> float:
+        values = results[row]
+        if judge == "wall":
+            return median(values["wall"])
+        return median(values["cpu"]) + median(values["db_cpu"])
+
+    whole_floor = cost(STARTUP) + cost("floor (driver alone)")
+    ratio = cost("imgctl import") / whole_floor
+    met = ratio <= FLOOR_LIMIT
     print(
-        f"target: import of {images:,} images < {TARGET_SECONDS:.0f} s: "
-        f"{wall:.2f} s, {'met' if met else 'MISSED'}"
+        f"check (decides the exit status): import / (start-up + floor), {judge}: "
+        f"{cost('imgctl import'):.2f} s / ({cost(STARTUP):.2f} + "
+        f"{cost('floor (driver alone)'):.2f}) s = {ratio:.2f}x <= {FLOOR_LIMIT:g}x: "
+        f"{'met' if met else 'NOT met'}"
+    )
+    wall = median(results["imgctl import"]["wall"])
+    print(
+        f"issue 21's absolute figure, not judged: import of {images:,} images {wall:.2f} s wall "
+        f"(stated < {STATED_SECONDS:.0f} s for 100,000)"
     )
     return met
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; exit 1 when the import misses the issue's target."""
+    """Run the benchmark; exit 1 when the import's ratio to the run's floor is over the limit."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -362,6 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         default=2000,
         help="images written one call at a time, scaled to --images (0: skip that row)",
     )
+    parser.add_argument(
+        "--judge",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="which ratio decides the exit status: wall time, or CPU (imgctl's plus the "
+        "database server's) on a machine shared with other work",
+    )
     args = parser.parse_args(argv)
     kinds = [kind.strip() for kind in args.databases.split(",") if kind.strip()]
     with tempfile.TemporaryDirectory(prefix="imgctl-bench-import-") as temp:
@@ -375,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         met = True
         for kind in kinds:
             results = measure(kind, args, path, rows, work)
-            met = report(kind, results, args.images) and met
+            met = report(kind, results, args.images, args.judge) and met
     print(f"\nload average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0 if met else 1
 

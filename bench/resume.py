@@ -21,9 +21,17 @@ It pushes one image with a single layer of ``--size`` MiB into a source docker-r
    same run is a fresh restart: the same cut with chunking switched off (in-process), which is
    what imgctl did before and what a client without resumption does.
 
-Printed: bytes re-sent after the cut (sent in all minus the layer), against the issue's absolute
-target (10 % of the layer plus one chunk) and as a ratio to the restart; peak RSS against 150 MiB.
-Exit status 2 when a resumed copy re-sent more than the target or went over 150 MiB.
+3. **A no-op copy** of the same image into a repository that holds it already (``imgctl copy``,
+   its own process, peak RSS from /proc): the interpreter, imports, client and manifests without a
+   byte of the layer. Its peak RSS is the yardstick of the resumed copies'.
+
+Printed: bytes re-sent after the cut (sent in all minus the layer) as a ratio to the restart's,
+and each resumed copy's peak RSS as a ratio to the no-op copy's. The exit status depends only on
+those ratios (issue 23 item 5): 2 when a resumed copy re-sent more than ``MAX_RESENT_TO_RESTART``
+of the restart's bytes or peaked above ``MAX_RSS_TO_NOOP`` of the no-op copy's RSS. Issue 21's
+absolute figures (re-send at most 10 % of the layer plus one chunk; peak RSS under 150 MiB) are
+printed beside them, not judged. Sizes under the resumable threshold (128 MiB) do not resume:
+there the ratio to the restart is about 1.
 """
 
 from __future__ import annotations
@@ -59,7 +67,21 @@ from imgctl.remote import _upload as upload  # noqa: E402
 
 MIB = 1 << 20
 BLOCK = 4 * MIB
-RSS_LIMIT_MIB = 150
+# What decides the exit status (issue 23 item 5), ratios to yardsticks of the same run:
+# - re-sent bytes over the restart's: a cut at 90 % re-sends what of its last chunk went before
+#   the cut, at most one chunk. Measured (docs/performance.md "Resumable uploads", 2026-12-07):
+#   0.028x at 256 MiB and 1 GiB; 0.167x at 128 MiB (--quick, the smallest size that resumes: the
+#   cut falls 19.2 MiB into the last of four chunks). 0.25x leaves 1.5x over the worst and fails a
+#   copy that lost its place by more than a quarter of what a restart re-sends;
+# - peak RSS over a no-op copy's (the same process minus the layer's bytes): the resumed copies
+#   measured 34 MiB at 256 MiB and 1 GiB; with --quick (2026-12-07, load 8), 33-34 MiB against
+#   the no-op's 29 MiB, 1.13-1.19x. A copy holding one 32 MiB chunk in memory would add more than
+#   the whole process holds (over 2x); 1.5x fails it and leaves 1.26x over the highest for the
+#   upload's buffers and the connections a resumed copy keeps.
+MAX_RESENT_TO_RESTART = 0.25
+MAX_RSS_TO_NOOP = 1.5
+# Issue 21 target 5 stated this absolutely (with 10 % + one chunk): printed, not judged.
+STATED_RSS_MIB = 150
 OPTIONS = ClientOptions(backoff=0.05, max_backoff=0.2)
 
 
@@ -163,6 +185,7 @@ def main() -> int:
         cut_at = size * 9 // 10
         target = size // 10 + upload.CHUNK_SIZE
         rows: dict[str, list[tuple[int, float]]] = {}
+        noops: list[float] = []
         for _ in range(args.repeat):
             cases: list[tuple[str, str, bool, bool]] = [
                 ("restart (no resumption)", destination_registry.host, True, False),
@@ -186,24 +209,51 @@ def main() -> int:
                     rows.setdefault(label, []).append((proxy.uploaded - size, peak))
                 finally:
                     proxy.stop()
+            # 3. the RSS yardstick: the same copy into a repository that holds the image already.
+            held = f"{destination_registry.host}/bench/noop:v1"
+            if not noops:
+                copy_in_process(source, held, None, chunked=True)  # untimed: fills the repository
+            noops.append(copy_cli(source, held))
+        noop = statistics.median(noops)
         print(
-            f"\n2. cut once at {cut_at / MIB:.0f} MiB (90 %); target: re-send <= "
-            f"{target / MIB:.1f} MiB (10 % + one {upload.CHUNK_SIZE // MIB} MiB chunk), "
-            f"RSS < {RSS_LIMIT_MIB} MiB"
+            f"\n2. cut once at {cut_at / MIB:.0f} MiB (90 %); checks: re-sent <= "
+            f"{MAX_RESENT_TO_RESTART:g}x the restart's, peak RSS <= {MAX_RSS_TO_NOOP:g}x the "
+            f"no-op copy's ({noop:.0f} MiB)"
         )
-        print(f"{'copy':<44}{'re-sent MiB':>12}{'vs restart':>12}{'peak RSS':>10}{'met':>5}")
+        print(
+            f"{'copy':<44}{'re-sent MiB':>12}{'vs restart':>12}{'peak RSS':>10}{'vs no-op':>10}"
+            f"{'checks':>8}"
+        )
         restart = statistics.median(r[0] for r in rows["restart (no resumption)"])
         missed = False
+        stated: list[str] = []
         for label, values in rows.items():
             resent = statistics.median(v[0] for v in values)
             peak = max(v[1] for v in values)
-            met = "-"
+            met, to_noop = "-", "-"
             if label != "restart (no resumption)":
-                ok = resent <= target and peak < RSS_LIMIT_MIB
+                ok = resent / restart <= MAX_RESENT_TO_RESTART and peak / noop <= MAX_RSS_TO_NOOP
                 missed |= not ok
-                met = "yes" if ok else "NO"
+                met = "met" if ok else "NOT met"
+                to_noop = f"{peak / noop:.2f}x"
+                stated.append(
+                    f"{label}: re-sent {resent / MIB:.1f} MiB "
+                    f"({'within' if resent <= target else 'over'} {target / MIB:.1f} MiB), "
+                    f"peak RSS {peak:.0f} MiB "
+                    f"({'under' if peak < STATED_RSS_MIB else 'over'} {STATED_RSS_MIB} MiB)"
+                )
             rss = "-" if peak != peak else f"{peak:.0f} MiB"
-            print(f"{label:<44}{resent / MIB:>12.1f}{resent / restart:>11.3f}x{rss:>10}{met:>5}")
+            print(
+                f"{label:<44}{resent / MIB:>12.1f}{resent / restart:>11.3f}x{rss:>10}"
+                f"{to_noop:>10}{met:>8}"
+            )
+        print(f"{'no-op copy (RSS yardstick)':<44}{'':>12}{'':>12}{noop:>6.0f} MiB{'1.00x':>10}")
+        print(
+            "issue 21's absolute figures, not judged (10 % of the layer + one "
+            f"{upload.CHUNK_SIZE // MIB} MiB chunk; {STATED_RSS_MIB} MiB):"
+        )
+        for line in stated:
+            print(f"  {line}")
         return 2 if missed else 0
     finally:
         for stop in reversed(stops):

@@ -28,6 +28,10 @@ the scans finished against N; the requests per scan; the busiest second's reques
 limit (the ratio must stay at most 1, with the token bucket's burst of 5 on top); the busiest
 second's scan starts against the even spread N/interval; and the scanner's CPU seconds per
 round (this process: the scanner, its database and its HTTP clients; the proxy is not in it).
+Exit status 1 when a watch was not scanned, the p99 lag is over 5 % of the interval, or the
+busiest second is over the limit plus the burst: ratios to the run's own interval and limit,
+no absolute time (issue 23 item 5). The tags mode's exit status says only whether a scan was
+wrong; its ratios to skopeo are printed, not judged.
 
     python bench/scan.py --watches 1000 --interval 60 --rounds 3 --rate-limit 40
 """

@@ -8,11 +8,15 @@ same way: the interpreter of the console script doing nothing (``python -c pass`
 typer (what any typer command line pays before it reads its arguments).
 
 Per command it prints the median wall time and the median CPU time of the process (user +
-system, from ``wait4``; CPU is what to trust on a busy machine), their ratio to skopeo's, and the
-target of issue 21: 100 ms of wall time for every help. The load average is printed with the
-figures. Exit status 1 when a median misses the 100 ms target (``--judge cpu`` judges the CPU
-medians instead, for a machine shared with other work), 2 when a help fails. Children run with
-bytecode caching on (as an installed imgctl does), after one untimed warm-up run each.
+system, from ``wait4``; CPU is what to trust on a busy machine), their ratios to skopeo's and to
+the ``import typer`` floor. The load average is printed with the figures.
+
+The exit status depends only on a ratio to what the same run measured (issue 23 item 5): every
+help's median wall time (``--judge cpu``: CPU, for a machine shared with other work) over the
+``import typer`` floor's, at most ``MAX_TO_TYPER``; exit status 1 when one is over it, 2 when a
+help fails. The ratio to skopeo and issue 21's absolute figure (100 ms of wall time for every
+help) are printed beside it, not judged: typer's import alone is 4x skopeo's start. Children run
+with bytecode caching on (as an installed imgctl does), after one untimed warm-up run each.
 ``--instructions`` adds what valgrind's callgrind counts in one run of each (skopeo, a Go
 binary, does not run under valgrind; the two floors are the yardstick there): a figure that
 other processes on the machine cannot move.
@@ -43,7 +47,16 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-TARGET_MS = 100.0  # issue 21 target 2: every --help within 100 ms of wall time
+# What decides the exit status (issue 23 item 5): each help over ``python -c 'import typer'`` of
+# the same run, what any typer command line pays before it reads an argument. docs/performance.md
+# "Start-up", 2026-12-07: 0.9-1.45x of wall and 1.07-1.40x of CPU quiet (the slowest, cip --help:
+# 77.9 ms over 53.7 ms, 62.8 ms over 44.7 ms of CPU); 0.72-1.91x of wall and 1.09-1.49x of CPU at
+# a load of 9 (13:18, 42 helps); before issue 21, 925-1,179 M instructions against typer's 242 M
+# (3.8-4.9x). 2x leaves a third over the slowest CPU and fails a help that imported every command
+# module or rich again; on a loaded machine judge CPU (wall reached 1.91x at that load).
+MAX_TO_TYPER = 2.0
+TYPER_FLOOR = "python -c 'import typer'"
+STATED_MS = 100.0  # issue 21 target 2, stated absolutely: printed, not judged
 
 
 @dataclass
@@ -170,7 +183,7 @@ def measure(rows: list[Row], rounds: int) -> None:
 
 
 def main() -> int:
-    """Parse the flags, measure, print the table; the exit status says whether the target holds."""
+    """Parse the flags, measure, print the table; exit 1 when a help's ratio to typer is over."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds per command (>= 3)")
     parser.add_argument("--imgctl", help="console script to measure (default: .venv/bin/imgctl)")
@@ -181,7 +194,7 @@ def main() -> int:
         "--judge",
         choices=("wall", "cpu"),
         default="wall",
-        help="which median the 100 ms target judges (cpu on a busy machine)",
+        help="which median the ratio to the import-typer floor judges (cpu on a busy machine)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
@@ -234,20 +247,25 @@ def main() -> int:
     load = os.getloadavg()
     skopeo_row = next(row for row in rows if row.kind == "yardstick")
     skopeo_wall, skopeo_cpu = skopeo_row.median_wall(), skopeo_row.median_cpu()
-    judged = [
-        row
-        for row in rows
-        if row.kind == "imgctl"
-        and (row.median_wall() if args.judge == "wall" else row.median_cpu()) > TARGET_MS
-    ]
+    typer_row = next(row for row in rows if row.label == TYPER_FLOOR)
+
+    def judged_ms(row: Row) -> float:
+        return row.median_wall() if args.judge == "wall" else row.median_cpu()
+
+    def to_typer(row: Row) -> float:
+        return judged_ms(row) / judged_ms(typer_row)
+
+    judged = [row for row in rows if row.kind == "imgctl" and to_typer(row) > MAX_TO_TYPER]
+    over_stated = [row for row in rows if row.kind == "imgctl" and row.median_wall() > STATED_MS]
     if args.json:
         print(
             json.dumps(
                 {
                     "rounds": args.rounds,
                     "load_average": load,
-                    "target_ms": TARGET_MS,
                     "judge": args.judge,
+                    "max_to_typer": MAX_TO_TYPER,
+                    "stated_ms_not_judged": STATED_MS,
                     "rows": [
                         {
                             "command": row.label,
@@ -258,10 +276,13 @@ def main() -> int:
                                 row.median_wall() / skopeo_row.median_wall(), 2
                             ),
                             "cpu_vs_skopeo": round(row.median_cpu() / skopeo_row.median_cpu(), 2),
+                            "wall_vs_typer": round(row.median_wall() / typer_row.median_wall(), 2),
+                            "cpu_vs_typer": round(row.median_cpu() / typer_row.median_cpu(), 2),
                         }
                         for row in rows
                     ],
                     "missed": [row.label for row in judged],
+                    "over_stated_ms_not_judged": [row.label for row in over_stated],
                 },
                 indent=2,
             )
@@ -269,30 +290,38 @@ def main() -> int:
     else:
         print(
             f"medians of {args.rounds} rounds; load average {load[0]:.2f} {load[1]:.2f} "
-            f"{load[2]:.2f}; target: every imgctl help <= {TARGET_MS:.0f} ms wall"
+            f"{load[2]:.2f}; check: every imgctl help's {args.judge} <= {MAX_TO_TYPER:g}x "
+            f"the import-typer floor's"
         )
         width = max(len(row.label) for row in rows)
         print(
-            f"{'command':<{width}}  {'wall ms':>8}  {'cpu ms':>8}  {'wall/skopeo':>11}  "
-            f"{'cpu/skopeo':>10}  {'target':>6}" + ("  instructions" if counts else "")
+            f"{'command':<{width}}  {'wall ms':>8}  {'cpu ms':>8}  {'wall/typer':>10}  "
+            f"{'cpu/typer':>9}  {'check':>5}  {'wall/skopeo':>11}  {'cpu/skopeo':>10}"
+            + ("  instructions" if counts else "")
         )
         for row in rows:
             verdict = ""
             if row.kind == "imgctl":
-                value = row.median_wall() if args.judge == "wall" else row.median_cpu()
-                verdict = "ok" if value <= TARGET_MS else "MISS"
+                verdict = "ok" if to_typer(row) <= MAX_TO_TYPER else "MISS"
             count = f"  {counts[row.label] / 1e6:>8.1f}M" if row.label in counts else ""
             print(
                 f"{row.label:<{width}}  {row.median_wall():>8.1f}  {row.median_cpu():>8.1f}  "
+                f"{row.median_wall() / typer_row.median_wall():>9.2f}x  "
+                f"{row.median_cpu() / typer_row.median_cpu():>8.2f}x  {verdict:>5}  "
                 f"{row.median_wall() / skopeo_wall:>10.1f}x  "
-                f"{row.median_cpu() / skopeo_cpu:>9.1f}x  {verdict:>6}{count}"
+                f"{row.median_cpu() / skopeo_cpu:>9.1f}x{count}"
             )
         imgctl_rows = [row for row in rows if row.kind == "imgctl"]
-        slowest = max(imgctl_rows, key=lambda row: row.median_wall())
+        slowest = max(imgctl_rows, key=to_typer)
         print(
-            f"slowest: {slowest.label} {slowest.median_wall():.1f} ms wall "
-            f"({slowest.median_cpu():.1f} ms CPU) against the target {TARGET_MS:.0f} ms; "
-            f"{len(judged)} of {len(imgctl_rows)} over it by {args.judge}"
+            f"checks (decide the exit status): {len(judged)} of {len(imgctl_rows)} helps over "
+            f"{MAX_TO_TYPER:g}x the import-typer floor by {args.judge}; the highest, "
+            f"{slowest.label}: {to_typer(slowest):.2f}x"
+        )
+        print(
+            f"issue 21's absolute figure, not judged: {len(over_stated)} of {len(imgctl_rows)} "
+            f"helps over {STATED_MS:.0f} ms of wall time (the slowest "
+            f"{max(row.median_wall() for row in imgctl_rows):.1f} ms)"
         )
     return 1 if judged else 0
 

@@ -20,8 +20,9 @@ alike), each total being N calls:
   without key lookup or groups. The verifier cannot beat it by much.
 
 Afterwards the stub's counters must show exactly one discovery and one JWKS fetch: a cached
-verification that touched the network would make the run invalid (exit status 1). A missed
-throughput target is reported, not treated as an error.
+verification that touched the network would make the run invalid (exit status 1). No timing
+decides the exit status: the ratio to the PyJWT ceiling of the same run is printed, and issue
+21's absolute figure (5,000 verifications/s) beside it, not judged (issue 23 item 5).
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as ``python bench/verify.py``: make ``imgctl`` importable from a source checkout too.
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# Run as ``python bench/verify.py``: make ``imgctl`` importable from a source checkout too, and
+# keep this directory off sys.path, where bench/copy.py would shadow the standard library's copy
+# (which http.server imports).
+_BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = _BENCH_DIR.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
 if str(REPO_ROOT / "src") not in sys.path:
     sys.path.insert(1, str(REPO_ROOT / "src"))
 
@@ -52,7 +57,7 @@ from jwt.algorithms import RSAAlgorithm  # noqa: E402
 from imgctl.errors import ImgctlError  # noqa: E402
 from imgctl.identity.verifier import TokenVerifier, VerifierSettings  # noqa: E402
 
-TARGET_PER_SECOND = 5_000
+STATED_PER_SECOND = 5_000  # issue 21's absolute figure: printed, not judged
 AUDIENCE = "https://imgctl.example.com"
 KID = "bench-rsa-1"
 WARM_UP = 500  # untimed calls of each before timing, so both start equally warm
@@ -191,7 +196,7 @@ def report(result: dict[str, Any], pinning: str) -> dict[str, Any]:
     ours = count / result["imgctl_seconds"]
     ceiling = count / result["pyjwt_seconds"]
     ratio = ours / ceiling
-    met = ours >= TARGET_PER_SECOND
+    met = ours >= STATED_PER_SECOND
     print()
     print(f"OIDC token verification: RS256 (RSA 2048), {count:,} verifications each, {pinning}")
     print()
@@ -205,12 +210,12 @@ def report(result: dict[str, Any], pinning: str) -> dict[str, Any]:
     for label, seconds, rate in rows:
         print(f"{label:<40} {seconds:8.2f} {rate:10,.0f} {1e6 / rate:9.1f}")
     print()
-    print(f"{'ratio / target':<40} {'value':>8} {'target':>10} {'met':>9}")
+    print(f"{'ratio / stated figure':<40} {'value':>8} {'stated':>10} {'reached':>9}")
     print("-" * len(header))
     print(f"{'imgctl / PyJWT ceiling (throughput)':<40} {ratio:7.2f}x {'-':>10} {'-':>9}")
     print(
-        f"{'imgctl verifications per second':<40} {ours:8,.0f} "
-        f"{'>= ' + format(TARGET_PER_SECOND, ','):>10} {'yes' if met else 'NO':>9}"
+        f"{'imgctl verifications/s (not judged)':<40} {ours:8,.0f} "
+        f"{'>= ' + format(STATED_PER_SECOND, ','):>10} {'yes' if met else 'no':>9}"
     )
     print()
     print("The issuer was asked once for discovery and once for its keys, during setup.")
@@ -220,8 +225,8 @@ def report(result: dict[str, Any], pinning: str) -> dict[str, Any]:
         "imgctl_per_second": round(ours, 1),
         "pyjwt_per_second": round(ceiling, 1),
         "ratio": round(ratio, 4),
-        "target_per_second": TARGET_PER_SECOND,
-        "target_met": met,
+        "stated_per_second_not_judged": STATED_PER_SECOND,
+        "stated_reached": met,
     }
 
 

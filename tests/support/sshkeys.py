@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -69,12 +70,22 @@ class Agent:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        # The socket file appears at bind(), before the agent listens: until then a client's
+        # connect() is refused (ssh-add exits 2). Wait until a connection is accepted.
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.socket):
+        while not self._listening():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("ssh-agent did not create its socket")
+                raise RuntimeError("ssh-agent did not listen on its socket")
             time.sleep(0.01)
+
+    def _listening(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(self.socket)
+            except (FileNotFoundError, ConnectionRefusedError):
+                return False
+        return True
 
     def add(self, *keys: Key) -> None:
         for key in keys:

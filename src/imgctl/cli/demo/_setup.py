@@ -315,13 +315,27 @@ def start_agent(demo: Demo) -> Child | None:
     return demo.spawn("ssh-agent", [binary, "-D", "-a", str(sock)], demo.base_env())
 
 
+def _accepts(path: str) -> bool:
+    """Whether a Unix socket at ``path`` accepts a connection now."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 def add_key(demo: Demo, agent: Child, key: Key) -> str:
     """Put the fresh key into the private agent: ssh-add if there is one, else the protocol."""
     assert demo.agent_socket is not None
     deadline = time.monotonic() + START_TIMEOUT
-    while not os.path.exists(demo.agent_socket):
+    # The socket file appears at bind(), before the agent listens; a connect() in between is
+    # refused (ssh-add exits 2), so wait until the agent accepts a connection.
+    while not _accepts(demo.agent_socket):
         if agent.process.poll() is not None or time.monotonic() > deadline:
-            raise StepFailed(START_STEP, "ssh-agent did not create its socket", agent.log)
+            raise StepFailed(START_STEP, "ssh-agent did not listen on its socket", agent.log)
         time.sleep(0.01)
     env = demo.base_env() | {"SSH_AUTH_SOCK": demo.agent_socket}
     ssh_add = shutil.which("ssh-add", path=env["PATH"])
