@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-__all__ = ["setting"]
+from imgctl.errors import ConfigurationError, ImgctlError
+
+__all__ = ["Problems", "setting"]
 
 _T = TypeVar("_T")
 
@@ -43,3 +45,36 @@ def setting(
     if file is not None:
         return file
     return default
+
+
+class Problems:
+    """A configuration's problems, collected check after check and raised together.
+
+    A daemon runs every check of its configuration through :meth:`check` before it opens a
+    database or a socket: a user fixing a deployment sees every variable to fix in one run.
+    """
+
+    def __init__(self) -> None:
+        self.found: list[ImgctlError] = []
+
+    def check(self, step: Callable[[], _T]) -> _T | None:
+        """``step()``, or None with its error recorded (every problem of a ConfigurationError)."""
+        try:
+            return step()
+        except ImgctlError as error:
+            self.add(error)
+            return None
+
+    def add(self, error: ImgctlError) -> None:
+        """Record ``error`` (each problem of a ConfigurationError)."""
+        if isinstance(error, ConfigurationError):
+            self.found.extend(error.problems)
+        else:
+            self.found.append(error)
+
+    def raise_any(self, *, see: str | None = None) -> None:
+        """Raise what was found: the one error as it was, several as one ConfigurationError."""
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise ConfigurationError(self.found, see=see)

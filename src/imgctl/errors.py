@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "ConcurrentPromotionError",
+    "ConfigurationError",
     "CredentialError",
     "DigestMismatchError",
     "IdentityError",
@@ -66,6 +67,31 @@ class ImgctlError(Exception):
 
 class UsageError(ImgctlError, ValueError):
     """The caller asked for something that cannot work as asked (bad flag, bad file line)."""
+
+
+class ConfigurationError(UsageError):
+    """Several problems of a daemon's configuration (flags, variables, files), reported at once.
+
+    A daemon checks all of its configuration before it opens a database or a socket, so that
+    one run names every variable to fix, not one per run. ``str()`` is a first line, then one
+    indented line per problem (each its message and hint), then ``see`` if given.
+    """
+
+    problems: list[ImgctlError]
+
+    def __init__(self, problems: list[ImgctlError], *, see: str | None = None) -> None:
+        flat: list[ImgctlError] = []
+        for problem in problems:
+            flat.extend(problem.problems if isinstance(problem, ConfigurationError) else [problem])
+        super().__init__(f"{len(flat)} problems in the configuration")
+        self.problems = flat
+        self.see = see
+
+    def __str__(self) -> str:
+        lines = [f"{self.message}:", *(f"  {problem}" for problem in self.problems)]
+        if self.see:
+            lines.append(self.see)
+        return "\n".join(lines)
 
 
 class InvalidReferenceError(ImgctlError, ValueError):

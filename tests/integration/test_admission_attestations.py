@@ -416,7 +416,7 @@ def test_catalog_serve_refuses_a_bad_attestation_rule_in_one_line(
         env=base_env(tmp_path),
         timeout=60,
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1, result.stderr
     assert errors[0].startswith(f"imgctl: error: {error}"), result.stderr

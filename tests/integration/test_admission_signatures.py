@@ -654,7 +654,7 @@ def test_catalog_serve_refuses_a_bad_rule_in_one_line(
         env=base_env(tmp_path),
         timeout=60,
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     # One error line (after the log line saying catalog writes are refused).
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1, result.stderr
@@ -734,7 +734,7 @@ def test_the_server_refuses_a_rule_for_an_environment_it_does_not_have(
         env=server_env(tmp_path),
         timeout=60,
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert (
         "imgctl: error: --require-signature names environment(s) staging, which are not "
         "configured; configured: dev, prod"

@@ -253,7 +253,7 @@ def test_the_server_reads_its_files_from_the_environment(
     if command == "server":
         args += ["--bind-address", "127.0.0.1:0"]
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("imgctl: error:")]
     assert len(errors) == 1
     assert f"{broken}: line 2, column 1: invalid YAML" in errors[0]

@@ -127,7 +127,7 @@ def test_base_endpoint_answers_the_version_check(embedded: EmbeddedRegistry) -> 
     status, headers, body = raw(embedded.host, "GET", "/v2/")
     assert (status, body) == (200, b"{}")
     assert headers["Docker-Distribution-API-Version"] == "registry/2.0"
-    assert "imgctl registry serving" in embedded.output()
+    assert f"imgctl registry serve: listening on http {embedded.host}" in embedded.output()
 
 
 # ---------------------------------------------------------------------- skopeo

@@ -130,7 +130,7 @@ def test_a_second_server_on_the_same_grpc_port_does_not_start(tmp_path: Path) ->
             text=True,
             timeout=60,
         )
-        assert second.returncode == 1, second.stderr
+        assert second.returncode == 2, second.stderr
         assert f"cannot listen on 127.0.0.1:{grpc_port}" in second.stderr
         # It stopped before opening its database: nothing was created in its state.
         assert not (second_home / "imgctl.db").exists()
@@ -143,7 +143,7 @@ def test_a_second_server_on_the_same_grpc_port_does_not_start(tmp_path: Path) ->
 
 def _wait_listening(process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
-    while "imgctl server on" not in log.read_text():
+    while "imgctl server: listening on" not in log.read_text():
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"server did not start: {log.read_text()}")
         time.sleep(0.05)

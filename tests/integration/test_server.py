@@ -711,7 +711,7 @@ def test_grpc_with_client_certificates(deployment: Deployment, tmp_path: Path) -
         env=env,
         timeout=60,
     )
-    assert without_tls.returncode == 1
+    assert without_tls.returncode == 2
     assert "--client-ca needs --tls-cert" in without_tls.stderr
 
 

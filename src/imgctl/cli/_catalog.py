@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from imgctl.cli._exit import EXIT_FAILED, EXIT_NOT_FOUND, exit_code, fail, interrupted
+from imgctl.cli._exit import EXIT_NOT_FOUND, exit_code, fail, interrupted
 from imgctl.cli._flags import (
     AnonymousWritesOpt,
     CatalogUrlOpt,
@@ -325,8 +325,9 @@ def catalog_serve(
             )
         )
     except ImgctlError as exc:
-        # Like imgctl server: a configuration that cannot work is exit status 1.
-        fail(str(exc), EXIT_FAILED)
+        # Like imgctl server: a configuration that cannot work (every problem listed) is exit
+        # status 2, a database that cannot be opened 1.
+        fail(str(exc), exit_code(exc))
     except KeyboardInterrupt:
         interrupted()
 

@@ -288,6 +288,7 @@ def idp_serve(
     ] = None,
 ) -> None:
     """Run the issuer until interrupted."""
+    from imgctl.cli._exit import exit_code
     from imgctl.identity.issuer import load_issuer_config, serve
 
     try:
@@ -300,7 +301,8 @@ def idp_serve(
             tls_key=str(tls_key) if tls_key else None,
         )
     except ImgctlError as exc:
-        fail(str(exc))
+        # Like every daemon: a mistake at start (a UsageError: config, flags, port) exits 2.
+        fail(str(exc), exit_code(exc))
 
 
 @idp_app.command("rotate-key")

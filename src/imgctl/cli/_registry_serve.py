@@ -48,6 +48,7 @@ def registry_serve(
     from imgctl import registryd
     from imgctl._internal.hosts import is_loopback
     from imgctl._internal.listen import fast_event_loop
+    from imgctl._internal.startup import listening_line
 
     fast_event_loop()
 
@@ -57,11 +58,7 @@ def registry_serve(
                 warn(f"anyone who can reach {bound} can push, pull and delete: pass --htpasswd")
             else:
                 warn(f"passwords cross the network in clear text to {bound} (plain HTTP)")
-        print(
-            f"imgctl registry serving {root.resolve()} on http://{bound}",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(listening_line("registry serve", [("http", bound)]), file=sys.stderr, flush=True)
 
     try:
         asyncio.run(registryd.serve(root, address, htpasswd=htpasswd, on_ready=ready))

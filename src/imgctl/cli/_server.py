@@ -1,7 +1,8 @@
 """``imgctl server``: the promotion server, configured by flags and the environment.
 
 Everything it runs is assembled by ``imgctl.server.app``; this module only turns flags into
-``ServerSettings``. A configuration that cannot work stops it with one line and exit status 1
+``ServerSettings``. A configuration that cannot work stops it before it listens, with every
+problem listed and exit status 2; a database it cannot open with exit status 1
 (docs/server.md), Ctrl-C with 130.
 """
 
@@ -12,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from imgctl.cli._exit import EXIT_FAILED, fail, interrupted
+from imgctl.cli._envhelp import ServerCommand
+from imgctl.cli._exit import exit_code, fail, interrupted
 from imgctl.cli._flags import (
     AnonymousWritesOpt,
     PublicPagesOpt,
@@ -27,7 +29,7 @@ __all__ = ["app"]
 app = typer.Typer()
 
 
-@app.command("server")
+@app.command("server", cls=ServerCommand)
 def server_command(
     bind_address: Annotated[
         str, typer.Option("--bind-address", help="gRPC HOST:PORT to listen on.")
@@ -108,7 +110,12 @@ def server_command(
     require_attestation: RequireAttestationOpt = None,
     public_pages: PublicPagesOpt = False,
 ) -> None:
-    """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables)."""
+    """Run the promotion server (configured by OIDC_* and IMGCTL_* environment variables).
+
+    The whole configuration is checked before anything listens; every problem is listed at
+    once (exit status 2). Once listening, one line on stderr says where:
+    'imgctl server: listening on grpc HOST:PORT, http HOST:PORT'.
+    """
     import asyncio
 
     from imgctl.server.app import ServerSettings, run_server
@@ -136,6 +143,7 @@ def server_command(
     try:
         asyncio.run(run_server(settings))
     except ImgctlError as exc:
-        fail(str(exc), EXIT_FAILED)
+        # A configuration that cannot work (a UsageError) is 2, the database 1 (docs/server.md).
+        fail(str(exc), exit_code(exc))
     except KeyboardInterrupt:
         interrupted()

@@ -133,29 +133,47 @@ class VerifierSettings:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> VerifierSettings:
-        """Read the ``OIDC_*`` variables the server is configured with."""
+        """Read the ``OIDC_*`` variables the server is configured with; every problem at once."""
+        from imgctl.config import Problems
+
+        problems = Problems()
         issuer_url = environ.get("OIDC_ISSUER_URL", "").strip()
         if not issuer_url:
-            raise UsageError(
-                "OIDC_ISSUER_URL is not set",
-                hint="set it to the OIDC issuer's URL, e.g. https://dex.example.com",
+            problems.add(
+                UsageError(
+                    "OIDC_ISSUER_URL is not set",
+                    hint="set it to the OIDC issuer's URL, e.g. https://dex.example.com",
+                )
             )
-        problem = _issuer_url_problem(issuer_url)
-        if problem:
-            raise UsageError(f"OIDC_ISSUER_URL {issuer_url!r} {problem}")
+        elif problem := _issuer_url_problem(issuer_url):
+            problems.add(
+                UsageError(
+                    f"OIDC_ISSUER_URL {issuer_url!r} {problem}",
+                    hint="set it to the issuer's URL, e.g. https://dex.example.com",
+                )
+            )
         audience = environ.get("OIDC_AUDIENCE", "").strip()
         if not audience:
-            raise UsageError(
-                "OIDC_AUDIENCE is not set",
-                hint="set it to the audience tokens are issued for (this server's URL)",
+            problems.add(
+                UsageError(
+                    "OIDC_AUDIENCE is not set",
+                    hint="set it to the audience tokens are issued for (this server's URL)",
+                )
             )
         groups_claim = environ.get("OIDC_GROUPS_CLAIM", "").strip() or "groups"
+        allowed_groups = problems.check(
+            lambda: _parse_allowed_groups(environ.get("OIDC_ALLOWED_GROUPS", ""))
+        )
+        leeway = problems.check(lambda: _parse_leeway(environ.get("OIDC_LEEWAY", "")))
+        problems.raise_any()
+        assert allowed_groups is not None
+        assert leeway is not None
         return cls(
             issuer_url=issuer_url,
             audience=audience,
-            allowed_groups=_parse_allowed_groups(environ.get("OIDC_ALLOWED_GROUPS", "")),
+            allowed_groups=allowed_groups,
             groups_claim=groups_claim,
-            leeway=_parse_leeway(environ.get("OIDC_LEEWAY", "")),
+            leeway=leeway,
         )
 
 
@@ -189,7 +207,8 @@ def _parse_leeway(raw: str) -> float:
         leeway = math.nan
     if not _finite_between(leeway, 0.0, _MAX_LEEWAY):
         raise UsageError(
-            f"OIDC_LEEWAY {raw!r} is not a number of seconds between 0 and {_MAX_LEEWAY:g}"
+            f"OIDC_LEEWAY {raw!r} is not a number of seconds between 0 and {_MAX_LEEWAY:g}",
+            hint="unset it for the default (30 s)",
         )
     return leeway
 

@@ -87,10 +87,16 @@ class Environments:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Environments:
-        """Read ``IMGCTL_REGISTRY_<NAME>`` and ``IMGCTL_SPA_<NAME>``; errors name the variable."""
+        """Read ``IMGCTL_REGISTRY_<NAME>`` and ``IMGCTL_SPA_<NAME>``; errors name the variable.
+
+        Every bad variable is reported (one ConfigurationError when there are several).
+        """
+        from imgctl.config import Problems
+
         registries: dict[str, tuple[str, str]] = {}
         suffixes: dict[str, str] = {}
-        for variable, value in environ.items():
+        problems = Problems()
+        for variable, value in sorted(environ.items()):
             for prefix in (_REGISTRY_PREFIX, _SPA_PREFIX):
                 # Variable names are case-sensitive; only IMGCTL_..., so two spellings of one
                 # environment cannot silently override each other.
@@ -98,16 +104,26 @@ class Environments:
                     continue
                 name = variable[len(prefix) :]
                 if not _NAME_RE.fullmatch(name):
-                    raise UsageError(
-                        f"{variable}: environment name {name!r} must be letters, digits and _"
+                    problems.add(
+                        UsageError(
+                            f"{variable}: environment name {name!r} must be letters, digits and _",
+                            hint="rename the variable",
+                        )
                     )
+                    continue
                 if prefix == _REGISTRY_PREFIX:
-                    registries[name.lower()] = _parse_registry(variable, value)
+                    registry = problems.check(lambda: _parse_registry(variable, value))  # noqa: B023
+                    if registry is not None:
+                        registries[name.lower()] = registry
                 else:
                     suffix = value.strip()
                     if not suffix:
-                        raise UsageError(f"{variable} is empty", hint="set the bucket suffix")
+                        problems.add(
+                            UsageError(f"{variable} is empty", hint="set the bucket suffix")
+                        )
+                        continue
                     suffixes[name.lower()] = suffix
+        problems.raise_any()
         names = sorted(set(registries) | set(suffixes))
         return cls(
             Environment(

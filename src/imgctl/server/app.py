@@ -22,20 +22,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgctl._internal.bounds import MAX_GRPC_MESSAGE_BYTES
-from imgctl._internal.listen import listen, split_address
+from imgctl._internal.listen import bound_address, listen, split_address
 from imgctl.config import setting
 from imgctl.errors import UsageError
 
 if TYPE_CHECKING:
+    from imgctl._internal.startup import StartupLog
     from imgctl.authn import Keychain
     from imgctl.catalog.admission import Exemptions
     from imgctl.catalog.signatures import SignatureRule
-    from imgctl.promotion.environments import Policy
+    from imgctl.identity.verifier import VerifierSettings
+    from imgctl.promotion.environments import Environments, Policy
     from imgctl.promotion.provenance import ProvenanceGate
     from imgctl.remote import ClientOptions
+    from imgctl.scan.reload import WatchesFile
     from imgctl.trust import Signer, TrustPolicy
 
-__all__ = ["ServerSettings", "build_core", "run_server", "serve_catalog"]
+__all__ = [
+    "ServerConfiguration",
+    "ServerSettings",
+    "build_core",
+    "check_configuration",
+    "run_server",
+    "serve_catalog",
+]
 
 log = logging.getLogger("imgctl.server")
 
@@ -106,50 +116,218 @@ class ServerSettings:
         )
 
 
-async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> object:
-    """Everything the server needs, from the environment; errors name what is wrong."""
-    from imgctl.identity.verifier import TokenVerifier, VerifierSettings
+@dataclass(frozen=True)
+class ServerConfiguration:
+    """Everything ``imgctl server`` reads at start, checked before a socket or database opens."""
+
+    settings: ServerSettings
+    environ: Mapping[str, str]
+    oidc: VerifierSettings
+    environments: Environments
+    default_source: str | None
+    policy: Policy | None
+    signer: Signer | None
+    trust: dict[str, TrustPolicy]
+    provenance: dict[str, ProvenanceGate]
+    lease: float
+    registry: tuple[Keychain, ClientOptions]
+    database_url: str
+    slack_webhook: bool
+    tokens: object
+    anonymous_writes: bool
+    exemptions: Exemptions
+    signatures: SignatureRule | None
+    pipeline: tuple[str, ...]
+    watches: WatchesFile | None
+    tls: tuple[bytes, bytes, bytes | None] | None
+
+
+SERVER_HELP = "imgctl server --help lists the environment variables it reads"
+
+
+def check_configuration(
+    settings: ServerSettings, environ: Mapping[str, str]
+) -> ServerConfiguration:
+    """Every flag, variable and file of ``imgctl server``, checked and loaded; nothing opened.
+
+    Every problem is collected: one is raised as it is, several as one ConfigurationError
+    listing each (the variable or flag, what is wrong, what to do), so that one run names all
+    there is to fix. No socket is bound and no database opened here.
+    """
+    from imgctl._internal.startup import log_level
+    from imgctl.config import Problems
+    from imgctl.identity.verifier import VerifierSettings
     from imgctl.promotion.environments import Environments, load_policy
+    from imgctl.server._intents import lease_from_environment
+    from imgctl.server.notify import notifier_from_environment
+    from imgctl.store import database_url
+
+    problems = Problems()
+    problems.check(lambda: log_level(dict(environ)))
+    resolved = problems.check(lambda: settings.resolve(environ))
+    if resolved is None:
+        # Only IMGCTL_MAX_SIGNATURE_OPS can fail to resolve: go on with its default.
+        resolved = replace(settings, max_signature_ops=50).resolve(environ)
+    settings = resolved
+    problems.check(lambda: split_address("--bind-address", settings.bind_address, "0.0.0.0:9999"))
+    if settings.http_address:
+        http = settings.http_address
+        problems.check(lambda: split_address("--http-address", http))
+    tls = problems.check(lambda: _tls_files(settings))
+    oidc = problems.check(lambda: VerifierSettings.from_environment(environ))
+    environments = problems.check(lambda: Environments.from_environment(environ))
+    default_source = environ.get("IMGCTL_DEFAULT_SOURCE") or None
+    policy = None
+    if environments is not None:
+        if not len(environments):
+            problems.add(
+                UsageError(
+                    "no environments configured",
+                    hint="set IMGCTL_REGISTRY_<NAME> (and/or IMGCTL_SPA_<NAME>) for each "
+                    "environment",
+                )
+            )
+        elif default_source and environments.get(default_source) is None:
+            problems.add(
+                UsageError(
+                    f"IMGCTL_DEFAULT_SOURCE={default_source!r} is not a configured environment",
+                    hint=f"configured: {', '.join(environments.names())}",
+                )
+            )
+        known = environments
+        if settings.policy_file:
+            policy_file = settings.policy_file
+            policy = problems.check(lambda: load_policy(policy_file, known))
+    # Keys are loaded before anything serves: a bad reference stops the start (KeyRefError).
+    signing = problems.check(lambda: _signing(settings, policy, environ))
+    provenance = problems.check(lambda: _provenance(policy, environ))
+    lease = problems.check(lambda: lease_from_environment(environ))
+    registry = problems.check(lambda: _registry_settings(environ))
+    assert settings.state_dir is not None
+    state_dir = settings.state_dir
+    url = problems.check(lambda: database_url(environ, state_dir))
+    slack = problems.check(lambda: notifier_from_environment(environ) is not None)
+    writes = problems.check(
+        lambda: _catalog_writes(settings.tokens_file, settings.allow_anonymous_catalog_writes)
+    )
+    exemptions = problems.check(lambda: _exemptions(environ))
+    names = environments.names() if environments is not None else None
+    signatures = None
+    if names is not None:
+        signatures = problems.check(
+            lambda: _signature_rule(
+                settings.require_signature, environ, names, settings.require_attestation
+            )
+        )
+    pipeline = problems.check(lambda: _read_pipeline(environ, names or []))
+    watches = None
+    if settings.watches_file is not None and environments is not None:
+        watches_file, checked = settings.watches_file, environments
+        watches = problems.check(lambda: _watches(watches_file, environ, checked))
+    problems.raise_any(see=SERVER_HELP)
+    assert oidc is not None
+    assert environments is not None
+    assert signing is not None
+    assert provenance is not None
+    assert lease is not None
+    assert registry is not None
+    assert url is not None
+    assert writes is not None
+    assert exemptions is not None
+    assert pipeline is not None
+    assert slack is not None
+    return ServerConfiguration(
+        settings=settings,
+        environ=environ,
+        oidc=oidc,
+        environments=environments,
+        default_source=default_source,
+        policy=policy,
+        signer=signing[0],
+        trust=signing[1],
+        provenance=provenance,
+        lease=lease,
+        registry=registry,
+        database_url=url,
+        slack_webhook=slack,
+        tokens=writes[0],
+        anonymous_writes=writes[1],
+        exemptions=exemptions,
+        signatures=signatures,
+        pipeline=pipeline,
+        watches=watches,
+        tls=tls,
+    )
+
+
+def _tls_files(settings: ServerSettings) -> tuple[bytes, bytes, bytes | None] | None:
+    """(key, certificate, client CA) as bytes, or None without TLS; UsageError naming the flag."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key must be given together")
+    if settings.client_ca is not None and settings.tls_cert is None:
+        raise UsageError(
+            "--client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
+        )
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+
+    def read(flag: str, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read {flag} {path}: {exc.strerror or exc}", hint="give a PEM file"
+            ) from None
+
+    return (
+        read("--tls-key", settings.tls_key),
+        read("--tls-cert", settings.tls_cert),
+        read("--client-ca", settings.client_ca) if settings.client_ca else None,
+    )
+
+
+def _read_pipeline(environ: Mapping[str, str], names: list[str]) -> tuple[str, ...]:
+    from imgctl.web import read_pipeline
+
+    return read_pipeline(environ, names)
+
+
+def _watches(path: Path, environ: Mapping[str, str], environments: Environments) -> WatchesFile:
+    """The watches file, loaded and checked against the environments (UsageError if bad)."""
+    from imgctl.scan.reload import WatchesFile
+    from imgctl.server._scan import check_auto_promotions
+
+    # A bad file stops the start, before serving; once serving, a bad version is logged and
+    # the last good one stays in force.
+    return WatchesFile(
+        path, environ=environ, check=lambda config: check_auto_promotions(config, environments)
+    )
+
+
+async def build_core(config: ServerConfiguration) -> object:
+    """Everything the server needs, from its checked configuration; opens the database."""
+    from imgctl.identity.verifier import TokenVerifier
     from imgctl.promotion.service import Promoter
     from imgctl.remote import RegistryClient
-    from imgctl.server._intents import Intents, lease_from_environment
+    from imgctl.server._intents import Intents
     from imgctl.server.core import ServerCore
     from imgctl.server.notify import notifier_from_environment
-    from imgctl.store import CatalogStore, IntentStore, database_url
+    from imgctl.store import CatalogStore, IntentStore
 
-    settings = settings.resolve(environ)
-    oidc = VerifierSettings.from_environment(environ)
-    environments = Environments.from_environment(environ)
-    if not len(environments):
-        raise UsageError(
-            "no environments configured",
-            hint="set IMGCTL_REGISTRY_<NAME> (and/or IMGCTL_SPA_<NAME>) for each environment",
-        )
-    default_source = environ.get("IMGCTL_DEFAULT_SOURCE") or None
-    if default_source and environments.get(default_source) is None:
-        raise UsageError(
-            f"IMGCTL_DEFAULT_SOURCE={default_source!r} is not a configured environment",
-            hint=f"configured: {', '.join(environments.names())}",
-        )
-    policy = load_policy(settings.policy_file, environments) if settings.policy_file else None
-    # Keys are loaded before anything serves: a bad reference stops the start (KeyRefError).
-    signer, trust = _signing(settings, policy, environ)
-    provenance = _provenance(policy, environ)
-    lease = lease_from_environment(environ)
-    registry = RegistryClient(*_registry_settings(environ))
+    environ, settings, oidc = config.environ, config.settings, config.oidc
+    registry = RegistryClient(*config.registry)
     promoter = Promoter(
-        environments,
+        config.environments,
         registry,
-        policy=policy,
-        default_source=default_source,
+        policy=config.policy,
+        default_source=config.default_source,
         environ=environ,
-        signer=signer,
-        trust=trust,
+        signer=config.signer,
+        trust=config.trust,
         max_signature_ops=settings.max_signature_ops or 50,
-        provenance=provenance,
+        provenance=config.provenance,
     )
-    assert settings.state_dir is not None
-    url = database_url(environ, settings.state_dir)
+    url = config.database_url
     # The audit trail with its write-ahead half: promotions are recorded before they copy.
     store = await IntentStore.open(url)
     catalog = await CatalogStore.open(url)
@@ -165,7 +343,7 @@ async def build_core(environ: Mapping[str, str], settings: ServerSettings) -> ob
         notifier=notifier,
         issuer_url=oidc.issuer_url,
         audience=oidc.audience,
-        intents=Intents(store, catalog, promoter, lease=lease),
+        intents=Intents(store, catalog, promoter, lease=config.lease),
         catalog=catalog,
     )
 
@@ -222,7 +400,9 @@ def _integer(variable: str) -> Callable[[str], int]:
         try:
             return int(text.strip())
         except ValueError:
-            raise UsageError(f"{variable}={text!r} is not a whole number") from None
+            raise UsageError(
+                f"{variable}={text!r} is not a whole number", hint="unset it for the default"
+            ) from None
 
     return parse
 
@@ -285,8 +465,11 @@ def _provenance(policy: Policy | None, environ: Mapping[str, str]) -> dict[str, 
     return gates
 
 
-def _configure_logging() -> None:
+def _configure_logging(daemon: str, environ: Mapping[str, str]) -> StartupLog:
+    """The audit trail on stdout, the log on stderr; its INFO lines held until listening."""
     from imgctl._internal.logs import OneLineFormatter
+    from imgctl._internal.startup import StartupLog, log_level
+    from imgctl.errors import ImgctlError
 
     # Every line starts a record and no caller's text can start one: the audit trail on stdout
     # is one JSON object per line, and the log on stderr escapes what it quotes.
@@ -298,9 +481,25 @@ def _configure_logging() -> None:
     audit.propagate = False
     errors = logging.StreamHandler(sys.stderr)
     errors.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[errors])
+    try:
+        level = log_level(dict(environ))
+    except ImgctlError:
+        level = logging.INFO  # reported with the configuration's other problems
+    logging.basicConfig(level=level, handlers=[errors])
     # One line per registry request is noise in production; failures are logged by imgctl.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic says at INFO which plugins it loaded and each migration it ran: 7 to 15 lines on
+    # every start. Shown at IMGCTL_LOG_LEVEL=debug; its warnings always.
+    logging.getLogger("alembic").setLevel(
+        logging.INFO if level <= logging.DEBUG else logging.WARNING
+    )
+    startup = StartupLog(daemon)
+    startup.hold(errors)
+    return startup
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _add_port(server: Any, address: str, credentials: Any) -> int:
@@ -334,31 +533,10 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     from imgctl.v1 import imgctl_pb2, imgctl_pb2_grpc
 
     environ = dict(os.environ if environ is None else environ)
-    settings = settings.resolve(environ)
-    _configure_logging()
-    split_address("--bind-address", settings.bind_address, "0.0.0.0:9999")
-    if (settings.tls_cert is None) != (settings.tls_key is None):
-        raise UsageError("--tls-cert and --tls-key must be given together")
-    if settings.client_ca is not None and settings.tls_cert is None:
-        raise UsageError(
-            "--client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
-        )
-    # The HTTP side's settings are checked before anything listens.
-    tokens, anonymous_writes = _catalog_writes(
-        settings.tokens_file, settings.allow_anonymous_catalog_writes
-    )
-    exemptions = _exemptions(environ)
-    from imgctl.promotion.environments import Environments
-
-    signatures = _signature_rule(
-        settings.require_signature,
-        environ,
-        Environments.from_environment(environ).names(),
-        settings.require_attestation,
-    )
-    from imgctl.web import read_pipeline
-
-    pipeline = read_pipeline(environ, Environments.from_environment(environ).names())
+    startup = _configure_logging("server", environ)
+    # The whole configuration first, every problem at once, before a socket or the database.
+    config = check_configuration(settings, environ)
+    settings = config.settings
     # Bound before anything starts, so that a port in use stops the server before it serves.
     http_socket = listen("--http-address", settings.http_address) if settings.http_address else None
     server = grpc.aio.server(
@@ -370,36 +548,31 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
         ]
     )
-    if settings.tls_cert and settings.tls_key:
-        credentials = grpc.ssl_server_credentials(
-            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
-            root_certificates=settings.client_ca.read_bytes() if settings.client_ca else None,
-            require_client_auth=settings.client_ca is not None,
-        )
-        port = _add_port(server, settings.bind_address, credentials)
-    else:
+    try:
+        if config.tls is not None:
+            key, cert, client_ca = config.tls
+            credentials = grpc.ssl_server_credentials(
+                [(key, cert)],
+                root_certificates=client_ca,
+                require_client_auth=client_ca is not None,
+            )
+            port = _add_port(server, settings.bind_address, credentials)
+        else:
+            port = _add_port(server, settings.bind_address, None)
+    except BaseException:
+        if http_socket is not None:
+            http_socket.close()
+        raise
+    if config.tls is None:
         log.warning(
             "serving gRPC WITHOUT TLS on %s: tokens cross the network in clear text; "
             "pass --tls-cert/--tls-key (or terminate TLS in front of the server)",
             settings.bind_address,
         )
-        port = _add_port(server, settings.bind_address, None)
-    watches = None
-    watches_path = settings.watches_file
-    if watches_path is not None:
-        from imgctl.promotion.environments import Environments
-        from imgctl.scan.reload import WatchesFile
-        from imgctl.server._scan import check_auto_promotions
-
-        environments = Environments.from_environment(environ)
-        # A bad file stops the start, before serving; once serving, a bad version is logged
-        # and the last good one stays in force.
-        watches = WatchesFile(
-            watches_path,
-            environ=environ,
-            check=lambda config: check_auto_promotions(config, environments),
-        )
-    core = await build_core(environ, settings)
+    tokens, anonymous_writes = config.tokens, config.anonymous_writes
+    exemptions, signatures, pipeline = config.exemptions, config.signatures, config.pipeline
+    watches = config.watches
+    core = await build_core(config)
     assert isinstance(core, ServerCore)
     # Leases of this replica's promotions, and recovery of intents whose owner is gone: at once
     # (start-up), then every half lease.
@@ -409,11 +582,8 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
     scan_task = None
     if watches is not None:
         from imgctl.server._scan import build_scanner
-        from imgctl.store import database_url
 
-        assert settings.state_dir is not None
-        url = database_url(environ, settings.state_dir)
-        core.scanner = await build_scanner(core, watches, url, environ)
+        core.scanner = await build_scanner(core, watches, config.database_url, environ)
         scan_task = asyncio.ensure_future(core.scanner.run(scan_stop))
 
     imgctl_pb2_grpc.add_ImgCtlServicer_to_server(ImgCtlServicer(core), server)  # type: ignore[no-untyped-call]
@@ -460,13 +630,12 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         http_task = asyncio.ensure_future(http_server.serve(sockets=[http_socket]))
 
     _freeze_heap()
-    log.info(
-        "imgctl server on %s (gRPC, port %d)%s; environments: %s",
-        settings.bind_address,
-        port,
-        f", HTTP on {settings.http_address}" if settings.http_address else "",
-        ", ".join(core.promoter.environments.names()),
-    )
+    host, _ = split_address("--bind-address", settings.bind_address)
+    listeners = [("grpc" if config.tls is None else "grpc+tls", _host_port(host, port))]
+    if http_socket is not None:
+        listeners.append(("http", bound_address(http_socket)))
+    startup.listening(listeners)
+    log.info("environments: %s", ", ".join(core.promoter.environments.names()))
     if core.scanner is not None:
         log.info(
             "watching %d repositories from %s",
@@ -569,24 +738,43 @@ async def serve_catalog(
     """``imgctl catalog serve``: the catalog API, admission webhook and pages, without gRPC."""
     import uvicorn
 
+    from imgctl._internal.startup import log_level
     from imgctl.catalog.admission import AdmissionWebhook
     from imgctl.catalog.api import create_catalog_app
+    from imgctl.config import Problems
     from imgctl.promotion.environments import Environments
     from imgctl.store import AuditStore, CatalogStore, ScanStore, database_url
     from imgctl.web import CatalogTokenAccess, WebContext, create_web_router, read_pipeline
 
-    _configure_logging()
+    startup = _configure_logging("catalog serve", environ)
     settings = ServerSettings(http_address=http_address, tokens_file=tokens_file).resolve(environ)
-    tokens, anonymous_writes = _catalog_writes(settings.tokens_file, allow_anonymous_writes)
-    exemptions = _exemptions(environ)
+    # The whole configuration first, every problem at once, before the socket or the database.
+    problems = Problems()
+    problems.check(lambda: log_level(dict(environ)))
+    problems.check(lambda: split_address("--http-address", http_address))
+    writes = problems.check(lambda: _catalog_writes(settings.tokens_file, allow_anonymous_writes))
+    exemptions = problems.check(lambda: _exemptions(environ))
     # No environments are configured here: a rule may name any.
-    signatures = _signature_rule(require_signature, environ, None, require_attestation)
+    signatures = problems.check(
+        lambda: _signature_rule(require_signature, environ, None, require_attestation)
+    )
     # The pages name environments by IMGCTL_REGISTRY_* when they are set here too.
-    environments = Environments.from_environment(environ)
-    pipeline = read_pipeline(environ, environments.names())
-    sock = listen("--http-address", http_address)
+    environments = problems.check(lambda: Environments.from_environment(environ))
+    names = environments.names() if environments is not None else []
+    pipeline = problems.check(lambda: read_pipeline(environ, names))
     assert settings.state_dir is not None
-    url = url or database_url(environ, settings.state_dir)
+    state_dir = settings.state_dir
+    given = url
+    chosen = problems.check(lambda: given or database_url(environ, state_dir))
+    problems.raise_any(see="imgctl catalog serve --help lists the environment variables it reads")
+    assert writes is not None
+    assert exemptions is not None
+    assert environments is not None
+    assert pipeline is not None
+    assert chosen is not None
+    url = chosen
+    tokens, anonymous_writes = writes
+    sock = listen("--http-address", http_address)
     store = await CatalogStore.open(url)
     # Admission answers "promoted" from memory, following the catalog's change feed.
     await store.follow()
@@ -623,6 +811,7 @@ async def serve_catalog(
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = signalled_server(config)
     _freeze_heap()
+    startup.listening([("http", bound_address(sock))])
     try:
         await server.serve(sockets=[sock])
     finally:

@@ -33,6 +33,8 @@ from imgctl.identity.issuer._service import (
 if TYPE_CHECKING:
     import socket
 
+    from imgctl._internal.startup import StartupLog
+
 __all__ = [
     "MAX_SSH_JWT_LIFETIME",
     "DatabaseReplayMemory",
@@ -85,7 +87,7 @@ def serve(
     try:
         keys = KeyStore(config.keys_dir, token_ttl=config.token_ttl, clock_skew=config.clock_skew)
         keys.load(create=True)
-        _configure_logging()
+        startup = _configure_logging()
         asyncio.run(
             _serve(
                 config,
@@ -95,6 +97,7 @@ def serve(
                 os.environ if environ is None else environ,
                 tls_cert=tls_cert,
                 tls_key=tls_key,
+                startup=startup,
             )
         )
     finally:
@@ -110,9 +113,11 @@ async def _serve(
     *,
     tls_cert: str | None,
     tls_key: str | None,
+    startup: StartupLog,
 ) -> None:
     import uvicorn
 
+    from imgctl._internal.listen import bound_address
     from imgctl._internal.uvicorn_signals import interrupted, signalled_server
     from imgctl.identity.issuer._app import MAX_HEAD_BYTES, create_app
 
@@ -124,7 +129,9 @@ async def _serve(
             app,
             ssl_certfile=tls_cert,
             ssl_keyfile=tls_key,
-            log_level="info",
+            # uvicorn's "Started server process" and "Application startup" lines would come
+            # before and around imgctl's one listening line; its warnings and errors stay.
+            log_level="warning",
             server_header=False,
             # imgctl.issuer.access logs each request, without its query string.
             access_log=False,
@@ -133,6 +140,7 @@ async def _serve(
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
         server = signalled_server(server_config)
+        startup.listening([("https" if tls_cert else "http", bound_address(sock))])
         await server.serve(sockets=[sock])
     finally:
         await replay.aclose()
@@ -140,20 +148,30 @@ async def _serve(
         raise KeyboardInterrupt  # Ctrl-C: the command exits 130 (SIGTERM, a pod's stop: 0)
 
 
-def _configure_logging() -> None:
-    """Issuer lines on stderr, shaped like uvicorn's, which shares the stream."""
+def _configure_logging() -> StartupLog:
+    """Issuer lines on stderr, shaped like uvicorn's, which shares the stream.
+
+    Its INFO lines are held back until the listening line (imgctl._internal.startup).
+    """
     import sys
 
     from uvicorn.logging import DefaultFormatter
 
+    from imgctl._internal.startup import StartupLog
+
+    startup = StartupLog("idp serve")
     issuer_log = logging.getLogger("imgctl.issuer")
     if issuer_log.handlers:
-        return
+        for handler in issuer_log.handlers:
+            startup.hold(handler)
+        return startup
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))
     issuer_log.addHandler(handler)
     issuer_log.setLevel(logging.INFO)
     issuer_log.propagate = False
+    startup.hold(handler)
+    return startup
 
 
 def _check_tls(cert: str, key: str) -> None:
