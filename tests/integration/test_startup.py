@@ -320,8 +320,10 @@ def test_the_documented_list_of_problems_is_what_the_server_prints(tmp_path: Pat
 
 def test_the_documented_listening_lines_have_the_format_of_the_daemons() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs"
-    text = "\n".join((docs / name).read_text() for name in ("server.md", "registry.md"))
+    names = ("server.md", "registry.md", "authentication.md", "catalog.md")
+    text = "\n".join((docs / name).read_text() for name in names)
     lines = re.findall(r"imgctl [a-z ]+: listening on [^`\n]+", text)
-    assert len(lines) >= 3, lines
+    daemons = {line.split(":")[0] for line in lines}
+    assert daemons == {f"imgctl {daemon}" for daemon in DAEMONS}, lines
     for line in lines:
         assert _LINE.fullmatch(line.rstrip()), line
