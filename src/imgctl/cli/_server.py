@@ -9,11 +9,11 @@ problem listed and exit status 2; a database it cannot open with exit status 1
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar, Final
 
 import typer
+from typer import _click
 
-from imgctl.cli._envhelp import ServerCommand
 from imgctl.cli._exit import exit_code, fail, interrupted
 from imgctl.cli._flags import (
     AnonymousWritesOpt,
@@ -22,11 +22,47 @@ from imgctl.cli._flags import (
     RequireSignatureOpt,
     seconds,
 )
+from imgctl.cli._help import PanelCommand
 from imgctl.errors import ImgctlError
 
 __all__ = ["app"]
 
 app = typer.Typer()
+
+# The help page's "Environment:" section, as kubectl and many daemons have one: (variable, what
+# it is), "(required)" first where the server does not start without it. Plain data, so that
+# --help stays as fast as before; docs/server.md has every variable.
+SERVER_ENVIRONMENT: Final[tuple[tuple[str, str], ...]] = (
+    ("OIDC_ISSUER_URL", "(required) The OIDC issuer: https://dex.example.com"),
+    ("OIDC_AUDIENCE", "(required) The audience tokens must carry: this server's URL"),
+    (
+        "IMGCTL_REGISTRY_<NAME>",
+        "(required, one or more) The registry of environment NAME: host[:port][/prefix]",
+    ),
+    ("IMGCTL_SPA_<NAME>", "The S3 bucket suffix of environment NAME (SPA promotions)"),
+    ("OIDC_ALLOWED_GROUPS", "Groups allowed to promote, comma-separated ('*': any caller)"),
+    ("OIDC_GROUPS_CLAIM", "The token claim holding the groups (default: groups)"),
+    ("OIDC_LEEWAY", "Seconds of clock skew allowed on tokens (default: 30)"),
+    ("IMGCTL_DEFAULT_SOURCE", "The source environment when a request names none"),
+    ("IMGCTL_DATABASE_URL", "postgresql://... or sqlite:////path (default: SQLite file)"),
+    ("IMGCTL_STATE_DIR", "Where the default SQLite file lives"),
+    ("IMGCTL_PROMOTION_LEASE", "Seconds a replica holds a promotion (default: 60)"),
+    ("IMGCTL_SLACK_WEBHOOK_URL", "Post each promotion to this Slack webhook"),
+    ("IMGCTL_PIPELINE", "The environments' order on the web pages: dev,int,prod"),
+    ("IMGCTL_LOG_LEVEL", "debug, info (default) or warning; debug shows migrations"),
+)
+
+
+class ServerCommand(PanelCommand):
+    """``imgctl server``'s command: its help lists the environment after the options."""
+
+    environment: ClassVar[tuple[tuple[str, str], ...]] = SERVER_ENVIRONMENT
+
+    def format_epilog(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        """The ``Environment:`` section, then the epilog (if any)."""
+        with formatter.section("Environment"):
+            formatter.write_dl(list(self.environment))
+        super().format_epilog(ctx, formatter)
 
 
 @app.command("server", cls=ServerCommand)
