@@ -233,6 +233,34 @@ def test_each_daemon_prints_its_listening_line_first_with_the_bound_ports(
     assert _answers_http(http_port)
 
 
+def test_the_migrations_are_shown_at_debug_level_after_the_line(
+    tmp_path: Path, started: list[Running]
+) -> None:
+    argv, env = _daemon("server", tmp_path, "127.0.0.1:0", "127.0.0.1:0")
+    running = Running(argv, env | {"IMGCTL_LOG_LEVEL": "debug"}, tmp_path)
+    started.append(running)
+    running.wait_for("Running upgrade  -> 0001")
+    output = running.err.read_text()
+    assert output.index("imgctl server: listening on ") < output.index("Running upgrade")
+    # The gRPC warning names the port it bound, not the 0 it was given.
+    assert "serving gRPC WITHOUT TLS on 127.0.0.1:0:" not in output
+
+
+def test_a_bad_log_level_is_a_configuration_problem(tmp_path: Path) -> None:
+    env = _server_env(tmp_path) | {"IMGCTL_LOG_LEVEL": "loud", "OIDC_AUDIENCE": ""}
+    result = subprocess.run(
+        [IMGCTL, "server", "--bind-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "  IMGCTL_LOG_LEVEL='loud' is not a log level; use debug, info or warning" in (
+        result.stderr
+    )
+
+
 @pytest.mark.parametrize("daemon", DAEMONS)
 def test_each_daemon_names_the_ports_it_was_given(
     daemon: str, tmp_path: Path, started: list[Running]

@@ -563,11 +563,12 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         if http_socket is not None:
             http_socket.close()
         raise
+    host, _ = split_address("--bind-address", settings.bind_address)
     if config.tls is None:
         log.warning(
             "serving gRPC WITHOUT TLS on %s: tokens cross the network in clear text; "
             "pass --tls-cert/--tls-key (or terminate TLS in front of the server)",
-            settings.bind_address,
+            _host_port(host, port),
         )
     tokens, anonymous_writes = config.tokens, config.anonymous_writes
     exemptions, signatures, pipeline = config.exemptions, config.signatures, config.pipeline
@@ -630,7 +631,6 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
         http_task = asyncio.ensure_future(http_server.serve(sockets=[http_socket]))
 
     _freeze_heap()
-    host, _ = split_address("--bind-address", settings.bind_address)
     listeners = [("grpc" if config.tls is None else "grpc+tls", _host_port(host, port))]
     if http_socket is not None:
         listeners.append(("http", bound_address(http_socket)))
