@@ -16,6 +16,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import unquote
 
 import httpx
 
@@ -53,9 +54,12 @@ def redact_url(url: httpx.URL | str) -> str:
         parsed = parsed.copy_with(username=None, password=None)
     if not parsed.query:
         return str(parsed)
-    params = [(k, REDACTED if _secret_name(k) else v) for k, v in parsed.params.multi_items()]
-    # Keep the parameters' order and names; the redaction marker is encoded like any value.
-    return str(parsed.copy_with(params=params))
+    # The query as sent (its order, its encoding), each secret value replaced.
+    items = []
+    for item in parsed.query.decode("ascii", "replace").split("&"):
+        name, equals, _ = item.partition("=")
+        items.append(f"{name}={REDACTED}" if equals and _secret_name(unquote(name)) else item)
+    return f"{parsed.copy_with(query=None)}?{'&'.join(items)}"
 
 
 def _headers(headers: Iterable[tuple[bytes, bytes]]) -> str:
