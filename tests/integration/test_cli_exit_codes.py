@@ -78,6 +78,16 @@ USAGE: list[tuple[str, list[str], str]] = [
     ("scan-no-config", ["scan"], "watches file"),
     ("scan-bad-config", ["scan", "--config", "{dir}/watches.yaml", "--once"], "watches.yaml"),
     ("version-bad-output", ["version", "-o", "xml"], "xml"),
+    (
+        "auth-explain-missing-config",
+        ["auth", "explain", _GOOD, "--config", "{dir}/no.toml"],
+        "no.toml",
+    ),
+    (
+        "idp-rotate-key-bad-config",
+        ["idp", "rotate-key", "--config", "{dir}/watches.yaml"],
+        "unknown key",
+    ),
     ("audit-limit-zero", ["audit", "ls", "--limit", "0"], "--limit"),
     ("registry-serve-no-root", ["registry", "serve"], "--root"),
     ("completion-bad-shell", ["completion", "tcsh"], "tcsh"),

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from imgctl.cli._exit import fail
+from imgctl.cli._exit import fail, stop
 from imgctl.cli._flags import (
     Connection,
     Login,
@@ -67,7 +67,7 @@ def auth_explain(
         assert isinstance(keychain, MultiKeychain)
         answers = asyncio.run(keychain.explain_all(ref.registry, ref.repository))
     except ImgctlError as exc:
-        fail(str(exc))
+        stop(exc)  # a config or PEM file that cannot be used is a usage error: 2
     tls = options.tls.for_registry(ref.registry)
     plain = ref.registry in options.insecure_registries or is_loopback(ref.registry)
     winner = answers[-1] if answers and answers[-1].found else None
@@ -315,7 +315,7 @@ def idp_rotate_key(config: IdpConfigOpt) -> None:
         keys = KeyStore(loaded.keys_dir, token_ttl=loaded.token_ttl, clock_skew=loaded.clock_skew)
         new = keys.rotate()
     except ImgctlError as exc:
-        fail(str(exc))
+        stop(exc)  # a config file that cannot be used is a usage error: 2
     published = ", ".join(k.kid for k in keys.published())
     print(f"new signing key {new.kid} in {loaded.keys_dir}")
     print(f"published keys: {published}")
