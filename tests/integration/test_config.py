@@ -138,6 +138,9 @@ SHARED = {
     # imgctl catalog --token / --url; imgctl cip --catalog-token / --catalog-url
     "IMGCTL_CATALOG_TOKEN": {"cli/_catalog.py", "cli/_cip.py"},
     "IMGCTL_CATALOG_URL": {"cli/_cip.py", "cli/_flags.py"},
+    # the login flags; imgctl auth logout forgets the tokens of the same issuer and audience
+    "DEX_URL": {"cli/_flags.py", "cli/_identity.py"},
+    "IMGCTL_AUDIENCE": {"cli/_flags.py", "cli/_identity.py"},
 }
 _VARIABLE = re.compile(r"^(IMGCTL|OIDC|KUBECTL|DEX)_[A-Z0-9_]*[A-Z0-9]$")
 

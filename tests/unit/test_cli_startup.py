@@ -85,7 +85,6 @@ _ALSO = {
     "_cip": {"imgctl.cli._registry"},
     "_scan": {"imgctl.cli._catalog"},
     "_registry_login": {"imgctl.cli._registry_serve"},  # the group it adds login/logout to
-    "_version": {"imgctl.cli._promote"},
 }
 
 

@@ -17,7 +17,13 @@ import grpc
 import pytest
 
 from imgctl import errors
-from imgctl.cli._exit import EXIT_FAILED, exit_code
+from imgctl.cli._exit import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_UNAVAILABLE,
+    EXIT_UNVERIFIED,
+    exit_code,
+)
 from imgctl.cli._exit import status_name as rpc_status_name
 from imgctl.errors import PromotionError
 from imgctl.server._status import STATUS_NAMES, status_name
@@ -104,7 +110,9 @@ def test_the_tables_agree_with_docs_server_md() -> None:
 
 def test_the_exit_table_agrees_with_the_readme() -> None:
     rows = readme_rows()
-    assert [code for code, _ in rows] == [0, 1, 2, 3, 4, 5, 6]
+    # The one table for every command: 7 (nothing verified) and 130 (Ctrl-C) have no status.
+    assert [code for code, _ in rows] == [0, 1, 2, 3, 4, 5, 6, EXIT_UNVERIFIED, EXIT_INTERRUPTED]
+    assert [statuses for code, statuses in rows if code > EXIT_UNAVAILABLE] == [[], []]
     for code, statuses in rows:
         for status in statuses:
             if status == "OK":

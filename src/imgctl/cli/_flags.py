@@ -718,6 +718,64 @@ def show_http_trace() -> None:
     logger.propagate = False
 
 
+# How a command reaches the imgctl server (promote, auth-check, audit, version, and token /
+# auth login when they ask the server for its issuer): shared, so that --help of a command
+# that takes them imports no other command's module.
+_SERVER_PANEL = "imgctl server"
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        "-s",
+        envvar="IMGCTL_SERVER",
+        help="gRPC address of the imgctl server (default: localhost:9999).",
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+TlsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--tls/--no-tls",
+        envvar="IMGCTL_TLS",
+        help="Talk TLS to the server (default: plaintext, as the server's default).",
+        show_default=False,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ServerCaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-cert",
+        help="PEM CA bundle for the server's certificate (with --tls).",
+        dir_okay=False,
+        exists=True,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ClientCertOptForServer = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-cert",
+        envvar="IMGCTL_SERVER_CLIENT_CERT",
+        help="PEM client certificate, for a server started with --client-ca (with --tls).",
+        dir_okay=False,
+        exists=True,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+ClientKeyOptForServer = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-key",
+        envvar="IMGCTL_SERVER_CLIENT_KEY",
+        help="PEM key of --client-cert.",
+        dir_okay=False,
+        exists=True,
+        rich_help_panel=_SERVER_PANEL,
+    ),
+]
+
+
 def show_retries() -> None:
     """Print the registry client's retries on stderr as warnings, while its backoff runs.
 

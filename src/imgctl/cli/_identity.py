@@ -14,21 +14,19 @@ import typer
 
 from imgctl.cli._exit import fail, stop
 from imgctl.cli._flags import (
+    ClientCertOptForServer,
+    ClientKeyOptForServer,
     Connection,
     Login,
     OutputOpt,
+    ServerCaOpt,
+    ServerOpt,
+    TlsOpt,
     login_command,
     parse_ref,
     registry_command,
 )
 from imgctl.cli._output import Output, print_document
-from imgctl.cli._promote import (
-    ClientCertOptForServer,
-    ClientKeyOptForServer,
-    ServerCaOpt,
-    ServerOpt,
-    TlsOpt,
-)
 from imgctl.errors import ImgctlError
 
 __all__ = ["app", "auth_app", "idp_app"]

@@ -26,7 +26,17 @@ from imgctl.cli._exit import (
     fail,
     interrupted,
 )
-from imgctl.cli._flags import Login, OutputOpt, ask_passphrase, login_command
+from imgctl.cli._flags import (
+    ClientCertOptForServer,
+    ClientKeyOptForServer,
+    Login,
+    OutputOpt,
+    ServerCaOpt,
+    ServerOpt,
+    TlsOpt,
+    ask_passphrase,
+    login_command,
+)
 from imgctl.cli._output import Output, print_document, proto_document, transfer_progress
 from imgctl.errors import ImgctlError
 
@@ -39,59 +49,6 @@ __all__ = ["app"]
 
 app = typer.Typer()
 
-_SERVER_PANEL = "imgctl server"
-ServerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        "-s",
-        envvar="IMGCTL_SERVER",
-        help="gRPC address of the imgctl server (default: localhost:9999).",
-        rich_help_panel=_SERVER_PANEL,
-    ),
-]
-TlsOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--tls/--no-tls",
-        envvar="IMGCTL_TLS",
-        help="Talk TLS to the server (default: plaintext, as the server's default).",
-        show_default=False,
-        rich_help_panel=_SERVER_PANEL,
-    ),
-]
-ServerCaOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--ca-cert",
-        help="PEM CA bundle for the server's certificate (with --tls).",
-        dir_okay=False,
-        exists=True,
-        rich_help_panel=_SERVER_PANEL,
-    ),
-]
-ClientCertOptForServer = Annotated[
-    Path | None,
-    typer.Option(
-        "--client-cert",
-        envvar="IMGCTL_SERVER_CLIENT_CERT",
-        help="PEM client certificate, for a server started with --client-ca (with --tls).",
-        dir_okay=False,
-        exists=True,
-        rich_help_panel=_SERVER_PANEL,
-    ),
-]
-ClientKeyOptForServer = Annotated[
-    Path | None,
-    typer.Option(
-        "--client-key",
-        envvar="IMGCTL_SERVER_CLIENT_KEY",
-        help="PEM key of --client-cert.",
-        dir_okay=False,
-        exists=True,
-        rich_help_panel=_SERVER_PANEL,
-    ),
-]
 ShowTokenOpt = Annotated[
     bool, typer.Option("--show-token", help="Print the OIDC token on stderr (for debugging).")
 ]

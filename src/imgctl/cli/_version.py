@@ -19,15 +19,15 @@ from typing import Annotated, Any
 import typer
 
 from imgctl.cli._exit import warn
-from imgctl.cli._flags import OutputOpt
-from imgctl.cli._output import Output
-from imgctl.cli._promote import (
+from imgctl.cli._flags import (
     ClientCertOptForServer,
     ClientKeyOptForServer,
+    OutputOpt,
     ServerCaOpt,
     ServerOpt,
     TlsOpt,
 )
+from imgctl.cli._output import Output
 
 __all__ = ["app", "client_version"]
 
