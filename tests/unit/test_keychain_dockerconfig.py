@@ -880,3 +880,15 @@ async def test_repr_has_no_secrets(home: Path, make: Any, helpers: Helpers) -> N
     assert_no_secret(keychain)
     assert_no_secret(credential)
     assert "~/.docker/config.json" in repr(keychain)
+
+
+async def test_an_oversized_file_is_refused_before_it_is_parsed(home: Path, make: Any) -> None:
+    # One reader bounds the file for the keychain and for `imgctl registry login` alike.
+    from imgctl.authn._dockerconfig import MAX_CONFIG_BYTES
+
+    padding = " " * MAX_CONFIG_BYTES
+    write(docker_config(home), json.dumps({"auths": {"ghcr.io": auth("alice", SECRET)}}) + padding)
+    with pytest.raises(CredentialError) as raised:
+        await make().explain("ghcr.io", "org/app")
+    assert f"is larger than {MAX_CONFIG_BYTES} bytes" in str(raised.value)
+    assert_no_secret(raised.value)

@@ -52,6 +52,56 @@ _NOT_FOUND_MARKER = "credentials not found"
 _MAX_SHOWN_OUTPUT = 200
 
 
+MAX_CONFIG_BYTES = 4 << 20
+"""The largest docker config file read (docker's own are a few kB): a bound, not a limit."""
+
+
+class UnreadableConfigError(Exception):
+    """Why a docker config file cannot be used: ``problem`` follows the file's name."""
+
+    def __init__(self, problem: str, *, content: bool) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.content = content  # the file was read, but what it holds is wrong
+
+
+def read_config_document(path: Path) -> object | None:
+    """A docker config file's JSON document: None without a file, {} for an empty one.
+
+    The one reader of the file, for the keychain and for ``imgctl registry login``. Errors
+    never quote the file (it holds secrets): a JSON error gives its position only, and the
+    exception is raised outside ``except`` so that no traceback carries the contents.
+    """
+    problem: str | None = None
+    content = True
+    raw = b""
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except IsADirectoryError:
+        problem, content = "is a directory, not a file", False
+    except OSError as exc:
+        problem, content = f"cannot be read: {exc.strerror or type(exc).__name__}", False
+    if problem is None and len(raw) > MAX_CONFIG_BYTES:
+        problem = f"is larger than {MAX_CONFIG_BYTES} bytes"
+    if problem is not None:
+        raise UnreadableConfigError(problem, content=content)
+    if not raw.strip():
+        return {}  # docker treats an empty file as an empty configuration
+    document: object = None
+    try:
+        document = json.loads(raw)
+    except UnicodeDecodeError:
+        problem = "is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        problem = f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if problem is not None:
+        raise UnreadableConfigError(problem, content=True)
+    return document
+
+
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     """A file the keychain may read, and which variable (if any) pointed at it."""
@@ -287,36 +337,16 @@ class DockerConfigKeychain(SourceKeychain):
         return config
 
     def _read(self, candidate: _Candidate) -> _ConfigFile | None:
-        """Read and validate one file (errors raised outside ``except`` to drop the contents)."""
-        where = candidate.described()
-        problem: str | None = None
+        """Read and validate one file; None when it does not exist."""
+        unreadable: UnreadableConfigError | None = None
         try:
-            raw = candidate.path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except IsADirectoryError:
-            problem = "is a directory, not a file"
-        except OSError as exc:
-            problem = f"cannot be read: {exc.strerror or type(exc).__name__}"
-        if problem is not None:
-            raise CredentialError(f"{where} {problem}")
-
-        # Docker treats an empty config file as an empty configuration.
-        if not raw.strip():
-            return _ConfigFile(candidate, (), {}, None)
-        document: object = None
-        try:
-            document = json.loads(raw)
-        except UnicodeDecodeError:
-            problem = "is not UTF-8 text"
-        except json.JSONDecodeError as exc:
-            # The position only: exc.doc is the file, which holds secrets.
-            problem = f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        if problem is not None:
-            raise CredentialError(
-                f"{where} {problem}", hint="fix the file or remove it to use no credentials"
-            )
-        return self._parse(candidate, document)
+            document = read_config_document(candidate.path)
+        except UnreadableConfigError as exc:
+            unreadable = exc
+        if unreadable is not None:  # raised here, with no exception chained to it
+            hint = "fix the file or remove it to use no credentials" if unreadable.content else None
+            raise CredentialError(f"{candidate.described()} {unreadable.problem}", hint=hint)
+        return None if document is None else self._parse(candidate, document)
 
     def _parse(self, candidate: _Candidate, document: object) -> _ConfigFile:
         """Check a parsed file's shape and index its entries."""

@@ -22,13 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from imgctl._internal.messages import json_kind
-from imgctl.authn._dockerconfig import _DOCKER_HUB_SERVER_URL, _normalise_key
+from imgctl.authn._dockerconfig import (
+    _DOCKER_HUB_SERVER_URL,
+    UnreadableConfigError,
+    _normalise_key,
+    read_config_document,
+)
 from imgctl.errors import UsageError
 from imgctl.oci.reference import DEFAULT_REGISTRY, canonical_registry
 
 __all__ = ["DockerLogin", "docker_config_path", "login_key"]
-
-_MAX_CONFIG_BYTES = 4 << 20
 
 
 def docker_config_path(environ: Mapping[str, str], home: Path) -> Path:
@@ -51,29 +54,17 @@ class DockerLogin:
 
     def load(self) -> dict[str, Any]:
         """The file's object (empty when there is no file); anything but a JSON object fails."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        except IsADirectoryError:
-            raise UsageError(f"{self.path} is a directory, not a docker config file") from None
-        except OSError as exc:
-            raise UsageError(
-                f"{self.path} cannot be read: {exc.strerror or type(exc).__name__}"
-            ) from None
-        if len(raw) > _MAX_CONFIG_BYTES:
-            raise UsageError(f"{self.path} is larger than {_MAX_CONFIG_BYTES} bytes")
-        if not raw.strip():
-            return {}  # docker treats an empty file as an empty configuration
         problem: str | None = None
         document: object = None
+        unreadable = False
         try:
-            document = json.loads(raw)
-        except UnicodeDecodeError:
-            problem = "is not UTF-8 text"
-        except json.JSONDecodeError as exc:
-            # The position only: the file holds secrets.
-            problem = f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            document = read_config_document(self.path)
+        except UnreadableConfigError as exc:
+            problem, unreadable = exc.problem, not exc.content
+        if unreadable:  # raised here, with no exception chained to it
+            raise UsageError(f"{self.path} {problem}")
+        if document is None and problem is None:
+            return {}
         if problem is None and not isinstance(document, dict):
             problem = f"holds {json_kind(document)}, not a JSON object"
         if isinstance(document, dict) and not isinstance(document.get("auths", {}), dict):
