@@ -157,7 +157,7 @@ def test_cli_platform_json_reports_platform_and_copied_digest(
 def test_cli_refuses_a_malformed_platform_before_any_request(value: str, problem: str) -> None:
     # An unroutable registry: the parse error must come first, with no network attempt.
     done = imgctl("copy", "--platform", value, "127.0.0.1:9/a:v1", "127.0.0.1:9/b")
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error (README's exit codes)
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("imgctl: error: --platform: ")
     assert problem in line

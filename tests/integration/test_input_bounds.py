@@ -49,7 +49,11 @@ TOKEN = "input-bounds-catalog-token"
 MIB = 1024 * 1024
 CUT = re.compile(r"…\[cut: (\d+) characters\]$")
 # What a line of the server's stderr may look like: a record, or a traceback line below one.
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: |    )")
+LOG_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: |    "
+    # the server's one start-up line (issue 22), which holds no caller's text
+    r"|imgctl server: listening on grpc(\+tls)? 127\.0\.0\.1:\d+, http 127\.0\.0\.1:\d+$)"
+)
 
 
 @dataclass
@@ -209,7 +213,7 @@ def test_the_server_log_escapes_what_it_quotes(tmp_path: Path) -> None:
     script = (
         "import logging\n"
         "from imgctl.server.app import _configure_logging\n"
-        "_configure_logging()\n"
+        "_configure_logging('imgctl server', {})\n"
         "log = logging.getLogger('imgctl.server')\n"
         "text = 'x\\n2026-01-01 00:00:00,000 INFO imgctl.server: forged\\r\\u2028\\x1b[2K'\n"
         "log.warning('quoted %s', text)\n"
