@@ -215,7 +215,7 @@ def test_a_bad_sign_key_stops_the_start(
     }
     process, _, _, log = launch_server(tmp_path, env)
     try:
-        assert process.wait(timeout=60) == 1
+        assert process.wait(timeout=60) == 2  # a configuration mistake (issue 22 item 5)
     finally:
         stop_process(process)
     lines = [line for line in log.read_text().splitlines() if "imgctl: error:" in line]
@@ -304,7 +304,7 @@ def test_a_policy_file_naming_a_bad_key_stops_the_start(
     }
     process, _, _, log = launch_server(tmp_path, env, "--policy-file", str(policy))
     try:
-        assert process.wait(timeout=60) == 1
+        assert process.wait(timeout=60) == 2  # a configuration mistake (issue 22 item 5)
     finally:
         stop_process(process)
     text = log.read_text()
