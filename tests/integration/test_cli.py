@@ -122,6 +122,34 @@ def test_copy_failure_is_one_line_and_exit_1(
     assert result.stdout == ""
 
 
+def test_a_missing_manifest_is_the_same_error_in_every_command(
+    registry: Registry, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    # digest and verify ask with HEAD (no error body), copy and manifest with GET: the user must
+    # get the same line from each, naming the tag asked for, with the hint, never a bare
+    # "not found". A reference without a tag says that 'latest' was asked for.
+    name = f"{registry.host}/{repo('missing')}"
+    push_image(registry, repository=name.split("/", 1)[1], tag="v1", layers=1)
+    for reference, shown, latest in (
+        (f"{name}:v9", f"{name}:v9", False),
+        (name, f"{name}:latest", True),
+    ):
+        for command in (
+            ["digest", reference],
+            ["manifest", reference],
+            ["copy", reference, f"{registry.host}/x:v1"],
+        ):
+            result = imgctl(*command)
+            assert result.returncode == 1, (command, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, (command, result.stderr)
+            assert lines[0].startswith(f"imgctl: error: manifest {shown} not found ("), lines[0]
+            assert lines[0].endswith(f"list the tags with: imgctl ls {name}"), lines[0]
+            assert ("no tag was given, so imgctl asked for 'latest'" in lines[0]) is latest, lines[
+                0
+            ]
+
+
 def test_copy_to_a_refused_port_fails_at_once_naming_the_host(
     registry: Registry, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
 ) -> None:

@@ -453,11 +453,9 @@ class Connection:
 
 async def pin_digest(client: RegistryClient, ref: Reference) -> Reference:
     """``ref`` with its digest: a tag is resolved (HEAD), a digest is checked to exist."""
-    from imgctl.errors import DigestMismatchError, NotFoundError
+    from imgctl.errors import DigestMismatchError
 
-    descriptor = await client.head_manifest(ref)
-    if descriptor is None:
-        raise NotFoundError(f"manifest {ref} not found", status=404)
+    descriptor = await client.require_manifest(ref)
     if ref.digest is not None and descriptor.digest != ref.digest:
         raise DigestMismatchError(f"{ref}: the registry answered with {descriptor.digest}")
     return ref.with_digest(descriptor.digest)

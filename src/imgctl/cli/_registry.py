@@ -335,12 +335,7 @@ def digest(
     ref = parse_ref(reference)
 
     async def work(client: RegistryClient) -> str:
-        desc = await client.head_manifest(ref)
-        if desc is None:
-            from imgctl.errors import NotFoundError
-
-            raise NotFoundError(f"manifest {ref} not found", status=404)
-        return str(desc.digest)
+        return str((await client.require_manifest(ref)).digest)
 
     print(connection.run(work))
 

@@ -28,7 +28,7 @@ from imgctl.errors import (
 from imgctl.oci import mediatypes as mt
 from imgctl.oci.digest import Digest
 from imgctl.oci.manifest import Descriptor, Index, Manifest, parse_manifest
-from imgctl.oci.reference import Reference
+from imgctl.oci.reference import DEFAULT_TAG, Reference
 from imgctl.remote._http import error_detail
 from imgctl.remote._session import Session
 
@@ -90,6 +90,9 @@ class RegistryClient(Session):
             stream=True,
         )
         try:
+            if response.status_code == 404:
+                await response.aread()
+                raise manifest_not_found(ref, error_detail(response)[0])
             await self._raise_for_status(response, f"manifest {ref}", ref.registry, ref.repository)
             length = int(response.headers.get("content-length") or 0)
             if length > MAX_MANIFEST_BYTES:
@@ -145,6 +148,13 @@ class RegistryClient(Session):
             fetched = await self.get_manifest(ref)
             return fetched.descriptor
         return Descriptor(media_type, Digest.parse(header), size)
+
+    async def require_manifest(self, ref: Reference) -> Descriptor:
+        """Descriptor of a manifest that must exist: NotFoundError (with its hint) when not."""
+        descriptor = await self.head_manifest(ref)
+        if descriptor is None:
+            raise manifest_not_found(ref, None)
+        return descriptor
 
     async def put_manifest(self, ref: Reference, data: bytes, media_type: str) -> Digest:
         """Push manifest bytes unchanged under ``ref``'s tag or digest; return their digest."""
@@ -683,3 +693,23 @@ async def _rechunk(content: bytes | AsyncIterable[bytes], size: int) -> AsyncIte
             del buffer[:size]
     if buffer:
         yield bytes(buffer)
+
+
+def manifest_not_found(ref: Reference, code: str | None) -> NotFoundError:
+    """The error for a missing manifest: which tag was asked for, and how to list the others."""
+    if code == "NAME_UNKNOWN":
+        return NotFoundError(
+            f"manifest {ref} not found (NAME_UNKNOWN)",
+            status=404,
+            code=code,
+            hint=f"the repository {ref.name} does not exist; list a registry's repositories"
+            f" with: imgctl ls {ref.registry}",
+        )
+    shown, hint = str(ref), f"list the tags with: imgctl ls {ref.name}"
+    if ref.tag is None and ref.digest is None:
+        # Users who leave the tag out are rarely thinking of "latest"; say that it was asked for.
+        shown = f"{ref.name}:{DEFAULT_TAG}"
+        hint = f"no tag was given, so imgctl asked for '{DEFAULT_TAG}'; {hint}"
+    return NotFoundError(
+        f"manifest {shown} not found ({code or 404})", status=404, code=code, hint=hint
+    )
