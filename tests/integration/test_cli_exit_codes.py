@@ -72,6 +72,8 @@ USAGE: list[tuple[str, list[str], str]] = [
     ("ls-page-size-zero", ["ls", _GOOD.split(":v1")[0], "--page-size", "0"], "--page-size"),
     ("promote-reference-twice", ["promote", "app:v1", "--ref", "app:v2"], "once"),
     ("promote-no-reference", ["promote"], "promote needs REF"),
+    ("token-no-issuer", ["token"], "no issuer"),
+    ("auth-login-no-issuer", ["auth", "login"], "no issuer"),
     ("sign-no-key", ["sign", _GOOD], "--key"),
     ("verify-no-key", ["verify", _GOOD], "--key"),
     ("attest-bad-type", ["attest", _GOOD, "--key", "k", "--predicate", "p", "--type", "x"], ""),

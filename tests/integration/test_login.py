@@ -183,7 +183,7 @@ def test_passphrase_protected_key_asks_on_the_terminal(tmp_path: Path) -> None:
         wrong, output = run_on_a_terminal(
             token_cmd(local, "u-ed25519", "--no-cache"), clean_env(tmp_path), "wrong"
         )
-        assert wrong == 1
+        assert wrong == 3  # signing in failed (README "Exit codes")
         assert "imgctl: error: no usable SSH key" in output
         assert "wrong" not in output.replace("wrong passphrase", "")
         # Without a terminal nobody can be asked: a clear error, not a hang.
@@ -196,7 +196,7 @@ def test_passphrase_protected_key_asks_on_the_terminal(tmp_path: Path) -> None:
             timeout=60,
             start_new_session=True,
         )
-        assert no_tty.returncode == 1
+        assert no_tty.returncode == 3
         assert "ssh-add" in no_tty.stderr
     finally:
         local.stop()
@@ -228,12 +228,12 @@ def test_unknown_user_and_no_keys_fail_clearly(idp: Idp, agent: Agent, tmp_path:
         env=clean_env(tmp_path, SSH_AUTH_SOCK=agent.socket),
         timeout=60,
     )
-    assert denied.returncode == 1
+    assert denied.returncode == 3
     assert "refused every SSH key for user 'mallory'" in denied.stderr
     none = subprocess.run(
         token_cmd(idp, "u-rsa"), capture_output=True, text=True, env=clean_env(tmp_path), timeout=60
     )
-    assert none.returncode == 1
+    assert none.returncode == 3
     assert "no usable SSH key" in none.stderr
     bad_client = subprocess.run(
         [*token_cmd(idp, "u-rsa"), "--client-secret", "nope"],
@@ -242,7 +242,7 @@ def test_unknown_user_and_no_keys_fail_clearly(idp: Idp, agent: Agent, tmp_path:
         env=clean_env(tmp_path, SSH_AUTH_SOCK=agent.socket),
         timeout=60,
     )
-    assert bad_client.returncode == 1
+    assert bad_client.returncode == 3
     assert "refused client 'imgctl'" in bad_client.stderr
 
 
@@ -311,7 +311,7 @@ def test_https_issuer(tmp_path: Path, user_keys: dict[str, Key], agent: Agent) -
             env=clean_env(tmp_path / "other", SSH_AUTH_SOCK=agent.socket),
             timeout=60,
         )
-        assert untrusted.returncode == 1
+        assert untrusted.returncode == 3
         assert "cannot reach the issuer" in untrusted.stderr
     finally:
         local.stop()

@@ -120,7 +120,7 @@ def test_an_audience_the_issuer_does_not_issue_for_is_named_not_blamed_on_the_ke
     result = setup.run(
         tmp_path, "token", "-u", "alice", "--dex-url", setup.idp.url, "--audience", wrong
     )
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert f"does not issue tokens for audience '{wrong}'" in result.stderr
     assert f"it allows: {AUDIENCE}, {OTHER}" in result.stderr
     assert "--audience" in result.stderr
@@ -134,7 +134,7 @@ def test_an_issuer_url_the_issuer_does_not_answer_to_is_corrected(
     # accepts only its own.
     alias = setup.idp.url.replace("127.0.0.1", "localhost")
     result = setup.run(tmp_path, "token", "-u", "alice", "--dex-url", alias, "--audience", AUDIENCE)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert f"the issuer at {alias} knows itself as {setup.idp.url}" in result.stderr
     assert f"use --dex-url {setup.idp.url}" in result.stderr
     assert "add your public key" not in result.stderr
@@ -157,7 +157,7 @@ def test_a_key_the_issuer_does_not_know_still_says_add_your_key(
         str(stranger.private),
         SSH_AUTH_SOCK="",
     )
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "refused every SSH key for user 'alice'" in result.stderr
     assert "ask an admin to add your public key" in result.stderr
 
@@ -185,7 +185,7 @@ def test_dex_refusing_without_a_reason_gets_every_usual_cause(setup: Setup, tmp_
         result = setup.run(tmp_path, "token", "-u", "alice", "--dex-url", url)
     finally:
         dex.shutdown()
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "refused every SSH key for user 'alice' without saying why" in result.stderr
     assert "`ssh-add -L`" in result.stderr
     assert "for audience 'imgctl' (allowed_target_audiences" in result.stderr
@@ -326,7 +326,7 @@ def test_without_server_or_issuer_login_says_where_to_get_one(tmp_path: Path) ->
         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "USER": "nobody"},
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error: nothing says where to sign in
     assert "--dex-url" in result.stderr
     assert "--server (IMGCTL_SERVER)" in result.stderr
 

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
-from imgctl.cli._exit import EXIT_FAILED, EXIT_INVALID, exit_code, fail, interrupted, stop, warn
+from imgctl.cli._exit import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_UNAUTHENTICATED,
+    exit_code,
+    fail,
+    interrupted,
+    stop,
+    warn,
+)
 from imgctl.cli._output import Output
 from imgctl.errors import ImgctlError
 
@@ -612,13 +621,12 @@ class Login:
     audience: str | None = None
     no_cache: bool = False
 
-    def settings(
-        self, issuer: str | None = None, audience: str | None = None, *, code: int = 1
-    ) -> LoginSettings:
+    def settings(self, issuer: str | None = None, audience: str | None = None) -> LoginSettings:
         """The exchange settings these flags describe.
 
         ``issuer`` and ``audience`` are what the imgctl server names (ServerInfo): used when
-        the flags, the environment and the config file give none. Errors exit with ``code``.
+        the flags, the environment and the config file give none. A missing or unreadable
+        setting is a usage error (exit 2), in every command that signs in.
         """
         import os
 
@@ -631,12 +639,12 @@ class Login:
             client_secret = resolve(self.client_secret, "client_secret")
             audience = resolve(self.audience, "audience") or audience
         except ImgctlError as exc:
-            fail(str(exc), code)
+            fail(str(exc), EXIT_INVALID)
         if not dex_url:
             fail(
                 "no issuer: pass --dex-url or set DEX_URL (Dex, or `imgctl idp serve`), or "
                 "--server (IMGCTL_SERVER) to ask the imgctl server for it",
-                code,
+                EXIT_INVALID,
             )
         return LoginSettings(
             dex_url=dex_url,
@@ -670,7 +678,8 @@ class Login:
                 )
             )
         except ImgctlError as exc:
-            fail(str(exc))
+            # As promote (docs/server.md): signing in that fails exits 3, whatever stopped it.
+            fail(str(exc), EXIT_UNAUTHENTICATED)
         except KeyboardInterrupt:
             interrupted()
 

@@ -372,7 +372,7 @@ async def _token(login: Login, info: Any) -> str:
 
     from imgctl.identity.exchange import TokenCache, default_cache_dir, obtain_token
 
-    settings = login.settings(info.issuer_url or None, info.audience or None, code=EXIT_INVALID)
+    settings = login.settings(info.issuer_url or None, info.audience or None)
     cache = TokenCache(default_cache_dir(os.environ, Path.home()))
     if login.no_cache:
         cache.clear()
