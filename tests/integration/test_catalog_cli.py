@@ -75,6 +75,7 @@ def test_put_ls_get_rm(catalog: str) -> None:
     assert missing.returncode == 5
     unreachable = run("ls", "--catalog-url", f"http://127.0.0.1:{free_port()}")
     assert unreachable.returncode == 6
+    assert "--catalog-url URL (IMGCTL_CATALOG_URL)" in unreachable.stderr
 
 
 def put(catalog: str, image_id: str, name: str, environment: str) -> None:

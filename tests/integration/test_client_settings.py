@@ -453,6 +453,11 @@ def test_unreachable_server_exits_6(tmp_path: Path) -> None:
     assert result.stderr.startswith(
         f"imgctl: error: cannot reach the imgctl server at 127.0.0.1:{port}"
     )
+    # What to check, and how to name another server.
+    assert result.stderr.rstrip().endswith(
+        "is `imgctl server` running there? Name it with --server HOST:PORT (IMGCTL_SERVER);"
+        " a server with TLS needs --tls"
+    ), result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
 

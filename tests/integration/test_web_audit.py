@@ -520,6 +520,7 @@ def test_cli_says_when_nothing_answers(deployment: WebDeployment) -> None:
     )
     assert result.returncode == 6
     assert "cannot reach http://127.0.0.1:" in result.stderr
+    assert "--catalog-url URL (IMGCTL_CATALOG_URL)" in result.stderr
 
 
 # --------------------------------------------------------------------------- the page

@@ -23,7 +23,13 @@ from imgctl.cli._exit import (
     EXIT_UNAVAILABLE,
     fail,
 )
-from imgctl.cli._flags import CatalogUrlOpt, Login, OutputOpt, login_command
+from imgctl.cli._flags import (
+    CATALOG_UNREACHABLE_HINT,
+    CatalogUrlOpt,
+    Login,
+    OutputOpt,
+    login_command,
+)
 from imgctl.cli._output import Output, camel_keys, print_document
 
 __all__ = ["app"]
@@ -131,7 +137,7 @@ def _get(url: str, params: dict[str, str], token: str | None) -> Any:
             url.rstrip("/") + "/api/audit", params=params, headers=headers, timeout=60
         )
     except httpx.HTTPError as exc:
-        fail(f"cannot reach {url}: {exc}", EXIT_UNAVAILABLE)
+        fail(f"cannot reach {url}: {exc}; {CATALOG_UNREACHABLE_HINT}", EXIT_UNAVAILABLE)
     try:
         document = response.json()
     except ValueError:

@@ -15,6 +15,7 @@ import typer
 
 from imgctl.cli._exit import EXIT_NOT_FOUND, exit_code, fail, interrupted
 from imgctl.cli._flags import (
+    CATALOG_UNREACHABLE_HINT,
     AnonymousWritesOpt,
     CatalogUrlOpt,
     OutputOpt,
@@ -390,7 +391,7 @@ def _request(
             timeout=30,
         )
     except httpx.HTTPError as exc:
-        raise TransportError(f"cannot reach {url}: {exc}") from exc
+        raise TransportError(f"cannot reach {url}: {exc}", hint=CATALOG_UNREACHABLE_HINT) from exc
     if response.status_code == 204:
         return None
     try:

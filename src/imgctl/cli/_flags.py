@@ -293,6 +293,12 @@ BurstOpt = Annotated[
     int, typer.Option("--burst", min=1, help="Requests allowed at once above the rate.")
 ]
 # The server's HTTP side: the catalog API and GET /scan.
+# What to check when the server's HTTP side (catalog, audit, scan status) does not answer.
+CATALOG_UNREACHABLE_HINT = (
+    "is the imgctl server (or `imgctl catalog serve`) listening there? Name its HTTP address"
+    " with --catalog-url URL (IMGCTL_CATALOG_URL)"
+)
+
 CatalogUrlOpt = Annotated[
     str,
     typer.Option(
@@ -729,6 +735,12 @@ def show_http_trace() -> None:
 # auth login when they ask the server for its issuer): shared, so that --help of a command
 # that takes them imports no other command's module.
 _SERVER_PANEL = "imgctl server"
+# What to check when the server's gRPC side does not answer (promote, auth-check, version).
+SERVER_UNREACHABLE_HINT = (
+    "is `imgctl server` running there? Name it with --server HOST:PORT (IMGCTL_SERVER);"
+    " a server with TLS needs --tls"
+)
+
 ServerOpt = Annotated[
     str | None,
     typer.Option(

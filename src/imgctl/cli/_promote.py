@@ -27,6 +27,7 @@ from imgctl.cli._exit import (
     interrupted,
 )
 from imgctl.cli._flags import (
+    SERVER_UNREACHABLE_HINT,
     ClientCertOptForServer,
     ClientKeyOptForServer,
     Login,
@@ -276,7 +277,10 @@ def _statusfail(error: grpc.aio.AioRpcError, server: str) -> NoReturn:
             raise _CachedTokenRefused(details)  # _run drops it, signs in afresh, tries again
         _explain_refusal(details, server)
     if name == "UNAVAILABLE" and not _answered(error):
-        fail(f"cannot reach the imgctl server at {server}: {details}", EXIT_UNAVAILABLE)
+        fail(
+            f"cannot reach the imgctl server at {server}: {details}; {SERVER_UNREACHABLE_HINT}",
+            EXIT_UNAVAILABLE,
+        )
     # UNAVAILABLE from the server itself: something behind it (a registry, its database, the
     # issuer) is down, and the details name it.
     fail(f"{details} ({name})", exit_code(error))

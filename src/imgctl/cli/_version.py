@@ -20,6 +20,7 @@ import typer
 
 from imgctl.cli._exit import warn
 from imgctl.cli._flags import (
+    SERVER_UNREACHABLE_HINT,
     ClientCertOptForServer,
     ClientKeyOptForServer,
     OutputOpt,
@@ -131,7 +132,9 @@ def _server_version(
         name = error.code().name
         details = error.details() or name
         if name == "UNAVAILABLE" and not _answered(error):
-            warn(f"cannot reach the imgctl server at {server}: {details}")
+            warn(
+                f"cannot reach the imgctl server at {server}: {details}; {SERVER_UNREACHABLE_HINT}"
+            )
         elif name == "DEADLINE_EXCEEDED":
             warn(f"the imgctl server at {server} did not answer in {_SERVER_TIMEOUT:g} s")
         else:
