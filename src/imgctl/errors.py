@@ -30,6 +30,7 @@ __all__ = [
     "NotAuthenticatedError",
     "NotFoundError",
     "OAuthError",
+    "PermanentConnectionError",
     "PermissionDeniedError",
     "PolicyError",
     "PromotionCancelledError",
@@ -45,6 +46,7 @@ __all__ = [
     "TransportError",
     "TrustError",
     "UncheckableObject",
+    "UnknownHostError",
     "UnreachableError",
     "UsageError",
     "VulnerabilityReportError",
@@ -130,8 +132,16 @@ class TransportError(ImgctlError):
         self.host = host
 
 
-class RefusedConnectionError(TransportError):
+class PermanentConnectionError(TransportError):
+    """Connecting failed in a way waiting cannot change (refused, no such host); not retried."""
+
+
+class RefusedConnectionError(PermanentConnectionError):
     """The host refused the connection (ECONNREFUSED): nothing listens there; not retried."""
+
+
+class UnknownHostError(PermanentConnectionError):
+    """The registry's host name does not resolve (no such name in DNS); not retried."""
 
 
 class RegistryError(ImgctlError):

@@ -144,10 +144,9 @@ def test_a_missing_manifest_is_the_same_error_in_every_command(
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1, (command, result.stderr)
             assert lines[0].startswith(f"imgctl: error: manifest {shown} not found ("), lines[0]
-            assert lines[0].endswith(f"list the tags with: imgctl ls {name}"), lines[0]
-            assert ("no tag was given, so imgctl asked for 'latest'" in lines[0]) is latest, lines[
-                0
-            ]
+            line = lines[0]
+            assert line.endswith(f"list the tags with: imgctl ls {name}"), line
+            assert ("no tag was given, so imgctl asked for 'latest'" in line) is latest, line
 
 
 def test_copy_to_a_refused_port_fails_at_once_naming_the_host(
@@ -163,6 +162,22 @@ def test_copy_to_a_refused_port_fails_at_once_naming_the_host(
     assert len(lines) == 1, result.stderr
     assert f"127.0.0.1:{port} refused the connection" in lines[0]
     assert "retrying" not in result.stderr
+
+
+def test_copy_to_a_host_that_does_not_resolve_fails_at_once(
+    registry: Registry, push_image: Callable[..., PushedImage], repo: Callable[[str], str]
+) -> None:
+    # A mistyped registry name: DNS answers that no such name exists (RFC 6761 reserves .invalid
+    # for exactly that), and asking again gets the same answer, so no retries (it took 6 tries
+    # and 6 s before).
+    image = push_image(registry, repository=repo("unknown-host"), tag="v1", layers=1)
+    result = imgctl("copy", image.ref, "no-such-registry.invalid/x:v1")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "imgctl: error: cannot resolve no-such-registry.invalid: Name or service not known"
+        " (https://no-such-registry.invalid); check the registry's host name: this machine's DNS"
+        " has no address for it"
+    ]
 
 
 @pytest.fixture

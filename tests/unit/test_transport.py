@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trustme
 
-from imgctl.remote._transport import StreamTransport
+from imgctl.remote._transport import StreamTransport, UnknownHost
 
 from ..support.httpserver import (
     Handler,
@@ -562,6 +562,32 @@ async def test_connection_refused_is_connect_error() -> None:
         async with make_client() as client:
             with pytest.raises(httpx.ConnectError):
                 await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_a_name_that_does_not_resolve_is_unknown_host() -> None:
+    # RFC 6761: resolvers answer "no such name" for .invalid; that answer does not change.
+    async with make_client() as client:
+        with pytest.raises(UnknownHost, match=r"^cannot resolve no-such-host\.invalid: "):
+            await client.get("http://no-such-host.invalid/")
+
+
+@pytest.mark.parametrize(
+    ("code", "unknown"),
+    [(socket.EAI_NONAME, True), (socket.EAI_NODATA, True), (socket.EAI_AGAIN, False)],
+)
+async def test_only_a_definite_no_such_name_is_unknown_host(
+    code: int, unknown: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A resolver that did not answer (EAI_AGAIN) is transient and must stay retryable; no real
+    # resolver here can be made to answer that on demand, so getaddrinfo stands in for it.
+    async def getaddrinfo(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(code, "resolver said so")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    async with make_client() as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await client.get("http://registry.example.com/")
+    assert isinstance(caught.value, UnknownHost) is unknown
 
 
 async def test_server_that_never_answers_gives_read_timeout(serve: Serve) -> None:

@@ -25,7 +25,7 @@ from imgctl.errors import (
     DigestMismatchError,
     ImgctlError,
     NotFoundError,
-    RefusedConnectionError,
+    PermanentConnectionError,
     RegistryError,
     TransportError,
     UsageError,
@@ -606,8 +606,8 @@ class _Engine:
                 return "copied"
             except (TransportError, RegistryError) as exc:
                 if isinstance(exc, TransportError):
-                    # A refused connection: nothing listens there; another try cannot help.
-                    retryable = not isinstance(exc, RefusedConnectionError)
+                    # Refused, or no such host: another try cannot help.
+                    retryable = not isinstance(exc, PermanentConnectionError)
                 else:
                     retryable = exc.status is not None and (exc.status == 429 or exc.status >= 500)
                 if not retryable or attempt >= self.options.blob_attempts:

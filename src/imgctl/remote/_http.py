@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from imgctl.errors import RefusedConnectionError, TransportError
+from imgctl.errors import RefusedConnectionError, TransportError, UnknownHostError
 from imgctl.oci.reference import DEFAULT_REGISTRY
 from imgctl.remote._tls import CA_FLAG, CERT_FLAG, KEY_FLAG
-from imgctl.remote._transport import ConnectRefused
+from imgctl.remote._transport import ConnectRefused, UnknownHost
 
 __all__ = [
     "RegistryHTTP",
@@ -127,6 +127,13 @@ def transport_error(url: str, exc: httpx.TransportError) -> TransportError:
         return RefusedConnectionError(
             f"{parts.netloc} refused the connection ({where}): nothing listens there",
             hint="check the registry address and port, and that the registry is running",
+            host=parts.netloc,
+        )
+    if isinstance(exc, UnknownHost):
+        # A typo or a name only another network knows: retrying asks the same resolver again.
+        return UnknownHostError(
+            f"{exc} ({where})",
+            hint="check the registry's host name: this machine's DNS has no address for it",
             host=parts.netloc,
         )
     reason = str(exc) or type(exc).__name__

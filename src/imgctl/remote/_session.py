@@ -24,8 +24,8 @@ from imgctl.authn import AnonymousKeychain, Credential, Keychain
 from imgctl.errors import (
     AuthenticationError,
     NotFoundError,
+    PermanentConnectionError,
     PermissionDeniedError,
-    RefusedConnectionError,
     RegistryError,
     TransportError,
 )
@@ -312,8 +312,10 @@ class Session:
         registry's Retry-After or else an exponential backoff with jitter; a 429 pauses every
         request sharing the rate limiter. A refused connection is not retried: nothing listens
         there, and waiting does not change that (a registry restarting behind a load balancer
-        answers 502/503, which are retried); crane does not retry it either. Only requests
-        whose body can be sent again are retried; each retry is one warning ("retrying n/N").
+        answers 502/503, which are retried); crane does not retry it either. Nor is a host name
+        that does not resolve (EAI_NONAME; a resolver that does not answer is retried). Only
+        requests whose body can be sent again are retried; each retry is one warning ("retrying
+        n/N").
         The last answer is returned as it is; the last failure is raised.
         """
         retries = self.options.retries if replayable else 0
@@ -322,7 +324,7 @@ class Session:
             tries += 1
             try:
                 response = await attempt()
-            except RefusedConnectionError:
+            except PermanentConnectionError:
                 raise
             except TransportError as exc:
                 if tries <= retries:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import re
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-__all__ = ["ConnectRefused", "StreamTransport"]
+__all__ = ["ConnectRefused", "StreamTransport", "UnknownHost"]
 
 _READ_CHUNK = 1 << 20
 _WRITE_HIGH_WATER = 1 << 20
@@ -37,7 +38,16 @@ class ConnectRefused(httpx.ConnectError):
     """Every address of the host refused the connection (ECONNREFUSED): nothing listens there."""
 
 
+class UnknownHost(httpx.ConnectError):
+    """The host name does not resolve (EAI_NONAME, EAI_NODATA): no registry has that name."""
+
+
 _REFUSED = f"[Errno {errno.ECONNREFUSED}]"
+# getaddrinfo's definite "no such name" answers; EAI_AGAIN (a resolver that did not answer) is
+# transient and stays retried.
+_NO_SUCH_NAME = frozenset(
+    code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
+)
 
 
 def _refused(exc: OSError) -> bool:
@@ -140,6 +150,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(f"connecting to {hostname}:{port} timed out") from None
         except ssl.SSLError as exc:
             raise httpx.ConnectError(f"TLS with {hostname}:{port} failed: {exc}") from None
+        except socket.gaierror as exc:
+            kind = UnknownHost if exc.errno in _NO_SUCH_NAME else httpx.ConnectError
+            raise kind(f"cannot resolve {hostname}: {exc.strerror}") from None
         except OSError as exc:
             kind = ConnectRefused if _refused(exc) else httpx.ConnectError
             raise kind(f"cannot connect to {hostname}:{port}: {exc}") from None

@@ -37,7 +37,7 @@ from imgctl.errors import (
     DigestMismatchError,
     ImgctlError,
     NotFoundError,
-    RefusedConnectionError,
+    PermanentConnectionError,
     RegistryError,
     TransportError,
 )
@@ -327,8 +327,8 @@ async def _landing(request: Awaitable[str], landed: Callable[[str], None]) -> st
 
 
 def _worth_resuming(exc: ImgctlError) -> bool:
-    if isinstance(exc, RefusedConnectionError):
-        return False  # nothing listens there any more: the registry is gone, not slow
+    if isinstance(exc, PermanentConnectionError):
+        return False  # nothing listens there any more (or no such host): gone, not slow
     if isinstance(exc, TransportError):
         return True
     if not isinstance(exc, RegistryError) or exc.status is None:
