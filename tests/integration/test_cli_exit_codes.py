@@ -56,6 +56,8 @@ USAGE: list[tuple[str, list[str], str]] = [
     ("copy-bad-platform", ["copy", _GOOD, _GOOD, "--platform", "linux"], "--platform"),
     ("copy-bad-pair-line", ["copy", "-f", "{dir}/pairs.txt"], "expected 'SRC DST'"),
     ("copy-no-pairs", ["copy", "-f", "{dir}/empty.txt"], "no 'SRC DST' pairs"),
+    ("copy-onto-itself", ["copy", _GOOD, _GOOD.split(":v1")[0]], "the same image"),
+    ("copy-file-onto-itself", ["copy", "-f", "{dir}/self.txt"], "self.txt:2: source and"),
     ("copy-missing-file", ["copy", "-f", "{dir}/absent.txt"], "absent.txt"),
     ("copy-verify-certs-maybe", ["copy", _GOOD, _GOOD, "--registry-verify-certs", "maybe"], ""),
     ("copy-jobs-zero", ["copy", _GOOD, _GOOD, "--jobs", "0"], "--jobs"),
@@ -101,6 +103,7 @@ USAGE: list[tuple[str, list[str], str]] = [
 def test_usage_errors_exit_2(argv: list[str], says: str, tmp_path: Path) -> None:
     (tmp_path / "pairs.txt").write_text(_PAIRS_BAD)
     (tmp_path / "empty.txt").write_text("# nothing\n")
+    (tmp_path / "self.txt").write_text(f"{_GOOD} {_GOOD}-other\n{_GOOD} {_GOOD}\n")
     (tmp_path / "watches.yaml").write_text("watches: 3\n")
     args = [arg.replace("{dir}", str(tmp_path)) for arg in argv]
     result = subprocess.run(

@@ -156,7 +156,7 @@ def copy(
         )
         pairs = []
     elif source and destination:
-        pairs = [(parse_ref(source), parse_ref(destination))]
+        pairs = [_pair(parse_ref(source), parse_ref(destination), "")]
     else:
         fail("copy needs SRC and DST (or --from-file FILE)", EXIT_INVALID)
 
@@ -275,12 +275,26 @@ def read_pairs(path: Path) -> list[tuple[Reference, Reference]]:
             found = f"got {len(fields)} field(s): {raw.strip()!r}"
             fail(f"{path}:{number}: expected 'SRC DST', {found}", EXIT_INVALID)
         try:
-            pairs.append((Reference.parse(fields[0]), Reference.parse(fields[1])))
+            pair = Reference.parse(fields[0]), Reference.parse(fields[1])
         except ImgctlError as exc:
             fail(f"{path}:{number}: {exc}", EXIT_INVALID)
+        pairs.append(_pair(*pair, f"{path}:{number}: "))
     if not pairs:
         fail(f"{path}: no 'SRC DST' pairs found", EXIT_INVALID)
     return pairs
+
+
+def _pair(source: Reference, destination: Reference, where: str) -> tuple[Reference, Reference]:
+    """A pair to copy; one that names the same image twice is a usage error, before any copy."""
+    from imgctl.remote import copies_onto_itself
+
+    if copies_onto_itself(source, destination):
+        fail(
+            f"{where}source and destination are the same image: {source}; give another"
+            " destination (a DST without a tag takes SRC's tag)",
+            EXIT_INVALID,
+        )
+    return source, destination
 
 
 def _report(results: list[CopyResult], output: Output) -> None:

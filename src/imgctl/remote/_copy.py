@@ -49,6 +49,7 @@ __all__ = [
     "CopyOptions",
     "CopyProgress",
     "CopyResult",
+    "copies_onto_itself",
     "copy_image",
     "copy_images",
     "plan_referrers",
@@ -199,6 +200,12 @@ def resolve_destination(source: Reference, destination: Reference) -> Reference:
     return destination
 
 
+def copies_onto_itself(source: Reference, destination: Reference) -> bool:
+    """Whether copying ``source`` to ``destination`` would name the very same image."""
+    target = resolve_destination(source, destination)
+    return source.name == target.name and source.identifier == target.identifier
+
+
 class _Engine:
     def __init__(
         self,
@@ -257,7 +264,7 @@ class _Engine:
 
     async def _copy(self, result: CopyResult) -> None:
         source, destination = result.source, result.destination
-        if source.name == destination.name and source.identifier == destination.identifier:
+        if copies_onto_itself(source, destination):
             raise UsageError(f"source and destination are the same: {source}")
         fetched = await self.client.get_manifest(source)
         if self.options.platform is not None:
