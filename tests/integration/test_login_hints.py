@@ -48,6 +48,7 @@ class Setup:
     key: Key
     server: str
     root: Path
+    http: str
 
     def env(self, home: Path, **extra: str) -> dict[str, str]:
         """A client environment of its own (HOME holds the token cache); no issuer set."""
@@ -94,9 +95,9 @@ def setup(
         env = server_env(idp, registries(), registries()) | {
             "IMGCTL_DATABASE_URL": f"sqlite:///{root / 'state.db'}"
         }
-        process, address, _, _ = start_server(root, env)
+        process, address, http, _ = start_server(root, env)
         cleanup.callback(stop_server, process)
-        yield Setup(idp, agent, key, address, root)
+        yield Setup(idp, agent, key, address, root, http)
 
 
 def cached(home: Path) -> dict[str, dict[str, object]]:
@@ -286,6 +287,35 @@ def test_a_cached_token_the_server_refuses_is_dropped_and_replaced_once(
     (fresh,) = cached(tmp_path).values()
     assert fresh["token"] != bad
     assert cache_mode(tmp_path) == 0o600
+
+
+def test_audit_ls_replaces_a_cached_token_the_server_refuses_once(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # The audit trail is read over HTTP, not gRPC: the same rule as promote's (one second try
+    # with a fresh token, the first refusal said), through the server's web API.
+    login = ["-u", "alice", "--dex-url", setup.idp.url, "--audience", AUDIENCE]
+    first = setup.run(tmp_path, "token", *login)
+    assert first.returncode == 0, first.stderr
+    path = tmp_path / ".cache" / "imgctl" / "tokens.json"
+    document = json.loads(path.read_text())
+    (entry,) = document.values()
+    bad = _tampered(str(entry["token"]), setup)
+    entry["token"] = bad
+    path.write_text(json.dumps(document))
+
+    args = ["audit", "ls", *login, "--catalog-url", f"http://{setup.http}", "-o", "json"]
+    result = setup.run(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout)["events"], list)
+    assert result.stderr.count("refused the cached token") == 1
+    (fresh,) = cached(tmp_path).values()
+    assert fresh["token"] != bad
+    assert cache_mode(tmp_path) == 0o600
+    # A refusal of a fresh token is not retried: it is explained, exit 3.
+    refused = setup.run(tmp_path, *args[:-2], "--token", bad)
+    assert refused.returncode == 3, refused.stderr
+    assert "refused the cached token" not in refused.stderr
 
 
 def server(setup: Setup) -> dict[str, str]:

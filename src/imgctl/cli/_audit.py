@@ -11,7 +11,7 @@ the command through the exit code table: a bad filter 2, no or a rejected token 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,9 +28,13 @@ from imgctl.cli._flags import (
     CatalogUrlOpt,
     Login,
     OutputOpt,
+    drop_cached_token,
     login_command,
 )
 from imgctl.cli._output import Output, camel_keys, print_document
+
+if TYPE_CHECKING:
+    from imgctl.identity.exchange import LoginSettings
 
 __all__ = ["app"]
 
@@ -95,7 +99,15 @@ def audit_ls(
         "limit": str(limit),
         "cursor": cursor,
     }
-    document = _get(url, {k: v for k, v in params.items() if v}, _bearer(token, login))
+    query = {k: v for k, v in params.items() if v}
+    bearer, settings, cached = _bearer(token, login)
+    try:
+        document = _get(url, query, bearer, cached=cached)
+    except _CachedTokenRefused as refused:
+        # As promote: a cached token can go bad before it expires; sign in once more.
+        assert settings is not None
+        drop_cached_token(settings, str(refused))
+        document = _get(url, query, login.token(settings).token, cached=False)
     events = document.get("events") if isinstance(document, dict) else None
     if not isinstance(events, list):
         fail(f"{url}/api/audit did not answer audit events; is it an imgctl server?", EXIT_FAILED)
@@ -110,10 +122,17 @@ def audit_ls(
         print(f"more: add --cursor {next_cursor}", file=sys.stderr)
 
 
-def _bearer(token: str | None, login: Login) -> str | None:
-    """``--token``, else the login flags' token when they name an issuer, else None."""
+class _CachedTokenRefused(Exception):
+    """The server refused a token that came from the cache (its message is the reason)."""
+
+
+def _bearer(token: str | None, login: Login) -> tuple[str | None, LoginSettings | None, bool]:
+    """The token to send, the login settings it came from, and whether it came from the cache.
+
+    ``--token``, else the login flags' token when they name an issuer, else none.
+    """
     if token:
-        return token
+        return token, None, False
     from imgctl.cli._settings import resolve
     from imgctl.errors import ImgctlError
 
@@ -122,11 +141,13 @@ def _bearer(token: str | None, login: Login) -> str | None:
     except ImgctlError as exc:
         fail(str(exc), EXIT_INVALID)
     if not issuer:
-        return None
-    return login.token().token
+        return None, None, False
+    settings = login.settings()
+    issued = login.token(settings)
+    return issued.token, settings, issued.source == "cache"
 
 
-def _get(url: str, params: dict[str, str], token: str | None) -> Any:
+def _get(url: str, params: dict[str, str], token: str | None, *, cached: bool) -> Any:
     import httpx
 
     headers = {"Accept": "application/json"}
@@ -149,6 +170,8 @@ def _get(url: str, params: dict[str, str], token: str | None) -> Any:
     message = str(message or response.reason_phrase or response.status_code)
     if response.status_code == 400:
         fail(message, EXIT_INVALID)
+    if response.status_code == 401 and cached:
+        raise _CachedTokenRefused(message)
     if response.status_code == 401:
         how = "the token was refused" if token else "no token was sent"
         fail(

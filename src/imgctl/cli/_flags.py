@@ -690,6 +690,28 @@ class Login:
             interrupted()
 
 
+def drop_cached_token(settings: LoginSettings, details: str) -> None:
+    """Forget the cached token a server refused, saying so; the next sign-in uses the SSH key.
+
+    A cached token can go bad before it expires (the issuer's keys rotated, a clock): every
+    command that signs in drops it and signs in once more, and explains a second refusal.
+    """
+    import os
+    import sys
+
+    from imgctl.identity._hints import server_said
+    from imgctl.identity.exchange import TokenCache, default_cache_dir
+
+    TokenCache(default_cache_dir(os.environ, Path.home())).remove(
+        settings.issuer, settings.target_audience, settings.username
+    )
+    print(
+        f"imgctl: the server refused the cached token ({server_said(details)}); dropped it, "
+        "signing in again with your SSH key",
+        file=sys.stderr,
+    )
+
+
 def ask_passphrase(prompt: str) -> str | None:
     """Ask on the terminal; without one there is nobody to ask."""
     import getpass

@@ -36,6 +36,7 @@ from imgctl.cli._flags import (
     ServerOpt,
     TlsOpt,
     ask_passphrase,
+    drop_cached_token,
     login_command,
 )
 from imgctl.cli._output import Output, print_document, proto_document, transfer_progress
@@ -435,20 +436,8 @@ def _run(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
 
 
 def _forget_cached_token(details: str) -> None:
-    import os
-
-    from imgctl.identity._hints import server_said
-    from imgctl.identity.exchange import TokenCache, default_cache_dir
-
     settings = _SIGNIN.settings
     assert settings is not None
-    TokenCache(default_cache_dir(os.environ, Path.home())).remove(
-        settings.issuer, settings.target_audience, settings.username
-    )
+    drop_cached_token(settings, details)
     _SIGNIN.retried = True
     _SIGNIN.issued = None
-    print(
-        f"imgctl: the server refused the cached token ({server_said(details)}); dropped it, "
-        "signing in again with your SSH key",
-        file=sys.stderr,
-    )
