@@ -11,13 +11,11 @@ implements and the storage layout.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from imgctl._internal.listen import bound_address, listen
+from imgctl._internal.uvicorn_signals import serve_until_signalled
 from imgctl.errors import UsageError
 from imgctl.registryd._app import RegistryApp
 from imgctl.registryd._htpasswd import Htpasswd
@@ -65,27 +63,11 @@ async def serve(
         timeout_graceful_shutdown=_GRACE,
     )
     server = uvicorn.Server(config)
-    # Our own handlers instead of uvicorn's, which re-raise the signal after shutting down:
-    # SIGTERM would then kill the process instead of letting it exit 0.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    received: list[int] = []
-
-    def stop(signum: int) -> None:
-        if received and signum == signal.SIGINT:
-            server.force_exit = True  # a second Ctrl-C: do not wait for running requests
-        received.append(signum)
-        server.should_exit = True
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop, signum)
     try:
         if on_ready is not None:
             on_ready(bound_address(sock))
-        await server.serve(sockets=[sock])
+        interrupted = await serve_until_signalled(server, [sock])
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         sock.close()
-    if signal.SIGINT in received:
+    if interrupted:
         raise KeyboardInterrupt

@@ -806,21 +806,21 @@ async def serve_catalog(
         generation=store.generation,
     )
     # One log line per admission review would cost more than the decision itself.
-    from imgctl._internal.uvicorn_signals import interrupted, signalled_server
+    from imgctl._internal.uvicorn_signals import serve_until_signalled
 
     config = uvicorn.Config(app, log_level="warning", access_log=False)
-    server = signalled_server(config)
+    server = uvicorn.Server(config)
     _freeze_heap()
     startup.listening([("http", bound_address(sock))])
     try:
-        await server.serve(sockets=[sock])
+        interrupted = await serve_until_signalled(server, [sock])
     finally:
         if signatures is not None:
             await signatures.aclose()
         await scans.aclose()
         await audit.aclose()
         await store.aclose()
-    if interrupted(server):
+    if interrupted:
         raise KeyboardInterrupt  # Ctrl-C exits 130; SIGTERM (a pod's stop) 0, as for gRPC
 
 

@@ -118,7 +118,7 @@ async def _serve(
     import uvicorn
 
     from imgctl._internal.listen import bound_address
-    from imgctl._internal.uvicorn_signals import interrupted, signalled_server
+    from imgctl._internal.uvicorn_signals import serve_until_signalled
     from imgctl.identity.issuer._app import MAX_HEAD_BYTES, create_app
 
     replay = await open_replay_memory(config, environ)
@@ -139,12 +139,12 @@ async def _serve(
             http="h11",
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
-        server = signalled_server(server_config)
+        server = uvicorn.Server(server_config)
         startup.listening([("https" if tls_cert else "http", bound_address(sock))])
-        await server.serve(sockets=[sock])
+        interrupted = await serve_until_signalled(server, [sock])
     finally:
         await replay.aclose()
-    if interrupted(server):
+    if interrupted:
         raise KeyboardInterrupt  # Ctrl-C: the command exits 130 (SIGTERM, a pod's stop: 0)
 
 
