@@ -17,6 +17,7 @@ from imgctl.cli._flags import Connection, parse_ref, registry_command
 from imgctl.errors import ImgctlError, UsageError
 
 if TYPE_CHECKING:
+    from imgctl.oci import Platform, Reference
     from imgctl.remote import AppendResult, RegistryClient
 
 __all__ = ["app"]
@@ -66,7 +67,8 @@ def append(
     config lists its diff id and a history entry, and the OCI manifest is pushed to --new-tag.
     Prints REGISTRY/REPO@sha256:... of what was pushed.
     """
-    from imgctl.oci.build import Layer, layer_from_tar
+    import tempfile
+
     from imgctl.oci.platform import parse_platform
 
     try:
@@ -75,10 +77,27 @@ def append(
         fail(f"--platform: {exc}", EXIT_INVALID)
     target = parse_ref(new_tag)
     base_ref = parse_ref(base) if base is not None else None
-    layers: list[tuple[Layer, str]] = []
-    for path in new_layers:
+    # Plain tarballs are gzipped into files here, read and sent a megabyte at a time: a layer
+    # of any size is never held in memory. The directory goes with everything in it.
+    with tempfile.TemporaryDirectory(prefix="imgctl-append-") as spool:
+        result = _push(connection, new_layers, Path(spool), target, base_ref, wanted)
+    print(f"{result.reference.name}@{result.digest}")
+
+
+def _push(
+    connection: Connection,
+    paths: list[Path],
+    spool: Path,
+    target: Reference,
+    base: Reference | None,
+    platform: Platform | None,
+) -> AppendResult:
+    from imgctl.oci.build import TarLayer, layer_from_tar_file
+
+    layers: list[tuple[TarLayer, str]] = []
+    for path in paths:
         try:
-            layers.append((layer_from_tar(path.read_bytes(), str(path)), path.name))
+            layers.append((layer_from_tar_file(path, spool), path.name))
         except OSError as exc:
             fail(f"layer {path}: {exc.strerror or exc}", EXIT_INVALID)
         except ImgctlError as exc:
@@ -88,7 +107,7 @@ def append(
         from imgctl.remote import append_layers
 
         try:
-            return await append_layers(client, target, layers, base=base_ref, platform=wanted)
+            return await append_layers(client, target, layers, base=base, platform=platform)
         except UsageError as exc:
             return exc  # a base without --platform's image: a usage error, exit 2 below
 
@@ -97,4 +116,4 @@ def append(
     result = connection.run(work)
     if isinstance(result, UsageError):
         fail(str(result), EXIT_INVALID)
-    print(f"{result.reference.name}@{result.digest}")
+    return result

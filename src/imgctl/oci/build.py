@@ -1,6 +1,7 @@
-"""Building images in memory: blobs, gzipped layers from tarballs, configs and manifests.
+"""Building images: blobs, gzipped layers from tarballs, configs and manifests.
 
-Pure (bytes in, bytes out). ``imgctl append`` and ``imgctl demo`` build their images with it.
+``imgctl demo`` builds its small images in memory (``Blob``, ``layer_of_files``); ``imgctl
+append`` reads tarball files of any size in pieces (``layer_from_tar_file``), never whole.
 Everything is deterministic: gzip headers carry no time or name, JSON is compact with sorted
 keys, and nothing adds a timestamp, so the same tarballs give the same digest on every machine.
 """
@@ -11,11 +12,14 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
+import tempfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from imgctl.errors import UsageError
 from imgctl.oci import mediatypes as mt
@@ -25,14 +29,17 @@ from imgctl.oci.manifest import Platform
 __all__ = [
     "Blob",
     "Layer",
+    "TarLayer",
     "canonical_json",
     "image_config",
     "image_manifest",
-    "layer_from_tar",
+    "layer_from_tar_file",
     "layer_of_files",
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_PIECE = 1 << 20
+_TAR_HINT = "give a tar archive (tar -cf layer.tar -C DIR .), plain or gzipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +76,11 @@ def canonical_json(value: object) -> bytes:
 
 
 def _gzip(tar_bytes: bytes) -> Layer:
-    # mtime=0 keeps the gzip header, and so the layer digest, the same on every run.
-    compressed = gzip.compress(tar_bytes, compresslevel=9, mtime=0)
+    # mtime=0 keeps the gzip header, and so the layer digest, the same on every run. zlib's own
+    # gzip framing (wbits 31): gzip.compress(mtime=0) gives these very bytes, and a
+    # compressobj fed in pieces too (layer_from_tar_file), so both ways give one digest.
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    compressed = compressor.compress(tar_bytes) + compressor.flush()
     return Layer(Blob(compressed), "sha256:" + hashlib.sha256(tar_bytes).hexdigest())
 
 
@@ -87,31 +97,111 @@ def layer_of_files(files: Mapping[str, bytes]) -> Layer:
     return _gzip(raw.getvalue())
 
 
-def layer_from_tar(data: bytes, name: str) -> Layer:
-    """A layer from a tarball's bytes, plain or gzipped (``name`` is for errors).
+@dataclass(frozen=True, slots=True)
+class TarLayer:
+    """A gzipped layer blob in a file, never held in memory: its digest, size and diff id.
 
-    A gzipped tarball is pushed as it is; a plain one is gzipped. Anything that is not a tar
-    archive, or is damaged, is a UsageError naming the file.
+    ``path`` is the user's file when it was gzipped already, else a spool file that
+    ``layer_from_tar_file`` wrote (and its caller removes with the spool directory).
     """
-    hint = "give a tar archive (tar -cf layer.tar -C DIR .), plain or gzipped"
-    compressed = data.startswith(_GZIP_MAGIC)
+
+    path: Path
+    digest: Digest
+    size: int
+    diff_id: str
+
+    def descriptor(self, media_type: str) -> dict[str, object]:
+        """An OCI descriptor of the blob."""
+        return {"mediaType": media_type, "digest": str(self.digest), "size": self.size}
+
+    def pieces(self) -> Iterator[bytes]:
+        """The blob's bytes, a megabyte at a time."""
+        with self.path.open("rb") as blob:
+            while piece := blob.read(_PIECE):
+                yield piece
+
+
+class _Tap:
+    """A readable stream that hands every piece it reads to ``seen`` (tarfile reads it)."""
+
+    def __init__(self, source: IO[bytes], seen: Callable[[bytes], None], name: str) -> None:
+        self._source, self._seen, self._name = source, seen, name
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of the source, seen on the way."""
+        try:
+            data = self._source.read(size)
+        except (OSError, EOFError, zlib.error) as error:
+            # Only a gzipped source can fail while reading a readable file: say gzip, not tar.
+            raise UsageError(
+                f"layer {self._name}: not a valid gzip file ({error})", hint=_TAR_HINT
+            ) from None
+        self._seen(data)
+        return data
+
+
+def _read_tar(stream: _Tap, name: str, compressed: bool) -> None:
+    """Read every header of the tar archive ``stream`` holds, then the rest of the stream."""
     try:
-        tar_bytes = gzip.decompress(data) if compressed else data
-    except (OSError, EOFError, zlib.error) as error:
-        raise UsageError(f"layer {name}: not a valid gzip file ({error})", hint=hint) from None
-    if not tar_bytes:
-        raise UsageError(f"layer {name} is empty, not a tar archive", hint=hint)
-    try:
-        # Read every header: a truncated or corrupt archive fails here, not at a pull.
-        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+        # A truncated or corrupt archive fails here, not at a pull; "r|" reads it in order.
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for _member in tar:
                 pass
     except (tarfile.TarError, EOFError) as error:
         what = "a gzipped file holding no tar archive" if compressed else "not a tar archive"
-        raise UsageError(f"layer {name} is {what} ({error})", hint=hint) from None
-    if not compressed:
-        return _gzip(tar_bytes)
-    return Layer(Blob(data), "sha256:" + hashlib.sha256(tar_bytes).hexdigest())
+        raise UsageError(f"layer {name} is {what} ({error})", hint=_TAR_HINT) from None
+    while stream.read(_PIECE):
+        pass  # the end-of-archive blocks and padding belong to the layer too
+
+
+def layer_from_tar_file(path: Path, spool: Path) -> TarLayer:
+    """A layer from a tarball file, plain or gzipped, read in pieces (``spool``: a directory).
+
+    A gzipped tarball is pushed as it is; a plain one is gzipped into a file in ``spool``.
+    Anything that is not a tar archive, or is damaged, is a UsageError naming the file; an
+    unreadable file raises OSError.
+    """
+    name = str(path)
+    if path.stat().st_size == 0:
+        raise UsageError(f"layer {name} is empty, not a tar archive", hint=_TAR_HINT)
+    diff = hashlib.sha256()
+    blob = hashlib.sha256()
+    with path.open("rb") as source:
+        compressed = source.read(2) == _GZIP_MAGIC
+        source.seek(0)
+        if compressed:
+            hashed = _Tap(source, blob.update, name)
+            with gzip.GzipFile(fileobj=hashed, mode="rb") as unzipped:  # type: ignore[call-overload]
+                _read_tar(_Tap(unzipped, diff.update, name), name, compressed=True)
+            while hashed.read(_PIECE):
+                pass  # whatever gzip left unread still is the blob's
+            return TarLayer(
+                path,
+                Digest.parse("sha256:" + blob.hexdigest()),
+                path.stat().st_size,
+                "sha256:" + diff.hexdigest(),
+            )
+        fd, spooled = tempfile.mkstemp(dir=spool, prefix="layer-", suffix=".tar.gz")
+        with os.fdopen(fd, "wb") as out:
+            compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # as _gzip: the same bytes
+
+            def write(piece: bytes) -> None:
+                blob.update(piece)
+                out.write(piece)
+
+            def seen(data: bytes) -> None:
+                diff.update(data)
+                write(compressor.compress(data))
+
+            _read_tar(_Tap(source, seen, name), name, compressed=False)
+            write(compressor.flush())
+            size = out.tell()
+    return TarLayer(
+        Path(spooled),
+        Digest.parse("sha256:" + blob.hexdigest()),
+        size,
+        "sha256:" + diff.hexdigest(),
+    )
 
 
 def image_config(

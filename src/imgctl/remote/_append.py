@@ -9,17 +9,20 @@ and the base's layers are mounted or copied into the target repository when not 
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imgctl.errors import InvalidManifestError, UsageError
+from imgctl.errors import InvalidManifestError, RegistryError, TransportError, UsageError
 from imgctl.oci import Digest, Index, Manifest, Platform, Reference
 from imgctl.oci import mediatypes as mt
-from imgctl.oci.build import Blob, Layer, image_config, image_manifest
+from imgctl.oci.build import Blob, TarLayer, image_config, image_manifest
 from imgctl.oci.platform import describe, matches
 from imgctl.remote._client import RegistryClient
+from imgctl.remote._copy import BLOB_ATTEMPTS
+from imgctl.remote._http import transfer_retryable
 
 __all__ = ["AppendResult", "append_layers"]
 
@@ -47,7 +50,7 @@ class _Base:
 async def append_layers(
     client: RegistryClient,
     target: Reference,
-    layers: Sequence[tuple[Layer, str]],
+    layers: Sequence[tuple[TarLayer, str]],
     *,
     base: Reference | None = None,
     platform: Platform | None = None,
@@ -76,9 +79,9 @@ async def append_layers(
         extra = {k: v for k, v in found.raw.items() if k not in ("config", "layers", "subject")}
         await _bring_layers(client, found, target)
     for layer, _ in layers:
-        await _push_if_missing(client, target, layer.blob)
+        await _push_layer(client, target, layer)
     await _push_if_missing(client, target, config)
-    descriptors = [*base_layers, *(layer.blob.descriptor(layer_type) for layer, _ in layers)]
+    descriptors = [*base_layers, *(layer.descriptor(layer_type) for layer, _ in layers)]
     manifest = image_manifest(
         config, descriptors, media_type=media_type, config_media_type=config_type, extra=extra
     )
@@ -89,6 +92,32 @@ async def append_layers(
 async def _push_if_missing(client: RegistryClient, target: Reference, blob: Blob) -> None:
     if await client.head_blob(target, blob.digest) is None:
         await client.push_blob(target, blob.digest, blob.data, len(blob.data))
+
+
+async def _push_layer(client: RegistryClient, target: Reference, layer: TarLayer) -> None:
+    """Upload a layer from its file, streamed, unless the repository has it; retried as copy."""
+    if await client.head_blob(target, layer.digest) is not None:
+        return
+    attempt = 0
+    while True:
+        attempt += 1
+        location = await client.start_upload(target)
+        assert location is not None  # no mount asked for
+        try:
+            await client.upload_blob(target, location, layer.digest, _read(layer), layer.size)
+            return
+        except (TransportError, RegistryError) as exc:
+            # The registry keeps what a failed PUT sent: abandon the session (a retry opens
+            # another), as the copy engine does.
+            await client.discard_upload(target, location)
+            if not transfer_retryable(exc) or attempt >= BLOB_ATTEMPTS:
+                raise
+            await asyncio.sleep(client.backoff(attempt))
+
+
+async def _read(layer: TarLayer) -> AsyncIterator[bytes]:
+    for piece in layer.pieces():
+        yield piece
 
 
 async def _base(client: RegistryClient, ref: Reference, platform: Platform | None) -> _Base:

@@ -25,7 +25,6 @@ from imgctl.errors import (
     DigestMismatchError,
     ImgctlError,
     NotFoundError,
-    PermanentConnectionError,
     RegistryError,
     TransportError,
     UsageError,
@@ -36,6 +35,7 @@ from imgctl.oci.platform import describe, matches
 from imgctl.oci.reference import Reference
 from imgctl.remote._client import FetchedManifest, RegistryClient
 from imgctl.remote._gather import gather_all
+from imgctl.remote._http import transfer_retryable
 from imgctl.remote._referrers import (
     Found,
     ReferrerCopier,
@@ -57,6 +57,10 @@ __all__ = [
 ]
 
 
+# How many times one blob's transfer is tried (copy, append) when it fails in a retryable way.
+BLOB_ATTEMPTS = 3
+
+
 @dataclass(frozen=True, slots=True)
 class CopyOptions:
     """Concurrency and retry knobs of a copy run."""
@@ -64,7 +68,7 @@ class CopyOptions:
     image_concurrency: int = 8
     blob_concurrency: int = 8
     chunk_size: int | None = None
-    blob_attempts: int = 3
+    blob_attempts: int = BLOB_ATTEMPTS
     # Copy only this platform's manifest (by its own digest) instead of the whole index.
     platform: Platform | None = None
     # Referrers copied with each image: all, signatures only (.sig tags, signature
@@ -612,12 +616,7 @@ class _Engine:
                     await self._probe_self_mount(destination, desc.digest)
                 return "copied"
             except (TransportError, RegistryError) as exc:
-                if isinstance(exc, TransportError):
-                    # Refused, or no such host: another try cannot help.
-                    retryable = not isinstance(exc, PermanentConnectionError)
-                else:
-                    retryable = exc.status is not None and (exc.status == 429 or exc.status >= 500)
-                if not retryable or attempt >= self.options.blob_attempts:
+                if not transfer_retryable(exc) or attempt >= self.options.blob_attempts:
                     raise
                 mount_from = None
                 await asyncio.sleep(client.backoff(attempt))

@@ -12,7 +12,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from imgctl.errors import RefusedConnectionError, TransportError, UnknownHostError
+from imgctl.errors import (
+    PermanentConnectionError,
+    RefusedConnectionError,
+    RegistryError,
+    TransportError,
+    UnknownHostError,
+)
 from imgctl.oci.reference import DEFAULT_REGISTRY
 from imgctl.remote._tls import CA_FLAG, CERT_FLAG, KEY_FLAG
 from imgctl.remote._transport import ConnectRefused, UnknownHost
@@ -153,3 +159,20 @@ def transport_error(url: str, exc: httpx.TransportError) -> TransportError:
     elif isinstance(exc, httpx.TimeoutException):
         reason = f"timed out ({type(exc).__name__})"
     return TransportError(f"cannot reach {where}: {reason}", hint=hint, host=parts.netloc)
+
+
+def transfer_retryable(exc: BaseException) -> bool:
+    """Whether a whole blob transfer that failed with ``exc`` is worth another try.
+
+    A connection that failed, or an answer 429 or 5xx, yes; a refused connection or a host
+    that does not resolve, no (waiting does not change them), nor any other answer.
+    """
+    if isinstance(exc, PermanentConnectionError):
+        return False
+    if isinstance(exc, TransportError):
+        return True
+    return (
+        isinstance(exc, RegistryError)
+        and exc.status is not None
+        and (exc.status == 429 or exc.status >= 500)
+    )
