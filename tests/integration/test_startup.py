@@ -211,10 +211,11 @@ def test_each_daemon_prints_its_listening_line_first_with_the_bound_ports(
     started.append(running)
     running.wait_for(" listening on ")
     lines = running.err.read_text().splitlines()
-    # Before the line: nothing but warnings (the server's gRPC without TLS). No Alembic line
-    # at all, though each daemon with a database migrated a fresh one.
+    # The line comes first: no Alembic line at all, though each daemon with a database
+    # migrated a fresh one, and no warning about plain gRPC on loopback (the tokens do not
+    # leave the machine; test_plain_grpc_is_a_warning_off_loopback_only).
     index = next(i for i, line in enumerate(lines) if " listening on " in line)
-    assert all(" WARNING " in line for line in lines[:index]), lines
+    assert index == 0, lines
     assert "alembic" not in running.err.read_text() + running.out.read_text()
     found = _LINE.fullmatch(lines[index])
     assert found is not None, lines[index]
@@ -242,8 +243,23 @@ def test_the_migrations_are_shown_at_debug_level_after_the_line(
     running.wait_for("Running upgrade  -> 0001")
     output = running.err.read_text()
     assert output.index("imgctl server: listening on ") < output.index("Running upgrade")
-    # The gRPC warning names the port it bound, not the 0 it was given.
-    assert "serving gRPC WITHOUT TLS on 127.0.0.1:0:" not in output
+
+
+def test_plain_grpc_is_a_warning_off_loopback_only(tmp_path: Path, started: list[Running]) -> None:
+    # On every interface, tokens can cross a network in clear text: warned, naming the port it
+    # bound (not the 0 it was given). On loopback they cannot: no warning (above).
+    argv, env = _daemon("server", tmp_path, "0.0.0.0:0", "127.0.0.1:0")
+    running = Running(argv, env, tmp_path)
+    started.append(running)
+    running.wait_for(" listening on ")
+    lines = running.err.read_text().splitlines()
+    found = re.search(r"listening on grpc 0\.0\.0\.0:(\d+), http ", "\n".join(lines))
+    assert found is not None, lines
+    warnings = [line for line in lines if " WARNING " in line]
+    assert len(warnings) == 1, lines
+    assert (
+        f"serving gRPC WITHOUT TLS on 0.0.0.0:{found[1]}: tokens cross the network" in (warnings[0])
+    )
 
 
 def test_a_bad_log_level_is_a_configuration_problem(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgctl._internal.bounds import MAX_GRPC_MESSAGE_BYTES
+from imgctl._internal.hosts import is_loopback
 from imgctl._internal.listen import bound_address, listen, split_address
 from imgctl.config import setting
 from imgctl.errors import UsageError
@@ -564,7 +565,9 @@ async def run_server(settings: ServerSettings, environ: Mapping[str, str] | None
             http_socket.close()
         raise
     host, _ = split_address("--bind-address", settings.bind_address)
-    if config.tls is None:
+    # On loopback the tokens never leave this machine (the client, too, speaks plain HTTP only
+    # to loopback): a warning there would be false, and the first thing a new user reads.
+    if config.tls is None and not is_loopback(host):
         log.warning(
             "serving gRPC WITHOUT TLS on %s: tokens cross the network in clear text; "
             "pass --tls-cert/--tls-key (or terminate TLS in front of the server)",
