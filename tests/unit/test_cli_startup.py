@@ -124,6 +124,25 @@ def test_the_root_help_imports_no_command() -> None:
         assert f"  {entry.name} " in output
 
 
+def test_completing_a_command_name_imports_no_command() -> None:
+    # imgctl <TAB>: click built every matching command for its short help, which imported every
+    # command module; the table's summaries answer instead.
+    import os
+
+    env = os.environ | {"_IMGCTL_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "imgctl "}
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60, env=env
+    )
+    report = json.loads(result.stderr.splitlines()[-1])
+    assert report["code"] in (0, None), result.stderr
+    for entry in COMMANDS:
+        assert f'"{entry.name}":' in result.stdout
+    modules = set(report["modules"])
+    # (typer's completion classes import rich themselves: DENIED is for --help, not here.)
+    commands = {f"imgctl.cli.{entry.module}" for entry in COMMANDS} - _SHARED
+    assert sorted(modules & commands) == []
+
+
 @pytest.mark.parametrize("path", PATHS[1:], ids=" ".join)
 def test_a_command_help_imports_its_module_only(path: tuple[str, ...]) -> None:
     output, modules = _help(path)

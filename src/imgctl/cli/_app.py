@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, MutableMapping
-from typing import Annotated, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
 
 import typer
 from typer import _click
@@ -25,6 +25,9 @@ from typer.models import TyperInfo
 
 from imgctl import __version__
 from imgctl.cli._help import PanelGroup, format_commands, use_plain_help
+
+if TYPE_CHECKING:
+    from typer._click.shell_completion import CompletionItem
 
 __all__ = ["COMMANDS", "Entry", "app", "load"]
 
@@ -251,6 +254,32 @@ class Root(PanelGroup):
         commands = self.commands
         assert isinstance(commands, _Commands)
         format_commands([(name, commands.summary(name)) for name in commands], formatter)
+
+    def shell_complete(self, ctx: _click.Context, incomplete: str) -> list[CompletionItem]:
+        """The commands starting with ``incomplete`` (and the root's options), none imported.
+
+        click's own answer builds every matching command to read its short help: ``imgctl
+        <TAB>`` imported every command module (0.3 s); the table's summaries say the same.
+        """
+        from typer._click.shell_completion import CompletionItem
+        from typer._click.utils import make_default_short_help
+
+        commands = self.commands
+        assert isinstance(commands, _Commands)
+        results = []
+        for name in commands:
+            if not name.startswith(incomplete):
+                continue
+            found = commands.summary(name)
+            if isinstance(found, _click.Command):
+                if found.hidden:
+                    continue
+                text = found.get_short_help_str()
+            else:
+                text = make_default_short_help(found)
+            results.append(CompletionItem(name, help=text))
+        results.extend(_click.Command.shell_complete(self, ctx, incomplete))
+        return results
 
     def invoke(self, ctx: _click.Context) -> Any:
         """Run the command; a Ctrl-C it does not handle itself exits 130 with one line.
