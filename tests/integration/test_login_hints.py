@@ -256,6 +256,21 @@ def _expired(token: str, setup: Setup) -> str:
     return jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid})
 
 
+def _cache_a_spoiled_token(setup: Setup, home: Path, spoil: Callable[[str, Setup], str]) -> str:
+    """Sign alice in (her token cached in ``home``), then spoil the cached token; return it."""
+    login = setup.run(
+        home, "token", "-u", "alice", "--dex-url", setup.idp.url, "--audience", AUDIENCE
+    )
+    assert login.returncode == 0, login.stderr
+    path = home / ".cache" / "imgctl" / "tokens.json"
+    document = json.loads(path.read_text())
+    (entry,) = document.values()
+    bad = spoil(str(entry["token"]), setup)
+    entry["token"] = bad
+    path.write_text(json.dumps(document))
+    return bad
+
+
 @pytest.mark.parametrize(
     ("spoil", "reason"),
     [(_tampered, "signature"), (_foreign_key, "unknown_kid"), (_expired, "expired")],
@@ -266,16 +281,7 @@ def test_a_cached_token_the_server_refuses_is_dropped_and_replaced_once(
     spoil: Callable[[str, Setup], str],
     reason: str,
 ) -> None:
-    login = setup.run(
-        tmp_path, "token", "-u", "alice", "--dex-url", setup.idp.url, "--audience", AUDIENCE
-    )
-    assert login.returncode == 0, login.stderr
-    path = tmp_path / ".cache" / "imgctl" / "tokens.json"
-    document = json.loads(path.read_text())
-    (entry,) = document.values()
-    bad = spoil(str(entry["token"]), setup)
-    entry["token"] = bad
-    path.write_text(json.dumps(document))
+    bad = _cache_a_spoiled_token(setup, tmp_path, spoil)
 
     result = setup.run(tmp_path, "auth-check", "-u", "alice", **server(setup))
     assert result.returncode == 0, result.stderr
@@ -294,15 +300,8 @@ def test_audit_ls_replaces_a_cached_token_the_server_refuses_once(
 ) -> None:
     # The audit trail is read over HTTP, not gRPC: the same rule as promote's (one second try
     # with a fresh token, the first refusal said), through the server's web API.
+    bad = _cache_a_spoiled_token(setup, tmp_path, _tampered)
     login = ["-u", "alice", "--dex-url", setup.idp.url, "--audience", AUDIENCE]
-    first = setup.run(tmp_path, "token", *login)
-    assert first.returncode == 0, first.stderr
-    path = tmp_path / ".cache" / "imgctl" / "tokens.json"
-    document = json.loads(path.read_text())
-    (entry,) = document.values()
-    bad = _tampered(str(entry["token"]), setup)
-    entry["token"] = bad
-    path.write_text(json.dumps(document))
 
     args = ["audit", "ls", *login, "--catalog-url", f"http://{setup.http}", "-o", "json"]
     result = setup.run(tmp_path, *args)
