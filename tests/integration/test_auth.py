@@ -432,7 +432,7 @@ def test_per_registry_tls_from_the_config_file(
     config.write_text('[registry.hosts.x]\nclient_certificate = "/nope"\n')
     bad = env.run("digest", image.ref, "--config", str(config))
     assert bad.returncode == 2
-    assert "unknown key(s) client_certificate" in bad.stderr
+    assert "unknown key(s) client_certificate (did you mean 'client_cert'?)" in bad.stderr
 
 
 async def test_no_secret_in_debug_logs_of_a_whole_authenticated_session(

@@ -170,7 +170,16 @@ def test_config_file_from_home_when_imgctl_config_is_unset(
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        pytest.param('[clinet]\nserver = "x:1"\n', "unknown key(s) clinet", id="unknown-table"),
+        pytest.param(
+            '[clinet]\nserver = "x:1"\n',
+            "unknown key(s) clinet (did you mean 'client'?)",
+            id="unknown-table",
+        ),
+        pytest.param(
+            '[client]\nsevrer = "x:1"\n',
+            "unknown key(s) sevrer (did you mean 'server'?) in [client]",
+            id="unknown-key",
+        ),
         pytest.param("[client]\nserver = \n", "is not valid TOML", id="syntax-error"),
         pytest.param('[client\nserver = "x:1"\n', "is not valid TOML", id="unclosed-table"),
         pytest.param('client = "prod"\n', "client must be a table", id="client-not-a-table"),

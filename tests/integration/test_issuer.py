@@ -487,7 +487,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINSJC8qeQCYs/yrxpcc57KyF03Iaclnu+J+rQ
         ({"staticClients": [{"id": "c"}], "users": {"a": {"keys": "x"}}}, "list of strings"),
         (
             {"staticClients": [{"id": "c"}], "users": {"a": {"keys": [KEY], "group": []}}},
-            "unknown key(s) group",
+            "unknown key(s) group (line 1) (did you mean 'groups'?)",
         ),
         (
             {"staticClients": [{"id": "c"}], "users": {"a": {"keys": [KEY]}}, "token_ttl": -1},

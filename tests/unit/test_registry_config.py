@@ -67,7 +67,7 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("[registry\n", "not valid TOML"),
-        ("registy = 1\n", "unknown key(s) registy"),
+        ("registy = 1\n", "unknown key(s) registy (did you mean 'registry'?)"),
         ("registry = 3\n", "registry must be a mapping"),
         ("[registry]\nca_cert = '/x'\n", "unknown key(s) ca_cert"),
         ("[registry.hosts.h]\ninsecure = 'yes please'\n", "hosts.h.insecure"),

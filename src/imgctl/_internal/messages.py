@@ -1,15 +1,33 @@
-"""Describing a parsed value in an error message by its kind, never by its content.
+"""Words for error messages: a parsed value by its kind, never by its content; a misspelt key.
 
 Files and answers that imgctl reads may hold secrets (a token where a flag was expected), so a
 message names what kind of value it found: in YAML's words for the files imgctl reads as YAML,
-in JSON's for JSON documents and answers.
+in JSON's for JSON documents and answers. An unknown key in a config file is most often a typo
+of a known one: ``closest`` finds it, ``unknown_key`` says it, for every file imgctl reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 
-__all__ = ["json_kind", "yaml_kind"]
+__all__ = ["closest", "json_kind", "unknown_key", "yaml_kind"]
+
+
+def closest(key: object, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The choice ``key`` most likely misspells (difflib ratio >= ``cutoff``), or None."""
+    found = difflib.get_close_matches(str(key), list(choices), n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def unknown_key(key: object, choices: Iterable[str], shown: str | None = None) -> str:
+    """An unknown key as an error names it: ``emial (did you mean 'email'?)``, or just the key.
+
+    ``shown`` is how to write the key when not as it is (with its line: ``emial (line 8)``).
+    """
+    text = str(key) if shown is None else shown
+    guess = closest(key, choices)
+    return f"{text} (did you mean {guess!r}?)" if guess else text
 
 
 def yaml_kind(value: object) -> str:

@@ -16,7 +16,6 @@ never keep the revoked token alive. Errors name the file and the line, never a t
 
 from __future__ import annotations
 
-import difflib
 import hmac
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import Final
 from imgctl._internal import strict_yaml
 from imgctl._internal.filechanges import CHECK_INTERVAL_S, FileChanges
 from imgctl._internal.files import read_text
+from imgctl._internal.messages import closest
 from imgctl.errors import UsageError
 
 __all__ = ["CHECK_INTERVAL_S", "TokenFile"]
@@ -178,8 +178,8 @@ def _parse(text: str) -> tuple[_Token, ...]:
 
 def _unknown(key: object) -> str:
     # Only a near miss of a field name is quoted: any other key could be a pasted token.
-    if isinstance(key, str) and difflib.get_close_matches(key, _ENTRY_KEYS, n=1, cutoff=0.8):
-        guess = difflib.get_close_matches(key, _ENTRY_KEYS, n=1, cutoff=0.8)[0]
+    guess = closest(key, _ENTRY_KEYS, cutoff=0.8) if isinstance(key, str) else None
+    if guess is not None:
         return f"unknown key {key!r} (did you mean {guess!r}?)"
     return "an unknown key"
 

@@ -35,6 +35,7 @@ def user_config() -> dict[str, Any]:
 
 
 def _read_client_table(path: Path) -> dict[str, Any]:
+    from imgctl._internal.messages import unknown_key
     from imgctl.remote.config import load_config_document
 
     document = load_config_document(path)
@@ -44,7 +45,8 @@ def _read_client_table(path: Path) -> dict[str, Any]:
     unknown = sorted(set(client) - CLIENT_KEYS)
     if unknown:
         raise UsageError(
-            f"{path}: unknown key(s) {', '.join(unknown)} in [client]",
+            f"{path}: unknown key(s) {', '.join(unknown_key(k, CLIENT_KEYS) for k in unknown)}"
+            " in [client]",
             hint=f"allowed: {', '.join(sorted(CLIENT_KEYS))}",
         )
     for key, value in client.items():

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgctl._internal.messages import unknown_key
 from imgctl.config import setting
 from imgctl.errors import UsageError
 from imgctl.remote._tls import RegistryTLS, TLSConfig
@@ -200,7 +201,7 @@ def _check_keys(section: Mapping[str, Any], allowed: frozenset[str], where: str)
     unknown = sorted(str(k) for k in section if k not in allowed)
     if unknown:
         raise UsageError(
-            f"{where}: unknown key(s) {', '.join(unknown)}",
+            f"{where}: unknown key(s) {', '.join(unknown_key(k, allowed) for k in unknown)}",
             hint=f"allowed: {', '.join(sorted(allowed))}",
         )
 

@@ -8,7 +8,6 @@ fields; what the keys mean belongs to the reader of each file (``imgctl.scan.wat
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from imgctl._internal import strict_yaml
-from imgctl._internal.messages import yaml_kind
+from imgctl._internal.messages import closest, yaml_kind
 from imgctl.errors import ImgctlError, UsageError
 
 __all__ = ["FieldReader", "show"]
@@ -113,8 +112,8 @@ class FieldReader:
                 known[key] = item
                 continue
             shown = show(key)
-            guess = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            guess = closest(key, allowed)
+            hint = f" (did you mean {guess!r}?)" if guess else ""
             self.add(where, f"unknown key {shown}{hint}; allowed keys: {', '.join(allowed)}")
         return known
 

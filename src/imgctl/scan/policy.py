@@ -28,7 +28,6 @@ lexically greatest original tag wins, so the answer never depends on the registr
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -36,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, TypeVar, cast
 
-from imgctl._internal.messages import yaml_kind
+from imgctl._internal.messages import closest, yaml_kind
 from imgctl.errors import PolicyError, UsageError
 from imgctl.scan._goregex import compile_go_regex, expand, unknown_references
 from imgctl.scan._semver import compile_constraint, parse_tag
@@ -132,8 +131,8 @@ def _filter_path(where: str) -> str:
 
 
 def _suggest(key: object, choices: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(str(key), list(choices), n=1)
-    return f"did you mean {close[0]!r}?" if close else None
+    close = closest(key, choices)
+    return f"did you mean {close!r}?" if close else None
 
 
 def _check_keys(body: Mapping[object, object], allowed: tuple[str, ...], path: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from imgctl._internal import strict_yaml
+from imgctl._internal.messages import unknown_key
 from imgctl.errors import ImgctlError, UsageError
 
 __all__ = ["IssuerConfig", "SSHUser", "StaticClient", "load_issuer_config"]
@@ -275,7 +276,7 @@ def _refuse_unknown(
     """UsageError listing ``unknown`` keys, each with its line when ``within`` says where."""
     if unknown:
         located = [
-            f"{key}{within[0].key_at(within[1], key) if within else ''}"
+            unknown_key(key, allowed, f"{key}{within[0].key_at(within[1], key) if within else ''}")
             for key in sorted(map(str, unknown))
         ]
         raise UsageError(
