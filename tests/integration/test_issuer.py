@@ -507,6 +507,11 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINSJC8qeQCYs/yrxpcc57KyF03Iaclnu+J+rQ
             },
             "users.a.keys[0]: ssh-dss keys cannot sign",
         ),
+        # A secret of digits, unquoted, is a number: say to quote it, never what it was.
+        (
+            {"staticClients": [{"id": "c", "secret": 40961}], "users": {"a": {"keys": [KEY]}}},
+            "secret must be a string, not a number; put it in quotes in the YAML",
+        ),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, document: dict[str, Any], message: str) -> None:
@@ -516,3 +521,4 @@ def test_bad_configs_name_the_key(tmp_path: Path, document: dict[str, Any], mess
         load_issuer_config(path)
     assert message in str(caught.value)
     assert str(path) in str(caught.value)
+    assert "40961" not in str(caught.value)

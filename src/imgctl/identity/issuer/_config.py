@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from imgctl._internal import strict_yaml
-from imgctl._internal.messages import unknown_key
+from imgctl._internal.messages import unknown_key, yaml_kind
 from imgctl.errors import ImgctlError, UsageError
 
 __all__ = ["IssuerConfig", "SSHUser", "StaticClient", "load_issuer_config"]
@@ -289,7 +290,13 @@ def _string(value: Any, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise UsageError(f"{where} must be a string")
+        # YAML reads 123, 1e3, yes and 2024-01-01 as other things than strings; never echo the
+        # value (a secret is one of these).
+        scalar = isinstance(value, int | float | bool | date)
+        raise UsageError(
+            f"{where} must be a string, not {yaml_kind(value)}",
+            hint="put it in quotes in the YAML, so that it is read as a string" if scalar else None,
+        )
     return value
 
 
