@@ -38,6 +38,7 @@ from ..support.sshkeys import Agent, require
 README = Path(__file__).resolve().parents[2] / "README.md"
 PORTS = ("5001", "5002", "5556", "9999", "8080")
 DIGEST = "sha256:[0-9a-f]{64}"
+_TIME = r"\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{6}Z"  # re.sub's replacement: escaped
 MARK = "@@@ quickstart step {} @@@"
 # How long the whole quick start may take before the test gives up on a hang. Not a speed
 # claim: it takes about 10 s alone, several times that on a loaded 2-core machine.
@@ -113,7 +114,9 @@ def pattern(expected: list[str]) -> re.Pattern[str]:
             continue
         regex = re.escape(line)
         regex = re.sub(r"sha256:[0-9a-f]{64}", DIGEST, regex)
+        regex = re.sub(r"sha256:[0-9a-f]{12}\b", "sha256:[0-9a-f]{12}", regex)
         regex = re.sub(r"\b[0-9a-f]{32}\b", "[0-9a-f]{32}", regex)
+        regex = re.sub(r"\d{4}\\-\d\d\\-\d\dT\d\d:\d\d:\d\d\\\.\d{6}Z", _TIME, regex)
         regex = re.sub(r"\b\d+\\ ms\b", r"\\d+\\ ms", regex)
         parts.append(regex + r"\n")
     return re.compile("".join(parts))

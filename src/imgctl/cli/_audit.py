@@ -11,6 +11,7 @@ the command through the exit code table: a bad filter 2, no or a rejected token 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -26,8 +27,13 @@ from imgctl.cli._exit import (
 from imgctl.cli._flags import (
     CATALOG_UNREACHABLE_HINT,
     CatalogUrlOpt,
+    ClientCertOptForServer,
+    ClientKeyOptForServer,
     Login,
     OutputOpt,
+    ServerCaOpt,
+    ServerOpt,
+    TlsOpt,
     drop_cached_token,
     login_command,
 )
@@ -77,13 +83,19 @@ def audit_ls(
         typer.Option("--cursor", help="Go on after a previous page (its next cursor)."),
     ] = None,
     url: CatalogUrlOpt = "http://localhost:8080",
+    server: ServerOpt = None,
+    tls: TlsOpt = None,
+    ca_cert: ServerCaOpt = None,
+    client_cert: ClientCertOptForServer = None,
+    client_key: ClientKeyOptForServer = None,
     token: Annotated[
         str | None,
         typer.Option(
             "--token",
             envvar="IMGCTL_WEB_TOKEN",
             help="Bearer token for the server's pages and API (default: the login flags' "
-            "token, as imgctl token prints it; none without --dex-url).",
+            "token, as imgctl token prints it, from the issuer --dex-url names or the one the "
+            "imgctl server (--server) names; none without either).",
             show_default=False,
         ),
     ] = None,
@@ -100,7 +112,8 @@ def audit_ls(
         "cursor": cursor,
     }
     query = {k: v for k, v in params.items() if v}
-    bearer, settings, cached = _bearer(token, login)
+    connection = (server, tls, ca_cert, client_cert, client_key)
+    bearer, settings, cached = _bearer(token, login, connection)
     try:
         document = _get(url, query, bearer, cached=cached)
     except _CachedTokenRefused as refused:
@@ -126,23 +139,29 @@ class _CachedTokenRefused(Exception):
     """The server refused a token that came from the cache (its message is the reason)."""
 
 
-def _bearer(token: str | None, login: Login) -> tuple[str | None, LoginSettings | None, bool]:
+def _bearer(
+    token: str | None,
+    login: Login,
+    connection: tuple[str | None, bool | None, Path | None, Path | None, Path | None],
+) -> tuple[str | None, LoginSettings | None, bool]:
     """The token to send, the login settings it came from, and whether it came from the cache.
 
-    ``--token``, else the login flags' token when they name an issuer, else none.
+    ``--token``; else the login flags' token when they name an issuer or an imgctl server is
+    configured (which names its issuer and audience, as for ``imgctl token``); else none.
     """
     if token:
         return token, None, False
+    from imgctl.cli._promote import server_login_settings
     from imgctl.cli._settings import resolve
     from imgctl.errors import ImgctlError
 
     try:
-        issuer = resolve(login.dex_url, "dex_url")
+        issuer, server = resolve(login.dex_url, "dex_url"), resolve(connection[0], "server")
     except ImgctlError as exc:
         fail(str(exc), EXIT_INVALID)
-    if not issuer:
+    if not issuer and not server:
         return None, None, False
-    settings = login.settings()
+    settings, _ = server_login_settings(login, *connection)
     issued = login.token(settings)
     return issued.token, settings, issued.source == "cache"
 
@@ -176,7 +195,8 @@ def _get(url: str, params: dict[str, str], token: str | None, *, cached: bool) -
         how = "the token was refused" if token else "no token was sent"
         fail(
             f'{message} ({how}: pass --token, e.g. --token "$(imgctl token)", or the '
-            "login flags with --dex-url)",
+            "login flags with --dex-url, or --server (IMGCTL_SERVER) to ask the server for its "
+            "issuer)",
             EXIT_UNAUTHENTICATED,
         )
     if response.status_code == 403:
