@@ -315,6 +315,10 @@ EXAMPLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "audit ls": (
         ("The latest 50 events", "imgctl audit ls"),
         (
+            "Signed in as alice, the issuer learnt from the server",
+            "IMGCTL_SERVER=localhost:9999 imgctl audit ls -u alice -f alice_ed25519",
+        ),
+        (
             "What alice did in March",
             "imgctl audit ls --user alice@example.com "
             "--since 2025-03-01T00:00:00Z --until 2025-04-01T00:00:00Z",
