@@ -316,7 +316,7 @@ EXAMPLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("The latest 50 events", "imgctl audit ls"),
         (
             "Signed in as alice, the issuer learnt from the server",
-            "IMGCTL_SERVER=localhost:9999 imgctl audit ls -u alice -f alice_ed25519",
+            "imgctl audit ls --server localhost:9999 -u alice -f alice_ed25519",
         ),
         (
             "What alice did in March",
