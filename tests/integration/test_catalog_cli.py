@@ -42,8 +42,19 @@ def test_put_ls_get_rm(catalog: str) -> None:
         "--catalog-url",
         catalog,
     )
-    assert refused.returncode == 1
+    assert refused.returncode == 3  # no token: not authenticated (README "Exit codes")
     assert "token" in refused.stderr
+    wrong = run(
+        "put",
+        image_id,
+        "--name",
+        "registry.example.com/team/app",
+        "--catalog-url",
+        catalog,
+        "--token",
+        "not-the-token",
+    )
+    assert wrong.returncode == 3, wrong.stderr
     made = run(
         "put",
         image_id,
@@ -252,3 +263,15 @@ def test_fastapi_errors_are_printed_as_their_message(catalog: str, args: tuple[s
     assert "{" not in line
     assert "Not Found" in line
     assert "--catalog-url" in line  # the hint: the URL is not a catalog's
+
+
+def test_writes_to_a_catalog_without_a_tokens_file_are_not_allowed(tmp_path: Path) -> None:
+    # Writes turned off (no tokens file): a refusal of the write, exit 4 as any "not allowed".
+    with catalog_server(IMGCTL, tmp_path, token=None) as url:
+        image_id = f"registry.example.com/team/app@{DIGEST}"
+        result = run(
+            "put", image_id, "--name", "registry.example.com/team/app", "--catalog-url", url
+        )
+    assert result.returncode == 4, result.stderr
+    assert "catalog writes are turned off" in result.stderr
+    assert result.stderr.count("\n") == 1

@@ -24,7 +24,14 @@ from imgctl.cli._flags import (
     RequireSignatureOpt,
 )
 from imgctl.cli._output import Output, print_document
-from imgctl.errors import ImgctlError, NotFoundError, TransportError, UsageError
+from imgctl.errors import (
+    ImgctlError,
+    NotAllowedError,
+    NotAuthenticatedError,
+    NotFoundError,
+    TransportError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from imgctl.store import ImportImage, ImportResult
@@ -458,11 +465,11 @@ def _refusal(
         )
     if status in (400, 413, 422):
         return UsageError(message, hint=f"see {help_command} --help")
-    # 401 and 403 exit 1 as before, not the table's 3 and 4 (ImgctlError, not its subclasses).
+    # README's one table: a token missing or refused exits 3, a write not allowed 4.
     if status == 401:
-        return ImgctlError(message, hint="check --token / IMGCTL_CATALOG_TOKEN")
+        return NotAuthenticatedError(message, hint="check --token / IMGCTL_CATALOG_TOKEN")
     if status == 403:
-        return ImgctlError(message, hint="ask the catalog's operator for a write token")
+        return NotAllowedError(message, hint="ask the catalog's operator for a write token")
     return ImgctlError(
         f"{message} ({status})", hint="the catalog server failed: see its log, then retry"
     )
