@@ -228,7 +228,7 @@ def auth_logout(
             issuer = resolve(dex_url, "dex_url")
             chosen_audience = resolve(audience, "audience")
         except ImgctlError as exc:
-            fail(str(exc))
+            fail(str(exc), EXIT_INVALID)  # config.toml that cannot be read: a usage error
         if not issuer and not chosen_audience and not username:
             fail(
                 "say which tokens to forget: --dex-url (DEX_URL), --audience, --username, or --all",
