@@ -122,17 +122,23 @@ class TarLayer:
 
 
 class _Tap:
-    """A readable stream that hands every piece it reads to ``seen`` (tarfile reads it)."""
+    """A readable stream that hands every piece it reads to ``seen`` (tarfile reads it).
 
-    def __init__(self, source: IO[bytes], seen: Callable[[bytes], None], name: str) -> None:
-        self._source, self._seen, self._name = source, seen, name
+    ``gunzip``: the source is a ``GzipFile``, whose errors are a damaged gzip file, not tar.
+    """
+
+    def __init__(
+        self, source: IO[bytes], seen: Callable[[bytes], None], name: str, *, gunzip: bool = False
+    ) -> None:
+        self._source, self._seen, self._name, self._gunzip = source, seen, name, gunzip
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes of the source, seen on the way."""
         try:
             data = self._source.read(size)
         except (OSError, EOFError, zlib.error) as error:
-            # Only a gzipped source can fail while reading a readable file: say gzip, not tar.
+            if not self._gunzip:
+                raise  # the file itself could not be read: the caller says so
             raise UsageError(
                 f"layer {self._name}: not a valid gzip file ({error})", hint=_TAR_HINT
             ) from None
@@ -172,7 +178,7 @@ def layer_from_tar_file(path: Path, spool: Path) -> TarLayer:
         if compressed:
             hashed = _Tap(source, blob.update, name)
             with gzip.GzipFile(fileobj=hashed, mode="rb") as unzipped:  # type: ignore[call-overload]
-                _read_tar(_Tap(unzipped, diff.update, name), name, compressed=True)
+                _read_tar(_Tap(unzipped, diff.update, name, gunzip=True), name, compressed=True)
             while hashed.read(_PIECE):
                 pass  # whatever gzip left unread still is the blob's
             return TarLayer(
