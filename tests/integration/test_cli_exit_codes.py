@@ -46,25 +46,26 @@ def _env(home: Path) -> dict[str, str]:
 
 _PAIRS_BAD = "a/b:1 c/d:1\nonly-one-field\n"
 _GOOD = "127.0.0.1:9/app:v1"
+_OTHER = "127.0.0.1:9/other:v1"  # a destination that is not _GOOD: each row checks one mistake
 
 # (id, argv, what the error line says). "{dir}" is a fresh directory; files in it: pairs.txt
 # (a bad line), empty.txt (no pairs), watches.yaml (not a watches file).
 USAGE: list[tuple[str, list[str], str]] = [
     ("copy-one-argument", ["copy", _GOOD], "copy needs SRC and DST"),
-    ("copy-pairs-and-file", ["copy", _GOOD, _GOOD, "-f", "{dir}/pairs.txt"], "not both"),
+    ("copy-pairs-and-file", ["copy", _GOOD, _OTHER, "-f", "{dir}/pairs.txt"], "not both"),
     ("copy-bad-reference", ["copy", "Bad/Ref:v1", _GOOD], "invalid reference"),
-    ("copy-bad-platform", ["copy", _GOOD, _GOOD, "--platform", "linux"], "--platform"),
+    ("copy-bad-platform", ["copy", _GOOD, _OTHER, "--platform", "linux"], "--platform"),
     ("copy-bad-pair-line", ["copy", "-f", "{dir}/pairs.txt"], "expected 'SRC DST'"),
     ("copy-no-pairs", ["copy", "-f", "{dir}/empty.txt"], "no 'SRC DST' pairs"),
     ("copy-onto-itself", ["copy", _GOOD, _GOOD.split(":v1")[0]], "the same image"),
     ("copy-file-onto-itself", ["copy", "-f", "{dir}/self.txt"], "self.txt:2: source and"),
     ("copy-missing-file", ["copy", "-f", "{dir}/absent.txt"], "absent.txt"),
-    ("copy-verify-certs-maybe", ["copy", _GOOD, _GOOD, "--registry-verify-certs", "maybe"], ""),
-    ("copy-jobs-zero", ["copy", _GOOD, _GOOD, "--jobs", "0"], "--jobs"),
-    ("copy-unknown-flag", ["copy", _GOOD, _GOOD, "--platfrom", "linux/amd64"], "--platfrom"),
+    ("copy-verify-certs-maybe", ["copy", _GOOD, _OTHER, "--registry-verify-certs", "maybe"], ""),
+    ("copy-jobs-zero", ["copy", _GOOD, _OTHER, "--jobs", "0"], "--jobs"),
+    ("copy-unknown-flag", ["copy", _GOOD, _OTHER, "--platfrom", "linux/amd64"], "--platfrom"),
     (
         "copy-username-alone",
-        ["copy", _GOOD, _GOOD, "--registry-username", "bob"],
+        ["copy", _GOOD, _OTHER, "--registry-username", "bob"],
         "must be given together",
     ),
     ("digest-bad-reference", ["digest", "https://example.com/app"], "invalid reference"),
