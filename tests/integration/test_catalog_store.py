@@ -323,15 +323,21 @@ async def test_ping_raises_when_database_goes_away(tmp_path: Path) -> None:
     with psycopg.connect(PG_DSN, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     try:
-        catalog = await CatalogStore.open(f"{PG_URL}?options=-csearch_path%3D{schema}")
+        # Its connections carry a name of their own: only they are terminated, not those of
+        # the servers other tests (or a suite running beside this one) hold on this database.
+        name = f"imgctl-{schema}"
+        catalog = await CatalogStore.open(
+            f"{PG_URL}?options=-csearch_path%3D{schema}&application_name={name}"
+        )
         try:
             await catalog.ping()
             with psycopg.connect(PG_DSN, autocommit=True) as connection:
-                connection.execute(
+                terminated = connection.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE application_name = 'imgctl' AND pid <> pg_backend_pid()"
-                    " AND query NOT LIKE '%pg_terminate_backend%'"
-                )
+                    " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                ).fetchall()
+            assert terminated, "the store's connection was not found to terminate"
             # pool_pre_ping reconnects: a dropped connection is not an outage.
             await catalog.ping()
         finally:
