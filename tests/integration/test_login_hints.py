@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import jwt
@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..conftest import IMGCTL
 from ..support.deployment import AUDIENCE, ENGINEERING, SECRET, server_env, start_server
 from ..support.deployment import stop_process as stop_server
+from ..support.httpd import CheckedHTTPServer
 from ..support.idp import Idp, start_idp
 from ..support.registry import Registry
 from ..support.sshkeys import Agent, Key, keygen
@@ -179,13 +180,15 @@ def test_dex_refusing_without_a_reason_gets_every_usual_cause(setup: Setup, tmp_
             self.end_headers()
             self.wfile.write(body)
 
-    dex = ThreadingHTTPServer(("127.0.0.1", 0), DexRefusal)
+    dex = CheckedHTTPServer(("127.0.0.1", 0), DexRefusal)
     threading.Thread(target=dex.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{dex.server_address[1]}"
         result = setup.run(tmp_path, "token", "-u", "alice", "--dex-url", url)
     finally:
         dex.shutdown()
+        dex.server_close()
+    dex.check()
     assert result.returncode == 3
     assert "refused every SSH key for user 'alice' without saying why" in result.stderr
     assert "`ssh-add -L`" in result.stderr

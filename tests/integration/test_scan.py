@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from imgctl.scan.watches import WatchConfig, parse_watches
 from imgctl.store import WatchState
 
 from ..conftest import PASSWORD, USER, PushedImage, Tls
+from ..support.httpd import CheckedHTTPServer
 from ..support.proxy import FaultProxy
 from ..support.registry import Registry, add_tags
 
@@ -466,13 +467,13 @@ def stalling_registry() -> Iterator[tuple[str, threading.Event]]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = CheckedHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}", release
     release.set()
     server.shutdown()
     server.server_close()
+    server.check()
 
 
 async def test_the_timeout_covers_resolving_the_latest_digest(

@@ -20,7 +20,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from imgctl.scan.watches import Watch, WatchConfig, parse_watches
 
 from ..conftest import IMGCTL
 from ..support.deployment import AUDIENCE, OPS, SECRET, server_env, start_server, stop_process
+from ..support.httpd import CheckedHTTPServer
 from ..support.idp import start_idp
 from ..support.registry import Registry, add_tags
 from ..support.sshkeys import keygen
@@ -514,13 +515,13 @@ def held_registry() -> Iterator[tuple[str, threading.Event, threading.Event]]:
             self.send_header("Content-Length", "100")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = CheckedHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}", arrived, release
     release.set()
     server.shutdown()
     server.server_close()
+    server.check()
 
 
 def _config(*watches: dict[str, Any]) -> WatchConfig:

@@ -14,7 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from ..support.deployment import (
     start_server,
     stop_process,
 )
+from ..support.httpd import CheckedHTTPServer
 from ..support.idp import Idp, start_idp
 from ..support.moto import MotoServer
 from ..support.postgres import scratch_database
@@ -49,7 +50,7 @@ class Slack:
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     hits: int = 0
-    server: ThreadingHTTPServer | None = None
+    server: CheckedHTTPServer | None = None
 
     @property
     def url(self) -> str:
@@ -76,9 +77,16 @@ class Slack:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = CheckedHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
+
+    def stop(self) -> None:
+        """Stop serving; fail the test if the handler raised."""
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+        self.server.check()
 
 
 @dataclass
@@ -198,6 +206,7 @@ def _deploy(
     cleanup.callback(agent.stop)
     agent.add(*keys.values())
     slack = Slack().start()
+    cleanup.callback(slack.stop)
     policy = root / "policy.yaml"
     policy.write_text(f"destinations:\n  prod: [{OPS}]\n")
     moto = MotoServer(root / "moto.log").start()

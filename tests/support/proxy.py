@@ -16,8 +16,10 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from .httpd import CheckedHTTPServer
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 
@@ -66,7 +68,7 @@ class FaultProxy:
     bytes_up: Counter[str] = field(default_factory=Counter)  # request body bytes per method
     bytes_down: Counter[str] = field(default_factory=Counter)  # response body bytes per method
     port: int = 0
-    _server: ThreadingHTTPServer | None = None
+    _server: CheckedHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -280,14 +282,17 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        # Broken connections are what a fault proxy is for; any other error is its own bug.
+        self._server = CheckedHTTPServer(
+            ("127.0.0.1", 0), Handler, benign=(OSError, http.client.HTTPException)
+        )
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+            server, self._server = self._server, None
+            server.shutdown()
+            server.server_close()
+            server.check()

@@ -90,3 +90,23 @@ class TestGroup:
         "test_annotated_quiet",
         "TestGroup.test_nothing_in_a_class",
     }
+
+
+def test_every_stub_http_server_keeps_its_handlers_errors() -> None:
+    # A plain http.server server prints a handler's error and serves on: the test that uses
+    # it cannot fail by it (issue 23 item 1). Stub servers are tests/support/httpd.py's.
+    import ast
+
+    plain = {"HTTPServer", "ThreadingHTTPServer"}
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        if path == TESTS / "support" / "httpd.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Call):
+                names.append(getattr(node.func, "id", getattr(node.func, "attr", "")))
+            if isinstance(node, ast.ClassDef):
+                names += [getattr(base, "id", getattr(base, "attr", "")) for base in node.bases]
+            found += [f"{path.relative_to(TESTS)}:{node.lineno}" for name in names if name in plain]
+    assert found == [], "use tests/support/httpd.CheckedHTTPServer:\n" + "\n".join(found)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -27,6 +27,8 @@ from imgctl.server.notify import (
     message_for,
     notifier_from_environment,
 )
+
+from ..support.httpd import CheckedHTTPServer
 
 SECRET = "T0SECRET/B0SECRET/xoxbSecretToken42"
 WEBHOOK_PATH = f"/services/{SECRET}"
@@ -99,8 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(CheckedHTTPServer):
     block_on_close = False
     receiver: Receiver
 
@@ -116,6 +117,7 @@ def receiver() -> Iterator[Receiver]:
     server.shutdown()
     server.server_close()
     thread.join(5)
+    server.check()
 
 
 def event(**changes: Any) -> PromotionEvent:

@@ -60,3 +60,46 @@ async def test_a_handler_that_answers_closes_cleanly() -> None:
     await _ask(server)
     await server.aclose()
     assert server.closed == 1
+
+
+def test_the_threaded_stub_server_fails_the_test_when_its_handler_raises() -> None:
+    # tests/support/httpd.py's CheckedHTTPServer: the handler's error is kept, not printed,
+    # and check() raises it; a client that went away is not an error.
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    from ..support.httpd import CheckedHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/bug":
+                raise ValueError("a bug in the stub")
+            if self.path == "/gone":
+                raise ConnectionResetError("the client went away")
+            self.send_response(204)
+            self.end_headers()
+
+    server = CheckedHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for path in ("/ok", "/gone", "/bug"):
+            connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1])
+            try:
+                connection.request("GET", path)
+                if path == "/ok":
+                    assert connection.getresponse().status == 204
+                else:
+                    with pytest.raises(http.client.HTTPException):
+                        connection.getresponse()
+            finally:
+                connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(AssertionError, match="a bug in the stub"):
+        server.check()
+    server.check()  # what was raised is reported once

@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -34,6 +34,8 @@ from imgctl.identity.verifier import (
     TokenVerifier,
     VerifierSettings,
 )
+
+from ..support.httpd import CheckedHTTPServer
 
 AUDIENCE = "https://imgctl.example.com"
 GROUP = "engineering@example.com"
@@ -70,8 +72,7 @@ class IssuerStub:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = CheckedHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.issuer = f"{self.base}{PREFIX}"
@@ -88,6 +89,7 @@ class IssuerStub:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+        self._server.check()
 
     def publish(self, *signers: Signer) -> None:
         self.keys = [signer.jwk for signer in signers]
