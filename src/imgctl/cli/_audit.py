@@ -26,6 +26,7 @@ from imgctl.cli._exit import (
 )
 from imgctl.cli._flags import (
     CATALOG_UNREACHABLE_HINT,
+    CachedTokenRefused,
     CatalogUrlOpt,
     ClientCertOptForServer,
     ClientKeyOptForServer,
@@ -116,7 +117,7 @@ def audit_ls(
     bearer, settings, cached = _bearer(token, login, connection)
     try:
         document = _get(url, query, bearer, cached=cached)
-    except _CachedTokenRefused as refused:
+    except CachedTokenRefused as refused:
         # As promote: a cached token can go bad before it expires; sign in once more.
         assert settings is not None
         drop_cached_token(settings, str(refused))
@@ -133,10 +134,6 @@ def audit_ls(
     next_cursor = document.get("next_cursor")
     if next_cursor:
         print(f"more: add --cursor {next_cursor}", file=sys.stderr)
-
-
-class _CachedTokenRefused(Exception):
-    """The server refused a token that came from the cache (its message is the reason)."""
 
 
 def _bearer(
@@ -190,7 +187,7 @@ def _get(url: str, params: dict[str, str], token: str | None, *, cached: bool) -
     if response.status_code == 400:
         fail(message, EXIT_INVALID)
     if response.status_code == 401 and cached:
-        raise _CachedTokenRefused(message)
+        raise CachedTokenRefused(message)
     if response.status_code == 401:
         how = "the token was refused" if token else "no token was sent"
         fail(

@@ -292,13 +292,12 @@ RateOpt = Annotated[
 BurstOpt = Annotated[
     int, typer.Option("--burst", min=1, help="Requests allowed at once above the rate.")
 ]
-# The server's HTTP side: the catalog API and GET /scan.
 # What to check when the server's HTTP side (catalog, audit, scan status) does not answer.
 CATALOG_UNREACHABLE_HINT = (
     "is the imgctl server (or `imgctl catalog serve`) listening there? Name its HTTP address"
     " with --catalog-url URL (IMGCTL_CATALOG_URL)"
 )
-
+# The server's HTTP side: the catalog API and GET /scan.
 CatalogUrlOpt = Annotated[
     str,
     typer.Option(
@@ -688,6 +687,14 @@ class Login:
             fail(str(exc), EXIT_UNAUTHENTICATED)
         except KeyboardInterrupt:
             interrupted()
+
+
+class CachedTokenRefused(Exception):
+    """A server refused a token that came from the cache; the message is what it said.
+
+    Raised where the refusal is seen, caught where the call can be made again: the command
+    then calls ``drop_cached_token`` and signs in once more (promote, auth-check, audit ls).
+    """
 
 
 def drop_cached_token(settings: LoginSettings, details: str) -> None:

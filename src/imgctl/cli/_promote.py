@@ -28,6 +28,7 @@ from imgctl.cli._exit import (
 )
 from imgctl.cli._flags import (
     SERVER_UNREACHABLE_HINT,
+    CachedTokenRefused,
     ClientCertOptForServer,
     ClientKeyOptForServer,
     Login,
@@ -275,7 +276,7 @@ def _statusfail(error: grpc.aio.AioRpcError, server: str) -> NoReturn:
     details = error.details() or name
     if name == "UNAUTHENTICATED" and _SIGNIN.issued is not None:
         if _SIGNIN.issued.source == "cache" and not _SIGNIN.retried:
-            raise _CachedTokenRefused(details)  # _run drops it, signs in afresh, tries again
+            raise CachedTokenRefused(details)  # _run drops it, signs in afresh, tries again
         _explain_refusal(details, server)
     if name == "UNAVAILABLE" and not _answered(error):
         fail(
@@ -312,10 +313,6 @@ class _SignIn:
 
 
 _SIGNIN = _SignIn()
-
-
-class _CachedTokenRefused(Exception):
-    """The server answered UNAUTHENTICATED to a token from the cache (its details)."""
 
 
 def _explain_refusal(details: str, server: str) -> NoReturn:
@@ -424,7 +421,7 @@ def _run(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     try:
         try:
             return asyncio.run(work())
-        except _CachedTokenRefused as refused:
+        except CachedTokenRefused as refused:
             # The cached token is no good to this server (keys rotated, issuer re-keyed, a
             # clock...): forget it and sign in once more; a second refusal is explained.
             _forget_cached_token(str(refused))

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from imgctl.errors import UsageError
 from imgctl.oci import mediatypes as mt
-from imgctl.oci.digest import Digest
+from imgctl.oci.digest import Digest, Digester
 from imgctl.oci.manifest import Platform
 
 __all__ = [
@@ -170,8 +170,8 @@ def layer_from_tar_file(path: Path, spool: Path) -> TarLayer:
     name = str(path)
     if path.stat().st_size == 0:
         raise UsageError(f"layer {name} is empty, not a tar archive", hint=_TAR_HINT)
-    diff = hashlib.sha256()
-    blob = hashlib.sha256()
+    # What the registry checks (the blob's digest and size) and the config lists (the tar's).
+    diff, blob = Digester(), Digester()
     with path.open("rb") as source:
         compressed = source.read(2) == _GZIP_MAGIC
         source.seek(0)
@@ -181,12 +181,7 @@ def layer_from_tar_file(path: Path, spool: Path) -> TarLayer:
                 _read_tar(_Tap(unzipped, diff.update, name, gunzip=True), name, compressed=True)
             while hashed.read(_PIECE):
                 pass  # whatever gzip left unread still is the blob's
-            return TarLayer(
-                path,
-                Digest.parse("sha256:" + blob.hexdigest()),
-                path.stat().st_size,
-                "sha256:" + diff.hexdigest(),
-            )
+            return TarLayer(path, blob.digest(), blob.size, str(diff.digest()))
         fd, spooled = tempfile.mkstemp(dir=spool, prefix="layer-", suffix=".tar.gz")
         with os.fdopen(fd, "wb") as out:
             compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # as _gzip: the same bytes
@@ -201,13 +196,7 @@ def layer_from_tar_file(path: Path, spool: Path) -> TarLayer:
 
             _read_tar(_Tap(source, seen, name), name, compressed=False)
             write(compressor.flush())
-            size = out.tell()
-    return TarLayer(
-        Path(spooled),
-        Digest.parse("sha256:" + blob.hexdigest()),
-        size,
-        "sha256:" + diff.hexdigest(),
-    )
+    return TarLayer(Path(spooled), blob.digest(), blob.size, str(diff.digest()))
 
 
 def image_config(

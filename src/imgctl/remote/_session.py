@@ -532,10 +532,10 @@ class Session:
         if status == 403 or code == "DENIED":
             raise PermissionDeniedError(text, status=status, code=code)
         if status == 404:
+            # A missing manifest never comes here: get_manifest and head_manifest answer it
+            # (RegistryClient's manifest_not_found, with the tag asked for and the hint).
             hint = None
-            if what.startswith("manifest ") and code != "NAME_UNKNOWN":
-                hint = f"list the tags with: imgctl ls {registry}/{repository}"
-            elif code == "NAME_UNKNOWN":
+            if code == "NAME_UNKNOWN":
                 hint = f"the repository {registry}/{repository} does not exist"
             raise NotFoundError(
                 f"{what} not found ({code or status})", status=status, code=code, hint=hint

@@ -37,13 +37,13 @@ from imgctl.errors import (
     DigestMismatchError,
     ImgctlError,
     NotFoundError,
-    PermanentConnectionError,
     RegistryError,
     TransportError,
 )
 from imgctl.oci.manifest import Descriptor
 from imgctl.oci.reference import Reference
 from imgctl.remote._client import CANCEL_UPLOAD_TIMEOUT, RegistryClient
+from imgctl.remote._http import transfer_retryable
 
 __all__ = ["CHUNK_SIZE", "RESUMABLE_THRESHOLD", "upload_resumable", "wants_chunks"]
 
@@ -327,15 +327,13 @@ async def _landing(request: Awaitable[str], landed: Callable[[str], None]) -> st
 
 
 def _worth_resuming(exc: ImgctlError) -> bool:
-    if isinstance(exc, PermanentConnectionError):
-        return False  # nothing listens there any more (or no such host): gone, not slow
-    if isinstance(exc, TransportError):
+    # What is worth another try of a whole transfer, and what a resumable upload can also
+    # recover from: a range the registry did not take (416), a session it lost.
+    if transfer_retryable(exc):
         return True
     if not isinstance(exc, RegistryError) or exc.status is None:
         return False
-    if exc.status == 429 or exc.status >= 500 or exc.status == 416:
-        return True
-    return exc.status in (400, 404) and exc.code in _LOST_SESSION_CODES
+    return exc.status == 416 or (exc.status in (400, 404) and exc.code in _LOST_SESSION_CODES)
 
 
 class _Source:
